@@ -1,0 +1,155 @@
+"""The ingress: a Flask app that validates PD-CEF events and queues them in Redis.
+
+A 202 is answered only after Redis has stored the event; any Redis failure is a 503
+with Retry-After, so a sender never takes a 202 for an event that was not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from relay import validation
+from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
+from relay.keys import mask
+from relay.metrics import Metrics
+from relay.names import Names
+from relay.router import Router
+from relay.settings import Settings
+from relay.store import EventStore, Record, connect, now_ms
+
+log = logging.getLogger(__name__)
+
+Reply = tuple[dict[str, Any], int, dict[str, str]]
+CHECKS = {"alert": validation.alert_problems, "change": validation.change_problems}
+
+
+def create_app(settings: Settings | None = None, client: redis.Redis | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    client = client if client is not None else connect(settings)
+    names = Names(settings.prefix)
+    store = EventStore(client, names)
+    router = Router(settings.routing_keys)
+    metrics = Metrics(client, names, settings.routing_keys)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    def ingest(kind: str) -> tuple[dict[str, Any], int]:
+        events, single = _parse_body()
+        check = CHECKS[kind]
+        problems: list[str] = []
+        batch: list[tuple[str, str]] = []
+        keys: list[str] = []
+        accepted = now_ms()
+        for index, event in enumerate(events):
+            at = "" if single else f"[{index}]"
+            found = check(event, at)
+            if not found:
+                key, problem = router.route(kind, event, at + "." if at else "")
+                if key is None:
+                    found = [problem]
+                else:
+                    batch.append((router.ids[key], Record(kind, event, accepted).encode()))
+                    keys.append(key)
+            problems += found
+        if problems:
+            raise InvalidEvent(problems)
+        try:
+            store.enqueue(batch)
+        except redis.RedisError as exc:
+            log.error("could not store %d event(s): %s", len(batch), exc)
+            raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
+        metrics.accepted.labels(kind).inc(len(events))
+        dedup_keys = [event.get("dedup_key") for event in events]
+        for event, key in zip(events, keys, strict=True):
+            log.info("accepted %s dedup_key=%s key=%s", kind, event.get("dedup_key"), mask(key))
+        if single:
+            return {"status": "success", "message": "Event queued", "dedup_key": dedup_keys[0]}, 202
+        return {
+            "status": "success",
+            "message": f"{len(events)} events queued",
+            "dedup_keys": dedup_keys,
+        }, 202
+
+    @app.post("/")
+    @app.post("/v2/enqueue")
+    def enqueue_alert() -> tuple[dict[str, Any], int]:
+        return ingest("alert")
+
+    @app.post("/v2/change/enqueue")
+    def enqueue_change() -> tuple[dict[str, Any], int]:
+        return ingest("change")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, str], int]:
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            return {"status": "unavailable", "message": f"redis: {type(exc).__name__}"}, 503
+        return {"status": "ok"}, 200
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
+
+    @app.errorhandler(RequestError)
+    def refused(exc: RequestError) -> Reply:
+        metrics.rejected.labels(type(exc).__name__).inc()
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else {}
+        return exc.body(), exc.status_code, headers
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> Reply:
+        limit = settings.max_body_bytes
+        return refused(BodyTooLarge([f"body: larger than the limit of {limit} bytes"]))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Reply:
+        body = {"status": "error", "message": exc.name, "errors": [exc.description or exc.name]}
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return body, exc.code or 500, headers
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Reply:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
+        return body, 500, {}
+
+    return app
+
+
+def _parse_body() -> tuple[list[Any], bool]:
+    """Return (events, single): the body's events, and whether it was one object."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        got = request.content_type or "none"
+        raise InvalidEvent([f"body: Content-Type must be application/json, got {got}"])
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEvent([f"body: malformed JSON: {exc}"]) from None
+    except RecursionError:
+        raise InvalidEvent(["body: JSON nested too deeply"]) from None
+    if isinstance(body, list):
+        if not body:
+            raise InvalidEvent(["body: empty list, no event to queue"])
+        return body, False
+    return [body], True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+

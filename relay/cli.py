@@ -1,0 +1,210 @@
+"""The ``pd-relay`` command: ingress, worker, status, dead-letters, simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import redis
+
+from relay.errors import ConfigError
+from relay.keys import mask
+from relay.logs import configure
+from relay.names import Names
+from relay.settings import Settings
+from relay.status import format_table, read_status
+from relay.store import connect
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "simulator":
+            return _simulator(args)
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"pd-relay: {exc}", file=sys.stderr)
+        return 2
+    configure(args.command, settings.log_level, settings.log_format, settings.routing_keys)
+    try:
+        result: int = COMMANDS[args.command](settings, args)
+        return result
+    except redis.RedisError as exc:
+        print(f"pd-relay: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _ingress(settings: Settings, args: argparse.Namespace) -> int:
+    import waitress
+
+    from relay.app import create_app
+
+    app = create_app(settings)
+    log.info(
+        "ingress on http://%s:%d for %d routing key(s), Redis %s",
+        args.host, args.port, len(settings.routing_keys), settings.redis_url,
+    )
+    waitress.serve(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=settings.threads,
+        ident="pd-relay",
+        # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
+        max_request_body_size=settings.max_body_bytes * 4,
+    )
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.delivery import Worker
+
+    keys = settings.routing_keys
+    if args.routing_key is not None:
+        key = args.routing_key
+        if key not in keys:
+            print(f"pd-relay: routing key {mask(key)} is not in {settings.keys_file}",
+                  file=sys.stderr)
+            return 2
+    elif 0 <= args.key_index < len(keys):
+        key = keys[args.key_index]
+    else:
+        print(f"pd-relay: --key-index {args.key_index} is out of range: "
+              f"{settings.keys_file} holds keys 0 to {len(keys) - 1}", file=sys.stderr)
+        return 2
+    client = connect(settings, block_s=settings.lease_ttl_s + 1)
+    worker = Worker(settings, key, client)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        worker.interrupt()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()
+    return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    client = connect(settings)
+    names = Names(settings.prefix)
+    while True:
+        rows = read_status(client, names, settings.routing_keys)
+        if args.json:
+            print(json.dumps({"keys": rows}, indent=2))
+        else:
+            if args.watch:
+                print("\033[H\033[J", end="")
+            print(format_table(rows))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from relay.deadletters import DeadLetters
+
+    store = DeadLetters(connect(settings), Names(settings.prefix), settings.routing_keys)
+    if args.action == "list":
+        letters = store.list(args.limit)
+        if args.json:
+            print(json.dumps({"dead_letters": letters}, indent=2))
+        for letter in [] if args.json else letters:
+            when = datetime.fromtimestamp(letter["failed_at"] / 1000, UTC).isoformat()
+            print(f"{letter['id']}  {when[:19]}Z  {letter['routing_key']}  "
+                  f"{letter['status']}  {letter['event']}  {letter['reason']}")
+        if not args.json and not letters:
+            print("no dead letters")
+        return 0
+    if args.action == "show":
+        found = store.get(args.id)
+        if found is None:
+            print(f"pd-relay: no dead letter {args.id}", file=sys.stderr)
+            return 1
+        print(json.dumps(found, indent=2))
+        return 0
+    ids = store.ids() if args.all else args.ids
+    if not ids:
+        print("pd-relay: name dead-letter ids, or --all", file=sys.stderr)
+        return 2
+    act = store.replay if args.action == "replay" else store.purge
+    failed = 0
+    for dead_id in ids:
+        outcome = act(dead_id)
+        failed += outcome not in ("replayed", "purged")
+        print(f"{dead_id}: {outcome}")
+    return 1 if failed else 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from relay.simulator import serve
+
+    configure("simulator", "INFO", "text")
+    faults: dict[str, Any] = {"limit": args.limit, "window_s": args.window_s}
+    try:
+        serve(args.host, args.port, **faults)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+COMMANDS = {"ingress": _ingress, "worker": _worker, "status": _status,
+            "dead-letters": _dead_letters}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pd-relay",
+        description="Queue-buffered relay to the PagerDuty Events API v2. "
+        "Settings come from RELAY_* environment variables (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingress = sub.add_parser("ingress", help="serve the HTTP ingress (Flask under waitress)")
+    ingress.add_argument("--host", default="127.0.0.1")
+    ingress.add_argument("--port", type=int, default=8080)
+
+    worker = sub.add_parser("worker", help="deliver one routing key's events to PagerDuty")
+    which = worker.add_mutually_exclusive_group(required=True)
+    which.add_argument("--routing-key", metavar="KEY")
+    which.add_argument("--key-index", type=int, metavar="N",
+                       help="the Nth key of the keys file, counting from 0")
+
+    status = sub.add_parser("status", help="show each key's queue and delivery figures")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, nargs="?", const=2.0, default=0.0,
+                        metavar="SECONDS", help="refresh every SECONDS (default 2)")
+
+    dead = sub.add_parser("dead-letters", help="list, show, replay or purge dead letters")
+    actions = dead.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list")
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=0, help="only the newest N")
+    actions.add_parser("show").add_argument("id")
+    for name in ("replay", "purge"):
+        act = actions.add_parser(name)
+        act.add_argument("ids", nargs="*", metavar="ID")
+        act.add_argument("--all", action="store_true")
+
+    sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8090)
+    sim.add_argument("--limit", type=int, default=120, help="calls per key per window")
+    sim.add_argument("--window-s", type=float, default=60.0)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Every error pd-relay raises on purpose, in one tree.
+
+    RelayError
+    ├── ConfigError              bad settings or keys file; stops start-up
+    ├── RequestError             a client's request is refused (HTTP status on the class)
+    │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
+    │   ├── BodyTooLarge     413 the body is over the size limit
+    │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
+    └── DeliveryError            PagerDuty did not take an event
+        ├── RetryLater           429, 5xx, timeout, connection error: send it again later
+        └── Rejected             400 or another 4xx: never resend, dead-letter it
+
+Delivered is the third outcome of a send and is not an error (see worker.pagerduty).
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Base of every pd-relay error."""
+
+
+class ConfigError(RelayError):
+    """Settings or keys file are invalid; ``problems`` lists every one found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class RequestError(RelayError):
+    status_code = 400
+    status = "invalid event"
+    message = "Event object is invalid"
+
+    def __init__(self, errors: list[str] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__("; ".join(self.errors) or self.message)
+
+    def body(self) -> dict[str, object]:
+        return {"status": self.status, "message": self.message, "errors": self.errors}
+
+
+class InvalidEvent(RequestError):
+    status_code = 400
+
+
+class BodyTooLarge(RequestError):
+    status_code = 413
+    status = "request too large"
+    message = "Request body is too large"
+
+
+class Unavailable(RequestError):
+    status_code = 503
+    status = "unavailable"
+    message = "Event store unavailable, nothing was queued; retry later"
+    retry_after = 5
+
+
+class DeliveryError(RelayError):
+    """PagerDuty did not take the event."""
+
+    def __init__(self, reason: str, status: int | None = None, reply: str = "") -> None:
+        self.reason = reason
+        self.status = status
+        self.reply = reply
+        super().__init__(reason)
+
+
+class RetryLater(DeliveryError):
+    """Transient: send the same event again after a wait (at least ``retry_after`` s)."""
+
+    def __init__(
+        self,
+        reason: str,
+        status: int | None = None,
+        reply: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, status, reply)
+        self.retry_after = retry_after
+
+
+class Rejected(DeliveryError):
+    """Permanent: PagerDuty refused the event; it goes to the dead-letter store."""

@@ -1,0 +1,68 @@
+"""Prometheus metrics of an ingress node: its own counters, and every key's queue and
+delivery figures read from Redis at scrape time (so any node reports the workers')."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from relay.names import Names
+from relay.status import COUNTERS, read_status
+
+log = logging.getLogger(__name__)
+
+FIGURES = {
+    "queued": "Events waiting in the key's queue",
+    "in_flight": "Events being delivered",
+    "accepted": "Events queued by all nodes",
+    "delivered": "Events PagerDuty accepted",
+    "retried": "Delivery attempts that will be retried",
+    "throttled": "Delivery attempts PagerDuty answered with 429",
+    "dead": "Events PagerDuty rejected for good",
+    "dead_letters": "Dead letters now stored",
+    "oldest_age_seconds": "Age of the oldest queued event",
+    "workers": "Workers that sent a heartbeat recently",
+}
+
+
+class Metrics:
+    def __init__(self, client: redis.Redis, names: Names, keys: Sequence[str]) -> None:
+        self.registry = CollectorRegistry()
+        self.accepted = Counter(
+            "pd_relay_events_accepted", "Events queued by this node", ["kind"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "pd_relay_requests_refused", "Requests this node refused", ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_QueueCollector(client, names, keys))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _QueueCollector(Collector):
+    def __init__(self, client: redis.Redis, names: Names, keys: Sequence[str]) -> None:
+        self.client = client
+        self.names = names
+        self.keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            rows = read_status(self.client, self.names, self.keys)
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read Redis: %s", exc)
+            rows = []
+        for figure, text in FIGURES.items():
+            kind = CounterMetricFamily if figure in COUNTERS[:-1] else GaugeMetricFamily
+            family = kind(f"pd_relay_{figure}", text, labels=["routing_key"])
+            for row in rows:
+                family.add_metric([str(row["routing_key"])], float(row[figure] or 0))
+            yield family

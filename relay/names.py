@@ -1,0 +1,47 @@
+"""Redis key names, built in one place under one prefix.
+
+Routing keys never appear in key names: each key is named by ``keys.key_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str = "pdr"
+
+    def queue(self, kid: str) -> str:
+        """List of accepted events waiting for delivery, oldest first."""
+        return f"{self.prefix}:queue:{kid}"
+
+    def inflight(self, kid: str) -> str:
+        """List holding the event being delivered; it is delivered first after a crash."""
+        return f"{self.prefix}:inflight:{kid}"
+
+    def lease(self, kid: str) -> str:
+        """String: id of the one worker allowed to deliver for this key, with a TTL."""
+        return f"{self.prefix}:lease:{kid}"
+
+    def window(self, kid: str) -> str:
+        """Sorted set of send times (ms, Redis clock) in the current rate window."""
+        return f"{self.prefix}:window:{kid}"
+
+    def stats(self, kid: str) -> str:
+        """Hash of counters and last error for this key."""
+        return f"{self.prefix}:stats:{kid}"
+
+    def workers(self, kid: str) -> str:
+        """Sorted set of worker ids serving this key, scored by last heartbeat (ms)."""
+        return f"{self.prefix}:workers:{kid}"
+
+    @property
+    def dead(self) -> str:
+        """Hash of dead letters: id -> JSON record."""
+        return f"{self.prefix}:dead"
+
+    @property
+    def dead_index(self) -> str:
+        """Sorted set of dead-letter ids scored by the time they died (ms)."""
+        return f"{self.prefix}:dead:index"

@@ -1,0 +1,86 @@
+"""Lua scripts run atomically in Redis. Each is registered once per client (``register``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+# Take a send slot in the sliding window, on Redis's clock.
+# KEYS[1] window zset
+# ARGV[1] limit, ARGV[2] window ms, ARGV[3] unique member
+# Returns 0 when a slot was taken, else the ms to wait before trying again.
+RATE_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now + 1)
+"""
+
+# Keep or drop a lease only while we hold it.
+# KEYS[1] lease
+# ARGV[1] worker id, ARGV[2] ttl ms (0 = release)
+# Returns 1 when we held the lease, else 0.
+LEASE_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+# Finish the in-flight event: drop it, count it, and dead-letter it when rejected.
+# KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index
+# ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
+# ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record
+# Returns 1 when done, 0 when the lease or the event was no longer ours.
+FINISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
+redis.call('LPOP', KEYS[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('HSET', KEYS[3], 'last_' .. ARGV[3] .. '_at', now)
+if ARGV[4] ~= '' then
+  redis.call('HINCRBY', KEYS[3], 'dead_letters', 1)
+  redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[5], now, ARGV[4])
+end
+return 1
+"""
+
+# Remove a dead letter, putting it back on its key's queue (behind what is queued now)
+# when a raw event is given, or dropping it for good when not.
+# KEYS[1] dead hash, KEYS[2] dead index, KEYS[3] stats, KEYS[4] queue
+# ARGV[1] dead-letter id, ARGV[2] the raw event to queue ('' = purge)
+# Returns 1 when removed, 0 when the dead letter was already gone.
+DROP_DEAD = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'dead_letters', -1)
+if ARGV[2] ~= '' then
+  redis.call('RPUSH', KEYS[4], ARGV[2])
+  redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+end
+return 1
+"""
+
+
+class Scripts:
+    """The scripts above, registered once on one client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.rate_acquire: Any = client.register_script(RATE_ACQUIRE)
+        self.lease_renew: Any = client.register_script(LEASE_RENEW)
+        self.finish: Any = client.register_script(FINISH)
+        self.drop_dead: Any = client.register_script(DROP_DEAD)

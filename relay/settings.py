@@ -1,0 +1,123 @@
+"""Settings: read from the environment in one place, shared by ingress and worker.
+
+Every bad value is collected and reported at once (``ConfigError``), so start-up
+fails fast with the whole list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from relay.errors import ConfigError
+from relay.keys import read_keys
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class Settings:
+    routing_keys: tuple[str, ...] = ()
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    pd_url: str = "https://events.pagerduty.com"
+    keys_file: Path = Path("pd_routing_keys.txt")
+    rate_per_min: int = 120
+    rate_window_s: float = 60.0
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+    retry_base_s: float = 1.0
+    retry_max_s: float = 60.0
+    retry_after_max_s: float = 300.0
+    lease_ttl_s: float = 5.0
+    redis_timeout_s: float = 2.0
+    max_body_bytes: int = 512_000
+    prefix: str = "pdr"
+    threads: int = 8
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+
+        def read(name: str, attr: str, parse: Callable[[str], Any], check: str = "") -> None:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return
+            try:
+                values[attr] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{name}={raw!r}: {exc or check}")
+
+        read("RELAY_REDIS_URL", "redis_url", _redis_url)
+        read("RELAY_PD_URL", "pd_url", _http_url)
+        read("RELAY_KEYS_FILE", "keys_file", Path)
+        read("RELAY_RATE_PER_MIN", "rate_per_min", _positive(int))
+        read("RELAY_RATE_WINDOW_S", "rate_window_s", _positive(float))
+        read("RELAY_CONNECT_TIMEOUT_S", "connect_timeout_s", _positive(float))
+        read("RELAY_READ_TIMEOUT_S", "read_timeout_s", _positive(float))
+        read("RELAY_RETRY_BASE_S", "retry_base_s", _positive(float))
+        read("RELAY_RETRY_MAX_S", "retry_max_s", _positive(float))
+        read("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float))
+        read("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float))
+        read("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float))
+        read("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int))
+        read("RELAY_PREFIX", "prefix", _word)
+        read("RELAY_THREADS", "threads", _positive(int))
+        read("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True))
+        read("RELAY_LOG_FORMAT", "log_format", _choice(LOG_FORMATS))
+
+        keys, key_problems = read_keys(values.get("keys_file", cls.keys_file))
+        problems.extend(key_problems)
+        if problems:
+            raise ConfigError(problems)
+        return cls(routing_keys=tuple(keys), **values)
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"not a number ({kind.__name__})") from None
+        if not value > 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.upper() if upper else raw.lower()
+        if value not in options:
+            raise ValueError("must be one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _redis_url(raw: str) -> str:
+    if urlparse(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlparse(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _word(raw: str) -> str:
+    if not raw.replace("-", "").replace("_", "").isalnum():
+        raise ValueError("use letters, digits, - and _ only")
+    return raw

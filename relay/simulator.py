@@ -1,0 +1,223 @@
+"""A PagerDuty Events API v2 stand-in for tests, drills and ``--demo`` runs (loopback only).
+
+It validates events as PagerDuty does, answers with PagerDuty's bodies, throttles each
+routing key to ``limit`` calls in a sliding ``window_s`` window (429 "throttle exceeded"),
+and can be told to fail, stall or drop connections. It tracks open alerts, so a
+follow-up that comes before its trigger, or on another key, is counted as an orphan.
+
+Control (JSON): ``POST /_sim/config`` changes FAULTS fields, ``POST /_sim/reset`` clears
+everything, ``GET /_sim/events`` lists every request seen, ``GET /_sim/stats`` counts them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from relay import validation
+
+log = logging.getLogger(__name__)
+
+THROTTLED = {
+    "status": "throttle exceeded",
+    "message": "Requests for this service are arriving too quickly.  Please retry later.",
+}
+FAULTS: dict[str, Any] = {
+    "limit": 120,  # calls per key per window
+    "window_s": 60.0,
+    "fail_rate": 0.0,  # share of requests answered fail_status
+    "fail_status": 502,
+    "throttle_rate": 0.0,  # share answered 429 under the limit (dynamic throttling)
+    "reject_rate": 0.0,  # share answered 400 although valid
+    "slow_rate": 0.0,  # share answered after slow_s seconds
+    "slow_s": 0.0,
+    "drop_rate": 0.0,  # share whose connection is closed with no answer
+    "retry_after": None,  # Retry-After header sent with 429 and 5xx, if set
+}
+
+
+class Simulator:
+    """PagerDuty's behaviour without the HTTP layer (thread-safe)."""
+
+    def __init__(self, seed: int | None = None, **faults: Any) -> None:
+        self.lock = threading.Lock()
+        self.random = random.Random(seed)
+        self.reset(**faults)
+
+    def reset(self, **faults: Any) -> None:
+        with self.lock:
+            self.faults = dict(FAULTS)
+            self.faults.update(_checked(faults))
+            self.windows: dict[str, deque[float]] = {}
+            self.open: dict[str, str] = {}
+            self.events: list[dict[str, Any]] = []
+            self.counts: Counter[str] = Counter()
+
+    def configure(self, faults: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.faults.update(_checked(faults))
+            return dict(self.faults)
+
+    def handle(self, path: str, body: bytes) -> tuple[str, int, dict[str, Any]]:
+        """Return (fate, status, reply); fate is "answer", "slow" or "drop"."""
+        now = time.monotonic()
+        event, problems = _parse(path, body)
+        key = str(event.get("routing_key", "")) if isinstance(event, dict) else ""
+        with self.lock:
+            f, roll = self.faults, self.random.random
+            fate = "answer"
+            if roll() < f["drop_rate"]:
+                fate, status, reply = "drop", 0, {}
+            elif problems:
+                status, reply = 400, _invalid(problems)
+            elif self._throttled(key, now) or roll() < f["throttle_rate"]:
+                status, reply = 429, dict(THROTTLED)
+            elif roll() < f["fail_rate"]:
+                status, reply = f["fail_status"], {"status": "error", "message": "Server error"}
+            elif roll() < f["reject_rate"]:
+                status, reply = 400, _invalid(["simulated rejection"])
+            else:
+                status, reply = 202, self._accept(path, event)
+                if roll() < f["slow_rate"]:
+                    fate = "slow"
+            self.counts[str(status) if fate != "drop" else "dropped"] += 1
+            self.events.append(_entry(path, event, status if fate != "drop" else 0))
+        return fate, status, reply
+
+    def _throttled(self, key: str, now: float) -> bool:
+        window = self.windows.setdefault(key, deque())
+        while window and window[0] <= now - self.faults["window_s"]:
+            window.popleft()
+        if len(window) >= self.faults["limit"]:
+            return True
+        window.append(now)
+        return False
+
+    def _accept(self, path: str, event: dict[str, Any]) -> dict[str, Any]:
+        if path.endswith("/change/enqueue"):
+            return {"status": "success", "message": "Change event processed"}
+        dedup_key = event.setdefault("dedup_key", f"sim-{len(self.events)}")
+        action, key = event["event_action"], event["routing_key"]
+        if action == "trigger":
+            self.open[dedup_key] = key
+        elif self.open.get(dedup_key) != key:
+            self.counts["orphans"] += 1  # PagerDuty drops it, yet answers 202
+        elif action == "resolve":
+            del self.open[dedup_key]
+        return {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
+
+
+def _checked(faults: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise ValueError("unknown fault setting(s): " + ", ".join(unknown))
+    return faults
+
+
+def _parse(path: str, body: bytes) -> tuple[Any, list[str]]:
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None, ["Malformed JSON"]
+    if path.endswith("/change/enqueue"):
+        problems = validation.change_problems(event)
+    else:
+        problems = validation.alert_problems(event)
+    key = event.get("routing_key") if isinstance(event, dict) else None
+    if not isinstance(key, str) or len(key) != 32:
+        problems.insert(0, "Length of 'routing_key' is incorrect (should be 32 characters)")
+    return event, problems
+
+
+def _invalid(errors: list[str]) -> dict[str, Any]:
+    return {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
+
+
+def _entry(path: str, event: Any, status: int) -> dict[str, Any]:
+    event = event if isinstance(event, dict) else {}
+    payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+    return {
+        "at": time.time(),
+        "status": status,
+        "kind": "change" if path.endswith("/change/enqueue") else "alert",
+        "routing_key": event.get("routing_key"),
+        "event_action": event.get("event_action"),
+        "dedup_key": event.get("dedup_key"),
+        "summary": payload.get("summary"),
+        "custom_details": payload.get("custom_details"),
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimulatorServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        sim = self.server.simulator
+        if self.path == "/_sim/events":
+            with sim.lock:
+                self._reply(200, {"events": list(sim.events)})
+        elif self.path == "/_sim/stats":
+            with sim.lock:
+                self._reply(200, {"counts": dict(sim.counts), "faults": dict(sim.faults)})
+        else:
+            self._reply(404, {"status": "error", "message": "Not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        sim = self.server.simulator
+        try:
+            if self.path == "/_sim/config":
+                return self._reply(200, sim.configure(json.loads(body or b"{}")))
+            if self.path == "/_sim/reset":
+                sim.reset(**json.loads(body or b"{}"))
+                return self._reply(200, {"status": "reset"})
+        except (ValueError, TypeError) as exc:
+            return self._reply(400, {"status": "error", "message": str(exc)})
+        if self.path not in ("/v2/enqueue", "/v2/change/enqueue"):
+            return self._reply(404, {"status": "error", "message": "Not found"})
+        fate, status, reply = sim.handle(self.path, body)
+        if fate == "drop":
+            self.close_connection = True
+            return
+        if fate == "slow":
+            time.sleep(sim.faults["slow_s"])
+        headers = {}
+        if (status == 429 or status >= 500) and sim.faults["retry_after"] is not None:
+            headers["Retry-After"] = str(sim.faults["retry_after"])
+        self._reply(status, reply, headers)
+
+    def _reply(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, simulator: Simulator) -> None:
+        self.simulator = simulator
+        super().__init__((host, port), Handler)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8090, **faults: Any) -> None:
+    server = SimulatorServer(host, port, Simulator(**faults))
+    log.info("PagerDuty simulator on http://%s:%d", host, server.server_address[1])
+    server.serve_forever()

@@ -1,0 +1,72 @@
+"""Status: each routing key's queue, delivery counters and workers, read from Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from relay.keys import key_id, mask
+from relay.names import Names
+
+WORKER_FRESH_MS = 15_000
+COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
+COLUMNS = (
+    ("routing_key", "KEY"),
+    ("queued", "QUEUED"),
+    ("oldest_age_seconds", "OLDEST(s)"),
+    ("in_flight", "IN FLIGHT"),
+    ("delivered", "DELIVERED"),
+    ("retried", "RETRIED"),
+    ("throttled", "429s"),
+    ("dead_letters", "DEAD"),
+    ("workers", "WORKERS"),
+    ("last_error", "LAST ERROR"),
+)
+
+
+def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per key, read in one round trip."""
+    now = int(time.time() * 1000)
+    with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            kid = key_id(key)
+            pipe.llen(names.queue(kid))
+            pipe.llen(names.inflight(kid))
+            pipe.lindex(names.queue(kid), 0)
+            pipe.hgetall(names.stats(kid))
+            pipe.zcount(names.workers(kid), now - WORKER_FRESH_MS, "+inf")
+        replies = pipe.execute()
+    rows = []
+    for index, key in enumerate(keys):
+        queued, in_flight, oldest, stats, workers = replies[index * 5 : index * 5 + 5]
+        age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
+        row: dict[str, Any] = {
+            "routing_key": mask(key),
+            "queued": queued,
+            "oldest_age_seconds": round(age, 1),
+            "in_flight": in_flight,
+            "workers": workers,
+        }
+        row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
+        row["last_error"] = stats.get("last_error", "")
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    table = [[title for _, title in COLUMNS]]
+    table += [[str(row[name]) for name, _ in COLUMNS] for row in rows]
+    totals = ["TOTAL"] + [
+        str(sum(row[name] for row in rows)) if name in ("queued", "in_flight", *COUNTERS) else ""
+        for name, _ in COLUMNS[1:]
+    ]
+    table.append(totals)
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )

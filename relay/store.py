@@ -1,0 +1,76 @@
+"""The event store: how accepted events are written to and read from Redis.
+
+A stored event is compact JSON ``{"t": accepted_ms, "k": "alert"|"change", "e": event}``
+with the routing key taken out (the queue it sits in says which key it goes to).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from relay.names import Names
+from relay.settings import Settings
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    event: dict[str, Any]
+    accepted_ms: int
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"t": self.accepted_ms, "k": self.kind, "e": self.event},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Record:
+        data = json.loads(raw)
+        return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]))
+
+
+def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
+    """A client whose socket timeout outlasts any blocking command of ``block_s``."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s + block_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        # One quick retry for a blip; then fail, so the ingress answers 503 at once.
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1),
+        decode_responses=True,
+    )
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EventStore:
+    def __init__(self, client: redis.Redis, names: Names) -> None:
+        self.client = client
+        self.names = names
+
+    def enqueue(self, batch: Iterable[tuple[str, str]]) -> None:
+        """Append (key id, encoded record) pairs atomically, in one round trip.
+
+        Raises redis.RedisError when nothing may have been stored.
+        """
+        grouped: dict[str, list[str]] = {}
+        for kid, raw in batch:
+            grouped.setdefault(kid, []).append(raw)
+        with self.client.pipeline(transaction=True) as pipe:
+            for kid, raws in grouped.items():
+                pipe.rpush(self.names.queue(kid), *raws)
+                pipe.hincrby(self.names.stats(kid), "accepted", len(raws))
+            pipe.execute()

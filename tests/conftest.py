@@ -1,0 +1,57 @@
+"""Shared fixtures: settings with generated keys, a fakeredis client, the Flask app."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from relay.app import create_app
+from relay.settings import Settings
+
+ALPHABET = string.ascii_letters + string.digits
+
+
+def make_key(first: str = "") -> str:
+    """A random 32-character routing key (``first`` = "R" for a ruleset key)."""
+    rest = "".join(secrets.choice(ALPHABET) for _ in range(32 - len(first)))
+    key = first + rest
+    return key if first or not key.startswith("R") else "P" + key[1:]
+
+
+@pytest.fixture
+def keys() -> tuple[str, ...]:
+    return (make_key(), make_key(), make_key())
+
+
+@pytest.fixture
+def settings(keys: tuple[str, ...], tmp_path: Path) -> Settings:
+    path = tmp_path / "keys.txt"
+    path.write_text("\n".join(keys) + "\n")
+    return Settings(routing_keys=keys, keys_file=path, retry_base_s=0.01, lease_ttl_s=1)
+
+
+@pytest.fixture
+def fake() -> Iterator[fakeredis.FakeRedis]:
+    client = fakeredis.FakeRedis(decode_responses=True)
+    yield client
+    client.flushall()
+
+
+@pytest.fixture
+def client(settings: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(settings, client=fake).test_client()
+
+
+def trigger(summary: str = "disk full on db1", **fields: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "event_action": "trigger",
+        "payload": {"summary": summary, "source": "db1", "severity": "critical"},
+    }
+    event.update(fields)
+    return event

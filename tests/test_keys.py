@@ -1,0 +1,62 @@
+from collections import Counter
+
+from relay.keys import choose_key, key_id, mask, parse_keys, read_keys
+from tests.conftest import make_key
+
+
+def test_mask_shows_only_both_ends() -> None:
+    key = "R0" + "x" * 26 + "a1b2"
+    assert mask(key) == "R0…a1b2"
+    assert "x" not in mask(key)
+    assert mask("short") == "…rt"
+
+
+def test_parse_keys_skips_blanks_and_comments() -> None:
+    a, b = make_key(), make_key()
+    keys, problems = parse_keys(["# keys", "", a + "  # prod", "   ", b])
+    assert keys == [a, b]
+    assert problems == []
+
+
+def test_parse_keys_names_line_numbers_and_masks_keys() -> None:
+    a = make_key()
+    bad = a[:31] + "!"
+    keys, problems = parse_keys([a, "", bad, a, "tooshort"], "keys.txt")
+    assert keys == [a]
+    assert len(problems) == 3
+    assert problems[0].startswith("keys.txt line 3: ")
+    assert "repeats line 1" in problems[1] and problems[1].startswith("keys.txt line 4")
+    assert "line 5" in problems[2] and "got 8 characters" in problems[2]
+    assert all(a not in p and bad not in p for p in problems)
+
+
+def test_read_keys_refuses_a_file_without_keys(tmp_path) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text("# nothing yet\n\n")
+    keys, problems = read_keys(path)
+    assert keys == [] and "holds no routing key" in problems[0]
+    keys, problems = read_keys(tmp_path / "absent.txt")
+    assert "cannot read" in problems[0]
+
+
+def test_key_id_is_stable_and_hides_the_key() -> None:
+    key = make_key()
+    assert key_id(key) == key_id(key)
+    assert key not in key_id(key) and len(key_id(key)) == 16
+
+
+def test_choose_key_is_stable_and_spreads_incidents() -> None:
+    keys = [make_key() for _ in range(4)]
+    picks = Counter(choose_key(keys, f"incident-{i}") for i in range(4000))
+    assert set(picks) == set(keys)
+    assert min(picks.values()) > 800
+    backwards = list(reversed(keys))
+    assert all(choose_key(keys, str(i)) == choose_key(backwards, str(i)) for i in range(100))
+
+
+def test_choose_key_moves_only_the_removed_keys_incidents() -> None:
+    keys = [make_key() for _ in range(4)]
+    before = {i: choose_key(keys, str(i)) for i in range(1000)}
+    after = {i: choose_key(keys[:3], str(i)) for i in range(1000)}
+    moved = [i for i in before if before[i] != after[i]]
+    assert moved and all(before[i] == keys[3] for i in moved)

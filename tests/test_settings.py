@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from relay.errors import ConfigError
+from relay.settings import Settings
+from tests.conftest import make_key
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    key = make_key()
+    path = tmp_path / "keys.txt"
+    path.write_text(key + "\n")
+    settings = Settings.from_env({"RELAY_KEYS_FILE": str(path)})
+    assert settings.routing_keys == (key,)
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.pd_url == "https://events.pagerduty.com"
+    assert settings.rate_per_min == 120
+    settings = Settings.from_env({
+        "RELAY_KEYS_FILE": str(path),
+        "RELAY_RATE_PER_MIN": "60",
+        "RELAY_PD_URL": "http://127.0.0.1:9000/",
+        "RELAY_LOG_FORMAT": "JSON",
+    })
+    assert settings.rate_per_min == 60
+    assert settings.pd_url == "http://127.0.0.1:9000"
+    assert settings.log_format == "json"
+
+
+def test_every_bad_value_is_reported_at_once(tmp_path: Path) -> None:
+    key = make_key()
+    path = tmp_path / "keys.txt"
+    path.write_text(f"{key}\nnot-a-key\n{key}\n")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({
+            "RELAY_KEYS_FILE": str(path),
+            "RELAY_RATE_PER_MIN": "lots",
+            "RELAY_REDIS_URL": "http://127.0.0.1",
+            "RELAY_READ_TIMEOUT_S": "-1",
+            "RELAY_LOG_LEVEL": "chatty",
+        })
+    text = str(caught.value)
+    for name in ("RELAY_RATE_PER_MIN", "RELAY_REDIS_URL", "RELAY_READ_TIMEOUT_S",
+                 "RELAY_LOG_LEVEL", "line 2", "line 3"):
+        assert name in text
+    assert len(caught.value.problems) == 6
+    assert key not in text
+
+
+def test_settings_are_frozen(settings: Settings) -> None:
+    with pytest.raises(AttributeError):
+        settings.rate_per_min = 1  # type: ignore[misc]

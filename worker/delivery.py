@@ -1,0 +1,222 @@
+"""The delivery loop of one worker pinned to one routing key.
+
+The lease holder moves the queue's head into the in-flight list (BLMOVE, a blocking
+wait), sends it until PagerDuty gives a final answer, then drops it from in-flight.
+An event found in flight at start (a crashed worker's) is sent first, so nothing is
+lost and a key's events leave in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from tenacity import Retrying, retry_if_exception_type, stop_never
+
+from relay.errors import Rejected, RetryLater
+from relay.keys import key_id, mask
+from relay.names import Names
+from relay.scripts import Scripts
+from relay.settings import Settings
+from relay.store import Record, now_ms
+from worker.backoff import wait_backoff
+from worker.lease import Lease
+from worker.limiter import RateLimiter
+from worker.pagerduty import PagerDuty
+
+log = logging.getLogger(__name__)
+
+REDIS_RETRY_S = 1.0
+
+
+class Shutdown(BaseException):
+    """Stops the worker where it stands; the in-flight event stays first in line."""
+
+
+class LeaseLost(Exception):
+    """Another worker now holds this key's lease; stop sending."""
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        routing_key: str,
+        client: redis.Redis,
+        pagerduty: PagerDuty | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.routing_key = routing_key
+        self.label = mask(routing_key)
+        self.client = client
+        self.block_s = max(1, math.ceil(settings.lease_ttl_s))
+        kid = key_id(routing_key)
+        names = Names(settings.prefix)
+        self.queue, self.inflight = names.queue(kid), names.inflight(kid)
+        self.stats = names.stats(kid)
+        self.kid = kid
+        self.scripts = Scripts(client)
+        self.finish_keys = [
+            names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
+        ]
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = Lease(
+            client, self.scripts.lease_renew, names.lease(kid), names.workers(kid),
+            self.worker_id, settings.lease_ttl_s,
+        )
+        self.limiter = RateLimiter(
+            self.scripts.rate_acquire, names.window(kid),
+            settings.rate_per_min, settings.rate_window_s,
+        )
+        self.pagerduty = pagerduty or PagerDuty(
+            settings.pd_url,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+        )
+        self.wait = wait_backoff(
+            settings.retry_base_s, settings.retry_max_s, settings.retry_after_max_s
+        )
+        self.stop = threading.Event()
+        self._sleep = sleep or self.stop.wait
+        self.interruptible = False
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, unless asked to stop: then raise Shutdown."""
+        if self.stop.is_set() or self._sleep(seconds) is True or self.stop.is_set():
+            raise Shutdown
+
+    def interrupt(self) -> None:
+        """Ask the worker to stop (signal handlers call this in the main thread).
+
+        A send or a blocking wait under way is cut short: the event stays in flight.
+        """
+        self.stop.set()
+        if self.interruptible:
+            raise Shutdown
+
+    def run(self) -> None:
+        log.info("worker %s serving key %s", self.worker_id, self.label)
+        self.lease.start_heartbeat()
+        try:
+            while not self.stop.is_set():
+                try:
+                    if self.lease.acquire():
+                        self.step()
+                    else:
+                        self.sleep(self.block_s / 2)
+                except (redis.RedisError, LeaseLost) as exc:
+                    log.warning("key %s: %s; trying again", self.label, exc or type(exc).__name__)
+                    self.sleep(REDIS_RETRY_S)
+        except Shutdown:
+            pass
+        finally:
+            self.lease.stop_heartbeat()
+            self.lease.release()
+            log.info("worker %s stopped", self.worker_id)
+
+    def step(self) -> bool:
+        """Deliver the in-flight event or the next queued one; False when none came."""
+        raw = self.client.lindex(self.inflight, 0)
+        if raw is None:
+            self.interruptible = True
+            try:
+                raw = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
+            finally:
+                self.interruptible = False
+            if raw is None:
+                return False
+        self.deliver(str(raw))
+        return True
+
+    def deliver(self, raw: str) -> None:
+        try:
+            record = Record.decode(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._dead_letter(raw, None, Rejected(f"unreadable stored event: {exc}"))
+            return
+        body = dict(record.event, routing_key=self.routing_key)
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryLater),
+            wait=self.wait,
+            stop=stop_never,
+            sleep=self.sleep,
+            before_sleep=lambda state: self._note_retry(record, state.attempt_number, state),
+            reraise=True,
+        )
+        try:
+            retrying(self._attempt, record.kind, body)
+        except Rejected as exc:
+            self._dead_letter(raw, record, exc)
+            return
+        if self._finish(raw, "delivered"):
+            log.info(
+                "delivered %s dedup_key=%s key=%s after %.2fs",
+                record.kind, record.event.get("dedup_key"), self.label,
+                (now_ms() - record.accepted_ms) / 1000,
+            )
+
+    def _attempt(self, kind: str, body: dict[str, Any]) -> str:
+        self.limiter.acquire(self.sleep)
+        if not self.lease.held:
+            raise LeaseLost("lease lost before sending")
+        self.interruptible = True
+        try:
+            return self.pagerduty.send(kind, body)
+        finally:
+            self.interruptible = False
+
+    def _note_retry(self, record: Record, attempt: int, state: Any) -> None:
+        error = state.outcome.exception()
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
+            record.kind, record.event.get("dedup_key"), self.label, error, attempt, wait,
+        )
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.stats, "retried", 1)
+            if isinstance(error, RetryLater) and error.status == 429:
+                pipe.hincrby(self.stats, "throttled", 1)
+            pipe.hset(self.stats, mapping=_error_fields(error))
+            pipe.execute()
+
+    def _dead_letter(self, raw: str, record: Record | None, error: Rejected) -> None:
+        dead_id = f"{now_ms():x}-{uuid.uuid4().hex[:8]}"
+        letter = json.dumps({
+            "id": dead_id,
+            "key_id": self.kid,
+            "routing_key": self.label,
+            "failed_at": now_ms(),
+            "reason": str(error),
+            "status": error.status,
+            "reply": error.reply,
+            "raw": raw,
+        })
+        if self._finish(raw, "dead", dead_id, letter):
+            self.client.hset(self.stats, mapping=_error_fields(error))
+            log.error(
+                "dead-lettered %s dedup_key=%s key=%s: %s %s (id %s)",
+                record.kind if record else "event",
+                record.event.get("dedup_key") if record else None,
+                self.label, error, error.reply[:200], dead_id,
+            )
+
+    def _finish(self, raw: str, counter: str, dead_id: str = "", letter: str = "") -> bool:
+        done = self.scripts.finish(
+            keys=self.finish_keys, args=[self.worker_id, raw, counter, dead_id, letter]
+        )
+        if not done:
+            log.warning("key %s: lease lost before finishing; its holder resends", self.label)
+        return bool(done)
+
+
+def _error_fields(error: BaseException) -> dict[Any, Any]:
+    return {"last_error": str(error), "last_error_at": now_ms()}

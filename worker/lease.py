@@ -1,0 +1,100 @@
+"""The delivery lease: of all workers serving one routing key, only the holder sends.
+
+One sender per key keeps every incident's events in acceptance order. The lease has a
+short TTL renewed by a heartbeat thread, so a killed worker's lease lapses within
+``ttl_s`` and a standby (or the restarted worker) takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+STALE_WORKER_MS = 60_000
+
+
+class Lease:
+    def __init__(
+        self,
+        client: redis.Redis,
+        renew_script: Any,
+        lease_key: str,
+        workers_key: str,
+        worker_id: str,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.renew_script = renew_script
+        self.lease_key = lease_key
+        self.workers_key = workers_key
+        self.worker_id = worker_id
+        self.ttl_ms = int(ttl_s * 1000)
+        self.clock = clock
+        self._valid_until = 0.0
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        """True while the lease is ours for sure (renewed within its TTL)."""
+        return self.clock() < self._valid_until
+
+    def acquire(self) -> bool:
+        started = self.clock()
+        if self.client.set(self.lease_key, self.worker_id, nx=True, px=self.ttl_ms):
+            self._valid_until = started + self.ttl_ms / 1000
+            return True
+        return self.renew()
+
+    def renew(self) -> bool:
+        started = self.clock()
+        if self.renew_script(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
+            self._valid_until = started + self.ttl_ms / 1000
+            return True
+        if self._valid_until:
+            log.warning("lost the delivery lease")
+        self._valid_until = 0.0
+        return False
+
+    def release(self) -> None:
+        self._valid_until = 0.0
+        try:
+            self.renew_script(keys=[self.lease_key], args=[self.worker_id, 0])
+            self.client.zrem(self.workers_key, self.worker_id)
+        except redis.RedisError as exc:
+            log.warning("could not release the lease: %s", exc)
+
+    def beat(self) -> None:
+        """Renew the lease if held and record this worker as alive."""
+        now_ms = int(time.time() * 1000)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.workers_key, {self.worker_id: now_ms})
+            pipe.zremrangebyscore(self.workers_key, "-inf", now_ms - STALE_WORKER_MS)
+            pipe.execute()
+        if self._valid_until:
+            self.renew()
+
+    def start_heartbeat(self) -> None:
+        self._thread = threading.Thread(target=self._heartbeat, name="lease", daemon=True)
+        self._thread.start()
+
+    def stop_heartbeat(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _heartbeat(self) -> None:
+        interval = self.ttl_ms / 3000
+        while not self._stopped.wait(interval):
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
