@@ -1,0 +1,211 @@
+"""The delivery loop with fakeredis[lua] and a scripted PagerDuty: no sleeping, no network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+
+from relay.deadletters import DeadLetters
+from relay.errors import Rejected, RetryLater
+from relay.keys import key_id
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import EventStore, Record
+from tests.conftest import trigger
+from worker.delivery import Shutdown, Worker
+
+NAMES = Names()
+
+
+class ScriptedPagerDuty:
+    """Answers each send with the next scripted outcome (an exception or "ok")."""
+
+    def __init__(self, outcomes: list[Any] | None = None) -> None:
+        self.outcomes: Iterator[Any] = iter(outcomes or [])
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send(self, kind: str, body: dict[str, Any]) -> str:
+        self.sent.append((kind, body))
+        outcome = next(self.outcomes, "ok")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return '{"status":"success"}'
+
+
+def make_worker(settings: Settings, fake: fakeredis.FakeRedis, pd: ScriptedPagerDuty,
+                sleeps: list[float] | None = None, key: str | None = None,
+                worker_id: str = "w1") -> Worker:
+    record = sleeps if sleeps is not None else []
+    worker = Worker(settings, key or settings.routing_keys[0], fake, pagerduty=pd,  # type: ignore[arg-type]
+                    sleep=record.append, worker_id=worker_id)
+    return worker
+
+
+def queue(fake: fakeredis.FakeRedis, key: str, *events: dict[str, Any]) -> None:
+    EventStore(fake, NAMES).enqueue(
+        (key_id(key), Record("alert", event, 1000 + n).encode()) for n, event in enumerate(events))
+
+
+def drain(worker: Worker) -> None:
+    assert worker.lease.acquire()
+    while worker.client.llen(worker.queue) or worker.client.llen(worker.inflight):
+        worker.step()
+
+
+def stats(fake: fakeredis.FakeRedis, key: str) -> dict[str, str]:
+    return fake.hgetall(NAMES.stats(key_id(key)))
+
+
+def test_events_leave_in_acceptance_order_with_their_routing_key(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, *[trigger(f"n{n}", dedup_key=f"d{n}") for n in range(5)])
+    pd = ScriptedPagerDuty()
+    drain(make_worker(settings, fake, pd))
+    assert [body["dedup_key"] for _, body in pd.sent] == [f"d{n}" for n in range(5)]
+    assert all(body["routing_key"] == key for _, body in pd.sent)
+    assert stats(fake, key)["delivered"] == "5"
+
+
+def test_retryable_errors_retry_the_same_event_and_later_ones_wait(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="first"), {"event_action": "resolve", "dedup_key": "first"})
+    pd = ScriptedPagerDuty([
+        RetryLater("HTTP 502", 502), RetryLater("HTTP 429", 429),
+        RetryLater("timeout: ReadTimeout"), RetryLater("connection error"),
+    ])
+    sleeps: list[float] = []
+    drain(make_worker(settings, fake, pd, sleeps))
+    actions = [body["event_action"] for _, body in pd.sent]
+    assert actions == ["trigger"] * 5 + ["resolve"]
+    assert len(sleeps) == 4
+    assert all(0 <= s <= settings.retry_max_s for s in sleeps)
+    figures = stats(fake, key)
+    assert figures["retried"] == "4" and figures["throttled"] == "1"
+    assert figures["delivered"] == "2"
+    assert "connection error" in figures["last_error"]
+
+
+def test_retry_never_gives_up(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="stubborn"))
+    pd = ScriptedPagerDuty([RetryLater("HTTP 500", 500)] * 200)
+    sleeps: list[float] = []
+    drain(make_worker(replace(settings, retry_max_s=30, rate_per_min=1000), fake, pd, sleeps))
+    assert len(pd.sent) == 201 and len(sleeps) == 200
+    assert max(sleeps) <= 30 and sum(sleeps) > 30  # backoff grew, and stayed capped
+
+
+def test_retry_after_is_honoured_and_capped(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger())
+    pd = ScriptedPagerDuty([RetryLater("HTTP 429", 429, retry_after=42),
+                            RetryLater("HTTP 503", 503, retry_after=10_000)])
+    sleeps: list[float] = []
+    drain(make_worker(replace(settings, retry_after_max_s=120), fake, pd, sleeps))
+    assert sleeps == [42, 120]
+
+
+def test_a_rejected_event_is_dead_lettered_and_the_key_moves_on(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="bad"), trigger(dedup_key="good"))
+    reply = '{"status":"invalid event","message":"Event object is invalid","errors":["x"]}'
+    pd = ScriptedPagerDuty([Rejected("HTTP 400", 400, reply)])
+    drain(make_worker(settings, fake, pd))
+    assert [body["dedup_key"] for _, body in pd.sent] == ["bad", "good"]
+    store = DeadLetters(fake, NAMES, settings.routing_keys)
+    [summary] = store.list()
+    assert summary["status"] == 400 and "bad" in summary["event"]
+    assert key not in str(summary)
+    letter = store.get(summary["id"])
+    assert letter is not None and letter["reply"] == reply
+    assert letter["event"]["dedup_key"] == "bad" and "routing_key" not in letter["event"]
+    assert stats(fake, key)["dead_letters"] == "1"
+
+    assert store.replay(summary["id"]) == "replayed"
+    assert store.list() == [] and stats(fake, key)["dead_letters"] == "0"
+    drain(make_worker(settings, fake, pd))
+    assert pd.sent[-1][1]["dedup_key"] == "bad"
+    assert store.replay(summary["id"]) == "missing"
+
+
+def test_purge_drops_a_dead_letter(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger())
+    drain(make_worker(settings, fake, ScriptedPagerDuty([Rejected("HTTP 400", 400)])))
+    store = DeadLetters(fake, NAMES, settings.routing_keys)
+    [dead_id] = store.ids()
+    assert store.purge(dead_id) == "purged"
+    assert store.list() == [] and fake.llen(NAMES.queue(key_id(key))) == 0
+
+
+def test_a_crashed_workers_in_flight_event_is_sent_first(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="was-in-flight"), trigger(dedup_key="next"))
+    kid = key_id(key)
+    fake.lmove(NAMES.queue(kid), NAMES.inflight(kid), "LEFT", "RIGHT")  # the crash point
+    pd = ScriptedPagerDuty()
+    drain(make_worker(settings, fake, pd, worker_id="restarted"))
+    assert [body["dedup_key"] for _, body in pd.sent] == ["was-in-flight", "next"]
+
+
+def test_only_the_lease_holder_sends(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger())
+    active = make_worker(settings, fake, ScriptedPagerDuty(), worker_id="active")
+    standby_pd = ScriptedPagerDuty()
+    standby = make_worker(settings, fake, standby_pd, worker_id="standby")
+    assert active.lease.acquire()
+    assert not standby.lease.acquire()
+    fake.delete(NAMES.lease(key_id(key)))  # the holder's lease lapsed
+    assert standby.lease.acquire()
+    standby.step()
+    assert len(standby_pd.sent) == 1
+    assert not active.lease.renew()
+
+
+def test_finishing_without_the_lease_leaves_the_event_for_the_holder(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger())
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    assert worker.lease.acquire()
+    fake.set(NAMES.lease(key_id(key)), "someone-else")
+    worker.step()
+    assert fake.llen(NAMES.inflight(key_id(key))) == 1
+    assert "delivered" not in stats(fake, key)
+
+
+def test_shutdown_mid_send_leaves_the_event_in_flight(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="interrupted"))
+    pd = ScriptedPagerDuty([Shutdown()])
+    worker = make_worker(settings, fake, pd)
+    assert worker.lease.acquire()
+    with pytest.raises(Shutdown):
+        worker.step()
+    inflight = fake.lrange(NAMES.inflight(key_id(key)), 0, -1)
+    assert [Record.decode(raw).event["dedup_key"] for raw in inflight] == ["interrupted"]
+
+
+def test_an_unreadable_stored_event_is_dead_lettered(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    fake.rpush(NAMES.queue(key_id(key)), "not json")
+    drain(make_worker(settings, fake, ScriptedPagerDuty()))
+    [summary] = DeadLetters(fake, NAMES, settings.routing_keys).list()
+    assert "unreadable" in summary["reason"]
+
+
+def test_the_limiter_holds_every_worker_of_a_key_to_the_limit(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    tight = replace(settings, rate_per_min=3)
+    one = make_worker(tight, fake, ScriptedPagerDuty(), worker_id="one")
+    two = make_worker(tight, fake, ScriptedPagerDuty(), worker_id="two")
+    waits = [w.limiter.try_acquire() for w in (one, two, one, two, one)]
+    assert waits[:3] == [0, 0, 0]
+    assert all(55 < wait <= 60.001 for wait in waits[3:])
+    other = make_worker(tight, fake, ScriptedPagerDuty(), key=settings.routing_keys[1])
+    assert other.limiter.try_acquire() == 0
+    assert key  # the first key's window is full, the second key's is not
