@@ -56,6 +56,7 @@ class Simulator:
             self.faults.update(_checked(faults))
             self.windows: dict[str, deque[float]] = {}
             self.open: dict[str, str] = {}
+            self.resolved: dict[str, str] = {}
             self.events: list[dict[str, Any]] = []
             self.counts: Counter[str] = Counter()
 
@@ -106,10 +107,14 @@ class Simulator:
         action, key = event["event_action"], event["routing_key"]
         if action == "trigger":
             self.open[dedup_key] = key
-        elif self.open.get(dedup_key) != key:
+            self.resolved.pop(dedup_key, None)
+        elif self.open.get(dedup_key) == key:
+            if action == "resolve":
+                self.resolved[dedup_key] = self.open.pop(dedup_key)
+        elif action == "resolve" and self.resolved.get(dedup_key) == key:
+            self.counts["repeats"] += 1  # a resend of the resolve: harmless
+        else:
             self.counts["orphans"] += 1  # PagerDuty drops it, yet answers 202
-        elif action == "resolve":
-            del self.open[dedup_key]
         return {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
 
 
@@ -215,6 +220,9 @@ class SimulatorServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, simulator: Simulator) -> None:
         self.simulator = simulator
         super().__init__((host, port), Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8090, **faults: Any) -> None:

@@ -3,6 +3,10 @@
 It mirrors PagerDuty's own count (requests in the window looking back from now), and
 holds for any number of workers and across restarts: the window lives in Redis and is
 timed by Redis's clock. Every attempt takes a slot, retries included.
+
+The window is kept a little longer than PagerDuty's (``guard_ms``: 1%, at least 100 ms),
+so that a send whose slot was taken early but that arrived late still leaves room:
+what PagerDuty sees is spread by network jitter, not only by our clock.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ class RateLimiter:
         self.script = script
         self.window_key = window_key
         self.limit = limit
-        self.window_ms = int(window_s * 1000)
+        self.window_ms = int(window_s * 1000) + guard_ms(window_s)
 
     def try_acquire(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait for one."""
@@ -34,3 +38,7 @@ class RateLimiter:
         while (wait := self.try_acquire()) > 0:
             log.debug("rate limit reached, waiting %.2fs", wait)
             sleep(wait)
+
+
+def guard_ms(window_s: float) -> int:
+    return max(100, int(window_s * 10))
