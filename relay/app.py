@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
         for event, key in zip(events, keys, strict=True):
-            log.info("accepted %s dedup_key=%s key=%s", kind, event.get("dedup_key"), mask(key))
+            action = event.get("event_action", "change")
+            log.info("accepted %s dedup_key=%s key=%s", action, event.get("dedup_key"), mask(key))
         if single:
             return {"status": "success", "message": "Event queued", "dedup_key": dedup_keys[0]}, 202
         return {

@@ -26,6 +26,11 @@ class Record:
     event: dict[str, Any]
     accepted_ms: int
 
+    @property
+    def action(self) -> str:
+        """What the event does, for logs: trigger, acknowledge, resolve or change."""
+        return str(self.event.get("event_action", "change"))
+
     def encode(self) -> str:
         return json.dumps(
             {"t": self.accepted_ms, "k": self.kind, "e": self.event},

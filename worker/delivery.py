@@ -153,24 +153,26 @@ class Worker:
             reraise=True,
         )
         try:
-            retrying(self._attempt, record.kind, body)
+            retrying(self._attempt, record, body)
         except Rejected as exc:
             self._dead_letter(raw, record, exc)
             return
         if self._finish(raw, "delivered"):
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
-                record.kind, record.event.get("dedup_key"), self.label,
+                record.action, record.event.get("dedup_key"), self.label,
                 (now_ms() - record.accepted_ms) / 1000,
             )
 
-    def _attempt(self, kind: str, body: dict[str, Any]) -> str:
+    def _attempt(self, record: Record, body: dict[str, Any]) -> str:
         self.limiter.acquire(self.sleep)
         if not self.lease.held:
             raise LeaseLost("lease lost before sending")
+        log.info("sending %s dedup_key=%s key=%s", record.action, body.get("dedup_key"),
+                 self.label)
         self.interruptible = True
         try:
-            return self.pagerduty.send(kind, body)
+            return self.pagerduty.send(record.kind, body)
         finally:
             self.interruptible = False
 
@@ -179,7 +181,7 @@ class Worker:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
             "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
-            record.kind, record.event.get("dedup_key"), self.label, error, attempt, wait,
+            record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
         )
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.stats, "retried", 1)
@@ -204,7 +206,7 @@ class Worker:
             self.client.hset(self.stats, mapping=_error_fields(error))
             log.error(
                 "dead-lettered %s dedup_key=%s key=%s: %s %s (id %s)",
-                record.kind if record else "event",
+                record.action if record else "event",
                 record.event.get("dedup_key") if record else None,
                 self.label, error, error.reply[:200], dead_id,
             )
