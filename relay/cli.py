@@ -160,7 +160,13 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingress": _ingress, "worker": _worker, "status": _status,
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    count = len(settings.routing_keys)
+    print(f"configuration ok: {count} routing key(s) in {settings.keys_file}")
+    return 0
+
+
+COMMANDS = {"check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
             "dead-letters": _dead_letters}
 
 
@@ -171,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
         "Settings come from RELAY_* environment variables (see the README).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("check", help="check the settings and keys file, then exit")
 
     ingress = sub.add_parser("ingress", help="serve the HTTP ingress (Flask under waitress)")
     ingress.add_argument("--host", default="127.0.0.1")
