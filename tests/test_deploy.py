@@ -1,0 +1,106 @@
+"""The deployment files agree with the code: compose services, commands, env names, image.
+
+No Docker engine runs here, so this is what keeps docker-compose.yml, the Dockerfile,
+the nginx template and start.sh from drifting away from the relay they deploy.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from relay.cli import _parser
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_NAMES = set(re.findall(r'read\("(RELAY_\w+)"', (ROOT / "relay/settings.py").read_text()))
+START = (ROOT / "start.sh").read_text()
+TEMPLATE = (ROOT / "nginx/pd-relay.conf.template").read_text()
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_settings_module_reads_the_documented_names() -> None:
+    assert {"RELAY_REDIS_URL", "RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_RATE_PER_MIN"} <= \
+        SETTINGS_NAMES
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in SETTINGS_NAMES), "README lacks a setting"
+
+
+def test_compose_services_and_commands_match_the_cli(compose: dict) -> None:
+    services = compose["services"]
+    assert {"redis", "ingress", "nginx", "simulator"} <= set(services)
+    for name in ("ingress", "simulator"):
+        _parser().parse_args(services[name]["command"])  # exits on a bad command
+    assert services["ingress"]["image"] == services["simulator"]["image"] == "pd-relay:latest"
+    assert "container_name" not in services["ingress"]  # it is scaled
+    for service in services.values():
+        assert not any("docker.sock" in str(v) for v in service.get("volumes", []))
+        if "profiles" not in service:
+            assert service["restart"] == "unless-stopped"
+
+
+def test_compose_env_names_are_settings_the_relay_reads(compose: dict) -> None:
+    env = compose["x-relay-env"]
+    assert set(env) <= SETTINGS_NAMES
+    assert env["RELAY_REDIS_URL"].startswith("redis://redis:")
+    assert env["RELAY_KEYS_FILE"] in compose["x-keys"][0]
+    generated = set(re.findall(r"^\s+(RELAY_\w+):", START, re.M))
+    assert generated and generated <= SETTINGS_NAMES
+
+
+def test_generated_worker_services_run_a_valid_worker_command() -> None:
+    command = re.search(r'command: \["worker", "--key-index", "\$i"\]', START)
+    assert command, "start.sh no longer generates worker-N services"
+    _parser().parse_args(["worker", "--key-index", "0"])
+    assert 'image: pd-relay:latest' in START and "container_name: pd-relay-worker-$i" in START
+
+
+def test_redis_is_durable_and_never_evicts(compose: dict) -> None:
+    command = compose["services"]["redis"]["command"]
+    for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
+                        ("--maxmemory-policy", "noeviction")):
+        assert command[command.index(flag) + 1] == value
+        assert f"{flag} {value}" in START  # native mode starts it the same way
+    assert "healthcheck" in compose["services"]["redis"]
+
+
+def test_nginx_placeholders_are_all_provided(compose: dict) -> None:
+    placeholders = set(re.findall(r"\$\{(PD_RELAY_\w+)\}", TEMPLATE))
+    assert placeholders == set(compose["services"]["nginx"]["environment"])
+    rendered_by_start = set(re.findall(r"\b(PD_RELAY_(?:UPSTREAM|LISTEN|ACCESS_LOG))=", START))
+    assert placeholders == rendered_by_start
+    volume = compose["services"]["nginx"]["volumes"][0]
+    assert volume.startswith("./nginx/pd-relay.conf.template:/etc/nginx/templates/")
+    assert "client_max_body_size 512000;" in TEMPLATE  # the relay's own limit
+
+
+def test_dockerfile_installs_the_packages_and_runs_the_console_script() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for package in project["tool"]["setuptools"]["packages"]:
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert "pd-relay" in project["project"]["scripts"]
+    assert 'ENTRYPOINT ["pd-relay"]' in dockerfile
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert cmd is not None
+    args = yaml.safe_load(cmd[1])
+    _parser().parse_args(args)
+    assert f"EXPOSE {args[args.index('--port') + 1]}" in dockerfile
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+
+
+def test_start_sh_supervises_one_worker_per_key_and_the_ingress_nodes() -> None:
+    assert re.search(r'program "worker-\$i" "\$VENV/bin/pd-relay worker --key-index \$i"', START)
+    line = re.search(r'program "ingress-\$i" "([^"]+)"', START)
+    assert line is not None
+    argv = shlex.split(line[1].replace("$VENV/bin/pd-relay", "").replace(
+        "$((INGRESS_PORT + i))", "8081"))
+    _parser().parse_args(argv)
