@@ -8,11 +8,18 @@ from collections.abc import Iterator, Sequence
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from relay.keys import key_id, mask
 from relay.names import Names
+from relay.scripts import LATENCY_BUCKETS_S
 from relay.status import COUNTERS, read_status
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,7 @@ FIGURES = {
     "dead": "Events PagerDuty rejected for good",
     "dead_letters": "Dead letters now stored",
     "oldest_age_seconds": "Age of the oldest queued event",
+    "delivered_last_min": "Events delivered in the last 60 seconds",
     "workers": "Workers that sent a heartbeat recently",
 }
 
@@ -57,12 +65,29 @@ class _QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             rows = read_status(self.client, self.names, self.keys)
+            with self.client.pipeline(transaction=False) as pipe:
+                for key in self.keys:
+                    pipe.hgetall(self.names.latency(key_id(key)))
+                histograms = pipe.execute()
         except redis.RedisError as exc:
             log.warning("metrics: cannot read Redis: %s", exc)
-            rows = []
+            rows, histograms = [], []
         for figure, text in FIGURES.items():
             kind = CounterMetricFamily if figure in COUNTERS[:-1] else GaugeMetricFamily
             family = kind(f"pd_relay_{figure}", text, labels=["routing_key"])
             for row in rows:
                 family.add_metric([str(row["routing_key"])], float(row[figure] or 0))
             yield family
+        latency = HistogramMetricFamily(
+            "pd_relay_delivery_latency_seconds", "From 202 at ingress to PagerDuty's 2xx",
+            labels=["routing_key"],
+        )
+        for key, counts in zip(self.keys, histograms, strict=False):
+            buckets, total = [], 0
+            for bound in LATENCY_BUCKETS_S:
+                total += int(counts.get(str(int(bound * 1000)), 0))
+                buckets.append((str(float(bound)), float(total)))
+            buckets.append(("+Inf", float(total + int(counts.get("+Inf", 0)))))
+            sum_s = int(counts.get("sum_ms", 0)) / 1000
+            latency.add_metric([mask(key)], buckets, sum_s)
+        yield latency

@@ -32,6 +32,14 @@ class Names:
         """Hash of counters and last error for this key."""
         return f"{self.prefix}:stats:{kid}"
 
+    def recent(self, kid: str) -> str:
+        """Sorted set of deliveries in the last 60 s, scored by time (ms, Redis clock)."""
+        return f"{self.prefix}:recent:{kid}"
+
+    def latency(self, kid: str) -> str:
+        """Hash: delivery latency histogram (accepted to delivered), ms bucket -> count."""
+        return f"{self.prefix}:latency:{kid}"
+
     def workers(self, kid: str) -> str:
         """Sorted set of worker ids serving this key, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers:{kid}"

@@ -39,9 +39,11 @@ return 1
 """
 
 # Finish the in-flight event: drop it, count it, and dead-letter it when rejected.
-# KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index
+# KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
+# KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
-# ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record
+# ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record,
+# ARGV[6] accepted at (ms), ARGV[7] histogram bounds in ms, ascending, space-separated
 # Returns 1 when done, 0 when the lease or the event was no longer ours.
 FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -49,13 +51,23 @@ if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+local n = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 redis.call('HSET', KEYS[3], 'last_' .. ARGV[3] .. '_at', now)
 if ARGV[4] ~= '' then
   redis.call('HINCRBY', KEYS[3], 'dead_letters', 1)
   redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
   redis.call('ZADD', KEYS[5], now, ARGV[4])
+  return 1
 end
+redis.call('ZADD', KEYS[6], now, n)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 60000)
+local latency = math.max(0, now - tonumber(ARGV[6]))
+local bucket = '+Inf'
+for bound in string.gmatch(ARGV[7], '%S+') do
+  if latency <= tonumber(bound) then bucket = bound; break end
+end
+redis.call('HINCRBY', KEYS[7], bucket, 1)
+redis.call('HINCRBY', KEYS[7], 'sum_ms', latency)
 return 1
 """
 
@@ -74,6 +86,10 @@ if ARGV[2] ~= '' then
 end
 return 1
 """
+
+
+# Delivery latency histogram bounds (seconds), shared by the worker and /metrics.
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 class Scripts:

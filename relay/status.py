@@ -14,12 +14,14 @@ from relay.names import Names
 
 WORKER_FRESH_MS = 15_000
 COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
+SUMMED = ("queued", "in_flight", "delivered_last_min", *COUNTERS)
 COLUMNS = (
     ("routing_key", "KEY"),
     ("queued", "QUEUED"),
     ("oldest_age_seconds", "OLDEST(s)"),
     ("in_flight", "IN FLIGHT"),
     ("delivered", "DELIVERED"),
+    ("delivered_last_min", "LAST MIN"),
     ("retried", "RETRIED"),
     ("throttled", "429s"),
     ("dead_letters", "DEAD"),
@@ -39,10 +41,11 @@ def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[
             pipe.lindex(names.queue(kid), 0)
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now - WORKER_FRESH_MS, "+inf")
+            pipe.zcount(names.recent(kid), now - 60_000, "+inf")
         replies = pipe.execute()
     rows = []
     for index, key in enumerate(keys):
-        queued, in_flight, oldest, stats, workers = replies[index * 5 : index * 5 + 5]
+        queued, in_flight, oldest, stats, workers, recent = replies[index * 6 : index * 6 + 6]
         age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
         row: dict[str, Any] = {
             "routing_key": mask(key),
@@ -50,6 +53,8 @@ def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[
             "oldest_age_seconds": round(age, 1),
             "in_flight": in_flight,
             "workers": workers,
+            "worker_alive": workers > 0,
+            "delivered_last_min": recent,
         }
         row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
         row["last_error"] = stats.get("last_error", "")
@@ -61,7 +66,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     table = [[title for _, title in COLUMNS]]
     table += [[str(row[name]) for name, _ in COLUMNS] for row in rows]
     totals = ["TOTAL"] + [
-        str(sum(row[name] for row in rows)) if name in ("queued", "in_flight", *COUNTERS) else ""
+        str(sum(row[name] for row in rows)) if name in SUMMED else ""
         for name, _ in COLUMNS[1:]
     ]
     table.append(totals)

@@ -209,3 +209,20 @@ def test_the_limiter_holds_every_worker_of_a_key_to_the_limit(settings, fake) ->
     other = make_worker(tight, fake, ScriptedPagerDuty(), key=settings.routing_keys[1])
     assert other.limiter.try_acquire() == 0
     assert key  # the first key's window is full, the second key's is not
+
+
+def test_deliveries_feed_status_and_the_latency_histogram(settings, fake) -> None:
+    from relay.keys import mask
+    from relay.metrics import Metrics
+    from relay.status import read_status
+
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(), trigger(), trigger())  # accepted long ago (t=1000 ms)
+    drain(make_worker(settings, fake, ScriptedPagerDuty()))
+    row = read_status(fake, NAMES, settings.routing_keys)[0]
+    assert row["delivered"] == 3 and row["delivered_last_min"] == 3
+    text = Metrics(fake, NAMES, settings.routing_keys).render()[0].decode()
+    label = f'routing_key="{mask(key)}"'
+    assert f'pd_relay_delivery_latency_seconds_count{{{label}}} 3.0' in text
+    assert f'pd_relay_delivery_latency_seconds_bucket{{le="3600.0",{label}}} 0.0' in text
+    assert f'pd_relay_delivery_latency_seconds_bucket{{le="+Inf",{label}}} 3.0' in text

@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_never
 from relay.errors import Rejected, RetryLater
 from relay.keys import key_id, mask
 from relay.names import Names
-from relay.scripts import Scripts
+from relay.scripts import LATENCY_BUCKETS_S, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
@@ -67,6 +67,7 @@ class Worker:
         self.scripts = Scripts(client)
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
+            names.recent(kid), names.latency(kid),
         ]
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(
@@ -157,7 +158,7 @@ class Worker:
         except Rejected as exc:
             self._dead_letter(raw, record, exc)
             return
-        if self._finish(raw, "delivered"):
+        if self._finish(raw, "delivered", accepted_ms=record.accepted_ms):
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
                 record.action, record.event.get("dedup_key"), self.label,
@@ -211,9 +212,13 @@ class Worker:
                 self.label, error, error.reply[:200], dead_id,
             )
 
-    def _finish(self, raw: str, counter: str, dead_id: str = "", letter: str = "") -> bool:
+    def _finish(
+        self, raw: str, counter: str, dead_id: str = "", letter: str = "", accepted_ms: int = 0
+    ) -> bool:
+        bounds = " ".join(str(int(b * 1000)) for b in LATENCY_BUCKETS_S)
         done = self.scripts.finish(
-            keys=self.finish_keys, args=[self.worker_id, raw, counter, dead_id, letter]
+            keys=self.finish_keys,
+            args=[self.worker_id, raw, counter, dead_id, letter, accepted_ms, bounds],
         )
         if not done:
             log.warning("key %s: lease lost before finishing; its holder resends", self.label)
