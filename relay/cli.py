@@ -160,14 +160,30 @@ def _simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_test(settings: Settings, args: argparse.Namespace) -> int:
+    from relay.probe import send_test
+
+    key = None
+    if args.key_index is not None:
+        if not 0 <= args.key_index < len(settings.routing_keys):
+            print(f"pd-relay: --key-index {args.key_index} is out of range", file=sys.stderr)
+            return 2
+        key = settings.routing_keys[args.key_index]
+    ok = send_test(args.url, connect(settings), Names(settings.prefix), key, args.timeout)
+    print("test incident reached PagerDuty" if ok else "test FAILED")
+    return 0 if ok else 1
+
+
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     count = len(settings.routing_keys)
     print(f"configuration ok: {count} routing key(s) in {settings.keys_file}")
     return 0
 
 
-COMMANDS = {"check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
-            "dead-letters": _dead_letters}
+COMMANDS = {
+    "check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
+    "dead-letters": _dead_letters, "send-test": _send_test,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -205,6 +221,13 @@ def _parser() -> argparse.ArgumentParser:
         act = actions.add_parser(name)
         act.add_argument("ids", nargs="*", metavar="ID")
         act.add_argument("--all", action="store_true")
+
+    probe = sub.add_parser(
+        "send-test", help="send a self-resolving test incident through the relay and wait")
+    probe.add_argument("--url", default="http://127.0.0.1:8080", help="the relay's address")
+    probe.add_argument("--key-index", type=int, metavar="N",
+                       help="test this key (default: the key the incident hashes to)")
+    probe.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")

@@ -44,6 +44,10 @@ class Names:
         """Sorted set of worker ids serving this key, scored by last heartbeat (ms)."""
         return f"{self.prefix}:workers:{kid}"
 
+    def probe(self, dedup_key: str, action: str) -> str:
+        """String: the outcome of one ``pd-relay send-test`` event, kept for an hour."""
+        return f"{self.prefix}:probe:{dedup_key}:{action}"
+
     @property
     def dead(self) -> str:
         """Hash of dead letters: id -> JSON record."""

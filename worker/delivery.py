@@ -24,6 +24,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_never
 from relay.errors import Rejected, RetryLater
 from relay.keys import key_id, mask
 from relay.names import Names
+from relay.probe import PROBE_PREFIX
 from relay.scripts import LATENCY_BUCKETS_S, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
@@ -60,7 +61,7 @@ class Worker:
         self.client = client
         self.block_s = max(1, math.ceil(settings.lease_ttl_s))
         kid = key_id(routing_key)
-        names = Names(settings.prefix)
+        names = self.names = Names(settings.prefix)
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid
@@ -154,11 +155,12 @@ class Worker:
             reraise=True,
         )
         try:
-            retrying(self._attempt, record, body)
+            reply = retrying(self._attempt, record, body)
         except Rejected as exc:
             self._dead_letter(raw, record, exc)
             return
         if self._finish(raw, "delivered", accepted_ms=record.accepted_ms):
+            self._note_probe(record, f"delivered: {reply[:200]}")
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
                 record.action, record.event.get("dedup_key"), self.label,
@@ -204,6 +206,8 @@ class Worker:
             "raw": raw,
         })
         if self._finish(raw, "dead", dead_id, letter):
+            if record is not None:
+                self._note_probe(record, f"dead-lettered: {error} {error.reply[:200]}")
             self.client.hset(self.stats, mapping=_error_fields(error))
             log.error(
                 "dead-lettered %s dedup_key=%s key=%s: %s %s (id %s)",
@@ -211,6 +215,12 @@ class Worker:
                 record.event.get("dedup_key") if record else None,
                 self.label, error, error.reply[:200], dead_id,
             )
+
+    def _note_probe(self, record: Record, outcome: str) -> None:
+        """Tell a waiting ``pd-relay send-test`` what became of its event."""
+        dedup_key = str(record.event.get("dedup_key", ""))
+        if dedup_key.startswith(PROBE_PREFIX):
+            self.client.set(self.names.probe(dedup_key, record.action), outcome, ex=3600)
 
     def _finish(
         self, raw: str, counter: str, dead_id: str = "", letter: str = "", accepted_ms: int = 0

@@ -90,3 +90,22 @@ def test_a_bad_configuration_stops_start_up_naming_every_problem(make_stack) -> 
     del stack.env["RELAY_RATE_PER_MIN"], stack.env["RELAY_PD_URL"]
     result = stack.cli("worker", "--key-index", "5")
     assert result.returncode == 2 and "out of range" in result.stderr
+
+
+def test_send_test_reports_delivery_and_failure(make_stack) -> None:
+    stack = make_stack(keys=2)
+    stack.start_simulator()
+    url = stack.start_ingress()
+    stack.start_worker(0)
+    stack.start_worker(1)
+    result = stack.cli("send-test", "--url", url, "--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trigger: delivered" in result.stdout and "resolve: delivered" in result.stdout
+    arrived = [(e["event_action"], e["dedup_key"]) for e in stack.delivered()]
+    assert [action for action, _ in arrived] == ["trigger", "resolve"]
+    assert arrived[0][1].startswith("pd-relay-send-test-")
+
+    stack.sim_config(reject_rate=1.0)
+    result = stack.cli("send-test", "--url", url, "--key-index", "1", "--timeout", "20")
+    assert result.returncode == 1 and "dead-lettered" in result.stdout
+    assert "test FAILED" in result.stdout
