@@ -5,11 +5,13 @@
 #   ./start.sh --demo     the same against the bundled PagerDuty simulator, with generated keys
 #   ./start.sh status     what runs, and each key's queue and delivery figures
 #   ./start.sh stop       stop everything this script started (by recorded pids)
+#   ./start.sh relay ARGS run `pd-relay ARGS` against this stack (dead-letters, send-test...)
 #
 # Uses `docker compose` when a Docker engine answers, else runs native processes under
 # supervisord (installed into .venv), which restarts any that crash. Settings (environment):
 #   RELAY_KEYS_FILE          keys file (default ./pd_routing_keys.txt)
 #   PD_RELAY_PORT            nginx port (8080)          PD_RELAY_INGRESS_NODES  ingress nodes (2)
+#   PD_RELAY_BIND            nginx address (0.0.0.0; 127.0.0.1 with --demo)
 #   PD_RELAY_INGRESS_PORT    first ingress port (8081)  PD_RELAY_REDIS_PORT     Redis port (6379)
 #   PD_RELAY_SIM_PORT        simulator port, --demo (8090)
 #   PD_RELAY_RUN_DIR         configs, pids, logs (./run) PD_RELAY_DATA_DIR      Redis AOF (./data)
@@ -36,7 +38,7 @@ COMPOSE=(docker compose -p pd-relay -f "$here/docker-compose.yml" -f "$RUN_DIR/d
 say() { printf 'pd-relay: %s\n' "$*"; }
 die() { printf 'pd-relay: %s\n' "$*" >&2; exit 1; }
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ---------------------------------------------------------------------------------------
 # shared steps
@@ -117,6 +119,7 @@ try it:
   curl -s -X POST http://127.0.0.1:$PORT/v2/enqueue -H 'Content-Type: application/json' \\
     -d '{"event_action":"trigger","payload":{"summary":"pd-relay test","source":"$(hostname)","severity":"info"}}'
 then:   ./start.sh status      logs: $LOG_HINT      stop: ./start.sh stop
+        ./start.sh relay send-test      ./start.sh relay dead-letters list
 EOF
 }
 
@@ -192,7 +195,7 @@ render_nginx() {
     upstream+="    server 127.0.0.1:$((INGRESS_PORT + i)) max_fails=2 fail_timeout=3s;"$'\n'
   done
   mkdir -p "$RUN_DIR/nginx/tmp" "$RUN_DIR/logs"
-  PD_RELAY_UPSTREAM=$upstream PD_RELAY_LISTEN="127.0.0.1:$PORT" \
+  PD_RELAY_UPSTREAM=$upstream PD_RELAY_LISTEN="$BIND:$PORT" \
   PD_RELAY_ACCESS_LOG="$RUN_DIR/logs/nginx-access.log" \
     "$PYTHON" - "$here/nginx/pd-relay.conf.template" "$RUN_DIR/nginx/pd-relay.conf" <<'PY'
 import os, string, sys
@@ -354,8 +357,7 @@ status_native() {
   fi
   ctl status || true
   echo
-  RELAY_KEYS_FILE=$KEYS_FILE RELAY_REDIS_URL=${RELAY_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0} \
-    "$VENV/bin/pd-relay" status
+  relay_cli status
 }
 
 # ---------------------------------------------------------------------------------------
@@ -393,7 +395,7 @@ EOF
 start_docker() {
   local count
   count=$(check_keys "$KEYS_FILE")
-  export RELAY_KEYS_FILE=$KEYS_FILE PD_RELAY_PORT=$PORT
+  export RELAY_KEYS_FILE=$KEYS_FILE PD_RELAY_PORT=$PORT PD_RELAY_BIND=$BIND
   local profile=()
   if [ "$DEMO" = 1 ]; then
     export RELAY_PD_URL=http://simulator:8090
@@ -419,13 +421,15 @@ status_docker() {
 
 ACTION=start
 DEMO=0
-for arg in "$@"; do
-  case "$arg" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --demo) DEMO=1 ;;
-    start|stop|status) ACTION=$arg ;;
+    start|stop|status) ACTION=$1 ;;
+    relay) ACTION=relay; shift; break ;;
     -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $arg" ;;
+    *) usage >&2; die "unknown argument: $1" ;;
   esac
+  shift
 done
 
 if [ "$ACTION" != start ] && [ -f "$RUN_DIR/mode" ]; then
@@ -434,7 +438,9 @@ if [ "$ACTION" != start ] && [ -f "$RUN_DIR/mode" ]; then
 fi
 choose_mode
 
+BIND=${PD_RELAY_BIND:-0.0.0.0}
 if [ "$DEMO" = 1 ]; then
+  BIND=${PD_RELAY_BIND:-127.0.0.1}
   KEYS_FILE=$(demo_keys)
   export RELAY_PD_URL=${RELAY_PD_URL:-http://127.0.0.1:$SIM_PORT}
   [ "$ACTION" = start ] && touch "$RUN_DIR/demo"
@@ -443,7 +449,18 @@ else
   [ "$ACTION" = start ] && rm -f "$RUN_DIR/demo"
 fi
 
+relay_cli() {
+  if [ "$MODE" = docker ]; then
+    "${COMPOSE[@]}" exec -T ingress pd-relay "$@"
+  else
+    [ -x "$VENV/bin/pd-relay" ] || die "not installed yet: run ./start.sh first"
+    RELAY_KEYS_FILE=$KEYS_FILE RELAY_REDIS_URL=${RELAY_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0} \
+      "$VENV/bin/pd-relay" "$@"
+  fi
+}
+
 case "$ACTION:$MODE" in
+  relay:*) relay_cli "$@" ;;
   start:native) start_native ;;
   start:docker) start_docker ;;
   stop:native) stop_native ;;
