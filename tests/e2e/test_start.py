@@ -84,8 +84,9 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
     port = free_port()
     env = dict(
         os.environ, PD_RELAY_MODE="native", RELAY_KEYS_FILE=str(keys_file),
-        RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1", PD_RELAY_INGRESS_PORT=str(free_port_pair()),
-        PD_RELAY_REDIS_PORT=str(free_port()), RELAY_LEASE_TTL_S="1",
+        RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
+        PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(free_port()),
+        RELAY_LEASE_TTL_S="1",
     )
     env.pop("VIRTUAL_ENV", None)
     started = False
