@@ -6,6 +6,28 @@ from typing import Any
 
 import redis
 
+# Store accepted events: append each group to its key's queue and count it, atomically,
+# in one command (one command for Redis to run and one reply to parse, where
+# MULTI/RPUSH/HINCRBY/EXEC is four).
+# KEYS[2i-1] queue of group i, KEYS[2i] stats of group i
+# ARGV[i] (i <= #KEYS/2) number of events in group i; then every group's events in order
+# Returns the number of events stored.
+ENQUEUE = """
+local groups = #KEYS / 2
+local at = groups + 1
+for i = 1, groups do
+  local n = tonumber(ARGV[i])
+  local last = at + n - 1
+  while at <= last do
+    local upto = math.min(at + 999, last)
+    redis.call('RPUSH', KEYS[2 * i - 1], unpack(ARGV, at, upto))
+    at = upto + 1
+  end
+  redis.call('HINCRBY', KEYS[2 * i], 'accepted', n)
+end
+return at - groups - 1
+"""
+
 # Take a send slot in the sliding window, on Redis's clock.
 # KEYS[1] window zset
 # ARGV[1] limit, ARGV[2] window ms, ARGV[3] unique member
@@ -96,6 +118,7 @@ class Scripts:
     """The scripts above, registered once on one client."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self.enqueue: Any = client.register_script(ENQUEUE)
         self.rate_acquire: Any = client.register_script(RATE_ACQUIRE)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
         self.finish: Any = client.register_script(FINISH)

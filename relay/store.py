@@ -17,6 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from relay.names import Names
+from relay.scripts import Scripts
 from relay.settings import Settings
 
 
@@ -65,6 +66,7 @@ class EventStore:
     def __init__(self, client: redis.Redis, names: Names) -> None:
         self.client = client
         self.names = names
+        self.script = Scripts(client).enqueue
 
     def enqueue(self, batch: Iterable[tuple[str, str]]) -> None:
         """Append (key id, encoded record) pairs atomically, in one round trip.
@@ -74,8 +76,11 @@ class EventStore:
         grouped: dict[str, list[str]] = {}
         for kid, raw in batch:
             grouped.setdefault(kid, []).append(raw)
-        with self.client.pipeline(transaction=True) as pipe:
-            for kid, raws in grouped.items():
-                pipe.rpush(self.names.queue(kid), *raws)
-                pipe.hincrby(self.names.stats(kid), "accepted", len(raws))
-            pipe.execute()
+        keys: list[str] = []
+        counts: list[int] = []
+        raws: list[str] = []
+        for kid, group in grouped.items():
+            keys += [self.names.queue(kid), self.names.stats(kid)]
+            counts.append(len(group))
+            raws += group
+        self.script(keys=keys, args=counts + raws)

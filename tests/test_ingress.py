@@ -139,7 +139,7 @@ def test_redis_down_is_503_with_retry_after_and_never_202(settings) -> None:
 
 def test_redis_out_of_memory_is_503(settings, fake) -> None:
     class Full(fakeredis.FakeRedis):
-        def pipeline(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def evalsha(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
     client = create_app(settings, client=Full(decode_responses=True)).test_client()

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import requests
 from tests.conftest import make_key
 
 HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -166,6 +168,39 @@ class Stack:
                           self.logs)
         self.processes.append(process)
         return process
+
+    def start_nginx(self, upstreams: list[str], name: str = "nginx") -> str:
+        """nginx from the project's template, load-balancing ``upstreams`` (host:port)."""
+        nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+        if nginx is None:
+            raise RuntimeError("nginx is not installed")
+        port = free_port()
+        home = self.workdir / name
+        (home / "tmp").mkdir(parents=True)
+        servers = "".join(f"    server {up} max_fails=2 fail_timeout=3s;\n" for up in upstreams)
+        template = (ROOT / "nginx" / "pd-relay.conf.template").read_text()
+        (home / "pd-relay.conf").write_text(string.Template(template).safe_substitute(
+            PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=f"{HOST}:{port}",
+            PD_RELAY_ACCESS_LOG=str(home / "access.log"),
+        ))
+        user = "user root;" if os.geteuid() == 0 else ""
+        (home / "nginx.conf").write_text(f"""{user}
+worker_processes 1;
+pid {home}/nginx.pid;
+error_log {home}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {home}/tmp;
+    proxy_temp_path {home}/tmp;
+    include {home}/pd-relay.conf;
+}}
+""")
+        argv = [nginx, "-p", str(home), "-c", str(home / "nginx.conf"), "-g", "daemon off;"]
+        self.processes.append(Process(name, argv, self.env, self.logs))
+        url = f"http://{HOST}:{port}"
+        wait_until(lambda: requests.get(url + "/healthz", timeout=1).status_code < 500, 15,
+                   "nginx")
+        return url
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(pd_relay() + list(args), env=self.env, capture_output=True,

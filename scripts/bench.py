@@ -1,0 +1,295 @@
+"""pd-relay benchmarks: one run, its own stack on loopback, figures side by side.
+
+Run through ``scripts/bench [--full]`` (which sets up .venv). Results print as a
+Markdown table and, with ``--write``, go to docs/BENCHMARKS.md with the machine, the
+command and the date. Every measurement bounds its own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.stack import HOST, Process, Stack, free_port, wait_until  # noqa: E402
+
+EVENT: dict[str, Any] = {
+    "event_action": "trigger",
+    "payload": {
+        "summary": "CPU load above 95% on web-01 for 5 minutes",
+        "source": "web-01.example.com",
+        "severity": "critical",
+        "component": "cpu",
+        "group": "web-tier",
+        "class": "cpu-load",
+        "custom_details": {"load1": "7.9", "cores": "4"},
+    },
+}
+EVENT_BYTES = len(json.dumps(EVENT, separators=(",", ":")))
+
+
+def wrk(url: str, body: str, seconds: float, connections: int = 16,
+        delay_ms: float = 0) -> dict[str, float]:
+    """Run wrk against ``url`` POSTing ``body``; return req/s, p50, p99 (ms), errors."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    lua = (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    if delay_ms:
+        lua += f"function delay() return {delay_ms} end\n"
+    script.write_text(lua)
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 30,
+    ).stdout
+    script.unlink()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rate": rate,
+        "p50": _ms(re.search(r"\s50%\s+(\S+)", out)[1]),  # type: ignore[index]
+        "p99": _ms(re.search(r"\s99%\s+(\S+)", out)[1]),  # type: ignore[index]
+        "errors": float(non2xx[1]) if non2xx else 0.0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class Bench:
+    def __init__(self, full: bool, workdir: Path) -> None:
+        self.full = full
+        self.workdir = workdir
+        self.seconds = 20 if full else 5
+        self.results: list[tuple[str, str, str]] = []
+        self.stacks: list[Stack] = []
+
+    def stack(self, **env: Any) -> Stack:
+        stack = Stack(self.workdir / f"stack{len(self.stacks)}", **env)
+        self.stacks.append(stack)
+        return stack
+
+    def record(self, name: str, figure: str, goal: str) -> None:
+        self.results.append((name, figure, goal))
+        print(f"  {name}: {figure} (goal: {goal})", flush=True)
+
+    def close(self) -> None:
+        for stack in self.stacks:
+            stack.close()
+
+    # -- 1, 2, 3: ingest -------------------------------------------------------------
+    def ingest(self) -> None:
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL="WARNING")
+        relay = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
+        bare = []
+        for _ in range(2):
+            port = free_port()
+            argv = [sys.executable, str(ROOT / "scripts" / "bare_app.py"), str(port), "8"]
+            stack.processes.append(Process(f"bare-{port}", argv, stack.env, stack.logs))
+            bare.append(f"{HOST}:{port}")
+            wait_until(lambda p=port: requests.get(f"http://{HOST}:{p}/healthz", timeout=1).ok,
+                       15, "the bare app")
+        relay_url = stack.start_nginx(relay, "nginx-relay") + "/v2/enqueue"
+        bare_url = stack.start_nginx(bare, "nginx-bare") + "/v2/enqueue"
+        single = json.dumps(EVENT)
+        wrk(relay_url, single, 2)  # warm up both
+        wrk(bare_url, single, 2)
+        rounds = 3 if self.full else 1
+        ceiling = [wrk(bare_url, single, self.seconds) for _ in range(rounds)]
+        ours = [wrk(relay_url, single, self.seconds) for _ in range(rounds)]
+        best_bare = statistics.median(r["rate"] for r in ceiling)
+        best_ours = statistics.median(r["rate"] for r in ours)
+        errors = sum(r["errors"] for r in ours)
+        self.record("1. ingest, 1 event/request, bare Flask+waitress (ceiling)",
+                    f"{best_bare:,.0f} req/s, p50 {ceiling[0]['p50']:.1f} ms, "
+                    f"p99 {ceiling[0]['p99']:.1f} ms", "-")
+        self.record("1. ingest, 1 event/request, pd-relay",
+                    f"{best_ours:,.0f} events/s, p50 {ours[0]['p50']:.1f} ms, "
+                    f"p99 {ours[0]['p99']:.1f} ms, non-202: {errors:.0f}", "-")
+        self.record("1. ratio pd-relay / ceiling", f"{best_ours / best_bare:.0%}", ">= 75%")
+
+        batch = json.dumps([EVENT] * 100)
+        batched = wrk(relay_url, batch, self.seconds, connections=8)
+        self.record("2. ingest, 100 events/request", f"{batched['rate'] * 100:,.0f} events/s, "
+                    f"p99 {batched['p99']:.1f} ms", ">= 20,000 events/s")
+
+        steady = wrk(relay_url, single, self.seconds, connections=10, delay_ms=9)
+        self.record("3. 202 latency at a steady ~1,000 events/s",
+                    f"{steady['rate']:,.0f} events/s offered, p50 {steady['p50']:.1f} ms, "
+                    f"p99 {steady['p99']:.1f} ms", "p99 <= 20 ms")
+        stack.close()
+
+    # -- 4: drain --------------------------------------------------------------------
+    def drain(self) -> None:
+        keys, limit = 4, 120
+        window = 60.0 if self.full else 10.0
+        limit = 120 if self.full else 20
+        windows = 3 if self.full else 2
+        stack = self.stack(keys=keys, RELAY_RATE_PER_MIN=limit, RELAY_RATE_WINDOW_S=window,
+                           RELAY_LOG_LEVEL="WARNING")
+        stack.start_simulator(limit=limit, window_s=window)
+        stack.start_ingress()
+        backlog = keys * limit * (windows + 1)
+        for start in range(0, backlog, 100):
+            events = [dict(EVENT, dedup_key=f"drain-{n}") for n in range(start, start + 100)]
+            assert stack.post(events).status_code == 202
+        for index in range(keys):
+            stack.start_worker(index)
+            stack.start_worker(index)
+        time.sleep(windows * window + 2)
+        seen = stack.sim_get("events")["events"]
+        first = min(e["at"] for e in seen)
+        in_span = [e for e in seen if e["at"] < first + windows * window]
+        delivered = sum(1 for e in in_span if e["status"] == 202)
+        throttled = sum(1 for e in in_span if e["status"] == 429)
+        budget = keys * limit * windows
+        self.record(
+            f"4. drain: {keys} keys x {limit}/{window:.0f}s window, {windows} windows, "
+            "2 workers/key",
+            f"{delivered}/{budget} = {delivered / budget:.1%} of budget, "
+            f"429s {throttled} ({throttled / max(1, len(in_span)):.1%})",
+            ">= 97%, 429s <= 1%",
+        )
+        stack.close()
+
+    # -- 5: end-to-end latency -------------------------------------------------------
+    def latency(self) -> None:
+        stack = self.stack(keys=4, RELAY_RATE_PER_MIN=1_000_000, RELAY_LOG_LEVEL="WARNING")
+        stack.start_simulator()
+        stack.start_ingress()
+        for index in range(4):
+            stack.start_worker(index)
+        time.sleep(1)
+        count = 400 if self.full else 150
+        answered: dict[str, float] = {}
+        for n in range(count):
+            dedup_key = f"lat-{n}"
+            reply = stack.post(dict(EVENT, dedup_key=dedup_key))
+            answered[dedup_key] = time.time()
+            assert reply.status_code == 202
+            time.sleep(0.02)
+        wait_until(lambda: len(stack.delivered()) >= count, 30, "every event")
+        waits = sorted(max(0.0, e["at"] - answered[e["dedup_key"]]) * 1000
+                       for e in stack.delivered())
+        p50 = waits[len(waits) // 2]
+        p99 = waits[int(len(waits) * 0.99) - 1]
+        self.record("5. end to end, 202 to arrival at PagerDuty, no backlog",
+                    f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({count} events)", "p99 <= 50 ms")
+        stack.close()
+
+    # -- 6: memory -------------------------------------------------------------------
+    def memory(self) -> None:
+        stack = self.stack(keys=1, RELAY_LOG_LEVEL="WARNING")
+        stack.start_ingress()
+        client = stack.redis.client()
+        count = 20_000
+        before = int(client.info("memory")["used_memory"])
+        for start in range(0, count, 500):
+            events = [dict(EVENT, dedup_key=f"mem-{n:06d}") for n in range(start, start + 500)]
+            assert stack.post(events).status_code == 202
+        after = int(client.info("memory")["used_memory"])
+        self.record(f"6. Redis memory per queued event ({EVENT_BYTES}-byte event + 16-char "
+                    "dedup_key)", f"{(after - before) / count:,.0f} bytes", "<= 700 bytes")
+        stack.close()
+
+    # -- 7: idle CPU -----------------------------------------------------------------
+    def idle(self) -> None:
+        stack = self.stack(keys=1)
+        stack.start_ingress()
+        worker = stack.start_worker(0)
+        ingress = stack.processes[-2]
+        time.sleep(3)
+        hz = os.sysconf("SC_CLK_TCK")
+        pids = {"ingress": ingress.popen.pid, "worker": worker.popen.pid}
+        start = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        time.sleep(10)
+        used = {name: (cpu_ticks(pid) - start[name]) / hz / 10 for name, pid in pids.items()}
+        self.record("7. idle CPU over 10 s", ", ".join(
+            f"{name} {share:.2%}" for name, share in used.items()), "< 1% each")
+        stack.close()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{nginx.replace('nginx version: ', '')}, wrk 4.1")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="longer, repeated runs")
+    parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
+    parser.add_argument("--only", nargs="*", default=[],
+                        choices=["ingest", "drain", "latency", "memory", "idle"])
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
+            print(f"bench: {tool} is missing (scripts/bench installs it when run as root)")
+            return 2
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pd-relay-bench-") as tmp:
+        bench = Bench(args.full, Path(tmp))
+        try:
+            for name in args.only or ["ingest", "drain", "latency", "memory", "idle"]:
+                print(f"{name}...", flush=True)
+                getattr(bench, name)()
+        finally:
+            bench.close()
+    mode = "full" if args.full else "short"
+    command = "scripts/bench" + (" --full" if args.full else "")
+    table = ["| Measurement | Result | Goal |", "|---|---|---|"]
+    table += [f"| {name} | {figure} | {goal} |" for name, figure, goal in bench.results]
+    report = (
+        f"## {mode} run, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
+        f"Command: `{command}` ({time.monotonic() - started:.0f} s). Machine: {machine()}.\n\n"
+        + "\n".join(table) + "\n"
+    )
+    print("\n" + report)
+    if args.write:
+        path = ROOT / "docs" / "BENCHMARKS.md"
+        text = path.read_text() if path.exists() else ""
+        marker = f"<!-- bench:{mode} -->"
+        block = f"{marker}\n{report}{marker}\n"
+        if marker in text:
+            text = re.sub(f"{re.escape(marker)}.*?{re.escape(marker)}\n", lambda _: block,
+                          text, flags=re.S)
+        else:
+            text += "\n" + block
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
