@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from relay import validation
+from relay.commit import GroupCommit
 from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
 from relay.keys import mask
 from relay.metrics import Metrics
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     settings = settings or Settings.from_env()
     client = client if client is not None else connect(settings)
     names = Names(settings.prefix)
-    store = EventStore(client, names)
+    store = GroupCommit(EventStore(client, names).enqueue)
     router = Router(settings.routing_keys)
     metrics = Metrics(client, names, settings.routing_keys)
 
@@ -62,8 +63,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         if problems:
             raise InvalidEvent(problems)
         try:
-            store.enqueue(batch)
-        except redis.RedisError as exc:
+            store.enqueue(batch, timeout_s=settings.redis_timeout_s * 3)
+        except (redis.RedisError, TimeoutError) as exc:
             log.error("could not store %d event(s): %s", len(batch), exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         metrics.accepted.labels(kind).inc(len(events))
