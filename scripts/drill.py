@@ -1,0 +1,235 @@
+"""pd-relay fault drills: a fault under load, then a count of what survived.
+
+Each drill builds a stack on 127.0.0.1 (redis-server with AOF, the PagerDuty simulator,
+two ingress nodes behind nginx, two workers per key), sends incidents (trigger,
+acknowledge, resolve) through nginx at a steady rate, with clients that retry only on
+502, 503 and connection errors, breaks something in the middle, repairs it, and waits
+for the backlog to drain. It reports accepted, delivered, duplicates, lost and order
+violations (an incident whose events did not arrive trigger, acknowledge, resolve, or
+a follow-up PagerDuty would drop). Run through ``scripts/drill [--full] [--write]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.stack import Stack, wait_until  # noqa: E402
+
+ACTIONS = ("trigger", "acknowledge", "resolve")
+
+
+class Load(threading.Thread):
+    """Sends incidents at ``rate`` events/s until stopped; records what got a 202."""
+
+    def __init__(self, url: str, rate: float, tag: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.interval, self.tag = url, 1 / rate, tag
+        self.accepted: list[str] = []
+        self.refused = 0
+        self.stopped = threading.Event()
+        self.session = requests.Session()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stopped.is_set():
+            incident = f"{self.tag}-{n // 3:05d}"
+            step = n % 3
+            event: dict[str, Any] = {"event_action": ACTIONS[step], "dedup_key": incident}
+            if step == 0:
+                event["payload"] = {"summary": f"drill {incident}", "source": "drill",
+                                    "severity": "warning",
+                                    "custom_details": {"seq": f"{incident}/0"}}
+            self.send(event, f"{incident}/{step}")
+            n += 1
+            self.stopped.wait(self.interval)
+
+    def send(self, event: dict[str, Any], seq: str) -> None:
+        while True:  # a client retries 502, 503 and connection errors, nothing else
+            try:
+                reply = self.session.post(self.url, json=event, timeout=10)
+                if reply.status_code == 202:
+                    self.accepted.append(seq)
+                    return
+                if reply.status_code not in (502, 503):
+                    raise RuntimeError(f"unexpected {reply.status_code}: {reply.text[:200]}")
+            except requests.RequestException:
+                pass
+            self.refused += 1
+            time.sleep(0.2)
+
+
+def verdict(stack: Stack, load: Load) -> dict[str, int]:
+    arrivals = [e for e in stack.sim_get("events")["events"] if e["status"] == 202]
+    accepted = set(load.accepted)
+    per_incident: dict[str, list[str]] = defaultdict(list)
+    delivered: set[str] = set()
+    for event in arrivals:
+        actions = per_incident[event["dedup_key"]]
+        if not actions or actions[-1] != event["event_action"]:
+            actions.append(event["event_action"])
+        delivered.add(f"{event['dedup_key']}/{ACTIONS.index(event['event_action'])}")
+    violations = sum(1 for actions in per_incident.values()
+                     if actions != list(ACTIONS)[: len(actions)])
+    orphans = int(stack.sim_get("stats")["counts"].get("orphans", 0))
+    return {
+        "accepted": len(accepted),
+        "delivered": len(delivered & accepted),
+        "duplicates": len(arrivals) - len(delivered),
+        "lost": len(accepted - delivered),
+        "order violations": violations + orphans,
+        "client retries": load.refused,
+    }
+
+
+def build(workdir: Path, **env: Any) -> tuple[Stack, str]:
+    settings = {"RELAY_RATE_PER_MIN": 100_000, "RELAY_LOG_LEVEL": "WARNING",
+                "RELAY_LEASE_TTL_S": 2}
+    settings.update(env)
+    stack = Stack(workdir, keys=3, **settings)
+    stack.start_simulator()
+    nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
+    for index in range(3):
+        stack.start_worker(index)
+        stack.start_worker(index)
+    return stack, stack.start_nginx(nodes) + "/v2/enqueue"
+
+
+def workers_of(stack: Stack, index: int) -> list[Any]:
+    return [p for p in stack.processes if p.name.startswith(f"worker-{index}-") and p.alive()]
+
+
+def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    if name == "throttle":  # the relay thinks 60 per 5 s; PagerDuty allows 25
+        env = {"RELAY_RATE_PER_MIN": 60, "RELAY_RATE_WINDOW_S": 5}
+    stack, url = build(workdir, **env)
+    try:
+        if name == "throttle":
+            stack.sim_config(limit=25, window_s=5)
+        if name == "worker-kill":
+            stack.sim_config(slow_rate=0.5, slow_s=0.3)  # so a kill lands mid-delivery
+        load = Load(url, rate, name)
+        load.start()
+        time.sleep(seconds / 3)
+        started = time.monotonic()
+        if name == "worker-kill":
+            victims = workers_of(stack, 0)
+            for process in victims:
+                process.kill()
+            time.sleep(2)
+            stack.start_worker(0)
+            stack.start_worker(0)
+        elif name == "ingress-kill":
+            node = next(p for p in stack.processes if p.name.startswith("ingress-"))
+            node.kill()
+            time.sleep(seconds / 3)
+        elif name == "redis-kill":
+            stack.sim_config(fail_rate=1.0, fail_status=503)  # let a backlog build up
+            time.sleep(3)
+            backlog = sum(row["queued"] + row["in_flight"] for row in stack.status())
+            stack.redis.kill()
+            time.sleep(3)
+            stack.redis.start()
+            stack.sim_config(fail_rate=0.0)
+        elif name == "pd-502":
+            stack.sim_config(fail_rate=0.95, fail_status=502)
+            time.sleep(seconds / 3)
+            stack.sim_config(fail_rate=0.0)
+        fault_s = time.monotonic() - started
+        time.sleep(max(0.0, seconds / 3 - fault_s) + seconds / 3)
+        load.stopped.set()
+        load.join(30)
+
+        def drained() -> bool:
+            arrivals = stack.sim_get("events")["events"]
+            seqs = {f"{e['dedup_key']}/{ACTIONS.index(e['event_action'])}"
+                    for e in arrivals if e["status"] == 202}
+            return set(load.accepted) <= seqs
+
+        try:
+            wait_until(drained, 120, "the backlog to drain", every=0.5)
+        except AssertionError:
+            pass  # reported as lost below
+        row = {"drill": name, **verdict(stack, load)}
+        counts = stack.sim_get("stats")["counts"]
+        row["PagerDuty 429/5xx"] = sum(int(v) for k, v in counts.items()
+                                       if k == "429" or k.startswith("5"))
+        if name == "redis-kill":
+            row["drill"] = f"{name} (backlog {backlog})"
+        return row
+    finally:
+        stack.close()
+
+
+DRILLS = {
+    "worker-kill": "kill -9 every worker of one key mid-delivery, restart after 2 s",
+    "ingress-kill": "kill -9 one of two ingress nodes; nginx routes around it",
+    "redis-kill": "PagerDuty down, then kill -9 Redis with a backlog, restart it from its "
+                  "AOF after 3 s",
+    "pd-502": "PagerDuty answers 502 to 95% of requests for a third of the run",
+    "throttle": "PagerDuty throttles at 25 per 5 s while the relay is set to 60",
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="90 s under load per drill")
+    parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
+    parser.add_argument("--only", nargs="*", default=[], choices=list(DRILLS))
+    args = parser.parse_args()
+    seconds, rate = (90.0, 30.0) if args.full else (15.0, 20.0)
+    started = time.monotonic()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pd-relay-drill-") as tmp:
+        for n, name in enumerate(args.only or list(DRILLS)):
+            print(f"{name}: {DRILLS[name]}...", flush=True)
+            row = drill(name, Path(tmp) / str(n), seconds, rate)
+            print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "drill"))
+            rows.append(row)
+    mode = "full" if args.full else "short"
+    columns = ["accepted", "delivered", "duplicates", "lost", "order violations",
+               "client retries", "PagerDuty 429/5xx"]
+    table = ["| Drill | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row in rows:
+        cells = [str(row[c]) for c in columns]
+        name = row["drill"].split()[0]
+        table.append(f"| {row['drill']}: {DRILLS[name]} | " + " | ".join(cells) + " |")
+    report = (
+        f"## drills, {mode} run, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
+        f"Command: `scripts/drill {' '.join(sys.argv[1:])}` "
+        f"({time.monotonic() - started:.0f} s); {seconds:.0f} s under load at "
+        f"{rate:.0f} events/s per drill. Goal for every drill: lost 0, order violations 0.\n\n"
+        + "\n".join(table) + "\n"
+    )
+    print("\n" + report)
+    if args.write:
+        path = ROOT / "docs" / "BENCHMARKS.md"
+        text = path.read_text()
+        marker = f"<!-- drill:{mode} -->"
+        block = f"{marker}\n{report}{marker}\n"
+        if marker in text:
+            text = re.sub(f"{re.escape(marker)}.*?{re.escape(marker)}\n", lambda _: block,
+                          text, flags=re.S)
+        else:
+            text += "\n" + block
+        path.write_text(text)
+    failed = [row["drill"] for row in rows if row["lost"] or row["order violations"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
