@@ -187,11 +187,11 @@ DRILLS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--full", action="store_true", help="90 s under load per drill")
+    parser.add_argument("--full", action="store_true", help="75 s under load per drill")
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     parser.add_argument("--only", nargs="*", default=[], choices=list(DRILLS))
     args = parser.parse_args()
-    seconds, rate = (90.0, 30.0) if args.full else (15.0, 20.0)
+    seconds, rate = (75.0, 30.0) if args.full else (15.0, 20.0)
     started = time.monotonic()
     rows = []
     with tempfile.TemporaryDirectory(prefix="pd-relay-drill-") as tmp:
