@@ -91,6 +91,7 @@ class Bench:
         self.results: list[tuple[str, str, str]] = []
         self.stacks: list[Stack] = []
         self.log_level = "INFO"  # the default: one "accepted" line per event
+        self.threads = 8  # waitress threads per node (RELAY_THREADS), the same for both
 
     def stack(self, **env: Any) -> Stack:
         stack = Stack(self.workdir / f"stack{len(self.stacks)}", **env)
@@ -107,12 +108,13 @@ class Bench:
 
     # -- 1, 2, 3: ingest -------------------------------------------------------------
     def ingest(self) -> None:
-        stack = self.stack(keys=4, RELAY_LOG_LEVEL=self.log_level)
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL=self.log_level, RELAY_THREADS=self.threads)
         relay = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
         bare = []
         for _ in range(2):
             port = free_port()
-            argv = [sys.executable, str(ROOT / "scripts" / "bare_app.py"), str(port), "8"]
+            argv = [sys.executable, str(ROOT / "scripts" / "bare_app.py"), str(port),
+                    str(self.threads)]
             stack.processes.append(Process(f"bare-{port}", argv, stack.env, stack.logs))
             bare.append(f"{HOST}:{port}")
             wait_until(lambda p=port: requests.get(f"http://{HOST}:{p}/healthz", timeout=1).ok,
@@ -253,6 +255,7 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="longer, repeated runs")
     parser.add_argument("--write", action="store_true", help="update docs/BENCHMARKS.md")
     parser.add_argument("--log-level", default="INFO", help="ingress log level for ingest")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "drain", "latency", "memory", "idle"])
     args = parser.parse_args()
@@ -264,6 +267,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pd-relay-bench-") as tmp:
         bench = Bench(args.full, Path(tmp))
         bench.log_level = args.log_level
+        bench.threads = args.threads
         try:
             for name in args.only or ["ingest", "drain", "latency", "memory", "idle"]:
                 print(f"{name}...", flush=True)
