@@ -285,17 +285,23 @@ def main() -> int:
     )
     print("\n" + report)
     if args.write:
-        path = ROOT / "docs" / "BENCHMARKS.md"
-        text = path.read_text() if path.exists() else ""
-        marker = f"<!-- bench:{mode} -->"
-        block = f"{marker}\n{report}{marker}\n"
-        if marker in text:
-            text = re.sub(f"{re.escape(marker)}.*?{re.escape(marker)}\n", lambda _: block,
-                          text, flags=re.S)
-        else:
-            text += "\n" + block
-        path.write_text(text)
+        write_report(f"bench:{mode}", report)
     return 0
+
+
+def write_report(name: str, report: str) -> None:
+    """Put ``report`` in docs/BENCHMARKS.md between ``<!-- name -->`` markers, replacing
+    the block of the same name or appending one."""
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    marker = f"<!-- {name} -->"
+    block = f"{marker}\n{report}{marker}\n"
+    if marker in text:
+        text = re.sub(f"{re.escape(marker)}.*?{re.escape(marker)}\n", lambda _: block,
+                      text, flags=re.S)
+    else:
+        text += "\n" + block
+    path.write_text(text)
 
 
 if __name__ == "__main__":

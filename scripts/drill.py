@@ -12,7 +12,6 @@ a follow-up PagerDuty would drop). Run through ``scripts/drill [--full] [--write
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import threading
@@ -26,6 +25,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import write_report  # noqa: E402
 
 from tests.e2e.stack import Stack, wait_until  # noqa: E402
 
@@ -217,16 +218,7 @@ def main() -> int:
     )
     print("\n" + report)
     if args.write:
-        path = ROOT / "docs" / "BENCHMARKS.md"
-        text = path.read_text()
-        marker = f"<!-- drill:{mode} -->"
-        block = f"{marker}\n{report}{marker}\n"
-        if marker in text:
-            text = re.sub(f"{re.escape(marker)}.*?{re.escape(marker)}\n", lambda _: block,
-                          text, flags=re.S)
-        else:
-            text += "\n" + block
-        path.write_text(text)
+        write_report(f"drill:{mode}", report)
     failed = [row["drill"] for row in rows if row["lost"] or row["order violations"]]
     return 1 if failed else 0
 
