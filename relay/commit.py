@@ -11,6 +11,7 @@ answered 202 unless its own events are stored.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 
 Batch = Sequence[tuple[str, str]]
@@ -31,7 +32,7 @@ class GroupCommit:
         self.store = store
         self.max_events = max_events
         self.cond = threading.Condition()
-        self.queue: list[_Request] = []
+        self.queue: deque[_Request] = deque()
         self.leading = False
 
     def enqueue(self, batch: Batch, timeout_s: float = 30.0) -> None:
@@ -55,7 +56,7 @@ class GroupCommit:
         size = 0
         while self.queue and (not group or size + len(self.queue[0].batch) <= self.max_events):
             size += len(self.queue[0].batch)
-            group.append(self.queue.pop(0))
+            group.append(self.queue.popleft())
         error: BaseException | None = None
         self.cond.release()
         try:

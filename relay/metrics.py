@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from relay.keys import key_id, mask
 from relay.names import Names
-from relay.scripts import LATENCY_BUCKETS_S
+from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
 from relay.status import COUNTERS, read_status
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class _QueueCollector(Collector):
         )
         for key, counts in zip(self.keys, histograms, strict=False):
             buckets, total = [], 0
-            for bound in LATENCY_BUCKETS_S:
-                total += int(counts.get(str(int(bound * 1000)), 0))
+            for bound, field in zip(LATENCY_BUCKETS_S, LATENCY_BOUNDS_MS, strict=True):
+                total += int(counts.get(field, 0))
                 buckets.append((str(float(bound)), float(total)))
             buckets.append(("+Inf", float(total + int(counts.get("+Inf", 0)))))
             sum_s = int(counts.get("sum_ms", 0)) / 1000

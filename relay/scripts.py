@@ -112,6 +112,8 @@ return 1
 
 # Delivery latency histogram bounds (seconds), shared by the worker and /metrics.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+# The same bounds in ms, as FINISH names its histogram fields (ARGV[7]).
+LATENCY_BOUNDS_MS = tuple(str(int(bound * 1000)) for bound in LATENCY_BUCKETS_S)
 
 
 class Scripts:

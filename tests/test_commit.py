@@ -34,7 +34,7 @@ def test_concurrent_requests_share_store_calls_and_each_is_stored() -> None:
     assert sorted(returned) == list(range(40))
     assert sum(len(call) for call in calls) == 40
     assert len(calls) < 40  # they were grouped
-    assert not commit.leading and commit.queue == []
+    assert not commit.leading and list(commit.queue) == []
 
 
 def test_a_lone_request_is_stored_at_once() -> None:

@@ -25,7 +25,7 @@ from relay.errors import Rejected, RetryLater
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.probe import PROBE_PREFIX
-from relay.scripts import LATENCY_BUCKETS_S, Scripts
+from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
@@ -36,6 +36,7 @@ from worker.pagerduty import PagerDuty
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_S = 1.0
+BOUNDS_ARG = " ".join(LATENCY_BOUNDS_MS)
 
 
 class Shutdown(BaseException):
@@ -225,10 +226,9 @@ class Worker:
     def _finish(
         self, raw: str, counter: str, dead_id: str = "", letter: str = "", accepted_ms: int = 0
     ) -> bool:
-        bounds = " ".join(str(int(b * 1000)) for b in LATENCY_BUCKETS_S)
         done = self.scripts.finish(
             keys=self.finish_keys,
-            args=[self.worker_id, raw, counter, dead_id, letter, accepted_ms, bounds],
+            args=[self.worker_id, raw, counter, dead_id, letter, accepted_ms, BOUNDS_ARG],
         )
         if not done:
             log.warning("key %s: lease lost before finishing; its holder resends", self.label)
