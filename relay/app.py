@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         check = CHECKS[kind]
         problems: list[str] = []
         batch: list[tuple[str, str]] = []
-        keys: list[str] = []
+        routed: list[tuple[Record, str]] = []
         accepted = now_ms()
         for index, event in enumerate(events):
             at = "" if single else f"[{index}]"
@@ -57,8 +57,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                 if key is None:
                     found = [problem]
                 else:
-                    batch.append((router.ids[key], Record(kind, event, accepted).encode()))
-                    keys.append(key)
+                    record = Record(kind, event, accepted)
+                    batch.append((router.ids[key], record.encode()))
+                    routed.append((record, key))
             problems += found
         if problems:
             raise InvalidEvent(problems)
@@ -69,9 +70,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
-        for event, key in zip(events, keys, strict=True):
-            action = event.get("event_action", "change")
-            log.info("accepted %s dedup_key=%s key=%s", action, event.get("dedup_key"), mask(key))
+        for record, key in routed:
+            log.info("accepted %s dedup_key=%s key=%s",
+                     record.action, record.event.get("dedup_key"), mask(key))
         if single:
             return {"status": "success", "message": "Event queued", "dedup_key": dedup_keys[0]}, 202
         return {
