@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     names = Names(settings.prefix)
     store = GroupCommit(EventStore(client, names).enqueue)
     router = Router(settings.routing_keys)
-    metrics = Metrics(client, names, settings.routing_keys)
+    metrics = Metrics(client, names, settings)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

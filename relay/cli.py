@@ -100,7 +100,7 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     client = connect(settings)
     names = Names(settings.prefix)
     while True:
-        rows = read_status(client, names, settings.routing_keys)
+        rows = read_status(client, names, settings)
         if args.json:
             print(json.dumps({"keys": rows}, indent=2))
         else:

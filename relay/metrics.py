@@ -4,7 +4,7 @@ delivery figures read from Redis at scrape time (so any node reports the workers
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, generate_latest
@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
+from relay.settings import Settings
 from relay.status import COUNTERS, read_status
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ FIGURES = {
     "oldest_age_seconds": "Age of the oldest queued event",
     "delivered_last_min": "Events delivered in the last 60 seconds",
     "workers": "Workers that sent a heartbeat recently",
+    "rate_limit": "Sends allowed per rate window now (lower while PagerDuty throttles)",
 }
 
 
 class Metrics:
-    def __init__(self, client: redis.Redis, names: Names, keys: Sequence[str]) -> None:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self.accepted = Counter(
             "pd_relay_events_accepted", "Events queued by this node", ["kind"],
@@ -50,21 +52,22 @@ class Metrics:
             "pd_relay_requests_refused", "Requests this node refused", ["reason"],
             registry=self.registry,
         )
-        self.registry.register(_QueueCollector(client, names, keys))
+        self.registry.register(_QueueCollector(client, names, settings))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class _QueueCollector(Collector):
-    def __init__(self, client: redis.Redis, names: Names, keys: Sequence[str]) -> None:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client
         self.names = names
-        self.keys = keys
+        self.settings = settings
+        self.keys = settings.routing_keys
 
     def collect(self) -> Iterator[Metric]:
         try:
-            rows = read_status(self.client, self.names, self.keys)
+            rows = read_status(self.client, self.names, self.settings)
             with self.client.pipeline(transaction=False) as pipe:
                 for key in self.keys:
                     pipe.hgetall(self.names.latency(key_id(key)))

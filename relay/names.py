@@ -28,6 +28,10 @@ class Names:
         """Sorted set of send times (ms, Redis clock) in the current rate window."""
         return f"{self.prefix}:window:{kid}"
 
+    def throttle(self, kid: str) -> str:
+        """Hash {limit, at}: the send limit PagerDuty's last 429 cut this key to, and when."""
+        return f"{self.prefix}:throttle:{kid}"
+
     def stats(self, kid: str) -> str:
         """Hash of counters and last error for this key."""
         return f"{self.prefix}:stats:{kid}"

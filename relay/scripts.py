@@ -28,22 +28,59 @@ end
 return at - groups - 1
 """
 
-# Take a send slot in the sliding window, on Redis's clock.
-# KEYS[1] window zset
-# ARGV[1] limit, ARGV[2] window ms, ARGV[3] unique member
-# Returns 0 when a slot was taken, else the ms to wait before trying again.
-RATE_ACQUIRE = """
+# The key's send limit now, shared by the rate scripts below (PagerDuty's dynamic
+# throttling): the configured limit, or what the last 429 cut it to, climbing back by a
+# tenth of the configured limit per window. Needs `now` (ms, Redis clock) and:
+# KEYS[2] throttle hash {limit, at}; ARGV[1] configured limit, ARGV[2] window ms
+LIMIT_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
+local configured, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local climb_ms = 10 * window / configured
+local cut = redis.call('HMGET', KEYS[2], 'limit', 'at')
+local limit = configured
+if cut[1] then
+  limit = math.min(configured, tonumber(cut[1]) + math.floor((now - tonumber(cut[2])) / climb_ms))
+end
+"""
+
+# Take a send slot in the sliding window, on Redis's clock.
+# KEYS[1] window zset, KEYS[2] throttle hash
+# ARGV[1] configured limit, ARGV[2] window ms, ARGV[3] unique member
+# Returns 0 when a slot was taken, else the ms to wait before trying again.
+RATE_ACQUIRE = LIMIT_NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+local sent = redis.call('ZCARD', KEYS[1])
+if sent < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now + 1)
+-- wait until enough of the window has expired for one more send (or the limit climbs)
+local freeing = redis.call('ZRANGE', KEYS[1], sent - limit, sent - limit, 'WITHSCORES')
+local wait = math.max(1, tonumber(freeing[2]) + window - now + 1)
+if limit < configured then wait = math.min(wait, math.ceil(climb_ms)) end
+return wait
+"""
+
+# PagerDuty answered 429: cut the key's limit to 3/4 of what it took in the last window,
+# but not below a tenth of the configured limit; LIMIT_NOW climbs it back. The refused
+# attempt holds a slot of the window, so PagerDuty took one fewer than the window holds.
+# KEYS[1] window zset, KEYS[2] throttle hash
+# ARGV[1] configured limit, ARGV[2] window ms
+# Returns the new limit.
+RATE_THROTTLED = LIMIT_NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local took = redis.call('ZCARD', KEYS[1]) - 1
+local cut = math.max(math.ceil(configured / 10), math.floor(math.min(limit, took) * 3 / 4))
+redis.call('HSET', KEYS[2], 'limit', cut, 'at', now)
+redis.call('PEXPIRE', KEYS[2], math.ceil(climb_ms * configured))
+return cut
+"""
+
+# The key's limit now (status): KEYS[1] unused, KEYS[2] throttle hash; ARGV as above.
+RATE_LIMIT = LIMIT_NOW + """
+return limit
 """
 
 # Keep or drop a lease only while we hold it.
@@ -122,6 +159,8 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.enqueue: Any = client.register_script(ENQUEUE)
         self.rate_acquire: Any = client.register_script(RATE_ACQUIRE)
+        self.rate_throttled: Any = client.register_script(RATE_THROTTLED)
+        self.rate_limit: Any = client.register_script(RATE_LIMIT)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)

@@ -41,6 +41,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
 
+    @property
+    def rate_window_ms(self) -> int:
+        """The limiter's window: PagerDuty's plus a guard of 1%, at least 100 ms (see
+        worker/limiter.py)."""
+        return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from relay.keys import key_id, mask
 from relay.names import Names
+from relay.scripts import Scripts
+from relay.settings import Settings
 
 WORKER_FRESH_MS = 15_000
 COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
@@ -24,15 +25,19 @@ COLUMNS = (
     ("delivered_last_min", "LAST MIN"),
     ("retried", "RETRIED"),
     ("throttled", "429s"),
+    ("rate_limit", "LIMIT"),
     ("dead_letters", "DEAD"),
     ("workers", "WORKERS"),
     ("last_error", "LAST ERROR"),
 )
 
 
-def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per key, read in one round trip."""
+def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[dict[str, Any]]:
+    """One row per configured key, read in one round trip. ``rate_limit`` is the key's
+    send limit per window now: below the configured one while PagerDuty throttles."""
+    keys = settings.routing_keys
     now = int(time.time() * 1000)
+    rate_limit = Scripts(client).rate_limit
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             kid = key_id(key)
@@ -42,10 +47,13 @@ def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now - WORKER_FRESH_MS, "+inf")
             pipe.zcount(names.recent(kid), now - 60_000, "+inf")
+            rate_limit(keys=[names.window(kid), names.throttle(kid)],
+                       args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()
     rows = []
     for index, key in enumerate(keys):
-        queued, in_flight, oldest, stats, workers, recent = replies[index * 6 : index * 6 + 6]
+        reply = replies[index * 7 : index * 7 + 7]
+        queued, in_flight, oldest, stats, workers, recent, limit = reply
         age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
         row: dict[str, Any] = {
             "routing_key": mask(key),
@@ -55,6 +63,7 @@ def read_status(client: redis.Redis, names: Names, keys: Sequence[str]) -> list[
             "workers": workers,
             "worker_alive": workers > 0,
             "delivered_last_min": recent,
+            "rate_limit": int(limit),
         }
         row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
         row["last_error"] = stats.get("last_error", "")

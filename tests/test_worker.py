@@ -219,9 +219,9 @@ def test_deliveries_feed_status_and_the_latency_histogram(settings, fake) -> Non
     key = settings.routing_keys[0]
     queue(fake, key, trigger(), trigger(), trigger())  # accepted long ago (t=1000 ms)
     drain(make_worker(settings, fake, ScriptedPagerDuty()))
-    row = read_status(fake, NAMES, settings.routing_keys)[0]
+    row = read_status(fake, NAMES, settings)[0]
     assert row["delivered"] == 3 and row["delivered_last_min"] == 3
-    text = Metrics(fake, NAMES, settings.routing_keys).render()[0].decode()
+    text = Metrics(fake, NAMES, settings).render()[0].decode()
     label = f'routing_key="{mask(key)}"'
     assert f'pd_relay_delivery_latency_seconds_count{{{label}}} 3.0' in text
     assert f'pd_relay_delivery_latency_seconds_bucket{{le="3600.0",{label}}} 0.0' in text

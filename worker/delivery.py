@@ -77,8 +77,8 @@ class Worker:
             self.worker_id, settings.lease_ttl_s,
         )
         self.limiter = RateLimiter(
-            self.scripts.rate_acquire, names.window(kid),
-            settings.rate_per_min, settings.rate_window_s,
+            self.scripts, names.window(kid), names.throttle(kid),
+            settings.rate_per_min, settings.rate_window_ms,
         )
         self.pagerduty = pagerduty or PagerDuty(
             settings.pd_url,
@@ -187,12 +187,16 @@ class Worker:
             "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
             record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
         )
+        throttled = isinstance(error, RetryLater) and error.status == 429
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.stats, "retried", 1)
-            if isinstance(error, RetryLater) and error.status == 429:
+            if throttled:
                 pipe.hincrby(self.stats, "throttled", 1)
             pipe.hset(self.stats, mapping=_error_fields(error))
             pipe.execute()
+        if throttled:
+            log.warning("key %s: PagerDuty throttles; sending at most %d per %.0fs for now",
+                        self.label, self.limiter.throttled(), self.limiter.window_ms / 1000)
 
     def _dead_letter(self, raw: str, record: Record | None, error: Rejected) -> None:
         dead_id = f"{now_ms():x}-{uuid.uuid4().hex[:8]}"

@@ -4,9 +4,15 @@ It mirrors PagerDuty's own count (requests in the window looking back from now),
 holds for any number of workers and across restarts: the window lives in Redis and is
 timed by Redis's clock. Every attempt takes a slot, retries included.
 
-The window is kept a little longer than PagerDuty's (``guard_ms``: 1%, at least 100 ms),
-so that a send whose slot was taken early but that arrived late still leaves room:
-what PagerDuty sees is spread by network jitter, not only by our clock.
+The window is kept a little longer than PagerDuty's (``Settings.rate_window_ms``: 1%, at
+least 100 ms), so that a send whose slot was taken early but that arrived late still
+leaves room: what PagerDuty sees is spread by network jitter, not only by our clock.
+
+PagerDuty may throttle a key below its usual limit (dynamic throttling). A 429 cuts the
+key's limit to 3/4 of what PagerDuty took in the last window (not below a tenth of the
+configured limit); it then climbs back by a tenth of the configured limit per window
+(AIMD, as TCP does). So the relay settles just under what PagerDuty takes instead of
+spending a slot on a 429 again and again. The scripts are in relay/scripts.py.
 """
 
 from __future__ import annotations
@@ -14,22 +20,25 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+
+from relay.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    def __init__(self, script: Any, window_key: str, limit: int, window_s: float) -> None:
-        self.script = script
-        self.window_key = window_key
+    def __init__(
+        self, scripts: Scripts, window_key: str, throttle_key: str, limit: int, window_ms: int
+    ) -> None:
+        self.scripts = scripts
+        self.keys = [window_key, throttle_key]
         self.limit = limit
-        self.window_ms = int(window_s * 1000) + guard_ms(window_s)
+        self.window_ms = window_ms
 
     def try_acquire(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait for one."""
-        wait_ms = self.script(
-            keys=[self.window_key], args=[self.limit, self.window_ms, uuid.uuid4().hex]
+        wait_ms = self.scripts.rate_acquire(
+            keys=self.keys, args=[self.limit, self.window_ms, uuid.uuid4().hex]
         )
         return int(wait_ms) / 1000
 
@@ -39,6 +48,7 @@ class RateLimiter:
             log.debug("rate limit reached, waiting %.2fs", wait)
             sleep(wait)
 
+    def throttled(self) -> int:
+        """PagerDuty answered 429: cut the limit; return the new one."""
+        return int(self.scripts.rate_throttled(keys=self.keys, args=[self.limit, self.window_ms]))
 
-def guard_ms(window_s: float) -> int:
-    return max(100, int(window_s * 10))

@@ -57,7 +57,9 @@ def check_everything_arrived_in_order(stack: Stack, events: list[dict[str, Any]]
 
 
 def test_storms_of_5xx_429_drops_and_stalls_lose_nothing_and_keep_order(make_stack) -> None:
-    stack = make_stack(keys=3, RELAY_READ_TIMEOUT_S="0.5")
+    # The random 429s here are faults, not a lower limit: a high limit keeps the adaptive
+    # cut (test_dynamic_throttling...) from slowing the run down to a tenth.
+    stack = make_stack(keys=3, RELAY_READ_TIMEOUT_S="0.5", RELAY_RATE_PER_MIN=100_000)
     stack.start_simulator()
     stack.sim_config(fail_rate=0.3, fail_status=502, throttle_rate=0.1, drop_rate=0.05,
                      slow_rate=0.03, slow_s=1.0)
@@ -124,3 +126,21 @@ def test_no_key_is_sent_more_than_its_limit_in_any_window(make_stack) -> None:
     # and the budget is used: 24 events need at least 4 full windows, not many more
     span = times[-1] - times[0]
     assert span < (len(events) / limit + 2) * window, f"drained too slowly: {span:.1f}s"
+
+
+def test_dynamic_throttling_below_the_limit_is_learnt_not_hammered(make_stack) -> None:
+    stack = make_stack(keys=1, RELAY_RATE_PER_MIN=20, RELAY_RATE_WINDOW_S=2)
+    stack.start_simulator(limit=6, window_s=2)  # PagerDuty takes 6 per window, not 20
+    stack.start_ingress()
+    stack.start_worker(0)
+    stack.start_worker(0)
+    events = incident_events(16, "throttled")
+    post_all(stack, events)
+    wait_until(lambda: len(stack.delivered()) >= len(events), 60, "every event")
+    check_everything_arrived_in_order(stack, events)
+    throttled = stack.sim_get("stats")["counts"].get("429", 0)
+    # A fixed limit of 20 meets about 14 429s in each of the 8 windows it takes; the
+    # adaptive limit settles under 6 after the first and meets one now and then.
+    assert 0 < throttled <= len(events) // 4, f"{throttled} 429s for {len(events)} events"
+    [row] = stack.status()
+    assert 2 <= row["rate_limit"] < 20

@@ -1,0 +1,102 @@
+"""The adaptive per-key limit (PagerDuty's dynamic throttling), with fakeredis[lua]."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import fakeredis
+import pytest
+
+from relay.errors import RetryLater
+from relay.keys import key_id, mask
+from relay.names import Names
+from relay.scripts import Scripts
+from relay.settings import Settings
+from relay.status import read_status
+from tests.conftest import trigger
+from tests.test_worker import ScriptedPagerDuty, drain, make_worker, queue
+from worker.limiter import RateLimiter
+
+NAMES = Names()
+
+
+@pytest.fixture
+def tight(settings: Settings) -> Settings:
+    return replace(settings, rate_per_min=40)
+
+
+def limiter(settings: Settings, fake: fakeredis.FakeRedis) -> RateLimiter:
+    kid = key_id(settings.routing_keys[0])
+    return RateLimiter(Scripts(fake), NAMES.window(kid), NAMES.throttle(kid),
+                       settings.rate_per_min, settings.rate_window_ms)
+
+
+def limit_now(settings: Settings, fake: fakeredis.FakeRedis) -> int:
+    return int(read_status(fake, NAMES, settings)[0]["rate_limit"])
+
+
+def age_cut(fake: fakeredis.FakeRedis, settings: Settings, windows: float) -> None:
+    """Pretend the last 429 came ``windows`` rate windows earlier than it did."""
+    throttle = NAMES.throttle(key_id(settings.routing_keys[0]))
+    at = int(fake.hget(throttle, "at"))
+    fake.hset(throttle, "at", at - int(windows * settings.rate_window_ms))
+
+
+def test_without_a_429_the_limit_is_the_configured_one(tight, fake) -> None:
+    rate = limiter(tight, fake)
+    assert [rate.try_acquire() for _ in range(40)] == [0] * 40
+    assert rate.try_acquire() > 0
+    assert limit_now(tight, fake) == 40
+
+
+def test_a_429_cuts_the_limit_to_three_quarters_of_what_pagerduty_took(tight, fake) -> None:
+    rate = limiter(tight, fake)
+    for _ in range(21):  # PagerDuty took 20, then answered the 21st with 429
+        assert rate.try_acquire() == 0
+    assert rate.throttled() == 15
+    assert limit_now(tight, fake) == 15
+    wait = rate.try_acquire()  # 21 sent in the window: over the new limit of 15
+    climb_s = 10 * tight.rate_window_ms / 40 / 1000
+    assert 0 < wait <= climb_s + 0.001  # looks again once the limit has climbed by one
+
+
+def test_a_cut_never_goes_below_a_tenth_of_the_configured_limit(tight, fake) -> None:
+    rate = limiter(tight, fake)
+    assert rate.try_acquire() == 0
+    assert rate.throttled() == 4  # PagerDuty took nothing: throttled for another reason
+    assert rate.throttled() == 4
+
+
+def test_the_limit_climbs_back_a_tenth_per_window_up_to_the_configured_one(tight, fake) -> None:
+    rate = limiter(tight, fake)
+    for _ in range(21):
+        rate.try_acquire()
+    rate.throttled()
+    age_cut(fake, tight, 2)
+    assert limit_now(tight, fake) == 15 + 2 * 4
+    age_cut(fake, tight, 100)
+    assert limit_now(tight, fake) == 40
+    fake.delete(NAMES.window(key_id(tight.routing_keys[0])))
+    assert [rate.try_acquire() for _ in range(40)] == [0] * 40
+
+
+def test_a_second_cut_starts_from_the_limit_reached(tight, fake) -> None:
+    rate = limiter(tight, fake)
+    for _ in range(33):
+        rate.try_acquire()
+    assert rate.throttled() == 24  # 3/4 of the 32 PagerDuty took
+    assert rate.throttled() == 18  # 3/4 of the limit now, below what the window holds
+
+
+def test_a_worker_cuts_its_keys_limit_on_429_and_logs_it_masked(tight, fake, caplog) -> None:
+    key = tight.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="a"), trigger(dedup_key="b"))
+    pd = ScriptedPagerDuty(["ok", RetryLater("HTTP 429", 429)])
+    with caplog.at_level(logging.WARNING):
+        drain(make_worker(tight, fake, pd))
+    assert [body["dedup_key"] for _, body in pd.sent] == ["a", "b", "b"]
+    assert limit_now(tight, fake) == 4
+    assert f"key {mask(key)}: PagerDuty throttles; sending at most 4 per 61s" in caplog.text
+    assert key not in caplog.text
+    assert limit_now(replace(tight, routing_keys=tight.routing_keys[1:]), fake) == 40
