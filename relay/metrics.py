@@ -36,7 +36,7 @@ FIGURES = {
     "dead_letters": "Dead letters now stored",
     "oldest_age_seconds": "Age of the oldest queued event",
     "delivered_last_min": "Events delivered in the last 60 seconds",
-    "workers": "Workers that sent a heartbeat recently",
+    "workers": "Workers whose last heartbeat is within their lease TTL",
     "rate_limit": "Sends allowed per rate window now (lower while PagerDuty throttles)",
 }
 

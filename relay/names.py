@@ -45,7 +45,8 @@ class Names:
         return f"{self.prefix}:latency:{kid}"
 
     def workers(self, kid: str) -> str:
-        """Sorted set of worker ids serving this key, scored by last heartbeat (ms)."""
+        """Sorted set of worker ids serving this key, scored by when their last heartbeat
+        lapses (ms: its time plus the worker's lease TTL)."""
         return f"{self.prefix}:workers:{kid}"
 
     def probe(self, dedup_key: str, action: str) -> str:

@@ -13,7 +13,6 @@ from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 
-WORKER_FRESH_MS = 15_000
 COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
 SUMMED = ("queued", "in_flight", "delivered_last_min", *COUNTERS)
 COLUMNS = (
@@ -45,7 +44,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
             pipe.llen(names.inflight(kid))
             pipe.lindex(names.queue(kid), 0)
             pipe.hgetall(names.stats(kid))
-            pipe.zcount(names.workers(kid), now - WORKER_FRESH_MS, "+inf")
+            pipe.zcount(names.workers(kid), now, "+inf")  # heartbeats not yet lapsed
             pipe.zcount(names.recent(kid), now - 60_000, "+inf")
             rate_limit(keys=[names.window(kid), names.throttle(kid)],
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)

@@ -73,10 +73,10 @@ class Lease:
             log.warning("could not release the lease: %s", exc)
 
     def beat(self) -> None:
-        """Renew the lease if held and record this worker as alive."""
+        """Renew the lease if held and record this worker as alive for one more TTL."""
         now_ms = int(time.time() * 1000)
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.workers_key, {self.worker_id: now_ms})
+            pipe.zadd(self.workers_key, {self.worker_id: now_ms + self.ttl_ms})
             pipe.zremrangebyscore(self.workers_key, "-inf", now_ms - STALE_WORKER_MS)
             pipe.execute()
         if self._valid_until:
@@ -93,8 +93,10 @@ class Lease:
 
     def _heartbeat(self) -> None:
         interval = self.ttl_ms / 3000
-        while not self._stopped.wait(interval):
+        while True:
             try:
                 self.beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            if self._stopped.wait(interval):
+                return

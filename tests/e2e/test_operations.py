@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 
@@ -78,6 +79,13 @@ def test_status_and_metrics_report_queues_and_workers(make_stack) -> None:
     metrics = requests.get(url + "/metrics", timeout=5).text
     assert 'pd_relay_events_accepted_total{kind="alert"} 3.0' in metrics
     assert stack.keys[1] not in metrics
+    # a killed worker stops counting once its heartbeat lapses (the 5 s lease TTL)
+    worker = stack.start_worker(0)
+    wait_until(lambda: stack.status()[0]["workers"] == 1, 15, "the worker's heartbeat")
+    worker.kill()
+    killed = time.monotonic()
+    wait_until(lambda: stack.status()[0]["workers"] == 0, 10, "the heartbeat to lapse")
+    assert time.monotonic() - killed <= 6
 
 
 def test_a_bad_configuration_stops_start_up_naming_every_problem(make_stack) -> None:
