@@ -7,11 +7,21 @@ trigger, acknowledge and resolve always share one key and one ordered queue.
 
 from __future__ import annotations
 
-import uuid
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from relay.keys import choose_key, is_ruleset, key_id, mask
+
+
+def mint_id() -> str:
+    """A random 128-bit id in hex, for a dedup_key PagerDuty would otherwise mint.
+
+    Not uuid4: it reads os.urandom, a system call that lets go of the GIL, and under
+    load each such hand-over costs the ingress more than the rest of the event's
+    checks (docs/BENCHMARKS.md). ``random`` is seeded from os.urandom per process.
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 class Router:
@@ -25,7 +35,7 @@ class Router:
         """Return (routing key, "") or (None, problem). Mints a dedup_key for triggers."""
         named = event.pop("routing_key", None)
         if kind == "alert" and event.get("dedup_key") is None:
-            event["dedup_key"] = uuid.uuid4().hex
+            event["dedup_key"] = mint_id()
         if named is not None:
             if named not in self.known:
                 return None, f"{at}routing_key {mask(named)} is not a configured routing key"
@@ -41,5 +51,5 @@ class Router:
                     f"{at}routing_key is missing and every configured key is a ruleset key, "
                     "which takes no change events"
                 )
-            return choose_key(self.change_keys, uuid.uuid4().hex), ""
+            return choose_key(self.change_keys, mint_id()), ""
         return choose_key(self.keys, event["dedup_key"]), ""

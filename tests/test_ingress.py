@@ -137,14 +137,24 @@ def test_redis_down_is_503_with_retry_after_and_never_202(settings) -> None:
     assert client.get("/healthz").status_code == 200
 
 
-def test_redis_out_of_memory_is_503(settings, fake) -> None:
-    class Full(fakeredis.FakeRedis):
-        def evalsha(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+def test_redis_out_of_memory_is_503(settings, fake, monkeypatch) -> None:
+    def full(*args: object, **kwargs: object) -> None:
+        raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    client = create_app(settings, client=Full(decode_responses=True)).test_client()
+    connection_class = type(fake.connection_pool.get_connection())
+    monkeypatch.setattr(connection_class, "read_response", full)
+    client = create_app(settings, client=fake).test_client()
     reply = client.post("/v2/enqueue", json=[trigger(), trigger()])
     assert reply.status_code == 503 and "Retry-After" in reply.headers
+    monkeypatch.undo()
+    assert fake.dbsize() == 0
+
+
+def test_events_are_stored_again_after_redis_forgets_its_scripts(client, fake) -> None:
+    assert client.post("/v2/enqueue", json=trigger()).status_code == 202
+    fake.script_flush()  # as after a restart of Redis without its script cache
+    assert client.post("/v2/enqueue", json=trigger()).status_code == 202
+    assert sum(fake.llen(key) for key in fake.keys("pdr:queue:*")) == 2
 
 
 def test_metrics_report_accepted_and_queue_depth(client, keys) -> None:

@@ -1,10 +1,12 @@
+import io
 import json
 import logging
+import time
 
 import pytest
 
 from relay.keys import mask
-from relay.logs import configure
+from relay.logs import BATCH_LINES, BatchingHandler, TextFormatter, configure
 from tests.conftest import make_key
 
 
@@ -21,6 +23,7 @@ def test_text_lines_are_time_level_component_message_with_keys_scrubbed(capsys) 
     key = make_key()
     configure("worker", "INFO", "text", [key])
     logging.getLogger("relay.test").info("sending with key %s", key)
+    logging.getLogger().handlers[0].flush()
     line = capsys.readouterr().err.strip()
     time_part, level, component, message = line.split(" | ")
     assert time_part.endswith("Z") and level == "INFO" and component == "worker"
@@ -34,3 +37,41 @@ def test_json_lines(capsys) -> None:
     entry = json.loads(capsys.readouterr().err)
     assert entry["level"] == "WARNING" and entry["component"] == "ingress"
     assert entry["message"] == f"bad {mask(key)}"
+
+
+def batching(flush_s: float = 0) -> tuple[logging.Logger, BatchingHandler, io.StringIO]:
+    out = io.StringIO()
+    handler = BatchingHandler(out, flush_s=flush_s)
+    handler.setFormatter(TextFormatter("ingress"))
+    logger = logging.getLogger(f"relay.test.batch{id(out)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, handler, out
+
+
+def test_info_lines_wait_for_a_batch_and_a_warning_writes_them_in_order() -> None:
+    logger, handler, out = batching()
+    logger.info("accepted one")
+    logger.info("accepted two")
+    assert out.getvalue() == ""
+    logger.warning("retrying")
+    lines = out.getvalue().splitlines()
+    assert [line.split(" | ")[-1] for line in lines] == ["accepted one", "accepted two",
+                                                         "retrying"]
+    for n in range(BATCH_LINES):
+        logger.info("accepted %d", n)
+    assert len(out.getvalue().splitlines()) == 3 + BATCH_LINES  # a full batch is written
+    logger.info("last")
+    handler.close()
+    assert out.getvalue().splitlines()[-1].endswith("| last")
+
+
+def test_info_lines_are_written_within_the_flush_interval() -> None:
+    logger, handler, out = batching(flush_s=0.05)
+    logger.info("accepted")
+    deadline = time.monotonic() + 5
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handler.close()
+    assert out.getvalue().endswith("| accepted\n")
