@@ -6,6 +6,7 @@ masked (``mask``) or as a one-way id (``key_id``), which names their Redis keys.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ def mask(key: str) -> str:
     return f"{key[:2]}…{key[-4:]}"
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of keys, hashed for every routed event
 def key_id(key: str) -> str:
     """A stable, non-reversible id for a key, used in Redis key names."""
     return hashlib.sha256(key.encode()).hexdigest()[:16]
