@@ -62,8 +62,10 @@ def pd_relay() -> list[str]:
 
 
 class Process:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path,
+                 stop_signal: int = signal.SIGKILL) -> None:
         self.name = name
+        self.stop_signal = stop_signal  # what ``stop`` sends (nginx: SIGTERM, see below)
         self.log = logs / f"{name}.log"
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -75,6 +77,15 @@ class Process:
         if self.alive():
             self.popen.kill()
             self.popen.wait(5)
+
+    def stop(self) -> None:
+        """Stop with ``stop_signal``, then SIGKILL whatever is left after 5 s."""
+        if self.alive():
+            self.popen.send_signal(self.stop_signal)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def terminate(self, timeout: float = 10) -> float:
         """SIGTERM; return the seconds it took to exit."""
@@ -196,7 +207,8 @@ http {{
 }}
 """)
         argv = [nginx, "-p", str(home), "-c", str(home / "nginx.conf"), "-g", "daemon off;"]
-        self.processes.append(Process(name, argv, self.env, self.logs))
+        # SIGTERM: nginx's master stops its workers; a SIGKILLed master leaves them running
+        self.processes.append(Process(name, argv, self.env, self.logs, signal.SIGTERM))
         url = f"http://{HOST}:{port}"
         wait_until(lambda: requests.get(url + "/healthz", timeout=1).status_code < 500, 15,
                    "nginx")
@@ -208,7 +220,7 @@ http {{
 
     def close(self) -> None:
         for process in self.processes:
-            process.kill()
+            process.stop()
         self.redis.kill()
 
     def logs_text(self) -> str:
