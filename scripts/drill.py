@@ -161,11 +161,13 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
                     for e in arrivals if e["status"] == 202}
             return set(load.accepted) <= seqs
 
+        load_stopped = time.monotonic()
         try:
             wait_until(drained, 120, "the backlog to drain", every=0.5)
+            drain = f"{time.monotonic() - load_stopped:.0f}"
         except AssertionError:
-            pass  # reported as lost below
-        row = {"drill": name, **verdict(stack, load)}
+            drain = "> 120"  # what is still missing is reported as lost below
+        row = {"drill": name, **verdict(stack, load), "drained after load (s)": drain}
         counts = stack.sim_get("stats")["counts"]
         row["PagerDuty 429/5xx"] = sum(int(v) for k, v in counts.items()
                                        if k == "429" or k.startswith("5"))
@@ -203,7 +205,7 @@ def main() -> int:
             rows.append(row)
     mode = "full" if args.full else "short"
     columns = ["accepted", "delivered", "duplicates", "lost", "order violations",
-               "client retries", "PagerDuty 429/5xx"]
+               "client retries", "PagerDuty 429/5xx", "drained after load (s)"]
     table = ["| Drill | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row in rows:
         cells = [str(row[c]) for c in columns]
