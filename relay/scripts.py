@@ -64,18 +64,21 @@ return wait
 """
 
 # PagerDuty answered 429: cut the key's limit to 3/4 of what it took in the last window,
-# but not below a tenth of the configured limit; LIMIT_NOW climbs it back. The refused
-# attempt holds a slot of the window, so PagerDuty took one fewer than the window holds.
+# but not below a tenth of the configured limit; LIMIT_NOW climbs it back. At most one
+# cut per window, so that 429s PagerDuty hands out at random do not compound cut on cut
+# (a limit still too high is cut again a window later). The refused attempt holds a slot
+# of the window, so PagerDuty took one fewer than the window holds.
 # KEYS[1] window zset, KEYS[2] throttle hash
 # ARGV[1] configured limit, ARGV[2] window ms
-# Returns the new limit.
+# Returns the limit now.
 RATE_THROTTLED = LIMIT_NOW + """
+if cut[2] and now - tonumber(cut[2]) < window then return limit end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local took = redis.call('ZCARD', KEYS[1]) - 1
-local cut = math.max(math.ceil(configured / 10), math.floor(math.min(limit, took) * 3 / 4))
-redis.call('HSET', KEYS[2], 'limit', cut, 'at', now)
+local new = math.max(math.ceil(configured / 10), math.floor(math.min(limit, took) * 3 / 4))
+redis.call('HSET', KEYS[2], 'limit', new, 'at', now)
 redis.call('PEXPIRE', KEYS[2], math.ceil(climb_ms * configured))
-return cut
+return new
 """
 
 # The key's limit now (status): KEYS[1] unused, KEYS[2] throttle hash; ARGV as above.

@@ -65,7 +65,8 @@ def test_a_cut_never_goes_below_a_tenth_of_the_configured_limit(tight, fake) -> 
     rate = limiter(tight, fake)
     assert rate.try_acquire() == 0
     assert rate.throttled() == 4  # PagerDuty took nothing: throttled for another reason
-    assert rate.throttled() == 4
+    age_cut(fake, tight, 1)
+    assert rate.throttled() == 4  # cut again from 8 (4 + a climb of 4): the floor holds
 
 
 def test_the_limit_climbs_back_a_tenth_per_window_up_to_the_configured_one(tight, fake) -> None:
@@ -81,12 +82,14 @@ def test_the_limit_climbs_back_a_tenth_per_window_up_to_the_configured_one(tight
     assert [rate.try_acquire() for _ in range(40)] == [0] * 40
 
 
-def test_a_second_cut_starts_from_the_limit_reached(tight, fake) -> None:
+def test_one_cut_per_window_and_the_next_starts_from_the_limit_reached(tight, fake) -> None:
     rate = limiter(tight, fake)
     for _ in range(33):
         rate.try_acquire()
     assert rate.throttled() == 24  # 3/4 of the 32 PagerDuty took
-    assert rate.throttled() == 18  # 3/4 of the limit now, below what the window holds
+    assert rate.throttled() == 24  # a second 429 within the window does not compound it
+    age_cut(fake, tight, 1)  # a window later the limit has climbed by 4, to 28
+    assert rate.throttled() == 21  # 3/4 of the limit reached, below what the window holds
 
 
 def test_a_worker_cuts_its_keys_limit_on_429_and_logs_it_masked(tight, fake, caplog) -> None:

@@ -10,9 +10,10 @@ leaves room: what PagerDuty sees is spread by network jitter, not only by our cl
 
 PagerDuty may throttle a key below its usual limit (dynamic throttling). A 429 cuts the
 key's limit to 3/4 of what PagerDuty took in the last window (not below a tenth of the
-configured limit); it then climbs back by a tenth of the configured limit per window
-(AIMD, as TCP does). So the relay settles just under what PagerDuty takes instead of
-spending a slot on a 429 again and again. The scripts are in relay/scripts.py.
+configured limit, at most once per window); it then climbs back by a tenth of the
+configured limit per window (AIMD, as TCP does). So the relay settles just under what
+PagerDuty takes instead of spending a slot on a 429 again and again. The scripts are in
+relay/scripts.py.
 """
 
 from __future__ import annotations
