@@ -55,6 +55,14 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
         args.host, args.port, len(settings.routing_keys), settings.redis_url,
     )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # waitress ends its loop on SystemExit, letting the requests under way finish;
+        # the process then exits normally, writing the log lines still batched.
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     waitress.serve(
         app,
         host=args.host,
@@ -64,6 +72,7 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
         # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
         max_request_body_size=settings.max_body_bytes * 4,
     )
+    log.info("ingress stopped")
     return 0
 
 

@@ -52,6 +52,18 @@ def test_sigterm_stops_a_worker_within_5s_and_keeps_its_event(make_stack) -> Non
     assert idle.terminate() < 5  # an idle worker (blocked in BLMOVE) stops promptly too
 
 
+def test_sigterm_stops_an_ingress_node_cleanly_with_its_log_lines_written(make_stack) -> None:
+    stack = make_stack(keys=1)
+    stack.start_ingress()
+    node = stack.processes[-1]
+    assert stack.post(trigger(dedup_key="last-words")).status_code == 202
+    took = node.terminate()  # at once: INFO lines are batched for up to 0.5 s
+    assert took < 5 and node.popen.returncode == 0
+    text = node.log.read_text()
+    assert "accepted trigger dedup_key=last-words" in text
+    assert "SIGTERM received, stopping" in text and "ingress stopped" in text
+
+
 def test_redis_killed_with_a_backlog_restarts_from_its_aof_with_nothing_lost(make_stack) -> None:
     stack = make_stack(keys=2)
     stack.start_simulator()
