@@ -55,14 +55,7 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
         args.host, args.port, len(settings.routing_keys), settings.redis_url,
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        # waitress ends its loop on SystemExit, letting the requests under way finish;
-        # the process then exits normally, writing the log lines still batched.
-        log.info("%s received, stopping", signal.Signals(signum).name)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
+    _exit_on_sigterm()
     waitress.serve(
         app,
         host=args.host,
@@ -74,6 +67,17 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     )
     log.info("ingress stopped")
     return 0
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM end the process normally: a server's loop ends on SystemExit (waitress
+    lets the requests under way finish), and the log lines still batched are written."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -162,6 +166,7 @@ def _simulator(args: argparse.Namespace) -> int:
 
     configure("simulator", "INFO", "text")
     faults: dict[str, Any] = {"limit": args.limit, "window_s": args.window_s}
+    _exit_on_sigterm()
     try:
         serve(args.host, args.port, **faults)
     except KeyboardInterrupt:
