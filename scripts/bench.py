@@ -285,18 +285,27 @@ def main() -> int:
         finally:
             bench.close()
     mode = "full" if args.full else "short"
-    command = "scripts/bench " + " ".join(sys.argv[1:])
-    table = ["| Measurement | Result | Goal |", "|---|---|---|"]
-    table += [f"| {name} | {figure} | {goal} |" for name, figure, goal in bench.results]
+    publish("bench", mode, started, f"Machine: {machine()}.",
+            ["Measurement", "Result", "Goal"], bench.results, args.write)
+    return 0
+
+
+def publish(kind: str, mode: str, started: float, about: str, header: list[str],
+            rows: list[Any], write: bool) -> None:
+    """Print a run's report (heading, command, duration, ``about``, a Markdown table of
+    ``rows``) and, with ``write``, put it in docs/BENCHMARKS.md (``write_report``)."""
+    title = "" if kind == "bench" else "drills, "
+    command = f"scripts/{kind} " + " ".join(sys.argv[1:])
+    table = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    table += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     report = (
-        f"## {mode} run, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"Command: `{command}` ({time.monotonic() - started:.0f} s). Machine: {machine()}.\n\n"
+        f"## {title}{mode} run, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
+        f"Command: `{command.strip()}` ({time.monotonic() - started:.0f} s). {about}\n\n"
         + "\n".join(table) + "\n"
     )
     print("\n" + report)
-    if args.write:
-        write_report(f"bench:{mode}", report)
-    return 0
+    if write:
+        write_report(f"{kind}:{mode}", report)
 
 
 def write_report(name: str, report: str) -> None:

@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import write_report  # noqa: E402
+from bench import publish  # noqa: E402
 
 from tests.e2e.stack import Stack, wait_until  # noqa: E402
 
@@ -206,21 +205,12 @@ def main() -> int:
     mode = "full" if args.full else "short"
     columns = ["accepted", "delivered", "duplicates", "lost", "order violations",
                "client retries", "PagerDuty 429/5xx", "drained after load (s)"]
-    table = ["| Drill | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for row in rows:
-        cells = [str(row[c]) for c in columns]
-        name = row["drill"].split()[0]
-        table.append(f"| {row['drill']}: {DRILLS[name]} | " + " | ".join(cells) + " |")
-    report = (
-        f"## drills, {mode} run, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"Command: `scripts/drill {' '.join(sys.argv[1:])}` "
-        f"({time.monotonic() - started:.0f} s); {seconds:.0f} s under load at "
-        f"{rate:.0f} events/s per drill. Goal for every drill: lost 0, order violations 0.\n\n"
-        + "\n".join(table) + "\n"
-    )
-    print("\n" + report)
-    if args.write:
-        write_report(f"drill:{mode}", report)
+    cells = [[f"{row['drill']}: {DRILLS[row['drill'].split()[0]]}", *(row[c] for c in columns)]
+             for row in rows]
+    publish("drill", mode, started,
+            f"{seconds:.0f} s under load at {rate:.0f} events/s per drill. "
+            "Goal for every drill: lost 0, order violations 0.",
+            ["Drill", *columns], cells, args.write)
     failed = [row["drill"] for row in rows if row["lost"] or row["order violations"]]
     return 1 if failed else 0
 
