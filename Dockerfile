@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY relay ./relay
 COPY worker ./worker
+COPY simulator ./simulator
 RUN pip install --no-cache-dir . \
  && useradd --system --uid 10001 --no-create-home relay
 USER relay

@@ -63,7 +63,8 @@ check_keys() {
 import sys
 from pathlib import Path
 from relay.keys import read_keys
-keys, problems = read_keys(Path(sys.argv[1]))
+found = read_keys(Path(sys.argv[1]))
+keys, problems = found.keys, found.problems
 if problems:
     print("pd-relay: cannot start, the keys file is not right:", file=sys.stderr)
     for problem in problems:
@@ -269,11 +270,17 @@ EOF
     if [ "$DEMO" = 1 ]; then
       program simulator "$VENV/bin/pd-relay simulator --port $SIM_PORT" "priority=20"
     fi
+    # The keys file's digest in their environment: when the file changes, supervisord's
+    # update sees their configuration change and restarts them with the new keys.
+    local digest
+    digest="environment=PD_RELAY_KEYS_DIGEST=\"$(sha256sum "$KEYS_FILE" | cut -c1-16)\""
     for i in $(seq 0 $((NODES - 1))); do
-      program "ingress-$i" "$VENV/bin/pd-relay ingress --host 127.0.0.1 --port $((INGRESS_PORT + i))" "priority=30"
+      program "ingress-$i" "$VENV/bin/pd-relay ingress --host 127.0.0.1 --port $((INGRESS_PORT + i))" "priority=30
+$digest"
     done
     for i in $(seq 0 $((keys - 1))); do
-      program "worker-$i" "$VENV/bin/pd-relay worker --key-index $i" "priority=40"
+      program "worker-$i" "$VENV/bin/pd-relay worker --key-index $i" "priority=40
+$digest"
     done
     program nginx "$nginx_bin -p $RUN_DIR/nginx -c $RUN_DIR/nginx/nginx.conf -g 'daemon off;'" "priority=50"
   } > "$SUPERVISOR_CONF"

@@ -20,13 +20,14 @@ from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
 from relay.keys import mask
 from relay.metrics import Metrics
 from relay.names import Names
-from relay.router import Router
+from relay.router import Route, Router
 from relay.settings import Settings
 from relay.store import EventStore, Record, connect, now_ms
 
 log = logging.getLogger(__name__)
 
 Reply = tuple[dict[str, Any], int, dict[str, str]]
+ROUTING_KEY_FIELD = len(',"routing_key":""') + 32  # what the worker adds before sending
 CHECKS = {"alert": validation.alert_problems, "change": validation.change_problems}
 
 
@@ -34,8 +35,10 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     settings = settings or Settings.from_env()
     client = client if client is not None else connect(settings)
     names = Names(settings.prefix)
-    store = GroupCommit(EventStore(client, names).enqueue)
-    router = Router(settings.routing_keys)
+    store = GroupCommit(EventStore(client, names, settings).enqueue,
+                        verdict_s=settings.redis_timeout_s * 3)
+    router = Router(settings.routing_keys, settings.draining_keys)
+    labels = [mask(key) for key in settings.routing_keys]
     metrics = Metrics(client, names, settings)
 
     app = Flask(__name__)
@@ -46,33 +49,34 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         events, single = _parse_body()
         check = CHECKS[kind]
         problems: list[str] = []
-        batch: list[tuple[str, str]] = []
-        routed: list[tuple[Record, str]] = []
+        batch: list[tuple[Route, bytes]] = []
+        records: list[Record] = []
         accepted = now_ms()
         for index, event in enumerate(events):
             at = "" if single else f"[{index}]"
             found = check(event, at)
             if not found:
-                key, problem = router.route(kind, event, at + "." if at else "")
-                if key is None:
-                    found = [problem]
+                route = router.route(kind, event, at + "." if at else "")
+                if isinstance(route, str):
+                    found = [route]
                 else:
                     record = Record(kind, event, accepted)
-                    batch.append((router.ids[key], record.encode()))
-                    routed.append((record, key))
+                    raw, found = _encode(record, at, settings.max_body_bytes)
+                    batch.append((route, raw))
+                    records.append(record)
             problems += found
         if problems:
             raise InvalidEvent(problems)
         try:
-            store.enqueue(batch, timeout_s=settings.redis_timeout_s * 3)
-        except (redis.RedisError, TimeoutError) as exc:
-            log.error("could not store %d event(s): %s", len(batch), exc)
+            slots = store.enqueue(batch, timeout_s=settings.redis_timeout_s * 3)
+        except Exception as exc:  # any failure to store is this request's 503, never a 500
+            log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
-        for record, key in routed:
+        for record, slot in zip(records, slots, strict=True):
             log.info("accepted %s dedup_key=%s key=%s",
-                     record.action, record.event.get("dedup_key"), mask(key))
+                     record.action, record.event.get("dedup_key"), labels[slot - 1])
         if single:
             return {"status": "success", "message": "Event queued", "dedup_key": dedup_keys[0]}, 202
         return {
@@ -96,10 +100,11 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     @app.get("/readyz")
     def readyz() -> tuple[dict[str, str], int]:
+        """Ready while this node can store: a PING through the writer's own path."""
         try:
-            client.ping()
-        except redis.RedisError as exc:
-            return {"status": "unavailable", "message": f"redis: {type(exc).__name__}"}, 503
+            store.enqueue([], timeout_s=settings.redis_timeout_s)
+        except Exception as exc:  # any failure means not ready
+            return {"status": "unavailable", "message": f"event store: {type(exc).__name__}"}, 503
         return {"status": "ok"}, 200
 
     @app.get("/metrics")
@@ -133,6 +138,20 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     return app
 
 
+def _encode(record: Record, at: str, limit: int) -> tuple[bytes, list[str]]:
+    """The record as stored (UTF-8 JSON), or the problems that keep it from being stored
+    and sent as it came: PagerDuty takes at most ``limit`` bytes per event."""
+    try:
+        raw = record.encode().encode()
+    except (ValueError, UnicodeEncodeError):
+        return b"", validation.unstorable_problems(record.event, at) or [
+            f"{at or 'body'}: cannot be encoded as JSON"]
+    if len(raw) + ROUTING_KEY_FIELD > limit:
+        return b"", [f"{at or 'body'}: the event is larger than PagerDuty's limit of "
+                     f"{limit} bytes once stored ({len(raw)} bytes)"]
+    return raw, []
+
+
 def _parse_body() -> tuple[list[Any], bool]:
     """Return (events, single): the body's events, and whether it was one object."""
     mimetype = request.mimetype
@@ -141,7 +160,9 @@ def _parse_body() -> tuple[list[Any], bool]:
         raise InvalidEvent([f"body: Content-Type must be application/json, got {got}"])
     raw = request.get_data(cache=False)
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique)
+    except DuplicateName as exc:
+        raise InvalidEvent([f"body: {exc}"]) from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEvent([f"body: malformed JSON: {exc}"]) from None
     except RecursionError:
@@ -155,4 +176,21 @@ def _parse_body() -> tuple[list[Any], bool]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose member names are unique: a repeated name is ambiguous (parsers
+    disagree on which value wins), so the event is refused rather than guessed at."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateName(f"member {name!r} appears twice in one object")
+            seen.add(name)
+    return obj
+
+
+class DuplicateName(ValueError):
+    pass
 

@@ -45,11 +45,31 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _removed_keys_left_something(settings: Settings, required: bool = False) -> bool:
+    """Record the configured keys; print every removed key that still has events or open
+    incidents, and return True if one does. Redis unreachable: a warning, unless
+    ``required``, since the process can start before Redis and store nothing meanwhile."""
+    from relay.keyring import register
+
+    try:
+        leftovers = register(connect(settings), Names(settings.prefix), settings)
+    except redis.RedisError as exc:
+        if required:
+            raise
+        log.warning("could not check Redis for keys removed with events left: %s", exc)
+        return False
+    for leftover in leftovers:
+        print(f"pd-relay: {leftover.problem(settings.keys_file)}", file=sys.stderr)
+    return bool(leftovers)
+
+
 def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
     from relay.app import create_app
 
+    if _removed_keys_left_something(settings):
+        return 2
     app = create_app(settings)
     log.info(
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
@@ -95,6 +115,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"pd-relay: --key-index {args.key_index} is out of range: "
               f"{settings.keys_file} holds keys 0 to {len(keys) - 1}", file=sys.stderr)
+        return 2
+    if _removed_keys_left_something(settings):
         return 2
     client = connect(settings, block_s=settings.lease_ttl_s + 1)
     worker = Worker(settings, key, client)
@@ -162,7 +184,7 @@ def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    from relay.simulator import serve
+    from simulator.pagerduty import serve
 
     configure("simulator", "INFO", "text")
     faults: dict[str, Any] = {"limit": args.limit, "window_s": args.window_s}
@@ -190,13 +212,29 @@ def _send_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     count = len(settings.routing_keys)
-    print(f"configuration ok: {count} routing key(s) in {settings.keys_file}")
+    if _removed_keys_left_something(settings, required=args.redis):
+        return 2
+    draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
+    print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")
+    return 0
+
+
+def _forget_key(settings: Settings, args: argparse.Namespace) -> int:
+    from relay.keyring import forget
+
+    try:
+        moved = forget(connect(settings), Names(settings.prefix), settings, args.key_id)
+    except ValueError as exc:
+        print(f"pd-relay: {exc}", file=sys.stderr)
+        return 2
+    print(f"forgot key {args.key_id}: {moved} event(s) moved to the dead letters "
+          "(`pd-relay dead-letters list`), its open incidents forgotten")
     return 0
 
 
 COMMANDS = {
     "check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
-    "dead-letters": _dead_letters, "send-test": _send_test,
+    "dead-letters": _dead_letters, "send-test": _send_test, "forget-key": _forget_key,
 }
 
 
@@ -208,7 +246,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("check", help="check the settings and keys file, then exit")
+    check = sub.add_parser(
+        "check", help="check the settings, the keys file and (when Redis answers) that no "
+        "removed key left events behind, then exit")
+    check.add_argument("--redis", action="store_true",
+                       help="fail when Redis cannot be reached, instead of warning")
+
+    forget = sub.add_parser(
+        "forget-key", help="move a removed key's queued and in-flight events to the dead "
+        "letters and forget its open incidents (stop its workers first)")
+    forget.add_argument("key_id", metavar="KEY_ID", help="the id start-up or status names")
 
     ingress = sub.add_parser("ingress", help="serve the HTTP ingress (Flask under waitress)")
     ingress.add_argument("--host", default="127.0.0.1")

@@ -7,8 +7,10 @@
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     └── DeliveryError            PagerDuty did not take an event
-        ├── RetryLater           429, 5xx, timeout, connection error: send it again later
-        └── Rejected             400 or another 4xx: never resend, dead-letter it
+        ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
+        ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
+        │                        misconfigured; the key stops, keeps its events, retries slowly
+        └── Rejected             400 or 413, or an event that cannot be sent: dead-letter it
 
 Delivered is the third outcome of a send and is not an error (see worker.pagerduty).
 """
@@ -82,5 +84,17 @@ class RetryLater(DeliveryError):
         self.retry_after = retry_after
 
 
+class KeyBlocked(DeliveryError):
+    """The answer says the relay's configuration is wrong (a wrong URL, a proxy, a key
+    PagerDuty refuses), not the event: keep the event first in line and retry slowly.
+    ``hint`` says what to check."""
+
+    def __init__(self, reason: str, status: int | None = None, reply: str = "",
+                 hint: str = "") -> None:
+        super().__init__(reason, status, reply)
+        self.hint = hint
+
+
 class Rejected(DeliveryError):
-    """Permanent: PagerDuty refused the event; it goes to the dead-letter store."""
+    """Permanent: PagerDuty refused the event (or it cannot be sent at all); it goes to
+    the dead-letter store."""

@@ -2,6 +2,10 @@
 
 Routing keys are secrets. Outside the HTTP body sent to PagerDuty they appear only
 masked (``mask``) or as a one-way id (``key_id``), which names their Redis keys.
+
+The keys file holds one key a line; ``KEY drain`` marks a key being retired: it takes no
+new incidents, while its queued events and the follow-ups of its open incidents are
+still delivered on it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
@@ -33,15 +38,25 @@ def is_ruleset(key: str) -> bool:
     return key.startswith("R")
 
 
-def parse_keys(lines: Iterable[str], source: str = "keys file") -> tuple[list[str], list[str]]:
-    """Return (keys, problems): one 32-character key a line, blanks and # comments allowed."""
+@dataclass(frozen=True)
+class KeysFile:
+    keys: tuple[str, ...] = ()  # every key, in file order
+    draining: frozenset[str] = frozenset()  # keys marked ``drain``
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_keys(lines: Iterable[str], source: str = "keys file") -> KeysFile:
+    """One 32-character key a line, optionally followed by ``drain``; blanks and
+    # comments allowed. Every problem is named with its line."""
     keys: list[str] = []
+    draining: set[str] = set()
     problems: list[str] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(lines, start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
+        words = raw.split("#", 1)[0].split()
+        if not words:
             continue
+        line, flags = words[0], words[1:]
         if not KEY_RE.match(line):
             problems.append(
                 f"{source} line {number}: {mask(line)} is not a routing key "
@@ -51,21 +66,30 @@ def parse_keys(lines: Iterable[str], source: str = "keys file") -> tuple[list[st
             problems.append(
                 f"{source} line {number}: {mask(line)} repeats line {seen[line]}"
             )
+        elif flags not in ([], ["drain"]):
+            problems.append(
+                f"{source} line {number}: after the key, only 'drain' may follow "
+                f"(got {' '.join(flags)[:40]!r})"
+            )
         else:
             seen[line] = number
             keys.append(line)
-    return keys, problems
+            if flags:
+                draining.add(line)
+    if keys and len(draining) == len(keys):
+        problems.append(f"{source}: every key is marked drain; new incidents need one that is not")
+    return KeysFile(tuple(keys), frozenset(draining), problems)
 
 
-def read_keys(path: Path) -> tuple[list[str], list[str]]:
+def read_keys(path: Path) -> KeysFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return [], [f"RELAY_KEYS_FILE: cannot read {path}: {exc}"]
-    keys, problems = parse_keys(text.splitlines(), str(path))
-    if not keys and not problems:
-        problems.append(f"RELAY_KEYS_FILE: {path} holds no routing key")
-    return keys, problems
+        return KeysFile(problems=[f"RELAY_KEYS_FILE: cannot read {path}: {exc}"])
+    found = parse_keys(text.splitlines(), str(path))
+    if not found.keys and not found.problems:
+        found.problems.append(f"RELAY_KEYS_FILE: {path} holds no routing key")
+    return found
 
 
 def choose_key(keys: Sequence[str], incident: str) -> str:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FIGURES = {
     "queued": "Events waiting in the key's queue",
     "in_flight": "Events being delivered",
+    "open_incidents": "Incidents remembered on the key, so their follow-ups go to it",
     "accepted": "Events queued by all nodes",
     "delivered": "Events PagerDuty accepted",
     "retried": "Delivery attempts that will be retried",
@@ -38,6 +39,7 @@ FIGURES = {
     "delivered_last_min": "Events delivered in the last 60 seconds",
     "workers": "Workers whose last heartbeat is within their lease TTL",
     "rate_limit": "Sends allowed per rate window now (lower while PagerDuty throttles)",
+    "key_blocked": "1 while the key is blocked by a misconfiguration (see status), else 0",
 }
 
 

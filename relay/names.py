@@ -20,6 +20,12 @@ class Names:
         """List holding the event being delivered; it is delivered first after a crash."""
         return f"{self.prefix}:inflight:{kid}"
 
+    def incidents(self, kid: str) -> str:
+        """Sorted set of incidents (``router.incident_id`` of each dedup_key) routed to this
+        key, scored by the time of their last event (ms, Redis clock); a resolve, or
+        ``RELAY_INCIDENT_TTL_S`` without events, forgets one."""
+        return f"{self.prefix}:incidents:{kid}"
+
     def lease(self, kid: str) -> str:
         """String: id of the one worker allowed to deliver for this key, with a TTL."""
         return f"{self.prefix}:lease:{kid}"
@@ -52,6 +58,12 @@ class Names:
     def probe(self, dedup_key: str, action: str) -> str:
         """String: the outcome of one ``pd-relay send-test`` event, kept for an hour."""
         return f"{self.prefix}:probe:{dedup_key}:{action}"
+
+    @property
+    def known_keys(self) -> str:
+        """Hash: key id -> masked key, of every key the relay served (to find leftovers of
+        keys removed from the keys file)."""
+        return f"{self.prefix}:keys"
 
     @property
     def dead(self) -> str:

@@ -6,26 +6,53 @@ from typing import Any
 
 import redis
 
-# Store accepted events: append each group to its key's queue and count it, atomically,
-# in one command (one command for Redis to run and one reply to parse, where
-# MULTI/RPUSH/HINCRBY/EXEC is four).
-# KEYS[2i-1] queue of group i, KEYS[2i] stats of group i
-# ARGV[i] (i <= #KEYS/2) number of events in group i; then every group's events in order
-# Returns the number of events stored.
+# Store accepted events, each on its key's queue, counted, in one command; and keep each
+# incident on the key it was first routed to (its follow-ups go there whatever keys were
+# added or drained since). An incident is remembered on its key's sorted set, scored by
+# the time of its last event, until a resolve or ARGV[1] ms without events.
+# KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
+# key (every key of the keys file, in order)
+# ARGV[1] ms an incident is remembered after its last event; then 4 values per event:
+#   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
+#         -i when the event named its key (kept, and the incident moves to it);
+#   incident id ('' for change events); event_action; the stored event
+# Returns each event's slot, in order.
+# Its first write must be one Redis refuses when memory is full (HINCRBY): Redis 6 checks
+# maxmemory only before a script's first write, and a first ZREM would let it overfill.
 ENQUEUE = """
-local groups = #KEYS / 2
-local at = groups + 1
-for i = 1, groups do
-  local n = tonumber(ARGV[i])
-  local last = at + n - 1
-  while at <= last do
-    local upto = math.min(at + 999, last)
-    redis.call('RPUSH', KEYS[2 * i - 1], unpack(ARGV, at, upto))
-    at = upto + 1
+redis.call('HINCRBY', KEYS[2], 'stores', 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = #KEYS / 3
+for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumber(ARGV[1])) end
+local chosen, queued = {}, {}
+for at = 2, #ARGV, 4 do
+  local slot, incident = tonumber(ARGV[at]), ARGV[at + 1]
+  if incident ~= '' and slot > 0 then
+    for i = 1, n do
+      if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; break end
+    end
+  elseif slot < 0 then
+    slot = -slot
+    for i = 1, n do
+      if incident ~= '' and i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
+    end
   end
-  redis.call('HINCRBY', KEYS[2 * i], 'accepted', n)
+  if incident ~= '' then
+    if ARGV[at + 2] == 'resolve' then redis.call('ZREM', KEYS[3 * slot], incident)
+    else redis.call('ZADD', KEYS[3 * slot], now, incident) end
+  end
+  queued[slot] = queued[slot] or {}
+  table.insert(queued[slot], ARGV[at + 3])
+  chosen[#chosen + 1] = slot
 end
-return at - groups - 1
+for slot, raws in pairs(queued) do
+  for from = 1, #raws, 1000 do
+    redis.call('RPUSH', KEYS[3 * slot - 2], unpack(raws, from, math.min(from + 999, #raws)))
+  end
+  redis.call('HINCRBY', KEYS[3 * slot - 1], 'accepted', #raws)
+end
+return chosen
 """
 
 # The key's send limit now, shared by the rate scripts below (PagerDuty's dynamic
@@ -100,7 +127,8 @@ end
 return 1
 """
 
-# Finish the in-flight event: drop it, count it, and dead-letter it when rejected.
+# Finish the in-flight event: drop it, count it, and dead-letter it when rejected; a
+# delivery clears the key's blocked state.
 # KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
 # KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
@@ -121,6 +149,7 @@ if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[5], now, ARGV[4])
   return 1
 end
+redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 redis.call('ZADD', KEYS[6], now, n)
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 60000)
 local latency = math.max(0, now - tonumber(ARGV[6]))

@@ -17,12 +17,14 @@ from relay.errors import ConfigError
 from relay.keys import read_keys
 
 LOG_FORMATS = ("text", "json")
+LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
 class Settings:
     routing_keys: tuple[str, ...] = ()
+    draining_keys: frozenset[str] = frozenset()  # keys marked ``drain`` in the keys file
     redis_url: str = "redis://127.0.0.1:6379/0"
     pd_url: str = "https://events.pagerduty.com"
     keys_file: Path = Path("pd_routing_keys.txt")
@@ -33,7 +35,8 @@ class Settings:
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
     retry_after_max_s: float = 300.0
-    lease_ttl_s: float = 5.0
+    lease_ttl_s: float = 15.0
+    incident_ttl_s: float = 7 * 86_400  # how long an incident's key is remembered
     redis_timeout_s: float = 2.0
     max_body_bytes: int = 512_000
     prefix: str = "pdr"
@@ -73,6 +76,7 @@ class Settings:
         read("RELAY_RETRY_MAX_S", "retry_max_s", _positive(float))
         read("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float))
         read("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float))
+        read("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float))
         read("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float))
         read("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int))
         read("RELAY_PREFIX", "prefix", _word)
@@ -80,11 +84,28 @@ class Settings:
         read("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True))
         read("RELAY_LOG_FORMAT", "log_format", _choice(LOG_FORMATS))
 
-        keys, key_problems = read_keys(values.get("keys_file", cls.keys_file))
-        problems.extend(key_problems)
+        found = read_keys(values.get("keys_file", cls.keys_file))
+        problems.extend(found.problems)
+        if not problems:
+            settings = cls(routing_keys=found.keys, draining_keys=found.draining, **values)
+            problems += settings._conflicts()
         if problems:
             raise ConfigError(problems)
-        return cls(routing_keys=tuple(keys), **values)
+        return settings
+
+    def _conflicts(self) -> list[str]:
+        """Problems no single value shows: a worker may only start a send that ends
+        before its lease could lapse (docs/DESIGN.md, fenced sends)."""
+        send_s = self.connect_timeout_s + self.read_timeout_s
+        if self.lease_ttl_s < send_s + LEASE_MARGIN_S:
+            return [
+                f"RELAY_LEASE_TTL_S={self.lease_ttl_s:g} is too short: a send may take "
+                f"RELAY_CONNECT_TIMEOUT_S={self.connect_timeout_s:g} + "
+                f"RELAY_READ_TIMEOUT_S={self.read_timeout_s:g} = {send_s:g}s, and the lease "
+                f"must outlast it by {LEASE_MARGIN_S:g}s: raise the lease to at least "
+                f"{send_s + LEASE_MARGIN_S:g} or shorten the timeouts"
+            ]
+        return []
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -120,6 +141,10 @@ def _http_url(raw: str) -> str:
     parts = urlparse(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http:// or https:// URL")
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.params:
+        raise ValueError(
+            f"give PagerDuty's base URL without a path, such as {parts.scheme}://"
+            f"{parts.netloc}: the relay adds /v2/enqueue and /v2/change/enqueue itself")
     return raw.rstrip("/")
 
 

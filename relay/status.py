@@ -8,18 +8,20 @@ from typing import Any
 
 import redis
 
+from relay.keyring import known_keys
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 
 COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
-SUMMED = ("queued", "in_flight", "delivered_last_min", *COUNTERS)
+SUMMED = ("queued", "in_flight", "open_incidents", "delivered_last_min", *COUNTERS)
 COLUMNS = (
     ("routing_key", "KEY"),
     ("queued", "QUEUED"),
     ("oldest_age_seconds", "OLDEST(s)"),
     ("in_flight", "IN FLIGHT"),
+    ("open_incidents", "OPEN"),
     ("delivered", "DELIVERED"),
     ("delivered_last_min", "LAST MIN"),
     ("retried", "RETRIED"),
@@ -32,33 +34,43 @@ COLUMNS = (
 
 
 def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[dict[str, Any]]:
-    """One row per configured key, read in one round trip. ``rate_limit`` is the key's
-    send limit per window now: below the configured one while PagerDuty throttles."""
-    keys = settings.routing_keys
+    """One row per configured key, then one per key removed from the keys file that the
+    relay served before (``state`` says which: active, draining or removed), read in two
+    round trips. ``rate_limit`` is the key's send limit per window now: below the
+    configured one while PagerDuty throttles."""
+    known = known_keys(client, names)
+    entries = [
+        (key_id(key), mask(key), "draining" if key in settings.draining_keys else "active")
+        for key in settings.routing_keys
+    ]
+    configured = {kid for kid, _, _ in entries}
+    entries += [(kid, label, "removed") for kid, label in known.items() if kid not in configured]
     now = int(time.time() * 1000)
     rate_limit = Scripts(client).rate_limit
     with client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            kid = key_id(key)
+        for kid, _, _ in entries:
             pipe.llen(names.queue(kid))
             pipe.llen(names.inflight(kid))
             pipe.lindex(names.queue(kid), 0)
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now, "+inf")  # heartbeats not yet lapsed
             pipe.zcount(names.recent(kid), now - 60_000, "+inf")
+            pipe.zcard(names.incidents(kid))
             rate_limit(keys=[names.window(kid), names.throttle(kid)],
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()
     rows = []
-    for index, key in enumerate(keys):
-        reply = replies[index * 7 : index * 7 + 7]
-        queued, in_flight, oldest, stats, workers, recent, limit = reply
+    for index, (_, label, state) in enumerate(entries):
+        reply = replies[index * 8 : index * 8 + 8]
+        queued, in_flight, oldest, stats, workers, recent, incidents, limit = reply
         age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
         row: dict[str, Any] = {
-            "routing_key": mask(key),
+            "routing_key": label,
+            "state": state,
             "queued": queued,
             "oldest_age_seconds": round(age, 1),
             "in_flight": in_flight,
+            "open_incidents": incidents,
             "workers": workers,
             "worker_alive": workers > 0,
             "delivered_last_min": recent,
@@ -66,13 +78,23 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
         }
         row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
         row["last_error"] = stats.get("last_error", "")
+        row["blocked"] = stats.get("blocked", "")
+        row["key_blocked"] = int(bool(row["blocked"]))
         rows.append(row)
     return rows
 
 
+def _cell(row: dict[str, Any], name: str) -> str:
+    if name == "routing_key" and row["state"] != "active":
+        return f"{row[name]} ({row['state']})"
+    if name == "last_error" and row.get("blocked"):
+        return f"BLOCKED {row['blocked']}"
+    return str(row[name])
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     table = [[title for _, title in COLUMNS]]
-    table += [[str(row[name]) for name, _ in COLUMNS] for row in rows]
+    table += [[_cell(row, name) for name, _ in COLUMNS] for row in rows]
     totals = ["TOTAL"] + [
         str(sum(row[name] for row in rows)) if name in SUMMED else ""
         for name, _ in COLUMNS[1:]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from relay.keys import key_id
 from relay.names import Names
+from relay.router import Route
 from relay.scripts import Scripts
 from relay.settings import Settings
 
@@ -33,10 +35,12 @@ class Record:
         return str(self.event.get("event_action", "change"))
 
     def encode(self) -> str:
+        """Compact JSON; ValueError for NaN or Infinity, which JSON cannot hold."""
         return json.dumps(
             {"t": self.accepted_ms, "k": self.kind, "e": self.event},
             separators=(",", ":"),
             ensure_ascii=False,
+            allow_nan=False,
         )
 
     @classmethod
@@ -63,46 +67,51 @@ def now_ms() -> int:
 
 
 class EventStore:
-    """Writes accepted events; one caller at a time (the ingress's GroupCommit leader).
+    """Writes accepted events; one caller at a time (the ingress's GroupCommit writer).
 
     The hot path talks to one connection of the client's pool directly: redis-py's
     command machinery (pool checkout, retry wrapper, event hooks) cost 115 us of CPU per
     call where the connection's own send and read cost 67 us (docs/BENCHMARKS.md).
     """
 
-    def __init__(self, client: redis.Redis, names: Names) -> None:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client
-        self.names = names
         self.script = Scripts(client).enqueue
         self.connection: Any = None
+        self.keys = [
+            name for key in settings.routing_keys
+            for name in (names.queue(key_id(key)), names.stats(key_id(key)),
+                         names.incidents(key_id(key)))
+        ]
+        self.remember_ms = int(settings.incident_ttl_s * 1000)
 
-    def enqueue(self, batch: Iterable[tuple[str, str]]) -> None:
-        """Append (key id, encoded record) pairs atomically, in one round trip.
+    def enqueue(self, batch: Sequence[tuple[Route, bytes | str]]) -> list[int]:
+        """Store (route, encoded record) pairs atomically, in one round trip; return the
+        slot (1-based place in the keys file) of the key each was queued on. An empty
+        batch checks the connection (PING).
 
         Raises redis.RedisError when nothing may have been stored.
         """
-        grouped: dict[str, list[str]] = {}
-        for kid, raw in batch:
-            grouped.setdefault(kid, []).append(raw)
-        keys: list[str] = []
-        counts: list[int] = []
-        raws: list[str] = []
-        for kid, group in grouped.items():
-            keys += [self.names.queue(kid), self.names.stats(kid)]
-            counts.append(len(group))
-            raws += group
-        self._evalsha(keys, [*counts, *raws])
+        if not batch:
+            self._command("PING")
+            return []
+        args: list[Any] = [self.remember_ms]
+        for route, raw in batch:
+            args += [route.slot, route.incident, route.action, raw]
+        return [int(slot) for slot in self._evalsha(self.keys, args)]
 
     def _evalsha(self, keys: list[str], args: list[Any]) -> Any:
-        if self.connection is None:
-            self.connection = self.client.connection_pool.get_connection()
-        connection = self.connection
         command = ("EVALSHA", self.script.sha, len(keys), *keys, *args)
         try:
-            connection.send_command(*command)
-            return connection.read_response()
+            return self._command(*command)
         except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
-            connection.send_command("SCRIPT", "LOAD", self.script.script)
-            connection.read_response()
-            connection.send_command(*command)
-            return connection.read_response()
+            self._command("SCRIPT", "LOAD", self.script.script)
+            return self._command(*command)
+
+    def _command(self, *command: Any) -> Any:
+        """One command on the held connection (redis-py drops it on any error, so the
+        next command reconnects and never reads a late reply to this one)."""
+        if self.connection is None:
+            self.connection = self.client.connection_pool.get_connection()
+        self.connection.send_command(*command)
+        return self.connection.read_response()

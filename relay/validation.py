@@ -6,6 +6,7 @@ Each check returns every problem found, each prefixed with its field path
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -40,8 +41,8 @@ def alert_problems(event: Any, path: str = "") -> list[str]:
         problems += _payload_problems(event.get("payload"), f"{at}payload", alert=True)
         for name in ("client", "client_url"):
             problems += _string_problems(event, name, at)
-    problems += _list_problems(event, "images", "src", at)
-    problems += _list_problems(event, "links", "href", at)
+    problems += _list_problems(event, "images", "src", at, ("href", "alt"))
+    problems += _list_problems(event, "links", "href", at, ("text",))
     return problems
 
 
@@ -52,8 +53,38 @@ def change_problems(event: Any, path: str = "") -> list[str]:
     at = _prefix(path)
     problems = _routing_key_problems(event, at)
     problems += _payload_problems(event.get("payload"), f"{at}payload", alert=False)
-    problems += _list_problems(event, "links", "href", at)
+    problems += _list_problems(event, "links", "href", at, ("text",))
     return problems
+
+
+def unstorable_problems(value: Any, path: str) -> list[str]:
+    """What in an event JSON cannot carry faithfully: lone UTF-16 surrogates (no UTF-8
+    encoding exists for them) and numbers that overflowed to infinity. Called only when
+    encoding the event failed, so the hot path pays nothing for it."""
+    if isinstance(value, str):
+        return [f"{path} holds a lone surrogate ({_surrogate(value)})"] if _surrogate(value) else []
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path} is a number too large for JSON"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if _surrogate(name):
+                problems.append(
+                    f"{path} holds a lone surrogate ({_surrogate(name)}) in a member name")
+            else:
+                problems += unstorable_problems(item, f"{path}.{name}" if path else name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += unstorable_problems(item, f"{path}[{index}]")
+    return problems
+
+
+def _surrogate(text: str) -> str:
+    """The first lone surrogate in ``text`` as an escape (``\\ud800``), or ""."""
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return f"\\u{ord(char):04x}"
+    return ""
 
 
 def _payload_problems(payload: Any, at: str, alert: bool) -> list[str]:
@@ -106,7 +137,9 @@ def _string_problems(obj: dict[str, Any], name: str, at: str) -> list[str]:
     return []
 
 
-def _list_problems(event: dict[str, Any], name: str, needs: str, at: str) -> list[str]:
+def _list_problems(
+    event: dict[str, Any], name: str, needs: str, at: str, optional: tuple[str, ...]
+) -> list[str]:
     items = event.get(name)
     if items is None:
         return []
@@ -119,6 +152,9 @@ def _list_problems(event: dict[str, Any], name: str, needs: str, at: str) -> lis
             problems.append(f"{where} must be an object, got {_kind(item)}")
         elif not isinstance(item.get(needs), str) or not item[needs].strip():
             problems.append(f"{where}.{needs} is missing or blank")
+        else:
+            for field in optional:
+                problems += _string_problems(item, field, where + ".")
     return problems
 
 

@@ -97,7 +97,8 @@ def verdict(stack: Stack, load: Load) -> dict[str, int]:
 
 def build(workdir: Path, **env: Any) -> tuple[Stack, str]:
     settings = {"RELAY_RATE_PER_MIN": 100_000, "RELAY_LOG_LEVEL": "WARNING",
-                "RELAY_LEASE_TTL_S": 2}
+                "RELAY_LEASE_TTL_S": 3, "RELAY_CONNECT_TIMEOUT_S": 0.5,
+                "RELAY_READ_TIMEOUT_S": 1.5}
     settings.update(env)
     stack = Stack(workdir, keys=3, **settings)
     stack.start_simulator()

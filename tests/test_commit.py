@@ -34,7 +34,7 @@ def test_concurrent_requests_share_store_calls_and_each_is_stored() -> None:
     assert sorted(returned) == list(range(40))
     assert sum(len(call) for call in calls) == 40
     assert len(calls) < 40  # they were grouped
-    assert not commit.leading and list(commit.queue) == []
+    assert commit.busy_since is None and list(commit.pending) == []
 
 
 def test_a_lone_request_is_stored_at_once() -> None:
@@ -77,3 +77,115 @@ def test_groups_respect_the_size_cap() -> None:
     for thread in threads:
         thread.join(10)
     assert sum(sizes) == 18 and max(sizes) <= 5
+
+
+def _run(target, *args):  # type: ignore[no-untyped-def]
+    """Start ``target(*args)`` in a thread; return (thread, outcome list)."""
+    outcome: list[object] = []
+
+    def body() -> None:
+        try:
+            target(*args)
+            outcome.append("stored")
+        except Exception as exc:  # the outcome is what the test checks
+            outcome.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_for(check, what: str, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_a_request_that_gives_up_waiting_never_wedges_the_node() -> None:
+    """A store call slower than a waiter's timeout: the waiter is told its events were not
+    stored (and they never are), and requests after the stall are stored again."""
+    stored: list[str] = []
+    gate = threading.Event()
+
+    def store(items):  # type: ignore[no-untyped-def]
+        if ("k", "slow") in items:
+            gate.wait(10)
+        stored.extend(raw for _, raw in items)
+
+    commit = GroupCommit(store)
+    slow, slow_outcome = _run(commit.enqueue, [("k", "slow")], 5.0)
+    _wait_for(lambda: getattr(commit, "busy_since", None) is not None
+              or getattr(commit, "leading", False), "the slow store call")
+    waiter, waiter_outcome = _run(commit.enqueue, [("k", "gave-up")], 0.05)
+    waiter.join(5)
+    assert waiter_outcome and isinstance(waiter_outcome[0], TimeoutError)
+    gate.set()
+    slow.join(5)
+    assert slow_outcome == ["stored"]
+    later, later_outcome = _run(commit.enqueue, [("k", "later")], 2.0)
+    later.join(5)
+    assert later_outcome == ["stored"], later_outcome
+    assert stored == ["slow", "later"]  # the withdrawn request was never stored
+
+
+def test_a_request_carried_by_a_slow_store_call_is_told_the_truth() -> None:
+    """Its wait runs out while the command carrying its events is still under way: the
+    command's verdict (stored) is what it answers, not a 503."""
+    first_gate, slow_gate = threading.Event(), threading.Event()
+    stored: list[str] = []
+
+    def store(items):  # type: ignore[no-untyped-def]
+        (first_gate if ("k", "first") in items else slow_gate).wait(10)
+        stored.extend(raw for _, raw in items)
+
+    commit = GroupCommit(store)
+    first, _ = _run(commit.enqueue, [("k", "first")], 5.0)
+    _wait_for(lambda: getattr(commit, "busy_since", None) is not None
+              or getattr(commit, "leading", False), "the first store call")
+    other, _ = _run(commit.enqueue, [("k", "other")], 5.0)
+    carried, outcome = _run(commit.enqueue, [("k", "carried")], 0.2)
+    _wait_for(lambda: len(getattr(commit, "pending", None) or commit.queue) == 2,
+              "both requests to wait")  # (the old leader/follower code: its queue)
+    first_gate.set()  # the next command carries both waiting requests, and is slow
+    carried.join(1.0)  # its wait runs out while that command is under way
+    slow_gate.set()
+    for thread in (first, other, carried):
+        thread.join(5)
+    assert stored == ["first", "other", "carried"]
+    assert outcome == ["stored"]
+
+
+def test_an_error_that_is_not_redis_fails_only_the_request_that_caused_it() -> None:
+    gate = threading.Event()
+    stored: list[str] = []
+
+    def store(items):  # type: ignore[no-untyped-def]
+        if ("k", "first") in items:
+            gate.wait(10)
+        if any(raw == "poison" for _, raw in items):
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        stored.extend(raw for _, raw in items)
+
+    commit = GroupCommit(store)
+    first, _ = _run(commit.enqueue, [("k", "first")], 5.0)
+    _wait_for(lambda: commit.busy_since is not None, "the first store call")
+    bad, bad_outcome = _run(commit.enqueue, [("k", "poison")], 5.0)
+    good, good_outcome = _run(commit.enqueue, [("k", "good")], 5.0)
+    _wait_for(lambda: len(commit.pending) == 2, "both requests to wait for the writer")
+    gate.set()
+    for thread in (first, bad, good):
+        thread.join(5)
+    assert good_outcome == ["stored"] and "good" in stored
+    assert isinstance(bad_outcome[0], UnicodeEncodeError) and "poison" not in stored
+
+
+def test_a_redis_error_fails_every_request_its_command_carried() -> None:
+    import redis
+
+    def store(items):  # type: ignore[no-untyped-def]
+        raise redis.ConnectionError("redis down")
+
+    commit = GroupCommit(store)
+    with pytest.raises(redis.ConnectionError):
+        commit.enqueue([("k", "a")], 2.0)

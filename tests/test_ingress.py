@@ -168,6 +168,12 @@ def test_metrics_report_accepted_and_queue_depth(client, keys) -> None:
     assert all(key not in text for key in keys)
 
 
+def _raw(summary: str = "disk full", details: str = "{}", extra: str = "") -> str:
+    """A trigger's JSON text, written by hand to hold what json.dumps would not write."""
+    return (f'{{"event_action": "trigger", {extra}"payload": {{"summary": "{summary}", '
+            f'"source": "db1", "severity": "info", "custom_details": {details}}}}}')
+
+
 BAD_INPUTS = [
     # (description, kwargs for client.post, status, expected error fragments)
     ("form data", {"data": {"a": "b"}}, 400, ["Content-Type must be application/json"]),
@@ -216,6 +222,34 @@ BAD_INPUTS = [
     ("links not a list", {"json": trigger(links="https://x")}, 400, ["links must be a list"]),
     ("routing_key malformed", {"json": trigger(routing_key="abc")}, 400,
      ["routing_key must be a 32-character string"]),
+    # what PagerDuty would refuse, or what cannot be stored and sent as it came
+    ("lone surrogate", {"data": _raw(summary="\\ud800 disk"), "content_type": "application/json"},
+     400, ["payload.summary holds a lone surrogate (\\ud800)"]),
+    ("lone surrogate in a name", {"data": _raw(details='{"\\udfff": 1}'),
+                                  "content_type": "application/json"},
+     400, ["payload.custom_details holds a lone surrogate (\\udfff) in a member name"]),
+    ("number overflowing to infinity", {"data": _raw(details='{"n": [1, -1e999]}'),
+                                        "content_type": "application/json"},
+     400, ["payload.custom_details.n[1] is a number too large for JSON"]),
+    ("duplicate member name", {"data": _raw(extra='"event_action": "resolve", '),
+                               "content_type": "application/json"},
+     400, ["body: member 'event_action' appears twice in one object"]),
+    ("summary not a string", {"json": trigger(7)}, 400, ["payload.summary is missing or blank"]),
+    ("severity a list", {"json": {"event_action": "trigger", "payload": {
+        "summary": "x", "source": "y", "severity": ["info"]}}}, 400,
+     ["payload.severity must be one of critical, error, warning, info, got ['info']"]),
+    ("image src not a string", {"json": trigger(images=[{"src": ["https://x"]}])}, 400,
+     ["images[0].src is missing or blank"]),
+    ("image alt not a string", {"json": trigger(images=[{"src": "https://x", "alt": 1}])},
+     400, ["images[0].alt must be a string, got a number"]),
+    ("link text not a string", {"json": trigger(links=[{"href": "https://x", "text": {}}])},
+     400, ["links[0].text must be a string, got an object"]),
+    ("client_url not a string", {"json": trigger(client_url=["x"])}, 400,
+     ["client_url must be a string, got a list"]),
+    ("an event too large as sent",  # 1e5 is stored as 100000.0: 480 KB become 1 MB
+     {"data": _raw(details='{"n": [' + ",".join(["1e5"] * 120_000) + "]}"),
+      "content_type": "application/json"},
+     400, ["is larger than PagerDuty's limit of 512000 bytes once stored"]),
 ]
 
 
@@ -256,3 +290,59 @@ def test_change_event_validation(client) -> None:
     assert reply.status_code == 400
     assert reply.json["errors"] == ["payload.summary is missing or blank"]
     assert json.loads(reply.get_data())["status"] == "invalid event"
+
+
+def _keys_of(fake: fakeredis.FakeRedis, keys: tuple[str, ...]) -> dict[str, set[str]]:
+    """dedup_key -> the keys its queued events are on."""
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        for record in queued(fake, key):
+            found.setdefault(record.event["dedup_key"], set()).add(key)
+    return found
+
+
+def test_follow_ups_stay_on_their_triggers_key_when_keys_are_added(settings, fake) -> None:
+    """Rendezvous hashing would move about 2/5 of the incidents to two new keys; the
+    remembered key keeps every acknowledge and resolve with its trigger."""
+    client = create_app(settings, client=fake).test_client()
+    for n in range(60):
+        assert client.post("/v2/enqueue", json=trigger(dedup_key=f"inc-{n}")).status_code == 202
+    more = (*settings.routing_keys, make_key(), make_key())
+    grown = create_app(replace(settings, routing_keys=more), client=fake).test_client()
+    for n in range(60):
+        for action in ("acknowledge", "resolve"):
+            event = {"event_action": action, "dedup_key": f"inc-{n}"}
+            assert grown.post("/v2/enqueue", json=event).status_code == 202
+    spread = _keys_of(fake, more)
+    assert all(len(on) == 1 for on in spread.values()), "an incident moved to another key"
+    assert not set().union(*spread.values()) & set(more[3:])
+    # new incidents do use the new keys, and resolves forgot the old ones
+    for n in range(60):
+        grown.post("/v2/enqueue", json=trigger(dedup_key=f"new-{n}"))
+    assert set().union(*_keys_of(fake, more).values()) & set(more[3:])
+    assert sum(fake.zcard(NAMES.incidents(key_id(k))) for k in more) == 60
+
+
+def test_a_draining_key_takes_no_new_incidents_but_keeps_its_own(settings, fake) -> None:
+    keys = settings.routing_keys
+    client = create_app(settings, client=fake).test_client()
+    for n in range(30):
+        client.post("/v2/enqueue", json=trigger(dedup_key=f"old-{n}"))
+    on_first = {d for d, on in _keys_of(fake, keys).items() if on == {keys[0]}}
+    assert on_first
+    draining = create_app(replace(settings, draining_keys=frozenset({keys[0]})),
+                          client=fake).test_client()
+    for n in range(30):
+        draining.post("/v2/enqueue", json=trigger(dedup_key=f"new-{n}"))
+        draining.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": f"old-{n}"})
+    spread = _keys_of(fake, keys)
+    assert all(keys[0] not in spread[f"new-{n}"] for n in range(30))
+    assert all(spread[d] == {keys[0]} for d in on_first)
+
+
+def test_an_event_naming_its_key_moves_its_incident_there(client, fake, keys) -> None:
+    client.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[1]))
+    client.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[2]))
+    client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "moved"})
+    assert [r.event["event_action"] for r in queued(fake, keys[2])] == ["trigger", "resolve"]
+    assert sum(fake.zcard(NAMES.incidents(key_id(k))) for k in keys) == 0

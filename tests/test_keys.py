@@ -13,16 +13,26 @@ def test_mask_shows_only_both_ends() -> None:
 
 def test_parse_keys_skips_blanks_and_comments() -> None:
     a, b = make_key(), make_key()
-    keys, problems = parse_keys(["# keys", "", a + "  # prod", "   ", b])
-    assert keys == [a, b]
-    assert problems == []
+    found = parse_keys(["# keys", "", a + "  # prod", "   ", b])
+    assert found.keys == (a, b)
+    assert found.problems == [] and found.draining == frozenset()
+
+
+def test_a_key_can_be_marked_drain_and_nothing_else() -> None:
+    a, b, c = make_key(), make_key(), make_key()
+    found = parse_keys([a, f"{b} drain  # retiring", f"{c} sometimes"], "keys.txt")
+    assert found.keys == (a, b) and found.draining == {b}
+    assert found.problems == ["keys.txt line 3: after the key, only 'drain' may follow "
+                              "(got 'sometimes')"]
+    assert "every key is marked drain" in parse_keys([f"{a} drain"]).problems[0]
 
 
 def test_parse_keys_names_line_numbers_and_masks_keys() -> None:
     a = make_key()
     bad = a[:31] + "!"
-    keys, problems = parse_keys([a, "", bad, a, "tooshort"], "keys.txt")
-    assert keys == [a]
+    found = parse_keys([a, "", bad, a, "tooshort"], "keys.txt")
+    keys, problems = found.keys, found.problems
+    assert keys == (a,)
     assert len(problems) == 3
     assert problems[0].startswith("keys.txt line 3: ")
     assert "repeats line 1" in problems[1] and problems[1].startswith("keys.txt line 4")
@@ -33,10 +43,9 @@ def test_parse_keys_names_line_numbers_and_masks_keys() -> None:
 def test_read_keys_refuses_a_file_without_keys(tmp_path) -> None:
     path = tmp_path / "keys.txt"
     path.write_text("# nothing yet\n\n")
-    keys, problems = read_keys(path)
-    assert keys == [] and "holds no routing key" in problems[0]
-    keys, problems = read_keys(tmp_path / "absent.txt")
-    assert "cannot read" in problems[0]
+    found = read_keys(path)
+    assert found.keys == () and "holds no routing key" in found.problems[0]
+    assert "cannot read" in read_keys(tmp_path / "absent.txt").problems[0]
 
 
 def test_key_id_is_stable_and_hides_the_key() -> None:

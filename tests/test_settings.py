@@ -50,3 +50,33 @@ def test_every_bad_value_is_reported_at_once(tmp_path: Path) -> None:
 def test_settings_are_frozen(settings: Settings) -> None:
     with pytest.raises(AttributeError):
         settings.rate_per_min = 1  # type: ignore[misc]
+
+
+def _keys_file(tmp_path: Path) -> str:
+    path = tmp_path / "keys.txt"
+    path.write_text(make_key() + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("url", [
+    "https://events.pagerduty.com/v2/enqueue", "https://events.pagerduty.com/v2",
+    "https://events.pagerduty.com?x=1",
+])
+def test_a_pagerduty_url_with_a_path_is_refused(tmp_path: Path, url: str) -> None:
+    """The relay adds /v2/enqueue itself: a copied endpoint URL would post to
+    /v2/enqueue/v2/enqueue, and PagerDuty's 404s would stop every key."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path), "RELAY_PD_URL": url})
+    assert "RELAY_PD_URL" in str(caught.value) and "without a path" in str(caught.value)
+
+
+def test_a_send_that_could_outlast_the_lease_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path), "RELAY_LEASE_TTL_S": "5"})
+    [problem] = caught.value.problems
+    for name in ("RELAY_LEASE_TTL_S=5", "RELAY_CONNECT_TIMEOUT_S=3.05", "RELAY_READ_TIMEOUT_S=10"):
+        assert name in problem
+    fits = Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path), "RELAY_LEASE_TTL_S": "5",
+                              "RELAY_CONNECT_TIMEOUT_S": "1", "RELAY_READ_TIMEOUT_S": "3"})
+    assert fits.lease_ttl_s == 5
+    assert Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path)}).lease_ttl_s == 15

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from relay.simulator import THROTTLED, Simulator
+from simulator.pagerduty import THROTTLED, Simulator
 from tests.conftest import make_key, trigger
 
 
@@ -35,14 +35,33 @@ def test_each_key_is_throttled_over_its_window() -> None:
     assert send(sim, trigger(routing_key=other))[1] == 202
 
 
-def test_follow_ups_before_their_trigger_or_on_another_key_are_orphans() -> None:
+def test_ordering_violations_are_counted_as_pagerduty_would_suffer_them() -> None:
     sim = Simulator(seed=1)
     a, b = make_key(), make_key()
     send(sim, {"routing_key": a, "event_action": "resolve", "dedup_key": "x"})
+    send(sim, trigger(routing_key=a, dedup_key="x"))  # after its resolve: never resolved
     send(sim, trigger(routing_key=a, dedup_key="y"))
     send(sim, {"routing_key": b, "event_action": "acknowledge", "dedup_key": "y"})
     send(sim, {"routing_key": a, "event_action": "resolve", "dedup_key": "y"})
-    assert sim.counts["orphans"] == 2 and sim.counts["202"] == 4
+    send(sim, {"routing_key": a, "event_action": "resolve", "dedup_key": "y"})  # a resend
+    counts = sim.counts
+    assert (counts["orphans"], counts["late_triggers"], counts["misrouted"]) == (1, 1, 1)
+    assert counts["repeats"] == 1 and counts["202"] == 6
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b'{"routing_key": "%s", "event_action": "trigger", "payload": {"summary": "s", '
+     b'"source": "h", "severity": "info", "custom_details": {"n": NaN}}}', "Malformed JSON"),
+    (b'{"routing_key": "%s", "event_action": "resolve"}', "'dedup_key' is missing or blank"),
+    (b'{"routing_key": "%s", "event_action": "trigger", "payload": {"summary": "s", '
+     b'"source": "h", "severity": "high"}}', "'payload.severity' is invalid"),
+    (b'{"routing_key": "%s", "event_action": "trigger", "payload": {"summary": "s", '
+     b'"source": "h", "severity": "info"}, "pad": "' + b"x" * 512_000 + b'"}',
+     "Event is too large"),
+])
+def test_pagerduty_refuses_what_its_contract_refuses(body: bytes, error: str) -> None:
+    fate, status, reply = Simulator(seed=1).handle("/v2/enqueue", body % make_key().encode())
+    assert status == 400 and any(error in e for e in reply["errors"]), reply
 
 
 @pytest.mark.parametrize(("fault", "fate", "status"), [

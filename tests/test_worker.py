@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -10,13 +11,13 @@ import fakeredis
 import pytest
 
 from relay.deadletters import DeadLetters
-from relay.errors import Rejected, RetryLater
+from relay.errors import KeyBlocked, Rejected, RetryLater
 from relay.keys import key_id
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import EventStore, Record
+from relay.store import Record
 from tests.conftest import trigger
-from worker.delivery import Shutdown, Worker
+from worker.delivery import LeaseLost, Shutdown, Worker
 
 NAMES = Names()
 
@@ -28,8 +29,8 @@ class ScriptedPagerDuty:
         self.outcomes: Iterator[Any] = iter(outcomes or [])
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    def send(self, kind: str, body: dict[str, Any]) -> str:
-        self.sent.append((kind, body))
+    def send(self, kind: str, body: bytes) -> str:
+        self.sent.append((kind, json.loads(body)))
         outcome = next(self.outcomes, "ok")
         if isinstance(outcome, BaseException):
             raise outcome
@@ -46,8 +47,8 @@ def make_worker(settings: Settings, fake: fakeredis.FakeRedis, pd: ScriptedPager
 
 
 def queue(fake: fakeredis.FakeRedis, key: str, *events: dict[str, Any]) -> None:
-    EventStore(fake, NAMES).enqueue(
-        (key_id(key), Record("alert", event, 1000 + n).encode()) for n, event in enumerate(events))
+    fake.rpush(NAMES.queue(key_id(key)),
+               *[Record("alert", event, 1000 + n).encode() for n, event in enumerate(events)])
 
 
 def drain(worker: Worker) -> None:
@@ -170,10 +171,18 @@ def test_only_the_lease_holder_sends(settings, fake) -> None:
 def test_finishing_without_the_lease_leaves_the_event_for_the_holder(settings, fake) -> None:
     key = settings.routing_keys[0]
     queue(fake, key, trigger())
-    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    pd = ScriptedPagerDuty()
+    worker = make_worker(settings, fake, pd)
     assert worker.lease.acquire()
-    fake.set(NAMES.lease(key_id(key)), "someone-else")
+    send = pd.send
+
+    def send_then_lose_the_lease(kind: str, body: bytes) -> str:
+        fake.set(NAMES.lease(key_id(key)), "someone-else")  # lapsed and taken mid-send
+        return send(kind, body)
+
+    pd.send = send_then_lose_the_lease  # type: ignore[method-assign]
     worker.step()
+    assert len(pd.sent) == 1
     assert fake.llen(NAMES.inflight(key_id(key))) == 1
     assert "delivered" not in stats(fake, key)
 
@@ -226,3 +235,118 @@ def test_deliveries_feed_status_and_the_latency_histogram(settings, fake) -> Non
     assert f'pd_relay_delivery_latency_seconds_count{{{label}}} 3.0' in text
     assert f'pd_relay_delivery_latency_seconds_bucket{{le="3600.0",{label}}} 0.0' in text
     assert f'pd_relay_delivery_latency_seconds_bucket{{le="+Inf",{label}}} 3.0' in text
+
+
+def test_an_event_a_stale_worker_moved_in_first_is_sent_first(settings, fake) -> None:
+    """A lapsed holder's blocked BLMOVE lands between the new holder's LINDEX and BLMOVE:
+    the holder still sends the in-flight list's head, not what its own move returned."""
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    queue(fake, key, trigger(dedup_key="inc"), {"event_action": "resolve", "dedup_key": "inc"})
+    pd = ScriptedPagerDuty()
+    worker = make_worker(settings, fake, pd)
+    own_move = worker.client.blmove
+
+    def interleaved(*args: Any, **kwargs: Any) -> Any:
+        fake.lmove(NAMES.queue(kid), NAMES.inflight(kid), "LEFT", "RIGHT")  # the stale move
+        return own_move(*args, **kwargs)
+
+    worker.client.blmove = interleaved  # type: ignore[method-assign]
+    assert worker.lease.acquire()
+    worker.step()
+    worker.client.blmove = own_move  # type: ignore[method-assign]
+    drain(worker)
+    assert [body["event_action"] for _, body in pd.sent] == ["trigger", "resolve"]
+
+
+def test_a_worker_whose_lease_was_taken_over_sends_nothing(settings, fake) -> None:
+    """Its own view of the lease has not run out yet (no heartbeat came in between, as
+    after a freeze), but another worker holds it now: no send starts."""
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="stale"))
+    pd = ScriptedPagerDuty()
+    worker = make_worker(settings, fake, pd)
+    assert worker.lease.acquire()
+    fake.set(NAMES.lease(key_id(key)), "the-new-holder")  # lapsed and taken meanwhile
+    with pytest.raises(LeaseLost):
+        worker.step()
+    assert pd.sent == []
+
+
+def test_no_send_starts_unless_the_lease_outlasts_it(settings, fake) -> None:
+    """A send may take connect + read timeout: with less lease left than that on the
+    worker's own clock, and no renewal to be had, it does not start."""
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="late"))
+    pd = ScriptedPagerDuty()
+    now = [100.0]
+    worker = make_worker(replace(settings, lease_ttl_s=10, connect_timeout_s=3,
+                                 read_timeout_s=6), fake, pd)
+    worker.lease.clock = lambda: now[0]
+    assert worker.lease.acquire()
+    worker.lease.renew_script = lambda **kwargs: 0  # Redis no longer renews it for us
+    now[0] += 1.5  # 8.5 s left, a send may take 9
+    with pytest.raises(LeaseLost):
+        worker.step()
+    assert pd.sent == []
+
+
+def test_an_event_that_cannot_be_sent_as_json_is_dead_lettered(settings, fake) -> None:
+    """Stored before the ingress refused such numbers (or by hand): it cannot be
+    serialised for PagerDuty, so it is dead-lettered and the key moves on."""
+    from worker.pagerduty import PagerDuty
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    fake.rpush(NAMES.queue(kid), '{"t":1,"k":"alert","e":{"event_action":"trigger",'
+               '"dedup_key":"poison","payload":{"summary":"s","source":"h",'
+               '"severity":"info","custom_details":{"n":1e999}}}}')
+    queue(fake, key, trigger(dedup_key="next"))
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) > 20:
+            raise Shutdown  # retrying it for ever: the defect
+
+    pagerduty = PagerDuty("http://127.0.0.1:9", connect_timeout_s=0.2, read_timeout_s=0.2)
+    worker = Worker(settings, key, fake, pagerduty=pagerduty, sleep=sleep, worker_id="w")
+    assert worker.lease.acquire()
+    worker.step()
+    [summary] = DeadLetters(fake, NAMES, settings.routing_keys).list()
+    assert "poison" in summary["event"] and "JSON" in summary["reason"]
+    assert [Record.decode(raw).event["dedup_key"] for raw in fake.lrange(NAMES.queue(kid), 0, -1)
+            ] == ["next"]
+
+
+def test_a_misconfiguration_blocks_the_key_and_keeps_its_events(settings, fake, caplog) -> None:
+    """A 404 (a wrong RELAY_PD_URL) is no verdict on the event: nothing is dead-lettered,
+    the key waits the longest backoff between tries, and status says it is blocked."""
+    from relay.status import read_status
+
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="first"), trigger(dedup_key="second"))
+    blocked = KeyBlocked("HTTP 404", 404, "Not Found", hint="check RELAY_PD_URL")
+    pd = ScriptedPagerDuty([blocked, blocked])
+    sleeps: list[float] = []
+    worker = make_worker(settings, fake, pd, sleeps)
+    assert worker.lease.acquire()
+    seen: list[dict[str, Any]] = []
+    worker._note_retry = _spy(worker._note_retry, lambda: seen.append(  # type: ignore[method-assign]
+        read_status(fake, NAMES, settings)[0]))
+    drain(worker)
+    assert [body["dedup_key"] for _, body in pd.sent] == ["first"] * 3 + ["second"]
+    assert sleeps == [settings.retry_max_s] * 2
+    assert DeadLetters(fake, NAMES, settings.routing_keys).list() == []
+    assert "HTTP 404" in seen[-1]["blocked"] and "RELAY_PD_URL" in seen[-1]["blocked"]
+    assert read_status(fake, NAMES, settings)[0]["blocked"] == ""  # unblocked by a delivery
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and "is blocked" in errors[0] and "check RELAY_PD_URL" in errors[0]
+
+
+def _spy(inner: Any, after: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = inner(*args, **kwargs)
+        after()
+        return result
+    return call

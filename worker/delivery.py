@@ -1,9 +1,15 @@
 """The delivery loop of one worker pinned to one routing key.
 
 The lease holder moves the queue's head into the in-flight list (BLMOVE, a blocking
-wait), sends it until PagerDuty gives a final answer, then drops it from in-flight.
-An event found in flight at start (a crashed worker's) is sent first, so nothing is
-lost and a key's events leave in the order they were accepted.
+wait), sends the in-flight list's head until PagerDuty gives a final answer, then drops
+it from in-flight. An event found in flight at start (a crashed worker's, or one a lapsed
+holder's late move put there) is sent first, so nothing is lost and a key's events leave
+in the order they were accepted.
+
+Fenced sends: before each attempt the worker renews its lease and starts the send only
+if the lease is then its own for longer than the send can take (connect + read timeout),
+on its own monotonic clock. A worker that was frozen or cut off from Redis therefore
+sends nothing once another may hold the lease.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 import redis
 from tenacity import Retrying, retry_if_exception_type, stop_never
 
-from relay.errors import Rejected, RetryLater
+from relay.errors import KeyBlocked, Rejected, RetryLater
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.probe import PROBE_PREFIX
@@ -31,7 +37,7 @@ from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
 from worker.lease import Lease
 from worker.limiter import RateLimiter
-from worker.pagerduty import PagerDuty
+from worker.pagerduty import PagerDuty, encode_body
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,8 @@ class Worker:
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.read_timeout_s,
         )
+        self.send_budget_s = settings.connect_timeout_s + settings.read_timeout_s
+        self.blocked = False
         self.wait = wait_backoff(
             settings.retry_base_s, settings.retry_max_s, settings.retry_after_max_s
         )
@@ -127,16 +135,22 @@ class Worker:
             log.info("worker %s stopped", self.worker_id)
 
     def step(self) -> bool:
-        """Deliver the in-flight event or the next queued one; False when none came."""
-        raw = self.client.lindex(self.inflight, 0)
-        if raw is None:
+        """Deliver the in-flight event or the next queued one; False when none came.
+
+        What is delivered is always the in-flight list's head, never what BLMOVE returned:
+        a lapsed holder's late move may have put an earlier event there first.
+        """
+        if self.client.lindex(self.inflight, 0) is None:
             self.interruptible = True
             try:
-                raw = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
+                moved = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
             finally:
                 self.interruptible = False
-            if raw is None:
+            if moved is None:
                 return False
+        raw = self.client.lindex(self.inflight, 0)
+        if raw is None:  # another holder finished it meanwhile: we no longer hold the lease
+            raise LeaseLost("the in-flight event was taken care of by another worker")
         self.deliver(str(raw))
         return True
 
@@ -146,9 +160,13 @@ class Worker:
         except (ValueError, KeyError, TypeError) as exc:
             self._dead_letter(raw, None, Rejected(f"unreadable stored event: {exc}"))
             return
-        body = dict(record.event, routing_key=self.routing_key)
+        try:
+            body = encode_body(record.event, self.routing_key)
+        except (ValueError, TypeError, UnicodeEncodeError) as exc:
+            self._dead_letter(raw, record, Rejected(f"cannot be sent as JSON: {exc}"))
+            return
         retrying = Retrying(
-            retry=retry_if_exception_type(RetryLater),
+            retry=retry_if_exception_type((RetryLater, KeyBlocked)),
             wait=self.wait,
             stop=stop_never,
             sleep=self.sleep,
@@ -161,6 +179,10 @@ class Worker:
             self._dead_letter(raw, record, exc)
             return
         if self._finish(raw, "delivered", accepted_ms=record.accepted_ms):
+            if self.blocked:
+                self.blocked = False
+                log.info("key %s: PagerDuty takes events again; the key is unblocked",
+                         self.label)
             self._note_probe(record, f"delivered: {reply[:200]}")
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
@@ -168,11 +190,10 @@ class Worker:
                 (now_ms() - record.accepted_ms) / 1000,
             )
 
-    def _attempt(self, record: Record, body: dict[str, Any]) -> str:
+    def _attempt(self, record: Record, body: bytes) -> str:
         self.limiter.acquire(self.sleep)
-        if not self.lease.held:
-            raise LeaseLost("lease lost before sending")
-        log.info("sending %s dedup_key=%s key=%s", record.action, body.get("dedup_key"),
+        self._fence()
+        log.info("sending %s dedup_key=%s key=%s", record.action, record.event.get("dedup_key"),
                  self.label)
         self.interruptible = True
         try:
@@ -180,19 +201,41 @@ class Worker:
         finally:
             self.interruptible = False
 
+    def _fence(self) -> None:
+        """Start a send only while the lease is ours for longer than the send can take."""
+        if not self.lease.renew():
+            raise LeaseLost("lease lost before sending")
+        if self.lease.remaining() < self.send_budget_s:
+            raise LeaseLost(
+                f"lease would lapse within a send ({self.lease.remaining():.1f}s left, "
+                f"a send may take {self.send_budget_s:.1f}s)")
+
     def _note_retry(self, record: Record, attempt: int, state: Any) -> None:
         error = state.outcome.exception()
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
-            record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
-        )
+        blocked = isinstance(error, KeyBlocked)
+        if blocked:
+            self.blocked = True
+            log.error(
+                "key %s is blocked: PagerDuty answered %s for %s dedup_key=%s: %s. "
+                "Its events are kept; trying again in %.0fs. %s",
+                self.label, error, record.action, record.event.get("dedup_key"),
+                error.reply[:200], wait, error.hint,
+            )
+        else:
+            log.warning(
+                "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
+                record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
+            )
         throttled = isinstance(error, RetryLater) and error.status == 429
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.stats, "retried", 1)
             if throttled:
                 pipe.hincrby(self.stats, "throttled", 1)
             pipe.hset(self.stats, mapping=_error_fields(error))
+            if blocked:
+                pipe.hset(self.stats, mapping={"blocked": f"{error}: {error.hint}",
+                                               "blocked_at": now_ms()})
             pipe.execute()
         if throttled:
             log.warning("key %s: PagerDuty throttles; sending at most %d per %.0fs for now",

@@ -42,10 +42,10 @@ class Lease:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def held(self) -> bool:
-        """True while the lease is ours for sure (renewed within its TTL)."""
-        return self.clock() < self._valid_until
+    def remaining(self) -> float:
+        """Seconds the lease is ours for sure, on this process's monotonic clock, counted
+        from before the command that last set or renewed it (so never too long)."""
+        return max(0.0, self._valid_until - self.clock())
 
     def acquire(self) -> bool:
         started = self.clock()
@@ -97,6 +97,7 @@ class Lease:
             try:
                 self.beat()
             except redis.RedisError as exc:
+                self._valid_until = 0.0  # cut off from Redis: ours no longer for sure
                 log.warning("heartbeat failed: %s", exc)
             if self._stopped.wait(interval):
                 return

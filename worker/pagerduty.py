@@ -1,13 +1,18 @@
-"""PagerDuty Events API v2 client: every reply mapped to one of three outcomes.
+"""PagerDuty Events API v2 client: every reply mapped to one outcome, as pdagent does.
 
     delivered         2xx                                  -> send() returns
-    retry later       429, 408, 5xx, 1xx/3xx, timeout,     -> RetryLater
+    retry later       408, 429, 5xx, 1xx, timeout,         -> RetryLater
                       connection or protocol error
-    rejected for good 400 and every other 4xx              -> Rejected
+    invalid event     400, 413 (PagerDuty's "invalid        -> Rejected: dead-letter it
+                      event" and "too large")
+    key blocked       any other 4xx (401, 403, 404, 405,    -> KeyBlocked: the relay or a
+                      407, ...), a redirect, a URL requests     proxy is misconfigured; keep
+                      cannot use                                the event, retry slowly
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,13 +20,22 @@ from typing import Any
 
 import requests
 
-from relay.errors import Rejected, RetryLater
+from relay.errors import KeyBlocked, Rejected, RetryLater
 
 log = logging.getLogger(__name__)
 
 PATHS = {"alert": "/v2/enqueue", "change": "/v2/change/enqueue"}
 RETRY_STATUSES = frozenset({408, 429})
+INVALID_STATUSES = frozenset({400, 413})
 MAX_REPLY = 2000
+CHECK_URL = "check RELAY_PD_URL: PagerDuty's base URL, such as https://events.pagerduty.com"
+HINTS = {
+    401: "PagerDuty (or a proxy) refused the credentials: check the routing key and any proxy",
+    403: "PagerDuty (or a proxy) forbids the request: check the routing key and any proxy",
+    404: CHECK_URL,
+    405: CHECK_URL,
+    407: "a proxy asks for authentication: check HTTPS_PROXY / HTTP_PROXY and its credentials",
+}
 
 
 class PagerDuty:
@@ -36,15 +50,19 @@ class PagerDuty:
         self.session = session or requests.Session()
         self.timeout = (connect_timeout_s, read_timeout_s)
 
-    def send(self, kind: str, body: dict[str, Any]) -> str:
-        """POST one event; return PagerDuty's reply text when it was accepted."""
+    def send(self, kind: str, body: bytes) -> str:
+        """POST one event (its JSON, UTF-8); return PagerDuty's reply text when accepted."""
         url = self.base_url + PATHS[kind]
         try:
             response = self.session.post(
-                url, json=body, timeout=self.timeout, allow_redirects=False
+                url, data=body, headers={"Content-Type": "application/json"},
+                timeout=self.timeout, allow_redirects=False,
             )
         except requests.Timeout as exc:
             raise RetryLater(f"timeout: {type(exc).__name__}") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidHeader) as exc:
+            raise KeyBlocked(f"unusable URL: {type(exc).__name__}", hint=CHECK_URL) from exc
         except requests.ConnectionError as exc:
             raise RetryLater(f"connection error: {type(exc).__name__}") from exc
         except requests.RequestException as exc:
@@ -53,10 +71,17 @@ class PagerDuty:
         reply = response.text[:MAX_REPLY]
         if 200 <= status < 300:
             return reply
-        if status in RETRY_STATUSES or status >= 500 or status < 200 or 300 <= status < 400:
+        if status in RETRY_STATUSES or status >= 500 or status < 200:
             after = retry_after(response.headers.get("Retry-After"))
             raise RetryLater(f"HTTP {status}", status, reply, after)
-        raise Rejected(f"HTTP {status}", status, reply)
+        if status in INVALID_STATUSES:
+            raise Rejected(f"HTTP {status}", status, reply)
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "elsewhere")
+            hint = f"{CHECK_URL} (it redirects to {where[:200]})"
+        else:
+            hint = HINTS.get(status, f"{CHECK_URL}, and any proxy between the relay and it")
+        raise KeyBlocked(f"HTTP {status}", status, reply, hint)
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -73,3 +98,12 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def encode_body(event: dict[str, Any], routing_key: str) -> bytes:
+    """The request body for one stored event: compact UTF-8 JSON, as the ingress stored
+    it. ValueError or UnicodeEncodeError when the event cannot be sent as JSON."""
+    return json.dumps(
+        dict(event, routing_key=routing_key), separators=(",", ":"), ensure_ascii=False,
+        allow_nan=False,
+    ).encode()

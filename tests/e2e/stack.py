@@ -150,6 +150,9 @@ class Stack:
             "RELAY_RETRY_BASE_S": "0.05",
             "RELAY_RETRY_MAX_S": "0.5",
             "RELAY_READ_TIMEOUT_S": "2",
+            # a short lease, as takeovers are what many tests wait for: 1 + 2 s sends fit
+            "RELAY_CONNECT_TIMEOUT_S": "1",
+            "RELAY_LEASE_TTL_S": "5",
             "RELAY_LOG_LEVEL": "INFO",
         })
         self.env.update({name: str(value) for name, value in env.items()})

@@ -11,7 +11,8 @@ from tests.e2e.stack import wait_until
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing(make_stack) -> None:
-    stack = make_stack(keys=1, RELAY_READ_TIMEOUT_S="30")  # default 5 s lease
+    # a 5 s lease: sends of at most 1 + 2 s (the simulator's 20 s stall is cut short)
+    stack = make_stack(keys=1, RELAY_LEASE_TTL_S="5", RELAY_CONNECT_TIMEOUT_S="1")
     stack.start_simulator()
     stack.sim_config(slow_rate=1.0, slow_s=20)  # the first send hangs mid-delivery
     stack.start_ingress()
@@ -33,7 +34,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(make_stack) -> None:
 
 
 def test_sigterm_stops_a_worker_within_5s_and_keeps_its_event(make_stack) -> None:
-    stack = make_stack(keys=1, RELAY_READ_TIMEOUT_S="30", RELAY_LEASE_TTL_S="1")
+    stack = make_stack(keys=1, RELAY_LEASE_TTL_S="4", RELAY_CONNECT_TIMEOUT_S="1")
     stack.start_simulator()
     stack.sim_config(slow_rate=1.0, slow_s=20)
     stack.start_ingress()

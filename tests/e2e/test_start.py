@@ -86,7 +86,7 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
         os.environ, PD_RELAY_MODE="native", RELAY_KEYS_FILE=str(keys_file),
         RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
         PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(free_port()),
-        RELAY_LEASE_TTL_S="1",
+        RELAY_LEASE_TTL_S="3", RELAY_CONNECT_TIMEOUT_S="0.5", RELAY_READ_TIMEOUT_S="1.5",
     )
     env.pop("VIRTUAL_ENV", None)
     started = False
@@ -119,6 +119,18 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
         wait_until(lambda: len(delivered()) == 20, 30, "delivery after the restart")
         log = (project / "run" / "logs" / "supervisord.log").read_text()
         assert "exited: worker-0 (terminated by SIGKILL" in log
+
+        # A keys-file change applied by running start.sh again: every process that reads
+        # the file restarts (before, the ingress nodes went on routing with the old keys).
+        keys.append(make_key())
+        keys_file.write_text("\n".join(keys) + "\n")
+        rerun = run(project, env)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        now = pids(run(project, env, "status").stdout)
+        assert "worker-2" in now
+        for name in ("ingress-0", "ingress-1", "worker-1"):
+            assert now[name] != after[name], f"{name} still runs with the old keys"
+        after.update(now)
 
         stopped = run(project, env, "stop")
         assert stopped.returncode == 0, stopped.stderr

@@ -1,9 +1,14 @@
-"""A PagerDuty Events API v2 stand-in for tests, drills and ``--demo`` runs (loopback only).
+"""The PagerDuty stand-in: state, faults and the HTTP server.
 
-It validates events as PagerDuty does, answers with PagerDuty's bodies, throttles each
-routing key to ``limit`` calls in a sliding ``window_s`` window (429 "throttle exceeded"),
-and can be told to fail, stall or drop connections. It tracks open alerts, so a
-follow-up that comes before its trigger, or on another key, is counted as an orphan.
+It checks events as PagerDuty does (``simulator.rules``), answers with PagerDuty's bodies,
+throttles each routing key to ``limit`` calls in a sliding ``window_s`` window (429
+"throttle exceeded"), and can be told to fail, stall or drop connections. It keeps each
+incident's state as PagerDuty does and counts what would page someone wrongly:
+- ``misrouted``: an acknowledge or resolve on another key than its incident's trigger
+  (PagerDuty drops it with a 202);
+- ``orphans``: an acknowledge or resolve for an incident never triggered (it came first);
+- ``late_triggers``: a trigger for an incident whose follow-up came before it (it opens
+  an incident that nothing will resolve).
 
 Control (JSON): ``POST /_sim/config`` changes FAULTS fields, ``POST /_sim/reset`` clears
 everything, ``GET /_sim/events`` lists every request seen, ``GET /_sim/stats`` counts them.
@@ -21,7 +26,7 @@ from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from relay import validation
+from simulator import rules
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,9 @@ class Simulator:
             self.faults = dict(FAULTS)
             self.faults.update(_checked(faults))
             self.windows: dict[str, deque[float]] = {}
-            self.open: dict[str, str] = {}
-            self.resolved: dict[str, str] = {}
+            self.open: dict[str, str] = {}  # dedup_key -> key of its open incident
+            self.resolved: dict[str, str] = {}  # dedup_key -> key it was resolved on
+            self.early: set[str] = set()  # dedup_keys whose follow-up came before a trigger
             self.events: list[dict[str, Any]] = []
             self.counts: Counter[str] = Counter()
 
@@ -107,14 +113,20 @@ class Simulator:
         dedup_key = event.setdefault("dedup_key", f"sim-{len(self.events)}")
         action, key = event["event_action"], event["routing_key"]
         if action == "trigger":
-            self.open[dedup_key] = key
+            if dedup_key in self.early:
+                self.early.discard(dedup_key)
+                self.counts["late_triggers"] += 1
+            self.open.setdefault(dedup_key, key)  # a repeat adds to the open incident
             self.resolved.pop(dedup_key, None)
         elif self.open.get(dedup_key) == key:
             if action == "resolve":
                 self.resolved[dedup_key] = self.open.pop(dedup_key)
-        elif action == "resolve" and self.resolved.get(dedup_key) == key:
-            self.counts["repeats"] += 1  # a resend of the resolve: harmless
+        elif self.resolved.get(dedup_key) == key:
+            self.counts["repeats"] += 1  # a resend after the resolve: harmless
+        elif dedup_key in self.open or dedup_key in self.resolved:
+            self.counts["misrouted"] += 1  # PagerDuty drops it, yet answers 202
         else:
+            self.early.add(dedup_key)
             self.counts["orphans"] += 1  # PagerDuty drops it, yet answers 202
         return {"status": "success", "message": "Event processed", "dedup_key": dedup_key}
 
@@ -128,17 +140,14 @@ def _checked(faults: dict[str, Any]) -> dict[str, Any]:
 
 def _parse(path: str, body: bytes) -> tuple[Any, list[str]]:
     try:
-        event = json.loads(body)
-    except ValueError:
+        event = json.loads(body, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         return None, ["Malformed JSON"]
-    if path.endswith("/change/enqueue"):
-        problems = validation.change_problems(event)
-    else:
-        problems = validation.alert_problems(event)
-    key = event.get("routing_key") if isinstance(event, dict) else None
-    if not isinstance(key, str) or len(key) != 32:
-        problems.insert(0, "Length of 'routing_key' is incorrect (should be 32 characters)")
-    return event, problems
+    return event, rules.problems(path, body, event)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _invalid(errors: list[str]) -> dict[str, Any]:

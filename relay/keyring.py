@@ -1,0 +1,124 @@
+"""The keys the relay has served, and what a key removed from the keys file left behind.
+
+Every process records its configured keys (by id, with the masked key) at start-up. A
+key that is gone from the file but still has queued or in-flight events, or incidents
+whose follow-ups must travel on it, stops start-up: taking it out silently would strand
+its events and send its incidents' acknowledges and resolves to keys where PagerDuty
+drops them. The operator puts it back (``KEY drain`` until it is empty) or runs
+``pd-relay forget-key ID``, which moves its events to the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from relay.keys import key_id, mask
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kid: str
+    label: str  # the masked key
+    queued: int
+    in_flight: int
+    incidents: int
+
+    @property
+    def empty(self) -> bool:
+        return not (self.queued or self.in_flight or self.incidents)
+
+    def problem(self, keys_file: object) -> str:
+        return (
+            f"key {self.label} (id {self.kid}) is no longer in {keys_file} but has "
+            f"{self.queued} queued, {self.in_flight} in flight and {self.incidents} open "
+            f"incident(s) whose follow-ups must go to it: put it back, as `KEY drain` to "
+            f"give it no new incidents until it is empty, or run `pd-relay forget-key "
+            f"{self.kid}` to move its events to the dead letters and forget its incidents"
+        )
+
+
+def register(client: redis.Redis, names: Names, settings: Settings) -> list[Leftover]:
+    """Record the configured keys; return every removed key that left something behind
+    (removed keys that left nothing are forgotten)."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hset(names.known_keys, mapping={key_id(k): mask(k) for k in settings.routing_keys})
+        pipe.hgetall(names.known_keys)
+        known: dict[str, str] = pipe.execute()[1]
+    configured = {key_id(k) for k in settings.routing_keys}
+    removed = [kid for kid in known if kid not in configured]
+    leftovers = _leftovers(client, names, {kid: known[kid] for kid in removed})
+    empty = [left.kid for left in leftovers if left.empty]
+    if empty:
+        client.hdel(names.known_keys, *empty)
+    return [left for left in leftovers if not left.empty]
+
+
+def known_keys(client: redis.Redis, names: Names) -> dict[str, str]:
+    """Every key the relay has served and not forgotten: key id -> masked key."""
+    return {str(kid): str(label) for kid, label in client.hgetall(names.known_keys).items()}
+
+
+def removed_keys(client: redis.Redis, names: Names, settings: Settings) -> list[Leftover]:
+    """Keys served before but not configured now."""
+    known = known_keys(client, names)
+    configured = {key_id(k) for k in settings.routing_keys}
+    return _leftovers(client, names, {k: v for k, v in known.items() if k not in configured})
+
+
+def _leftovers(client: redis.Redis, names: Names, labels: dict[str, str]) -> list[Leftover]:
+    with client.pipeline(transaction=False) as pipe:
+        for kid in labels:
+            pipe.llen(names.queue(kid))
+            pipe.llen(names.inflight(kid))
+            pipe.zcard(names.incidents(kid))
+        counts = pipe.execute()
+    return [
+        Leftover(kid, label, *counts[3 * n: 3 * n + 3])
+        for n, (kid, label) in enumerate(labels.items())
+    ]
+
+
+def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> int:
+    """Move a removed key's in-flight and queued events to the dead letters (in that
+    order), forget its incidents and the key; return how many events moved."""
+    if kid in {key_id(k) for k in settings.routing_keys}:
+        raise ValueError(f"key id {kid} is still in {settings.keys_file}: remove it first")
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(  # type: ignore[no-untyped-call]
+                    names.queue(kid), names.inflight(kid), names.known_keys)
+                label = pipe.hget(names.known_keys, kid)
+                if label is None:
+                    raise ValueError(f"no removed key with id {kid} (see `pd-relay status`)")
+                raws = pipe.lrange(names.inflight(kid), 0, -1) + pipe.lrange(
+                    names.queue(kid), 0, -1)
+                pipe.multi()
+                at = now_ms()
+                for n, raw in enumerate(raws):  # ids sort in queue order (one time)
+                    dead_id = f"{at:x}-{n:04x}{uuid.uuid4().hex[:4]}"
+                    pipe.hset(names.dead, dead_id, json.dumps({
+                        "id": dead_id, "key_id": kid, "routing_key": label, "failed_at": at,
+                        "reason": "its key was removed from the keys file (forget-key)",
+                        "status": None, "reply": "", "raw": raw,
+                    }))
+                    pipe.zadd(names.dead_index, {dead_id: at})
+                pipe.hincrby(names.stats(kid), "dead_letters", len(raws))
+                pipe.delete(names.queue(kid), names.inflight(kid), names.incidents(kid))
+                pipe.hdel(names.known_keys, kid)
+                pipe.execute()
+                log.warning("forgot removed key %s: %d event(s) moved to the dead letters",
+                            label, len(raws))
+                return len(raws)
+            except redis.WatchError:
+                continue

@@ -1,0 +1,85 @@
+"""End to end: an ingress node under faults stays truthful and never wedges."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from typing import Any
+
+import requests
+
+from tests.conftest import trigger
+from tests.e2e.stack import wait_until
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _load(url: str, bodies: list[bytes], results: list[tuple[bytes, int]]) -> None:
+    with requests.Session() as session:
+        for body in bodies:
+            try:
+                status = session.post(url + "/v2/enqueue", data=body, headers=JSON,
+                                      timeout=30).status_code
+            except requests.RequestException:
+                status = 0
+            results.append((body, status))
+
+
+def test_a_frozen_ingress_node_takes_events_again_once_it_runs(make_stack) -> None:
+    """SIGSTOP with requests under way for longer than every timeout, then SIGCONT:
+    within seconds the node stores again, and every 202 it gave is stored."""
+    stack = make_stack(keys=1, RELAY_REDIS_TIMEOUT_S="0.5")
+    url = stack.start_ingress()
+    node = stack.processes[-1]
+    results: list[tuple[bytes, int]] = []
+    bodies = [[f'{{"event_action":"trigger","dedup_key":"f{t}-{n}","payload":{{"summary":"s",'
+               f'"source":"h","severity":"info"}}}}'.encode() for n in range(400)]
+              for t in range(8)]
+    threads = [threading.Thread(target=_load, args=(url, b, results)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(results) >= 40, 30, "load to flow")
+    for _ in range(3):  # three freezes, each longer than a request's waits (3 x 0.5 s)
+        node.popen.send_signal(signal.SIGSTOP)
+        threading.Event().wait(2.0)  # the freeze itself: the fault being injected
+        node.popen.send_signal(signal.SIGCONT)
+        wait_until(lambda: stack.post(trigger()).status_code == 202, 10,
+                   "the node to store again after the freeze")
+    for thread in threads:
+        thread.join(120)
+    statuses = Counter(status for _, status in results)
+    assert set(statuses) <= {202, 503}, statuses
+    client = stack.redis.client()
+    stored = {str(raw) for kid in client.keys("pdr:queue:*") for raw in client.lrange(kid, 0, -1)}
+    stored_keys = {raw.split('"dedup_key":"')[1].split('"')[0] for raw in stored}
+    accepted = {body.decode().split('"dedup_key":"')[1].split('"')[0]
+                for body, status in results if status == 202}
+    assert accepted <= stored_keys, "a 202 for an event that was not stored"
+    assert requests.get(url + "/readyz", timeout=5).status_code == 200
+
+
+def test_hostile_bodies_beside_valid_load_cost_nobody_else_their_events(make_stack) -> None:
+    """Lone surrogates and overflowing numbers are 400s for their own requests; the valid
+    requests sent at the same time are all stored."""
+    stack = make_stack(keys=1)
+    url = stack.start_ingress()
+    good = [f'{{"event_action":"trigger","dedup_key":"g{t}-{n}","payload":{{"summary":"s",'
+            f'"source":"h","severity":"info"}}}}'.encode() for t in range(4) for n in range(60)]
+    bad: list[Any] = [
+        b'{"event_action":"trigger","payload":{"summary":"\\ud800","source":"h",'
+        b'"severity":"info"}}',
+        b'{"event_action":"trigger","payload":{"summary":"s","source":"h","severity":"info",'
+        b'"custom_details":{"n":1e999}}}',
+    ] * 60
+    results: list[tuple[bytes, int]] = []
+    lanes = [good[n::4] for n in range(4)] + [bad[n::2] for n in range(2)]
+    threads = [threading.Thread(target=_load, args=(url, lane, results)) for lane in lanes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    statuses = Counter((body in good, status) for body, status in results)
+    assert statuses == {(True, 202): len(good), (False, 400): len(bad)}, statuses
+    client = stack.redis.client()
+    assert sum(client.llen(name) for name in client.keys("pdr:queue:*")) == len(good)
