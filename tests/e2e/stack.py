@@ -167,14 +167,21 @@ class Stack:
         self.processes.append(Process("simulator", argv, self.env, self.logs))
         wait_until(lambda: self.sim_get("stats"), 10, "the simulator to answer")
 
-    def start_ingress(self) -> str:
-        port = free_port()
+    def start_ingress(self, port: int | None = None) -> str:
+        """Start an ingress node (on ``port``, to restart one in place) and return its URL."""
+        port = port or free_port()
         argv = pd_relay() + ["ingress", "--host", HOST, "--port", str(port)]
         self.processes.append(Process(f"ingress-{port}", argv, self.env, self.logs))
         url = f"http://{HOST}:{port}"
         wait_until(lambda: requests.get(url + "/healthz", timeout=1).ok, 15, "ingress")
-        self.ingress_urls.append(url)
+        if url not in self.ingress_urls:
+            self.ingress_urls.append(url)
         return url
+
+    def write_keys(self, keys: list[str]) -> None:
+        """Change the keys file (processes started from now on read the new one)."""
+        self.keys = keys
+        (self.workdir / "keys.txt").write_text("\n".join(keys) + "\n")
 
     def start_worker(self, index: int, name: str = "") -> Process:
         argv = pd_relay() + ["worker", "--key-index", str(index)]
