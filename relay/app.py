@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 from typing import Any
 
 import redis
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Reply = tuple[dict[str, Any], int, dict[str, str]]
 ROUTING_KEY_FIELD = len(',"routing_key":""') + 32  # what the worker adds before sending
+OPENAPI = resources.files("relay") / "openapi.yaml"  # the ingress's contract, served as is
 CHECKS = {"alert": validation.alert_problems, "change": validation.change_problems}
 
 
@@ -106,6 +108,10 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         except Exception as exc:  # any failure means not ready
             return {"status": "unavailable", "message": f"event store: {type(exc).__name__}"}, 503
         return {"status": "ok"}, 200
+
+    @app.get("/openapi.yaml")
+    def openapi() -> Response:
+        return Response(OPENAPI.read_bytes(), content_type="application/yaml")
 
     @app.get("/metrics")
     def prometheus() -> Response:

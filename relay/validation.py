@@ -35,6 +35,8 @@ def alert_problems(event: Any, path: str = "") -> list[str]:
             problems.append(f"{at}dedup_key must be a non-blank string")
         elif len(dedup_key) > MAX_DEDUP_KEY:
             problems.append(f"{at}dedup_key is too long (maximum is {MAX_DEDUP_KEY} characters)")
+        elif _surrogate(dedup_key):  # checked first: routing hashes the dedup_key
+            problems.append(f"{at}dedup_key holds a lone surrogate ({_surrogate(dedup_key)})")
     elif action in ("acknowledge", "resolve"):
         problems.append(f"{at}dedup_key is required to {action}")
     if action == "trigger" or action not in ACTIONS:

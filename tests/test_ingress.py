@@ -225,6 +225,9 @@ BAD_INPUTS = [
     # what PagerDuty would refuse, or what cannot be stored and sent as it came
     ("lone surrogate", {"data": _raw(summary="\\ud800 disk"), "content_type": "application/json"},
      400, ["payload.summary holds a lone surrogate (\\ud800)"]),
+    ("lone surrogate in dedup_key", {"data": '{"event_action": "resolve", "dedup_key": "a\\udfff"}',
+                                     "content_type": "application/json"},
+     400, ["dedup_key holds a lone surrogate (\\udfff)"]),
     ("lone surrogate in a name", {"data": _raw(details='{"\\udfff": 1}'),
                                   "content_type": "application/json"},
      400, ["payload.custom_details holds a lone surrogate (\\udfff) in a member name"]),

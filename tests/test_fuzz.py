@@ -1,0 +1,108 @@
+"""Fuzzing the ingress: against its published OpenAPI contract (schemathesis), and with
+arbitrary JSON and bytes (hypothesis). No body, header or encoding earns a 5xx, and every
+202 stored exactly what was answered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fakeredis
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import checks
+from schemathesis.config import SchemathesisConfig
+
+from relay.app import create_app
+from relay.settings import Settings
+from tests.conftest import make_key
+
+KEYS = (make_key(), make_key("R"))
+REDIS = fakeredis.FakeRedis(decode_responses=True)
+APP = create_app(Settings(routing_keys=KEYS), client=REDIS)
+SCHEMA = schemathesis.openapi.from_wsgi("/openapi.yaml", APP, config=SchemathesisConfig())
+FAST = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=list(HealthCheck))
+
+
+@SCHEMA.parametrize()
+@FAST
+def test_the_ingress_keeps_its_openapi_contract(case: Any) -> None:
+    """Statuses, bodies and headers as documented, and never a 5xx but a 503."""
+    case.call_and_validate(checks=[
+        checks.not_a_server_error, checks.status_code_conformance,
+        checks.content_type_conformance, checks.response_schema_conformance,
+        checks.response_headers_conformance,
+    ])
+
+
+TEXT = st.text(st.characters(exclude_categories=()))  # lone surrogates too
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+FIELDS = st.fixed_dictionaries({}, optional={
+    "routing_key": st.sampled_from(KEYS) | st.text(),
+    "event_action": st.sampled_from(["trigger", "acknowledge", "resolve"]) | JSON,
+    "dedup_key": st.text() | JSON,
+    "payload": st.fixed_dictionaries({}, optional={
+        "summary": st.text() | JSON, "source": st.text() | JSON,
+        "severity": st.sampled_from(["critical", "error", "warning", "info"]) | JSON,
+        "timestamp": st.text() | JSON, "custom_details": JSON,
+        "component": JSON, "group": JSON, "class": JSON,
+    }) | JSON,
+    "images": JSON, "links": JSON, "client": JSON, "client_url": JSON,
+})
+
+
+def _check(reply: Any) -> None:
+    assert reply.status_code in (202, 400, 413), (reply.status_code, reply.get_data()[:300])
+    assert reply.is_json and reply.json["status"]
+
+
+@given(body=FIELDS | st.lists(FIELDS, min_size=1, max_size=3) | JSON,
+       path=st.sampled_from(["/v2/enqueue", "/v2/change/enqueue"]))
+@FAST
+def test_arbitrary_json_gets_a_202_or_a_4xx(body: Any, path: str) -> None:
+    queued = sum(REDIS.llen(name) for name in REDIS.keys("pdr:queue:*"))
+    reply = APP.test_client().post(path, data=json.dumps(body), content_type="application/json")
+    _check(reply)
+    now = sum(REDIS.llen(name) for name in REDIS.keys("pdr:queue:*"))
+    expected = (len(body) if isinstance(body, list) else 1) if reply.status_code == 202 else 0
+    assert now - queued == expected
+
+
+# Raw JSON that json.dumps never writes: numbers overflowing to infinity, lone surrogates,
+# repeated member names. Each stands in for a marker string once the body is dumped.
+HOSTILE = ["1e999", "-1e999", '"\\ud800"', '"x\\udfffy"', '"a", "a": 1']
+
+
+def _raw(event: Any, picks: list[int]) -> bytes:
+    text = json.dumps(event)
+    for n, pick in enumerate(picks):
+        text = text.replace(f'"@{n}@"', HOSTILE[pick], 1)
+    return text.encode()
+
+
+MARK = st.integers(0, 3).map(lambda n: f"@{n}@")
+NEAR_VALID = st.builds(
+    lambda summary, details, dedup, picks: _raw({
+        "event_action": "trigger", "dedup_key": dedup,
+        "payload": {"summary": summary, "source": "fuzz", "severity": "info",
+                    "custom_details": details}}, picks),
+    summary=TEXT.filter(str.strip) | MARK, details=st.dictionaries(TEXT, JSON | MARK, max_size=3),
+    dedup=TEXT.filter(str.strip) | MARK,
+    picks=st.lists(st.integers(0, len(HOSTILE) - 1), min_size=4, max_size=4),
+)
+
+
+@given(body=st.binary(max_size=300) | NEAR_VALID,
+    content_type=st.sampled_from(["application/json", "application/json; charset=latin-1",
+                                  "text/plain", "application/x+json", ""]))
+@FAST
+def test_arbitrary_bytes_and_content_types_get_a_4xx_or_a_202(body: bytes,
+                                                              content_type: str) -> None:
+    reply = APP.test_client().post("/v2/enqueue", data=body, content_type=content_type)
+    _check(reply)
