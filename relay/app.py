@@ -6,7 +6,6 @@ with Retry-After, so a sender never takes a 202 for an event that was not stored
 
 from __future__ import annotations
 
-import json
 import logging
 from importlib import resources
 from typing import Any
@@ -16,6 +15,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from relay import validation
+from relay.body import encode, parse_body
 from relay.commit import GroupCommit
 from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
 from relay.keys import mask
@@ -28,7 +28,6 @@ from relay.store import EventStore, Record, connect, now_ms
 log = logging.getLogger(__name__)
 
 Reply = tuple[dict[str, Any], int, dict[str, str]]
-ROUTING_KEY_FIELD = len(',"routing_key":""') + 32  # what the worker adds before sending
 OPENAPI = resources.files("relay") / "openapi.yaml"  # the ingress's contract, served as is
 CHECKS = {"alert": validation.alert_problems, "change": validation.change_problems}
 
@@ -48,7 +47,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     def ingest(kind: str) -> tuple[dict[str, Any], int]:
-        events, single = _parse_body()
+        events, single = parse_body(request.mimetype, request.content_type,
+                                    request.get_data(cache=False))
         check = CHECKS[kind]
         problems: list[str] = []
         batch: list[tuple[Route, bytes]] = []
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                     found = [route]
                 else:
                     record = Record(kind, event, accepted)
-                    raw, found = _encode(record, at, settings.max_body_bytes)
+                    raw, found = encode(record, at, settings.max_body_bytes)
                     batch.append((route, raw))
                     records.append(record)
             problems += found
@@ -142,61 +142,3 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         return body, 500, {}
 
     return app
-
-
-def _encode(record: Record, at: str, limit: int) -> tuple[bytes, list[str]]:
-    """The record as stored (UTF-8 JSON), or the problems that keep it from being stored
-    and sent as it came: PagerDuty takes at most ``limit`` bytes per event."""
-    try:
-        raw = record.encode().encode()
-    except (ValueError, UnicodeEncodeError):
-        return b"", validation.unstorable_problems(record.event, at) or [
-            f"{at or 'body'}: cannot be encoded as JSON"]
-    if len(raw) + ROUTING_KEY_FIELD > limit:
-        return b"", [f"{at or 'body'}: the event is larger than PagerDuty's limit of "
-                     f"{limit} bytes once stored ({len(raw)} bytes)"]
-    return raw, []
-
-
-def _parse_body() -> tuple[list[Any], bool]:
-    """Return (events, single): the body's events, and whether it was one object."""
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        got = request.content_type or "none"
-        raise InvalidEvent([f"body: Content-Type must be application/json, got {got}"])
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique)
-    except DuplicateName as exc:
-        raise InvalidEvent([f"body: {exc}"]) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidEvent([f"body: malformed JSON: {exc}"]) from None
-    except RecursionError:
-        raise InvalidEvent(["body: JSON nested too deeply"]) from None
-    if isinstance(body, list):
-        if not body:
-            raise InvalidEvent(["body: empty list, no event to queue"])
-        return body, False
-    return [body], True
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object whose member names are unique: a repeated name is ambiguous (parsers
-    disagree on which value wins), so the event is refused rather than guessed at."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for name, _ in pairs:
-            if name in seen:
-                raise DuplicateName(f"member {name!r} appears twice in one object")
-            seen.add(name)
-    return obj
-
-
-class DuplicateName(ValueError):
-    pass
-
