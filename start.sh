@@ -387,6 +387,7 @@ render_compose_workers() {
       RELAY_PD_URL: \${RELAY_PD_URL:-https://events.pagerduty.com}
       RELAY_RATE_PER_MIN: \${RELAY_RATE_PER_MIN:-120}
       RELAY_LOG_FORMAT: \${RELAY_LOG_FORMAT:-text}
+      PD_RELAY_KEYS_DIGEST: \${PD_RELAY_KEYS_DIGEST:-}
     volumes:
       - \${RELAY_KEYS_FILE:-./pd_routing_keys.txt}:/etc/pd-relay/pd_routing_keys.txt:ro
     depends_on:
@@ -403,6 +404,8 @@ start_docker() {
   local count
   count=$(check_keys "$KEYS_FILE")
   export RELAY_KEYS_FILE=$KEYS_FILE PD_RELAY_PORT=$PORT PD_RELAY_BIND=$BIND
+  PD_RELAY_KEYS_DIGEST=$(sha256sum "$KEYS_FILE" | cut -c1-16)
+  export PD_RELAY_KEYS_DIGEST
   local profile=()
   if [ "$DEMO" = 1 ]; then
     export RELAY_PD_URL=http://simulator:8090
