@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,18 @@ def _wait_for(check, what: str, timeout: float = 5.0) -> None:  # type: ignore[n
         time.sleep(0.005)
 
 
+def _behind_a_first_call(commit: GroupCommit, *batches: list[tuple[str, str]],
+                         timeouts: tuple[float, ...] = (5.0, 5.0)) -> tuple[Any, list[Any]]:
+    """Hand in ("k", "first") and, while the writer stores it, each of ``batches``: they
+    wait together for the writer's next call. Return the threads and outcomes."""
+    first, _ = _run(commit.enqueue, [("k", "first")], 5.0)
+    _wait_for(lambda: commit.busy_since is not None, "the first store call")
+    runs = [_run(commit.enqueue, batch, timeout)
+            for batch, timeout in zip(batches, timeouts, strict=True)]
+    _wait_for(lambda: len(commit.pending) == len(batches), "the requests to wait together")
+    return first, runs
+
+
 def test_a_request_that_gives_up_waiting_never_wedges_the_node() -> None:
     """A store call slower than a waiter's timeout: the waiter is told its events were not
     stored (and they never are), and requests after the stall are stored again."""
@@ -115,8 +128,7 @@ def test_a_request_that_gives_up_waiting_never_wedges_the_node() -> None:
 
     commit = GroupCommit(store)
     slow, slow_outcome = _run(commit.enqueue, [("k", "slow")], 5.0)
-    _wait_for(lambda: getattr(commit, "busy_since", None) is not None
-              or getattr(commit, "leading", False), "the slow store call")
+    _wait_for(lambda: commit.busy_since is not None, "the slow store call")
     waiter, waiter_outcome = _run(commit.enqueue, [("k", "gave-up")], 0.05)
     waiter.join(5)
     assert waiter_outcome and isinstance(waiter_outcome[0], TimeoutError)
@@ -140,13 +152,8 @@ def test_a_request_carried_by_a_slow_store_call_is_told_the_truth() -> None:
         stored.extend(raw for _, raw in items)
 
     commit = GroupCommit(store)
-    first, _ = _run(commit.enqueue, [("k", "first")], 5.0)
-    _wait_for(lambda: getattr(commit, "busy_since", None) is not None
-              or getattr(commit, "leading", False), "the first store call")
-    other, _ = _run(commit.enqueue, [("k", "other")], 5.0)
-    carried, outcome = _run(commit.enqueue, [("k", "carried")], 0.2)
-    _wait_for(lambda: len(getattr(commit, "pending", None) or commit.queue) == 2,
-              "both requests to wait")  # (the old leader/follower code: its queue)
+    first, [(other, _), (carried, outcome)] = _behind_a_first_call(
+        commit, [("k", "other")], [("k", "carried")], timeouts=(5.0, 0.2))
     first_gate.set()  # the next command carries both waiting requests, and is slow
     carried.join(1.0)  # its wait runs out while that command is under way
     slow_gate.set()
@@ -168,11 +175,8 @@ def test_an_error_that_is_not_redis_fails_only_the_request_that_caused_it() -> N
         stored.extend(raw for _, raw in items)
 
     commit = GroupCommit(store)
-    first, _ = _run(commit.enqueue, [("k", "first")], 5.0)
-    _wait_for(lambda: commit.busy_since is not None, "the first store call")
-    bad, bad_outcome = _run(commit.enqueue, [("k", "poison")], 5.0)
-    good, good_outcome = _run(commit.enqueue, [("k", "good")], 5.0)
-    _wait_for(lambda: len(commit.pending) == 2, "both requests to wait for the writer")
+    first, [(bad, bad_outcome), (good, good_outcome)] = _behind_a_first_call(
+        commit, [("k", "poison")], [("k", "good")])
     gate.set()
     for thread in (first, bad, good):
         thread.join(5)
