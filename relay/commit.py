@@ -1,22 +1,27 @@
-"""Group commit: one writer thread stores what concurrent requests hand it, together.
+"""Group commit: concurrent requests share one Redis command, and none can wedge the rest.
 
-Each request's events must be stored before its 202. A request thread hands its batch
-to the node's one writer thread and waits for the verdict on its own batch (a future per
-request). The writer stores everything handed in since its last call in one command, so
-under load many requests share a round trip, and an idle node stores a batch at once.
+Each request's events must be stored before its 202. A request hands its batch in and
+waits for the verdict on its own batch. Whichever waiting request thread finds the
+writer's role free takes it: it stores everything handed in so far in one command, sets
+each request's verdict, and frees the role. So an idle node stores a batch in its own
+thread at once (no hand-over to another thread, which costs more than the store under
+load), and under load many requests share a round trip.
+
+No thread is ever handed the role: it is free or held, and its holder frees it in a
+``finally``. A request that gives up waiting therefore leaves nothing behind (the first
+design handed the lead to the next waiter, even one that had given up, and the node
+answered 503 until restarted).
 
 What a request is told is the truth about its own events:
 - stored: the command that carried them succeeded;
-- ``NotStored``: the writer never took them up within the request's timeout; they are
+- ``NotStored``: no command took them up within the request's timeout; they are
   withdrawn, so they can never be stored after the request was told 503;
+- ``NoVerdict``: the command carrying them gave no answer within ``verdict_s``;
 - the store's own error: the command carrying them failed. A failure that is not
   Redis's (a bug, a value that could not be encoded) is retried one request at a time,
   so it fails only the request that caused it.
 One ambiguity remains (docs/DESIGN.md): when Redis does not answer within the client's
 timeout, it may still run the command after the request was told 503.
-
-A stall of the writer (a slow Redis, a paused process) holds up only the requests that
-wait during it: nothing is left behind that could stop later requests from being stored.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ Batch = Sequence[Any]
 
 
 class NotStored(TimeoutError):
-    """The writer did not take the batch up in time; nothing of it was stored."""
+    """No command took the batch up in time; nothing of it was stored."""
 
 
 class NoVerdict(TimeoutError):
@@ -48,7 +53,7 @@ class _Request:
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
-        self.done = threading.Event()
+        self.done = False
         self.taken = False
         self.error: BaseException | None = None
         self.result: Sequence[Any] = ()
@@ -68,28 +73,28 @@ class GroupCommit:
         self.clock = clock
         self.cond = threading.Condition()
         self.pending: deque[_Request] = deque()
+        self.writing = False
         self.busy_since: float | None = None  # when the store call under way began
-        self._writer: threading.Thread | None = None
 
     def enqueue(self, batch: Batch, timeout_s: float = 30.0) -> Sequence[Any]:
         """Store ``batch``; once stored, return what the store said of each of its items.
         Raise why it was not stored (or may not be)."""
         request = _Request(batch)
+        deadline = self.clock() + timeout_s
         with self.cond:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._run, name="commit", daemon=True)
-                self._writer.start()
             self.pending.append(request)
-            self.cond.notify()
-        if not request.done.wait(timeout_s):
-            with self.cond:
-                if not request.taken:
+            while not request.done:
+                if not self.writing:
+                    self._write()
+                    continue
+                left = deadline - self.clock()
+                if left > 0:
+                    self.cond.wait(left)
+                elif not request.taken:
                     self.pending.remove(request)
                     raise NotStored("the event store did not take the events in time")
-            # Taken: the command carrying them is under way, bounded by the client's own
-            # timeouts. Its verdict is the truth; wait for it a while longer.
-            if not request.done.wait(self.verdict_s):
-                raise NoVerdict("no answer from the event store; the events may be stored")
+                elif not self.cond.wait_for(lambda: request.done, self.verdict_s):
+                    raise NoVerdict("no answer from the event store; the events may be stored")
         if request.error is not None:
             raise request.error
         return request.result
@@ -99,25 +104,25 @@ class GroupCommit:
         since = self.busy_since
         return since is not None and self.clock() - since > limit_s
 
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                while not self.pending:
-                    self.cond.wait()
-                group = [self.pending.popleft()]
-                size = len(group[0].batch)
-                while self.pending and size + len(self.pending[0].batch) <= self.max_events:
-                    size += len(self.pending[0].batch)
-                    group.append(self.pending.popleft())
-                for request in group:
-                    request.taken = True
-                self.busy_since = self.clock()
-            try:
-                self._store(group)
-            finally:
-                self.busy_since = None
-                for request in group:
-                    request.done.set()
+    def _write(self) -> None:
+        """Hold the writer's role for one command (lock held on entry and on exit)."""
+        group = [self.pending.popleft()]
+        size = len(group[0].batch)
+        while self.pending and size + len(self.pending[0].batch) <= self.max_events:
+            size += len(self.pending[0].batch)
+            group.append(self.pending.popleft())
+        for request in group:
+            request.taken = True
+        self.writing, self.busy_since = True, self.clock()
+        self.cond.release()
+        try:
+            self._store(group)
+        finally:
+            self.cond.acquire()
+            self.writing, self.busy_since = False, None
+            for request in group:
+                request.done = True
+            self.cond.notify_all()
 
     def _store(self, group: list[_Request]) -> None:
         try:

@@ -39,7 +39,7 @@ class Route(NamedTuple):
 
     slot: int
     incident: str
-    action: str
+    action: str  # event_action; "fresh" for a trigger whose dedup_key was minted here
 
 
 class Router:
@@ -53,7 +53,8 @@ class Router:
         """Return the event's route, or the problem that keeps it from having one.
         Takes ``routing_key`` out of the event and mints a dedup_key for a trigger."""
         named = event.pop("routing_key", None)
-        if kind == "alert" and event.get("dedup_key") is None:
+        minted = kind == "alert" and event.get("dedup_key") is None
+        if minted:
             event["dedup_key"] = mint_id()
         if named is not None:
             if named not in self.slots:
@@ -71,5 +72,5 @@ class Router:
             key, slot_sign = choose_key(self.active, event["dedup_key"]), 1
         if kind == "change":
             return Route(slot_sign * self.slots[key], "", "change")
-        action = str(event["event_action"])
+        action = "fresh" if minted else str(event["event_action"])
         return Route(slot_sign * self.slots[key], incident_id(event["dedup_key"]), action)

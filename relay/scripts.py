@@ -9,13 +9,17 @@ import redis
 # Store accepted events, each on its key's queue, counted, in one command; and keep each
 # incident on the key it was first routed to (its follow-ups go there whatever keys were
 # added or drained since). An incident is remembered on its key's sorted set, scored by
-# the time of its last event, until a resolve or ARGV[1] ms without events.
+# the time of its last event, until a resolve or ARGV[1] ms without events. Each incident
+# is looked up once per call and remembered with one ZADD per key (cheap for batches).
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
 # key (every key of the keys file, in order)
 # ARGV[1] ms an incident is remembered after its last event; then 4 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it);
-#   incident id ('' for change events); event_action; the stored event
+#   incident id ('' for change events);
+#   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
+#   event_action;
+#   the stored event
 # Returns each event's slot, in order.
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis 6 checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
@@ -25,26 +29,50 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = #KEYS / 3
 for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumber(ARGV[1])) end
-local chosen, queued = {}, {}
+-- seen[incident]: the slot it is remembered on after this call, or false once resolved;
+-- forgot[incident]: the slot whose set must drop it
+local chosen, queued, seen, forgot = {}, {}, {}, {}
 for at = 2, #ARGV, 4 do
-  local slot, incident = tonumber(ARGV[at]), ARGV[at + 1]
-  if incident ~= '' and slot > 0 then
-    for i = 1, n do
-      if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; break end
-    end
-  elseif slot < 0 then
-    slot = -slot
-    for i = 1, n do
-      if incident ~= '' and i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
-    end
-  end
+  local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
   if incident ~= '' then
-    if ARGV[at + 2] == 'resolve' then redis.call('ZREM', KEYS[3 * slot], incident)
-    else redis.call('ZADD', KEYS[3 * slot], now, incident) end
+    local known = seen[incident]
+    if slot < 0 then
+      slot = -slot
+      for i = 1, n do
+        if i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
+      end
+    elseif known then
+      slot = known
+    elseif known == nil and action ~= 'fresh' then
+      for i = 1, n do
+        if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; break end
+      end
+    end
+    if action == 'resolve' then
+      seen[incident], forgot[incident] = false, slot
+    else
+      seen[incident] = slot
+    end
   end
   queued[slot] = queued[slot] or {}
   table.insert(queued[slot], ARGV[at + 3])
   chosen[#chosen + 1] = slot
+end
+local remember = {}
+for incident, slot in pairs(seen) do
+  if slot then
+    remember[slot] = remember[slot] or {}
+    table.insert(remember[slot], now)
+    table.insert(remember[slot], incident)
+  end
+end
+for incident, slot in pairs(forgot) do
+  if seen[incident] ~= slot then redis.call('ZREM', KEYS[3 * slot], incident) end
+end
+for slot, pairs_ in pairs(remember) do
+  for from = 1, #pairs_, 1000 do
+    redis.call('ZADD', KEYS[3 * slot], unpack(pairs_, from, math.min(from + 999, #pairs_)))
+  end
 end
 for slot, raws in pairs(queued) do
   for from = 1, #raws, 1000 do

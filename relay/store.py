@@ -71,7 +71,10 @@ class EventStore:
 
     The hot path talks to one connection of the client's pool directly: redis-py's
     command machinery (pool checkout, retry wrapper, event hooks) cost 115 us of CPU per
-    call where the connection's own send and read cost 67 us (docs/BENCHMARKS.md).
+    call where the connection's own send and read cost 67 us (docs/BENCHMARKS.md). The
+    command's constant part (EVALSHA, the script, every key's three Redis names) is
+    encoded once, in Redis's wire format (RESP): redis-py's packer spent 100 us a call
+    encoding those twelve names again and again.
     """
 
     def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
@@ -84,6 +87,8 @@ class EventStore:
                          names.incidents(key_id(key)))
         ]
         self.remember_ms = int(settings.incident_ttl_s * 1000)
+        self.prefix = b"".join(
+            _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
     def enqueue(self, batch: Sequence[tuple[Route, bytes | str]]) -> list[int]:
         """Store (route, encoded record) pairs atomically, in one round trip; return the
@@ -95,23 +100,32 @@ class EventStore:
         if not batch:
             self._command("PING")
             return []
-        args: list[Any] = [self.remember_ms]
+        parts = [_bulk(self.remember_ms)]
         for route, raw in batch:
-            args += [route.slot, route.incident, route.action, raw]
-        return [int(slot) for slot in self._evalsha(self.keys, args)]
-
-    def _evalsha(self, keys: list[str], args: list[Any]) -> Any:
-        command = ("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action), _bulk(raw)]
+        header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
+        packed = b"".join([header, self.prefix, *parts])
         try:
-            return self._command(*command)
+            reply = self._command(packed)
         except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
             self._command("SCRIPT", "LOAD", self.script.script)
-            return self._command(*command)
+            reply = self._command(packed)
+        return [int(slot) for slot in reply]
 
     def _command(self, *command: Any) -> Any:
-        """One command on the held connection (redis-py drops it on any error, so the
-        next command reconnects and never reads a late reply to this one)."""
+        """One command on the held connection, given as its words or already packed
+        (redis-py drops the connection on any error, so the next command reconnects and
+        never reads a late reply to this one)."""
         if self.connection is None:
             self.connection = self.client.connection_pool.get_connection()
-        self.connection.send_command(*command)
+        if len(command) == 1 and isinstance(command[0], bytes):
+            self.connection.send_packed_command([command[0]])
+        else:
+            self.connection.send_command(*command)
         return self.connection.read_response()
+
+
+def _bulk(value: bytes | str | int) -> bytes:
+    """One RESP bulk string."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)

@@ -126,8 +126,10 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
         keys_file.write_text("\n".join(keys) + "\n")
         rerun = run(project, env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        now = pids(run(project, env, "status").stdout)
-        assert "worker-2" in now
+        restarted = ("ingress-0", "ingress-1", "worker-1", "worker-2")
+        now = wait_until(lambda: all(name in (p := pids(run(project, env, "status").stdout))
+                                     for name in restarted) and p,
+                         30, "the restarted processes to run")  # STARTING for 1 s first
         for name in ("ingress-0", "ingress-1", "worker-1"):
             assert now[name] != after[name], f"{name} still runs with the old keys"
         after.update(now)
