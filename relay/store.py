@@ -45,7 +45,10 @@ class Record:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Record:
+        """ValueError, KeyError or TypeError when ``raw`` is not a stored event."""
         data = json.loads(raw)
+        if data["k"] not in ("alert", "change") or not isinstance(data["e"], dict):
+            raise ValueError("not a stored alert or change event")
         return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]))
 
 

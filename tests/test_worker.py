@@ -199,12 +199,17 @@ def test_shutdown_mid_send_leaves_the_event_in_flight(settings, fake) -> None:
     assert [Record.decode(raw).event["dedup_key"] for raw in inflight] == ["interrupted"]
 
 
-def test_an_unreadable_stored_event_is_dead_lettered(settings, fake) -> None:
+@pytest.mark.parametrize("raw", ["not json", '{"t":1,"k":"alert","e":[1]}', '{"t":1}',
+                                 '{"t":"x","k":"alert","e":{}}', '{"t":1,"k":"x","e":{}}'])
+def test_an_unreadable_stored_event_is_dead_lettered(settings, fake, raw: str) -> None:
     key = settings.routing_keys[0]
-    fake.rpush(NAMES.queue(key_id(key)), "not json")
-    drain(make_worker(settings, fake, ScriptedPagerDuty()))
+    fake.rpush(NAMES.queue(key_id(key)), raw)
+    queue(fake, key, trigger(dedup_key="next"))
+    pd = ScriptedPagerDuty()
+    drain(make_worker(settings, fake, pd))
     [summary] = DeadLetters(fake, NAMES, settings.routing_keys).list()
     assert "unreadable" in summary["reason"]
+    assert [body["dedup_key"] for _, body in pd.sent] == ["next"]
 
 
 def test_the_limiter_holds_every_worker_of_a_key_to_the_limit(settings, fake) -> None:
