@@ -249,7 +249,7 @@ def main() -> int:
              for row in rows]
     publish("drill", mode, started,
             f"{seconds:.0f} s under load at {rate:.0f} events/s per drill. "
-            "Goal for every drill: lost 0, order violations 0.",
+            "Goal for every drill: lost 0, order violations 0, misrouted 0.",
             ["Drill", *columns], cells, args.write)
     failed = [row["drill"] for row in rows
               if row["lost"] or row["order violations"] or row["misrouted"]]
