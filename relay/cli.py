@@ -45,18 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _removed_keys_left_something(settings: Settings, required: bool = False) -> bool:
+def _removed_keys_left_something(settings: Settings, redis_down: int = logging.WARNING) -> bool:
     """Record the configured keys; print every removed key that still has events or open
-    incidents, and return True if one does. Redis unreachable: a warning, unless
-    ``required``, since the process can start before Redis and store nothing meanwhile."""
+    incidents, and return True if one does. Redis unreachable: a line at ``redis_down``'s
+    level (0: raise), since a process can start before Redis (it stores nothing
+    meanwhile, and checks again at its next start)."""
     from relay.keyring import register
 
     try:
         leftovers = register(connect(settings), Names(settings.prefix), settings)
     except redis.RedisError as exc:
-        if required:
+        if not redis_down:
             raise
-        log.warning("could not check Redis for keys removed with events left: %s", exc)
+        log.log(redis_down, "Redis does not answer (%s): keys removed with events left are "
+                "checked when the relay's processes start", type(exc).__name__)
         return False
     for leftover in leftovers:
         print(f"pd-relay: {leftover.problem(settings.keys_file)}", file=sys.stderr)
@@ -212,7 +214,7 @@ def _send_test(settings: Settings, args: argparse.Namespace) -> int:
 
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     count = len(settings.routing_keys)
-    if _removed_keys_left_something(settings, required=args.redis):
+    if _removed_keys_left_something(settings, 0 if args.redis else logging.INFO):
         return 2
     draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
     print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")
