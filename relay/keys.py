@@ -13,11 +13,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import secrets
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+ALPHABET = string.ascii_letters + string.digits
+
+
+def new_key(first: str = "") -> str:
+    """A random 32-character key in the shape of an integration key (``first`` = "R" for
+    a ruleset key): for demo stacks, tests, benchmarks and drills."""
+    rest = "".join(secrets.choice(ALPHABET) for _ in range(32 - len(first)))
+    key = first + rest
+    return key if first or not key.startswith("R") else "P" + key[1:]
 
 
 def mask(key: str) -> str:

@@ -24,10 +24,10 @@ from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from relay.stack.loopback import LoopbackStack as Stack
+from relay.stack.processes import HOST, Process, free_port, wait_until
 
-from tests.e2e.stack import HOST, Process, Stack, free_port, wait_until  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EVENT: dict[str, Any] = {
     "event_action": "trigger",

@@ -24,14 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from bench import publish
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench import publish  # noqa: E402
-
-from tests.conftest import make_key  # noqa: E402
-from tests.e2e.stack import Stack, wait_until  # noqa: E402
+from relay.keys import new_key as make_key
+from relay.stack.loopback import LoopbackStack as Stack
+from relay.stack.processes import wait_until
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 FAULT_S = 8.0  # a stall or freeze: longer than the drill stack's lease (3 s) and every

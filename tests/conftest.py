@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,16 +10,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from relay.app import create_app
+from relay.keys import new_key as make_key
 from relay.settings import Settings
 
-ALPHABET = string.ascii_letters + string.digits
-
-
-def make_key(first: str = "") -> str:
-    """A random 32-character routing key (``first`` = "R" for a ruleset key)."""
-    rest = "".join(secrets.choice(ALPHABET) for _ in range(32 - len(first)))
-    key = first + rest
-    return key if first or not key.startswith("R") else "P" + key[1:]
+__all__ = ["make_key", "trigger"]
 
 
 @pytest.fixture

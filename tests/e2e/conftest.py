@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack import Stack
+from relay.stack.loopback import LoopbackStack as Stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -6,8 +6,9 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
+from relay.stack.loopback import LoopbackStack as Stack
+from relay.stack.processes import wait_until
 from tests.conftest import trigger
-from tests.e2e.stack import Stack, wait_until
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 

@@ -6,8 +6,8 @@ import time
 
 import requests
 
+from relay.stack.processes import wait_until
 from tests.conftest import trigger
-from tests.e2e.stack import wait_until
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing(make_stack) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
+from relay.stack.processes import wait_until
 from tests.conftest import trigger
-from tests.e2e.stack import wait_until
 
 JSON = {"Content-Type": "application/json"}
 

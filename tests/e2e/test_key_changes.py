@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from relay.stack.processes import wait_until
 from tests.conftest import make_key, trigger
-from tests.e2e.stack import wait_until
 
 
 def test_keys_added_mid_incident_keep_every_follow_up_on_its_triggers_key(make_stack) -> None:

@@ -7,8 +7,8 @@ import time
 
 import requests
 
+from relay.stack.processes import wait_until
 from tests.conftest import trigger
-from tests.e2e.stack import wait_until
 
 
 def test_a_pagerduty_400_lands_in_dead_letters_and_replays(make_stack) -> None:

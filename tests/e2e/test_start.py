@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from relay.stack.processes import Process, free_port, pd_relay, wait_until
 from tests.conftest import make_key, trigger
-from tests.e2e.stack import Process, free_port, pd_relay, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORE = shutil.ignore_patterns(".venv", "run", "data", ".git", "*cache*", "*.egg-info")
