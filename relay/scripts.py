@@ -155,8 +155,8 @@ end
 return 1
 """
 
-# Finish the in-flight event: drop it, count it, and dead-letter it when rejected; a
-# delivery clears the key's blocked state.
+# Finish the in-flight event: drop it, count it, and dead-letter it when rejected. Either
+# is PagerDuty's final answer, so the key is no longer blocked.
 # KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
 # KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
@@ -167,6 +167,7 @@ FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[2])
+redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
@@ -177,7 +178,6 @@ if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[5], now, ARGV[4])
   return 1
 end
-redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 redis.call('ZADD', KEYS[6], now, n)
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 60000)
 local latency = math.max(0, now - tonumber(ARGV[6]))

@@ -345,6 +345,10 @@ def test_a_misconfiguration_blocks_the_key_and_keeps_its_events(settings, fake, 
     assert DeadLetters(fake, NAMES, settings.routing_keys).list() == []
     assert "HTTP 404" in seen[-1]["blocked"] and "RELAY_PD_URL" in seen[-1]["blocked"]
     assert read_status(fake, NAMES, settings)[0]["blocked"] == ""  # unblocked by a delivery
+    queue(fake, key, trigger(dedup_key="third"))
+    worker.pagerduty = ScriptedPagerDuty([blocked, Rejected("HTTP 400", 400)])
+    drain(worker)
+    assert read_status(fake, NAMES, settings)[0]["blocked"] == ""  # a 400 is an answer too
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert errors and "is blocked" in errors[0] and "check RELAY_PD_URL" in errors[0]
 
