@@ -34,14 +34,16 @@ for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumb
 local chosen, queued, seen, forgot = {}, {}, {}, {}
 for at = 2, #ARGV, 4 do
   local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
+  if slot < 0 then  -- the event named its key: it goes there, and so does its incident
+    slot = -slot
+    for i = 1, n do
+      if incident ~= '' and i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
+    end
+    if incident ~= '' then seen[incident] = slot end
+  end
   if incident ~= '' then
     local known = seen[incident]
-    if slot < 0 then
-      slot = -slot
-      for i = 1, n do
-        if i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
-      end
-    elseif known then
+    if known then
       slot = known
     elseif known == nil and action ~= 'fresh' then
       for i = 1, n do

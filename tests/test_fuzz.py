@@ -62,7 +62,16 @@ def _check(reply: Any) -> None:
     assert reply.is_json and reply.json["status"]
 
 
-@given(body=FIELDS | st.lists(FIELDS, min_size=1, max_size=3) | JSON,
+NAMED = st.fixed_dictionaries({  # events naming a configured key, often valid
+    "routing_key": st.sampled_from(KEYS),
+    "event_action": st.sampled_from(["trigger", "acknowledge", "resolve"]),
+    "dedup_key": st.sampled_from(["a", "b"]),
+    "payload": st.fixed_dictionaries({"summary": st.sampled_from(["s", " "]), "source": TEXT,
+                                      "severity": st.sampled_from(["info", "bad"])}),
+})
+
+
+@given(body=FIELDS | NAMED | st.lists(FIELDS | NAMED, min_size=1, max_size=3) | JSON,
        path=st.sampled_from(["/v2/enqueue", "/v2/change/enqueue"]))
 @FAST
 def test_arbitrary_json_gets_a_202_or_a_4xx(body: Any, path: str) -> None:

@@ -349,3 +349,10 @@ def test_an_event_naming_its_key_moves_its_incident_there(client, fake, keys) ->
     client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "moved"})
     assert [r.event["event_action"] for r in queued(fake, keys[2])] == ["trigger", "resolve"]
     assert sum(fake.zcard(NAMES.incidents(key_id(k))) for k in keys) == 0
+
+
+def test_a_change_event_naming_its_key_is_queued_there(client, fake, keys) -> None:
+    reply = client.post("/v2/change/enqueue",
+                        json=[{"routing_key": keys[1], "payload": {"summary": "deploy"}}] * 2)
+    assert reply.status_code == 202, reply.json
+    assert [r.kind for r in queued(fake, keys[1])] == ["change", "change"]
