@@ -263,6 +263,18 @@ $digest"
   } > "$SUPERVISOR_CONF"
 }
 
+# What the stack was started with (every RELAY_* setting, its ports and paths), so that
+# status, stop and `relay ARGS` talk to that stack whatever the shell they run in says.
+record_settings() {
+  local name
+  {
+    for name in "${!RELAY_@}"; do printf 'export %s=%q\n' "$name" "${!name}"; done
+    printf 'PORT=%q NODES=%q INGRESS_PORT=%q REDIS_PORT=%q SIM_PORT=%q DATA_DIR=%q\n' \
+      "$PORT" "$NODES" "$INGRESS_PORT" "$REDIS_PORT" "$SIM_PORT" "$DATA_DIR"
+  } > "$RUN_DIR/settings.env"
+  chmod 600 "$RUN_DIR/settings.env"
+}
+
 record_pids() {
   { cat "$RUN_DIR/supervisord.pid"; echo; ctl pid all 2>/dev/null | grep -E '^[1-9][0-9]*$' || true; } \
     | grep -E '^[0-9]+$' | sort -u > "$RUN_DIR/pids"
@@ -299,6 +311,7 @@ start_native() {
     "$VENV/bin/supervisord" -c "$SUPERVISOR_CONF"
   fi
   echo native > "$RUN_DIR/mode"
+  record_settings
   if ! wait_ready; then
     ctl status || true
     tail -n 5 "$RUN_DIR"/logs/*.log >&2 || true
@@ -422,6 +435,8 @@ done
 if [ "$ACTION" != start ] && [ -f "$RUN_DIR/mode" ]; then
   MODE=$(cat "$RUN_DIR/mode")
   [ -f "$RUN_DIR/demo" ] && DEMO=1
+  # shellcheck source=/dev/null
+  [ -f "$RUN_DIR/settings.env" ] && . "$RUN_DIR/settings.env"
 fi
 choose_mode
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -96,6 +97,14 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
         started = True
         assert f"http://127.0.0.1:{port}/v2/enqueue" in result.stdout
         assert "curl" in result.stdout
+
+        # status and `relay` talk to the stack that was started, not to what the shell
+        # they run in says (before: Redis on 6379 and ./pd_routing_keys.txt)
+        shell = {k: v for k, v in env.items()
+                 if k not in ("PD_RELAY_REDIS_PORT", "RELAY_KEYS_FILE", "RELAY_PD_URL")}
+        queried = run(project, shell, "relay", "status", "--json")
+        assert queried.returncode == 0, queried.stdout + queried.stderr
+        assert len(json.loads(queried.stdout)["keys"]) == len(keys)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
