@@ -356,3 +356,18 @@ def test_a_change_event_naming_its_key_is_queued_there(client, fake, keys) -> No
                         json=[{"routing_key": keys[1], "payload": {"summary": "deploy"}}] * 2)
     assert reply.status_code == 202, reply.json
     assert [r.kind for r in queued(fake, keys[1])] == ["change", "change"]
+
+
+def test_an_incident_is_forgotten_once_quiet_for_its_ttl(settings, fake, keys) -> None:
+    import time
+
+    from relay.router import incident_id
+
+    client = create_app(replace(settings, incident_ttl_s=0.01), client=fake).test_client()
+    client.post("/v2/enqueue", json=trigger(dedup_key="quiet"))
+    remembered = [NAMES.incidents(key_id(k)) for k in keys]
+    assert any(fake.zscore(name, incident_id("quiet")) for name in remembered)
+    deadline = time.monotonic() + 5
+    while any(fake.zscore(name, incident_id("quiet")) for name in remembered):
+        assert time.monotonic() < deadline, "never forgotten"
+        client.post("/v2/enqueue", json=trigger(dedup_key="other"))  # each store sweeps
