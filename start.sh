@@ -315,6 +315,7 @@ start_native() {
   if ! wait_ready; then
     ctl status || true
     tail -n 5 "$RUN_DIR"/logs/*.log >&2 || true
+    "$VENV/bin/pd-relay" check --redis >/dev/null || true  # Redis runs now: say why, if it can
     die "the stack did not become ready on port $PORT; logs are in $RUN_DIR/logs"
   fi
   record_pids
@@ -445,6 +446,8 @@ if [ "$DEMO" = 1 ]; then
   BIND=${PD_RELAY_BIND:-127.0.0.1}
   KEYS_FILE=$(demo_keys)
   export RELAY_PD_URL=${RELAY_PD_URL:-http://127.0.0.1:$SIM_PORT}
+  # the demo's queues, incidents and keys live apart from a real stack's in the same Redis
+  export RELAY_PREFIX=${RELAY_PREFIX:-pdr-demo}
   [ "$ACTION" = start ] && touch "$RUN_DIR/demo"
 else
   KEYS_FILE=$(cd "$(dirname "${RELAY_KEYS_FILE:-$here/pd_routing_keys.txt}")" && pwd)/$(basename "${RELAY_KEYS_FILE:-pd_routing_keys.txt}")
