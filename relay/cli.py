@@ -1,4 +1,4 @@
-"""The ``pd-relay`` command: ingress, worker, status, dead-letters, simulator."""
+"""The ``pd-relay`` command: ingress, worker, status, dead-letters, simulator, stack."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from relay.errors import ConfigError
-from relay.keys import mask
+from relay.keys import key_id, mask
 from relay.logs import configure
 from relay.names import Names
 from relay.settings import Settings
@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stack"]:  # runs a whole stack: it reads its settings its own way
+        from relay.stack.command import main as stack
+
+        return stack(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "simulator":
@@ -112,6 +117,13 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
             print(f"pd-relay: routing key {mask(key)} is not in {settings.keys_file}",
                   file=sys.stderr)
             return 2
+    elif args.key_id is not None:
+        by_id = {key_id(k): k for k in keys}
+        if args.key_id not in by_id:
+            print(f"pd-relay: no key with id {args.key_id} in {settings.keys_file}",
+                  file=sys.stderr)
+            return 2
+        key = by_id[args.key_id]
     elif 0 <= args.key_index < len(keys):
         key = keys[args.key_index]
     else:
@@ -268,6 +280,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--routing-key", metavar="KEY")
     which.add_argument("--key-index", type=int, metavar="N",
                        help="the Nth key of the keys file, counting from 0")
+    which.add_argument("--key-id", metavar="ID",
+                       help="the key with this id (`pd-relay status` shows ids)")
 
     status = sub.add_parser("status", help="show each key's queue and delivery figures")
     status.add_argument("--json", action="store_true")
@@ -292,6 +306,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="test this key (default: the key the incident hashes to)")
     probe.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
+    sub.add_parser("stack", add_help=False,
+                   help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)

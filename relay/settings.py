@@ -50,39 +50,26 @@ class Settings:
         worker/limiter.py)."""
         return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
 
+    @staticmethod
+    def env_names() -> tuple[str, ...]:
+        """Every environment variable the relay reads (``pd-relay stack`` passes each one
+        on to every process it starts)."""
+        return tuple(name for name, _, _ in _FROM_ENV)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         problems: list[str] = []
         values: dict[str, Any] = {}
 
-        def read(name: str, attr: str, parse: Callable[[str], Any], check: str = "") -> None:
+        for name, attr, parse in _FROM_ENV:
             raw = env.get(name)
             if raw is None or raw == "":
-                return
+                continue
             try:
                 values[attr] = parse(raw)
             except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {exc or check}")
-
-        read("RELAY_REDIS_URL", "redis_url", _redis_url)
-        read("RELAY_PD_URL", "pd_url", _http_url)
-        read("RELAY_KEYS_FILE", "keys_file", Path)
-        read("RELAY_RATE_PER_MIN", "rate_per_min", _positive(int))
-        read("RELAY_RATE_WINDOW_S", "rate_window_s", _positive(float))
-        read("RELAY_CONNECT_TIMEOUT_S", "connect_timeout_s", _positive(float))
-        read("RELAY_READ_TIMEOUT_S", "read_timeout_s", _positive(float))
-        read("RELAY_RETRY_BASE_S", "retry_base_s", _positive(float))
-        read("RELAY_RETRY_MAX_S", "retry_max_s", _positive(float))
-        read("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float))
-        read("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float))
-        read("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float))
-        read("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float))
-        read("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int))
-        read("RELAY_PREFIX", "prefix", _word)
-        read("RELAY_THREADS", "threads", _positive(int))
-        read("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True))
-        read("RELAY_LOG_FORMAT", "log_format", _choice(LOG_FORMATS))
+                problems.append(f"{name}={raw!r}: {exc}")
 
         found = read_keys(values.get("keys_file", cls.keys_file))
         problems.extend(found.problems)
@@ -152,3 +139,26 @@ def _word(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").isalnum():
         raise ValueError("use letters, digits, - and _ only")
     return raw
+
+
+# The environment variables the relay reads: (name, Settings attribute, parser).
+_FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("RELAY_REDIS_URL", "redis_url", _redis_url),
+    ("RELAY_PD_URL", "pd_url", _http_url),
+    ("RELAY_KEYS_FILE", "keys_file", Path),
+    ("RELAY_RATE_PER_MIN", "rate_per_min", _positive(int)),
+    ("RELAY_RATE_WINDOW_S", "rate_window_s", _positive(float)),
+    ("RELAY_CONNECT_TIMEOUT_S", "connect_timeout_s", _positive(float)),
+    ("RELAY_READ_TIMEOUT_S", "read_timeout_s", _positive(float)),
+    ("RELAY_RETRY_BASE_S", "retry_base_s", _positive(float)),
+    ("RELAY_RETRY_MAX_S", "retry_max_s", _positive(float)),
+    ("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float)),
+    ("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float)),
+    ("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float)),
+    ("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float)),
+    ("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int)),
+    ("RELAY_PREFIX", "prefix", _word),
+    ("RELAY_THREADS", "threads", _positive(int)),
+    ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),
+    ("RELAY_LOG_FORMAT", "log_format", _choice(LOG_FORMATS)),
+)

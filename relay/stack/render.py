@@ -11,7 +11,7 @@ import argparse
 import os
 import shlex
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.template"
@@ -28,13 +28,15 @@ def redis_argv(binary: str, port: int, directory: Path, host: str = "127.0.0.1")
 
 
 def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
-          workers: str = "auto") -> Path:
+          workers: str = "auto", down: Collection[str] = ()) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
-    ``upstreams`` are the ingress nodes' host:port."""
+    ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
+    (a node being restarted: nginx finishes what it sent there, then stops using it)."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    servers = "".join(f"    server {up} max_fails=2 fail_timeout=3s;\n" for up in upstreams)
+    health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
+    servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
     site = string.Template(TEMPLATE.read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=listen,
         PD_RELAY_ACCESS_LOG=str(logs / "nginx-access.log"),

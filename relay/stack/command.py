@@ -1,0 +1,202 @@
+"""``pd-relay stack up [--demo] | down | status | reload | logs [PROCESS] | relay ARGS``:
+one way to run a whole stack (``start.sh`` is a bootstrap in front of it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from relay.errors import ConfigError
+from relay.keys import new_key
+from relay.settings import Settings
+from relay.stack.compose import ComposeStack, compose_env, docker_answers
+from relay.stack.keycheck import check
+from relay.stack.native import NativeStack
+from relay.stack.options import StackOptions, home_dir, relay_env, with_settings
+from relay.stack.processes import pd_relay
+from relay.stack.record import Recorded
+from relay.stack.report import announce, changed_settings, public_host
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result: int = ACTIONS[args.action](args, home_dir())
+        return result
+    except ConfigError as exc:
+        print(f"pd-relay: cannot {args.action}: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, AssertionError, subprocess.CalledProcessError) as exc:
+        print(f"pd-relay: {args.action} failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _up(args: argparse.Namespace, home: Path) -> int:
+    options = StackOptions.from_env(os.environ, home, demo=args.demo)
+    previous = Recorded.load(options.run_dir)
+    if args.demo:
+        _demo_keys(options.keys_file)
+    env = relay_env(os.environ)
+    if args.demo:  # the demo's data lives apart from a real stack's in the same Redis
+        env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
+        env.setdefault("RELAY_PREFIX", "pdr-demo")
+    return _apply(options, env, previous)
+
+
+def _reload(args: argparse.Namespace, home: Path) -> int:
+    """Apply the keys file (and any other changed file) with the recorded settings."""
+    recorded = _recorded(home)
+    if recorded is None:
+        return 3
+    return _apply(recorded.options, dict(recorded.relay_env), recorded)
+
+
+def _apply(options: StackOptions, env: dict[str, str], previous: Recorded | None) -> int:
+    mode = options.mode
+    if mode == "auto":
+        mode = "docker" if docker_answers() else "native"
+    keys, problems = check(options.keys_file)
+    if problems:
+        raise ConfigError(problems)
+    env["RELAY_KEYS_FILE"] = str(options.keys_file)
+    if mode == "native":
+        env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
+    Settings.from_env(env)  # every bad setting or key, listed, before anything starts
+    if previous is not None:
+        for line in changed_settings(previous.relay_env, env):
+            print(f"pd-relay: {line}", file=sys.stderr)
+    if previous is not None and previous.mode != mode and _running(previous):
+        raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
+                           "stop it first (./start.sh stop)"])
+    if mode == "native":
+        checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            print(checked.stderr, end="", file=sys.stderr)
+            return checked.returncode
+        stack = NativeStack(options)
+        try:
+            stack.up(env, keys)
+        except AssertionError:
+            subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
+                           stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
+            raise
+        hint = f"{options.run_dir}/logs/"
+    else:
+        compose = ComposeStack(options)
+        compose.write(compose_env(env, options.demo), keys)
+        compose.up()
+        Recorded("docker", options, env).save()
+        hint = "./start.sh logs"
+    announce(options, hint)
+    return 0
+
+
+def _down(args: argparse.Namespace, home: Path) -> int:
+    recorded = Recorded.load(_run_dir(home))
+    if recorded is None:
+        print("pd-relay: nothing to stop")
+        return 0
+    if recorded.mode == "docker":
+        return ComposeStack(recorded.options).down()
+    return NativeStack(recorded.options).down()
+
+
+def _status(args: argparse.Namespace, home: Path) -> int:
+    recorded = _recorded(home)
+    if recorded is None:
+        return 3
+    if recorded.mode == "docker":
+        ComposeStack(recorded.options).status()
+    elif not NativeStack(recorded.options).status():
+        return 3
+    return _relay(argparse.Namespace(args=["status"]), home)
+
+
+def _relay(args: argparse.Namespace, home: Path) -> int:
+    recorded = _recorded(home)
+    if recorded is None:
+        return 3
+    if recorded.mode == "docker":
+        argv = ComposeStack(recorded.options).exec_argv(args.args)
+        return subprocess.run(argv).returncode
+    argv = list(args.args)
+    if argv[:1] == ["send-test"] and not any(a.startswith("--url") for a in argv):
+        argv += ["--url", f"http://{public_host(recorded.options)}:{recorded.options.port}"]
+    return subprocess.run([*pd_relay(), *argv],
+                          env=with_settings(recorded.relay_env)).returncode
+
+
+def _logs(args: argparse.Namespace, home: Path) -> int:
+    recorded = _recorded(home)
+    if recorded is None:
+        return 3
+    if recorded.mode == "docker":
+        argv = ComposeStack(recorded.options).logs_argv(args.process, args.lines, args.follow)
+    else:
+        files = NativeStack(recorded.options).log_files(args.process)
+        if not files:
+            known = sorted(p.stem for p in (recorded.options.run_dir / "logs").glob("*.log"))
+            print(f"pd-relay: no log for {args.process}; there are: {', '.join(known)}",
+                  file=sys.stderr)
+            return 2
+        argv = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []),
+                *map(str, files)]
+    try:
+        return subprocess.run(argv).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run_dir(home: Path) -> Path:
+    return StackOptions.from_env(os.environ, home).run_dir
+
+
+def _recorded(home: Path) -> Recorded | None:
+    recorded = Recorded.load(_run_dir(home))
+    if recorded is None:
+        print("pd-relay: no stack was started here: run ./start.sh (or pd-relay stack up) "
+              "first", file=sys.stderr)
+    return recorded
+
+
+def _running(recorded: Recorded) -> bool:
+    if recorded.mode == "docker":
+        return True
+    return NativeStack(recorded.options).supervisor.running()
+
+
+def _demo_keys(path: Path) -> None:
+    if not path.exists() or not path.stat().st_size:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = "\n".join(new_key() for _ in range(3))
+        path.write_text(f"# demo keys for the PagerDuty simulator (./start.sh --demo)\n{keys}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pd-relay stack", description="Run a whole pd-relay stack: Redis, ingress "
+        "nodes, a worker per routing key and nginx, under supervisord (native) or docker "
+        "compose. Options come from PD_RELAY_* and RELAY_* environment variables (README).")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = sub.add_parser("up", help="start the stack, or apply every change to the running "
+                        "one (restarting what changed, one process at a time)")
+    up.add_argument("--demo", action="store_true",
+                    help="against the bundled PagerDuty simulator, with generated keys")
+    sub.add_parser("down", help="stop everything the stack started")
+    sub.add_parser("status", help="its processes, and each key's queue and deliveries")
+    sub.add_parser("reload", help="apply a changed keys file with the recorded settings")
+    logs = sub.add_parser("logs", help="the last lines of the logs (one process's, or all)")
+    logs.add_argument("process", nargs="?", metavar="PROCESS")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.add_argument("-f", "--follow", action="store_true")
+    relay = sub.add_parser("relay", help="run `pd-relay ARGS` against the running stack")
+    relay.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+    return parser
+
+
+ACTIONS = {"up": _up, "down": _down, "status": _status, "reload": _reload, "logs": _logs,
+           "relay": _relay}

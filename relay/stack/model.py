@@ -1,0 +1,77 @@
+"""The processes of a stack, described once: supervisord's configuration (native mode),
+the compose override (docker mode) and the loopback stacks of the tests, benchmarks and
+drills are all written from these commands.
+
+A program's ``fingerprint`` covers everything it reads at start (command line,
+environment, and for ingress nodes the keys file): when it changes, ``pd-relay stack
+up`` restarts that program, and only that one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relay.keys import KeysFile, key_id
+
+INGRESS, WORKER, REDIS, NGINX, SIMULATOR = "ingress", "worker", "redis", "nginx", "simulator"
+
+
+def ingress_args(host: str, port: int) -> list[str]:
+    return ["ingress", "--host", host, "--port", str(port)]
+
+
+def worker_args(kid: str) -> list[str]:
+    """A worker names its key by id: the key itself never appears in ``ps``."""
+    return ["worker", "--key-id", kid]
+
+
+def simulator_args(host: str, port: int, limit: int | None = None,
+                   window_s: float | None = None) -> list[str]:
+    args = ["simulator", "--host", host, "--port", str(port)]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    if window_s is not None:
+        args += ["--window-s", str(window_s)]
+    return args
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    role: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict, hash=False)
+    port: int | None = None  # ingress nodes: where /readyz answers
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps([self.argv, sorted(self.env.items())])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def keys_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, keys_file: Path,
+                   ingress_ports: list[int], sim_port: int | None,
+                   host: str = "127.0.0.1") -> list[Program]:
+    """The relay's own processes: the simulator (demo), the ingress nodes (they read the
+    whole keys file, so its digest is in their environment) and a worker per key (named by
+    key id: adding a key starts one worker and restarts no other)."""
+    programs = []
+    if sim_port is not None:
+        programs.append(Program(SIMULATOR, SIMULATOR,
+                                tuple(pd_relay + simulator_args(host, sim_port))))
+    ingress_env = dict(env, PD_RELAY_KEYS_DIGEST=keys_digest(keys_file))
+    for n, port in enumerate(ingress_ports):
+        programs.append(Program(f"ingress-{n}", INGRESS,
+                                tuple(pd_relay + ingress_args(host, port)), ingress_env, port))
+    for key in keys.keys:
+        kid = key_id(key)
+        programs.append(Program(f"worker-{kid}", WORKER, tuple(pd_relay + worker_args(kid)),
+                                env))
+    return programs

@@ -1,0 +1,160 @@
+"""The native stack: Redis, the relay's processes and nginx under supervisord.
+
+``up`` starts it, or applies every change to a running one: a program whose fingerprint
+changed is restarted, one at a time, an ingress node only after nginx has stopped
+sending it requests (``rolling``), so ingest never stops while there are two nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from relay.errors import ConfigError
+from relay.keys import KeysFile
+from relay.stack import binaries, render
+from relay.stack.model import REDIS, Program, relay_programs
+from relay.stack.nginx import Nginx
+from relay.stack.options import StackOptions
+from relay.stack.processes import pd_relay, wait_until
+from relay.stack.record import Recorded
+from relay.stack.report import public_host
+from relay.stack.rolling import Rolling, ready
+from relay.stack.supervisor import Supervisor
+from relay.stack.supervisor import render as render_supervisor
+
+HOST = "127.0.0.1"
+
+
+class NativeStack:
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.run_dir = options.run_dir
+        self.supervisor = Supervisor(Path(sys.executable).parent,
+                                     options.run_dir / "supervisord.conf")
+
+    def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
+        o = self.options
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        programs: list[Program] = []
+        if relay_env["RELAY_REDIS_URL"] == f"redis://{HOST}:{o.redis_port}/0":
+            (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+            argv = render.redis_argv(binaries.redis_server(install=True), o.redis_port,
+                                     o.data_dir / "redis")
+            programs.append(Program(REDIS, REDIS, tuple(argv)))
+        programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
+                                   o.ingress_ports(), o.sim_port if o.demo else None)
+        nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
+                      [f"{HOST}:{port}" for port in o.ingress_ports()])
+        programs.append(nginx.program())
+        conf = render_supervisor(programs, self.run_dir, o.home)
+        recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
+                                                     if p.name.startswith("worker-")],
+                            {p.name: p.fingerprint for p in programs})
+        previous = Recorded.load(self.run_dir)
+        if self.supervisor.running() and previous is not None:
+            print("pd-relay: already running: applying the changes", file=sys.stderr)
+            Rolling(self.supervisor, nginx, previous, programs).apply(conf)
+            recorded.nginx_digest = nginx.write()
+        else:
+            self._check_ports(programs)
+            recorded.nginx_digest = nginx.write()
+            self._write(conf)
+            print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
+                  "nginx" + (" and Redis" if programs[0].role == REDIS else "")
+                  + " (native mode, supervisord)", file=sys.stderr)
+            self.supervisor.start()
+        recorded.save()
+        self.wait_ready(programs)
+        self._record_pids()
+        return recorded
+
+    def _write(self, conf: str) -> None:
+        path = self.supervisor.conf
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(conf)
+
+    def _check_ports(self, programs: list[Program]) -> None:
+        o = self.options
+        wanted = [(o.bind, o.port)] + [(HOST, p.port) for p in programs if p.port]
+        if programs[0].role == REDIS:
+            wanted.append((HOST, o.redis_port))
+        if o.demo:
+            wanted.append((HOST, o.sim_port))
+        taken = [f"{host}:{port}" for host, port in wanted if not _free(host, port)]
+        if taken:
+            raise ConfigError([f"port {t} is taken: set PD_RELAY_*PORT to free ones "
+                               "(./start.sh --help)" for t in taken])
+
+    def wait_ready(self, programs: list[Program], timeout: float = 90) -> None:
+        """Every ingress node answers /readyz (it reaches Redis), then nginx does; the nodes
+        are asked first so that nginx never sees them down and benches them."""
+        o = self.options
+        public = public_host(o)
+        for program in programs:
+            if program.port:
+                wait_until(lambda p=program.port: ready(HOST, p), timeout, program.name)  # type: ignore[misc]
+        wait_until(lambda: ready(public, o.port), timeout, f"nginx on port {o.port}")
+
+    def _record_pids(self) -> None:
+        pids = {pid for _, pid in self.supervisor.states().values() if pid}
+        pids.add(int(self.supervisor.pidfile.read_text()))
+        (self.run_dir / "pids").write_text("".join(f"{pid}\n" for pid in sorted(pids)))
+
+    def down(self) -> int:
+        """Stop everything ``up`` started, by supervisord and then by the recorded pids."""
+        pidfile = self.run_dir / "pids"
+        if not self.supervisor.running() and not pidfile.exists():
+            print("pd-relay: nothing to stop")
+            return 0
+        if self.supervisor.running():
+            self._record_pids()
+            self.supervisor.ctl("shutdown")
+        pids = [int(line) for line in pidfile.read_text().split()]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+        for pid in filter(_alive, pids):
+            print(f"pd-relay: process {pid} did not stop: killing it", file=sys.stderr)
+            os.kill(pid, signal.SIGKILL)
+        pidfile.unlink()
+        print(f"pd-relay: stopped {len(pids)} process(es)")
+        return 0
+
+    def status(self) -> bool:
+        if not self.supervisor.running():
+            print("pd-relay: not running")
+            return False
+        print(self.supervisor.ctl("status"))
+        return True
+
+    def log_files(self, name: str | None) -> list[Path]:
+        logs = self.run_dir / "logs"
+        every = sorted(p for p in logs.glob("*.log") if p.stem != "pip")
+        if name:
+            return [p for p in every if p.stem == name or p.stem.startswith(name + "-")]
+        return every
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+

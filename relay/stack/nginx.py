@@ -1,0 +1,73 @@
+"""nginx in front of a native stack's ingress nodes: its configuration, and reloads that
+let no request fail (``drain``: a node leaves the upstream, nginx's old workers finish
+what they sent it, then the node may stop)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from relay.errors import ConfigError
+from relay.stack import render
+from relay.stack.model import NGINX, Program
+
+log = logging.getLogger(__name__)
+OLD_WORKERS_WAIT_S = 30.0
+
+
+class Nginx:
+    def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str]) -> None:
+        self.binary = binary
+        self.home = run_dir / "nginx"
+        self.logs = run_dir / "logs"
+        self.listen = listen
+        self.upstreams = upstreams
+
+    def write(self, down: Collection[str] = ()) -> str:
+        """Write the configuration (nodes in ``down`` get no new requests); check it with
+        ``nginx -t``; return its digest."""
+        main = render.nginx(self.home, self.listen, self.upstreams, self.logs, down=down)
+        tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
+                                capture_output=True, text=True)
+        if tested.returncode != 0:
+            raise ConfigError([f"nginx refuses its configuration: {tested.stderr.strip()}"])
+        site = (self.home / "pd-relay.conf").read_bytes()
+        return hashlib.sha256(main.read_bytes() + site).hexdigest()[:16]
+
+    def program(self) -> Program:
+        main = self.home / "nginx.conf"
+        return Program(NGINX, NGINX, tuple(render.nginx_argv(self.binary, main)))
+
+
+def reload(master: int, wait_s: float = OLD_WORKERS_WAIT_S) -> bool:
+    """Make nginx's master ``master`` read its configuration again, and wait until the
+    workers that ran the old one have finished their requests and exited."""
+    old = children(master)
+    os.kill(master, signal.SIGHUP)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not old & children(master):
+            return True
+        time.sleep(0.05)
+    log.warning("nginx's old workers still run %.0fs after a reload", wait_s)
+    return False
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found

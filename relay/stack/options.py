@@ -1,0 +1,118 @@
+"""What a stack is started with: the ``PD_RELAY_*`` options of ``pd-relay stack`` (ports,
+node count, directories, mode), read from the environment in one place, every bad value
+reported at once; and the ``RELAY_*`` settings handed on to the relay's processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay.errors import ConfigError
+from relay.settings import Settings
+
+MODES = ("auto", "native", "docker")
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    home: Path  # the project's directory: run/ and data/ default to it
+    run_dir: Path
+    data_dir: Path
+    keys_file: Path
+    port: int = 8080
+    bind: str = "0.0.0.0"
+    nodes: int = 2
+    ingress_port: int = 8081
+    redis_port: int = 6379
+    sim_port: int = 8090
+    mode: str = "auto"
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False) -> StackOptions:
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+
+        def read(name: str, attr: str, parse: Callable[[str], Any]) -> None:
+            raw = env.get(name, "")
+            if raw:
+                try:
+                    values[attr] = parse(raw)
+                except ValueError as exc:
+                    problems.append(f"{name}={raw!r}: {exc}")
+
+        read("PD_RELAY_PORT", "port", _port)
+        read("PD_RELAY_BIND", "bind", str)
+        read("PD_RELAY_INGRESS_NODES", "nodes", _count)
+        read("PD_RELAY_INGRESS_PORT", "ingress_port", _port)
+        read("PD_RELAY_REDIS_PORT", "redis_port", _port)
+        read("PD_RELAY_SIM_PORT", "sim_port", _port)
+        read("PD_RELAY_MODE", "mode", _mode)
+        if problems:
+            raise ConfigError(problems)
+        run_dir = Path(env.get("PD_RELAY_RUN_DIR") or home / "run").resolve()
+        data_dir = Path(env.get("PD_RELAY_DATA_DIR") or home / "data").resolve()
+        if demo:
+            values.setdefault("bind", "127.0.0.1")
+            keys_file = run_dir / "demo-keys.txt"
+        else:
+            keys_file = Path(env.get("RELAY_KEYS_FILE") or home / "pd_routing_keys.txt").resolve()
+        return cls(home=home.resolve(), run_dir=run_dir, data_dir=data_dir,
+                   keys_file=keys_file, demo=demo, **values)
+
+    def ingress_ports(self) -> list[int]:
+        return [self.ingress_port + n for n in range(self.nodes)]
+
+    def public(self) -> dict[str, Any]:
+        """The options as recorded in the run directory (``Recorded``)."""
+        return {name: str(value) if isinstance(value, Path) else value
+                for name, value in self.__dict__.items()}
+
+    @classmethod
+    def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
+        paths = ("home", "run_dir", "data_dir", "keys_file")
+        found: dict[str, Any] = {name: Path(v) if name in paths else v
+                                 for name, v in values.items()}
+        return cls(**found)
+
+
+def relay_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The relay's settings found in ``env``: every name ``Settings`` reads, set and not
+    empty (an empty one means its default, as ``Settings.from_env`` reads it)."""
+    return {name: env[name] for name in Settings.env_names() if env.get(name)}
+
+
+def with_settings(settings: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with its ``RELAY_*`` settings replaced by ``settings``:
+    the environment of a process of the stack."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.update(settings)
+    return env
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError("must be a port number, 1 to 65535")
+    return value
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _mode(raw: str) -> str:
+    if raw not in MODES:
+        raise ValueError("must be one of " + ", ".join(MODES))
+    return raw
+
+
+def home_dir() -> Path:
+    """The project's directory: ``start.sh`` runs from there; else the current one."""
+    return Path(os.environ.get("PD_RELAY_HOME") or os.getcwd())

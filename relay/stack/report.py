@@ -1,0 +1,47 @@
+"""What ``pd-relay stack`` tells the operator: where to send, and what changed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from urllib.parse import urlparse
+
+from relay.stack.options import StackOptions
+
+
+def public_host(options: StackOptions) -> str:
+    """Where this machine reaches nginx."""
+    return "127.0.0.1" if options.bind in ("0.0.0.0", "::", "") else options.bind
+
+
+def announce(options: StackOptions, logs: str) -> None:
+    url = f"http://{public_host(options)}:{options.port}"
+    print(f"pd-relay: up: send events to {url}/v2/enqueue (PagerDuty Events API v2 format)")
+    payload = {"summary": "pd-relay test", "source": socket.gethostname(), "severity": "info"}
+    body = json.dumps({"event_action": "trigger", "payload": payload}, separators=(",", ":"))
+    print(f"""try it:
+  curl -s -X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
+    -d '{body}'
+then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
+        ./start.sh relay send-test      ./start.sh relay dead-letters list""")
+    sys.stdout.flush()
+
+
+def changed_settings(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """A line per setting whose value changes, a Redis URL's password masked."""
+    lines = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            lines.append(f"{name}: {_shown(old)} -> {_shown(new)}")
+    return lines
+
+
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "(default)"
+    parts = urlparse(value)
+    if parts.password:
+        return value.replace(f":{parts.password}@", ":***@")
+    return value

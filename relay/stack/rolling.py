@@ -1,0 +1,111 @@
+"""Applying a changed configuration to a running native stack, one program at a time.
+
+Order: Redis (its clients wait it out: the ingress answers 503 with Retry-After), the
+simulator, new ingress nodes (ready before nginx sends them anything), changed ingress
+nodes one by one (nginx stops sending one new requests and finishes what it sent; the
+node restarts, answers /readyz, goes back), nginx's final upstream list, removed nodes,
+then the workers: removed, added, changed one by one. A program whose fingerprint did not
+change keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import requests
+
+from relay.stack.model import INGRESS, NGINX, Program
+from relay.stack.nginx import Nginx, reload
+from relay.stack.processes import wait_until
+from relay.stack.record import Recorded
+from relay.stack.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+START_WAIT_S = 60.0
+
+
+def ready(host: str, port: int) -> bool:
+    try:
+        return requests.get(f"http://{host}:{port}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Rolling:
+    def __init__(self, supervisor: Supervisor, nginx: Nginx, previous: Recorded,
+                 programs: list[Program]) -> None:
+        self.supervisor = supervisor
+        self.nginx = nginx
+        self.previous = previous
+        self.programs = programs
+
+    def apply(self, conf: str) -> list[str]:
+        """Write supervisord's new configuration and bring the programs to it; return the
+        names of the programs started, restarted or stopped."""
+        old = self.previous.programs
+        changed = [p for p in self.programs if old.get(p.name) != p.fingerprint]
+        names = {p.name for p in self.programs}
+        removed = [name for name in old if name not in names]
+        conf_path = self.supervisor.conf
+        conf_path.write_text(conf)
+        self.supervisor.ctl("reread", check=True)
+        nginx_changed = self.nginx.write() != self.previous.nginx_digest
+        by_role = {role: [p for p in changed if p.role == role] for role in
+                   (INGRESS, NGINX, "worker", "redis", "simulator")}
+        for program in by_role["redis"] + by_role["simulator"]:
+            if program.role == "redis":
+                _say("Redis's command line changed: restarting it (ingest answers 503 and "
+                     "delivery waits until it is back)")
+            self._update(program)
+        for name in removed:
+            if name in ("redis", "simulator"):
+                self.supervisor.ctl("update", name, check=True)
+        nodes = [p for p in self.programs if p.role == INGRESS]
+        for program in by_role[INGRESS]:
+            if program.name not in old:
+                self._update(program)
+        restarted = [p for p in by_role[INGRESS] if p.name in old]
+        for program in restarted:
+            if len(nodes) > 1:
+                self.nginx.write(down={f"127.0.0.1:{program.port}"})
+                self._reload_nginx()
+            else:
+                _say("one ingress node: ingest pauses while it restarts "
+                     "(PD_RELAY_INGRESS_NODES=2 or more avoids that)")
+            self._update(program)
+        gone = [name for name in removed if name.startswith("ingress-")]
+        if restarted or gone or nginx_changed:
+            self.nginx.write()
+            self._reload_nginx()
+        for name in gone + [name for name in removed if name.startswith("worker-")]:
+            self.supervisor.ctl("update", name, check=True)
+        for program in by_role["worker"]:
+            self._update(program)
+        for program in by_role[NGINX]:
+            self._update(program)
+        done = [p.name for p in changed] + removed
+        _say("restarted or started: " + ", ".join(done) if done else "nothing changed")
+        return done
+
+    def _update(self, program: Program) -> None:
+        """(Re)start ``program`` with its new configuration and wait until it runs (an
+        ingress node: until it answers /readyz)."""
+        self.supervisor.ctl("update", program.name, check=True)
+
+        def running() -> bool:
+            state = self.supervisor.states().get(program.name, ("", 0))[0]
+            if state == "FATAL":
+                raise RuntimeError(f"{program.name} does not start ({state}): see its log")
+            return state == "RUNNING" and (not program.port or ready("127.0.0.1", program.port))
+
+        wait_until(running, START_WAIT_S, f"{program.name} to run")
+
+    def _reload_nginx(self) -> None:
+        pid = self.supervisor.states().get(NGINX, ("", 0))[1]
+        if pid:
+            reload(pid)
+
+
+def _say(text: str) -> None:
+    print(f"pd-relay: {text}", file=sys.stderr)
