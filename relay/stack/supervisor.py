@@ -3,13 +3,15 @@ and ``supervisorctl`` to start, update, signal and stop them.
 
 Each program's environment is written into its own section, so that supervisord's
 ``update`` sees a changed setting as a changed program. supervisord reads that line with
-``%`` interpolation and a shlex that knows no escapes: ``%`` is doubled, a value is
-quoted with a quote it does not hold, and a value it could not carry is refused.
+``%`` interpolation, inline comments (a space then ``;`` or ``#``) and a shlex that
+knows no escapes: ``%`` is doubled, a value is quoted with a quote it does not hold, and a
+value it could not carry is refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,15 +27,21 @@ def environment_line(env: dict[str, str]) -> str:
     pairs, problems = [], []
     for name, value in sorted(env.items()):
         quote = "'" if '"' in value else '"'
-        if quote in value or "\n" in value or value[:1] in ("'", '"') or \
-                value[-1:] in ("'", '"'):
+        if unfit(value):
             problems.append(f"{name}: supervisord cannot pass on a value holding both kinds "
-                            "of quote, a newline, or starting or ending with a quote")
+                            "of quote, a line break, a space before ; or #, or starting or "
+                            "ending with a quote")
             continue
         pairs.append(f"{name}={quote}{value.replace('%', '%%')}{quote}")
     if problems:
         raise ConfigError(problems)
     return ",".join(pairs)
+
+
+def unfit(value: str) -> bool:
+    """Whether supervisord's reading would change ``value`` (see the module's text)."""
+    return ('"' in value and "'" in value) or bool(re.search(r"[\r\n]|\s[;#]", value)) \
+        or value[:1] in ("'", '"') or value[-1:] in ("'", '"')
 
 
 def render(programs: list[Program], run_dir: Path, home: Path) -> str:

@@ -1,0 +1,170 @@
+"""What ``pd-relay stack`` writes: every ``RELAY_*`` setting reaches every relay process in
+both modes, read back by supervisord's own parser and by ``docker compose config``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from supervisor.options import ServerOptions
+
+from relay.cli import _parser
+from relay.errors import ConfigError
+from relay.keys import key_id, read_keys
+from relay.settings import Settings
+from relay.stack.compose import compose_env, override
+from relay.stack.model import INGRESS, WORKER, Program, relay_programs
+from relay.stack.options import StackOptions
+from relay.stack.report import changed_settings
+from relay.stack.supervisor import render, unfit
+from tests.conftest import make_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A valid value, other than the default, for every setting the relay reads; the quotes,
+# % and $ are there because supervisord and compose would otherwise interpret them.
+VALUES = {
+    "RELAY_REDIS_URL": "redis://:pa%25ss'w$rd@127.0.0.1:6390/2",
+    "RELAY_PD_URL": "http://127.0.0.1:8999",
+    "RELAY_RATE_PER_MIN": "100",
+    "RELAY_RATE_WINDOW_S": "30",
+    "RELAY_CONNECT_TIMEOUT_S": "1.5",
+    "RELAY_READ_TIMEOUT_S": "4",
+    "RELAY_RETRY_BASE_S": "0.5",
+    "RELAY_RETRY_MAX_S": "30",
+    "RELAY_RETRY_AFTER_MAX_S": "120",
+    "RELAY_LEASE_TTL_S": "9",
+    "RELAY_INCIDENT_TTL_S": "3600",
+    "RELAY_REDIS_TIMEOUT_S": "1",
+    "RELAY_MAX_BODY_BYTES": "256000",
+    "RELAY_PREFIX": "pdr-test",
+    "RELAY_THREADS": "4",
+    "RELAY_LOG_LEVEL": "DEBUG",
+    "RELAY_LOG_FORMAT": "json",
+}
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keys.txt"
+    path.write_text(f"{make_key()}\n{make_key()} drain\n")
+    return path
+
+
+def every_setting(keys_file: Path) -> dict[str, str]:
+    env = dict(VALUES, RELAY_KEYS_FILE=str(keys_file))
+    Settings.from_env(env)  # all valid
+    return env
+
+
+def test_the_values_above_cover_every_setting() -> None:
+    assert set(VALUES) | {"RELAY_KEYS_FILE"} == set(Settings.env_names())
+    defaults = Settings()
+    from relay.settings import _FROM_ENV
+
+    for name, attr, parse in _FROM_ENV:
+        if name in VALUES:
+            assert parse(VALUES[name]) != getattr(defaults, attr), f"{name} is its default"
+
+
+def test_supervisord_passes_every_setting_to_every_relay_process(tmp_path: Path,
+                                                                  keys_file: Path) -> None:
+    env = every_setting(keys_file)
+    keys = read_keys(keys_file)
+    programs = relay_programs(["pd-relay"], env, keys, keys_file, [8081, 8082], 8090)
+    conf = tmp_path / "supervisord.conf"
+    (tmp_path / "logs").mkdir()
+    conf.write_text(render(programs, tmp_path, tmp_path))
+
+    options = ServerOptions()  # supervisord's own reading of the file
+    options.configfile = str(conf)
+    options.process_config(do_usage=False)
+    read = {p.name: p for g in options.process_group_configs for p in g.process_configs}
+    relay = [p for p in programs if p.role in (INGRESS, WORKER)]
+    assert len(relay) == 4
+    for program in relay:
+        environment = read[program.name].environment
+        assert {k: environment[k] for k in env} == env, program.name
+        assert Settings.from_env(environment) == Settings.from_env(env)
+        assert read[program.name].command.split()[1:] == list(program.argv[1:])
+        _parser().parse_args(list(program.argv[1:]))
+    workers = [p for p in programs if p.role == WORKER]
+    assert [p.argv[-1] for p in workers] == [key_id(k) for k in keys.keys]
+    assert all(key not in conf.read_text() for key in keys.keys)  # ids only
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.sampled_from(list("ab ;#%'\"\\,=()$\t\r\n")), max_size=12)
+       | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=30))
+def test_an_environment_value_reaches_supervisord_intact_or_is_refused(value: str) -> None:
+    program = Program("ingress-0", INGRESS, ("pd-relay", "ingress"),
+                      {"RELAY_X": value, "RELAY_Y": "1"})
+    with tempfile.TemporaryDirectory() as temp:
+        (Path(temp) / "logs").mkdir()
+        try:
+            text = render([program], Path(temp), Path(temp))
+        except ConfigError:
+            assert unfit(value)
+            return
+        assert not unfit(value)
+        conf = Path(temp) / "supervisord.conf"
+        conf.write_text(text)
+        options = ServerOptions()
+        options.configfile = str(conf)
+        options.process_config(do_usage=False)
+    read = options.process_group_configs[0].process_configs[0].environment
+    assert read == {"RELAY_X": value, "RELAY_Y": "1"}
+
+
+def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
+        tmp_path: Path, keys_file: Path) -> None:
+    env = compose_env(every_setting(keys_file), demo=False)
+    options = StackOptions.from_env({}, tmp_path)
+    options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
+    keys = read_keys(keys_file)
+    services = override(options, env, keys)["services"]
+    assert set(services) == {"ingress"} | {f"worker-{key_id(k)}" for k in keys.keys}
+    for name, service in services.items():
+        unescaped = {k: v.replace("$$", "$") for k, v in service["environment"].items()}
+        assert {k: unescaped[k] for k in env} == env, name
+        assert unescaped["RELAY_KEYS_FILE"] == "/etc/pd-relay/pd_routing_keys.txt"
+        assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro"]
+        if name != "ingress":
+            _parser().parse_args(service["command"])
+    if not shutil.which("docker") or subprocess.run(
+            ["docker", "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("`docker compose` is not installed here: the files were checked above, "
+                    "not by compose itself")
+    import yaml
+
+    generated = tmp_path / "override.yml"
+    generated.write_text(yaml.safe_dump({"services": services}))
+    done = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "-f",
+                           str(generated), "config", "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    resolved = json.loads(done.stdout)["services"]
+    for name in services:
+        assert {k: resolved[name]["environment"][k] for k in env} == env
+
+
+def test_changed_settings_name_each_change_and_mask_passwords() -> None:
+    lines = changed_settings({"RELAY_RATE_PER_MIN": "120", "RELAY_REDIS_URL": "redis://:s3cret@h/0"},
+                             {"RELAY_REDIS_URL": "redis://:n3w@h/0", "RELAY_PREFIX": "x"})
+    assert lines == ["RELAY_PREFIX: (default) -> x", "RELAY_RATE_PER_MIN: 120 -> (default)",
+                     "RELAY_REDIS_URL: redis://:***@h/0 -> redis://:***@h/0"]
+
+
+def test_stack_options_list_every_bad_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        StackOptions.from_env({"PD_RELAY_PORT": "70000", "PD_RELAY_INGRESS_NODES": "0",
+                               "PD_RELAY_MODE": "k8s"}, tmp_path)
+    assert len(caught.value.problems) == 3
+    demo = StackOptions.from_env({}, tmp_path, demo=True)
+    assert demo.bind == "127.0.0.1" and demo.keys_file == tmp_path / "run" / "demo-keys.txt"
