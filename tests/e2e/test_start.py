@@ -9,11 +9,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 import requests
 
+from relay.keys import key_id
+from relay.settings import Settings
 from relay.stack.processes import Process, free_port, pd_relay, wait_until
 from tests.conftest import make_key, trigger
 
@@ -73,8 +76,54 @@ def test_start_refuses_a_keys_file_without_keys(project: Path) -> None:
     assert not (project / ".venv").exists()  # refused before installing anything
 
 
+def environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+class Load:
+    """Posts events through nginx, a new connection each, until stopped; keeps every
+    answer's status."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.statuses: list[object] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                reply = requests.post(self.url, json=trigger(f"l{n}", dedup_key=f"load-{n}"),
+                                      timeout=10, headers={"Connection": "close"})
+                self.statuses.append(reply.status_code)
+            except requests.RequestException as exc:
+                self.statuses.append(type(exc).__name__)
+            self.stop.wait(0.01)
+
+    def finish(self) -> list[object]:
+        self.stop.set()
+        self.thread.join(15)
+        return self.statuses
+
+
+# Every setting the relay reads, none at its default (RELAY_REDIS_URL: the stack's own)
+SETTINGS = {
+    "RELAY_RATE_PER_MIN": "6000", "RELAY_RATE_WINDOW_S": "30", "RELAY_CONNECT_TIMEOUT_S": "0.5",
+    "RELAY_READ_TIMEOUT_S": "1.5", "RELAY_RETRY_BASE_S": "0.05", "RELAY_RETRY_MAX_S": "0.5",
+    "RELAY_RETRY_AFTER_MAX_S": "10", "RELAY_LEASE_TTL_S": "3", "RELAY_INCIDENT_TTL_S": "3600",
+    "RELAY_REDIS_TIMEOUT_S": "1.5", "RELAY_MAX_BODY_BYTES": "400000",
+    "RELAY_PREFIX": "pdr-e2e", "RELAY_THREADS": "6", "RELAY_LOG_LEVEL": "DEBUG",
+    "RELAY_LOG_FORMAT": "json",
+}
+
+
 @pytest.mark.skipif(not nginx_available(), reason="needs nginx, or root to apt-get it")
-def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_path) -> None:
+def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops_it(
+        project: Path, tmp_path: Path) -> None:
     keys = [make_key(), make_key()]
     keys_file = tmp_path / "keys.txt"
     keys_file.write_text("# test\n\n" + "\n".join(keys) + "\n")
@@ -82,14 +131,16 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
     simulator = Process("simulator", pd_relay() + ["simulator", "--port", str(sim_port)],
                         dict(os.environ), tmp_path)
     sim = f"http://127.0.0.1:{sim_port}"
-    port = free_port()
+    port, redis_port = free_port(), free_port()
     env = dict(
         os.environ, PD_RELAY_MODE="native", RELAY_KEYS_FILE=str(keys_file),
         RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
-        PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(free_port()),
-        RELAY_LEASE_TTL_S="3", RELAY_CONNECT_TIMEOUT_S="0.5", RELAY_READ_TIMEOUT_S="1.5",
+        PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(redis_port),
+        **SETTINGS,
     )
     env.pop("VIRTUAL_ENV", None)
+    assert set(SETTINGS) | {"RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_REDIS_URL"} == \
+        set(Settings.env_names()), "a setting is missing from SETTINGS"
     started = False
     try:
         result = run(project, env)
@@ -106,6 +157,17 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
         assert queried.returncode == 0, queried.stdout + queried.stderr
         assert len(json.loads(queried.stdout)["keys"]) == len(keys)
 
+        # every setting reached every ingress node and worker (before: only what the
+        # shell held when supervisord first started, and under compose three of them)
+        before = pids(run(project, env, "status").stdout)
+        workers = [f"worker-{key_id(key)}" for key in keys]
+        assert {"redis", "nginx", "ingress-0", "ingress-1", *workers} <= set(before)
+        expected = dict(SETTINGS, RELAY_PD_URL=sim, RELAY_KEYS_FILE=str(keys_file),
+                        RELAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+        for name in ("ingress-0", "ingress-1", *workers):
+            seen = environ(before[name])
+            assert {k: seen.get(k) for k in expected} == expected, name
+
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
             reply = requests.post(url, json=trigger(f"e{n}", dedup_key=f"s{n}"), timeout=10)
@@ -117,39 +179,60 @@ def test_start_sh_runs_the_stack_supervises_it_and_stops_it(project: Path, tmp_p
             return {e["dedup_key"] for e in events if e["status"] == 202}
 
         wait_until(lambda: len(delivered()) == 10, 30, "delivery through nginx")
-
-        before = pids(run(project, env, "status").stdout)
-        assert {"redis", "nginx", "ingress-0", "ingress-1", "worker-0", "worker-1"} <= set(before)
-        os.kill(before["worker-0"], signal.SIGKILL)
+        os.kill(before[workers[0]], signal.SIGKILL)
         for n in range(10, 20):
             requests.post(url, json=trigger(f"e{n}", dedup_key=f"s{n}"), timeout=10)
-        after = wait_until(lambda: (p := pids(run(project, env, "status").stdout)).get(
-            "worker-0", before["worker-0"]) != before["worker-0"] and p, 30, "a restart")
+        wait_until(lambda: pids(run(project, env, "status").stdout).get(
+            workers[0], before[workers[0]]) != before[workers[0]], 30, "a restart")
         wait_until(lambda: len(delivered()) == 20, 30, "delivery after the restart")
-        log = (project / "run" / "logs" / "supervisord.log").read_text()
-        assert "exited: worker-0 (terminated by SIGKILL" in log
+        log = project / "run" / "logs" / "supervisord.log"
+        assert f"exited: {workers[0]} (terminated by SIGKILL" in log.read_text()
 
-        # A keys-file change applied by running start.sh again: every process that reads
-        # the file restarts (before, the ingress nodes went on routing with the old keys).
+        # A keys-file change applied by running start.sh again: the ingress nodes restart
+        # (before: they went on routing with the old keys), the new key gets a worker, the
+        # other workers keep running.
         keys.append(make_key())
         keys_file.write_text("\n".join(keys) + "\n")
+        workers.append(f"worker-{key_id(keys[-1])}")
+        after = pids(run(project, env, "status").stdout)
         rerun = run(project, env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        restarted = ("ingress-0", "ingress-1", "worker-1", "worker-2")
-        now = wait_until(lambda: all(name in (p := pids(run(project, env, "status").stdout))
-                                     for name in restarted) and p,
-                         30, "the restarted processes to run")  # STARTING for 1 s first
-        for name in ("ingress-0", "ingress-1", "worker-1"):
-            assert now[name] != after[name], f"{name} still runs with the old keys"
-        after.update(now)
+        now = pids(run(project, env, "status").stdout)
+        assert now["ingress-0"] != after["ingress-0"] and now["ingress-1"] != after["ingress-1"]
+        assert now[workers[0]] == after[workers[0]] and now[workers[1]] == after[workers[1]]
+        assert workers[2] in now
+
+        # A changed setting, a setting left out, under load through nginx: every process
+        # restarts with the new settings, one at a time, and no request fails.
+        offset = len(log.read_text())
+        load = Load(url)
+        wait_until(lambda: len(load.statuses) > 20, 30, "load before the change")
+        changed = dict(env, RELAY_RATE_PER_MIN="5000")
+        del changed["RELAY_THREADS"]
+        rerun = run(project, changed)
+        sent = len(load.statuses)
+        wait_until(lambda: len(load.statuses) > sent + 20, 30, "load after the change")
+        statuses = load.finish()
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "RELAY_RATE_PER_MIN: 6000 -> 5000" in rerun.stderr
+        assert set(statuses) == {202}, [s for s in statuses if s != 202][:10]
+        now = pids(run(project, env, "status").stdout)
+        for name in ("ingress-0", "ingress-1", *workers):
+            seen = environ(now[name])
+            assert seen["RELAY_RATE_PER_MIN"] == "5000" and "RELAY_THREADS" not in seen, name
+        lines = log.read_text()[offset:]
+        assert lines.index("success: ingress-0 entered RUNNING") < lines.index(
+            "stopped: ingress-1"), "both ingress nodes were down at once"
+        total = 20 + len(statuses)
+        wait_until(lambda: len(delivered()) == total, 60, "every event under load delivered")
 
         stopped = run(project, env, "stop")
         assert stopped.returncode == 0, stopped.stderr
         started = False
-        everything = set(before.values()) | set(after.values())
+        everything = set(before.values()) | set(now.values())
         wait_until(lambda: not any(alive(pid) for pid in everything), 10, "every process to end")
         assert "not running" in run(project, env, "status").stdout
-        for name in ("ingress-0", "worker-0", "worker-1"):
+        for name in ("ingress-0", *workers):
             text = (project / "run" / "logs" / f"{name}.log").read_text()
             assert all(key not in text for key in keys)
     finally:
