@@ -41,8 +41,11 @@ class Nginx:
         return hashlib.sha256(main.read_bytes() + site).hexdigest()[:16]
 
     def program(self) -> Program:
+        """nginx under supervisord. Its address is in its environment too: a reload cannot
+        move a listening socket (the old one holds the port), so a new address restarts it."""
         main = self.home / "nginx.conf"
-        return Program(NGINX, NGINX, tuple(render.nginx_argv(self.binary, main)))
+        return Program(NGINX, NGINX, tuple(render.nginx_argv(self.binary, main)),
+                       {"PD_RELAY_LISTEN": self.listen})
 
 
 def reload(master: int, wait_s: float = OLD_WORKERS_WAIT_S) -> bool:

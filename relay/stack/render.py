@@ -1,15 +1,12 @@
 """The nginx configuration and the redis-server command line, written in one place.
 
-start.sh, the end-to-end tests, the benchmarks and the drills all render them here, so
-no nginx or Redis flag is written twice. ``python -m relay.stack.render nginx ...`` and
-``... redis ...`` are what start.sh calls.
+``pd-relay stack`` (start.sh), the end-to-end tests, the benchmarks and the drills all
+render them here, so no nginx or Redis flag is written twice.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
 import string
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -63,29 +60,3 @@ http {{
 
 def nginx_argv(binary: str, main: Path) -> list[str]:
     return [binary, "-p", str(main.parent), "-c", str(main), "-g", "daemon off;"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m relay.stack.render")
-    sub = parser.add_subparsers(dest="what", required=True)
-    conf = sub.add_parser("nginx", help="write the nginx configuration; print its command")
-    conf.add_argument("--binary", required=True)
-    conf.add_argument("--home", type=Path, required=True)
-    conf.add_argument("--logs", type=Path, required=True)
-    conf.add_argument("--listen", required=True)
-    conf.add_argument("--upstream", action="append", required=True, metavar="HOST:PORT")
-    server = sub.add_parser("redis", help="print redis-server's command line")
-    server.add_argument("--binary", required=True)
-    server.add_argument("--port", type=int, required=True)
-    server.add_argument("--dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-    if args.what == "nginx":
-        command = nginx_argv(args.binary, nginx(args.home, args.listen, args.upstream, args.logs))
-    else:
-        command = redis_argv(args.binary, args.port, args.dir)
-    print(shlex.join(command))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

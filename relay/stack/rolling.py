@@ -39,6 +39,7 @@ class Rolling:
         self.nginx = nginx
         self.previous = previous
         self.programs = programs
+        self.nginx_restarts = False
 
     def apply(self, conf: str) -> list[str]:
         """Write supervisord's new configuration and bring the programs to it; return the
@@ -53,6 +54,9 @@ class Rolling:
         nginx_changed = self.nginx.write() != self.previous.nginx_digest
         by_role = {role: [p for p in changed if p.role == role] for role in
                    (INGRESS, NGINX, "worker", "redis", "simulator")}
+        # a new listening address restarts nginx at the end: no reload before (it would
+        # fail to bind while the old socket holds the port)
+        self.nginx_restarts = bool(by_role[NGINX])
         for program in by_role["redis"] + by_role["simulator"]:
             if program.role == "redis":
                 _say("Redis's command line changed: restarting it (ingest answers 503 and "
@@ -102,6 +106,8 @@ class Rolling:
         wait_until(running, START_WAIT_S, f"{program.name} to run")
 
     def _reload_nginx(self) -> None:
+        if self.nginx_restarts:
+            return
         pid = self.supervisor.states().get(NGINX, ("", 0))[1]
         if pid:
             reload(pid)
