@@ -89,7 +89,7 @@ class Rolling:
         for program in by_role[NGINX]:
             self._update(program)
         done = [p.name for p in changed] + removed
-        _say("restarted or started: " + ", ".join(done) if done else "nothing changed")
+        _say("restarted, started or stopped: " + ", ".join(done) if done else "nothing changed")
         return done
 
     def _update(self, program: Program) -> None:
