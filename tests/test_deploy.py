@@ -55,15 +55,22 @@ def test_compose_env_names_are_settings_the_relay_reads(compose: dict) -> None:
     assert env["RELAY_KEYS_FILE"] in compose["x-keys"][0]
 
 
-def test_redis_is_durable_and_never_evicts(compose: dict) -> None:
+def test_redis_is_durable_and_never_evicts(compose: dict, tmp_path: Path) -> None:
+    from relay.keys import parse_keys
+    from relay.stack.compose import override
+    from relay.stack.options import StackOptions
     from relay.stack.render import redis_argv
 
-    command = compose["services"]["redis"]["command"]
+    assert "command" not in compose["services"]["redis"]  # one place: the override's
+    (tmp_path / "pd_routing_keys.txt").write_text("")
+    options = StackOptions.from_env({}, tmp_path)
+    generated = override(options, {}, parse_keys([]))["services"]["redis"]["command"]
     native = redis_argv("redis-server", 6379, Path("data"))  # start.sh, tests, bench, drills
-    for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
-                        ("--maxmemory-policy", "noeviction")):
-        assert command[command.index(flag) + 1] == value
-        assert native[native.index(flag) + 1] == value
+    for command in (generated, native):
+        for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
+                            ("--maxmemory-policy", "noeviction"), ("--save", "")):
+            assert command[command.index(flag) + 1] == value
+    assert generated[0] == "redis-server" and "--bind" not in generated
     assert "healthcheck" in compose["services"]["redis"]
 
 

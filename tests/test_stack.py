@@ -129,8 +129,9 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
     services = override(options, env, keys)["services"]
-    assert set(services) == {"ingress"} | {f"worker-{key_id(k)}" for k in keys.keys}
-    for name, service in services.items():
+    assert set(services) == {"redis", "ingress"} | {f"worker-{key_id(k)}" for k in keys.keys}
+    relay = {name: service for name, service in services.items() if name != "redis"}
+    for name, service in relay.items():
         unescaped = {k: v.replace("$$", "$") for k, v in service["environment"].items()}
         assert {k: unescaped[k] for k in env} == env, name
         assert unescaped["RELAY_KEYS_FILE"] == "/etc/pd-relay/pd_routing_keys.txt"
@@ -150,8 +151,9 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     resolved = json.loads(done.stdout)["services"]
-    for name in services:
+    for name in relay:
         assert {k: resolved[name]["environment"][k] for k in env} == env
+    assert resolved["redis"]["command"] == services["redis"]["command"]
 
 
 def test_changed_settings_name_each_change_and_mask_passwords() -> None:

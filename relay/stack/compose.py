@@ -1,11 +1,13 @@
 """The docker compose stack: docker-compose.yml holds Redis, the ingress service, nginx
 and the simulator; ``override`` writes, from the same programs as native mode, a worker
-service per key and every ``RELAY_*`` setting for the ingress and the workers."""
+service per key, every ``RELAY_*`` setting for the ingress and the workers, and Redis's
+command line (``render.redis_argv``, as every stack runs it)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -13,6 +15,7 @@ import yaml
 from relay.keys import KeysFile
 from relay.stack.model import INGRESS, WORKER, relay_programs
 from relay.stack.options import StackOptions
+from relay.stack.render import redis_argv
 
 KEYS_IN_CONTAINER = "/etc/pd-relay/pd_routing_keys.txt"
 REDIS_IN_COMPOSE = "redis://redis:6379/0"
@@ -32,7 +35,9 @@ def compose_env(relay_env: dict[str, str], demo: bool) -> dict[str, str]:
 def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict[str, Any]:
     programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0")
     mount = [f"{options.keys_file}:{KEYS_IN_CONTAINER}:ro"]
-    services: dict[str, Any] = {}
+    # the image's redis-server, with the flags every stack runs it with
+    services: dict[str, Any] = {"redis": {"command": redis_argv("redis-server", 6379,
+                                                                 Path("/data"), None)}}
     for program in programs:
         environment = {k: v.replace("$", "$$") for k, v in program.env.items()}  # no ${...}
         if program.role == INGRESS:

@@ -14,11 +14,13 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.template"
 
 
-def redis_argv(binary: str, port: int, directory: Path, host: str = "127.0.0.1") -> list[str]:
-    """redis-server on loopback with its append-only file (fsync every second), nothing
-    evicted when memory is full (the ingress answers 503 instead), no RDB snapshots."""
+def redis_argv(binary: str, port: int, directory: Path,
+               host: str | None = "127.0.0.1") -> list[str]:
+    """redis-server on ``host`` (None: its default, as in a container) with its append-only
+    file (fsync every second), nothing evicted when memory is full (the ingress answers
+    503 instead), no RDB snapshots."""
     return [
-        binary, "--bind", host, "--port", str(port), "--dir", str(directory),
+        binary, *(["--bind", host] if host else []), "--port", str(port), "--dir", str(directory),
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         "--maxmemory-policy", "noeviction",
     ]
