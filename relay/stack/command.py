@@ -10,15 +10,13 @@ import sys
 from pathlib import Path
 
 from relay.errors import ConfigError
-from relay.keys import new_key
-from relay.settings import Settings
-from relay.stack.compose import ComposeStack, compose_env, docker_answers
-from relay.stack.keycheck import check
+from relay.stack.compose import ComposeStack
 from relay.stack.native import NativeStack
-from relay.stack.options import StackOptions, home_dir, relay_env, with_settings
+from relay.stack.options import StackOptions, home_dir, with_settings
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
-from relay.stack.report import announce, changed_settings, public_host
+from relay.stack.report import public_host
+from relay.stack.up import apply, demo_keys
 
 
 def main(argv: list[str]) -> int:
@@ -32,67 +30,6 @@ def main(argv: list[str]) -> int:
     except (RuntimeError, AssertionError, subprocess.CalledProcessError) as exc:
         print(f"pd-relay: {args.action} failed: {exc}", file=sys.stderr)
         return 1
-
-
-def _up(args: argparse.Namespace, home: Path) -> int:
-    options = StackOptions.from_env(os.environ, home, demo=args.demo)
-    previous = Recorded.load(options.run_dir)
-    if args.demo:
-        _demo_keys(options.keys_file)
-    env = relay_env(os.environ)
-    if args.demo:  # the demo's data lives apart from a real stack's in the same Redis
-        env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
-        env.setdefault("RELAY_PREFIX", "pdr-demo")
-    return _apply(options, env, previous)
-
-
-def _reload(args: argparse.Namespace, home: Path) -> int:
-    """Apply the keys file (and any other changed file) with the recorded settings."""
-    recorded = _recorded(home)
-    if recorded is None:
-        return 3
-    return _apply(recorded.options, dict(recorded.relay_env), recorded)
-
-
-def _apply(options: StackOptions, env: dict[str, str], previous: Recorded | None) -> int:
-    mode = options.mode
-    if mode == "auto":
-        mode = "docker" if docker_answers() else "native"
-    keys, problems = check(options.keys_file)
-    if problems:
-        raise ConfigError(problems)
-    env["RELAY_KEYS_FILE"] = str(options.keys_file)
-    if mode == "native":
-        env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
-    Settings.from_env(env)  # every bad setting or key, listed, before anything starts
-    if previous is not None:
-        for line in changed_settings(previous.relay_env, env):
-            print(f"pd-relay: {line}", file=sys.stderr)
-    if previous is not None and previous.mode != mode and _running(previous):
-        raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
-                           "stop it first (./start.sh stop)"])
-    if mode == "native":
-        checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
-                                 capture_output=True, text=True)
-        if checked.returncode != 0:
-            print(checked.stderr, end="", file=sys.stderr)
-            return checked.returncode
-        stack = NativeStack(options)
-        try:
-            stack.up(env, keys)
-        except AssertionError:
-            subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
-                           stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
-            raise
-        hint = f"{options.run_dir}/logs/"
-    else:
-        compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo), keys)
-        compose.up()
-        Recorded("docker", options, env).save()
-        hint = "./start.sh logs"
-    announce(options, hint)
-    return 0
 
 
 def _down(args: argparse.Namespace, home: Path) -> int:
@@ -163,19 +100,6 @@ def _recorded(home: Path) -> Recorded | None:
     return recorded
 
 
-def _running(recorded: Recorded) -> bool:
-    if recorded.mode == "docker":
-        return True
-    return NativeStack(recorded.options).supervisor.running()
-
-
-def _demo_keys(path: Path) -> None:
-    if not path.exists() or not path.stat().st_size:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = "\n".join(new_key() for _ in range(3))
-        path.write_text(f"# demo keys for the PagerDuty simulator (./start.sh --demo)\n{keys}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pd-relay stack", description="Run a whole pd-relay stack: Redis, ingress "
@@ -196,6 +120,21 @@ def _parser() -> argparse.ArgumentParser:
     relay = sub.add_parser("relay", help="run `pd-relay ARGS` against the running stack")
     relay.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
     return parser
+
+
+def _up(args: argparse.Namespace, home: Path) -> int:
+    options = StackOptions.from_env(os.environ, home, demo=args.demo)
+    if args.demo:
+        demo_keys(options.keys_file)
+    return apply(options, os.environ, Recorded.load(options.run_dir))
+
+
+def _reload(args: argparse.Namespace, home: Path) -> int:
+    """Apply the keys file (and any other changed file) with the recorded settings."""
+    recorded = _recorded(home)
+    if recorded is None:
+        return 3
+    return apply(recorded.options, recorded.relay_env, recorded)
 
 
 ACTIONS = {"up": _up, "down": _down, "status": _status, "reload": _reload, "logs": _logs,

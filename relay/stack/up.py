@@ -1,0 +1,80 @@
+"""Bringing a stack to its configuration: start it, or apply every change to the running
+one (``pd-relay stack up`` with the shell's settings, ``reload`` with the recorded ones).
+Everything is checked first (settings, keys file, removed keys that left events behind),
+so a bad change stops before anything is touched."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from relay.errors import ConfigError
+from relay.keys import new_key
+from relay.settings import Settings
+from relay.stack.compose import ComposeStack, compose_env, docker_answers
+from relay.stack.keycheck import check
+from relay.stack.native import NativeStack
+from relay.stack.options import StackOptions, relay_env, with_settings
+from relay.stack.processes import pd_relay
+from relay.stack.record import Recorded
+from relay.stack.report import announce, changed_settings
+
+
+def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded | None) -> int:
+    """Bring the stack ``options`` describes to the ``RELAY_*`` settings in ``environ``."""
+    mode = options.mode
+    if mode == "auto":
+        mode = "docker" if docker_answers() else "native"
+    keys, problems = check(options.keys_file)
+    if problems:
+        raise ConfigError(problems)
+    env = relay_env(environ)
+    env["RELAY_KEYS_FILE"] = str(options.keys_file)
+    if options.demo:  # the demo's data lives apart from a real stack's in the same Redis
+        env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
+        env.setdefault("RELAY_PREFIX", "pdr-demo")
+    if mode == "native":
+        env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
+    Settings.from_env(env)  # every bad setting or key, listed, before anything starts
+    if previous is not None:
+        if previous.mode != mode and _running(previous):
+            raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
+                               "stop it first (./start.sh stop)"])
+        for line in changed_settings(previous.relay_env, env):
+            print(f"pd-relay: {line}", file=sys.stderr)
+    if mode == "docker":
+        compose = ComposeStack(options)
+        compose.write(compose_env(env, options.demo), keys)
+        compose.up()
+        Recorded("docker", options, env).save()
+        announce(options, "./start.sh logs")
+        return 0
+    checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
+                             capture_output=True, text=True)
+    if checked.returncode != 0:
+        print(checked.stderr, end="", file=sys.stderr)
+        return checked.returncode
+    try:
+        NativeStack(options).up(env, keys)
+    except AssertionError:  # not ready in time
+        subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
+                       stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
+        raise
+    announce(options, f"{options.run_dir}/logs/")
+    return 0
+
+
+def demo_keys(path: Path) -> None:
+    """Three generated keys for the demo, kept across runs."""
+    if not path.exists() or not path.stat().st_size:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = "\n".join(new_key() for _ in range(3))
+        path.write_text(f"# demo keys for the PagerDuty simulator (./start.sh --demo)\n{keys}\n")
+
+
+def _running(recorded: Recorded) -> bool:
+    if recorded.mode == "docker":
+        return True
+    return NativeStack(recorded.options).supervisor.running()
