@@ -1,15 +1,16 @@
 """What ``pd-relay stack`` writes: every ``RELAY_*`` setting reaches every relay process in
-both modes, read back by supervisord's own parser and by ``docker compose config``."""
+both modes, read back by supervisord's own parser and by ``docker compose config``
+(or Debian's ``docker-compose config``)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
@@ -138,22 +139,33 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro"]
         if name != "ingress":
             _parser().parse_args(service["command"])
-    if not shutil.which("docker") or subprocess.run(
-            ["docker", "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("`docker compose` is not installed here: the files were checked above, "
-                    "not by compose itself")
-    import yaml
-
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here: the "
+                    "files were checked above, not by compose itself")
     generated = tmp_path / "override.yml"
     generated.write_text(yaml.safe_dump({"services": services}))
-    done = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "-f",
-                           str(generated), "config", "--format", "json"],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([*compose, "-p", "pd-relay", "-f", str(ROOT / "docker-compose.yml"),
+                           "-f", str(generated), "config"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
-    resolved = json.loads(done.stdout)["services"]
+    resolved = yaml.safe_load(done.stdout)["services"]
     for name in relay:
-        assert {k: resolved[name]["environment"][k] for k in env} == env
+        seen = {k: str(v).replace("$$", "$") for k, v in resolved[name]["environment"].items()}
+        assert {k: seen[k] for k in env} == env
+        assert resolved[name]["volumes"]
     assert resolved["redis"]["command"] == services["redis"]["command"]
+    assert {"redis", "ingress", "nginx"} <= set(resolved)
+
+
+def compose_command() -> list[str] | None:
+    """Compose v2 (the docker plugin), else v1 (Debian's docker-compose): ``config`` needs
+    no Docker engine."""
+    for argv in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(argv[0]) and subprocess.run(
+                [*argv, "version"], capture_output=True).returncode == 0:
+            return argv
+    return None
 
 
 def test_changed_settings_name_each_change_and_mask_passwords() -> None:

@@ -188,19 +188,22 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         log = project / "run" / "logs" / "supervisord.log"
         assert f"exited: {workers[0]} (terminated by SIGKILL" in log.read_text()
 
-        # A keys-file change applied by running start.sh again: the ingress nodes restart
-        # (before: they went on routing with the old keys), the new key gets a worker, the
-        # other workers keep running.
+        # A keys-file change applied by `reload` (from a shell without the settings: it
+        # uses the recorded ones): the ingress nodes restart (before, re-running start.sh
+        # left them routing with the old keys), the new key gets a worker, the other
+        # workers keep running.
         keys.append(make_key())
         keys_file.write_text("\n".join(keys) + "\n")
         workers.append(f"worker-{key_id(keys[-1])}")
         after = pids(run(project, env, "status").stdout)
-        rerun = run(project, env)
-        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        bare = {k: v for k, v in env.items() if not k.startswith("RELAY_")}
+        reloaded = run(project, bare, "reload")
+        assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
         now = pids(run(project, env, "status").stdout)
         assert now["ingress-0"] != after["ingress-0"] and now["ingress-1"] != after["ingress-1"]
         assert now[workers[0]] == after[workers[0]] and now[workers[1]] == after[workers[1]]
-        assert workers[2] in now
+        seen = environ(now[workers[2]])
+        assert {k: seen.get(k) for k in expected} == expected
 
         # A changed setting, a setting left out, under load through nginx: every process
         # restarts with the new settings, one at a time, and no request fails.
