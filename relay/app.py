@@ -18,7 +18,6 @@ from relay import validation
 from relay.body import encode, parse_body
 from relay.commit import GroupCommit
 from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
-from relay.keys import mask
 from relay.metrics import Metrics
 from relay.names import Names
 from relay.router import Route, Router
@@ -39,7 +38,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     store = GroupCommit(EventStore(client, names, settings).enqueue,
                         verdict_s=settings.redis_timeout_s * 3)
     router = Router(settings.routing_keys, settings.draining_keys)
-    labels = [mask(key) for key in settings.routing_keys]
+    labels = [settings.name_of(key) for key in settings.routing_keys]
     metrics = Metrics(client, names, settings)
 
     app = Flask(__name__)

@@ -51,7 +51,8 @@ def register(client: redis.Redis, names: Names, settings: Settings) -> list[Left
     """Record the configured keys; return every removed key that left something behind
     (removed keys that left nothing are forgotten)."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.hset(names.known_keys, mapping={key_id(k): mask(k) for k in settings.routing_keys})
+        pipe.hset(names.known_keys, mapping={key_id(k): f"{settings.name_of(k)} {mask(k)}"
+                                             for k in settings.routing_keys})
         pipe.hgetall(names.known_keys)
         known: dict[str, str] = pipe.execute()[1]
     configured = {key_id(k) for k in settings.routing_keys}
@@ -64,7 +65,7 @@ def register(client: redis.Redis, names: Names, settings: Settings) -> list[Left
 
 
 def known_keys(client: redis.Redis, names: Names) -> dict[str, str]:
-    """Every key the relay has served and not forgotten: key id -> masked key."""
+    """Every key the relay has served and not forgotten: key id -> "name masked-key"."""
     return {str(kid): str(label) for kid, label in client.hgetall(names.known_keys).items()}
 
 

@@ -3,9 +3,10 @@
 Routing keys are secrets. Outside the HTTP body sent to PagerDuty they appear only
 masked (``mask``) or as a one-way id (``key_id``), which names their Redis keys.
 
-The keys file holds one key a line; ``KEY drain`` marks a key being retired: it takes no
-new incidents, while its queued events and the follow-ups of its open incidents are
-still delivered on it.
+The keys file holds one key a line, ``KEY [NAME] [drain]``. The name (default ``key-N``,
+N counting keys from 1) is what status, metrics, logs and routes call the key. ``drain``
+marks a key being retired: it takes no new incidents, while its queued events and the
+follow-ups of its open incidents are still delivered on it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 ALPHABET = string.ascii_letters + string.digits
 
 
@@ -54,42 +56,52 @@ class KeysFile:
     keys: tuple[str, ...] = ()  # every key, in file order
     draining: frozenset[str] = frozenset()  # keys marked ``drain``
     problems: list[str] = field(default_factory=list)
+    names: tuple[str, ...] = ()  # each key's name, in the same order
 
 
 def parse_keys(lines: Iterable[str], source: str = "keys file") -> KeysFile:
-    """One 32-character key a line, optionally followed by ``drain``; blanks and
+    """One 32-character key a line, then optionally its name and ``drain``; blanks and
     # comments allowed. Every problem is named with its line."""
     keys: list[str] = []
+    names: list[str] = []
     draining: set[str] = set()
     problems: list[str] = []
     seen: dict[str, int] = {}
+    named: dict[str, int] = {}
     for number, raw in enumerate(lines, start=1):
         words = raw.split("#", 1)[0].split()
         if not words:
             continue
-        line, flags = words[0], words[1:]
+        line, rest = words[0], words[1:]
+        drain = rest[-1:] == ["drain"]
+        name = rest[0] if rest[:1] and not (drain and len(rest) == 1) else f"key-{len(keys) + 1}"
         if not KEY_RE.match(line):
             problems.append(
                 f"{source} line {number}: {mask(line)} is not a routing key "
                 f"(want 32 letters or digits, got {len(line)} characters)"
             )
         elif line in seen:
-            problems.append(
-                f"{source} line {number}: {mask(line)} repeats line {seen[line]}"
-            )
-        elif flags not in ([], ["drain"]):
-            problems.append(
-                f"{source} line {number}: after the key, only 'drain' may follow "
-                f"(got {' '.join(flags)[:40]!r})"
-            )
+            problems.append(f"{source} line {number}: {mask(line)} repeats line {seen[line]}")
+        elif len(rest) > 1 + drain:
+            problems.append(f"{source} line {number}: after the key, only a name and 'drain' "
+                            f"may follow (got {len(rest)} words)")
+        elif not NAME_RE.match(name) or KEY_RE.match(name) or name == "drain":
+            shown = mask(name) if KEY_RE.match(name) else repr(name[:40])
+            problems.append(f"{source} line {number}: {shown} is not a key name (want up to 40 "
+                            "letters, digits, '.', '_' or '-', not a 32-character key)")
+        elif name in named:
+            problems.append(f"{source} line {number}: the name {name!r} is taken by line "
+                            f"{named[name]}")
         else:
             seen[line] = number
+            named[name] = number
             keys.append(line)
-            if flags:
+            names.append(name)
+            if drain:
                 draining.add(line)
     if keys and len(draining) == len(keys):
         problems.append(f"{source}: every key is marked drain; new incidents need one that is not")
-    return KeysFile(tuple(keys), frozenset(draining), problems)
+    return KeysFile(tuple(keys), frozenset(draining), problems, tuple(names))
 
 
 def read_keys(path: Path) -> KeysFile:

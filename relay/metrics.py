@@ -17,7 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from relay.keys import key_id, mask
+from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
 from relay.settings import Settings
@@ -79,13 +79,13 @@ class _QueueCollector(Collector):
             rows, histograms = [], []
         for figure, text in FIGURES.items():
             kind = CounterMetricFamily if figure in COUNTERS[:-1] else GaugeMetricFamily
-            family = kind(f"pd_relay_{figure}", text, labels=["routing_key"])
+            family = kind(f"pd_relay_{figure}", text, labels=["key"])
             for row in rows:
-                family.add_metric([str(row["routing_key"])], float(row[figure] or 0))
+                family.add_metric([str(row["name"])], float(row[figure] or 0))
             yield family
         latency = HistogramMetricFamily(
             "pd_relay_delivery_latency_seconds", "From 202 at ingress to PagerDuty's 2xx",
-            labels=["routing_key"],
+            labels=["key"],
         )
         for key, counts in zip(self.keys, histograms, strict=False):
             buckets, total = [], 0
@@ -94,5 +94,5 @@ class _QueueCollector(Collector):
                 buckets.append((str(float(bound)), float(total)))
             buckets.append(("+Inf", float(total + int(counts.get("+Inf", 0)))))
             sum_s = int(counts.get("sum_ms", 0)) / 1000
-            latency.add_metric([mask(key)], buckets, sum_s)
+            latency.add_metric([self.settings.name_of(key)], buckets, sum_s)
         yield latency

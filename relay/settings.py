@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from relay.errors import ConfigError
-from relay.keys import read_keys
+from relay.keys import mask, read_keys
 
 LOG_FORMATS = ("text", "json")
 LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much
@@ -25,6 +25,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class Settings:
     routing_keys: tuple[str, ...] = ()
     draining_keys: frozenset[str] = frozenset()  # keys marked ``drain`` in the keys file
+    key_names: tuple[str, ...] = ()  # each key's name in the keys file, in the same order
     redis_url: str = "redis://127.0.0.1:6379/0"
     pd_url: str = "https://events.pagerduty.com"
     keys_file: Path = Path("pd_routing_keys.txt")
@@ -50,6 +51,13 @@ class Settings:
         worker/limiter.py)."""
         return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
 
+    def name_of(self, key: str) -> str:
+        """The key's name: what status, metrics, logs and routes call it."""
+        names = dict(zip(self.routing_keys, self.key_names, strict=False))
+        if key in names:
+            return names[key]
+        return f"key-{self.routing_keys.index(key) + 1}" if key in self.routing_keys else mask(key)
+
     @staticmethod
     def env_names() -> tuple[str, ...]:
         """Every environment variable the relay reads (``pd-relay stack`` passes each one
@@ -74,7 +82,8 @@ class Settings:
         found = read_keys(values.get("keys_file", cls.keys_file))
         problems.extend(found.problems)
         if not problems:
-            settings = cls(routing_keys=found.keys, draining_keys=found.draining, **values)
+            settings = cls(routing_keys=found.keys, draining_keys=found.draining,
+                           key_names=found.names, **values)
             problems += settings._conflicts()
         if problems:
             raise ConfigError(problems)

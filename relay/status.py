@@ -40,7 +40,8 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     configured one while PagerDuty throttles."""
     known = known_keys(client, names)
     entries = [
-        (key_id(key), mask(key), "draining" if key in settings.draining_keys else "active")
+        (key_id(key), f"{settings.name_of(key)} {mask(key)}",
+         "draining" if key in settings.draining_keys else "active")
         for key in settings.routing_keys
     ]
     configured = {kid for kid, _, _ in entries}
@@ -64,8 +65,11 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
         reply = replies[index * 8 : index * 8 + 8]
         queued, in_flight, oldest, stats, workers, recent, incidents, limit = reply
         age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
+        name, _, masked = label.rpartition(" ")
         row: dict[str, Any] = {
-            "routing_key": label,
+            "name": name or masked,
+            "routing_key": masked,
+            "key_id": entries[index][0],
             "state": state,
             "queued": queued,
             "oldest_age_seconds": round(age, 1),
@@ -85,8 +89,9 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
 
 
 def _cell(row: dict[str, Any], name: str) -> str:
-    if name == "routing_key" and row["state"] != "active":
-        return f"{row[name]} ({row['state']})"
+    if name == "routing_key":
+        shown = f"{row['name']} {row[name]}" if row["name"] != row[name] else row[name]
+        return shown if row["state"] == "active" else f"{shown} ({row['state']})"
     if name == "last_error" and row.get("blocked"):
         return f"BLOCKED {row['blocked']}"
     return str(row[name])

@@ -26,7 +26,7 @@ def test_a_removed_key_with_events_or_open_incidents_is_a_leftover(settings, fak
     client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "i0"})
     fewer = replace(settings, routing_keys=keys[:1])  # keys[1] left nothing, keys[2] did
     [leftover] = register(fake, NAMES, fewer)
-    assert (leftover.kid, leftover.label) == (key_id(keys[2]), mask(keys[2]))
+    assert (leftover.kid, leftover.label) == (key_id(keys[2]), f"key-3 {mask(keys[2])}")
     # the resolve followed its trigger to keys[2], and forgot its incident
     assert (leftover.queued, leftover.in_flight, leftover.incidents) == (3, 1, 2)
     problem = leftover.problem(settings.keys_file)
@@ -35,10 +35,10 @@ def test_a_removed_key_with_events_or_open_incidents_is_a_leftover(settings, fak
     assert fake.hexists(NAMES.known_keys, key_id(keys[2]))
     assert not fake.hexists(NAMES.known_keys, key_id(keys[1]))  # nothing left: forgotten
     rows = read_status(fake, NAMES, fewer)
-    assert [(row["routing_key"], row["state"]) for row in rows] == [
-        (mask(keys[0]), "active"), (mask(keys[2]), "removed")]
+    assert [(row["name"], row["routing_key"], row["state"]) for row in rows] == [
+        ("key-1", mask(keys[0]), "active"), ("key-3", mask(keys[2]), "removed")]
     assert rows[1]["queued"] == 3 and rows[1]["open_incidents"] == 2
-    assert f"{mask(keys[2])} (removed)" in format_table(rows)
+    assert f"key-3 {mask(keys[2])} (removed)" in format_table(rows)
 
 
 def test_forget_key_moves_its_events_to_the_dead_letters_in_order(settings, fake) -> None:

@@ -18,13 +18,25 @@ def test_parse_keys_skips_blanks_and_comments() -> None:
     assert found.problems == [] and found.draining == frozenset()
 
 
-def test_a_key_can_be_marked_drain_and_nothing_else() -> None:
-    a, b, c = make_key(), make_key(), make_key()
-    found = parse_keys([a, f"{b} drain  # retiring", f"{c} sometimes"], "keys.txt")
-    assert found.keys == (a, b) and found.draining == {b}
-    assert found.problems == ["keys.txt line 3: after the key, only 'drain' may follow "
-                              "(got 'sometimes')"]
+def test_a_key_can_be_named_and_marked_drain_and_nothing_else() -> None:
+    a, b, c, d, e = (make_key() for _ in range(5))
+    found = parse_keys([a, f"{b} drain  # retiring", f"{c} payments", f"{d} db.prod-1 drain",
+                        f"{e} two words drain"], "keys.txt")
+    assert found.keys == (a, b, c, d) and found.draining == {b, d}
+    assert found.names == ("key-1", "key-2", "payments", "db.prod-1")
+    assert found.problems == ["keys.txt line 5: after the key, only a name and 'drain' may "
+                              "follow (got 3 words)"]
     assert "every key is marked drain" in parse_keys([f"{a} drain"]).problems[0]
+
+
+def test_a_key_name_is_a_short_word_used_once_and_never_a_key() -> None:
+    a, b, c, d = (make_key() for _ in range(4))
+    found = parse_keys([f"{a} db", f"{b} db", f"{c} {a}", f"{d} drain drain", f"{d} n/a"])
+    assert found.keys == (a,) and len(found.problems) == 4
+    assert "line 2: the name 'db' is taken by line 1" in found.problems[0]
+    assert "not a key name" in found.problems[1] and a not in found.problems[1]
+    assert "'drain' is not a key name" in found.problems[2]
+    assert "'n/a' is not a key name" in found.problems[3]
 
 
 def test_parse_keys_names_line_numbers_and_masks_keys() -> None:

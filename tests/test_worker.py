@@ -226,7 +226,6 @@ def test_the_limiter_holds_every_worker_of_a_key_to_the_limit(settings, fake) ->
 
 
 def test_deliveries_feed_status_and_the_latency_histogram(settings, fake) -> None:
-    from relay.keys import mask
     from relay.metrics import Metrics
     from relay.status import read_status
 
@@ -236,10 +235,10 @@ def test_deliveries_feed_status_and_the_latency_histogram(settings, fake) -> Non
     row = read_status(fake, NAMES, settings)[0]
     assert row["delivered"] == 3 and row["delivered_last_min"] == 3
     text = Metrics(fake, NAMES, settings).render()[0].decode()
-    label = f'routing_key="{mask(key)}"'
+    label = f'key="{settings.name_of(key)}"'
     assert f'pd_relay_delivery_latency_seconds_count{{{label}}} 3.0' in text
-    assert f'pd_relay_delivery_latency_seconds_bucket{{le="3600.0",{label}}} 0.0' in text
-    assert f'pd_relay_delivery_latency_seconds_bucket{{le="+Inf",{label}}} 3.0' in text
+    assert f'pd_relay_delivery_latency_seconds_bucket{{{label},le="3600.0"}} 0.0' in text
+    assert f'pd_relay_delivery_latency_seconds_bucket{{{label},le="+Inf"}} 3.0' in text
 
 
 def test_an_event_a_stale_worker_moved_in_first_is_sent_first(settings, fake) -> None:

@@ -28,7 +28,7 @@ import redis
 from tenacity import Retrying, retry_if_exception_type, stop_never
 
 from relay.errors import KeyBlocked, Rejected, RetryLater
-from relay.keys import key_id, mask
+from relay.keys import key_id
 from relay.names import Names
 from relay.probe import PROBE_PREFIX
 from relay.scripts import LATENCY_BOUNDS_MS, Scripts
@@ -64,7 +64,7 @@ class Worker:
         worker_id: str | None = None,
     ) -> None:
         self.routing_key = routing_key
-        self.label = mask(routing_key)
+        self.label = settings.name_of(routing_key)
         self.client = client
         self.block_s = max(1, math.ceil(settings.lease_ttl_s))
         kid = key_id(routing_key)
