@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from setuptools import find_packages
 
 from relay.cli import _parser
 from relay.settings import Settings
@@ -91,7 +92,13 @@ def test_nginx_placeholders_are_all_provided(compose: dict, tmp_path: Path) -> N
 def test_dockerfile_installs_the_packages_and_runs_the_console_script() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    for package in project["tool"]["setuptools"]["packages"]:
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    installed = set(find_packages(str(ROOT), include=include))
+    inits = [init for top in ("relay", "worker", "simulator")
+             for init in (ROOT / top).rglob("__init__.py")]
+    on_disk = {str(init.parent.relative_to(ROOT)).replace("/", ".") for init in inits}
+    assert on_disk <= installed, "a subpackage would be left out of the image"
+    for package in ("relay", "worker", "simulator"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert "pd-relay" in project["project"]["scripts"]
     assert 'ENTRYPOINT ["pd-relay"]' in dockerfile
