@@ -17,10 +17,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from relay import validation
 from relay.body import encode, parse_body
 from relay.commit import GroupCommit
-from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unavailable
+from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unauthorized, Unavailable
 from relay.metrics import Metrics
 from relay.names import Names
-from relay.router import Route, Router
+from relay.router import Route
+from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import EventStore, Record, connect, now_ms
 
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     names = Names(settings.prefix)
     store = GroupCommit(EventStore(client, names, settings).enqueue,
                         verdict_s=settings.redis_timeout_s * 3)
-    router = Router(settings.routing_keys, settings.draining_keys)
+    policy = Policy(settings)
     labels = [settings.name_of(key) for key in settings.routing_keys]
     metrics = Metrics(client, names, settings)
 
@@ -45,19 +46,33 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    def ingest(kind: str) -> tuple[dict[str, Any], int]:
+    def ingest(kind: str, adapter: str = "events-v2") -> tuple[dict[str, Any], int]:
         events, single = parse_body(request.mimetype, request.content_type,
                                     request.get_data(cache=False))
+        router, gate = policy.current
+        # 401 for an unknown API key
+        sender = gate.sender(request.headers.get("X-API-Key"),
+                             request.headers.get("Authorization"))
+        header_key = request.headers.get("X-Routing-Key")
         check = CHECKS[kind]
         problems: list[str] = []
         batch: list[tuple[Route, bytes]] = []
         records: list[Record] = []
         accepted = now_ms()
+        now = accepted / 1000
         for index, event in enumerate(events):
             at = "" if single else f"[{index}]"
+            if header_key and isinstance(event, dict) and "routing_key" not in event:
+                event["routing_key"] = header_key
+            named = event.get("routing_key") if isinstance(event, dict) else None
+            configured = isinstance(named, str) and named in router.slots
+            if sender is None and not configured:  # before any detail of the event is told
+                gate.admit(sender, {}, configured, at, {})
             found = check(event, at)
             if not found:
-                route = router.route(kind, event, at + "." if at else "")
+                who = gate.admit(sender, event, configured, at, {"adapter": adapter})
+                context = {"sender": who.name, "adapter": adapter}
+                route = router.route(kind, event, at + "." if at else "", context, now)
                 if isinstance(route, str):
                     found = [route]
                 else:
@@ -75,14 +90,21 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
-        for record, slot in zip(records, slots, strict=True):
-            log.info("accepted %s dedup_key=%s key=%s",
-                     record.action, record.event.get("dedup_key"), labels[slot - 1])
+        held = 0
+        for record, slot, (route, _) in zip(records, slots, batch, strict=True):
+            if slot:
+                log.info("accepted %s dedup_key=%s key=%s route=%s", record.action,
+                         record.event.get("dedup_key"), labels[slot - 1], route.rule)
+            else:
+                held += 1
+                log.info("held back %s dedup_key=%s: %s", record.action,
+                         record.event.get("dedup_key"), _why(route.rule))
         if single:
-            return {"status": "success", "message": "Event queued", "dedup_key": dedup_keys[0]}, 202
+            message = _why(batch[0][0].rule).capitalize() if held else "Event queued"
+            return {"status": "success", "message": message, "dedup_key": dedup_keys[0]}, 202
         return {
             "status": "success",
-            "message": f"{len(events)} events queued",
+            "message": f"{len(events)} events accepted, {len(events) - held} queued",
             "dedup_keys": dedup_keys,
         }, 202
 
@@ -121,6 +143,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     def refused(exc: RequestError) -> Reply:
         metrics.rejected.labels(type(exc).__name__).inc()
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else {}
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="pd-relay"'}
         return exc.body(), exc.status_code, headers
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -140,4 +164,14 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
+    app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/cli.py)
     return app
+
+
+def _why(rule: str) -> str:
+    """Why an event was held back, for its answer and its log line."""
+    if rule.startswith("maintenance:"):
+        return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
+    if rule in ("default", "routing-key"):
+        return "held with its trigger, which was dropped or suppressed"
+    return f"dropped by route {rule}"

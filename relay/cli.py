@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import redis
 
 from relay.errors import ConfigError
-from relay.keys import key_id, mask
+from relay.keys import choose_key, key_id, mask
 from relay.logs import configure
 from relay.names import Names
+from relay.routes.commands import add_routes_parsers, routes_command, token_new
 from relay.settings import Settings
 from relay.status import format_table, read_status
 from relay.store import connect
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulator":
             return _simulator(args)
+        if args.command == "token":
+            return token_new(args)
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"pd-relay: {exc}", file=sys.stderr)
@@ -78,6 +82,8 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     if _removed_keys_left_something(settings):
         return 2
     app = create_app(settings)
+    policy = app.extensions["pd_relay_policy"]
+    signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
     log.info(
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
         args.host, args.port, len(settings.routing_keys), settings.redis_url,
@@ -151,10 +157,13 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     while True:
         rows = read_status(client, names, settings)
         if args.json:
-            print(json.dumps({"keys": rows}, indent=2))
+            print(json.dumps({"keys": rows, "open_relay": settings.allow_anonymous}, indent=2))
         else:
             if args.watch:
                 print("\033[H\033[J", end="")
+            if settings.allow_anonymous:
+                print("WARNING: open relay: anyone who can reach it may send events "
+                      "(RELAY_ALLOW_ANONYMOUS)", file=sys.stderr)
             print(format_table(rows))
         if not args.watch:
             return 0
@@ -219,6 +228,9 @@ def _send_test(settings: Settings, args: argparse.Namespace) -> int:
             print(f"pd-relay: --key-index {args.key_index} is out of range", file=sys.stderr)
             return 2
         key = settings.routing_keys[args.key_index]
+    else:  # named in the events, so that a relay that requires keys takes them
+        active = [k for k in settings.routing_keys if k not in settings.draining_keys]
+        key = choose_key(active, uuid.uuid4().hex)
     ok = send_test(args.url, connect(settings), Names(settings.prefix), key, args.timeout)
     print("test incident reached PagerDuty" if ok else "test FAILED")
     return 0 if ok else 1
@@ -248,7 +260,8 @@ def _forget_key(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
-    "dead-letters": _dead_letters, "send-test": _send_test, "forget-key": _forget_key,
+    "routes": routes_command, "dead-letters": _dead_letters, "send-test": _send_test,
+    "forget-key": _forget_key,
 }
 
 
@@ -303,11 +316,12 @@ def _parser() -> argparse.ArgumentParser:
         "send-test", help="send a self-resolving test incident through the relay and wait")
     probe.add_argument("--url", default="http://127.0.0.1:8080", help="the relay's address")
     probe.add_argument("--key-index", type=int, metavar="N",
-                       help="test this key (default: the key the incident hashes to)")
+                       help="test this key (default: one of the active keys, at random)")
     probe.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
 
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
+    add_routes_parsers(sub)
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)

@@ -4,6 +4,8 @@
     ├── ConfigError              bad settings or keys file; stops start-up
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
+    │   ├── Unauthorized     401 no API key or routing key that this relay knows
+    │   ├── Forbidden        403 the sender may not send this event (a source's matchers)
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     └── DeliveryError            PagerDuty did not take an event
@@ -45,6 +47,18 @@ class RequestError(RelayError):
 
 class InvalidEvent(RequestError):
     status_code = 400
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+    status = "unauthorized"
+    message = "Authentication required: an API key of this relay, or one of its routing keys"
+
+
+class Forbidden(RequestError):
+    status_code = 403
+    status = "forbidden"
+    message = "This sender may not send this event"
 
 
 class BodyTooLarge(RequestError):

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -54,6 +54,9 @@ class Metrics:
             "pd_relay_requests_refused", "Requests this node refused", ["reason"],
             registry=self.registry,
         )
+        open_relay = Gauge("pd_relay_open_relay", "1 when anyone who can reach the relay may "
+                           "send events (RELAY_ALLOW_ANONYMOUS)", registry=self.registry)
+        open_relay.set(int(settings.allow_anonymous))
         self.registry.register(_QueueCollector(client, names, settings))
 
     def render(self) -> tuple[bytes, str]:

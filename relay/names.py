@@ -26,6 +26,13 @@ class Names:
         ``RELAY_INCIDENT_TTL_S`` without events, forgets one."""
         return f"{self.prefix}:incidents:{kid}"
 
+    @property
+    def held(self) -> str:
+        """Sorted set of incidents whose trigger was held back (dropped by a route or
+        suppressed by maintenance), scored like ``incidents``: their follow-ups are held
+        too."""
+        return f"{self.prefix}:held"
+
     def lease(self, kid: str) -> str:
         """String: id of the one worker allowed to deliver for this key, with a TTL."""
         return f"{self.prefix}:lease:{kid}"

@@ -1,10 +1,13 @@
-"""Routing: which configured key an event travels on.
+"""Routing: which configured key an event travels on, or whether it is held back.
 
-An event that names a routing key keeps it (it must be configured). Any other event
-goes to the key that rendezvous hashing picks for its dedup_key among the keys not
-marked ``drain``. That pick is only a proposal for alert events: the event store keeps,
-per key, the incidents last routed to it, and an incident it remembers stays on its key
-(``relay/scripts.py`` ENQUEUE), so adding or draining keys never moves an open incident.
+An event that names a routing key keeps it (it must be configured). A trigger or change
+event goes by the first route of the routes file whose matchers all hold: to the key
+that rendezvous hashing picks for its dedup_key in the route's pool (keys marked
+``drain`` left out), or nowhere when the route drops it or a maintenance window holds
+it (slot 0). Without a matching route, the pool is every key. An acknowledge or resolve
+carries no payload to match: it is proposed the hash's key, and the event store sends it
+where its trigger went, or holds it with its held trigger (``relay/scripts.py`` ENQUEUE),
+so adding or draining keys never moves an open incident.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay.keys import choose_key, is_ruleset, mask
+from relay.routes.config import Route as Rule
+from relay.routes.config import Window
+from relay.routes.matchers import all_hold
+
+DEFAULT = "default"
 
 
 def mint_id() -> str:
@@ -35,42 +43,65 @@ def incident_id(dedup_key: str) -> str:
 class Route(NamedTuple):
     """Where an event goes: ``slot`` is its key's place in the keys file counting from 1,
     negative when the event named the key itself (then it is kept whatever the store
-    remembers); ``incident`` is the incident's id ("" for change events)."""
+    remembers), 0 when it is held back (dropped or suppressed); ``incident`` is the
+    incident's id ("" for change events); ``rule`` names the decision: a route's name,
+    ``maintenance:NAME``, ``routing-key`` or ``default``."""
 
     slot: int
     incident: str
     action: str  # event_action; "fresh" for a trigger whose dedup_key was minted here
+    rule: str = DEFAULT
 
 
 class Router:
-    def __init__(self, keys: Sequence[str], draining: frozenset[str] = frozenset()) -> None:
+    def __init__(self, keys: Sequence[str], draining: frozenset[str] = frozenset(),
+                 names: Sequence[str] = (), rules: Sequence[Rule] = (),
+                 windows: Sequence[Window] = ()) -> None:
         self.keys = tuple(keys)
         self.slots = {key: n for n, key in enumerate(self.keys, start=1)}
         self.active = tuple(k for k in self.keys if k not in draining)
         self.change_keys = tuple(k for k in self.active if not is_ruleset(k))
+        by_name = dict(zip(names, self.keys, strict=False))
+        self.rules = [(rule, tuple(by_name[n] for n in rule.keys if by_name[n] not in draining))
+                      for rule in rules]
+        self.windows = tuple(windows)
 
-    def route(self, kind: str, event: dict[str, Any], at: str) -> Route | str:
+    def route(self, kind: str, event: dict[str, Any], at: str,
+              context: dict[str, str] | None = None, now: float = 0.0) -> Route | str:
         """Return the event's route, or the problem that keeps it from having one.
-        Takes ``routing_key`` out of the event and mints a dedup_key for a trigger."""
+        Takes ``routing_key`` out of the event and mints a dedup_key for a trigger.
+        ``context`` holds ``sender`` and ``adapter`` for matchers; ``now`` (seconds since
+        the epoch) is compared with maintenance windows."""
         named = event.pop("routing_key", None)
         minted = kind == "alert" and event.get("dedup_key") is None
         if minted:
             event["dedup_key"] = mint_id()
+        incident = incident_id(event["dedup_key"]) if kind == "alert" else ""
+        action = "fresh" if minted else str(event.get("event_action", "change"))
         if named is not None:
             if named not in self.slots:
                 return f"{at}routing_key {mask(named)} is not a configured routing key"
             if kind == "change" and is_ruleset(named):
                 return (f"{at}routing_key {mask(named)} is a ruleset key; "
                         "PagerDuty takes no change events on ruleset keys")
-            key, slot_sign = named, -1
-        elif kind == "change":
-            if not self.change_keys:
+            return Route(-self.slots[named], incident, action, "routing-key")
+        rule, pool = DEFAULT, self.active
+        if action in ("trigger", "fresh", "change"):
+            context = context or {}
+            for window in self.windows:
+                if window.start <= now < window.end and kind == "alert" and \
+                        all_hold(window.matchers, event, context) is None:
+                    return Route(0, incident, action, f"maintenance:{window.name}")
+            for candidate, keys in self.rules:
+                if all_hold(candidate.matchers, event, context) is None:
+                    if candidate.drop:
+                        return Route(0, incident, action, candidate.name)
+                    rule, pool = candidate.name, keys or self.active
+                    break
+        if kind == "change":
+            pool = tuple(k for k in pool if not is_ruleset(k)) or self.change_keys
+            if not pool:
                 return (f"{at}routing_key is missing and every configured key is a ruleset "
                         "key, which takes no change events")
-            key, slot_sign = choose_key(self.change_keys, mint_id()), 1
-        else:
-            key, slot_sign = choose_key(self.active, event["dedup_key"]), 1
-        if kind == "change":
-            return Route(slot_sign * self.slots[key], "", "change")
-        action = "fresh" if minted else str(event["event_action"])
-        return Route(slot_sign * self.slots[key], incident_id(event["dedup_key"]), action)
+            return Route(self.slots[choose_key(pool, mint_id())], "", "change", rule)
+        return Route(self.slots[choose_key(pool, event["dedup_key"])], incident, action, rule)

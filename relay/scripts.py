@@ -11,33 +11,43 @@ import redis
 # added or drained since). An incident is remembered on its key's sorted set, scored by
 # the time of its last event, until a resolve or ARGV[1] ms without events. Each incident
 # is looked up once per call and remembered with one ZADD per key (cheap for batches).
+# A trigger held back (dropped by a route, suppressed by maintenance: slot 0) is
+# remembered in the held set, so that its acknowledge and resolve are held with it; a
+# later trigger of that incident that is sent takes it out.
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order)
+# key (every key of the keys file, in order); KEYS[#KEYS] the held incidents
 # ARGV[1] ms an incident is remembered after its last event; then 4 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
-#         -i when the event named its key (kept, and the incident moves to it);
+#         -i when the event named its key (kept, and the incident moves to it), or 0 when
+#         it is held back (unless the incident is remembered on a key);
 #   incident id ('' for change events);
 #   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
 #   event_action;
 #   the stored event
-# Returns each event's slot, in order.
+# Returns each event's slot, in order (0: held back, not stored).
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis 6 checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
 ENQUEUE = """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = #KEYS / 3
+local n = (#KEYS - 1) / 3
+local held = KEYS[#KEYS]
+local function remembered(slot)  -- the set an incident on this slot is remembered in
+  if slot > 0 then return KEYS[3 * slot] end
+  return held
+end
 for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumber(ARGV[1])) end
--- seen[incident]: the slot it is remembered on after this call, or false once resolved;
--- forgot[incident]: the slot whose set must drop it
+redis.call('ZREMRANGEBYSCORE', held, '-inf', now - tonumber(ARGV[1]))
+-- seen[incident]: the slot it is remembered on after this call (0: held), or false once
+-- resolved; forgot[incident]: the slot whose set must drop it
 local chosen, queued, seen, forgot = {}, {}, {}, {}
 for at = 2, #ARGV, 4 do
   local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
   if slot < 0 then  -- the event named its key: it goes there, and so does its incident
     slot = -slot
-    for i = 1, n do
-      if incident ~= '' and i ~= slot then redis.call('ZREM', KEYS[3 * i], incident) end
+    for i = 0, n do
+      if incident ~= '' and i ~= slot then redis.call('ZREM', remembered(i), incident) end
     end
     if incident ~= '' then seen[incident] = slot end
   end
@@ -46,8 +56,16 @@ for at = 2, #ARGV, 4 do
     if known then
       slot = known
     elseif known == nil and action ~= 'fresh' then
+      local found = false
       for i = 1, n do
-        if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; break end
+        if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; found = true; break end
+      end
+      if not found and redis.call('ZSCORE', held, incident) then
+        if action == 'trigger' and slot > 0 then
+          redis.call('ZREM', held, incident)  -- held before, sent now
+        else
+          slot = 0
+        end
       end
     end
     if action == 'resolve' then
@@ -56,8 +74,10 @@ for at = 2, #ARGV, 4 do
       seen[incident] = slot
     end
   end
-  queued[slot] = queued[slot] or {}
-  table.insert(queued[slot], ARGV[at + 3])
+  if slot > 0 then
+    queued[slot] = queued[slot] or {}
+    table.insert(queued[slot], ARGV[at + 3])
+  end
   chosen[#chosen + 1] = slot
 end
 local remember = {}
@@ -69,11 +89,11 @@ for incident, slot in pairs(seen) do
   end
 end
 for incident, slot in pairs(forgot) do
-  if seen[incident] ~= slot then redis.call('ZREM', KEYS[3 * slot], incident) end
+  if seen[incident] ~= slot then redis.call('ZREM', remembered(slot), incident) end
 end
 for slot, pairs_ in pairs(remember) do
   for from = 1, #pairs_, 1000 do
-    redis.call('ZADD', KEYS[3 * slot], unpack(pairs_, from, math.min(from + 999, #pairs_)))
+    redis.call('ZADD', remembered(slot), unpack(pairs_, from, math.min(from + 999, #pairs_)))
   end
 end
 for slot, raws in pairs(queued) do

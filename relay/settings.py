@@ -19,6 +19,7 @@ from relay.keys import mask, read_keys
 LOG_FORMATS = ("text", "json")
 LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_ROUTES_FILE = Path("pd_routes.yml")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     pd_url: str = "https://events.pagerduty.com"
     keys_file: Path = Path("pd_routing_keys.txt")
+    routes_file: Path | None = None  # RELAY_ROUTES_FILE, else ./pd_routes.yml when present
+    allow_anonymous: bool = False  # accept events with neither API key nor routing key
     rate_per_min: int = 120
     rate_window_s: float = 60.0
     connect_timeout_s: float = 3.05
@@ -81,6 +84,11 @@ class Settings:
 
         found = read_keys(values.get("keys_file", cls.keys_file))
         problems.extend(found.problems)
+        routes = values.get("routes_file")
+        if routes is None and DEFAULT_ROUTES_FILE.exists():
+            values["routes_file"] = routes = DEFAULT_ROUTES_FILE
+        if routes is not None and not found.problems:
+            problems.extend(_routes_problems(routes, found.names))
         if not problems:
             settings = cls(routing_keys=found.keys, draining_keys=found.draining,
                            key_names=found.names, **values)
@@ -102,6 +110,23 @@ class Settings:
                 f"{send_s + LEASE_MARGIN_S:g} or shorten the timeouts"
             ]
         return []
+
+
+def _routes_problems(path: Path, key_names: tuple[str, ...]) -> list[str]:
+    from relay.routes.config import load
+
+    try:
+        load(path, key_names)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes")
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -155,6 +180,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_REDIS_URL", "redis_url", _redis_url),
     ("RELAY_PD_URL", "pd_url", _http_url),
     ("RELAY_KEYS_FILE", "keys_file", Path),
+    ("RELAY_ROUTES_FILE", "routes_file", Path),
+    ("RELAY_ALLOW_ANONYMOUS", "allow_anonymous", _flag),
     ("RELAY_RATE_PER_MIN", "rate_per_min", _positive(int)),
     ("RELAY_RATE_WINDOW_S", "rate_window_s", _positive(float)),
     ("RELAY_CONNECT_TIMEOUT_S", "connect_timeout_s", _positive(float)),

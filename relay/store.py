@@ -88,14 +88,15 @@ class EventStore:
             name for key in settings.routing_keys
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
-        ]
+        ] + [names.held]
         self.remember_ms = int(settings.incident_ttl_s * 1000)
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
     def enqueue(self, batch: Sequence[tuple[Route, bytes | str]]) -> list[int]:
         """Store (route, encoded record) pairs atomically, in one round trip; return the
-        slot (1-based place in the keys file) of the key each was queued on. An empty
+        slot (1-based place in the keys file) of the key each was queued on, 0 for one
+        held back (a route dropped it, a maintenance window suppressed it). An empty
         batch checks the connection (PING).
 
         Raises redis.RedisError when nothing may have been stored.

@@ -26,7 +26,7 @@ def settings(keys: tuple[str, ...], tmp_path: Path) -> Settings:
     path = tmp_path / "keys.txt"
     path.write_text("\n".join(keys) + "\n")
     return Settings(routing_keys=keys, keys_file=path, retry_base_s=0.01, lease_ttl_s=1,
-                    connect_timeout_s=0.2, read_timeout_s=0.5)
+                    connect_timeout_s=0.2, read_timeout_s=0.5, allow_anonymous=True)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from tests.conftest import make_key
 
 KEYS = (make_key(), make_key("R"))
 REDIS = fakeredis.FakeRedis(decode_responses=True)
-APP = create_app(Settings(routing_keys=KEYS), client=REDIS)
+APP = create_app(Settings(routing_keys=KEYS, allow_anonymous=True), client=REDIS)
 SCHEMA = schemathesis.openapi.from_wsgi("/openapi.yaml", APP, config=SchemathesisConfig())
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))

@@ -106,7 +106,8 @@ def test_a_batch_with_one_bad_event_stores_nothing(client, fake, keys) -> None:
 def test_change_events_go_to_non_ruleset_keys(settings, fake) -> None:
     ruleset, plain = make_key("R"), make_key()
     app = create_app(
-        Settings(routing_keys=(ruleset, plain), keys_file=settings.keys_file), client=fake)
+        Settings(routing_keys=(ruleset, plain), keys_file=settings.keys_file,
+                 allow_anonymous=True), client=fake)
     client = app.test_client()
     change = {"payload": {"summary": "deployed v2", "source": "ci"}}
     for _ in range(10):
@@ -120,7 +121,8 @@ def test_change_events_go_to_non_ruleset_keys(settings, fake) -> None:
 
 def test_change_events_are_refused_when_only_ruleset_keys_exist(settings, fake) -> None:
     app = create_app(
-        Settings(routing_keys=(make_key("R"),), keys_file=settings.keys_file), client=fake)
+        Settings(routing_keys=(make_key("R"),), keys_file=settings.keys_file,
+                 allow_anonymous=True), client=fake)
     reply = app.test_client().post("/v2/change/enqueue", json={"payload": {"summary": "x"}})
     assert reply.status_code == 400
     assert "ruleset" in reply.json["errors"][0]

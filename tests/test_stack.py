@@ -48,6 +48,7 @@ VALUES = {
     "RELAY_THREADS": "4",
     "RELAY_LOG_LEVEL": "DEBUG",
     "RELAY_LOG_FORMAT": "json",
+    "RELAY_ALLOW_ANONYMOUS": "true",
 }
 
 
@@ -59,13 +60,15 @@ def keys_file(tmp_path: Path) -> Path:
 
 
 def every_setting(keys_file: Path) -> dict[str, str]:
-    env = dict(VALUES, RELAY_KEYS_FILE=str(keys_file))
+    routes = keys_file.parent / "routes.yml"
+    routes.write_text("routes:\n  - name: all\n    keys: [key-1]\n")
+    env = dict(VALUES, RELAY_KEYS_FILE=str(keys_file), RELAY_ROUTES_FILE=str(routes))
     Settings.from_env(env)  # all valid
     return env
 
 
 def test_the_values_above_cover_every_setting() -> None:
-    assert set(VALUES) | {"RELAY_KEYS_FILE"} == set(Settings.env_names())
+    assert set(VALUES) | {"RELAY_KEYS_FILE", "RELAY_ROUTES_FILE"} == set(Settings.env_names())
     defaults = Settings()
     from relay.settings import _FROM_ENV
 

@@ -47,6 +47,8 @@ class LoopbackStack:
             "RELAY_CONNECT_TIMEOUT_S": "1",
             "RELAY_LEASE_TTL_S": "5",
             "RELAY_LOG_LEVEL": "INFO",
+            # tests of other things post without keys; the auth tests turn this off
+            "RELAY_ALLOW_ANONYMOUS": "true",
         })
         self.env.update({name: str(value) for name, value in env.items()})
         self.processes: list[Process] = []

@@ -5,7 +5,8 @@ simulator, new ingress nodes (ready before nginx sends them anything), changed i
 nodes one by one (nginx stops sending one new requests and finishes what it sent; the
 node restarts, answers /readyz, goes back), nginx's final upstream list, removed nodes,
 then the workers: removed, added, changed one by one. A program whose fingerprint did not
-change keeps running.
+change keeps running; an ingress node among them gets SIGHUP, which makes it read the
+routes file again.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class Rolling:
             self._update(program)
         for program in by_role[NGINX]:
             self._update(program)
+        for program in nodes:  # the routes file is read again on SIGHUP, no restart
+            if program not in changed:
+                self.supervisor.ctl("signal", "HUP", program.name)
         done = [p.name for p in changed] + removed
         _say("restarted, started or stopped: " + ", ".join(done) if done else "nothing changed")
         return done

@@ -35,6 +35,10 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if options.demo:  # the demo's data lives apart from a real stack's in the same Redis
         env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
         env.setdefault("RELAY_PREFIX", "pdr-demo")
+        env.setdefault("RELAY_ALLOW_ANONYMOUS", "true")  # it listens on loopback only
+    routes = options.home / "pd_routes.yml"
+    if "RELAY_ROUTES_FILE" not in env and routes.exists():
+        env["RELAY_ROUTES_FILE"] = str(routes)
     if mode == "native":
         env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
     Settings.from_env(env)  # every bad setting or key, listed, before anything starts

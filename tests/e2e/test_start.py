@@ -117,7 +117,7 @@ SETTINGS = {
     "RELAY_RETRY_AFTER_MAX_S": "10", "RELAY_LEASE_TTL_S": "3", "RELAY_INCIDENT_TTL_S": "3600",
     "RELAY_REDIS_TIMEOUT_S": "1.5", "RELAY_MAX_BODY_BYTES": "400000",
     "RELAY_PREFIX": "pdr-e2e", "RELAY_THREADS": "6", "RELAY_LOG_LEVEL": "DEBUG",
-    "RELAY_LOG_FORMAT": "json",
+    "RELAY_LOG_FORMAT": "json", "RELAY_ALLOW_ANONYMOUS": "true",
 }
 
 
@@ -127,8 +127,11 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
     keys = [make_key(), make_key()]
     keys_file = tmp_path / "keys.txt"
     keys_file.write_text("# test\n\n" + "\n".join(keys) + "\n")
+    routes_file = tmp_path / "routes.yml"
+    routes_file.write_text("routes:\n  - name: everything\n    keys: [key-1, key-2]\n")
     sim_port = free_port()
-    simulator = Process("simulator", pd_relay() + ["simulator", "--port", str(sim_port)],
+    simulator = Process("simulator", pd_relay() + ["simulator", "--port", str(sim_port),
+                                                   "--limit", "100000"],
                         dict(os.environ), tmp_path)
     sim = f"http://127.0.0.1:{sim_port}"
     port, redis_port = free_port(), free_port()
@@ -136,10 +139,11 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         os.environ, PD_RELAY_MODE="native", RELAY_KEYS_FILE=str(keys_file),
         RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
         PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(redis_port),
-        **SETTINGS,
+        RELAY_ROUTES_FILE=str(routes_file), **SETTINGS,
     )
     env.pop("VIRTUAL_ENV", None)
-    assert set(SETTINGS) | {"RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_REDIS_URL"} == \
+    assert set(SETTINGS) | {"RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_REDIS_URL",
+                            "RELAY_ROUTES_FILE"} == \
         set(Settings.env_names()), "a setting is missing from SETTINGS"
     started = False
     try:
@@ -163,6 +167,7 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         workers = [f"worker-{key_id(key)}" for key in keys]
         assert {"redis", "nginx", "ingress-0", "ingress-1", *workers} <= set(before)
         expected = dict(SETTINGS, RELAY_PD_URL=sim, RELAY_KEYS_FILE=str(keys_file),
+                        RELAY_ROUTES_FILE=str(routes_file),
                         RELAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])

@@ -1,0 +1,103 @@
+"""``pd-relay token new NAME`` and ``pd-relay routes check|test``: making API keys, and
+asking the routes file what it would do with an event, as ``amtool config routes test``
+does for Alertmanager."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from relay.auth import ANONYMOUS, ROUTING_KEY_SENDER, new_token
+from relay.keys import mask
+from relay.router import Route, Router
+from relay.routes.config import RoutesFile, load
+from relay.routes.matchers import all_hold
+from relay.settings import Settings
+
+
+def add_routes_parsers(sub: Any) -> None:
+    token = sub.add_parser("token", help="make an API key for a source of the routes file")
+    token.add_argument("action", choices=["new"])
+    token.add_argument("name", metavar="NAME", help="the source it is for")
+    routes = sub.add_parser("routes", help="check the routes file, or test an event against it")
+    actions = routes.add_subparsers(dest="action", required=True)
+    actions.add_parser("check", help="check the routes file and say what it holds")
+    test = actions.add_parser("test", help="which route an event takes, and where it goes")
+    test.add_argument("event", metavar="EVENT_JSON", help="the event, as JSON ('-': stdin)")
+    test.add_argument("--source", metavar="NAME", help="as sent with this source's API key")
+    test.add_argument("--adapter", default="events-v2", help="as received by this adapter")
+
+
+def token_new(args: argparse.Namespace) -> int:
+    token, digest = new_token()
+    print(f"API key for {args.name} (shown once: give it to the sender, keep no copy):\n"
+          f"  {token}\n"
+          f"In the routes file (RELAY_ROUTES_FILE), under the source:\n"
+          f"  - name: {args.name}\n"
+          f"    api_keys: [\"{digest}\"]")
+    return 0
+
+
+def routes_command(settings: Settings, args: argparse.Namespace) -> int:
+    routes = load(settings.routes_file, settings.key_names) if settings.routes_file else None
+    if args.action == "check":
+        return _check(settings, routes)
+    return _test(settings, routes or RoutesFile(), args)
+
+
+def _check(settings: Settings, routes: RoutesFile | None) -> int:
+    if routes is None:
+        print("no routes file (RELAY_ROUTES_FILE, or ./pd_routes.yml): every event goes "
+              "over every key")
+    else:
+        print(f"routes file ok: {routes.path}: {len(routes.sources)} source(s), "
+              f"{len(routes.routes)} route(s), {len(routes.maintenance)} maintenance window(s)")
+    if settings.allow_anonymous:
+        print("WARNING: open relay: anyone who can reach it may send (RELAY_ALLOW_ANONYMOUS)")
+    return 0
+
+
+def _test(settings: Settings, routes: RoutesFile, args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.event == "-" else args.event
+    event = json.loads(text)
+    if not isinstance(event, dict):
+        print("pd-relay: give one event, a JSON object", file=sys.stderr)
+        return 2
+    sources = {source.name: source for source in routes.sources}
+    if args.source and args.source not in sources:
+        print(f"pd-relay: no source {args.source!r} in the routes file", file=sys.stderr)
+        return 2
+    named = event.get("routing_key") in settings.routing_keys
+    sender = args.source or (ROUTING_KEY_SENDER if named else ANONYMOUS)
+    context = {"sender": sender, "adapter": args.adapter}
+    if args.source:
+        failed = all_hold(sources[args.source].matchers, event, context)
+        if failed is not None:
+            print(f"refused (403): source {args.source} may not send it: {failed} does not hold")
+            return 1
+    elif not named and not settings.allow_anonymous:
+        print("refused (401): no API key and no routing_key of this relay")
+        return 1
+    router = Router(settings.routing_keys, settings.draining_keys, settings.key_names,
+                    routes.routes, routes.maintenance)
+    kind = "change" if "event_action" not in event else "alert"
+    route = router.route(kind, dict(event), "", context, time.time())
+    if isinstance(route, str):
+        print(f"invalid: {route}")
+        return 1
+    print(_verdict(settings, route))
+    return 0
+
+
+def _verdict(settings: Settings, route: Route) -> str:
+    if route.slot == 0:
+        return f"route {route.rule}: held back (not sent), its acknowledge and resolve too"
+    key = settings.routing_keys[abs(route.slot) - 1]
+    where = f"key {settings.name_of(key)} ({mask(key)})"
+    if route.action in ("acknowledge", "resolve"):
+        return (f"{route.action}: follows its trigger's key if the relay saw it (held if "
+                f"the trigger was); else {where}")
+    return f"route {route.rule}: {where}, unless its incident is already open on another key"

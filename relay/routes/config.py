@@ -1,0 +1,196 @@
+"""The routes file (YAML): who may send (``sources``), where events go (``routes``) and
+when triggers are held back (``maintenance``). Read with ``yaml.safe_load`` and checked
+whole: every problem is named by its path (``routes[2].keys[0]: ...``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relay.errors import ConfigError
+from relay.routes.matchers import Matcher, parse
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    key_hashes: frozenset[str]
+    matchers: tuple[Matcher, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    matchers: tuple[Matcher, ...] = ()
+    keys: tuple[str, ...] = ()  # key names: incidents spread over them
+    drop: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    matchers: tuple[Matcher, ...]
+    start: float  # seconds since the epoch
+    end: float
+
+
+@dataclass(frozen=True)
+class RoutesFile:
+    sources: tuple[Source, ...] = ()
+    routes: tuple[Route, ...] = ()
+    maintenance: tuple[Window, ...] = ()
+    path: Path | None = None
+
+
+def load(path: Path, key_names: Collection[str]) -> RoutesFile:
+    """Read and check ``path``; raise ConfigError listing every problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError([f"RELAY_ROUTES_FILE: cannot read {path}: {exc}"]) from None
+    checker = _Checker(str(path), key_names)
+    found = checker.file(data if data is not None else {})
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    return RoutesFile(*found, path=path)
+
+
+class _Checker:
+    def __init__(self, source: str, key_names: Collection[str]) -> None:
+        self.source = source
+        self.key_names = key_names
+        self.problems: list[str] = []
+
+    def problem(self, at: str, text: str) -> None:
+        self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
+
+    def file(self, data: Any) -> tuple[tuple[Source, ...], tuple[Route, ...], tuple[Window, ...]]:
+        if not isinstance(data, dict):
+            self.problem("", "want a mapping with sources, routes and maintenance")
+            return (), (), ()
+        for extra in sorted(set(data) - {"sources", "routes", "maintenance"}, key=str):
+            self.problem(str(extra), "unknown section (want sources, routes, maintenance)")
+        sources = self.items(data, "sources", self.source_entry)
+        hashes: dict[str, str] = {}
+        for source in sources:
+            for digest in source.key_hashes:
+                if digest in hashes:
+                    self.problem(f"sources {source.name}", f"an API key also given to "
+                                 f"{hashes[digest]}")
+                hashes[digest] = source.name
+        routes = self.items(data, "routes", self.route_entry)
+        windows = self.items(data, "maintenance", self.window_entry)
+        for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows)):
+            self.unique(kind, [entry.name for entry in entries])
+        return tuple(sources), tuple(routes), tuple(windows)
+
+    def items(self, data: dict[str, Any], section: str,
+              read: Callable[[str, dict[str, Any]], Any]) -> list[Any]:
+        entries = data.get(section) or []
+        if not isinstance(entries, list):
+            self.problem(section, "want a list")
+            return []
+        found = []
+        for n, entry in enumerate(entries):
+            at = f"{section}[{n}]"
+            if not isinstance(entry, dict):
+                self.problem(at, "want a mapping")
+                continue
+            value = read(at, entry)
+            if value is not None:
+                found.append(value)
+        return found
+
+    def unique(self, section: str, names: list[str]) -> None:
+        for name in {n for n in names if names.count(n) > 1}:
+            self.problem(section, f"the name {name!r} is used twice")
+
+    def fields(self, at: str, entry: dict[str, Any], allowed: set[str]) -> str | None:
+        for extra in sorted(set(entry) - allowed, key=str):
+            self.problem(f"{at}.{extra}", "unknown field (want " + ", ".join(sorted(allowed)) + ")")
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.problem(f"{at}.name", "want a name: up to 40 letters, digits, '.', '_', '-'")
+            return None
+        return name
+
+    def matchers(self, at: str, entry: dict[str, Any]) -> tuple[Matcher, ...]:
+        raw = entry.get("match", [])
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list):
+            self.problem(f"{at}.match", "want a list of matchers")
+            return ()
+        found = []
+        for n, text in enumerate(raw):
+            try:
+                found.append(parse(text))
+            except ValueError as exc:
+                self.problem(f"{at}.match[{n}]", str(exc))
+        return tuple(found)
+
+    def source_entry(self, at: str, entry: dict[str, Any]) -> Source | None:
+        name = self.fields(at, entry, {"name", "api_keys", "match"})
+        matchers = self.matchers(at, entry)
+        hashes = entry.get("api_keys")
+        if not isinstance(hashes, list) or not hashes:
+            self.problem(f"{at}.api_keys", "want a list of API key hashes (`pd-relay token new "
+                         "NAME` prints one)")
+            hashes = []
+        for n, digest in enumerate(hashes):
+            if not isinstance(digest, str) or not HASH_RE.match(digest):
+                self.problem(f"{at}.api_keys[{n}]", "want 'sha256:' and 64 hex digits, as "
+                             "`pd-relay token new NAME` prints (never the API key itself)")
+        return Source(name, frozenset(map(str, hashes)), matchers) if name else None
+
+    def route_entry(self, at: str, entry: dict[str, Any]) -> Route | None:
+        name = self.fields(at, entry, {"name", "match", "keys", "drop"})
+        matchers = self.matchers(at, entry)
+        keys, drop = entry.get("keys"), entry.get("drop", False)
+        if drop is not False and drop is not True:
+            self.problem(f"{at}.drop", "want true or false")
+        if drop and keys:
+            self.problem(at, "a route either drops events or sends them to keys, not both")
+        if not drop:
+            if not isinstance(keys, list) or not keys:
+                self.problem(f"{at}.keys", "want a list of key names from the keys file "
+                             "(or drop: true)")
+                keys = []
+            for n, key in enumerate(keys):
+                if key not in self.key_names:
+                    self.problem(f"{at}.keys[{n}]", f"no key named {str(key)[:40]!r} in the "
+                                 "keys file (" + ", ".join(self.key_names) + ")")
+        return Route(name, matchers, tuple(keys or ()), drop is True) if name else None
+
+    def window_entry(self, at: str, entry: dict[str, Any]) -> Window | None:
+        name = self.fields(at, entry, {"name", "match", "start", "end"})
+        matchers = self.matchers(at, entry)
+        start, end = self.time(f"{at}.start", entry.get("start")), \
+            self.time(f"{at}.end", entry.get("end"))
+        if start is not None and end is not None and end <= start:
+            self.problem(f"{at}.end", "must be after start")
+        if name and start is not None and end is not None:
+            return Window(name, matchers, start, end)
+        return None
+
+    def time(self, at: str, value: Any) -> float | None:
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                value = None
+        if not isinstance(value, datetime):
+            self.problem(at, "want a date and time, such as 2026-11-25T22:00:00Z")
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # YAML timestamps without a zone are UTC
+        return float(value.timestamp())
