@@ -12,18 +12,27 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from relay import validation
+from relay.adapters import ADAPTERS
 from relay.body import encode, parse_body
 from relay.commit import GroupCommit
-from relay.errors import BodyTooLarge, InvalidEvent, RequestError, Unauthorized, Unavailable
+from relay.errors import (
+    BodyTooLarge,
+    InvalidEvent,
+    Refused,
+    RequestError,
+    Unauthorized,
+    Unavailable,
+)
 from relay.metrics import Metrics
 from relay.names import Names
 from relay.router import Route
 from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import EventStore, Record, connect, now_ms
+from relay.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     store = GroupCommit(EventStore(client, names, settings).enqueue,
                         verdict_s=settings.redis_timeout_s * 3)
     policy = Policy(settings)
+    tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
     labels = [settings.name_of(key) for key in settings.routing_keys]
     metrics = Metrics(client, names, settings)
 
@@ -46,9 +56,11 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    def ingest(kind: str, adapter: str = "events-v2") -> tuple[dict[str, Any], int]:
-        events, single = parse_body(request.mimetype, request.content_type,
-                                    request.get_data(cache=False))
+    def body() -> tuple[list[Any], bool]:
+        return parse_body(request.mimetype, request.content_type, request.get_data(cache=False))
+
+    def ingest(kind: str, events: list[Any], single: bool,
+               adapter: str = "events-v2") -> tuple[dict[str, Any], int]:
         router, gate = policy.current
         # 401 for an unknown API key
         sender = gate.sender(request.headers.get("X-API-Key"),
@@ -58,6 +70,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         problems: list[str] = []
         batch: list[tuple[Route, bytes]] = []
         records: list[Record] = []
+        senders: list[str] = []
         accepted = now_ms()
         now = accepted / 1000
         for index, event in enumerate(events):
@@ -71,6 +84,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
             found = check(event, at)
             if not found:
                 who = gate.admit(sender, event, configured, at, {"adapter": adapter})
+                senders.append(who.name)
                 context = {"sender": who.name, "adapter": adapter}
                 route = router.route(kind, event, at + "." if at else "", context, now)
                 if isinstance(route, str):
@@ -91,12 +105,15 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
         held = 0
-        for record, slot, (route, _) in zip(records, slots, batch, strict=True):
+        for record, slot, (route, _), by in zip(records, slots, batch, senders, strict=True):
+            tally.add("source", by, "accepted")
             if slot:
+                tally.add("route", route.rule, "accepted")
                 log.info("accepted %s dedup_key=%s key=%s route=%s", record.action,
                          record.event.get("dedup_key"), labels[slot - 1], route.rule)
             else:
                 held += 1
+                tally.add("route", route.rule, _outcome(route.rule))
                 log.info("held back %s dedup_key=%s: %s", record.action,
                          record.event.get("dedup_key"), _why(route.rule))
         if single:
@@ -111,11 +128,23 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     @app.post("/")
     @app.post("/v2/enqueue")
     def enqueue_alert() -> tuple[dict[str, Any], int]:
-        return ingest("alert")
+        return ingest("alert", *body())
 
     @app.post("/v2/change/enqueue")
     def enqueue_change() -> tuple[dict[str, Any], int]:
-        return ingest("change")
+        return ingest("change", *body())
+
+    @app.post("/adapters/<name>")
+    @app.post("/platform-event", defaults={"name": "platform-event"})
+    def adapt(name: str) -> tuple[dict[str, Any], int]:
+        """Another tool's webhook, as events: validated, authorised and routed like any."""
+        if name not in ADAPTERS or (name == "platform-event") != (request.path ==
+                                                                 "/platform-event"):
+            raise NotFound()
+        events, single = body()
+        if not single:
+            raise InvalidEvent(["body: want one object, not a list"])
+        return ingest("alert", ADAPTERS[name](events[0], settings.severities), False, name)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -145,6 +174,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else {}
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="pd-relay"'}
+        if isinstance(exc, Refused):
+            tally.add("source", exc.sender, "refused")
+            log.info("refused %s %s from %s: %s", request.method, request.path, exc.sender, exc)
         return exc.body(), exc.status_code, headers
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -165,7 +197,15 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         return body, 500, {}
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/cli.py)
+    app.extensions["pd_relay_tally"] = tally
     return app
+
+
+def _outcome(rule: str) -> str:
+    """What holding an event back under ``rule`` counts as."""
+    if rule.startswith("maintenance:"):
+        return "suppressed"
+    return "held" if rule in ("default", "routing-key") else "dropped"
 
 
 def _why(rule: str) -> str:

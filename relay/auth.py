@@ -64,7 +64,7 @@ class Gate:
         source = self.by_hash.get(digest(token))
         if source is None:
             raise Unauthorized(["API key: not one this relay knows (X-API-Key or "
-                                "Authorization: Bearer)"])
+                                "Authorization: Bearer)"], "unknown-api-key")
         return Sender(source.name, source.matchers)
 
     def admit(self, sender: Sender | None, event: dict[str, Any], configured: bool,
@@ -74,10 +74,10 @@ class Gate:
         if sender is None:
             if not configured:
                 raise Unauthorized([f"{at or 'event'}: no API key (X-API-Key or Authorization: "
-                                    "Bearer) and no routing_key of this relay"])
+                                    "Bearer) and no routing_key of this relay"], ANONYMOUS)
             return Sender(ROUTING_KEY_SENDER)
         failed = all_hold(sender.matchers, event, context)
         if failed is not None:
             raise Forbidden([f"{at or 'event'}: source {sender.name} may not send it: "
-                             f"{failed} does not hold"])
+                             f"{failed} does not hold"], sender.name)
         return sender

@@ -21,8 +21,9 @@ from relay.logs import configure
 from relay.names import Names
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
 from relay.settings import Settings
-from relay.status import format_table, read_status
+from relay.status import format_decisions, format_table, read_status
 from relay.store import connect
+from relay.tally import read as read_decisions
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     policy = app.extensions["pd_relay_policy"]
     signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
+    tally = app.extensions["pd_relay_tally"]
+    tally.start()
     log.info(
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
         args.host, args.port, len(settings.routing_keys), settings.redis_url,
@@ -98,6 +101,8 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
         # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
         max_request_body_size=settings.max_body_bytes * 4,
     )
+    tally.stop()
+    tally.flush()
     log.info("ingress stopped")
     return 0
 
@@ -156,8 +161,10 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     names = Names(settings.prefix)
     while True:
         rows = read_status(client, names, settings)
+        decisions = read_decisions(client, names.decisions)
         if args.json:
-            print(json.dumps({"keys": rows, "open_relay": settings.allow_anonymous}, indent=2))
+            print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous},
+                             indent=2))
         else:
             if args.watch:
                 print("\033[H\033[J", end="")
@@ -165,6 +172,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
                 print("WARNING: open relay: anyone who can reach it may send events "
                       "(RELAY_ALLOW_ANONYMOUS)", file=sys.stderr)
             print(format_table(rows))
+            if decisions["routes"] or decisions["sources"]:
+                print("\n" + format_decisions(decisions))
         if not args.watch:
             return 0
         sys.stdout.flush()

@@ -4,8 +4,9 @@
     ├── ConfigError              bad settings or keys file; stops start-up
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
-    │   ├── Unauthorized     401 no API key or routing key that this relay knows
-    │   ├── Forbidden        403 the sender may not send this event (a source's matchers)
+    │   ├── Refused              the sender may not send (``sender`` names them)
+    │   │   ├── Unauthorized 401 no API key or routing key that this relay knows
+    │   │   └── Forbidden    403 the sender may not send this event (a source's matchers)
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     └── DeliveryError            PagerDuty did not take an event
@@ -49,13 +50,22 @@ class InvalidEvent(RequestError):
     status_code = 400
 
 
-class Unauthorized(RequestError):
+class Refused(RequestError):
+    """Who sent it may not: ``sender`` names them for the counts (a source's name,
+    ``anonymous``, ``unknown-api-key``)."""
+
+    def __init__(self, errors: list[str] | None = None, sender: str = "") -> None:
+        super().__init__(errors)
+        self.sender = sender
+
+
+class Unauthorized(Refused):
     status_code = 401
     status = "unauthorized"
     message = "Authentication required: an API key of this relay, or one of its routing keys"
 
 
-class Forbidden(RequestError):
+class Forbidden(Refused):
     status_code = 403
     status = "forbidden"
     message = "This sender may not send this event"

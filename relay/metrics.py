@@ -22,6 +22,8 @@ from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
 from relay.settings import Settings
 from relay.status import COUNTERS, read_status
+from relay.tally import OUTCOMES
+from relay.tally import read as read_decisions
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class _QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
+            decisions = read_decisions(self.client, self.names.decisions)
             rows = read_status(self.client, self.names, self.settings)
             with self.client.pipeline(transaction=False) as pipe:
                 for key in self.keys:
@@ -79,7 +82,7 @@ class _QueueCollector(Collector):
                 histograms = pipe.execute()
         except redis.RedisError as exc:
             log.warning("metrics: cannot read Redis: %s", exc)
-            rows, histograms = [], []
+            rows, histograms, decisions = [], [], {"routes": [], "sources": []}
         for figure, text in FIGURES.items():
             kind = CounterMetricFamily if figure in COUNTERS[:-1] else GaugeMetricFamily
             family = kind(f"pd_relay_{figure}", text, labels=["key"])
@@ -99,3 +102,11 @@ class _QueueCollector(Collector):
             sum_s = int(counts.get("sum_ms", 0)) / 1000
             latency.add_metric([self.settings.name_of(key)], buckets, sum_s)
         yield latency
+        for section, label in (("routes", "route"), ("sources", "source")):
+            family = CounterMetricFamily(
+                f"pd_relay_{label}_events", f"Events by {label} and outcome, every node",
+                labels=[label, "outcome"])
+            for row in decisions.get(section, []):
+                for outcome in OUTCOMES:
+                    family.add_metric([row["name"], outcome], float(row[outcome]))
+            yield family

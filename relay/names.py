@@ -27,6 +27,11 @@ class Names:
         return f"{self.prefix}:incidents:{kid}"
 
     @property
+    def decisions(self) -> str:
+        """Hash of the ingress's decisions per route and source (``relay.tally``)."""
+        return f"{self.prefix}:decisions"
+
+    @property
     def held(self) -> str:
         """Sorted set of incidents whose trigger was held back (dropped by a route or
         suppressed by maintenance), scored like ``incidents``: their follow-ups are held

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from relay.adapters.severity import SeverityMap, parse_map
 from relay.errors import ConfigError
 from relay.keys import mask, read_keys
 
@@ -32,6 +33,7 @@ class Settings:
     keys_file: Path = Path("pd_routing_keys.txt")
     routes_file: Path | None = None  # RELAY_ROUTES_FILE, else ./pd_routes.yml when present
     allow_anonymous: bool = False  # accept events with neither API key nor routing key
+    severities: SeverityMap = field(default_factory=SeverityMap, hash=False)  # adapters'
     rate_per_min: int = 120
     rate_window_s: float = 60.0
     connect_timeout_s: float = 3.05
@@ -182,6 +184,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_KEYS_FILE", "keys_file", Path),
     ("RELAY_ROUTES_FILE", "routes_file", Path),
     ("RELAY_ALLOW_ANONYMOUS", "allow_anonymous", _flag),
+    ("RELAY_SEVERITY_MAP", "severities", parse_map),
     ("RELAY_RATE_PER_MIN", "rate_per_min", _positive(int)),
     ("RELAY_RATE_WINDOW_S", "rate_window_s", _positive(float)),
     ("RELAY_CONNECT_TIMEOUT_S", "connect_timeout_s", _positive(float)),

@@ -110,3 +110,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
     )
+
+
+def format_decisions(decisions: dict[str, list[dict[str, Any]]]) -> str:
+    """The routes' and sources' counts (``relay.tally.read``), a small table each."""
+    parts = []
+    for kind, outcomes in (("routes", ("accepted", "dropped", "suppressed", "held")),
+                           ("sources", ("accepted", "refused"))):
+        rows = decisions.get(kind) or []
+        if not rows:
+            continue
+        table = [[kind[:-1].upper()] + [o.upper() for o in outcomes]]
+        table += [[row["name"]] + [str(row[o]) for o in outcomes] for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+        parts.append("\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
+                               .rstrip() for line in table))
+    return "\n\n".join(parts)

@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 
+from relay.auth import new_token
 from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import HOST, Process, free_port, wait_until
 
@@ -45,7 +46,7 @@ EVENT_BYTES = len(json.dumps(EVENT, separators=(",", ":")))
 
 
 def wrk(url: str, body: str, seconds: float, connections: int = 16,
-        delay_ms: float = 0) -> dict[str, float]:
+        delay_ms: float = 0, headers: dict[str, str] | None = None) -> dict[str, float]:
     """Run wrk against ``url`` POSTing ``body``; return req/s, p50, p99 (ms), errors."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     lua = (
@@ -53,6 +54,8 @@ def wrk(url: str, body: str, seconds: float, connections: int = 16,
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
+    for name, value in (headers or {}).items():
+        lua += f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
     if delay_ms:
         lua += f"function delay() return {delay_ms} end\n"
     script.write_text(lua)
@@ -113,13 +116,16 @@ class Bench:
         relay_url = stack.start_nginx(relay, "nginx-relay") + "/v2/enqueue"
         bare_url = self.reference(stack, "bare")
         lpush_url = self.reference(stack, "lpush", stack.redis.url)
+        auth_url, token = self.guarded()
         single = json.dumps(EVENT)
-        for url in (bare_url, lpush_url, relay_url):
-            wrk(url, single, 2)  # warm up
-        runs: dict[str, list[dict[str, float]]] = {"bare": [], "lpush": [], "relay": []}
-        for _ in range(3 if self.full else 1):  # interleaved, so drift hits all three
-            for name, url in (("bare", bare_url), ("lpush", lpush_url), ("relay", relay_url)):
-                runs[name].append(wrk(url, single, self.seconds))
+        urls = {"bare": bare_url, "lpush": lpush_url, "relay": relay_url, "auth": auth_url}
+        headers = {"auth": {"X-API-Key": token}}
+        for name, url in urls.items():
+            wrk(url, single, 2, headers=headers.get(name))  # warm up
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+        for _ in range(3 if self.full else 1):  # interleaved, so drift hits all alike
+            for name, url in urls.items():
+                runs[name].append(wrk(url, single, self.seconds, headers=headers.get(name)))
         rate = {name: statistics.median(r["rate"] for r in rs) for name, rs in runs.items()}
         ceiling, lpush, ours = runs["bare"][0], runs["lpush"][0], runs["relay"][0]
         errors = sum(r["errors"] for r in runs["relay"])
@@ -134,6 +140,11 @@ class Bench:
                     f"p99 {ours['p99']:.1f} ms, non-202: {errors:.0f}", "-")
         self.record("1. ratio pd-relay / ceiling", f"{rate['relay'] / rate['bare']:.0%}",
                     ">= 75%")
+        guarded = runs["auth"][0]
+        self.record("1. ingest with an API key and a 20-route file",
+                    f"{rate['auth']:,.0f} events/s = {rate['auth'] / rate['relay']:.0%} of "
+                    f"pd-relay without them, p99 {guarded['p99']:.1f} ms, non-202: "
+                    f"{sum(r['errors'] for r in runs['auth']):.0f}", ">= 90%")
 
         batch = json.dumps([EVENT] * 100)
         batched = wrk(relay_url, batch, self.seconds, connections=8)
@@ -145,6 +156,23 @@ class Bench:
                     f"{steady['rate']:,.0f} events/s offered, p50 {steady['p50']:.1f} ms, "
                     f"p99 {steady['p99']:.1f} ms", "p99 <= 20 ms")
         stack.close()
+
+    def guarded(self) -> tuple[str, str]:
+        """A second relay that takes events only with an API key, routing them through a
+        routes file of 20 routes (the event matches the last); returns its URL and key."""
+        token, digest = new_token()
+        routes = [{"name": f"team-{n}", "keys": [f"key-{n % 4 + 1}"],
+                   "match": [f'custom_details.team="team-{n}"', 'severity>="error"']}
+                  for n in range(19)]
+        routes.append({"name": "web", "match": ['source=~"web-.*"', 'severity>="warning"'],
+                       "keys": ["key-1", "key-2", "key-3", "key-4"]})
+        path = self.workdir / "routes-20.yml"
+        path.write_text(json.dumps({"sources": [{"name": "bench", "api_keys": [digest]}],
+                                    "routes": routes}))
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL=self.log_level, RELAY_THREADS=self.threads,
+                           RELAY_ALLOW_ANONYMOUS="false", RELAY_ROUTES_FILE=str(path))
+        nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
+        return stack.start_nginx(nodes, "nginx-guarded") + "/v2/enqueue", token
 
     def reference(self, stack: Stack, name: str, *args: str) -> str:
         """Two nodes of scripts/bare_app.py behind their own nginx; returns its URL."""

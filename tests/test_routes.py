@@ -241,3 +241,31 @@ def test_anonymous_senders_only_when_the_operator_allows_them(routed, fake) -> N
     app = create_app(replace(settings, allow_anonymous=True), client=fake)
     assert app.test_client().post("/v2/enqueue", json=trigger()).status_code == 202
     assert make_key() not in str(settings)
+
+
+def test_decisions_are_counted_per_route_and_source(routed, keys, fake) -> None:
+    from relay.metrics import Metrics
+    from relay.status import format_decisions
+    from relay.tally import read
+
+    client, tokens, settings = routed
+    ops = {"X-API-Key": tokens["ops"]}
+    client.post("/v2/enqueue", json=event(service="payments"), headers=ops)
+    client.post("/v2/enqueue", json=event("info"), headers=ops)
+    client.post("/v2/enqueue", json=event(service="web"), headers=ops)
+    client.post("/v2/enqueue", json=event(service="search"),
+                headers={"X-API-Key": tokens["pay"]})  # 403
+    client.post("/v2/enqueue", json=event(), headers={"X-API-Key": "pdr_wrong"})  # 401
+    client.post("/v2/enqueue", json=trigger(routing_key=keys[2]))
+    client.application.extensions["pd_relay_tally"].flush()
+    found = read(fake, NAMES.decisions)
+    routes = {row["name"]: row for row in found["routes"]}
+    assert routes["payments"]["accepted"] == 1 and routes["noise"]["dropped"] == 1
+    assert routes["maintenance:now"]["suppressed"] == 1 and routes["routing-key"]["accepted"] == 1
+    sources = {row["name"]: (row["accepted"], row["refused"]) for row in found["sources"]}
+    assert sources == {"ops": (3, 0), "payments-team": (0, 1), "unknown-api-key": (0, 1),
+                       "routing-key": (1, 0)}
+    assert "noise" in format_decisions(found) and "payments-team" in format_decisions(found)
+    text = Metrics(fake, NAMES, settings).render()[0].decode()
+    assert 'pd_relay_route_events_total{outcome="dropped",route="noise"} 1.0' in text or \
+        'pd_relay_route_events_total{route="noise",outcome="dropped"} 1.0' in text

@@ -49,6 +49,7 @@ VALUES = {
     "RELAY_LOG_LEVEL": "DEBUG",
     "RELAY_LOG_FORMAT": "json",
     "RELAY_ALLOW_ANONYMOUS": "true",
+    "RELAY_SEVERITY_MAP": "page=critical,*=warning",
 }
 
 

@@ -118,6 +118,7 @@ SETTINGS = {
     "RELAY_REDIS_TIMEOUT_S": "1.5", "RELAY_MAX_BODY_BYTES": "400000",
     "RELAY_PREFIX": "pdr-e2e", "RELAY_THREADS": "6", "RELAY_LOG_LEVEL": "DEBUG",
     "RELAY_LOG_FORMAT": "json", "RELAY_ALLOW_ANONYMOUS": "true",
+    "RELAY_SEVERITY_MAP": "page=critical",
 }
 
 
