@@ -7,6 +7,7 @@ with Retry-After, so a sender never takes a 202 for an event that was not stored
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from importlib import resources
 from typing import Any
 
@@ -105,17 +106,19 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         metrics.accepted.labels(kind).inc(len(events))
         dedup_keys = [event.get("dedup_key") for event in events]
         held = 0
+        counts: Counter[tuple[str, str, str]] = Counter()
         for record, slot, (route, _), by in zip(records, slots, batch, senders, strict=True):
-            tally.add("source", by, "accepted")
+            counts["source", by, "accepted"] += 1
             if slot:
-                tally.add("route", route.rule, "accepted")
+                counts["route", route.rule, "accepted"] += 1
                 log.info("accepted %s dedup_key=%s key=%s route=%s", record.action,
                          record.event.get("dedup_key"), labels[slot - 1], route.rule)
             else:
                 held += 1
-                tally.add("route", route.rule, _outcome(route.rule))
+                counts["route", route.rule, _outcome(route.rule)] += 1
                 log.info("held back %s dedup_key=%s: %s", record.action,
                          record.event.get("dedup_key"), _why(route.rule))
+        tally.add_all(counts)
         if single:
             message = _why(batch[0][0].rule).capitalize() if held else "Event queued"
             return {"status": "success", "message": message, "dedup_key": dedup_keys[0]}, 202

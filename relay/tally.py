@@ -36,6 +36,12 @@ class Tally:
         with self.lock:
             self.counts[f"{kind}|{name}|{outcome}"] += n
 
+    def add_all(self, counts: Counter[tuple[str, str, str]]) -> None:
+        """A request's counts, (kind, name, outcome) -> n, under one lock."""
+        with self.lock:
+            for (kind, name, outcome), n in counts.items():
+                self.counts[f"{kind}|{name}|{outcome}"] += n
+
     def flush(self) -> None:
         with self.lock:
             taken, self.counts = self.counts, Counter()
