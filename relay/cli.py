@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from relay.errors import ConfigError
 from relay.keys import choose_key, key_id, mask
 from relay.logs import configure
 from relay.names import Names
+from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
 from relay.settings import Settings
 from relay.status import format_decisions, format_table, read_status
@@ -87,6 +89,11 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
     tally = app.extensions["pd_relay_tally"]
     tally.start()
+    from relay.routes.windows import Windows, follow
+
+    stopping = threading.Event()
+    follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
+           stopping)
     log.info(
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
         args.host, args.port, len(settings.routing_keys), settings.redis_url,
@@ -101,6 +108,7 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
         # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
         max_request_body_size=settings.max_body_bytes * 4,
     )
+    stopping.set()
     tally.stop()
     tally.flush()
     log.info("ingress stopped")
@@ -269,8 +277,8 @@ def _forget_key(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
-    "routes": routes_command, "dead-letters": _dead_letters, "send-test": _send_test,
-    "forget-key": _forget_key,
+    "routes": routes_command, "maintenance": maintenance.command,
+    "dead-letters": _dead_letters, "send-test": _send_test, "forget-key": _forget_key,
 }
 
 
@@ -331,6 +339,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)
+    maintenance.add_parser(sub)
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)

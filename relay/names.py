@@ -32,6 +32,11 @@ class Names:
         return f"{self.prefix}:decisions"
 
     @property
+    def maintenance(self) -> str:
+        """Hash of the maintenance windows added at run time (``relay.routes.windows``)."""
+        return f"{self.prefix}:maintenance"
+
+    @property
     def held(self) -> str:
         """Sorted set of incidents whose trigger was held back (dropped by a route or
         suppressed by maintenance), scored like ``incidents``: their follow-ups are held

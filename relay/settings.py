@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from relay.adapters.severity import SeverityMap, parse_map
 from relay.errors import ConfigError
 from relay.keys import mask, read_keys
+from relay.severity import SeverityMap, parse_map
 
 LOG_FORMATS = ("text", "json")
 LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from relay.adapters import alertmanager, grafana, platform
-from relay.adapters.severity import SeverityMap, parse_map
 from relay.app import create_app
 from relay.auth import new_token
 from relay.errors import InvalidEvent
 from relay.keys import key_id
 from relay.names import Names
 from relay.settings import Settings
+from relay.severity import SeverityMap, parse_map
 from relay.store import Record
 
 NAMES = Names("pdr")

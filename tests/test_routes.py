@@ -269,3 +269,30 @@ def test_decisions_are_counted_per_route_and_source(routed, keys, fake) -> None:
     text = Metrics(fake, NAMES, settings).render()[0].decode()
     assert 'pd_relay_route_events_total{outcome="dropped",route="noise"} 1.0' in text or \
         'pd_relay_route_events_total{route="noise",outcome="dropped"} 1.0' in text
+
+
+def test_maintenance_windows_added_at_run_time(routed, keys, fake) -> None:
+    import time
+
+    from relay.routes.windows import Windows, when
+
+    client, tokens, _ = routed
+    now = time.time()
+    windows = Windows(fake, NAMES.maintenance, clock=lambda: now)
+    with pytest.raises(ValueError, match="not a matcher"):
+        windows.add("bad", ["nope"], now, now + 60)
+    window_id = windows.add("db-night", ['source=~"db.*"'], when("now", now), when("2h", now),
+                            "disk swap")
+    assert when("30m", 0) == 1800 and when("2026-11-25T22:00:00Z", 0) == 1795644000
+    policy = client.application.extensions["pd_relay_policy"]
+    policy.set_windows(windows.active())
+    ops = {"X-API-Key": tokens["ops"]}
+    db = dict(event(), payload={"summary": "s", "source": "db7", "severity": "error"})
+    assert client.post("/v2/enqueue", json=db, headers=ops).json["message"] == \
+        "Suppressed by maintenance window db-night"
+    assert windows.expire(window_id) and not windows.expire("nope")
+    later = Windows(fake, NAMES.maintenance, clock=lambda: now + 1)
+    policy.set_windows(later.active())
+    assert client.post("/v2/enqueue", json=db, headers=ops).json["message"] == "Event queued"
+    assert [w["name"] for w in later.all()] == ["db-night"]  # kept a day for `list`
+    assert Windows(fake, NAMES.maintenance, clock=lambda: now + 90_000).all() == []

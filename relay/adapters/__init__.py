@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.adapters import alertmanager, grafana, platform
-from relay.adapters.severity import SeverityMap
+from relay.severity import SeverityMap
 
 Convert = Callable[[Any, SeverityMap], list[dict[str, Any]]]
 ADAPTERS: dict[str, Convert] = {

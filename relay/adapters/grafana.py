@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.adapters.severity import SeverityMap
 from relay.adapters.webhook import alerts_to_events
+from relay.severity import SeverityMap
 
 LINKS = (("dashboardURL", "Dashboard"), ("panelURL", "Panel"), ("silenceURL", "Silence"))
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.adapters.severity import SeverityMap
 from relay.adapters.webhook import SUMMARY_MAX
 from relay.errors import InvalidEvent
+from relay.severity import SeverityMap
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 

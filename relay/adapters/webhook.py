@@ -5,7 +5,7 @@ A firing alert is a trigger, a resolved one its resolve; the dedup_key is the al
 fingerprint (a hash of its labels when the sender gives none), so the resolve finds its
 trigger. The trigger's payload: ``summary`` from the ``summary`` annotation, else
 ``description``, else the ``alertname`` label (cut to 1024 characters); ``severity``
-from the ``severity`` label (``adapters.severity``); ``source`` from ``instance``, else
+from the ``severity`` label (``relay.severity``); ``source`` from ``instance``, else
 ``host``, ``job``, ``alertname``; ``component`` from ``job`` (else ``service``);
 ``group`` from ``cluster`` (else ``namespace``); ``class`` from ``alertname``;
 ``timestamp`` from ``startsAt``; every label and annotation in ``custom_details``;
@@ -19,8 +19,8 @@ import json
 import re
 from typing import Any
 
-from relay.adapters.severity import SeverityMap
 from relay.errors import InvalidEvent
+from relay.severity import SeverityMap
 
 SUMMARY_MAX = 1024
 _FRACTION = re.compile(r"(\.\d{6})\d+")

@@ -9,7 +9,7 @@ import logging
 from relay.auth import Gate
 from relay.errors import ConfigError
 from relay.router import Router
-from relay.routes.config import RoutesFile, load
+from relay.routes.config import RoutesFile, Window, load
 from relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ class Policy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.routes = RoutesFile()
+        self.added: tuple[Window, ...] = ()  # maintenance windows added at run time
         self.current = (Router(settings.routing_keys, settings.draining_keys, settings.key_names),
                         Gate((), settings.allow_anonymous))
         if settings.routes_file is not None:
@@ -31,8 +32,16 @@ class Policy:
         s = self.settings
         # one assignment: a request under way keeps the router and gate it started with
         self.current = (Router(s.routing_keys, s.draining_keys, s.key_names, routes.routes,
-                               routes.maintenance), Gate(routes.sources, s.allow_anonymous))
+                               routes.maintenance + self.added),
+                        Gate(routes.sources, s.allow_anonymous))
         self.routes = routes
+
+    def set_windows(self, added: tuple[Window, ...]) -> None:
+        """Apply the maintenance windows added at run time (``relay.routes.windows``)."""
+        self.added = added
+        self.install(self.routes)
+        log.info("maintenance windows added at run time in force: %s",
+                 ", ".join(w.name for w in added) or "none")
 
     def reload(self) -> bool:
         """Read the routes file again; keep the one in force if the new one is bad."""

@@ -3,6 +3,7 @@ PagerDuty simulator processes; the routes file reloaded on SIGHUP, without a res
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -107,3 +108,23 @@ maintenance:
     again = post(url + "/v2/enqueue", json=alert("w3", "web"), headers=as_ops, timeout=10)
     assert again.json()["message"].startswith("Suppressed")
     assert requests.get(url + "/metrics", timeout=5).text.count("pd_relay_open_relay 0.0") == 1
+
+    # a window added at run time, from the command line, then expired
+    routes.write_text(text)
+    added = stack.cli("maintenance", "add", "search-night", "--match",
+                      'custom_details.service="search"', "--end", "1h", "--comment", "reindex")
+    assert added.returncode == 0, added.stderr
+    window_id = added.stdout.split()[2]
+    wait_until(lambda: "in force: search-night" in ingress.log.read_text(), 15, "the window")
+    night = post(url + "/v2/enqueue", json=alert("s9", "search"), headers=as_ops, timeout=10)
+    assert night.json()["message"] == "Suppressed by maintenance window search-night"
+    listed = stack.cli("maintenance", "list")
+    assert "search-night  active" in listed.stdout
+    seen = len(ingress.log.read_text())
+    assert stack.cli("maintenance", "expire", window_id).returncode == 0
+    wait_until(lambda: "in force: none" in ingress.log.read_text()[seen:], 15, "the expiry")
+    morning = post(url + "/v2/enqueue", json=alert("s10", "search"), headers=as_ops, timeout=10)
+    assert morning.json()["message"] == "Event queued"
+    status = stack.cli("status", "--json")
+    sources = {row["name"]: row for row in json.loads(status.stdout)["sources"]}
+    assert sources["payments-team"]["refused"] == 1 and sources["ops"]["accepted"] >= 5
