@@ -1,0 +1,144 @@
+"""Taking a request's events: who sends them (``auth``), whether they are valid, where
+they go (``router``), then storing them all in one Redis command and answering.
+
+A 202 is answered only after Redis has stored the events; any failure to store is a
+503 with Retry-After for this request alone. Each decision is logged with its route and
+counted per route and source (``tally``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from relay import validation
+from relay.auth import ROUTING_KEY_SENDER
+from relay.body import encode
+from relay.commit import GroupCommit
+from relay.errors import InvalidEvent, Unavailable
+from relay.metrics import Metrics
+from relay.router import Route
+from relay.routes.policy import Policy
+from relay.settings import Settings
+from relay.store import Record, now_ms
+from relay.tally import Tally
+
+log = logging.getLogger(__name__)
+CHECKS = {"alert": validation.alert_problems, "change": validation.change_problems}
+
+
+class Credentials(NamedTuple):
+    """What a request's headers say about its sender."""
+
+    api_key: str | None  # X-API-Key
+    authorization: str | None  # Authorization: Bearer ...
+    routing_key: str | None  # X-Routing-Key: for its events that name none
+
+
+class Ingest:
+    def __init__(self, settings: Settings, store: GroupCommit, policy: Policy, tally: Tally,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.policy = policy
+        self.tally = tally
+        self.metrics = metrics
+        self.labels = [settings.name_of(key) for key in settings.routing_keys]
+
+    def accept(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
+               adapter: str = "events-v2") -> dict[str, Any]:
+        """Store the events, or raise the RequestError that refuses them all."""
+        batch, records, senders = self._prepare(kind, events, single, credentials, adapter)
+        try:
+            slots = self.store.enqueue(batch, timeout_s=self.settings.redis_timeout_s * 3)
+        except Exception as exc:  # any failure to store is this request's 503, never a 500
+            log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
+            raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
+        self.metrics.accepted.labels(kind).inc(len(events))
+        held = self._count(records, slots, [route for route, _ in batch], senders)
+        dedup_keys = [event.get("dedup_key") for event in events]
+        if single:
+            message = why(batch[0][0].rule).capitalize() if held else "Event queued"
+            return {"status": "success", "message": message, "dedup_key": dedup_keys[0]}
+        return {"status": "success",
+                "message": f"{len(events)} events accepted, {len(events) - held} queued",
+                "dedup_keys": dedup_keys}
+
+    def _prepare(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
+                 adapter: str) -> tuple[list[tuple[Route, bytes]], list[Record], list[str]]:
+        router, gate = self.policy.current
+        sender = gate.sender(credentials.api_key, credentials.authorization)  # 401: unknown
+        by_key = ROUTING_KEY_SENDER  # who an event's routing key lets in
+        contexts = {name: {"sender": name, "adapter": adapter}
+                    for name in (by_key, sender.name if sender else by_key)}
+        check, problems = CHECKS[kind], []
+        batch: list[tuple[Route, bytes]] = []
+        records: list[Record] = []
+        senders: list[str] = []
+        accepted = now_ms()
+        for index, event in enumerate(events):
+            at = "" if single else f"[{index}]"
+            if credentials.routing_key and isinstance(event, dict) and "routing_key" not in event:
+                event["routing_key"] = credentials.routing_key
+            named = event.get("routing_key") if isinstance(event, dict) else None
+            configured = isinstance(named, str) and named in router.slots
+            if sender is None and not configured:  # before any detail of the event is told
+                gate.admit(sender, {}, configured, at, {})
+            found = check(event, at)
+            if not found:
+                name = by_key if sender is None else sender.name
+                if sender is not None and sender.matchers:  # 403 unless they all hold
+                    gate.admit(sender, event, configured, at, contexts[name])
+                route = router.route(kind, event, at + "." if at else "", contexts[name],
+                                     accepted / 1000)
+                if isinstance(route, str):
+                    found = [route]
+                else:
+                    record = Record(kind, event, accepted)
+                    raw, found = encode(record, at, self.settings.max_body_bytes)
+                    batch.append((route, raw))
+                    records.append(record)
+                    senders.append(name)
+            problems += found
+        if problems:
+            raise InvalidEvent(problems)
+        return batch, records, senders
+
+    def _count(self, records: list[Record], slots: Sequence[int], routes: list[Route],
+               senders: list[str]) -> int:
+        """Log and count each decision; return how many events were held back."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for sender, n in Counter(senders).items():
+            counts["source", sender, "accepted"] = n
+        held = list(slots).count(0)
+        for record, slot, route in zip(records, slots, routes, strict=True):
+            if slot:
+                log.info("accepted %s dedup_key=%s key=%s route=%s", record.action,
+                         record.event.get("dedup_key"), self.labels[slot - 1], route.rule)
+            else:
+                counts["route", route.rule, outcome(route.rule)] += 1
+                log.info("held back %s dedup_key=%s: %s", record.action,
+                         record.event.get("dedup_key"), why(route.rule))
+        for rule, n in Counter(route.rule for route, slot in zip(routes, slots, strict=True)
+                               if slot).items():
+            counts["route", rule, "accepted"] = n
+        self.tally.add_all(counts)
+        return held
+
+
+def outcome(rule: str) -> str:
+    """What holding an event back under ``rule`` counts as."""
+    if rule.startswith("maintenance:"):
+        return "suppressed"
+    return "held" if rule in ("default", "routing-key") else "dropped"
+
+
+def why(rule: str) -> str:
+    """Why an event was held back, for its answer and its log line."""
+    if rule.startswith("maintenance:"):
+        return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
+    if rule in ("default", "routing-key"):
+        return "held with its trigger, which was dropped or suppressed"
+    return f"dropped by route {rule}"
