@@ -186,3 +186,15 @@ def test_stack_options_list_every_bad_value(tmp_path: Path) -> None:
     assert len(caught.value.problems) == 3
     demo = StackOptions.from_env({}, tmp_path, demo=True)
     assert demo.bind == "127.0.0.1" and demo.keys_file == tmp_path / "run" / "demo-keys.txt"
+
+
+def test_the_curl_to_try_names_a_routing_key_unless_anyone_may_send(tmp_path: Path,
+                                                                     capsys) -> None:
+    from relay.stack.report import announce
+
+    options = StackOptions.from_env({"PD_RELAY_PORT": "9999"}, tmp_path)
+    announce(options, "logs/", anonymous=False)
+    closed = capsys.readouterr().out
+    assert "http://127.0.0.1:9999/v2/enqueue" in closed and '"routing_key":' in closed
+    announce(options, "logs/", anonymous=True)
+    assert '"routing_key":' not in capsys.readouterr().out

@@ -15,11 +15,15 @@ def public_host(options: StackOptions) -> str:
     return "127.0.0.1" if options.bind in ("0.0.0.0", "::", "") else options.bind
 
 
-def announce(options: StackOptions, logs: str) -> None:
+def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
+    """Where to send, and a curl to try (naming a routing key where one is required)."""
     url = f"http://{public_host(options)}:{options.port}"
     print(f"pd-relay: up: send events to {url}/v2/enqueue (PagerDuty Events API v2 format)")
     payload = {"summary": "pd-relay test", "source": socket.gethostname(), "severity": "info"}
-    body = json.dumps({"event_action": "trigger", "payload": payload}, separators=(",", ":"))
+    event: dict[str, object] = {"event_action": "trigger", "payload": payload}
+    if not anonymous:  # events need a routing key (or the request an API key)
+        event = {"routing_key": "<a key from your keys file>", **event}
+    body = json.dumps(event, separators=(",", ":"))
     print(f"""try it:
   curl -s -X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
     -d '{body}'

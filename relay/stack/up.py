@@ -41,7 +41,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         env["RELAY_ROUTES_FILE"] = str(routes)
     if mode == "native":
         env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
-    Settings.from_env(env)  # every bad setting or key, listed, before anything starts
+    settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     if previous is not None:
         if previous.mode != mode and _running(previous):
             raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
@@ -53,7 +53,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         compose.write(compose_env(env, options.demo), keys)
         compose.up()
         Recorded("docker", options, env).save()
-        announce(options, "./start.sh logs")
+        announce(options, "./start.sh logs", settings.allow_anonymous)
         return 0
     checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
                              capture_output=True, text=True)
@@ -66,7 +66,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
                        stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
         raise
-    announce(options, f"{options.run_dir}/logs/")
+    announce(options, f"{options.run_dir}/logs/", settings.allow_anonymous)
     return 0
 
 
