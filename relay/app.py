@@ -25,6 +25,7 @@ from relay.errors import (
     Unavailable,
 )
 from relay.ingest import Credentials, Ingest
+from relay.logs import printable
 from relay.metrics import Metrics
 from relay.names import Names
 from relay.routes.policy import Policy
@@ -58,8 +59,13 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     def credentials() -> Credentials:
         headers = request.headers
+        client = request.remote_addr or "-"
+        forwarded = headers.get("X-Forwarded-For", "")
+        if forwarded and client in ("127.0.0.1", "::1"):  # nginx appended what it saw
+            client = forwarded.rsplit(",", 1)[-1].strip()
         return Credentials(headers.get("X-API-Key"), headers.get("Authorization"),
-                           headers.get("X-Routing-Key"))
+                           headers.get("X-Routing-Key"), printable(client, 64),
+                           printable(headers.get("X-Request-ID", "-"), 64))
 
     @app.post("/")
     @app.post("/v2/enqueue")

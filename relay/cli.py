@@ -18,7 +18,7 @@ import redis
 
 from relay.errors import ConfigError
 from relay.keys import choose_key, key_id, mask
-from relay.logs import configure
+from relay.logs import configure, printable
 from relay.names import Names
 from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         result: int = COMMANDS[args.command](settings, args)
         return result
     except redis.RedisError as exc:
-        print(f"pd-relay: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
+        print(f"pd-relay: cannot reach Redis at {settings.redis_shown}: "
+              f"{str(exc).replace(settings.redis_url, settings.redis_shown)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -96,7 +97,7 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
            stopping)
     log.info(
         "ingress on http://%s:%d for %d routing key(s), Redis %s",
-        args.host, args.port, len(settings.routing_keys), settings.redis_url,
+        args.host, args.port, len(settings.routing_keys), settings.redis_shown,
     )
     _exit_on_sigterm()
     waitress.serve(
@@ -198,8 +199,8 @@ def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"dead_letters": letters}, indent=2))
         for letter in [] if args.json else letters:
             when = datetime.fromtimestamp(letter["failed_at"] / 1000, UTC).isoformat()
-            print(f"{letter['id']}  {when[:19]}Z  {letter['routing_key']}  "
-                  f"{letter['status']}  {letter['event']}  {letter['reason']}")
+            print(printable(f"{letter['id']}  {when[:19]}Z  {letter['routing_key']}  "
+                            f"{letter['status']}  {letter['event']}  {letter['reason']}", 500))
         if not args.json and not letters:
             print("no dead letters")
         return 0

@@ -35,6 +35,8 @@ class Credentials(NamedTuple):
     api_key: str | None  # X-API-Key
     authorization: str | None  # Authorization: Bearer ...
     routing_key: str | None  # X-Routing-Key: for its events that name none
+    client: str = ""  # the sender's address, as nginx saw it
+    request_id: str = ""  # X-Request-ID (nginx makes one when the client sent none)
 
 
 class Ingest:
@@ -57,7 +59,8 @@ class Ingest:
             log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         self.metrics.accepted.labels(kind).inc(len(events))
-        held = self._count(records, slots, [route for route, _ in batch], senders)
+        held = self._count(records, slots, [route for route, _ in batch], senders,
+                           f"client={credentials.client} rid={credentials.request_id}")
         dedup_keys = [event.get("dedup_key") for event in events]
         if single:
             message = why(batch[0][0].rule).capitalize() if held else "Event queued"
@@ -107,7 +110,7 @@ class Ingest:
         return batch, records, senders
 
     def _count(self, records: list[Record], slots: Sequence[int], routes: list[Route],
-               senders: list[str]) -> int:
+               senders: list[str], origin: str) -> int:
         """Log and count each decision; return how many events were held back."""
         counts: Counter[tuple[str, str, str]] = Counter()
         for sender, n in Counter(senders).items():
@@ -115,12 +118,12 @@ class Ingest:
         held = list(slots).count(0)
         for record, slot, route in zip(records, slots, routes, strict=True):
             if slot:
-                log.info("accepted %s dedup_key=%s key=%s route=%s", record.action,
-                         record.event.get("dedup_key"), self.labels[slot - 1], route.rule)
+                log.info("accepted %s dedup_key=%s key=%s route=%s %s", record.action,
+                         record.event.get("dedup_key"), self.labels[slot - 1], route.rule, origin)
             else:
                 counts["route", route.rule, outcome(route.rule)] += 1
-                log.info("held back %s dedup_key=%s: %s", record.action,
-                         record.event.get("dedup_key"), why(route.rule))
+                log.info("held back %s dedup_key=%s %s: %s", record.action,
+                         record.event.get("dedup_key"), origin, why(route.rule))
         for rule, n in Counter(route.rule for route, slot in zip(routes, slots, strict=True)
                                if slot).items():
             counts["route", rule, "accepted"] = n

@@ -1,7 +1,11 @@
 """Logging set-up: ``time | LEVEL | component | message`` lines, or JSON lines.
 
 Routing keys are masked by the code that logs them; as a second guard, every record is
-scrubbed of any configured key before it is written.
+scrubbed of any configured key before it is written. Logs are data, not control: in text
+lines every line break, control and escape character of a message is written escaped
+(``\\n``, ``\\x1b``), so a client's ``dedup_key`` cannot forge a line or hide text on a
+terminal, and a message is cut at ``MAX_MESSAGE`` characters. ``printable`` does the same
+for the command line's output.
 
 Lines below WARNING are written in batches, at least every ``FLUSH_S``: one write per
 batch instead of one per line. Each write lets go of the GIL, and under load every such
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -24,20 +29,50 @@ from relay.keys import mask
 
 FLUSH_S = 0.5
 BATCH_LINES = 512
+MAX_MESSAGE = 2000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, every control character escaped, at most ``limit`` long."""
+    line = str(text)
+    if _CONTROL.search(line):
+        line = _CONTROL.sub(_escape, line)
+    if len(line) > limit:
+        line = f"{line[:limit]}… ({len(line) - limit} more characters)"
+    return line
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 class KeyScrubber(logging.Filter):
-    """Replace any full routing key in a record's message by its masked form."""
+    """Replace any full routing key in a record's message by its masked form; with
+    ``escape``, make the message one printable line (``printable``)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], escape: bool = True) -> None:
         super().__init__()
         self.keys = tuple(keys)
+        self.escape = escape
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        changed = False
         if any(key in message for key in self.keys):
             for key in self.keys:
                 message = message.replace(key, mask(key))
+            changed = True
+        if self.escape and (len(message) > MAX_MESSAGE or _CONTROL.search(message)):
+            message, changed = printable(message), True
+        elif len(message) > MAX_MESSAGE:  # JSON lines: escaped by json.dumps, only cut
+            cut = len(message) - MAX_MESSAGE
+            message, changed = f"{message[:MAX_MESSAGE]}… ({cut} more characters)", True
+        if changed:
             record.msg, record.args = message, None
         return True
 
@@ -117,7 +152,7 @@ def configure(component: str, level: str, fmt: str, keys: Sequence[str] = ()) ->
     """Send every log record to stderr in the chosen format, with keys scrubbed."""
     handler = BatchingHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(component) if fmt == "json" else TextFormatter(component))
-    handler.addFilter(KeyScrubber(keys))
+    handler.addFilter(KeyScrubber(keys, escape=fmt != "json"))  # JSON escapes by itself
     # No line shows the caller, thread or process: skip collecting them for each record
     # (the logging HOWTO's "Optimization"; findCaller was a third of a record's cost).
     logging._srcfile = None

@@ -56,6 +56,11 @@ class Settings:
         worker/limiter.py)."""
         return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
 
+    @property
+    def redis_shown(self) -> str:
+        """The Redis URL as it may be printed: its password masked."""
+        return masked_url(self.redis_url)
+
     def name_of(self, key: str) -> str:
         """The key's name: what status, metrics, logs and routes call it."""
         names = dict(zip(self.routing_keys, self.key_names, strict=False))
@@ -82,7 +87,7 @@ class Settings:
             try:
                 values[attr] = parse(raw)
             except ValueError as exc:
-                problems.append(f"{name}={raw!r}: {exc}")
+                problems.append(f"{name}={masked_url(raw)!r}: {exc}")
 
         found = read_keys(values.get("keys_file", cls.keys_file))
         problems.extend(found.problems)
@@ -112,6 +117,12 @@ class Settings:
                 f"{send_s + LEASE_MARGIN_S:g} or shorten the timeouts"
             ]
         return []
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password in it replaced by ``***``."""
+    password = urlparse(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
 def _routes_problems(path: Path, key_names: tuple[str, ...]) -> list[str]:

@@ -10,6 +10,7 @@ import redis
 
 from relay.keyring import known_keys
 from relay.keys import key_id, mask
+from relay.logs import printable
 from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
@@ -93,8 +94,8 @@ def _cell(row: dict[str, Any], name: str) -> str:
         shown = f"{row['name']} {row[name]}" if row["name"] != row[name] else row[name]
         return shown if row["state"] == "active" else f"{shown} ({row['state']})"
     if name == "last_error" and row.get("blocked"):
-        return f"BLOCKED {row['blocked']}"
-    return str(row[name])
+        return printable(f"BLOCKED {row['blocked']}", 200)
+    return printable(row[name], 200)  # PagerDuty's words, a client's dedup_key: data
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

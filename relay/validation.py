@@ -54,6 +54,13 @@ def change_problems(event: Any, path: str = "") -> list[str]:
         return [f"{path or 'body'}: must be a JSON object (an event), got {_kind(event)}"]
     at = _prefix(path)
     problems = _routing_key_problems(event, at)
+    if "event_action" in event:
+        problems.append(f"{at}event_action does not belong in a change event "
+                        "(send alerts to /v2/enqueue)")
+    dedup_key = event.get("dedup_key")
+    if dedup_key is not None and (not isinstance(dedup_key, str) or len(dedup_key) >
+                                  MAX_DEDUP_KEY or _surrogate(dedup_key)):
+        problems.append(f"{at}dedup_key must be a string of at most {MAX_DEDUP_KEY} characters")
     problems += _payload_problems(event.get("payload"), f"{at}payload", alert=False)
     problems += _list_problems(event, "links", "href", at, ("text",))
     return problems

@@ -373,3 +373,13 @@ def test_an_incident_is_forgotten_once_quiet_for_its_ttl(settings, fake, keys) -
     while any(fake.zscore(name, incident_id("quiet")) for name in remembered):
         assert time.monotonic() < deadline, "never forgotten"
         client.post("/v2/enqueue", json=trigger(dedup_key="other"))  # each store sweeps
+
+
+def test_change_events_check_their_fields_as_alert_events_do(client) -> None:
+    change = {"payload": {"summary": "deployed v2", "source": "ci"}}
+    for extra, problem in (({"dedup_key": {"a": 1}}, "dedup_key must be a string"),
+                           ({"dedup_key": "x" * 256}, "dedup_key must be a string"),
+                           ({"event_action": "trigger"}, "does not belong in a change event")):
+        reply = client.post("/v2/change/enqueue", json=dict(change, **extra))
+        assert reply.status_code == 400 and problem in reply.json["errors"][0], reply.json
+    assert client.post("/v2/change/enqueue", json=change).status_code == 202

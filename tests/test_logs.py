@@ -7,7 +7,7 @@ import pytest
 
 from relay.keys import mask
 from relay.logs import BATCH_LINES, BatchingHandler, TextFormatter, configure
-from tests.conftest import make_key
+from tests.conftest import make_key, trigger
 
 
 @pytest.fixture(autouse=True)
@@ -75,3 +75,36 @@ def test_info_lines_are_written_within_the_flush_interval() -> None:
         time.sleep(0.01)
     handler.close()
     assert out.getvalue().endswith("| accepted\n")
+
+
+def test_a_client_cannot_forge_a_log_line_or_hide_text(capsys, client) -> None:
+    configure("ingress", "INFO", "text")
+    forged = "x\n2026-11-25T00:00:00.000Z | ERROR | worker | dead-lettered everything"
+    hidden = "y\x1b[8mnothing to see"
+    for dedup_key in (forged, hidden):
+        assert client.post("/v2/enqueue", json=trigger(dedup_key=dedup_key)).status_code == 202
+    logging.getLogger().handlers[0].flush()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines  # one line per accepted event, none forged
+    assert all(line.split(" | ")[1] == "INFO" for line in lines)
+    assert "\\n2026-11-25T00:00:00.000Z | ERROR" in lines[0] and "\\x1b[8m" in lines[1]
+    assert "\x1b" not in "".join(lines)
+
+
+def test_a_huge_message_is_cut(capsys) -> None:
+    configure("ingress", "INFO", "json")
+    logging.getLogger("relay.test").info("got %s", "z" * 100_000)
+    logging.getLogger().handlers[0].flush()
+    entry = json.loads(capsys.readouterr().err)
+    assert len(entry["message"]) < 2100 and "more characters" in entry["message"]
+
+
+def test_each_accepted_event_names_its_client_and_request_id(capsys, client) -> None:
+    configure("ingress", "INFO", "text")
+    client.post("/v2/enqueue", json=trigger(dedup_key="who"),
+                headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                         "X-Request-ID": "req-42"})
+    logging.getLogger().handlers[0].flush()
+    line = capsys.readouterr().err.strip()
+    # nginx appends the address it saw: the last one, not what the client claimed
+    assert "dedup_key=who" in line and "client=198.51.100.7 rid=req-42" in line

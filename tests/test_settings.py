@@ -80,3 +80,21 @@ def test_a_send_that_could_outlast_the_lease_is_refused(tmp_path: Path) -> None:
                               "RELAY_CONNECT_TIMEOUT_S": "1", "RELAY_READ_TIMEOUT_S": "3"})
     assert fits.lease_ttl_s == 5
     assert Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path)}).lease_ttl_s == 15
+
+
+def test_a_redis_password_is_never_printed(tmp_path, monkeypatch, capsys) -> None:
+    import logging
+
+    from relay.cli import main
+
+    root = logging.getLogger()  # main() sets logging up: give it lists to throw away
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setenv("RELAY_KEYS_FILE", _keys_file(tmp_path))
+    monkeypatch.setenv("RELAY_REDIS_URL", "redis://:s3cr3t-pw@127.0.0.1:1/0")
+    monkeypatch.setenv("RELAY_REDIS_TIMEOUT_S", "0.2")
+    assert main(["status"]) == 1  # nothing listens on port 1
+    monkeypatch.setenv("RELAY_REDIS_URL", "http://:s3cr3t-pw@127.0.0.1:1/0")
+    assert main(["check"]) == 2
+    out = capsys.readouterr()
+    assert "s3cr3t-pw" not in out.err + out.out and ":***@" in out.err

@@ -134,8 +134,12 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
     services = override(options, env, keys)["services"]
-    assert set(services) == {"redis", "ingress"} | {f"worker-{key_id(k)}" for k in keys.keys}
-    relay = {name: service for name, service in services.items() if name != "redis"}
+    assert set(services) == {"redis", "nginx", "ingress"} | {f"worker-{key_id(k)}"
+                                                             for k in keys.keys}
+    assert services["nginx"]["environment"]["PD_RELAY_ADMIN_ALLOW"].strip() == \
+        "allow 127.0.0.1;\n        allow ::1;"
+    relay = {name: service for name, service in services.items()
+             if name not in ("redis", "nginx")}
     for name, service in relay.items():
         unescaped = {k: v.replace("$$", "$") for k, v in service["environment"].items()}
         assert {k: unescaped[k] for k in env} == env, name

@@ -36,8 +36,10 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict
     programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0")
     mount = [f"{options.keys_file}:{KEYS_IN_CONTAINER}:ro"]
     # the image's redis-server, with the flags every stack runs it with
-    services: dict[str, Any] = {"redis": {"command": redis_argv("redis-server", 6379,
-                                                                 Path("/data"), None)}}
+    services: dict[str, Any] = {
+        "redis": {"command": redis_argv("redis-server", 6379, Path("/data"), None)},
+        "nginx": {"environment": options.limits.placeholders()},
+    }
     for program in programs:
         environment = {k: v.replace("$", "$$") for k, v in program.env.items()}  # no ${...}
         if program.role == INGRESS:

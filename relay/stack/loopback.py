@@ -84,14 +84,17 @@ class LoopbackStack:
         self.processes.append(process)
         return process
 
-    def start_nginx(self, upstreams: list[str], name: str = "nginx") -> str:
-        """nginx from the project's template, load-balancing ``upstreams`` (host:port)."""
+    def start_nginx(self, upstreams: list[str], name: str = "nginx",
+                    limits: render.Limits = render.UNLIMITED) -> str:
+        """nginx from the project's template, load-balancing ``upstreams`` (host:port);
+        without per-client limits unless ``limits`` says (every test client is 127.0.0.1)."""
         binary = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
         if binary is None:
             raise RuntimeError("nginx is not installed")
         port = free_port()
         home = self.workdir / name
-        main = render.nginx(home, f"{HOST}:{port}", upstreams, logs=home, workers="1")
+        main = render.nginx(home, f"{HOST}:{port}", upstreams, logs=home, workers="1",
+                            limits=limits)
         # SIGTERM: nginx's master stops its workers; a SIGKILLed master leaves them running
         self.processes.append(Process(name, render.nginx_argv(binary, main), self.env,
                                       self.logs, signal.SIGTERM))

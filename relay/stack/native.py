@@ -49,7 +49,7 @@ class NativeStack:
         programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
                                    o.ingress_ports(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
-                      [f"{HOST}:{port}" for port in o.ingress_ports()])
+                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits)
         programs.append(nginx.program())
         conf = render_supervisor(programs, self.run_dir, o.home)
         recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs

@@ -22,8 +22,10 @@ OLD_WORKERS_WAIT_S = 30.0
 
 
 class Nginx:
-    def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str]) -> None:
+    def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str],
+                 limits: render.Limits) -> None:
         self.binary = binary
+        self.limits = limits
         self.home = run_dir / "nginx"
         self.logs = run_dir / "logs"
         self.listen = listen
@@ -32,7 +34,8 @@ class Nginx:
     def write(self, down: Collection[str] = ()) -> str:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest."""
-        main = render.nginx(self.home, self.listen, self.upstreams, self.logs, down=down)
+        main = render.nginx(self.home, self.listen, self.upstreams, self.logs, down=down,
+                            limits=self.limits)
         tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
                                 capture_output=True, text=True)
         if tested.returncode != 0:

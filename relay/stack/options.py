@@ -4,6 +4,7 @@ reported at once; and the ``RELAY_*`` settings handed on to the relay's processe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 
 from relay.errors import ConfigError
 from relay.settings import Settings
+from relay.stack.render import Limits
 
 MODES = ("auto", "native", "docker")
 
@@ -30,6 +32,7 @@ class StackOptions:
     sim_port: int = 8090
     mode: str = "auto"
     demo: bool = False
+    limits: Limits = Limits()  # per client at nginx, and who may read /metrics, /readyz
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False) -> StackOptions:
@@ -51,6 +54,22 @@ class StackOptions:
         read("PD_RELAY_REDIS_PORT", "redis_port", _port)
         read("PD_RELAY_SIM_PORT", "sim_port", _port)
         read("PD_RELAY_MODE", "mode", _mode)
+        limits: dict[str, Any] = {}
+        for name, attr in (("RATE", "rate"), ("BURST", "burst"), ("CONNECTIONS", "connections")):
+            raw = env.get(f"PD_RELAY_CLIENT_{name}", "")
+            try:
+                if raw:
+                    limits[attr] = _count(raw)
+                    if name == "CONNECTIONS" and limits[attr] > 65535:
+                        raise ValueError("nginx takes at most 65535")
+            except ValueError as exc:
+                problems.append(f"PD_RELAY_CLIENT_{name}={raw!r}: {exc}")
+        allow = env.get("PD_RELAY_ADMIN_ALLOW", "")
+        if allow:
+            limits["admin_allow"] = tuple(allow.replace(",", " ").split())
+            problems += [f"PD_RELAY_ADMIN_ALLOW: {a!r} is not an address or network"
+                         for a in limits["admin_allow"] if not _network(a)]
+        values["limits"] = Limits(**limits)
         if problems:
             raise ConfigError(problems)
         run_dir = Path(env.get("PD_RELAY_RUN_DIR") or home / "run").resolve()
@@ -68,7 +87,8 @@ class StackOptions:
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the run directory (``Recorded``)."""
-        return {name: str(value) if isinstance(value, Path) else value
+        return {name: str(value) if isinstance(value, Path) else
+                dict(value.__dict__) if isinstance(value, Limits) else value
                 for name, value in self.__dict__.items()}
 
     @classmethod
@@ -76,6 +96,10 @@ class StackOptions:
         paths = ("home", "run_dir", "data_dir", "keys_file")
         found: dict[str, Any] = {name: Path(v) if name in paths else v
                                  for name, v in values.items()}
+        if isinstance(found.get("limits"), dict):
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in found["limits"].items()}
+            found["limits"] = Limits(**fields)
         return cls(**found)
 
 
@@ -105,6 +129,14 @@ def _count(raw: str) -> int:
     if value < 1:
         raise ValueError("must be 1 or more")
     return value
+
+
+def _network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return text == "all"
+    return True
 
 
 def _mode(raw: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import string
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.template"
@@ -26,8 +27,29 @@ def redis_argv(binary: str, port: int, directory: Path,
     ]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Per-client limits at nginx, and who may read /metrics and /readyz through it."""
+
+    rate: int = 20  # requests per second per client address
+    burst: int = 200  # taken at once beyond the rate
+    connections: int = 50  # open at once per client address
+    admin_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    def placeholders(self) -> dict[str, str]:
+        return {
+            "PD_RELAY_CLIENT_RATE": str(self.rate), "PD_RELAY_CLIENT_BURST": str(self.burst),
+            "PD_RELAY_CLIENT_CONNECTIONS": str(self.connections),
+            "PD_RELAY_ADMIN_ALLOW": "".join(f"        allow {a};\n" for a in self.admin_allow),
+        }
+
+
+UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # loopback stacks
+
+
 def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
-          workers: str = "auto", down: Collection[str] = ()) -> Path:
+          workers: str = "auto", down: Collection[str] = (),
+          limits: Limits | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
     ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
@@ -39,6 +61,7 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
     site = string.Template(TEMPLATE.read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=listen,
         PD_RELAY_ACCESS_LOG=str(logs / "nginx-access.log"),
+        **(limits or Limits()).placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
     user = "user root;" if os.geteuid() == 0 else ""

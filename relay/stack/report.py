@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from urllib.parse import urlparse
 
+from relay.settings import masked_url
 from relay.stack.options import StackOptions
 
 
@@ -43,9 +43,4 @@ def changed_settings(before: dict[str, str], after: dict[str, str]) -> list[str]
 
 
 def _shown(value: str | None) -> str:
-    if value is None:
-        return "(default)"
-    parts = urlparse(value)
-    if parts.password:
-        return value.replace(f":{parts.password}@", ":***@")
-    return value
+    return "(default)" if value is None else masked_url(value)

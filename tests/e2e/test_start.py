@@ -141,6 +141,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
         PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(redis_port),
         RELAY_ROUTES_FILE=str(routes_file), **SETTINGS,
+        # the load below is one client sending ~50 requests/s: above the default limit
+        PD_RELAY_CLIENT_RATE="10000", PD_RELAY_CLIENT_BURST="10000",
     )
     env.pop("VIRTUAL_ENV", None)
     assert set(SETTINGS) | {"RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_REDIS_URL",
