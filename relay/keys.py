@@ -112,7 +112,20 @@ def read_keys(path: Path) -> KeysFile:
     found = parse_keys(text.splitlines(), str(path))
     if not found.keys and not found.problems:
         found.problems.append(f"RELAY_KEYS_FILE: {path} holds no routing key")
+    found.problems.extend(exposed("RELAY_KEYS_FILE", path))
     return found
+
+
+def exposed(setting: str, path: Path) -> list[str]:
+    """A secrets file other users may read or change: what to run about it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return []
+    if mode & 0o077:
+        return [f"{setting}: other users may read {path} (mode {mode:o}): it holds secrets; "
+                f"run chmod 600 {path}"]
+    return []
 
 
 def choose_key(keys: Sequence[str], incident: str) -> str:

@@ -169,6 +169,7 @@ class Bench:
         path = self.workdir / "routes-20.yml"
         path.write_text(json.dumps({"sources": [{"name": "bench", "api_keys": [digest]}],
                                     "routes": routes}))
+        path.chmod(0o600)
         stack = self.stack(keys=4, RELAY_LOG_LEVEL=self.log_level, RELAY_THREADS=self.threads,
                            RELAY_ALLOW_ANONYMOUS="false", RELAY_ROUTES_FILE=str(path))
         nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]

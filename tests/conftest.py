@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from relay.keys import new_key as make_key
 from relay.settings import Settings
 
 __all__ = ["make_key", "trigger"]
+
+# Keys and routes files must be private (relay.keys.exposed): every file a test writes is.
+os.umask(0o077)
 
 
 @pytest.fixture

@@ -98,3 +98,21 @@ def test_a_redis_password_is_never_printed(tmp_path, monkeypatch, capsys) -> Non
     assert main(["check"]) == 2
     out = capsys.readouterr()
     assert "s3cr3t-pw" not in out.err + out.out and ":***@" in out.err
+
+
+def test_keys_and_routes_files_other_users_may_read_are_refused(tmp_path) -> None:
+    keys = Path(_keys_file(tmp_path))
+    routes = tmp_path / "routes.yml"
+    routes.write_text("routes: []\n")
+    keys.chmod(0o644)
+    routes.chmod(0o640)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes)})
+    assert caught.value.problems == [
+        f"RELAY_KEYS_FILE: other users may read {keys} (mode 644): it holds secrets; "
+        f"run chmod 600 {keys}"]
+    keys.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"run chmod 600 {routes}"):
+        Settings.from_env({"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes)})
+    routes.chmod(0o600)
+    assert Settings.from_env({"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes)})

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from relay.errors import ConfigError
+from relay.keys import exposed
 from relay.routes.matchers import Matcher, parse
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -59,6 +60,7 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
         raise ConfigError([f"RELAY_ROUTES_FILE: cannot read {path}: {exc}"]) from None
     checker = _Checker(str(path), key_names)
     found = checker.file(data if data is not None else {})
+    checker.problems += exposed("RELAY_ROUTES_FILE", path)  # API key hashes: still secrets
     if checker.problems:
         raise ConfigError(checker.problems)
     return RoutesFile(*found, path=path)

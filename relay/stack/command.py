@@ -21,6 +21,7 @@ from relay.stack.up import apply, demo_keys
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    os.umask(0o077)  # run/, data/, logs, the AOF, demo keys: for this user only
     try:
         result: int = ACTIONS[args.action](args, home_dir())
         return result

@@ -35,6 +35,7 @@ def compose_env(relay_env: dict[str, str], demo: bool) -> dict[str, str]:
 def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict[str, Any]:
     programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0")
     mount = [f"{options.keys_file}:{KEYS_IN_CONTAINER}:ro"]
+    user = f"{os.getuid()}:{os.getgid()}"  # the keys file is private to its owner
     # the image's redis-server, with the flags every stack runs it with
     services: dict[str, Any] = {
         "redis": {"command": redis_argv("redis-server", 6379, Path("/data"), None)},
@@ -43,13 +44,14 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict
     for program in programs:
         environment = {k: v.replace("$", "$$") for k, v in program.env.items()}  # no ${...}
         if program.role == INGRESS:
-            services["ingress"] = {"environment": environment, "volumes": mount}
+            services["ingress"] = {"environment": environment, "volumes": mount, "user": user}
         elif program.role == WORKER:
             services[program.name] = {
                 "image": "pd-relay:latest",
                 "command": list(program.argv),
                 "environment": environment,
                 "volumes": mount,
+                "user": user,
                 "depends_on": {"redis": {"condition": "service_healthy"}},
                 "restart": "unless-stopped",
                 "stop_grace_period": "20s",

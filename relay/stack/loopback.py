@@ -31,6 +31,7 @@ class LoopbackStack:
         self.keys = [new_key() for _ in range(keys)]
         keys_file = workdir / "keys.txt"
         keys_file.write_text("# test keys\n" + "\n".join(self.keys) + "\n")
+        keys_file.chmod(0o600)  # a secrets file: the relay refuses one others may read
         self.redis = RedisServer(workdir, self.logs)
         self.redis.start()
         self.sim_port = free_port()

@@ -68,11 +68,12 @@ def project(tmp_path: Path) -> Path:
     return copy
 
 
-def test_start_refuses_a_keys_file_without_keys(project: Path) -> None:
+def test_start_without_a_keys_file_says_how_to_make_one(project: Path) -> None:
     env = dict(os.environ, PD_RELAY_MODE="native")
     result = run(project, env, timeout=60)
     assert result.returncode != 0
-    assert "holds no routing key" in result.stderr and "--demo" in result.stderr
+    assert "cannot read" in result.stderr and "--demo" in result.stderr
+    assert "cp " in result.stderr and "pd_routing_keys.example.txt" in result.stderr
     assert not (project / ".venv").exists()  # refused before installing anything
 
 
