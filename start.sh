@@ -15,6 +15,7 @@
 # `pd-relay stack ...`, which does the rest. Its options are PD_RELAY_* and RELAY_*
 # environment variables: see the README's Configuration.
 set -euo pipefail
+umask 077  # run/, data/ and .venv for this user only: logs and Redis's data hold events
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 python=${PYTHON:-python3}

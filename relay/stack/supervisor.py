@@ -56,6 +56,7 @@ logfile={logs}/supervisord.log
 pidfile={run_dir}/supervisord.pid
 childlogdir={logs}
 directory={home}
+umask=077
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface

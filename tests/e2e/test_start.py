@@ -156,6 +156,12 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         started = True
         assert f"http://127.0.0.1:{port}/v2/enqueue" in result.stdout
         assert "curl" in result.stdout
+        # what it wrote is for its user only: configurations, logs, Redis's data
+        written = [project / "run", project / "run" / "logs" / "ingress-0.log",
+                   project / "run" / "supervisord.conf", *(project / "data").rglob("*")]
+        shared = [f"{path} {path.stat().st_mode & 0o777:o}" for path in written
+                  if path.stat().st_mode & 0o077]
+        assert not shared, shared
 
         # status and `relay` talk to the stack that was started, not to what the shell
         # they run in says (before: Redis on 6379 and ./pd_routing_keys.txt)
