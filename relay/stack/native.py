@@ -20,7 +20,7 @@ from relay.stack import binaries, render
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx
 from relay.stack.options import StackOptions
-from relay.stack.processes import pd_relay, wait_until
+from relay.stack.processes import alive, pd_relay, wait_until
 from relay.stack.record import Recorded
 from relay.stack.report import public_host
 from relay.stack.rolling import Rolling, ready
@@ -117,9 +117,9 @@ class NativeStack:
             self.supervisor.ctl("shutdown")
         pids = [int(line) for line in pidfile.read_text().split()]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.1)
-        for pid in filter(_alive, pids):
+        for pid in filter(alive, pids):
             print(f"pd-relay: process {pid} did not stop: killing it", file=sys.stderr)
             os.kill(pid, signal.SIGKILL)
         pidfile.unlink()
@@ -149,12 +149,3 @@ def _free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-

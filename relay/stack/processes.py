@@ -41,6 +41,15 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float
         time.sleep(every)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def pd_relay() -> list[str]:
     script = Path(sys.executable).parent / "pd-relay"
     return [str(script)] if script.exists() else [sys.executable, "-m", "relay.cli"]

@@ -17,7 +17,7 @@ import requests
 
 from relay.keys import key_id
 from relay.settings import Settings
-from relay.stack.processes import Process, free_port, pd_relay, wait_until
+from relay.stack.processes import Process, alive, free_port, pd_relay, wait_until
 from tests.conftest import make_key, trigger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,14 +51,6 @@ def run(project: Path, env: dict[str, str], *args: str, timeout: float = 600
 def pids(status_text: str) -> dict[str, int]:
     found = re.finditer(r"^(\S+)\s+RUNNING\s+pid (\d+)", status_text, re.M)
     return {match[1]: int(match[2]) for match in found}
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
