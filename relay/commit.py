@@ -7,6 +7,9 @@ each request's verdict, and frees the role. So an idle node stores a batch in it
 thread at once (no hand-over to another thread, which costs more than the store under
 load), and under load many requests share a round trip.
 
+The store is given each request's batch apart (it stores or refuses each whole: a
+request that would overfill a queue) and answers for every item, in order.
+
 No thread is ever handed the role: it is free or held, and its holder frees it in a
 ``finally``. A request that gives up waiting therefore leaves nothing behind (the first
 design handed the lead to the next waiter, even one that had given up, and the node
@@ -62,7 +65,7 @@ class _Request:
 class GroupCommit:
     def __init__(
         self,
-        store: Callable[[Batch], Sequence[Any] | None],
+        store: Callable[[list[Batch]], Sequence[Any] | None],
         max_events: int = 2000,
         verdict_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -126,7 +129,7 @@ class GroupCommit:
 
     def _store(self, group: list[_Request]) -> None:
         try:
-            results = self.store([item for request in group for item in request.batch]) or ()
+            results = self.store([request.batch for request in group]) or ()
         except redis.RedisError as exc:  # Redis's verdict on the whole command
             for request in group:
                 request.error = exc

@@ -9,6 +9,7 @@
     │   │   └── Forbidden    403 the sender may not send this event (a source's matchers)
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
+    │       └── QueueFull        a key's queue (or all queues) at its cap: says which key
     └── DeliveryError            PagerDuty did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -82,6 +83,12 @@ class Unavailable(RequestError):
     status = "unavailable"
     message = "Event store unavailable, nothing was queued; retry later"
     retry_after = 5
+
+
+class QueueFull(Unavailable):
+    status = "queue full"
+    message = "A queue is full, nothing was queued; retry later"
+    retry_after = 30  # a key drains about 60 events in that time
 
 
 class DeliveryError(RelayError):

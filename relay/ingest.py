@@ -17,12 +17,12 @@ from relay import validation
 from relay.auth import ROUTING_KEY_SENDER
 from relay.body import encode
 from relay.commit import GroupCommit
-from relay.errors import InvalidEvent, Unavailable
+from relay.errors import InvalidEvent, QueueFull, Unavailable
 from relay.metrics import Metrics
 from relay.router import Route
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.store import Record, now_ms
+from relay.store import Full, Record, now_ms
 from relay.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,12 @@ class Ingest:
         except Exception as exc:  # any failure to store is this request's 503, never a 500
             log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
+        full = next((slot for slot in slots if isinstance(slot, Full)), None)
+        if full is not None:
+            raise self._full(full, len(batch), credentials)
         self.metrics.accepted.labels(kind).inc(len(events))
-        held = self._count(records, slots, [route for route, _ in batch], senders,
+        stored = [slot for slot in slots if isinstance(slot, int)]
+        held = self._count(records, stored, [route for route, _ in batch], senders,
                            f"client={credentials.client} rid={credentials.request_id}")
         dedup_keys = [event.get("dedup_key") for event in events]
         if single:
@@ -68,6 +72,20 @@ class Ingest:
         return {"status": "success",
                 "message": f"{len(events)} events accepted, {len(events) - held} queued",
                 "dedup_keys": dedup_keys}
+
+    def _full(self, full: Full, count: int, credentials: Credentials) -> QueueFull:
+        """Why a request that would overfill a queue is refused (logged)."""
+        key, caps = self.labels[full.slot - 1], self.settings
+        if full.total:
+            why = (f"the relay's queues hold {caps.queues_max_mb:g} MB in all "
+                   f"(RELAY_QUEUES_MAX_MB); key {key} would take more")
+        else:
+            why = (f"the queue of key {key} is full: at most {caps.queue_max_events} events "
+                   f"(RELAY_QUEUE_MAX_EVENTS) and {caps.queue_max_mb:g} MB "
+                   f"(RELAY_QUEUE_MAX_MB)")
+        log.warning("refused %d event(s) client=%s rid=%s: %s", count, credentials.client,
+                    credentials.request_id, why)
+        return QueueFull([why + "; it drains as PagerDuty takes its events"])
 
     def _prepare(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
                  adapter: str) -> tuple[list[tuple[Route, bytes]], list[Record], list[str]]:

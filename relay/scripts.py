@@ -14,9 +14,16 @@ import redis
 # A trigger held back (dropped by a route, suppressed by maintenance: slot 0) is
 # remembered in the held set, so that its acknowledge and resolve are held with it; a
 # later trigger of that incident that is sent takes it out.
+# One call carries the events of several requests (relay/commit.py): each request is
+# stored whole or not at all. A request that would take a key's queue over its caps
+# (events, or bytes: queued plus in flight, counted in the stats' `bytes`) or every
+# key's queues over the total cap stores nothing and changes nothing; its events answer
+# 'full:<slot>' or 'total:<slot>' naming the key it would have overfilled.
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
 # key (every key of the keys file, in order); KEYS[#KEYS] the held incidents
-# ARGV[1] ms an incident is remembered after its last event; then 4 values per event:
+# ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
+# queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
+# events each request has, space-separated, in order; then 4 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
@@ -24,8 +31,8 @@ import redis
 #   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
 #   event_action;
 #   the stored event
-# Returns each event's slot, in order (0: held back, not stored).
-# Its first write must be one Redis refuses when memory is full (HINCRBY): Redis 6 checks
+# Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
+# Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
 ENQUEUE = """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
@@ -33,53 +40,97 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = (#KEYS - 1) / 3
 local held = KEYS[#KEYS]
+local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function remembered(slot)  -- the set an incident on this slot is remembered in
   if slot > 0 then return KEYS[3 * slot] end
   return held
 end
 for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumber(ARGV[1])) end
 redis.call('ZREMRANGEBYSCORE', held, '-inf', now - tonumber(ARGV[1]))
+-- what each queue holds (events counted once a request goes there; bytes), and in all
+local length, bytes, total = {}, {}, 0
+for i = 1, n do
+  bytes[i] = tonumber(redis.call('HGET', KEYS[3 * i - 1], 'bytes') or '0')
+  total = total + bytes[i]
+end
 -- seen[incident]: the slot it is remembered on after this call (0: held), or false once
--- resolved; forgot[incident]: the slot whose set must drop it
-local chosen, queued, seen, forgot = {}, {}, {}, {}
-for at = 2, #ARGV, 4 do
-  local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
-  if slot < 0 then  -- the event named its key: it goes there, and so does its incident
-    slot = -slot
-    for i = 0, n do
-      if incident ~= '' and i ~= slot then redis.call('ZREM', remembered(i), incident) end
-    end
-    if incident ~= '' then seen[incident] = slot end
-  end
-  if incident ~= '' then
-    local known = seen[incident]
-    if known then
-      slot = known
-    elseif known == nil and action ~= 'fresh' then
-      local found = false
-      for i = 1, n do
-        if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; found = true; break end
+-- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident}
+local chosen, queued, grew, seen, forgot, drops = {}, {}, {}, {}, {}, {}
+local at = 6
+for size in string.gmatch(ARGV[5], '%d+') do
+  -- one request, tried on its own copy of what the call decided so far
+  local rseen = setmetatable({}, {__index = seen})
+  local rforgot, rqueued, radded, rchosen, rdrops = {}, {}, {}, {}, {}
+  for _ = 1, tonumber(size) do
+    local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
+    if slot < 0 then  -- the event named its key: it goes there, and so does its incident
+      slot = -slot
+      for i = 0, n do
+        if incident ~= '' and i ~= slot then table.insert(rdrops, {remembered(i), incident}) end
       end
-      if not found and redis.call('ZSCORE', held, incident) then
-        if action == 'trigger' and slot > 0 then
-          redis.call('ZREM', held, incident)  -- held before, sent now
-        else
-          slot = 0
+      if incident ~= '' then rseen[incident] = slot end
+    end
+    if incident ~= '' then
+      local known = rseen[incident]
+      if known then
+        slot = known
+      elseif known == nil and action ~= 'fresh' then
+        local found = false
+        for i = 1, n do
+          if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; found = true; break end
+        end
+        if not found and redis.call('ZSCORE', held, incident) then
+          if action == 'trigger' and slot > 0 then
+            table.insert(rdrops, {held, incident})  -- held before, sent now
+          else
+            slot = 0
+          end
         end
       end
+      if action == 'resolve' then
+        rseen[incident], rforgot[incident] = false, slot
+      else
+        rseen[incident] = slot
+      end
     end
-    if action == 'resolve' then
-      seen[incident], forgot[incident] = false, slot
-    else
-      seen[incident] = slot
+    if slot > 0 then
+      rqueued[slot] = rqueued[slot] or {}
+      table.insert(rqueued[slot], ARGV[at + 3])
+      radded[slot] = (radded[slot] or 0) + #ARGV[at + 3]
+    end
+    rchosen[#rchosen + 1] = slot
+    at = at + 4
+  end
+  local refused, added = nil, 0
+  for slot = 1, n do
+    if rqueued[slot] then
+      length[slot] = length[slot] or redis.call('LLEN', KEYS[3 * slot - 2])
+      if length[slot] + #rqueued[slot] > most_events or bytes[slot] + radded[slot] > most_bytes then
+        refused = 'full:' .. slot
+        break
+      end
+      added = added + radded[slot]
+      refused = refused or (total + added > most_total and 'total:' .. slot) or nil
     end
   end
-  if slot > 0 then
-    queued[slot] = queued[slot] or {}
-    table.insert(queued[slot], ARGV[at + 3])
+  if refused then
+    for _ = 1, #rchosen do chosen[#chosen + 1] = refused end
+  else
+    for incident, slot in pairs(rseen) do seen[incident] = slot end
+    for incident, slot in pairs(rforgot) do forgot[incident] = slot end
+    for _, drop in ipairs(rdrops) do drops[#drops + 1] = drop end
+    for slot, raws in pairs(rqueued) do
+      queued[slot] = queued[slot] or {}
+      for _, raw in ipairs(raws) do table.insert(queued[slot], raw) end
+      length[slot] = length[slot] + #raws
+      bytes[slot] = bytes[slot] + radded[slot]
+      grew[slot] = (grew[slot] or 0) + radded[slot]
+    end
+    total = total + added
+    for _, slot in ipairs(rchosen) do chosen[#chosen + 1] = slot end
   end
-  chosen[#chosen + 1] = slot
 end
+for _, drop in ipairs(drops) do redis.call('ZREM', drop[1], drop[2]) end
 local remember = {}
 for incident, slot in pairs(seen) do
   if slot then
@@ -101,6 +152,7 @@ for slot, raws in pairs(queued) do
     redis.call('RPUSH', KEYS[3 * slot - 2], unpack(raws, from, math.min(from + 999, #raws)))
   end
   redis.call('HINCRBY', KEYS[3 * slot - 1], 'accepted', #raws)
+  redis.call('HINCRBY', KEYS[3 * slot - 1], 'bytes', grew[slot])
 end
 return chosen
 """
@@ -163,6 +215,68 @@ RATE_LIMIT = LIMIT_NOW + """
 return limit
 """
 
+# What a worker needs to drain its key must run when Redis is full (maxmemory reached):
+# Redis refuses a command that may grow memory (SET, ZADD, RPUSH, BLMOVE...), but lets a
+# script run every command after its first write. So each script below writes first
+# with a command Redis never refuses (PEXPIRE, ZREMRANGEBYSCORE, LPOP, DEL): they free
+# memory or add none. docs/DESIGN.md, "A full Redis".
+
+# Take the lease when it is free, or keep it when it is ours.
+# KEYS[1] lease
+# ARGV[1] worker id, ARGV[2] ttl ms
+# Returns 1 when the lease is ours, else 0.
+LEASE_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return 1
+"""
+
+# Record a worker as alive until ARGV[2], forgetting workers silent since ARGV[3].
+# KEYS[1] workers zset
+# ARGV[1] worker id, ARGV[2] lapses at (ms), ARGV[3] stale before (ms)
+HEARTBEAT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+"""
+
+# Move the queue's head in flight without blocking (BLMOVE, which Redis refuses when full).
+# KEYS[1] queue, KEYS[2] inflight
+# Returns the event moved, or nil when the queue is empty.
+TAKE = """
+local raw = redis.call('LPOP', KEYS[1])
+if raw then redis.call('RPUSH', KEYS[2], raw) end
+return raw
+"""
+
+# Remove the given events from a key's queue (never the one in flight), each once,
+# keeping the rest in order; its queued bytes shrink by theirs.
+# KEYS[1] queue, KEYS[2] stats
+# ARGV: the raw events to remove
+# Returns how many were removed (fewer when some left the queue meanwhile).
+PURGE = """
+local doomed = {}
+for i = 1, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
+local kept, removed, freed = {}, 0, 0
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if (doomed[raw] or 0) > 0 then
+    doomed[raw], removed, freed = doomed[raw] - 1, removed + 1, freed + #raw
+  else
+    kept[#kept + 1] = raw
+  end
+end
+if removed == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+for from = 1, #kept, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(kept, from, math.min(from + 999, #kept)))
+end
+local left = redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
+if left < 0 then redis.call('HSET', KEYS[2], 'bytes', 0) end
+redis.call('HINCRBY', KEYS[2], 'purged', removed)
+return removed
+"""
+
 # Keep or drop a lease only while we hold it.
 # KEYS[1] lease
 # ARGV[1] worker id, ARGV[2] ttl ms (0 = release)
@@ -179,8 +293,10 @@ return 1
 
 # Finish the in-flight event: drop it, count it, and dead-letter it when rejected. Either
 # is PagerDuty's final answer, so the key is no longer blocked.
+# Its first write (LPOP) frees memory, so it runs when Redis is full, and so may the rest.
+# The key's queued bytes shrink by the event's (and are reset once nothing is queued).
 # KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
-# KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash
+# KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash, KEYS[8] queue
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
 # ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record,
 # ARGV[6] accepted at (ms), ARGV[7] histogram bounds in ms, ascending, space-separated
@@ -189,6 +305,9 @@ FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[2])
+local left = redis.call('HINCRBY', KEYS[3], 'bytes', -#ARGV[2])
+local empty = redis.call('LLEN', KEYS[8]) == 0 and redis.call('LLEN', KEYS[2]) == 0
+if left < 0 or (left > 0 and empty) then redis.call('HSET', KEYS[3], 'bytes', 0) end
 redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -224,6 +343,7 @@ redis.call('HINCRBY', KEYS[3], 'dead_letters', -1)
 if ARGV[2] ~= '' then
   redis.call('RPUSH', KEYS[4], ARGV[2])
   redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+  redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[2])
 end
 return 1
 """
@@ -243,6 +363,10 @@ class Scripts:
         self.rate_acquire: Any = client.register_script(RATE_ACQUIRE)
         self.rate_throttled: Any = client.register_script(RATE_THROTTLED)
         self.rate_limit: Any = client.register_script(RATE_LIMIT)
+        self.lease_acquire: Any = client.register_script(LEASE_ACQUIRE)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
+        self.heartbeat: Any = client.register_script(HEARTBEAT)
+        self.take: Any = client.register_script(TAKE)
+        self.purge: Any = client.register_script(PURGE)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)

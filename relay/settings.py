@@ -45,6 +45,9 @@ class Settings:
     incident_ttl_s: float = 7 * 86_400  # how long an incident's key is remembered
     redis_timeout_s: float = 2.0
     max_body_bytes: int = 512_000
+    queue_max_events: int = 100_000  # per key: about 14 hours at 120 a minute
+    queue_max_mb: float = 64.0  # per key, queued and in flight
+    queues_max_mb: float = 256.0  # every key's queues together (below Redis's maxmemory)
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -105,18 +108,25 @@ class Settings:
         return settings
 
     def _conflicts(self) -> list[str]:
-        """Problems no single value shows: a worker may only start a send that ends
-        before its lease could lapse (docs/DESIGN.md, fenced sends)."""
+        """Problems no single value shows: a queue must hold one request; a worker may
+        only start a send that ends before its lease could lapse (docs/DESIGN.md, fenced
+        sends)."""
+        problems = []
+        smallest = min(self.queue_max_mb, self.queues_max_mb) * 2**20
+        if smallest < self.max_body_bytes:
+            problems.append(
+                f"RELAY_QUEUE_MAX_MB={self.queue_max_mb:g} and RELAY_QUEUES_MAX_MB="
+                f"{self.queues_max_mb:g} must each hold one request of RELAY_MAX_BODY_BYTES="
+                f"{self.max_body_bytes}: raise them or lower the body limit")
         send_s = self.connect_timeout_s + self.read_timeout_s
         if self.lease_ttl_s < send_s + LEASE_MARGIN_S:
-            return [
+            problems.append(
                 f"RELAY_LEASE_TTL_S={self.lease_ttl_s:g} is too short: a send may take "
                 f"RELAY_CONNECT_TIMEOUT_S={self.connect_timeout_s:g} + "
                 f"RELAY_READ_TIMEOUT_S={self.read_timeout_s:g} = {send_s:g}s, and the lease "
                 f"must outlast it by {LEASE_MARGIN_S:g}s: raise the lease to at least "
-                f"{send_s + LEASE_MARGIN_S:g} or shorten the timeouts"
-            ]
-        return []
+                f"{send_s + LEASE_MARGIN_S:g} or shorten the timeouts")
+        return problems
 
 
 def masked_url(url: str) -> str:
@@ -207,6 +217,9 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float)),
     ("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float)),
     ("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int)),
+    ("RELAY_QUEUE_MAX_EVENTS", "queue_max_events", _positive(int)),
+    ("RELAY_QUEUE_MAX_MB", "queue_max_mb", _positive(float)),
+    ("RELAY_QUEUES_MAX_MB", "queues_max_mb", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

@@ -52,6 +52,15 @@ class Record:
         return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]))
 
 
+@dataclass(frozen=True)
+class Full:
+    """What a request's events are told when storing it would overfill a queue: nothing
+    of it was stored. ``slot`` is the key's place; ``total``: the cap on every queue."""
+
+    slot: int
+    total: bool
+
+
 def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
     """A client whose socket timeout outlasts any blocking command of ``block_s``."""
     return redis.Redis.from_url(
@@ -89,24 +98,29 @@ class EventStore:
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
         ] + [names.held]
-        self.remember_ms = int(settings.incident_ttl_s * 1000)
+        self.caps = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
+                     int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
-    def enqueue(self, batch: Sequence[tuple[Route, bytes | str]]) -> list[int]:
-        """Store (route, encoded record) pairs atomically, in one round trip; return the
-        slot (1-based place in the keys file) of the key each was queued on, 0 for one
-        held back (a route dropped it, a maintenance window suppressed it). An empty
-        batch checks the connection (PING).
+    def enqueue(self, batches: Sequence[Sequence[tuple[Route, bytes | str]]]) -> list[int | Full]:
+        """Store each batch (one request's (route, encoded record) pairs) whole or not at
+        all, every batch in one round trip; return for each pair the slot (1-based place
+        in the keys file) of the key it was queued on, 0 for one held back (a route dropped
+        it, a maintenance window suppressed it), or ``Full`` when its batch would overfill
+        a queue (nothing of it stored). No batch checks the connection (PING).
 
         Raises redis.RedisError when nothing may have been stored.
         """
-        if not batch:
+        if not any(batches):
             self._command("PING")
             return []
-        parts = [_bulk(self.remember_ms)]
-        for route, raw in batch:
-            parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action), _bulk(raw)]
+        parts = [_bulk(cap) for cap in self.caps]
+        parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
+        for batch in batches:
+            for route, raw in batch:
+                parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
+                          _bulk(raw)]
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:
@@ -114,7 +128,7 @@ class EventStore:
         except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
             self._command("SCRIPT", "LOAD", self.script.script)
             reply = self._command(packed)
-        return [int(slot) for slot in reply]
+        return [_slot(answer) for answer in reply]
 
     def _command(self, *command: Any) -> Any:
         """One command on the held connection, given as its words or already packed
@@ -127,6 +141,14 @@ class EventStore:
         else:
             self.connection.send_command(*command)
         return self.connection.read_response()
+
+
+def _slot(answer: int | str) -> int | Full:
+    """ENQUEUE's answer for one event: its slot, or 'full:<slot>' / 'total:<slot>'."""
+    if isinstance(answer, int):
+        return answer
+    cap, slot = str(answer).split(":")
+    return Full(int(slot), total=cap == "total")
 
 
 def _bulk(value: bytes | str | int) -> bytes:

@@ -8,7 +8,33 @@ from typing import Any
 
 import pytest
 
-from relay.commit import GroupCommit
+from relay.commit import Batch, GroupCommit
+
+
+def flat(store: Any) -> Any:
+    """A store given every request's items in one list (most tests need no more)."""
+    def given_batches(batches: list[Batch]) -> Any:
+        return store([item for batch in batches for item in batch])
+    return given_batches
+
+
+def test_the_store_is_given_each_requests_batch_apart_and_answers_each_item() -> None:
+    gate = threading.Event()
+    calls: list[list[list[str]]] = []
+
+    def store(batches):  # type: ignore[no-untyped-def]
+        gate.wait(5)
+        calls.append([list(batch) for batch in batches])
+        return [f"{len(batch)}:{item}" for batch in batches for item in batch]
+
+    commit = GroupCommit(store)
+    first, [(one, one_outcome), (two, two_outcome)] = _behind_a_first_call(
+        commit, ["a", "b"], ["c"])
+    gate.set()
+    for thread in (first, one, two):
+        thread.join(5)
+    assert calls[-1] == [["a", "b"], ["c"]]
+    assert one_outcome == ["stored"] and two_outcome == ["stored"]
 
 
 def test_concurrent_requests_share_store_calls_and_each_is_stored() -> None:
@@ -18,7 +44,7 @@ def test_concurrent_requests_share_store_calls_and_each_is_stored() -> None:
         time.sleep(0.01)  # a round trip: requests pile up behind it
         calls.append(list(items))
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     returned: list[int] = []
 
     def request(n: int) -> None:
@@ -40,7 +66,7 @@ def test_concurrent_requests_share_store_calls_and_each_is_stored() -> None:
 
 def test_a_lone_request_is_stored_at_once() -> None:
     calls: list[int] = []
-    commit = GroupCommit(lambda items: calls.append(len(items)))
+    commit = GroupCommit(flat(lambda items: calls.append(len(items))))
     commit.enqueue([("k", "a"), ("k", "b")])
     assert calls == [2]
 
@@ -53,7 +79,7 @@ def test_a_store_error_reaches_every_request_of_the_group_and_the_next_goes_on()
         if len(attempts) == 1:
             raise ConnectionError("redis down")
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     with pytest.raises(ConnectionError):
         commit.enqueue([("k", "lost")])
     commit.enqueue([("k", "kept")])
@@ -68,7 +94,7 @@ def test_groups_respect_the_size_cap() -> None:
         gate.wait(5)
         sizes.append(len(items))
 
-    commit = GroupCommit(store, max_events=5)
+    commit = GroupCommit(flat(store), max_events=5)
     threads = [threading.Thread(target=commit.enqueue, args=([("k", str(n))] * 3,))
                for n in range(6)]
     for thread in threads:
@@ -126,7 +152,7 @@ def test_a_request_that_gives_up_waiting_never_wedges_the_node() -> None:
             gate.wait(10)
         stored.extend(raw for _, raw in items)
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     slow, slow_outcome = _run(commit.enqueue, [("k", "slow")], 5.0)
     _wait_for(lambda: commit.busy_since is not None, "the slow store call")
     waiter, waiter_outcome = _run(commit.enqueue, [("k", "gave-up")], 0.05)
@@ -151,7 +177,7 @@ def test_a_request_carried_by_a_slow_store_call_is_told_the_truth() -> None:
         (first_gate if ("k", "first") in items else slow_gate).wait(10)
         stored.extend(raw for _, raw in items)
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     first, [(other, _), (carried, outcome)] = _behind_a_first_call(
         commit, [("k", "other")], [("k", "carried")], timeouts=(5.0, 0.2))
     first_gate.set()  # the next command carries both waiting requests, and is slow
@@ -174,7 +200,7 @@ def test_an_error_that_is_not_redis_fails_only_the_request_that_caused_it() -> N
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         stored.extend(raw for _, raw in items)
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     first, [(bad, bad_outcome), (good, good_outcome)] = _behind_a_first_call(
         commit, [("k", "poison")], [("k", "good")])
     gate.set()
@@ -190,6 +216,6 @@ def test_a_redis_error_fails_every_request_its_command_carried() -> None:
     def store(items):  # type: ignore[no-untyped-def]
         raise redis.ConnectionError("redis down")
 
-    commit = GroupCommit(store)
+    commit = GroupCommit(flat(store))
     with pytest.raises(redis.ConnectionError):
         commit.enqueue([("k", "a")], 2.0)

@@ -59,20 +59,36 @@ def test_compose_env_names_are_settings_the_relay_reads(compose: dict) -> None:
 def test_redis_is_durable_and_never_evicts(compose: dict, tmp_path: Path) -> None:
     from relay.keys import parse_keys
     from relay.stack.compose import override
-    from relay.stack.options import StackOptions
+    from relay.stack.options import StackOptions, redis_memory
     from relay.stack.render import redis_argv
 
     assert "command" not in compose["services"]["redis"]  # one place: the override's
     (tmp_path / "pd_routing_keys.txt").write_text("")
     options = StackOptions.from_env({}, tmp_path)
+    options = redis_memory(options, 100)
     generated = override(options, {}, parse_keys([]))["services"]["redis"]["command"]
-    native = redis_argv("redis-server", 6379, Path("data"))  # start.sh, tests, bench, drills
+    native = redis_argv("redis-server", 6379, Path("data"), maxmemory_mb=264)  # start.sh
     for command in (generated, native):
         for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
-                            ("--maxmemory-policy", "noeviction"), ("--save", "")):
+                            ("--maxmemory-policy", "noeviction"), ("--save", ""),
+                            ("--maxmemory", "264mb")):
             assert command[command.index(flag) + 1] == value
     assert generated[0] == "redis-server" and "--bind" not in generated
     assert "healthcheck" in compose["services"]["redis"]
+
+
+def test_the_stacks_redis_leaves_room_beside_the_queues_cap(tmp_path: Path) -> None:
+    from relay.errors import ConfigError
+    from relay.stack.options import StackOptions, redis_memory
+
+    (tmp_path / "pd_routing_keys.txt").write_text("")
+    derived = StackOptions.from_env({}, tmp_path)
+    assert redis_memory(derived, 256).redis_maxmemory_mb == 576
+    asked = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "2048"}, tmp_path)
+    assert redis_memory(asked, 256).redis_maxmemory_mb == 2048
+    small = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "300"}, tmp_path)
+    with pytest.raises(ConfigError, match="at least 352"):
+        redis_memory(small, 256)
 
 
 def test_nginx_placeholders_are_all_provided(compose: dict, tmp_path: Path) -> None:

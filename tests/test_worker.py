@@ -288,7 +288,7 @@ def test_no_send_starts_unless_the_lease_outlasts_it(settings, fake) -> None:
                                  read_timeout_s=6), fake, pd)
     worker.lease.clock = lambda: now[0]
     assert worker.lease.acquire()
-    worker.lease.renew_script = lambda **kwargs: 0  # Redis no longer renews it for us
+    worker.lease.scripts.lease_renew = lambda **kwargs: 0  # Redis no longer renews it for us
     now[0] += 1.5  # 8.5 s left, a send may take 9
     with pytest.raises(LeaseLost):
         worker.step()

@@ -21,7 +21,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -75,11 +76,11 @@ class Worker:
         self.scripts = Scripts(client)
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
-            names.recent(kid), names.latency(kid),
+            names.recent(kid), names.latency(kid), self.queue,
         ]
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(
-            client, self.scripts.lease_renew, names.lease(kid), names.workers(kid),
+            client, self.scripts, names.lease(kid), names.workers(kid),
             self.worker_id, settings.lease_ttl_s,
         )
         self.limiter = RateLimiter(
@@ -141,18 +142,29 @@ class Worker:
         a lapsed holder's late move may have put an earlier event there first.
         """
         if self.client.lindex(self.inflight, 0) is None:
-            self.interruptible = True
-            try:
-                moved = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
-            finally:
-                self.interruptible = False
-            if moved is None:
+            if self._take() is None:
                 return False
         raw = self.client.lindex(self.inflight, 0)
         if raw is None:  # another holder finished it meanwhile: we no longer hold the lease
             raise LeaseLost("the in-flight event was taken care of by another worker")
         self.deliver(str(raw))
         return True
+
+    def _take(self) -> str | None:
+        """Move the queue's head in flight, waiting up to ``block_s`` for one; when Redis
+        is full (it refuses BLMOVE), move it by script, without waiting."""
+        self.interruptible = True
+        try:
+            moved = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
+            return None if moved is None else str(moved)
+        except redis.exceptions.OutOfMemoryError:
+            pass
+        finally:
+            self.interruptible = False
+        moved = self.scripts.take(keys=[self.queue, self.inflight])
+        if moved is None:
+            self.sleep(REDIS_RETRY_S)
+        return moved  # type: ignore[no-any-return]
 
     def deliver(self, raw: str) -> None:
         try:
@@ -228,7 +240,7 @@ class Worker:
                 record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
             )
         throttled = isinstance(error, RetryLater) and error.status == 429
-        with self.client.pipeline(transaction=False) as pipe:
+        with self._unless_full(), self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.stats, "retried", 1)
             if throttled:
                 pipe.hincrby(self.stats, "throttled", 1)
@@ -256,7 +268,8 @@ class Worker:
         if self._finish(raw, "dead", dead_id, letter):
             if record is not None:
                 self._note_probe(record, f"dead-lettered: {error} {error.reply[:200]}")
-            self.client.hset(self.stats, mapping=_error_fields(error))
+            with self._unless_full():
+                self.client.hset(self.stats, mapping=_error_fields(error))
             log.error(
                 "dead-lettered %s dedup_key=%s key=%s: %s %s (id %s)",
                 record.action if record else "event",
@@ -268,7 +281,18 @@ class Worker:
         """Tell a waiting ``pd-relay send-test`` what became of its event."""
         dedup_key = str(record.event.get("dedup_key", ""))
         if dedup_key.startswith(PROBE_PREFIX):
-            self.client.set(self.names.probe(dedup_key, record.action), outcome, ex=3600)
+            with self._unless_full():
+                self.client.set(self.names.probe(dedup_key, record.action), outcome,
+                                ex=3600)
+
+    @contextmanager
+    def _unless_full(self) -> Iterator[None]:
+        """Figures and notes are skipped when Redis is full (it refuses what adds memory);
+        delivery goes on."""
+        try:
+            yield
+        except redis.exceptions.OutOfMemoryError as exc:
+            log.warning("key %s: a figure was not recorded: %s", self.label, exc)
 
     def _finish(
         self, raw: str, counter: str, dead_id: str = "", letter: str = "", accepted_ms: int = 0

@@ -2,7 +2,8 @@
 
 One sender per key keeps every incident's events in acceptance order. The lease has a
 short TTL renewed by a heartbeat thread, so a killed worker's lease lapses within
-``ttl_s`` and a standby (or the restarted worker) takes over.
+``ttl_s`` and a standby (or the restarted worker) takes over. Taking, keeping and
+beating all work when Redis is full (relay/scripts.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
+
+from relay.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ class Lease:
     def __init__(
         self,
         client: redis.Redis,
-        renew_script: Any,
+        scripts: Scripts,
         lease_key: str,
         workers_key: str,
         worker_id: str,
@@ -32,7 +34,7 @@ class Lease:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self.renew_script = renew_script
+        self.scripts = scripts
         self.lease_key = lease_key
         self.workers_key = workers_key
         self.worker_id = worker_id
@@ -49,14 +51,15 @@ class Lease:
 
     def acquire(self) -> bool:
         started = self.clock()
-        if self.client.set(self.lease_key, self.worker_id, nx=True, px=self.ttl_ms):
+        if self.scripts.lease_acquire(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
             self._valid_until = started + self.ttl_ms / 1000
             return True
-        return self.renew()
+        self._valid_until = 0.0
+        return False
 
     def renew(self) -> bool:
         started = self.clock()
-        if self.renew_script(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
+        if self.scripts.lease_renew(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
             self._valid_until = started + self.ttl_ms / 1000
             return True
         if self._valid_until:
@@ -67,7 +70,7 @@ class Lease:
     def release(self) -> None:
         self._valid_until = 0.0
         try:
-            self.renew_script(keys=[self.lease_key], args=[self.worker_id, 0])
+            self.scripts.lease_renew(keys=[self.lease_key], args=[self.worker_id, 0])
             self.client.zrem(self.workers_key, self.worker_id)
         except redis.RedisError as exc:
             log.warning("could not release the lease: %s", exc)
@@ -75,10 +78,8 @@ class Lease:
     def beat(self) -> None:
         """Renew the lease if held and record this worker as alive for one more TTL."""
         now_ms = int(time.time() * 1000)
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.workers_key, {self.worker_id: now_ms + self.ttl_ms})
-            pipe.zremrangebyscore(self.workers_key, "-inf", now_ms - STALE_WORKER_MS)
-            pipe.execute()
+        self.scripts.heartbeat(keys=[self.workers_key], args=[
+            self.worker_id, now_ms + self.ttl_ms, now_ms - STALE_WORKER_MS])
         if self._valid_until:
             self.renew()
 

@@ -38,7 +38,8 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict
     user = f"{os.getuid()}:{os.getgid()}"  # the keys file is private to its owner
     # the image's redis-server, with the flags every stack runs it with
     services: dict[str, Any] = {
-        "redis": {"command": redis_argv("redis-server", 6379, Path("/data"), None)},
+        "redis": {"command": redis_argv("redis-server", 6379, Path("/data"), None,
+                                        options.redis_maxmemory_mb)},
         "nginx": {"environment": options.limits.placeholders()},
     }
     for program in programs:

@@ -44,7 +44,7 @@ class NativeStack:
         if relay_env["RELAY_REDIS_URL"] == f"redis://{HOST}:{o.redis_port}/0":
             (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
             argv = render.redis_argv(binaries.redis_server(install=True), o.redis_port,
-                                     o.data_dir / "redis")
+                                     o.data_dir / "redis", maxmemory_mb=o.redis_maxmemory_mb)
             programs.append(Program(REDIS, REDIS, tuple(argv)))
         programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
                                    o.ingress_ports(), o.sim_port if o.demo else None)

@@ -5,9 +5,10 @@ reported at once; and the ``RELAY_*`` settings handed on to the relay's processe
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class StackOptions:
     mode: str = "auto"
     demo: bool = False
     limits: Limits = Limits()  # per client at nginx, and who may read /metrics, /readyz
+    redis_maxmemory_mb: int = 0  # the stack's Redis; 0: from RELAY_QUEUES_MAX_MB (redis_memory)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False) -> StackOptions:
@@ -54,6 +56,7 @@ class StackOptions:
         read("PD_RELAY_REDIS_PORT", "redis_port", _port)
         read("PD_RELAY_SIM_PORT", "sim_port", _port)
         read("PD_RELAY_MODE", "mode", _mode)
+        read("PD_RELAY_REDIS_MAXMEMORY_MB", "redis_maxmemory_mb", _count)
         limits: dict[str, Any] = {}
         for name, attr in (("RATE", "rate"), ("BURST", "burst"), ("CONNECTIONS", "connections")):
             raw = env.get(f"PD_RELAY_CLIENT_{name}", "")
@@ -101,6 +104,21 @@ class StackOptions:
                                       for k, v in found["limits"].items()}
             found["limits"] = Limits(**fields)
         return cls(**found)
+
+
+def redis_memory(options: StackOptions, queues_max_mb: float) -> StackOptions:
+    """``options`` with the stack's Redis ``maxmemory``: the one asked for, else twice the
+    queues' cap plus 64 MB (dead letters, incidents and counters live beside the queues,
+    and a worker needs room to drain); ConfigError when asked for less than the cap plus a
+    quarter and 32 MB."""
+    least = math.ceil(queues_max_mb * 1.25) + 32
+    asked = options.redis_maxmemory_mb
+    if asked and asked < least:
+        raise ConfigError([
+            f"PD_RELAY_REDIS_MAXMEMORY_MB={asked} leaves Redis no room beside "
+            f"RELAY_QUEUES_MAX_MB={queues_max_mb:g}: give it at least {least}, or lower "
+            "RELAY_QUEUES_MAX_MB"])
+    return replace(options, redis_maxmemory_mb=asked or math.ceil(queues_max_mb * 2) + 64)
 
 
 def relay_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
-from relay.stack.options import StackOptions, relay_env, with_settings
+from relay.stack.options import StackOptions, redis_memory, relay_env, with_settings
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import announce, changed_settings
@@ -42,6 +42,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if mode == "native":
         env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
+    options = redis_memory(options, settings.queues_max_mb)
     if previous is not None:
         if previous.mode != mode and _running(previous):
             raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "

@@ -1,0 +1,56 @@
+"""End to end: a Redis at its maxmemory refuses new events (503) but drains by itself:
+leases, heartbeats, the limiter and delivery keep working, a worker restarted meanwhile
+takes over, and once the backlog is gone the ingress takes events again."""
+
+from __future__ import annotations
+
+import redis
+
+from relay.stack.processes import wait_until
+from tests.conftest import trigger
+
+EVENTS = 240
+
+
+def in_order(delivered: list[str], sent: list[str]) -> bool:
+    """Each event after the one before it (a redelivery may repeat the last one sent)."""
+    unique = [key for n, key in enumerate(delivered) if n == 0 or delivered[n - 1] != key]
+    return unique == sent
+
+
+def test_a_full_redis_drains_by_itself_and_takes_events_again(make_stack) -> None:
+    stack = make_stack(keys=1, RELAY_RATE_PER_MIN="6000", RELAY_LEASE_TTL_S="4")
+    stack.start_simulator()
+    stack.start_ingress()
+    sent = [f"full-{n:03d}" for n in range(EVENTS)]
+    padding = "x" * 1500  # so that draining frees far more than delivery's own records
+    for start in range(0, EVENTS, 20):
+        batch = [trigger(key, dedup_key="one-incident") for key in sent[start:start + 20]]
+        for event in batch:
+            event["payload"]["custom_details"] = {"n": event["payload"]["summary"],  # type: ignore[index]
+                                                  "padding": padding}
+        assert stack.post(batch).status_code == 202
+    client = redis.Redis.from_url(stack.redis.url)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used - 4096)  # full: over its limit by 4 KB
+
+    refused = stack.post(trigger(dedup_key="while-full"))
+    assert refused.status_code == 503 and "Retry-After" in refused.headers
+
+    first = stack.start_worker(0)  # takes the lease, beats, delivers: all while full
+    wait_until(lambda: len(stack.delivered()) >= EVENTS // 3, 60, "delivery while full")
+    assert stack.status()[0]["workers"] == 1
+    first.kill()  # a worker restarted while Redis is full takes the lease over
+    stack.start_worker(0)
+    wait_until(lambda: stack.status()[0]["queued"] == 0 and stack.status()[0]["in_flight"] == 0,
+               90, "the backlog to drain")
+    delivered = [e["custom_details"]["n"] for e in stack.delivered()
+                 if e["dedup_key"] == "one-incident"]
+    assert in_order(delivered, sent)
+
+    assert int(client.info("memory")["used_memory"]) < int(client.config_get("maxmemory")[
+        "maxmemory"])
+    wait_until(lambda: stack.post(trigger(dedup_key="after")).status_code == 202, 15,
+               "the ingress to take events again")
+    assert "OOM" not in "".join(
+        line for line in stack.logs_text().splitlines() if "heartbeat failed" in line)
