@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from relay import queues
 from relay.errors import ConfigError
 from relay.keys import choose_key, key_id, mask
 from relay.logs import configure, printable
@@ -278,7 +279,7 @@ def _forget_key(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "check": _check, "ingress": _ingress, "worker": _worker, "status": _status,
-    "routes": routes_command, "maintenance": maintenance.command,
+    "routes": routes_command, "maintenance": maintenance.command, "queue": queues.command,
     "dead-letters": _dead_letters, "send-test": _send_test, "forget-key": _forget_key,
 }
 
@@ -341,6 +342,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)
     maintenance.add_parser(sub)
+    queues.add_parser(sub)
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8090)

@@ -111,7 +111,8 @@ SETTINGS = {
     "RELAY_REDIS_TIMEOUT_S": "1.5", "RELAY_MAX_BODY_BYTES": "400000",
     "RELAY_PREFIX": "pdr-e2e", "RELAY_THREADS": "6", "RELAY_LOG_LEVEL": "DEBUG",
     "RELAY_LOG_FORMAT": "json", "RELAY_ALLOW_ANONYMOUS": "true",
-    "RELAY_SEVERITY_MAP": "page=critical",
+    "RELAY_SEVERITY_MAP": "page=critical", "RELAY_QUEUE_MAX_EVENTS": "50000",
+    "RELAY_QUEUE_MAX_MB": "20", "RELAY_QUEUES_MAX_MB": "40",
 }
 
 
@@ -174,6 +175,9 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
+        # Redis has a maxmemory: twice the queues' cap plus 64 MB
+        redis_argv = (Path("/proc") / str(before["redis"]) / "cmdline").read_bytes().split(b"\0")
+        assert redis_argv[redis_argv.index(b"--maxmemory") + 1] == b"144mb"
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):

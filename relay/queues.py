@@ -1,0 +1,134 @@
+"""``pd-relay queue show|purge KEY``: look into a key's queue, and take junk out of it.
+
+A flood of junk ahead of real pages costs every page behind it the time PagerDuty takes
+to swallow the junk (120 a minute per key). ``purge`` removes the queued events that
+match (never the one in flight), keeping the rest in order, in one script that also runs
+when Redis is full (``relay.scripts.PURGE``). Without ``--yes`` it only says what it
+would remove; with it, it logs a WARNING naming the key, the matchers, the count and who
+ran it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from relay.keys import key_id
+from relay.logs import printable
+from relay.names import Names
+from relay.routes.matchers import Matcher, parse
+from relay.scripts import Scripts
+from relay.settings import Settings
+from relay.store import Record, connect
+
+log = logging.getLogger(__name__)
+CHUNK = 1000  # events read from the queue per round trip
+SHOWN = 20  # events listed by default
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser("queue", help="show a key's queued events, or purge junk")
+    actions = parser.add_subparsers(dest="action", required=True)
+    for name, text in (("show", "list a key's queued events, oldest first"),
+                       ("purge", "remove a key's queued events that match (dry run "
+                                 "unless --yes)")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("key", help="the key's name, or its id (see status)")
+        action.add_argument("--match", action="append", default=[], metavar="MATCHER",
+                            help='as in the routes file, e.g. \'severity="info"\' '
+                                 "(repeatable: all must hold)")
+    show = actions.choices["show"]
+    show.add_argument("--limit", type=int, default=SHOWN, help=f"at most (default {SHOWN})")
+    purge = actions.choices["purge"]
+    purge.add_argument("--all", action="store_true", help="every queued event of the key")
+    purge.add_argument("--yes", action="store_true", help="remove them (else: a dry run)")
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    kid = _key_id(settings, args.key)
+    try:
+        matchers = [parse(text) for text in args.match]
+    except ValueError as exc:
+        print(f"pd-relay: {exc}", file=sys.stderr)
+        return 2
+    if kid is None:
+        print(f"pd-relay: no key {printable(args.key, 100)} in {settings.keys_file} "
+              "(give its name or id, as status shows them)", file=sys.stderr)
+        return 2
+    client = connect(settings)
+    names = Names(settings.prefix)
+    label = next(settings.name_of(k) for k in settings.routing_keys if key_id(k) == kid)
+    if args.action == "show":
+        shown = 0
+        for raw in _queued(client, names.queue(kid)):
+            if shown < args.limit and _matches(raw, matchers):
+                print(_line(raw))
+                shown += 1
+        print(f"{shown} shown of {client.llen(names.queue(kid))} queued for key {label}")
+        return 0
+    if not matchers and not args.all:
+        print("pd-relay: say which events: --match MATCHER (repeatable), or --all",
+              file=sys.stderr)
+        return 2
+    doomed = [raw for raw in _queued(client, names.queue(kid)) if _matches(raw, matchers)]
+    what = " ".join(str(m) for m in matchers) or "every event"
+    if not args.yes:
+        for raw in doomed[:SHOWN]:
+            print(_line(raw))
+        print(f"would remove {len(doomed)} queued event(s) of key {label} matching "
+              f"{printable(what, 500)}: run again with --yes to remove them")
+        return 0
+    removed = 0
+    for start in range(0, len(doomed), CHUNK * 10):
+        removed += int(Scripts(client).purge(keys=[names.queue(kid), names.stats(kid)],
+                                             args=doomed[start:start + CHUNK * 10]))
+    log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
+                printable(what, 500), getpass.getuser(), socket.gethostname())
+    print(f"removed {removed} queued event(s) of key {label}"
+          + (f" ({len(doomed) - removed} had left the queue meanwhile)"
+             if removed < len(doomed) else ""))
+    return 0
+
+
+def _key_id(settings: Settings, given: str) -> str | None:
+    for key in settings.routing_keys:
+        if given in (settings.name_of(key), key_id(key)):
+            return key_id(key)
+    return None
+
+
+def _queued(client: redis.Redis, queue: str) -> Iterator[str]:
+    """The queue's events, oldest first, read in chunks (it changes meanwhile: an event
+    may be missed or seen twice; the purge script removes what is still there)."""
+    start = 0
+    while chunk := client.lrange(queue, start, start + CHUNK - 1):
+        yield from (str(raw) for raw in chunk)
+        start += CHUNK
+
+
+def _matches(raw: str, matchers: list[Matcher]) -> bool:
+    try:
+        event = Record.decode(raw).event
+    except (ValueError, KeyError, TypeError):
+        return not matchers  # unreadable: only --all takes it
+    return all(matcher.holds(event, {}) for matcher in matchers)
+
+
+def _line(raw: str) -> str:
+    try:
+        record = Record.decode(raw)
+    except (ValueError, KeyError, TypeError):
+        return printable(f"(unreadable) {raw}", 300)
+    payload = record.event.get("payload")
+    payload = payload if isinstance(payload, dict) else {}
+    return printable(f"{record.accepted_ms}  {record.action}  "
+                     f"dedup_key={record.event.get('dedup_key')}  "
+                     f"severity={payload.get('severity')}  source={payload.get('source')}  "
+                     f"{payload.get('summary')}", 300)

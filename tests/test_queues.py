@@ -1,0 +1,91 @@
+"""``pd-relay queue show|purge``: junk leaves a key's queue, the rest keeps its order,
+the event in flight is never touched, and a dry run changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import fakeredis
+import pytest
+
+from relay import queues
+from relay.cli import _parser
+from relay.keys import key_id
+from relay.names import Names
+from relay.store import Record
+from tests.conftest import trigger
+
+NAMES = Names()
+
+
+@pytest.fixture
+def run(settings, fake, monkeypatch, capsys):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(queues, "connect", lambda _settings: fake)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = queues.command(settings, _parser().parse_args(["queue", *argv]))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def fill(fake: fakeredis.FakeRedis, key: str) -> list[str]:
+    """In flight: one info event; queued: junk (info) between real pages (critical)."""
+    kid = key_id(key)
+    fake.rpush(NAMES.inflight(kid), Record("alert", dict(
+        trigger("flying", dedup_key="flying"), payload={
+            "summary": "x", "source": "s", "severity": "info"}), 1).encode())
+    order = []
+    for n in range(30):
+        junk = n % 3 != 0
+        event = trigger(f"event {n}", dedup_key=f"{'junk' if junk else 'page'}-{n}")
+        event["payload"]["severity"] = "info" if junk else "critical"  # type: ignore[index]
+        fake.rpush(NAMES.queue(kid), Record("alert", event, 1000 + n).encode())
+        order.append(str(event["dedup_key"]))
+    fake.hset(NAMES.stats(kid), "bytes", sum(len(r.encode()) for r in
+                                             fake.lrange(NAMES.queue(kid), 0, -1)))
+    return order
+
+
+def dedup_keys(fake: fakeredis.FakeRedis, name: str) -> list[str]:
+    return [Record.decode(raw).event["dedup_key"] for raw in fake.lrange(name, 0, -1)]
+
+
+def test_purge_removes_only_matching_queued_events_and_keeps_the_order(
+        run, fake, settings, caplog) -> None:
+    key = settings.routing_keys[0]
+    order = fill(fake, key)
+    queue = NAMES.queue(key_id(key))
+
+    code, out, _ = run("purge", "key-1", "--match", 'severity="info"')  # a dry run
+    assert code == 0 and "would remove 20 queued event(s) of key key-1" in out
+    assert dedup_keys(fake, queue) == order
+
+    with caplog.at_level(logging.WARNING, logger="relay.queues"):
+        code, out, _ = run("purge", key_id(key), "--match", 'severity="info"', "--yes")
+    assert code == 0 and "removed 20 queued event(s) of key key-1" in out
+    assert dedup_keys(fake, queue) == [k for k in order if k.startswith("page-")]
+    assert dedup_keys(fake, NAMES.inflight(key_id(key))) == ["flying"]  # never in flight
+    stats = fake.hgetall(NAMES.stats(key_id(key)))
+    assert stats["purged"] == "20"
+    assert int(stats["bytes"]) == sum(len(r.encode()) for r in fake.lrange(queue, 0, -1))
+    assert "purged 20 queued event(s) of key key-1 matching severity=\"info\"" in caplog.text
+
+
+def test_purge_needs_matchers_or_all_and_a_known_key(run, fake, settings) -> None:
+    fill(fake, settings.routing_keys[0])
+    assert run("purge", "key-1")[0] == 2
+    assert run("purge", "no-such-key", "--all")[0] == 2
+    assert run("purge", "key-1", "--match", "nonsense")[0] == 2
+    code, out, _ = run("purge", "key-1", "--all", "--yes")
+    assert code == 0 and "removed 30" in out
+    assert fake.llen(NAMES.queue(key_id(settings.routing_keys[0]))) == 0
+
+
+def test_show_lists_matching_events_escaped(run, fake, settings) -> None:
+    key = settings.routing_keys[1]
+    event = trigger("forged\n2026 | ERROR | worker | x\x1b[8m", dedup_key="odd")
+    fake.rpush(NAMES.queue(key_id(key)), Record("alert", event, 5).encode())
+    code, out, _ = run("show", "key-2", "--match", 'dedup_key="odd"')
+    assert code == 0 and "1 shown of 1 queued for key key-2" in out
+    assert "\x1b" not in out and "forged\\n2026" in out
