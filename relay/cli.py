@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -333,7 +334,9 @@ def _parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser(
         "send-test", help="send a self-resolving test incident through the relay and wait")
-    probe.add_argument("--url", default="http://127.0.0.1:8080", help="the relay's address")
+    port = os.environ.get("PD_RELAY_PORT") or "8080"
+    probe.add_argument("--url", default=f"http://127.0.0.1:{port}",
+                       help="the relay's address (default: this machine, PD_RELAY_PORT or 8080)")
     probe.add_argument("--key-index", type=int, metavar="N",
                        help="test this key (default: one of the active keys, at random)")
     probe.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")

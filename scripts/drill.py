@@ -153,6 +153,14 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
             time.sleep(3)
             stack.redis.start()
             stack.sim_config(fail_rate=0.0)
+        elif name == "redis-full":  # a backlog, then Redis at its maxmemory, left there
+            stack.sim_config(fail_rate=1.0, fail_status=503)
+            time.sleep(3)
+            backlog = sum(row["queued"] + row["in_flight"] for row in stack.status())
+            client = stack.redis.client()
+            client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 1024)
+            stack.sim_config(fail_rate=0.0)
+            time.sleep(FAULT_S)
         elif name == "pd-502":
             stack.sim_config(fail_rate=0.95, fail_status=502)
             time.sleep(seconds / 3)
@@ -202,7 +210,7 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
         counts = stack.sim_get("stats")["counts"]
         row["PagerDuty errors"] = sum(int(v) for k, v in counts.items()
                                       if k.isdigit() and k != "202")
-        if name == "redis-kill":
+        if name in ("redis-kill", "redis-full"):
             row["drill"] = f"{name} (backlog {backlog})"
         return row
     finally:
@@ -214,6 +222,8 @@ DRILLS = {
     "ingress-kill": "kill -9 one of two ingress nodes; nginx routes around it",
     "redis-kill": "PagerDuty down, then kill -9 Redis with a backlog, restart it from its "
                   "AOF after 3 s",
+    "redis-full": "PagerDuty down for 3 s, then Redis's maxmemory set below its use and "
+                  "left there: new events 503 until the workers have drained the backlog",
     "pd-502": "PagerDuty answers 502 to 95% of requests for a third of the run",
     "throttle": "PagerDuty throttles at 25 per 5 s while the relay is set to 60",
     "redis-stall": "CLIENT PAUSE: every Redis command waits 8 s, past every timeout",

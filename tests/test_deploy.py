@@ -96,7 +96,7 @@ def test_nginx_placeholders_are_all_provided(compose: dict, tmp_path: Path) -> N
 
     placeholders = set(re.findall(r"\$\{(PD_RELAY_\w+)\}", TEMPLATE))
     assert placeholders == set(compose["services"]["nginx"]["environment"])
-    nginx(tmp_path, "127.0.0.1:8080", ["127.0.0.1:8081"], tmp_path)  # as start.sh renders it
+    nginx(tmp_path, "127.0.0.1:8080", ["127.0.0.1:8081"])  # as start.sh renders it
     site = (tmp_path / "pd-relay.conf").read_text()
     assert not [name for name in placeholders if "${" + name + "}" in site]
     assert "server 127.0.0.1:8081 max_fails=2" in site
@@ -131,3 +131,10 @@ def test_start_sh_is_a_bootstrap_in_front_of_pd_relay_stack() -> None:
     assert len(start.splitlines()) < 80
     assert 'exec "$venv/bin/pd-relay" stack' in start
     assert "<<" not in start, "no inline programs or generated files in start.sh"
+
+
+def test_send_test_goes_to_pd_relay_port_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_RELAY_PORT", "9191")
+    assert _parser().parse_args(["send-test"]).url == "http://127.0.0.1:9191"
+    monkeypatch.delenv("PD_RELAY_PORT")
+    assert _parser().parse_args(["send-test"]).url == "http://127.0.0.1:8080"

@@ -89,3 +89,4 @@ def test_show_lists_matching_events_escaped(run, fake, settings) -> None:
     code, out, _ = run("show", "key-2", "--match", 'dedup_key="odd"')
     assert code == 0 and "1 shown of 1 queued for key key-2" in out
     assert "\x1b" not in out and "forged\\n2026" in out
+

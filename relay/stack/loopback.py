@@ -94,7 +94,7 @@ class LoopbackStack:
             raise RuntimeError("nginx is not installed")
         port = free_port()
         home = self.workdir / name
-        main = render.nginx(home, f"{HOST}:{port}", upstreams, logs=home, workers="1",
+        main = render.nginx(home, f"{HOST}:{port}", upstreams, workers="1",
                             limits=limits)
         # SIGTERM: nginx's master stops its workers; a SIGKILLed master leaves them running
         self.processes.append(Process(name, render.nginx_argv(binary, main), self.env,

@@ -27,14 +27,13 @@ class Nginx:
         self.binary = binary
         self.limits = limits
         self.home = run_dir / "nginx"
-        self.logs = run_dir / "logs"
         self.listen = listen
         self.upstreams = upstreams
 
     def write(self, down: Collection[str] = ()) -> str:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest."""
-        main = render.nginx(self.home, self.listen, self.upstreams, self.logs, down=down,
+        main = render.nginx(self.home, self.listen, self.upstreams, down=down,
                             limits=self.limits)
         tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
                                 capture_output=True, text=True)

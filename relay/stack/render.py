@@ -6,7 +6,9 @@ render them here, so no nginx or Redis flag is written twice.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ class Limits:
 UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # loopback stacks
 
 
-def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
+def nginx(home: Path, listen: str, upstreams: Sequence[str],
           workers: str = "auto", down: Collection[str] = (),
           limits: Limits | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
@@ -56,16 +58,15 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
     ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
     (a node being restarted: nginx finishes what it sent there, then stops using it)."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
     site = string.Template(TEMPLATE.read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=listen,
-        PD_RELAY_ACCESS_LOG=str(logs / "nginx-access.log"),
+        PD_RELAY_ACCESS_LOG="/dev/stdout",  # the process's log: rotated by supervisord
         **(limits or Limits()).placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""
+    user = _worker_user()
     temp = "\n".join(f"    {kind}_temp_path {home}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = home / "nginx.conf"
@@ -73,7 +74,7 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str], logs: Path,
 {user}
 worker_processes {workers};
 pid {home}/nginx.pid;
-error_log {logs}/nginx-error.log warn;
+error_log stderr warn;
 events {{ worker_connections 1024; }}
 http {{
 {temp}
@@ -84,5 +85,16 @@ http {{
     return main
 
 
+def _worker_user() -> str:
+    """Started as root, nginx runs its workers as ``nobody`` (they touch no file: bodies
+    and replies stay in memory, the logs are the master's stdout and stderr); else they
+    run as whoever started it."""
+    if os.geteuid() != 0:
+        return ""
+    nobody = pwd.getpwnam("nobody")
+    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+
+
 def nginx_argv(binary: str, main: Path) -> list[str]:
-    return [binary, "-p", str(main.parent), "-c", str(main), "-g", "daemon off;"]
+    return [binary, "-p", str(main.parent), "-e", "stderr", "-c", str(main),
+            "-g", "daemon off;"]

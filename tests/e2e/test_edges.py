@@ -4,12 +4,16 @@ in JSON, and a request ID that is a plain token or replaced."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import socket
+from pathlib import Path
 
 import pytest
 import requests
 
-from relay.stack.processes import HOST
+from relay.stack.nginx import children
+from relay.stack.processes import HOST, wait_until
 from relay.stack.render import Limits
 from tests.conftest import trigger
 
@@ -71,3 +75,29 @@ def test_nginx_errors_are_json_and_request_ids_plain_tokens(edge) -> None:
     assert odd.headers["X-Request-ID"].isalnum()
     kept = requests.get(url + "/healthz", headers={"X-Request-ID": "req-42.a"}, timeout=5)
     assert kept.headers["X-Request-ID"] == "req-42.a"
+
+
+def test_the_access_log_masks_keys_in_paths_and_keeps_no_query(edge) -> None:
+    """PagerDuty's /integration/KEY/enqueue form puts a routing key in the path; a query
+    string may hold anything. The make_stack fixture fails on any full key in a log."""
+    stack, url = edge
+    key = stack.keys[0]
+    requests.post(f"{url}/integration/{key}/enqueue?routing_key={key}", json={}, timeout=5)
+    requests.get(f"{url}/x/{key}/y/{key}z", timeout=5)
+    wait_until(lambda: "/integration/***/enqueue" in stack.logs_text(), 10, "the access line")
+    log = stack.logs_text()
+    assert "/x/***/y/***" in log and "routing_key=" not in log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers run as their starter's user")
+def test_nginx_workers_run_unprivileged(edge) -> None:
+    stack, url = edge
+    master = next(p for p in stack.processes if p.name == "nginx").popen.pid
+    workers = children(master)
+    assert workers
+    for pid in workers:
+        uid = (Path("/proc") / str(pid) / "status").read_text().split("\nUid:")[1].split()[0]
+        assert uid == str(pwd.getpwnam("nobody").pw_uid)
+    # 180 KB: past nginx's default body buffer, yet never written to a file
+    body = [trigger(f"big {n}", dedup_key=f"big-{n}") for n in range(1200)]
+    assert requests.post(url + "/v2/enqueue", json=body, timeout=10).status_code == 202

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from relay.keys import key_id
@@ -176,8 +177,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
         # Redis has a maxmemory: twice the queues' cap plus 64 MB
-        redis_argv = (Path("/proc") / str(before["redis"]) / "cmdline").read_bytes().split(b"\0")
-        assert redis_argv[redis_argv.index(b"--maxmemory") + 1] == b"144mb"
+        stack_redis = redis.Redis(port=redis_port, decode_responses=True)
+        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(144 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
