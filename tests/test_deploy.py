@@ -8,7 +8,10 @@ also checked by ``docker compose config`` where that command exists.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -103,6 +106,47 @@ def test_nginx_placeholders_are_all_provided(compose: dict, tmp_path: Path) -> N
     volume = compose["services"]["nginx"]["volumes"][0]
     assert volume.startswith("./nginx/pd-relay.conf.template:/etc/nginx/templates/")
     assert "client_max_body_size 512000;" in TEMPLATE  # the relay's own limit
+
+
+@pytest.mark.skipif(not shutil.which("openssl") or not shutil.which(
+    "nginx", path=os.environ.get("PATH", "") + ":/usr/sbin"), reason="needs openssl and nginx")
+def test_tls_pairs_are_checked_and_nginx_takes_the_https_configuration(tmp_path: Path) -> None:
+    from relay.errors import ConfigError
+    from relay.keys import parse_keys
+    from relay.stack import tls
+    from relay.stack.compose import override
+    from relay.stack.options import StackOptions
+    from relay.stack.render import nginx, nginx_argv
+
+    (tmp_path / "pd_routing_keys.txt").write_text("")
+    with pytest.raises(ConfigError, match="go together"):
+        StackOptions.from_env({"PD_RELAY_TLS_CERT": "cert.pem"}, tmp_path)
+    pair = tls.demo_pair(tmp_path / "tls")
+    assert pair is not None
+    cert, key = pair
+    assert tls.problems(cert, key) == []
+    key.chmod(0o644)
+    assert "chmod 600" in tls.problems(cert, key)[0]
+    key.chmod(0o600)
+    assert "cannot read" in tls.problems(tmp_path / "none.pem", key)[0]
+
+    main = nginx(tmp_path / "nginx", "127.0.0.1:8443", ["127.0.0.1:8081"], tls=pair)
+    site = (tmp_path / "nginx" / "pd-relay.conf").read_text()
+    assert "listen 127.0.0.1:8443 ssl;" in site and f"ssl_certificate_key {key};" in site
+    binary = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+    assert binary is not None
+    checked = subprocess.run([*nginx_argv(binary, main)[:-2], "-t", "-q"],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+    options = StackOptions.from_env(
+        {"PD_RELAY_TLS_CERT": str(cert), "PD_RELAY_TLS_KEY": str(key)}, tmp_path)
+    assert options.scheme == "https"
+    served = override(options, {}, parse_keys([]))["services"]["nginx"]
+    assert served["environment"]["PD_RELAY_LISTEN"] == "8080 ssl"
+    assert "ssl_certificate /etc/nginx/tls/cert.pem;" in served["environment"]["PD_RELAY_TLS"]
+    assert served["volumes"] == [f"{cert}:/etc/nginx/tls/cert.pem:ro",
+                                 f"{key}:/etc/nginx/tls/key.pem:ro"]
 
 
 def test_dockerfile_installs_the_packages_and_runs_the_console_script() -> None:

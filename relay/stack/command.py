@@ -7,6 +7,7 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from relay.errors import ConfigError
@@ -15,7 +16,8 @@ from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, home_dir, with_settings
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
-from relay.stack.report import public_host
+from relay.stack.report import public_url
+from relay.stack.tls import demo_pair
 from relay.stack.up import apply, demo_keys
 
 
@@ -61,11 +63,12 @@ def _relay(args: argparse.Namespace, home: Path) -> int:
     if recorded.mode == "docker":
         argv = ComposeStack(recorded.options).exec_argv(args.args)
         return subprocess.run(argv).returncode
-    argv = list(args.args)
+    argv, env = list(args.args), with_settings(recorded.relay_env)
     if argv[:1] == ["send-test"] and not any(a.startswith("--url") for a in argv):
-        argv += ["--url", f"http://{public_host(recorded.options)}:{recorded.options.port}"]
-    return subprocess.run([*pd_relay(), *argv],
-                          env=with_settings(recorded.relay_env)).returncode
+        argv += ["--url", public_url(recorded.options)]
+    if recorded.options.demo_tls:  # the demo's self-signed certificate is its own CA
+        env["REQUESTS_CA_BUNDLE"] = str(recorded.options.tls_cert)
+    return subprocess.run([*pd_relay(), *argv], env=env).returncode
 
 
 def _logs(args: argparse.Namespace, home: Path) -> int:
@@ -127,6 +130,9 @@ def _up(args: argparse.Namespace, home: Path) -> int:
     options = StackOptions.from_env(os.environ, home, demo=args.demo)
     if args.demo:
         demo_keys(options.keys_file)
+        pair = None if options.tls else demo_pair(options.run_dir / "tls")
+        if pair:
+            options = replace(options, tls_cert=pair[0], tls_key=pair[1])
     return apply(options, os.environ, Recorded.load(options.run_dir))
 
 

@@ -16,6 +16,7 @@ from relay.keys import KeysFile
 from relay.stack.model import INGRESS, WORKER, relay_programs
 from relay.stack.options import StackOptions
 from relay.stack.render import redis_argv
+from relay.stack.tls import directives
 
 KEYS_IN_CONTAINER = "/etc/pd-relay/pd_routing_keys.txt"
 REDIS_IN_COMPOSE = "redis://redis:6379/0"
@@ -42,6 +43,12 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict
                                         options.redis_maxmemory_mb)},
         "nginx": {"environment": options.limits.placeholders()},
     }
+    if options.tls:  # HTTPS only, with the pair mounted read-only
+        inside = (Path("/etc/nginx/tls/cert.pem"), Path("/etc/nginx/tls/key.pem"))
+        services["nginx"]["environment"].update(
+            PD_RELAY_LISTEN="8080 ssl", PD_RELAY_TLS=directives(*inside))
+        services["nginx"]["volumes"] = [f"{outside}:{path}:ro"
+                                        for outside, path in zip(options.tls, inside, strict=True)]
     for program in programs:
         environment = {k: v.replace("$", "$$") for k, v in program.env.items()}  # no ${...}
         if program.role == INGRESS:

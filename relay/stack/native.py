@@ -49,7 +49,7 @@ class NativeStack:
         programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
                                    o.ingress_ports(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
-                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits)
+                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, o.tls)
         programs.append(nginx.program())
         conf = render_supervisor(programs, self.run_dir, o.home)
         recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
@@ -99,7 +99,7 @@ class NativeStack:
         for program in programs:
             if program.port:
                 wait_until(lambda p=program.port: ready(HOST, p), timeout, program.name)  # type: ignore[misc]
-        wait_until(lambda: ready(public, o.port), timeout, f"nginx on port {o.port}")
+        wait_until(lambda: ready(public, o.port, o.scheme), timeout, f"nginx on port {o.port}")
 
     def _record_pids(self) -> None:
         pids = {pid for _, pid in self.supervisor.states().values() if pid}

@@ -23,24 +23,26 @@ OLD_WORKERS_WAIT_S = 30.0
 
 class Nginx:
     def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str],
-                 limits: render.Limits) -> None:
+                 limits: render.Limits, tls: tuple[Path, Path] | None = None) -> None:
         self.binary = binary
         self.limits = limits
+        self.tls = tls
         self.home = run_dir / "nginx"
         self.listen = listen
         self.upstreams = upstreams
 
     def write(self, down: Collection[str] = ()) -> str:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
-        ``nginx -t``; return its digest."""
+        ``nginx -t``; return its digest (of the certificate and key too)."""
         main = render.nginx(self.home, self.listen, self.upstreams, down=down,
-                            limits=self.limits)
+                            limits=self.limits, tls=self.tls)
         tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
                                 capture_output=True, text=True)
         if tested.returncode != 0:
             raise ConfigError([f"nginx refuses its configuration: {tested.stderr.strip()}"])
         site = (self.home / "pd-relay.conf").read_bytes()
-        return hashlib.sha256(main.read_bytes() + site).hexdigest()[:16]
+        pair = b"".join(path.read_bytes() for path in self.tls or ())  # a renewed certificate
+        return hashlib.sha256(main.read_bytes() + site + pair).hexdigest()[:16]
 
     def program(self) -> Program:
         """nginx under supervisord. Its address is in its environment too: a reload cannot

@@ -35,6 +35,22 @@ class StackOptions:
     demo: bool = False
     limits: Limits = Limits()  # per client at nginx, and who may read /metrics, /readyz
     redis_maxmemory_mb: int = 0  # the stack's Redis; 0: from RELAY_QUEUES_MAX_MB (redis_memory)
+    tls_cert: Path | None = None  # with tls_key: nginx serves HTTPS only (relay/stack/tls.py)
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        """The certificate and key nginx serves, if any."""
+        return (self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
+
+    @property
+    def demo_tls(self) -> bool:
+        """Serving the demo's self-signed certificate (clients need it as their CA)."""
+        return self.demo and self.tls_cert == self.run_dir / "tls" / "demo-cert.pem"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False) -> StackOptions:
@@ -73,6 +89,12 @@ class StackOptions:
             problems += [f"PD_RELAY_ADMIN_ALLOW: {a!r} is not an address or network"
                          for a in limits["admin_allow"] if not _network(a)]
         values["limits"] = Limits(**limits)
+        tls = [env.get(f"PD_RELAY_TLS_{part}", "") for part in ("CERT", "KEY")]
+        if all(tls):
+            values["tls_cert"], values["tls_key"] = (Path(p).resolve() for p in tls)
+        elif any(tls):
+            problems.append("PD_RELAY_TLS_CERT and PD_RELAY_TLS_KEY go together: set both "
+                            "(a certificate and its private key, PEM) or neither")
         if problems:
             raise ConfigError(problems)
         run_dir = Path(env.get("PD_RELAY_RUN_DIR") or home / "run").resolve()
@@ -96,8 +118,8 @@ class StackOptions:
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
-        paths = ("home", "run_dir", "data_dir", "keys_file")
-        found: dict[str, Any] = {name: Path(v) if name in paths else v
+        paths = ("home", "run_dir", "data_dir", "keys_file", "tls_cert", "tls_key")
+        found: dict[str, Any] = {name: Path(v) if name in paths and v is not None else v
                                  for name, v in values.items()}
         if isinstance(found.get("limits"), dict):
             fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v

@@ -14,6 +14,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.stack.tls import directives
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.template"
 
 
@@ -52,16 +54,18 @@ UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # loopb
 
 def nginx(home: Path, listen: str, upstreams: Sequence[str],
           workers: str = "auto", down: Collection[str] = (),
-          limits: Limits | None = None) -> Path:
+          limits: Limits | None = None, tls: tuple[Path, Path] | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
     ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
-    (a node being restarted: nginx finishes what it sent there, then stops using it)."""
+    (a node being restarted: nginx finishes what it sent there, then stops using it).
+    With ``tls`` (certificate, key) it serves HTTPS only."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
     site = string.Template(TEMPLATE.read_text()).safe_substitute(
-        PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=listen,
+        PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=f"{listen} ssl" if tls else listen,
+        PD_RELAY_TLS=directives(*tls) if tls else "",
         PD_RELAY_ACCESS_LOG="/dev/stdout",  # the process's log: rotated by supervisord
         **(limits or Limits()).placeholders(),
     )

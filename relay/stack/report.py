@@ -15,9 +15,15 @@ def public_host(options: StackOptions) -> str:
     return "127.0.0.1" if options.bind in ("0.0.0.0", "::", "") else options.bind
 
 
+def public_url(options: StackOptions) -> str:
+    """Where this machine sends to the stack."""
+    return f"{options.scheme}://{public_host(options)}:{options.port}"
+
+
 def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
     """Where to send, and a curl to try (naming a routing key where one is required)."""
-    url = f"http://{public_host(options)}:{options.port}"
+    url = public_url(options)
+    ca = f"--cacert {options.tls_cert} " if options.demo_tls else ""
     print(f"pd-relay: up: send events to {url}/v2/enqueue (PagerDuty Events API v2 format)")
     payload = {"summary": "pd-relay test", "source": socket.gethostname(), "severity": "info"}
     event: dict[str, object] = {"event_action": "trigger", "payload": payload}
@@ -25,7 +31,7 @@ def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
         event = {"routing_key": "<a key from your keys file>", **event}
     body = json.dumps(event, separators=(",", ":"))
     print(f"""try it:
-  curl -s -X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
+  curl -s {ca}-X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
     -d '{body}'
 then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
         ./start.sh relay send-test      ./start.sh relay dead-letters list""")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import requests
 
@@ -26,9 +27,14 @@ log = logging.getLogger(__name__)
 START_WAIT_S = 60.0
 
 
-def ready(host: str, port: int) -> bool:
+def ready(host: str, port: int, scheme: str = "http") -> bool:
+    """/readyz answers 200 (over HTTPS, the certificate is not checked: nginx's name for
+    itself need not be this address)."""
     try:
-        return requests.get(f"http://{host}:{port}/readyz", timeout=2).status_code == 200
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # urllib3's warning about the unchecked cert
+            reply = requests.get(f"{scheme}://{host}:{port}/readyz", timeout=2, verify=False)
+        return reply.status_code == 200
     except requests.RequestException:
         return False
 

@@ -20,6 +20,7 @@ from relay.stack.options import StackOptions, redis_memory, relay_env, with_sett
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import announce, changed_settings
+from relay.stack.tls import problems as tls_problems
 
 
 def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded | None) -> int:
@@ -28,6 +29,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if mode == "auto":
         mode = "docker" if docker_answers() else "native"
     keys, problems = check(options.keys_file)
+    problems += tls_problems(options.tls_cert, options.tls_key)
     if problems:
         raise ConfigError(problems)
     env = relay_env(environ)

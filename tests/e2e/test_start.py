@@ -254,3 +254,33 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         if started:
             run(project, env, "stop", timeout=60)
         simulator.kill()
+
+
+@pytest.mark.skipif(not nginx_available() or not shutil.which("openssl"),
+                    reason="needs nginx (or root to apt-get it) and openssl")
+def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, PD_RELAY_MODE="native", PD_RELAY_PORT=str(port),
+               PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(free_port()),
+               PD_RELAY_SIM_PORT=str(free_port()), PD_RELAY_INGRESS_NODES="2")
+    env.pop("VIRTUAL_ENV", None)
+    result = run(project, env, "--demo")
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        cert = project / "run" / "tls" / "demo-cert.pem"
+        key = project / "run" / "tls" / "demo-key.pem"
+        assert key.stat().st_mode & 0o077 == 0
+        url = f"https://127.0.0.1:{port}"
+        assert f"--cacert {cert} -X POST {url}/v2/enqueue" in result.stdout
+        reply = requests.post(url + "/v2/enqueue", json=trigger(dedup_key="tls-1"),
+                              verify=str(cert), timeout=10)
+        assert reply.status_code == 202, reply.text
+        with pytest.raises(requests.exceptions.SSLError):  # not a certificate we trust
+            requests.get(url + "/healthz", timeout=10)
+        plain = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert plain.status_code == 400 and "HTTPS only" in plain.json()["message"]
+        tested = run(project, env, "relay", "send-test", "--timeout", "30", timeout=60)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "reached PagerDuty" in tested.stdout
+    finally:
+        run(project, env, "stop", timeout=60)
