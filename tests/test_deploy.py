@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -69,15 +70,54 @@ def test_redis_is_durable_and_never_evicts(compose: dict, tmp_path: Path) -> Non
     (tmp_path / "pd_routing_keys.txt").write_text("")
     options = StackOptions.from_env({}, tmp_path)
     options = redis_memory(options, 100)
-    generated = override(options, {}, parse_keys([]))["services"]["redis"]["command"]
+    redis = override(options, {}, parse_keys([]))["services"]["redis"]
+    shell, flag, script = redis["command"]
+    assert (shell, flag) == ("sh", "-c")
+    generated = shlex.split(script.splitlines()[0].removeprefix("exec ").split(" <<")[0])
     native = redis_argv("redis-server", 6379, Path("data"), maxmemory_mb=264)  # start.sh
     for command in (generated, native):
         for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
                             ("--maxmemory-policy", "noeviction"), ("--save", ""),
                             ("--maxmemory", "264mb")):
             assert command[command.index(flag) + 1] == value
-    assert generated[0] == "redis-server" and "--bind" not in generated
+    assert generated[:2] == ["redis-server", "-"] and "--bind" not in generated
     assert "healthcheck" in compose["services"]["redis"]
+
+
+def test_compose_redis_reads_its_password_from_stdin_never_argv(tmp_path: Path) -> None:
+    """The override's Redis command, run here by sh with this machine's redis-server:
+    it requires the stack's password, which its command line never shows."""
+    import redis as redis_py
+
+    from relay.keys import parse_keys
+    from relay.stack import binaries
+    from relay.stack.compose import override
+    from relay.stack.options import StackOptions
+    from relay.stack.password import redis_password
+    from relay.stack.processes import free_port, wait_until
+
+    (tmp_path / "pd_routing_keys.txt").write_text("")
+    options = StackOptions.from_env({}, tmp_path)
+    service = override(options, {}, parse_keys([]))["services"]["redis"]
+    password = redis_password(options.data_dir)
+    assert (tmp_path / "data" / "redis-password").stat().st_mode & 0o077 == 0
+    assert service["environment"]["PD_RELAY_REDIS_PASSWORD"] == password
+    assert password not in " ".join(service["command"])
+    port = free_port()
+    script = service["command"][2].replace("$$", "$").replace(
+        "exec redis-server", f"exec {binaries.redis_server()}").replace(
+        "--port 6379", f"--port {port} --bind 127.0.0.1").replace("/data", str(tmp_path))
+    env = dict(os.environ, **service["environment"])
+    server = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: redis_py.Redis(port=port, password=password).ping(), 10, "redis")
+        with pytest.raises(redis_py.AuthenticationError):
+            redis_py.Redis(port=port).ping()
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        assert password.encode() not in cmdline
+    finally:
+        server.kill()
+        server.wait(5)
 
 
 def test_the_stacks_redis_leaves_room_beside_the_queues_cap(tmp_path: Path) -> None:

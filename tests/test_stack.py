@@ -132,7 +132,7 @@ def test_an_environment_value_reaches_supervisord_intact_or_is_refused(value: st
 
 def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         tmp_path: Path, keys_file: Path) -> None:
-    env = compose_env(every_setting(keys_file), demo=False)
+    env = compose_env(every_setting(keys_file), demo=False, password="unused-here")
     options = StackOptions.from_env({}, tmp_path)
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)

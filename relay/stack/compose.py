@@ -6,6 +6,7 @@ command line (``render.redis_argv``, as every stack runs it)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,19 @@ import yaml
 from relay.keys import KeysFile
 from relay.stack.model import INGRESS, WORKER, relay_programs
 from relay.stack.options import StackOptions
+from relay.stack.password import redis_password, redis_url
 from relay.stack.render import redis_argv
 from relay.stack.tls import directives
 
 KEYS_IN_CONTAINER = "/etc/pd-relay/pd_routing_keys.txt"
-REDIS_IN_COMPOSE = "redis://redis:6379/0"
 OVERRIDE = "docker-compose.override.yml"
 
 
-def compose_env(relay_env: dict[str, str], demo: bool) -> dict[str, str]:
-    """The settings as the containers see them: their keys file, compose's Redis unless
-    another is named, the simulator service in the demo."""
+def compose_env(relay_env: dict[str, str], demo: bool, password: str) -> dict[str, str]:
+    """The settings as the containers see them: their keys file, compose's Redis (with the
+    stack's password) unless another is named, the simulator service in the demo."""
     env = dict(relay_env, RELAY_KEYS_FILE=KEYS_IN_CONTAINER)
-    env.setdefault("RELAY_REDIS_URL", REDIS_IN_COMPOSE)
+    env.setdefault("RELAY_REDIS_URL", redis_url("redis", 6379, password))
     if demo:
         env.setdefault("RELAY_PD_URL", "http://simulator:8090")
     return env
@@ -37,10 +38,16 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile) -> dict
     programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0")
     mount = [f"{options.keys_file}:{KEYS_IN_CONTAINER}:ro"]
     user = f"{os.getuid()}:{os.getgid()}"  # the keys file is private to its owner
-    # the image's redis-server, with the flags every stack runs it with
+    # the image's redis-server, with the flags every stack runs it with and the password
+    # on its standard input ($$: compose leaves the $ to the container's shell)
+    argv = redis_argv("redis-server", 6379, Path("/data"), None, options.redis_maxmemory_mb,
+                      config="-")
+    script = f"exec {shlex.join(argv)} <<EOF\nrequirepass $$PD_RELAY_REDIS_PASSWORD\nEOF\n"
+    password = redis_password(options.data_dir)
     services: dict[str, Any] = {
-        "redis": {"command": redis_argv("redis-server", 6379, Path("/data"), None,
-                                        options.redis_maxmemory_mb)},
+        "redis": {"command": ["sh", "-c", script],
+                  "environment": {"PD_RELAY_REDIS_PASSWORD": password,
+                                  "REDISCLI_AUTH": password}},  # its healthcheck's redis-cli
         "nginx": {"environment": options.limits.placeholders()},
     }
     if options.tls:  # HTTPS only, with the pair mounted read-only

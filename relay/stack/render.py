@@ -20,12 +20,15 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.templa
 
 
 def redis_argv(binary: str, port: int, directory: Path,
-               host: str | None = "127.0.0.1", maxmemory_mb: int = 0) -> list[str]:
+               host: str | None = "127.0.0.1", maxmemory_mb: int = 0,
+               config: str | None = None) -> list[str]:
     """redis-server on ``host`` (None: its default, as in a container) with its append-only
     file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit) and nothing
-    evicted when it is full (the ingress answers 503 instead), no RDB snapshots."""
+    evicted when it is full (the ingress answers 503 instead), no RDB snapshots; reading
+    ``config`` first (a file, or ``-``: standard input), where the password is."""
     return [
-        binary, *(["--bind", host] if host else []), "--port", str(port), "--dir", str(directory),
+        binary, *([config] if config else []), *(["--bind", host] if host else []),
+        "--port", str(port), "--dir", str(directory),
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         *(["--maxmemory", f"{maxmemory_mb}mb"] if maxmemory_mb else []),
         "--maxmemory-policy", "noeviction",

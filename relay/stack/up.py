@@ -17,6 +17,7 @@ from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, redis_memory, relay_env, with_settings
+from relay.stack.password import redis_password, redis_url
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import announce, changed_settings
@@ -41,8 +42,9 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     routes = options.home / "pd_routes.yml"
     if "RELAY_ROUTES_FILE" not in env and routes.exists():
         env["RELAY_ROUTES_FILE"] = str(routes)
-    if mode == "native":
-        env.setdefault("RELAY_REDIS_URL", f"redis://127.0.0.1:{options.redis_port}/0")
+    if mode == "native":  # the stack's own Redis, with its password
+        env.setdefault("RELAY_REDIS_URL", redis_url(
+            "127.0.0.1", options.redis_port, redis_password(options.data_dir)))
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings.queues_max_mb)
     if previous is not None:
@@ -53,7 +55,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo), keys)
+        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)

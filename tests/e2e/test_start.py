@@ -170,14 +170,18 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         before = pids(run(project, env, "status").stdout)
         workers = [f"worker-{key_id(key)}" for key in keys]
         assert {"redis", "nginx", "ingress-0", "ingress-1", *workers} <= set(before)
+        # Redis requires the stack's password, which no command line or log shows
+        password = (project / "data" / "redis-password").read_text().strip()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=redis_port).ping()
         expected = dict(SETTINGS, RELAY_PD_URL=sim, RELAY_KEYS_FILE=str(keys_file),
                         RELAY_ROUTES_FILE=str(routes_file),
-                        RELAY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+                        RELAY_REDIS_URL=f"redis://:{password}@127.0.0.1:{redis_port}/0")
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
         # Redis has a maxmemory: twice the queues' cap plus 64 MB
-        stack_redis = redis.Redis(port=redis_port, decode_responses=True)
+        stack_redis = redis.Redis(port=redis_port, password=password, decode_responses=True)
         assert stack_redis.config_get("maxmemory")["maxmemory"] == str(144 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
@@ -247,9 +251,10 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         everything = set(before.values()) | set(now.values())
         wait_until(lambda: not any(alive(pid) for pid in everything), 10, "every process to end")
         assert "not running" in run(project, env, "status").stdout
-        for name in ("ingress-0", *workers):
-            text = (project / "run" / "logs" / f"{name}.log").read_text()
-            assert all(key not in text for key in keys)
+        for path in (project / "run" / "logs").glob("*.log"):
+            text = path.read_text()
+            assert all(key not in text for key in keys), path
+            assert password not in text, path
     finally:
         if started:
             run(project, env, "stop", timeout=60)
