@@ -278,6 +278,41 @@ class Bench:
         stack.close()
 
 
+    # -- 8: CPU per request, in process ------------------------------------------------
+    def cost(self) -> None:
+        """The ingress's own CPU per request (Flask's test client in this process: no
+        HTTP, no nginx) and Redis's time per ENQUEUE call, medians of rounds. Steadier
+        than wrk's rates on a shared machine: the figure to compare two versions with
+        (run each, e.g. an old commit with PYTHONPATH pointing at its worktree)."""
+        import logging
+
+        from relay.app import create_app
+        from relay.settings import Settings
+
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL="WARNING")
+        settings = Settings.from_env(stack.env)
+        logging.disable(logging.WARNING)  # the open-relay warning, per request
+        client, redis = create_app(settings).test_client(), stack.redis.client()
+        rounds: dict[int, list[tuple[float, float]]] = {1: [], 100: []}
+        for _ in range(5 if self.full else 3):
+            for size, count in ((1, 2000), (100, 100)):
+                body = EVENT if size == 1 else [EVENT] * size
+                redis.config_resetstat()
+                started = time.process_time()
+                for _ in range(count):
+                    assert client.post("/v2/enqueue", json=body).status_code == 202
+                python_us = (time.process_time() - started) / count * 1e6
+                redis_us = float(redis.info("commandstats")["cmdstat_evalsha"]["usec_per_call"])
+                rounds[size].append((python_us, redis_us))
+        logging.disable(logging.NOTSET)
+        for size, figures in rounds.items():
+            python_us = statistics.median(f[0] for f in figures)
+            redis_us = statistics.median(f[1] for f in figures)
+            self.record(f"8. CPU per request of {size} event(s), in process",
+                        f"ingress {python_us:,.0f} µs, Redis {redis_us:,.1f} µs per ENQUEUE", "-")
+        stack.close()
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -296,7 +331,7 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="ingress log level for ingest")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
-                        choices=["ingest", "drain", "latency", "memory", "idle"])
+                        choices=["ingest", "drain", "latency", "memory", "idle", "cost"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -308,7 +343,7 @@ def main() -> int:
         bench.log_level = args.log_level
         bench.threads = args.threads
         try:
-            for name in args.only or ["ingest", "drain", "latency", "memory", "idle"]:
+            for name in args.only or ["ingest", "drain", "latency", "memory", "idle", "cost"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name)()
         finally:
