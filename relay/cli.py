@@ -26,7 +26,7 @@ from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
 from relay.settings import Settings
 from relay.status import format_decisions, format_table, read_status
-from relay.store import connect
+from relay.store import connect, memory_problems
 from relay.tally import read as read_decisions
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,17 @@ def _removed_keys_left_something(settings: Settings, redis_down: int = logging.W
     return bool(leftovers)
 
 
+def _redis_memory_problems(settings: Settings, level: int) -> bool:
+    """Log each problem of Redis's memory settings at ``level``; True when there is one."""
+    try:
+        problems = memory_problems(connect(settings), settings)
+    except redis.RedisError:
+        return False  # not reachable: said elsewhere
+    for problem in problems:
+        log.log(level, "%s", problem)
+    return bool(problems)
+
+
 def _ingress(settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
@@ -87,6 +98,7 @@ def _ingress(settings: Settings, args: argparse.Namespace) -> int:
 
     if _removed_keys_left_something(settings):
         return 2
+    _redis_memory_problems(settings, logging.ERROR)
     app = create_app(settings)
     policy = app.extensions["pd_relay_policy"]
     signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
@@ -259,6 +271,8 @@ def _send_test(settings: Settings, args: argparse.Namespace) -> int:
 def _check(settings: Settings, args: argparse.Namespace) -> int:
     count = len(settings.routing_keys)
     if _removed_keys_left_something(settings, 0 if args.redis else logging.INFO):
+        return 2
+    if args.redis and _redis_memory_problems(settings, logging.ERROR):
         return 2
     draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
     print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")

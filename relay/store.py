@@ -74,6 +74,29 @@ def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
     )
 
 
+def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
+    """What in Redis's memory settings breaks the relay's promises: an eviction policy
+    (Redis would drop queued events when full), or a ``maxmemory`` that leaves the queues'
+    cap no room. Nothing when Redis will not say (CONFIG disabled, as on some hosted
+    Redis)."""
+    try:
+        found = client.config_get("maxmemory*")
+    except redis.ResponseError:
+        return []
+    problems = []
+    policy = found.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        problems.append(f"Redis at {settings.redis_shown} evicts keys when full "
+                        f"(maxmemory-policy {policy}): it would drop queued events; set "
+                        "maxmemory-policy noeviction")
+    limit = int(found.get("maxmemory", 0) or 0) / 2**20
+    if limit and limit < settings.queues_max_mb * 1.25:
+        problems.append(f"Redis's maxmemory ({limit:g} MB) leaves RELAY_QUEUES_MAX_MB="
+                        f"{settings.queues_max_mb:g} no room: give Redis at least "
+                        f"{settings.queues_max_mb * 1.25 + 32:g} MB or lower the cap")
+    return problems
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

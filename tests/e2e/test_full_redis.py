@@ -54,3 +54,18 @@ def test_a_full_redis_drains_by_itself_and_takes_events_again(make_stack) -> Non
                "the ingress to take events again")
     assert "OOM" not in "".join(
         line for line in stack.logs_text().splitlines() if "heartbeat failed" in line)
+
+
+def test_check_refuses_a_redis_that_evicts_or_leaves_the_queues_no_room(make_stack) -> None:
+    stack = make_stack(keys=1)
+    client = redis.Redis.from_url(stack.redis.url)
+    assert stack.cli("check", "--redis").returncode == 0
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    evicting = stack.cli("check", "--redis")
+    assert evicting.returncode == 2 and "maxmemory-policy allkeys-lru" in evicting.stderr
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(100 * 2**20))
+    small = stack.cli("check", "--redis")
+    assert small.returncode == 2 and "RELAY_QUEUES_MAX_MB=256 no room" in small.stderr
+    client.config_set("maxmemory", str(400 * 2**20))
+    assert stack.cli("check", "--redis").returncode == 0
