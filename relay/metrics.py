@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FIGURES = {
     "queued": "Events waiting in the key's queue",
+    "queued_bytes": "Bytes of the key's queued and in-flight events (RELAY_QUEUE_MAX_MB caps them)",
     "in_flight": "Events being delivered",
     "open_incidents": "Incidents remembered on the key, so their follow-ups go to it",
     "accepted": "Events queued by all nodes",
@@ -36,6 +37,7 @@ FIGURES = {
     "retried": "Delivery attempts that will be retried",
     "throttled": "Delivery attempts PagerDuty answered with 429",
     "dead": "Events PagerDuty rejected for good",
+    "purged": "Queued events removed by pd-relay queue purge",
     "dead_letters": "Dead letters now stored",
     "oldest_age_seconds": "Age of the oldest queued event",
     "delivered_last_min": "Events delivered in the last 60 seconds",

@@ -15,11 +15,12 @@ from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 
-COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "dead_letters")
+COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "dead_letters")
 SUMMED = ("queued", "in_flight", "open_incidents", "delivered_last_min", *COUNTERS)
 COLUMNS = (
     ("routing_key", "KEY"),
     ("queued", "QUEUED"),
+    ("queued_mb", "MB"),
     ("oldest_age_seconds", "OLDEST(s)"),
     ("in_flight", "IN FLIGHT"),
     ("open_incidents", "OPEN"),
@@ -82,6 +83,8 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
             "rate_limit": int(limit),
         }
         row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
+        row["queued_bytes"] = max(0, int(stats.get("bytes", 0)))  # and in flight (the cap's)
+        row["queued_mb"] = round(row["queued_bytes"] / 2**20, 1)
         row["last_error"] = stats.get("last_error", "")
         row["blocked"] = stats.get("blocked", "")
         row["key_blocked"] = int(bool(row["blocked"]))

@@ -12,6 +12,7 @@ from relay.keys import key_id
 from relay.names import Names
 from relay.router import Route
 from relay.settings import Settings
+from relay.status import read_status
 from relay.store import EventStore, Full, Record
 from tests.conftest import trigger
 from tests.test_worker import ScriptedPagerDuty, drain, make_worker
@@ -67,6 +68,10 @@ def test_the_byte_cap_counts_what_is_queued_and_in_flight(settings, fake) -> Non
     assert queued_bytes(fake, key) == sum(len(r.encode()) for r in stored)
     refused = client.post("/v2/enqueue", json=on_key(key, "e9"))
     assert "RELAY_QUEUE_MAX_MB" in refused.json["errors"][0]
+    row = read_status(fake, NAMES, capped)[0]  # status and metrics show the bytes
+    assert row["queued_bytes"] == queued_bytes(fake, key) and row["queued"] == 3
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'pd_relay_queued_bytes{{key="key-1"}} {float(row["queued_bytes"])}' in metrics
 
     worker = make_worker(capped, fake, ScriptedPagerDuty())  # delivery makes room
     drain(worker)
