@@ -121,8 +121,9 @@ class EventStore:
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
         ] + [names.held]
-        self.caps = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
-                     int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
+        # ENQUEUE's first arguments: how long incidents are remembered, then the caps
+        self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
+                        int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
@@ -138,7 +139,7 @@ class EventStore:
         if not any(batches):
             self._command("PING")
             return []
-        parts = [_bulk(cap) for cap in self.caps]
+        parts = [_bulk(value) for value in self.settled]
         parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
         for batch in batches:
             for route, raw in batch:
