@@ -43,8 +43,10 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if "RELAY_ROUTES_FILE" not in env and routes.exists():
         env["RELAY_ROUTES_FILE"] = str(routes)
     if mode == "native":  # the stack's own Redis, with its password
-        env.setdefault("RELAY_REDIS_URL", redis_url(
-            "127.0.0.1", options.redis_port, redis_password(options.data_dir)))
+        unguarded = f"redis://127.0.0.1:{options.redis_port}/0"  # recorded before it had one
+        if env.get("RELAY_REDIS_URL", unguarded) == unguarded:
+            env["RELAY_REDIS_URL"] = redis_url(
+                "127.0.0.1", options.redis_port, redis_password(options.data_dir))
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings.queues_max_mb)
     if previous is not None:

@@ -284,6 +284,16 @@ def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> 
             requests.get(url + "/healthz", timeout=10)
         plain = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert plain.status_code == 400 and "HTTPS only" in plain.json()["message"]
+        # a stack recorded before Redis had a password: `reload` gives it one, and keeps
+        # running the stack's Redis (it took a URL without one for the operator's own)
+        recorded = project / "run" / "stack.json"
+        data = json.loads(recorded.read_text())
+        redis_port = env["PD_RELAY_REDIS_PORT"]
+        data["relay_env"]["RELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+        recorded.write_text(json.dumps(data))
+        reloaded = run(project, env, "reload")
+        assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+        assert re.search(r"^redis\s+RUNNING", run(project, env, "status").stdout, re.M)
         tested = run(project, env, "relay", "send-test", "--timeout", "30", timeout=60)
         assert tested.returncode == 0, tested.stdout + tested.stderr
         assert "reached PagerDuty" in tested.stdout
