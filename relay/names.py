@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Events whose dedup_key starts with this get their outcome noted (``Names.outcome``) by
+# the worker that finishes them: test events, whose sender waits to hear what happened.
+NOTED_PREFIX = "pd-relay-send-test-"
+
 
 @dataclass(frozen=True)
 class Names:
@@ -72,8 +76,9 @@ class Names:
         lapses (ms: its time plus the worker's lease TTL)."""
         return f"{self.prefix}:workers:{kid}"
 
-    def probe(self, dedup_key: str, action: str) -> str:
-        """String: the outcome of one ``pd-relay send-test`` event, kept for an hour."""
+    def outcome(self, dedup_key: str, action: str) -> str:
+        """String: what became of an event whose dedup_key starts with ``NOTED_PREFIX``,
+        kept for an hour (``pd-relay send-test`` waits for it)."""
         return f"{self.prefix}:probe:{dedup_key}:{action}"
 
     @property

@@ -14,9 +14,8 @@ from typing import Any
 import redis
 import requests
 
-from relay.names import Names
+from relay.names import NOTED_PREFIX, Names
 
-PROBE_PREFIX = "pd-relay-send-test-"
 ACTIONS = ("trigger", "resolve")
 
 
@@ -43,7 +42,7 @@ def send_test(
     say: Any = print,
 ) -> bool:
     """Return True when PagerDuty (or the simulator) accepted both test events."""
-    dedup_key = PROBE_PREFIX + uuid.uuid4().hex[:12]
+    dedup_key = NOTED_PREFIX + uuid.uuid4().hex[:12]
     try:
         reply = requests.post(
             url.rstrip("/") + "/v2/enqueue", json=probe_events(dedup_key, routing_key),
@@ -60,7 +59,7 @@ def send_test(
     deadline = time.monotonic() + timeout_s
     while len(outcomes) < len(ACTIONS) and time.monotonic() < deadline:
         for action in ACTIONS:
-            found = client.get(names.probe(dedup_key, action))
+            found = client.get(names.outcome(dedup_key, action))
             if found is not None and action not in outcomes:
                 outcomes[action] = str(found)
                 say(f"  {action}: {outcomes[action]}")

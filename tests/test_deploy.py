@@ -222,3 +222,27 @@ def test_send_test_goes_to_pd_relay_port_by_default(monkeypatch: pytest.MonkeyPa
     assert _parser().parse_args(["send-test"]).url == "http://127.0.0.1:9191"
     monkeypatch.delenv("PD_RELAY_PORT")
     assert _parser().parse_args(["send-test"]).url == "http://127.0.0.1:8080"
+
+
+def test_lower_rooms_never_reach_up() -> None:
+    """The lane (worker/) uses only the shared core of relay/, never an ingress or
+    operator module (before: worker/delivery.py imported relay/probe.py, send-test's)."""
+    import ast
+
+    shared = {"relay.errors", "relay.keys", "relay.names", "relay.scripts", "relay.settings",
+              "relay.store", "relay.logs", "relay.severity"}
+    reached = {}
+    for path in (ROOT / "worker").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("relay"):
+                module = str(node.module)
+                names = [f"{module}.{alias.name}" for alias in node.names]
+                if module == "relay":
+                    modules = names
+                else:
+                    modules = [module]
+                reached.update({m: path.name for m in modules if m not in shared})
+            elif isinstance(node, ast.Import):
+                reached.update({a.name: path.name for a in node.names
+                                if a.name.startswith("relay") and a.name not in shared})
+    assert not reached, reached

@@ -30,8 +30,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_never
 
 from relay.errors import KeyBlocked, Rejected, RetryLater
 from relay.keys import key_id
-from relay.names import Names
-from relay.probe import PROBE_PREFIX
+from relay.names import NOTED_PREFIX, Names
 from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
@@ -195,7 +194,7 @@ class Worker:
                 self.blocked = False
                 log.info("key %s: PagerDuty takes events again; the key is unblocked",
                          self.label)
-            self._note_probe(record, f"delivered: {reply[:200]}")
+            self._note_outcome(record, f"delivered: {reply[:200]}")
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
                 record.action, record.event.get("dedup_key"), self.label,
@@ -267,7 +266,7 @@ class Worker:
         })
         if self._finish(raw, "dead", dead_id, letter):
             if record is not None:
-                self._note_probe(record, f"dead-lettered: {error} {error.reply[:200]}")
+                self._note_outcome(record, f"dead-lettered: {error} {error.reply[:200]}")
             with self._unless_full():
                 self.client.hset(self.stats, mapping=_error_fields(error))
             log.error(
@@ -277,12 +276,12 @@ class Worker:
                 self.label, error, error.reply[:200], dead_id,
             )
 
-    def _note_probe(self, record: Record, outcome: str) -> None:
-        """Tell a waiting ``pd-relay send-test`` what became of its event."""
+    def _note_outcome(self, record: Record, outcome: str) -> None:
+        """Note what became of an event that asks for it (``NOTED_PREFIX``)."""
         dedup_key = str(record.event.get("dedup_key", ""))
-        if dedup_key.startswith(PROBE_PREFIX):
+        if dedup_key.startswith(NOTED_PREFIX):
             with self._unless_full():
-                self.client.set(self.names.probe(dedup_key, record.action), outcome,
+                self.client.set(self.names.outcome(dedup_key, record.action), outcome,
                                 ex=3600)
 
     @contextmanager
