@@ -139,6 +139,6 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
-    app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/cli.py)
+    app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally
     return app

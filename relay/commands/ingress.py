@@ -1,0 +1,66 @@
+"""``pd-relay ingress``: serve the HTTP ingress (Flask under waitress). SIGHUP reloads the
+routes file; maintenance windows added at run time are followed; SIGTERM stops it after
+the requests under way."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from relay.names import Names
+from relay.settings import Settings
+from relay.startup import (
+    exit_on_sigterm,
+    redis_memory_problems,
+    removed_keys_left_something,
+)
+from relay.store import connect
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    ingress = sub.add_parser("ingress", help="serve the HTTP ingress (Flask under waitress)")
+    ingress.add_argument("--host", default="127.0.0.1")
+    ingress.add_argument("--port", type=int, default=8080)
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    import waitress
+
+    from relay.app import create_app
+    from relay.routes.windows import Windows, follow
+
+    if removed_keys_left_something(settings):
+        return 2
+    redis_memory_problems(settings, logging.ERROR)
+    app = create_app(settings)
+    policy = app.extensions["pd_relay_policy"]
+    signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
+    tally = app.extensions["pd_relay_tally"]
+    tally.start()
+    stopping = threading.Event()
+    follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
+           stopping)
+    log.info(
+        "ingress on http://%s:%d for %d routing key(s), Redis %s",
+        args.host, args.port, len(settings.routing_keys), settings.redis_shown,
+    )
+    exit_on_sigterm()
+    waitress.serve(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=settings.threads,
+        ident="pd-relay",
+        # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
+        max_request_body_size=settings.max_body_bytes * 4,
+    )
+    stopping.set()
+    tally.stop()
+    tally.flush()
+    log.info("ingress stopped")
+    return 0

@@ -1,0 +1,82 @@
+"""The operator's commands: ``status`` (each key's queue and deliveries), ``check`` (the
+settings, the keys file, Redis), ``forget-key`` (a removed key's leftovers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from relay.keyring import forget
+from relay.names import Names
+from relay.settings import Settings
+from relay.startup import redis_memory_problems, removed_keys_left_something
+from relay.status import format_decisions, format_table, read_status
+from relay.store import connect
+from relay.tally import read as read_decisions
+
+
+def add_parsers(sub: Any) -> None:
+    check = sub.add_parser(
+        "check", help="check the settings, the keys file and (when Redis answers) that no "
+        "removed key left events behind, then exit")
+    check.add_argument("--redis", action="store_true",
+                       help="fail when Redis cannot be reached or would lose events, "
+                            "instead of warning")
+    forget_key = sub.add_parser(
+        "forget-key", help="move a removed key's queued and in-flight events to the dead "
+        "letters and forget its open incidents (stop its workers first)")
+    forget_key.add_argument("key_id", metavar="KEY_ID", help="the id start-up or status names")
+    status = sub.add_parser("status", help="show each key's queue and delivery figures")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, nargs="?", const=2.0, default=0.0,
+                        metavar="SECONDS", help="refresh every SECONDS (default 2)")
+
+
+def status(settings: Settings, args: argparse.Namespace) -> int:
+    client = connect(settings)
+    names = Names(settings.prefix)
+    while True:
+        rows = read_status(client, names, settings)
+        decisions = read_decisions(client, names.decisions)
+        if args.json:
+            print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous},
+                             indent=2))
+        else:
+            if args.watch:
+                print("\033[H\033[J", end="")
+            if settings.allow_anonymous:
+                print("WARNING: open relay: anyone who can reach it may send events "
+                      "(RELAY_ALLOW_ANONYMOUS)", file=sys.stderr)
+            print(format_table(rows))
+            if decisions["routes"] or decisions["sources"]:
+                print("\n" + format_decisions(decisions))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+def check(settings: Settings, args: argparse.Namespace) -> int:
+    count = len(settings.routing_keys)
+    if removed_keys_left_something(settings, 0 if args.redis else logging.INFO):
+        return 2
+    if args.redis and redis_memory_problems(settings, logging.ERROR):
+        return 2
+    draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
+    print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")
+    return 0
+
+
+def forget_key(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        moved = forget(connect(settings), Names(settings.prefix), settings, args.key_id)
+    except ValueError as exc:
+        print(f"pd-relay: {exc}", file=sys.stderr)
+        return 2
+    print(f"forgot key {args.key_id}: {moved} event(s) moved to the dead letters "
+          "(`pd-relay dead-letters list`), its open incidents forgotten")
+    return 0
