@@ -358,3 +358,12 @@ def _spy(inner: Any, after: Any) -> Any:
         after()
         return result
     return call
+
+
+def test_a_worker_that_finds_its_lease_taken_says_it_lost_it(settings, fake, caplog) -> None:
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    assert worker.lease.acquire()
+    fake.set(worker.lease.lease_key, "another-worker")  # its lease lapsed; another took it
+    with caplog.at_level("WARNING", logger="worker.lease"):
+        assert not worker.lease.acquire()
+    assert "lost the delivery lease" in caplog.text and worker.lease.remaining() == 0

@@ -54,14 +54,17 @@ class Lease:
         if self.scripts.lease_acquire(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
             self._valid_until = started + self.ttl_ms / 1000
             return True
-        self._valid_until = 0.0
-        return False
+        return self._lost()
 
     def renew(self) -> bool:
         started = self.clock()
         if self.scripts.lease_renew(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
             self._valid_until = started + self.ttl_ms / 1000
             return True
+        return self._lost()
+
+    def _lost(self) -> bool:
+        """The lease is not ours (any more: say so); False."""
         if self._valid_until:
             log.warning("lost the delivery lease")
         self._valid_until = 0.0
