@@ -52,19 +52,19 @@ def add_parser(sub: Any) -> None:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    kid = _key_id(settings, args.key)
+    key = _key(settings, args.key)
     try:
         matchers = [parse(text) for text in args.match]
     except ValueError as exc:
         print(f"pd-relay: {exc}", file=sys.stderr)
         return 2
-    if kid is None:
+    if key is None:
         print(f"pd-relay: no key {printable(args.key, 100)} in {settings.keys_file} "
               "(give its name or id, as status shows them)", file=sys.stderr)
         return 2
     client = connect(settings)
     names = Names(settings.prefix)
-    label = next(settings.name_of(k) for k in settings.routing_keys if key_id(k) == kid)
+    kid, label = key_id(key), settings.name_of(key)
     if args.action == "show":
         shown = 0
         for raw in _queued(client, names.queue(kid)):
@@ -85,10 +85,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"would remove {len(doomed)} queued event(s) of key {label} matching "
               f"{printable(what, 500)}: run again with --yes to remove them")
         return 0
-    removed = 0
+    removed, purge = 0, Scripts(client).purge
     for start in range(0, len(doomed), CHUNK * 10):
-        removed += int(Scripts(client).purge(keys=[names.queue(kid), names.stats(kid)],
-                                             args=doomed[start:start + CHUNK * 10]))
+        removed += int(purge(keys=[names.queue(kid), names.stats(kid)],
+                             args=doomed[start:start + CHUNK * 10]))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
                 printable(what, 500), getpass.getuser(), socket.gethostname())
     print(f"removed {removed} queued event(s) of key {label}"
@@ -97,10 +97,11 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_id(settings: Settings, given: str) -> str | None:
+def _key(settings: Settings, given: str) -> str | None:
+    """The routing key named by its name or its id."""
     for key in settings.routing_keys:
         if given in (settings.name_of(key), key_id(key)):
-            return key_id(key)
+            return key
     return None
 
 

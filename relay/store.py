@@ -7,6 +7,7 @@ with the routing key taken out (the queue it sits in says which key it goes to).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -74,6 +75,12 @@ def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
     )
 
 
+def least_redis_mb(queues_max_mb: float) -> int:
+    """The least ``maxmemory`` (MB) that leaves the queues' cap room: a quarter more, and
+    32 MB for incidents, dead letters and counters."""
+    return math.ceil(queues_max_mb * 1.25) + 32
+
+
 def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
     """What in Redis's memory settings breaks the relay's promises: an eviction policy
     (Redis would drop queued events when full), or a ``maxmemory`` that leaves the queues'
@@ -90,10 +97,11 @@ def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
                         f"(maxmemory-policy {policy}): it would drop queued events; set "
                         "maxmemory-policy noeviction")
     limit = int(found.get("maxmemory", 0) or 0) / 2**20
-    if limit and limit < settings.queues_max_mb * 1.25:
+    least = least_redis_mb(settings.queues_max_mb)
+    if limit and limit < least:
         problems.append(f"Redis's maxmemory ({limit:g} MB) leaves RELAY_QUEUES_MAX_MB="
                         f"{settings.queues_max_mb:g} no room: give Redis at least "
-                        f"{settings.queues_max_mb * 1.25 + 32:g} MB or lower the cap")
+                        f"{least} MB or lower the cap")
     return problems
 
 

@@ -20,7 +20,7 @@ from relay.stack import binaries, render
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx
 from relay.stack.options import StackOptions
-from relay.stack.password import config_file, redis_password, redis_url
+from relay.stack.password import config_file, redis_password, stack_redis_url
 from relay.stack.processes import alive, pd_relay, wait_until
 from relay.stack.record import Recorded
 from relay.stack.report import public_host
@@ -42,10 +42,9 @@ class NativeStack:
         o = self.options
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         programs: list[Program] = []
-        password = redis_password(o.data_dir)
-        if relay_env["RELAY_REDIS_URL"] == redis_url(HOST, o.redis_port, password):
+        if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.data_dir, o.redis_port):
             (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
-            config = config_file(self.run_dir, password)
+            config = config_file(self.run_dir, redis_password(o.data_dir))
             argv = render.redis_argv(binaries.redis_server(install=True), o.redis_port,
                                      o.data_dir / "redis", maxmemory_mb=o.redis_maxmemory_mb,
                                      config=str(config))

@@ -15,6 +15,7 @@ from typing import Any
 from relay.errors import ConfigError
 from relay.settings import Settings
 from relay.stack.render import Limits
+from relay.store import least_redis_mb
 
 MODES = ("auto", "native", "docker")
 
@@ -133,7 +134,7 @@ def redis_memory(options: StackOptions, queues_max_mb: float) -> StackOptions:
     queues' cap plus 64 MB (dead letters, incidents and counters live beside the queues,
     and a worker needs room to drain); ConfigError when asked for less than the cap plus a
     quarter and 32 MB."""
-    least = math.ceil(queues_max_mb * 1.25) + 32
+    least = least_redis_mb(queues_max_mb)
     asked = options.redis_maxmemory_mb
     if asked and asked < least:
         raise ConfigError([

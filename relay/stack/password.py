@@ -26,6 +26,11 @@ def redis_url(host: str, port: int, password: str) -> str:
     return f"redis://:{password}@{host}:{port}/0"
 
 
+def stack_redis_url(data_dir: Path, port: int) -> str:
+    """The URL of the native stack's own Redis (on 127.0.0.1), with its password."""
+    return redis_url("127.0.0.1", port, redis_password(data_dir))
+
+
 def config_file(run_dir: Path, password: str) -> Path:
     """redis-server's private configuration file, holding the password."""
     path = run_dir / "redis.conf"

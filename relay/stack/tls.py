@@ -20,9 +20,9 @@ DIRECTIVES = """    ssl_certificate {cert};
 """
 
 
-def directives(cert: Path | None, key: Path | None) -> str:
-    """The server block's TLS lines (none without a certificate)."""
-    return DIRECTIVES.format(cert=cert, key=key) if cert and key else ""
+def directives(cert: Path, key: Path) -> str:
+    """The server block's TLS lines for this certificate and key."""
+    return DIRECTIVES.format(cert=cert, key=key)
 
 
 def problems(cert: Path | None, key: Path | None) -> list[str]:

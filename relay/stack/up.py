@@ -17,7 +17,7 @@ from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, redis_memory, relay_env, with_settings
-from relay.stack.password import redis_password, redis_url
+from relay.stack.password import redis_password, stack_redis_url
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import announce, changed_settings
@@ -45,8 +45,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if mode == "native":  # the stack's own Redis, with its password
         unguarded = f"redis://127.0.0.1:{options.redis_port}/0"  # recorded before it had one
         if env.get("RELAY_REDIS_URL", unguarded) == unguarded:
-            env["RELAY_REDIS_URL"] = redis_url(
-                "127.0.0.1", options.redis_port, redis_password(options.data_dir))
+            env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.redis_port)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings.queues_max_mb)
     if previous is not None:
