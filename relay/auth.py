@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.errors import Forbidden, Unauthorized
+from relay.routes.channels import Use
 from relay.routes.config import Source
 from relay.routes.matchers import Matcher, all_hold
 
@@ -37,6 +38,7 @@ def digest(token: str) -> str:
 class Sender:
     name: str  # the source's name, ``routing-key`` or ``anonymous``
     matchers: tuple[Matcher, ...] = ()
+    channels: tuple[Use, ...] = ()  # channels that hear of all it sends
 
 
 def request_token(api_key: str | None, authorization: str | None) -> str | None:
@@ -65,7 +67,7 @@ class Gate:
         if source is None:
             raise Unauthorized(["API key: not one this relay knows (X-API-Key or "
                                 "Authorization: Bearer)"], "unknown-api-key")
-        return Sender(source.name, source.matchers)
+        return Sender(source.name, source.matchers, source.channels)
 
     def admit(self, sender: Sender | None, event: dict[str, Any], configured: bool,
               at: str, context: dict[str, str]) -> Sender:

@@ -8,6 +8,7 @@ counted per route and source (``tally``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -19,10 +20,10 @@ from relay.body import encode
 from relay.commit import GroupCommit
 from relay.errors import InvalidEvent, QueueFull, Unavailable
 from relay.metrics import Metrics
-from relay.router import Route
+from relay.router import Route, Router, mint_id
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.store import Full, Record, now_ms
+from relay.store import Full, Item, Record, now_ms
 from relay.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,11 @@ class Ingest:
             raise self._full(full, len(batch), credentials)
         self.metrics.accepted.labels(kind).inc(len(events))
         stored = [slot for slot in slots if isinstance(slot, int)]
-        held = self._count(records, stored, [route for route, _ in batch], senders,
+        held = self._count(records, stored, [item[0] for item in batch], senders,
                            f"client={credentials.client} rid={credentials.request_id}")
         dedup_keys = [event.get("dedup_key") for event in events]
         if single:
-            message = why(batch[0][0].rule).capitalize() if held else "Event queued"
+            message = why(batch[0][0]).capitalize() if held else "Event queued"
             return {"status": "success", "message": message, "dedup_key": dedup_keys[0]}
         return {"status": "success",
                 "message": f"{len(events)} events accepted, {len(events) - held} queued",
@@ -88,14 +89,14 @@ class Ingest:
         return QueueFull([why + "; it drains as PagerDuty takes its events"])
 
     def _prepare(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
-                 adapter: str) -> tuple[list[tuple[Route, bytes]], list[Record], list[str]]:
+                 adapter: str) -> tuple[list[Item], list[Record], list[str]]:
         router, gate = self.policy.current
         sender = gate.sender(credentials.api_key, credentials.authorization)  # 401: unknown
         by_key = ROUTING_KEY_SENDER  # who an event's routing key lets in
         contexts = {name: {"sender": name, "adapter": adapter}
                     for name in (by_key, sender.name if sender else by_key)}
         check, problems = CHECKS[kind], []
-        batch: list[tuple[Route, bytes]] = []
+        batch: list[Item] = []
         records: list[Record] = []
         senders: list[str] = []
         accepted = now_ms()
@@ -119,7 +120,8 @@ class Ingest:
                 else:
                     record = Record(kind, event, accepted)
                     raw, found = encode(record, at, self.settings.max_body_bytes)
-                    batch.append((route, raw))
+                    heard = sender.channels if sender is not None else ()
+                    batch.append((route, raw, notice(router, route, event, heard, name)))
                     records.append(record)
                     senders.append(name)
             problems += found
@@ -139,9 +141,9 @@ class Ingest:
                 log.info("accepted %s dedup_key=%s key=%s route=%s %s", record.action,
                          record.event.get("dedup_key"), self.labels[slot - 1], route.rule, origin)
             else:
-                counts["route", route.rule, outcome(route.rule)] += 1
+                counts["route", route.rule, outcome(route)] += 1
                 log.info("held back %s dedup_key=%s %s: %s", record.action,
-                         record.event.get("dedup_key"), origin, why(route.rule))
+                         record.event.get("dedup_key"), origin, why(route))
         for rule, n in Counter(route.rule for route, slot in zip(routes, slots, strict=True)
                                if slot).items():
             counts["route", rule, "accepted"] = n
@@ -149,15 +151,39 @@ class Ingest:
         return held
 
 
-def outcome(rule: str) -> str:
-    """What holding an event back under ``rule`` counts as."""
+def notice(router: Router, route: Route, event: dict[str, Any], heard: Sequence[Any],
+           sender: str) -> bytes:
+    """What the channels are told of an event besides the event itself (ENQUEUE appends
+    both to the outbox): an id, the channels that hear of it (null for an acknowledge or
+    resolve: those its trigger went to), its route and sender. b"" when none hears."""
+    channels: list[str] | None = list(route.channels)
+    if heard:
+        channels = list(dict.fromkeys([*route.channels, *router.hearing(heard, event)]))
+    if route.action in ("acknowledge", "resolve"):
+        if not router.least:
+            return b""
+        channels = None
+    elif not channels:
+        return b""
+    return json.dumps({"id": mint_id(), "c": channels, "r": route.rule, "s": sender},
+                      separators=(",", ":")).encode()
+
+
+def outcome(route: Route) -> str:
+    """What holding an event back on ``route`` counts as."""
+    rule = route.rule
+    if route.channels:
+        return "channels-only"
     if rule.startswith("maintenance:"):
         return "suppressed"
     return "held" if rule in ("default", "routing-key") else "dropped"
 
 
-def why(rule: str) -> str:
+def why(route: Route) -> str:
     """Why an event was held back, for its answer and its log line."""
+    rule = route.rule
+    if route.channels:
+        return f"sent to channels only ({', '.join(route.channels)}) by route {rule}"
     if rule.startswith("maintenance:"):
         return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
     if rule in ("default", "routing-key"):

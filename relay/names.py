@@ -47,6 +47,45 @@ class Names:
         too."""
         return f"{self.prefix}:held"
 
+    @property
+    def outbox(self) -> str:
+        """List of notices for the channels, oldest first: ``<slot>\\n<notice>\\n<event>``
+        (``relay.channels.outbox``), appended by ENQUEUE with the event itself."""
+        return f"{self.prefix}:outbox"
+
+    @property
+    def outbox_taken(self) -> str:
+        """List of the notices the dispatcher took and has not yet made jobs of."""
+        return f"{self.prefix}:outbox:taken"
+
+    @property
+    def channel_stats(self) -> str:
+        """Hash: ``bytes`` the outbox holds, notices ``skipped`` when it was full, and
+        per channel ``<name>:sent``, ``<name>:failed``, ``<name>:error``."""
+        return f"{self.prefix}:channels"
+
+    @property
+    def dispatcher(self) -> str:
+        """String: id of the one channel worker that turns notices into jobs, with a TTL."""
+        return f"{self.prefix}:channels:dispatcher"
+
+    def heard(self, incident: str) -> str:
+        """String: the channels that heard of the incident's trigger, and how severe it
+        was (``channels severity``), kept while the incident is remembered."""
+        return f"{self.prefix}:heard:{incident}"
+
+    def channel_queue(self, channel: str) -> str:
+        """The RQ queue of a channel's messages (RQ prefixes its own key names)."""
+        return f"{self.prefix}-{channel}"
+
+    def channel_window(self, channel: str) -> str:
+        """Sorted set of a channel's send times in the current minute (ms, Redis clock)."""
+        return f"{self.prefix}:channel:{channel}:window"
+
+    def channel_pause(self, channel: str) -> str:
+        """String with a TTL: the channel asked to wait (429, Retry-After) until it lapses."""
+        return f"{self.prefix}:channel:{channel}:pause"
+
     def lease(self, kid: str) -> str:
         """String: id of the one worker allowed to deliver for this key, with a TTL."""
         return f"{self.prefix}:lease:{kid}"

@@ -8,6 +8,10 @@ it (slot 0). Without a matching route, the pool is every key. An acknowledge or 
 carries no payload to match: it is proposed the hash's key, and the event store sends it
 where its trigger went, or holds it with its held trigger (``relay/scripts.py`` ENQUEUE),
 so adding or draining keys never moves an open incident.
+
+The first matching route also names the channels that hear of a trigger or change event
+(``relay.routes.channels``), those whose least severity it reaches, even when the event
+named its key; a route with channels and no keys sends to them alone (slot 0).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay.keys import choose_key, is_ruleset, mask
+from relay.routes.channels import Channel, Use
 from relay.routes.config import Route as Rule
 from relay.routes.config import Window
 from relay.routes.matchers import all_hold
+from relay.severity import LEVELS
 
 DEFAULT = "default"
 
@@ -51,12 +57,13 @@ class Route(NamedTuple):
     incident: str
     action: str  # event_action; "fresh" for a trigger whose dedup_key was minted here
     rule: str = DEFAULT
+    channels: tuple[str, ...] = ()  # the names of the channels that hear of it
 
 
 class Router:
     def __init__(self, keys: Sequence[str], draining: frozenset[str] = frozenset(),
                  names: Sequence[str] = (), rules: Sequence[Rule] = (),
-                 windows: Sequence[Window] = ()) -> None:
+                 windows: Sequence[Window] = (), channels: Sequence[Channel] = ()) -> None:
         self.keys = tuple(keys)
         self.slots = {key: n for n, key in enumerate(self.keys, start=1)}
         self.active = tuple(k for k in self.keys if k not in draining)
@@ -65,6 +72,25 @@ class Router:
         self.rules = [(rule, tuple(by_name[n] for n in rule.keys if by_name[n] not in draining))
                       for rule in rules]
         self.windows = tuple(windows)
+        self.least = {c.name: c.min_severity for c in channels}  # each channel's own
+        self.heard = any(rule.channels for rule in rules)
+
+    def hearing(self, uses: Sequence[Use], event: dict[str, Any]) -> tuple[str, ...]:
+        """The channels of ``uses`` whose least severity the event reaches (a change event
+        counts as info)."""
+        payload = event.get("payload")
+        level = payload.get("severity") if isinstance(payload, dict) else None
+        rank = LEVELS.index(level) if level in LEVELS else len(LEVELS) - 1
+        return tuple(use.name for use in uses
+                     if rank <= LEVELS.index(use.min_severity or self.least[use.name]))
+
+    def first(self, event: dict[str, Any],
+              context: dict[str, str]) -> tuple[Rule, tuple[str, ...]] | None:
+        """The first route whose matchers all hold, and its keys in service."""
+        for candidate, keys in self.rules:
+            if all_hold(candidate.matchers, event, context) is None:
+                return candidate, keys
+        return None
 
     def route(self, kind: str, event: dict[str, Any], at: str,
               context: dict[str, str] | None = None, now: float = 0.0) -> Route | str:
@@ -84,24 +110,29 @@ class Router:
             if kind == "change" and is_ruleset(named):
                 return (f"{at}routing_key {mask(named)} is a ruleset key; "
                         "PagerDuty takes no change events on ruleset keys")
-            return Route(-self.slots[named], incident, action, "routing-key")
-        rule, pool = DEFAULT, self.active
+            found = self.first(event, context or {}) \
+                if self.heard and action in ("trigger", "fresh", "change") else None
+            heard = self.hearing(found[0].channels, event) if found else ()
+            return Route(-self.slots[named], incident, action, "routing-key", heard)
+        rule, pool, heard = DEFAULT, self.active, ()
         if action in ("trigger", "fresh", "change"):
             context = context or {}
             for window in self.windows:
                 if window.start <= now < window.end and kind == "alert" and \
                         all_hold(window.matchers, event, context) is None:
                     return Route(0, incident, action, f"maintenance:{window.name}")
-            for candidate, keys in self.rules:
-                if all_hold(candidate.matchers, event, context) is None:
-                    if candidate.drop:
-                        return Route(0, incident, action, candidate.name)
-                    rule, pool = candidate.name, keys or self.active
-                    break
+            found = self.first(event, context)
+            if found is not None:
+                candidate, keys = found
+                heard = self.hearing(candidate.channels, event)
+                if candidate.drop or not candidate.keys and candidate.channels:
+                    return Route(0, incident, action, candidate.name, heard)
+                rule, pool = candidate.name, keys or self.active
         if kind == "change":
             pool = tuple(k for k in pool if not is_ruleset(k)) or self.change_keys
             if not pool:
                 return (f"{at}routing_key is missing and every configured key is a ruleset "
                         "key, which takes no change events")
-            return Route(self.slots[choose_key(pool, mint_id())], "", "change", rule)
-        return Route(self.slots[choose_key(pool, event["dedup_key"])], incident, action, rule)
+            return Route(self.slots[choose_key(pool, mint_id())], "", "change", rule, heard)
+        return Route(self.slots[choose_key(pool, event["dedup_key"])], incident, action, rule,
+                     heard)

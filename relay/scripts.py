@@ -19,18 +19,25 @@ import redis
 # (events, or bytes: queued plus in flight, counted in the stats' `bytes`) or every
 # key's queues over the total cap stores nothing and changes nothing; its events answer
 # 'full:<slot>' or 'total:<slot>' naming the key it would have overfilled.
+# An event that channels hear of (a notice: relay/channels/outbox.py) is also appended to
+# the outbox as '<slot>\n<notice>\n<stored event>', while the outbox holds less than
+# its cap in bytes; past it the notice is skipped and counted (PagerDuty's events are
+# never refused for a channel's sake).
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order); KEYS[#KEYS] the held incidents
+# key (every key of the keys file, in order); KEYS[#KEYS-2] the held incidents,
+# KEYS[#KEYS-1] the outbox, KEYS[#KEYS] the channels' stats hash {bytes, skipped}
 # ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
 # queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
-# events each request has, space-separated, in order; then 4 values per event:
+# events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
+# then 5 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
 #   incident id ('' for change events);
 #   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
 #   event_action;
-#   the stored event
+#   the stored event;
+#   its notice for the channels ('' when none hears of it)
 # Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
@@ -38,8 +45,8 @@ ENQUEUE = """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 1) / 3
-local held = KEYS[#KEYS]
+local n = (#KEYS - 3) / 3
+local held, outbox, told = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function remembered(slot)  -- the set an incident on this slot is remembered in
   if slot > 0 then return KEYS[3 * slot] end
@@ -55,12 +62,12 @@ for i = 1, n do
 end
 -- seen[incident]: the slot it is remembered on after this call (0: held), or false once
 -- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident}
-local chosen, queued, grew, seen, forgot, drops = {}, {}, {}, {}, {}, {}
-local at = 6
+local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
+local at = 7
 for size in string.gmatch(ARGV[5], '%d+') do
   -- one request, tried on its own copy of what the call decided so far
   local rseen = setmetatable({}, {__index = seen})
-  local rforgot, rqueued, radded, rchosen, rdrops = {}, {}, {}, {}, {}
+  local rforgot, rqueued, radded, rchosen, rdrops, rnotices = {}, {}, {}, {}, {}, {}
   for _ = 1, tonumber(size) do
     local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
     if slot < 0 then  -- the event named its key: it goes there, and so does its incident
@@ -99,7 +106,10 @@ for size in string.gmatch(ARGV[5], '%d+') do
       radded[slot] = (radded[slot] or 0) + #ARGV[at + 3]
     end
     rchosen[#rchosen + 1] = slot
-    at = at + 4
+    if ARGV[at + 4] ~= '' then
+      rnotices[#rnotices + 1] = slot .. '\\n' .. ARGV[at + 4] .. '\\n' .. ARGV[at + 3]
+    end
+    at = at + 5
   end
   local refused, added = nil, 0
   for slot = 1, n do
@@ -128,6 +138,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
     end
     total = total + added
     for _, slot in ipairs(rchosen) do chosen[#chosen + 1] = slot end
+    for _, notice in ipairs(rnotices) do notices[#notices + 1] = notice end
   end
 end
 for _, drop in ipairs(drops) do redis.call('ZREM', drop[1], drop[2]) end
@@ -153,6 +164,23 @@ for slot, raws in pairs(queued) do
   end
   redis.call('HINCRBY', KEYS[3 * slot - 1], 'accepted', #raws)
   redis.call('HINCRBY', KEYS[3 * slot - 1], 'bytes', grew[slot])
+end
+if #notices > 0 then
+  local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', told, 'bytes') or '0')
+  local kept, size, skipped = {}, 0, 0
+  for _, notice in ipairs(notices) do
+    if size + #notice <= room then
+      kept[#kept + 1] = notice
+      size = size + #notice
+    else
+      skipped = skipped + 1
+    end
+  end
+  for from = 1, #kept, 1000 do
+    redis.call('RPUSH', outbox, unpack(kept, from, math.min(from + 999, #kept)))
+  end
+  if size > 0 then redis.call('HINCRBY', told, 'bytes', size) end
+  if skipped > 0 then redis.call('HINCRBY', told, 'skipped', skipped) end
 end
 return chosen
 """

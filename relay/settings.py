@@ -48,6 +48,7 @@ class Settings:
     queue_max_events: int = 100_000  # per key: about 14 hours at 120 a minute
     queue_max_mb: float = 64.0  # per key, queued and in flight
     queues_max_mb: float = 256.0  # every key's queues together (below Redis's maxmemory)
+    outbox_max_mb: float = 32.0  # notices waiting to become channel jobs
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -220,6 +221,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_QUEUE_MAX_EVENTS", "queue_max_events", _positive(int)),
     ("RELAY_QUEUE_MAX_MB", "queue_max_mb", _positive(float)),
     ("RELAY_QUEUES_MAX_MB", "queues_max_mb", _positive(float)),
+    ("RELAY_OUTBOX_MAX_MB", "outbox_max_mb", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

@@ -53,6 +53,9 @@ class Record:
         return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]))
 
 
+Item = tuple[Route, bytes | str, bytes | str]  # what ENQUEUE stores of one event
+
+
 @dataclass(frozen=True)
 class Full:
     """What a request's events are told when storing it would overfill a queue: nothing
@@ -128,16 +131,17 @@ class EventStore:
             name for key in settings.routing_keys
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
-        ] + [names.held]
+        ] + [names.held, names.outbox, names.channel_stats]
         # ENQUEUE's first arguments: how long incidents are remembered, then the caps
         self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
                         int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
+        self.outbox_cap = _bulk(int(settings.outbox_max_mb * 2**20))
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
-    def enqueue(self, batches: Sequence[Sequence[tuple[Route, bytes | str]]]) -> list[int | Full]:
-        """Store each batch (one request's (route, encoded record) pairs) whole or not at
-        all, every batch in one round trip; return for each pair the slot (1-based place
+    def enqueue(self, batches: Sequence[Sequence[Item]]) -> list[int | Full]:
+        """Store each batch (one request's (route, encoded record, notice) triples, the
+        notice b"" when no channel hears of the event) whole or not at all, every batch in one round trip; return for each pair the slot (1-based place
         in the keys file) of the key it was queued on, 0 for one held back (a route dropped
         it, a maintenance window suppressed it), or ``Full`` when its batch would overfill
         a queue (nothing of it stored). No batch checks the connection (PING).
@@ -149,10 +153,11 @@ class EventStore:
             return []
         parts = [_bulk(value) for value in self.settled]
         parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
+        parts.append(self.outbox_cap)
         for batch in batches:
-            for route, raw in batch:
+            for route, raw, notice in batch:
                 parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
-                          _bulk(raw)]
+                          _bulk(raw), _bulk(notice)]
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:

@@ -47,6 +47,7 @@ VALUES = {
     "RELAY_QUEUE_MAX_EVENTS": "5000",
     "RELAY_QUEUE_MAX_MB": "8.5",
     "RELAY_QUEUES_MAX_MB": "20",
+    "RELAY_OUTBOX_MAX_MB": "8",
     "RELAY_PREFIX": "pdr-test",
     "RELAY_THREADS": "4",
     "RELAY_LOG_LEVEL": "DEBUG",

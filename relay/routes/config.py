@@ -1,5 +1,6 @@
 """The routes file (YAML): who may send (``sources``), where events go (``routes``) and
-when triggers are held back (``maintenance``). Read with ``yaml.safe_load`` and checked
+when triggers are held back (``maintenance``), and the places besides PagerDuty that
+hear of events (``channels``, ``relay.routes.channels``). Read with ``yaml.safe_load`` and checked
 whole: every problem is named by its path (``routes[2].keys[0]: ...``)."""
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import yaml
 
 from relay.errors import ConfigError
 from relay.keys import exposed
+from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+SECTIONS = ("sources", "routes", "maintenance", "channels")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Source:
     name: str
     key_hashes: frozenset[str]
     matchers: tuple[Matcher, ...] = ()
+    channels: tuple[Use, ...] = ()  # hear of every event this source sends
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Route:
     matchers: tuple[Matcher, ...] = ()
     keys: tuple[str, ...] = ()  # key names: incidents spread over them
     drop: bool = False
+    channels: tuple[Use, ...] = ()  # hear of its events; with no keys, only they do
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class RoutesFile:
     sources: tuple[Source, ...] = ()
     routes: tuple[Route, ...] = ()
     maintenance: tuple[Window, ...] = ()
+    channels: tuple[Channel, ...] = ()
     path: Path | None = None
 
 
@@ -63,7 +69,8 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
     checker.problems += exposed("RELAY_ROUTES_FILE", path)  # API key hashes: still secrets
     if checker.problems:
         raise ConfigError(checker.problems)
-    return RoutesFile(*found, path=path)
+    sources, routes, windows, channels = found
+    return RoutesFile(sources, routes, windows, channels, path=path)
 
 
 class _Checker:
@@ -71,16 +78,20 @@ class _Checker:
         self.source = source
         self.key_names = key_names
         self.problems: list[str] = []
+        self.channels: dict[str, Channel] = {}
 
     def problem(self, at: str, text: str) -> None:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
 
-    def file(self, data: Any) -> tuple[tuple[Source, ...], tuple[Route, ...], tuple[Window, ...]]:
+    def file(self, data: Any) -> tuple[Any, ...]:
+        """(sources, routes, maintenance, channels) as found; problems noted."""
         if not isinstance(data, dict):
-            self.problem("", "want a mapping with sources, routes and maintenance")
-            return (), (), ()
-        for extra in sorted(set(data) - {"sources", "routes", "maintenance"}, key=str):
-            self.problem(str(extra), "unknown section (want sources, routes, maintenance)")
+            self.problem("", "want a mapping with sources, routes, maintenance, channels")
+            return (), (), (), ()
+        for extra in sorted(set(data) - set(SECTIONS), key=str):
+            self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
+        channels = self.items(data, "channels", self.channel_entry)
+        self.channels = {entry.name: entry for entry in channels}
         sources = self.items(data, "sources", self.source_entry)
         hashes: dict[str, str] = {}
         for source in sources:
@@ -91,9 +102,10 @@ class _Checker:
                 hashes[digest] = source.name
         routes = self.items(data, "routes", self.route_entry)
         windows = self.items(data, "maintenance", self.window_entry)
-        for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows)):
+        for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows),
+                              ("channels", channels)):
             self.unique(kind, [entry.name for entry in entries])
-        return tuple(sources), tuple(routes), tuple(windows)
+        return tuple(sources), tuple(routes), tuple(windows), tuple(channels)
 
     def items(self, data: dict[str, Any], section: str,
               read: Callable[[str, dict[str, Any]], Any]) -> list[Any]:
@@ -141,7 +153,7 @@ class _Checker:
         return tuple(found)
 
     def source_entry(self, at: str, entry: dict[str, Any]) -> Source | None:
-        name = self.fields(at, entry, {"name", "api_keys", "match"})
+        name = self.fields(at, entry, {"name", "api_keys", "match", "channels"})
         matchers = self.matchers(at, entry)
         hashes = entry.get("api_keys")
         if not isinstance(hashes, list) or not hashes:
@@ -152,26 +164,33 @@ class _Checker:
             if not isinstance(digest, str) or not HASH_RE.match(digest):
                 self.problem(f"{at}.api_keys[{n}]", "want 'sha256:' and 64 hex digits, as "
                              "`pd-relay token new NAME` prints (never the API key itself)")
-        return Source(name, frozenset(map(str, hashes)), matchers) if name else None
+        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
+        return Source(name, frozenset(map(str, hashes)), matchers, heard) if name else None
+
+    def channel_entry(self, at: str, entry: dict[str, Any]) -> Channel | None:
+        return channel(at, entry, self.fields(at, entry, set(entry)), self.problem)
 
     def route_entry(self, at: str, entry: dict[str, Any]) -> Route | None:
-        name = self.fields(at, entry, {"name", "match", "keys", "drop"})
+        name = self.fields(at, entry, {"name", "match", "keys", "drop", "channels"})
         matchers = self.matchers(at, entry)
         keys, drop = entry.get("keys"), entry.get("drop", False)
+        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
         if drop is not False and drop is not True:
             self.problem(f"{at}.drop", "want true or false")
-        if drop and keys:
-            self.problem(at, "a route either drops events or sends them to keys, not both")
-        if not drop:
+        if drop and (keys or heard):
+            self.problem(at, "a route either drops events or sends them on, not both")
+        if not drop and not (keys is None and heard):  # channels alone: no PagerDuty
             if not isinstance(keys, list) or not keys:
                 self.problem(f"{at}.keys", "want a list of key names from the keys file "
-                             "(or drop: true)")
+                             "(or channels, or drop: true)")
                 keys = []
             for n, key in enumerate(keys):
                 if key not in self.key_names:
                     self.problem(f"{at}.keys[{n}]", f"no key named {str(key)[:40]!r} in the "
                                  "keys file (" + ", ".join(self.key_names) + ")")
-        return Route(name, matchers, tuple(keys or ()), drop is True) if name else None
+        if name is None:
+            return None
+        return Route(name, matchers, tuple(keys or ()), drop is True, heard)
 
     def window_entry(self, at: str, entry: dict[str, Any]) -> Window | None:
         name = self.fields(at, entry, {"name", "match", "start", "end"})

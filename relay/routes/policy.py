@@ -32,7 +32,7 @@ class Policy:
         s = self.settings
         # one assignment: a request under way keeps the router and gate it started with
         self.current = (Router(s.routing_keys, s.draining_keys, s.key_names, routes.routes,
-                               routes.maintenance + self.added),
+                               routes.maintenance + self.added, routes.channels),
                         Gate(routes.sources, s.allow_anonymous))
         self.routes = routes
 

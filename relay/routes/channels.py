@@ -1,0 +1,214 @@
+"""The ``channels`` section of the routes file: places besides PagerDuty that hear of
+events (a chat room, a webhook, a mailbox), each defined once by name, and how routes
+and sources name them (``channels: [NAME, {name: NAME, min_severity: LEVEL}]``).
+
+Strings may take secrets from the environment (``${NAME}``); a channel's secrets
+(webhook URLs, tokens, passwords) never appear in logs, status or replies: ``shown``
+is what may be printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from relay.severity import LEVELS
+
+TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
+SECURITY = ("starttls", "tls", "none")
+# Default sends a minute: Slack's incoming webhooks take about one message a second.
+PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook": 600,
+              "email": 60}
+WEBEX_URL = "https://webexapis.com/v1/messages"
+ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s"}
+FIELDS = {
+    "slack": {"url"}, "mattermost": {"url"}, "teams": {"url"},
+    "webex": {"token", "room", "url"},
+    "webhook": {"url", "method", "headers", "body"},
+    "email": {"host", "port", "security", "username", "password", "sender", "to", "subject"},
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    type: str
+    min_severity: str = "info"  # the least severe event it hears of, unless a route says
+    per_minute: int = 60
+    retries: int = 12  # sends after the first, at growing intervals, before it fails
+    template: str | None = None  # Jinja2 text of the message (sandboxed)
+    timeout_s: float = 10.0
+    url: str = field(default="", repr=False)  # webhooks: the URL is the secret
+    method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    body: str | None = None  # webhook: Jinja2 template of a JSON body
+    token: str = field(default="", repr=False)  # webex bot token
+    room: str = ""
+    host: str = ""
+    port: int = 0
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = ""
+    to: tuple[str, ...] = ()
+    subject: str | None = None  # email: Jinja2 template of the subject
+
+    @property
+    def shown(self) -> str:
+        """What may be printed of where it sends: type and host, never a path or token."""
+        if self.type == "email":
+            return f"email via {self.host}:{self.port} to {len(self.to)} recipient(s)"
+        return f"{self.type} {urlparse(self.url).hostname or '?'}"
+
+
+@dataclass(frozen=True)
+class Use:
+    """A route's or source's use of a channel: which, and its least severity there
+    (None: the channel's own)."""
+
+    name: str
+    min_severity: str | None = None
+
+
+Problem = Callable[[str, str], None]
+
+
+def expand(value: Any, at: str, problem: Problem, env: Mapping[str, str]) -> Any:
+    """``value`` with each ``${NAME}`` in its strings taken from the environment."""
+    if isinstance(value, str):
+        def swap(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                problem(at, f"the environment variable {name} is not set")
+                return ""
+            return env[name]
+        return ENV_RE.sub(swap, value)
+    if isinstance(value, list):
+        return [expand(v, f"{at}[{n}]", problem, env) for n, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: expand(v, f"{at}.{k}", problem, env) for k, v in value.items()}
+    return value
+
+
+def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
+            env: Mapping[str, str] | None = None) -> Channel | None:
+    """Check one entry of the ``channels`` section (its name already checked)."""
+    kind = entry.get("type")
+    if kind not in TYPES:
+        problem(f"{at}.type", "want one of " + ", ".join(TYPES))
+        return None
+    for extra in sorted(set(entry) - COMMON - FIELDS[kind], key=str):
+        problem(f"{at}.{extra}", f"unknown field for a {kind} channel (want "
+                + ", ".join(sorted(COMMON | FIELDS[kind])) + ")")
+    entry = expand(entry, at, problem, os.environ if env is None else env)
+    found: dict[str, Any] = {"per_minute": PER_MINUTE[kind]}
+    for key, check in (("min_severity", _level), ("per_minute", _count),
+                       ("retries", _count), ("timeout_s", _seconds), ("template", _text),
+                       ("url", _url), ("method", _method), ("headers", _headers),
+                       ("body", _text), ("token", _text), ("room", _text), ("host", _text),
+                       ("port", _count), ("security", _security), ("username", _text),
+                       ("password", _text), ("sender", _address), ("to", _addresses),
+                       ("subject", _text)):
+        if key in entry:
+            value, why = check(entry[key])
+            if why:
+                problem(f"{at}.{key}", why)
+            else:
+                found[key] = value
+    required = {"slack": ("url",), "mattermost": ("url",), "teams": ("url",),
+                "webex": ("token", "room"), "webhook": ("url",),
+                "email": ("host", "sender", "to")}[kind]
+    for key in required:
+        if key not in entry:
+            problem(f"{at}.{key}", f"a {kind} channel needs it")
+    if kind == "webex":
+        found.setdefault("url", WEBEX_URL)
+    if kind == "email":
+        security = found.get("security", "starttls")
+        found.setdefault("port", {"starttls": 587, "tls": 465, "none": 25}[security])
+    if name is None or any(key not in entry for key in required):
+        return None
+    return Channel(name=name, type=str(kind), **found)
+
+
+def uses(at: str, raw: Any, known: Mapping[str, Channel], problem: Problem) -> tuple[Use, ...]:
+    """A route's or source's ``channels``: names, or {name, min_severity}."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problem(at, "want a list of channel names")
+        return ()
+    found = []
+    for n, item in enumerate(raw):
+        name, level = (item.get("name"), item.get("min_severity")) \
+            if isinstance(item, dict) else (item, None)
+        if isinstance(item, dict) and set(item) - {"name", "min_severity"}:
+            problem(f"{at}[{n}]", "want name and min_severity only")
+        if name not in known:
+            problem(f"{at}[{n}]", f"no channel named {str(name)[:40]!r} in channels ("
+                    + (", ".join(known) or "none defined") + ")")
+            continue
+        if level is not None and level not in LEVELS:
+            problem(f"{at}[{n}].min_severity", "want one of " + ", ".join(LEVELS))
+            continue
+        found.append(Use(str(name), level))
+    return tuple(found)
+
+
+Checked = tuple[Any, str]
+
+
+def _level(value: Any) -> Checked:
+    return value, "" if value in LEVELS else "want one of " + ", ".join(LEVELS)
+
+
+def _count(value: Any) -> Checked:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value, "" if ok else "want a whole number above 0"
+
+
+def _seconds(value: Any) -> Checked:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 300
+    return float(value) if ok else value, "" if ok else "want seconds, above 0 and at most 300"
+
+
+def _text(value: Any) -> Checked:
+    return value, "" if isinstance(value, str) and value else "want a non-empty string"
+
+
+def _url(value: Any) -> Checked:
+    parts = urlparse(value if isinstance(value, str) else "")
+    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    return value, "" if ok else "want an http:// or https:// URL"
+
+
+def _method(value: Any) -> Checked:
+    ok = value in ("POST", "PUT", "PATCH")
+    return value, "" if ok else "want POST, PUT or PATCH"
+
+
+def _headers(value: Any) -> Checked:
+    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                         for k, v in value.items())
+    return (tuple(value.items()) if ok else value,
+            "" if ok else "want a mapping of header names to strings")
+
+
+def _security(value: Any) -> Checked:
+    return value, "" if value in SECURITY else "want one of " + ", ".join(SECURITY)
+
+
+def _address(value: Any) -> Checked:
+    ok = isinstance(value, str) and "@" in value and "\n" not in value
+    return value, "" if ok else "want an email address"
+
+
+def _addresses(value: Any) -> Checked:
+    items = [value] if isinstance(value, str) else value
+    ok = isinstance(items, list) and bool(items) and all(_address(v)[1] == "" for v in items)
+    return tuple(items) if ok else value, "" if ok else "want one or more email addresses"
