@@ -82,6 +82,10 @@ class Names:
         """Sorted set of a channel's send times in the current minute (ms, Redis clock)."""
         return f"{self.prefix}:channel:{channel}:window"
 
+    def channel_throttle(self, channel: str) -> str:
+        """Hash {limit, at}: the pace a channel's last 429 cut it to, and when."""
+        return f"{self.prefix}:channel:{channel}:throttle"
+
     def channel_pause(self, channel: str) -> str:
         """String with a TTL: the channel asked to wait (429, Retry-After) until it lapses."""
         return f"{self.prefix}:channel:{channel}:pause"

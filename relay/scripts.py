@@ -305,6 +305,23 @@ redis.call('HINCRBY', KEYS[2], 'purged', removed)
 return removed
 """
 
+# The dispatcher made jobs of these outbox entries: forget them, and count the outbox's
+# bytes down (reset once the outbox and the taken list are empty). LREM frees memory
+# first, so it runs when Redis is full.
+# KEYS[1] taken list, KEYS[2] outbox, KEYS[3] channels' stats hash
+# ARGV the entries
+OUTBOX_DONE = """
+local freed = 0
+for _, entry in ipairs(ARGV) do
+  if redis.call('LREM', KEYS[1], 1, entry) > 0 then freed = freed + #entry end
+end
+local left = redis.call('HINCRBY', KEYS[3], 'bytes', -freed)
+if left < 0 or redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[3], 'bytes', 0)
+end
+return freed
+"""
+
 # Keep or drop a lease only while we hold it.
 # KEYS[1] lease
 # ARGV[1] worker id, ARGV[2] ttl ms (0 = release)
@@ -398,3 +415,4 @@ class Scripts:
         self.purge: Any = client.register_script(PURGE)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)
+        self.outbox_done: Any = client.register_script(OUTBOX_DONE)

@@ -49,6 +49,8 @@ class Settings:
     queue_max_mb: float = 64.0  # per key, queued and in flight
     queues_max_mb: float = 256.0  # every key's queues together (below Redis's maxmemory)
     outbox_max_mb: float = 32.0  # notices waiting to become channel jobs
+    channel_retry_base_s: float = 10.0  # a channel's first retry, doubling from there
+    channel_retry_max_s: float = 900.0
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -57,7 +59,7 @@ class Settings:
     @property
     def rate_window_ms(self) -> int:
         """The limiter's window: PagerDuty's plus a guard of 1%, at least 100 ms (see
-        worker/limiter.py)."""
+        relay/limiter.py)."""
         return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
 
     @property
@@ -222,6 +224,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_QUEUE_MAX_MB", "queue_max_mb", _positive(float)),
     ("RELAY_QUEUES_MAX_MB", "queues_max_mb", _positive(float)),
     ("RELAY_OUTBOX_MAX_MB", "outbox_max_mb", _positive(float)),
+    ("RELAY_CHANNEL_RETRY_BASE_S", "channel_retry_base_s", _positive(float)),
+    ("RELAY_CHANNEL_RETRY_MAX_S", "channel_retry_max_s", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

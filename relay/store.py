@@ -65,8 +65,9 @@ class Full:
     total: bool
 
 
-def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
-    """A client whose socket timeout outlasts any blocking command of ``block_s``."""
+def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> redis.Redis:
+    """A client whose socket timeout outlasts any blocking command of ``block_s``; RQ's
+    wants bytes (``decode=False``)."""
     return redis.Redis.from_url(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s + block_s,
@@ -74,7 +75,7 @@ def connect(settings: Settings, block_s: float = 0.0) -> redis.Redis:
         health_check_interval=30,
         # One quick retry for a blip; then fail, so the ingress answers 503 at once.
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1),
-        decode_responses=True,
+        decode_responses=decode,
     )
 
 
@@ -141,9 +142,11 @@ class EventStore:
 
     def enqueue(self, batches: Sequence[Sequence[Item]]) -> list[int | Full]:
         """Store each batch (one request's (route, encoded record, notice) triples, the
-        notice b"" when no channel hears of the event) whole or not at all, every batch in one round trip; return for each pair the slot (1-based place
-        in the keys file) of the key it was queued on, 0 for one held back (a route dropped
-        it, a maintenance window suppressed it), or ``Full`` when its batch would overfill
+        notice b"" when no channel hears of the event) whole or not at all, every batch in
+        one round trip; return for each event the slot (1-based place in the keys file) of
+        the key it was queued on, 0 for one held back (a route dropped it, a maintenance
+        window suppressed it, or only channels hear of it), or ``Full`` when its batch would
+        overfill
         a queue (nothing of it stored). No batch checks the connection (PING).
 
         Raises redis.RedisError when nothing may have been stored.

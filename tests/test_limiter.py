@@ -10,13 +10,13 @@ import pytest
 
 from relay.errors import RetryLater
 from relay.keys import key_id
+from relay.limiter import RateLimiter
 from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.status import read_status
 from tests.conftest import trigger
 from tests.test_worker import ScriptedPagerDuty, drain, make_worker, queue
-from worker.limiter import RateLimiter
 
 NAMES = Names()
 

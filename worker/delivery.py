@@ -30,13 +30,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_never
 
 from relay.errors import KeyBlocked, Rejected, RetryLater
 from relay.keys import key_id
+from relay.limiter import RateLimiter
 from relay.names import NOTED_PREFIX, Names
 from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
 from worker.lease import Lease
-from worker.limiter import RateLimiter
 from worker.pagerduty import PagerDuty, encode_body
 
 log = logging.getLogger(__name__)

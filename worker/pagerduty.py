@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
 from relay.errors import KeyBlocked, Rejected, RetryLater
+from relay.http import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +81,6 @@ class PagerDuty:
         else:
             hint = HINTS.get(status, f"{CHECK_URL}, and any proxy between the relay and it")
         raise KeyBlocked(f"HTTP {status}", status, reply, hint)
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), if valid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def encode_body(event: dict[str, Any], routing_key: str) -> bytes:

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
 from relay.severity import LEVELS
 
 TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
@@ -24,6 +27,8 @@ SECURITY = ("starttls", "tls", "none")
 PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook": 600,
               "email": 60}
 WEBEX_URL = "https://webexapis.com/v1/messages"
+# Message templates run here: they read a notice's fields and can reach nothing else.
+SANDBOX = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s"}
 FIELDS = {
@@ -73,6 +78,7 @@ class Use:
 
     name: str
     min_severity: str | None = None
+    template: str | None = None  # this route's own message text (Jinja2)
 
 
 Problem = Callable[[str, str], None]
@@ -108,12 +114,12 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
     entry = expand(entry, at, problem, os.environ if env is None else env)
     found: dict[str, Any] = {"per_minute": PER_MINUTE[kind]}
     for key, check in (("min_severity", _level), ("per_minute", _count),
-                       ("retries", _count), ("timeout_s", _seconds), ("template", _text),
+                       ("retries", _count), ("timeout_s", _seconds), ("template", _template),
                        ("url", _url), ("method", _method), ("headers", _headers),
-                       ("body", _text), ("token", _text), ("room", _text), ("host", _text),
+                       ("body", _template), ("token", _text), ("room", _text), ("host", _text),
                        ("port", _count), ("security", _security), ("username", _text),
                        ("password", _text), ("sender", _address), ("to", _addresses),
-                       ("subject", _text)):
+                       ("subject", _template)):
         if key in entry:
             value, why = check(entry[key])
             if why:
@@ -137,7 +143,7 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
 
 
 def uses(at: str, raw: Any, known: Mapping[str, Channel], problem: Problem) -> tuple[Use, ...]:
-    """A route's or source's ``channels``: names, or {name, min_severity}."""
+    """A route's or source's ``channels``: names, or {name, min_severity, template}."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -145,10 +151,13 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel], problem: Problem) -> t
         return ()
     found = []
     for n, item in enumerate(raw):
-        name, level = (item.get("name"), item.get("min_severity")) \
-            if isinstance(item, dict) else (item, None)
-        if isinstance(item, dict) and set(item) - {"name", "min_severity"}:
-            problem(f"{at}[{n}]", "want name and min_severity only")
+        name, level, template = (item.get("name"), item.get("min_severity"),
+                                 item.get("template")) if isinstance(item, dict) \
+            else (item, None, None)
+        if isinstance(item, dict) and set(item) - {"name", "min_severity", "template"}:
+            problem(f"{at}[{n}]", "want name, min_severity and template only")
+        if template is not None and (why := _template(template)[1]):
+            problem(f"{at}[{n}].template", why)
         if name not in known:
             problem(f"{at}[{n}]", f"no channel named {str(name)[:40]!r} in channels ("
                     + (", ".join(known) or "none defined") + ")")
@@ -156,7 +165,7 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel], problem: Problem) -> t
         if level is not None and level not in LEVELS:
             problem(f"{at}[{n}].min_severity", "want one of " + ", ".join(LEVELS))
             continue
-        found.append(Use(str(name), level))
+        found.append(Use(str(name), level, template))
     return tuple(found)
 
 
@@ -179,6 +188,16 @@ def _seconds(value: Any) -> Checked:
 
 def _text(value: Any) -> Checked:
     return value, "" if isinstance(value, str) and value else "want a non-empty string"
+
+
+def _template(value: Any) -> Checked:
+    if not isinstance(value, str) or not value:
+        return value, "want a non-empty Jinja2 template"
+    try:
+        SANDBOX.from_string(value)
+    except TemplateError as exc:
+        return value, f"not a Jinja2 template: {exc}"
+    return value, ""
 
 
 def _url(value: Any) -> Checked:

@@ -17,7 +17,7 @@ import requests
 
 from relay.keys import key_id, new_key
 from relay.stack import render
-from relay.stack.model import ingress_args, simulator_args, worker_args
+from relay.stack.model import channel_worker_args, ingress_args, simulator_args, worker_args
 from relay.stack.processes import HOST, Process, RedisServer, free_port, pd_relay, wait_until
 
 
@@ -81,6 +81,13 @@ class LoopbackStack:
     def start_worker(self, index: int, name: str = "") -> Process:
         argv = pd_relay() + worker_args(key_id(self.keys[index]))
         process = Process(name or f"worker-{index}-{len(self.processes)}", argv, self.env,
+                          self.logs)
+        self.processes.append(process)
+        return process
+
+    def start_channel_worker(self, name: str = "") -> Process:
+        argv = pd_relay() + channel_worker_args()
+        process = Process(name or f"channel-worker-{len(self.processes)}", argv, self.env,
                           self.logs)
         self.processes.append(process)
         return process

@@ -28,6 +28,10 @@ def worker_args(kid: str) -> list[str]:
     return ["worker", "--key-id", kid]
 
 
+def channel_worker_args() -> list[str]:
+    return ["channel-worker"]
+
+
 def simulator_args(host: str, port: int, limit: int | None = None,
                    window_s: float | None = None) -> list[str]:
     args = ["simulator", "--host", host, "--port", str(port)]

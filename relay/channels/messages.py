@@ -1,0 +1,106 @@
+"""A notice written for a channel: a line a person reads at a glance (state, severity,
+summary), then source, key, dedup_key and links; in each type's own form.
+
+A channel's ``template`` (or a route's, for that route's events) replaces the text; a
+webhook's ``body`` replaces its JSON. Templates are Jinja2 in a sandbox: they read the
+notice's fields (``context``) and can reach nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import TemplateError
+
+from relay.channels.notice import Notice, payload_of
+from relay.errors import Rejected
+from relay.routes.channels import SANDBOX, Channel
+
+MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
+DONE = {"resolved": "✅", "acknowledged": "👀"}
+
+
+def context(notice: Notice) -> dict[str, Any]:
+    """What a template may read."""
+    event = notice.event
+    payload = payload_of(event)
+    accepted = datetime.fromtimestamp(notice.accepted_ms / 1000, UTC)
+    return {
+        "state": notice.state, "action": notice.action, "severity": notice.severity,
+        "summary": notice.summary or str(payload.get("summary", "")),
+        "source": payload.get("source", ""), "component": payload.get("component", ""),
+        "group": payload.get("group", ""), "class": payload.get("class", ""),
+        "custom_details": payload.get("custom_details", {}),
+        "dedup_key": event.get("dedup_key", ""), "key": notice.key, "route": notice.route,
+        "sender": notice.source, "accepted": accepted.isoformat(timespec="seconds"),
+        "links": [link for link in event.get("links", []) if isinstance(link, dict)],
+        "client": event.get("client", ""), "client_url": event.get("client_url", ""),
+        "test": notice.test, "event": event,
+    }
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    try:
+        return SANDBOX.from_string(template).render(values)
+    except TemplateError as exc:  # the same notice would fail again: not worth retries
+        raise Rejected(f"template failed: {type(exc).__name__}: {exc}") from exc
+
+
+def text(values: dict[str, Any]) -> tuple[str, list[str]]:
+    """The default message: a headline, and detail lines."""
+    state, severity = values["state"], values["severity"]
+    mark = DONE.get(state, MARKS.get(severity, ""))
+    test = "[test] " if values["test"] else ""
+    headline = f"{mark} {test}{state.upper()} [{severity}] {values['summary']}".strip()
+    details = [f"{name}: {values[field]}" for name, field in
+               (("source", "source"), ("component", "component"), ("key", "key"),
+                ("route", "route"), ("dedup_key", "dedup_key"), ("accepted", "accepted"))
+               if values[field]]
+    details += [f"{link.get('text') or 'link'}: {link.get('href', '')}"
+                for link in values["links"]]
+    if values["client_url"]:
+        details.append(f"{values['client'] or 'client'}: {values['client_url']}")
+    return headline, details
+
+
+def slack_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message(channel: Channel, notice: Notice, template: str | None = None) -> dict[str, Any]:
+    """What to send: a JSON body for the HTTP types, {subject, text} for email."""
+    values = context(notice)
+    own = template or channel.template
+    headline, details = text(values)
+    body = render(own, values) if own else "\n".join([headline, *details])
+    if channel.type in ("slack", "mattermost"):
+        if not own and channel.type == "slack":
+            body = "\n".join([f"*{slack_escape(headline)}*", *map(slack_escape, details)])
+        elif not own:
+            body = "\n".join([f"**{headline}**", *details])
+        return {"text": body}
+    if channel.type == "teams":
+        blocks = [{"type": "TextBlock", "text": line, "wrap": True} for line in body.split("\n")]
+        if blocks and not own:
+            blocks[0].update(weight="Bolder", size="Medium")
+        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4", "body": blocks}
+        return {"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+    if channel.type == "webex":
+        markdown = body if own else "\n".join([f"**{headline}**", *details])
+        return {"roomId": channel.room, "markdown": markdown}
+    if channel.type == "webhook":
+        if channel.body:
+            rendered = render(channel.body, values)
+            try:
+                found: dict[str, Any] = json.loads(rendered)
+            except ValueError as exc:
+                raise Rejected(f"the body template did not make JSON: {exc}") from exc
+            return found
+        return {"text": body, "notice": {k: v for k, v in values.items() if k != "event"},
+                "event": notice.event}
+    subject = render(channel.subject, values) if channel.subject else headline
+    return {"subject": " ".join(subject.split())[:200], "text": body}

@@ -1,0 +1,143 @@
+"""The dispatcher: turns the outbox's notices into one RQ job per channel.
+
+One dispatcher works at a time (a lease, as the PagerDuty lanes hold theirs); any
+channel worker may hold it. It moves entries from the outbox to a taken list, makes
+their jobs, then forgets them (``OUTBOX_DONE``). A crash between leaves them taken: the
+next holder makes their jobs again, and a job's id (notice id + channel) makes RQ
+refuse the second copy. An entry that cannot be read is logged and dropped.
+
+An acknowledge or resolve names no channels: it goes to those its trigger went to,
+remembered per incident (``Names.heard``) with the trigger's severity and summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+
+from relay.channels.notice import Entry, Notice, payload_of
+from relay.names import Names
+from relay.router import incident_id
+from relay.routes.channels import Channel
+from relay.scripts import Scripts
+from relay.settings import Settings
+
+log = logging.getLogger(__name__)
+BATCH = 100
+JOB = "relay.channels.jobs.deliver"
+
+
+def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
+    return Queue(names.channel_queue(channel), connection=connection, serializer="json")
+
+
+def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Notice) -> bool:
+    """Queue ``notice`` for ``channel``; False when its job exists already."""
+    try:
+        rq_queue(connection, names, channel.name).enqueue(
+            JOB, channel.name, notice.to_json(), job_id=job_id(notice.id, channel.name),
+            unique=True,
+            description=f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}",
+            job_timeout=int(channel.timeout_s * 3 + 60), result_ttl=3600,
+            failure_ttl=30 * 86_400)
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def job_id(notice: str, channel: str) -> str:
+    """The one job id of a notice to a channel (RQ's ids take letters, digits, - and _)."""
+    return f"{notice}-{hashlib.blake2b(channel.encode(), digest_size=4).hexdigest()}"
+
+
+class Dispatcher:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings,
+                 channels: Mapping[str, Channel],
+                 put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000) -> None:
+        self.client = client
+        self.names = names
+        self.settings = settings
+        self.channels = channels
+        self.put = put
+        self.scripts = Scripts(client)
+        self.lease_ms = lease_ms
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    def hold(self) -> bool:
+        """Take or keep the dispatcher's lease."""
+        return bool(self.scripts.lease_acquire(keys=[self.names.dispatcher],
+                                               args=[self.id, self.lease_ms]))
+
+    def recover(self) -> int:
+        """Make the jobs of entries a dispatcher took and did not finish."""
+        taken = [str(raw) for raw in self.client.lrange(self.names.outbox_taken, 0, -1)]
+        self.dispatch(taken)
+        return len(taken)
+
+    def step(self, block_s: int) -> int:
+        """Take up to BATCH entries (waiting up to ``block_s`` for the first) and make
+        their jobs; return how many were taken."""
+        n = self.names
+        first = self.client.blmove(n.outbox, n.outbox_taken, block_s, "LEFT", "RIGHT")
+        if first is None:
+            return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for _ in range(BATCH - 1):
+                pipe.lmove(n.outbox, n.outbox_taken, "LEFT", "RIGHT")
+            more = [str(raw) for raw in pipe.execute() if raw is not None]
+        self.dispatch([str(first), *more])
+        return 1 + len(more)
+
+    def dispatch(self, entries: Sequence[str]) -> None:
+        for raw in entries:
+            try:
+                self.send(Entry.parse(raw))
+            except redis.RedisError:
+                raise  # left taken: made again by the next try
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the rest
+                log.error("outbox entry dropped, it could not be made a job: %s: %s",
+                          type(exc).__name__, exc)
+        if entries:
+            n = self.names
+            self.scripts.outbox_done(keys=[n.outbox_taken, n.outbox, n.channel_stats],
+                                     args=list(entries))
+
+    def send(self, entry: Entry) -> None:
+        """Make one entry's jobs, and remember (or forget) its incident's channels."""
+        event = entry.record.event
+        incident = incident_id(str(event["dedup_key"])) if entry.record.kind == "alert" else ""
+        channels: list[str] | None = entry.header.get("c")
+        payload = payload_of(event)
+        severity, summary = str(payload.get("severity", "info")), str(payload.get("summary", ""))
+        heard = self.names.heard(incident)
+        if channels is None:  # a follow-up: where its trigger went
+            known = self.client.get(heard) if incident else None
+            if known is None:
+                return
+            memory: dict[str, Any] = json.loads(known)
+            channels, severity, summary = memory["c"], memory["v"], memory["m"]
+            if entry.action == "resolve":
+                self.client.delete(heard)
+        elif incident and entry.action == "trigger" and channels:
+            known = self.client.get(heard)
+            before = json.loads(known)["c"] if known else []
+            memory = {"c": list(dict.fromkeys([*before, *channels])), "v": severity, "m": summary}
+            self.client.set(heard, json.dumps(memory), ex=int(self.settings.incident_ttl_s))
+        key = self.settings.key_names[entry.slot - 1] if entry.slot > 0 else ""
+        notice = entry.notice(key, severity, summary)
+        for name in channels:
+            channel = self.channels.get(name)
+            if channel is None:
+                log.warning("no channel named %s in the routes file now: its notice of %s "
+                            "dedup_key=%s is not sent", name, notice.state, event.get("dedup_key"))
+                continue
+            self.put(channel, notice)

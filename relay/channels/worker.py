@@ -1,0 +1,105 @@
+"""``pd-relay channel-worker``: an RQ worker on every channel's queue (taken in turn, so a
+busy channel never starves the others), with two threads: the dispatcher (``outbox``)
+and RQ's scheduler (which queues retries when they are due). Run one or several: the
+dispatcher and the scheduler each work in one of them at a time, under their locks.
+
+Nothing is forked: jobs run in the worker's own process (RQ's SimpleWorker), and the
+scheduler runs in a thread, not in the child process RQ's ``with_scheduler`` forks (a
+child that outlives a killed worker and keeps its lock). SIGTERM lets the job under way
+finish (RQ's warm shutdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from rq import SimpleWorker
+from rq.scheduler import RQScheduler
+from rq.worker import DequeueStrategy
+
+from relay.channels import jobs
+from relay.channels.outbox import Dispatcher, put_job, rq_queue
+from relay.names import Names
+from relay.routes.config import RoutesFile, load
+from relay.settings import Settings
+from relay.store import connect
+
+log = logging.getLogger(__name__)
+LEASE_MS = 10_000
+
+
+def add_parser(sub: Any) -> None:
+    sub.add_parser("channel-worker", help="send the routes file's channels their messages "
+                   "(an RQ worker; also turns the outbox into jobs and runs RQ's scheduler)")
+
+
+def read_routes(settings: Settings) -> RoutesFile:
+    if settings.routes_file is None:
+        return RoutesFile()
+    return load(settings.routes_file, settings.key_names)
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    routes = read_routes(settings)
+    if not routes.channels:
+        print(f"pd-relay: no channels in the routes file ({settings.routes_file or 'none'}): "
+              "nothing for a channel worker to do")
+        return 2
+    names = Names(settings.prefix)
+    client, jobs_client = connect(settings), connect(settings, decode=False)
+    jobs.install(jobs.Courier(client, settings, routes))
+    channels = {c.name: c for c in routes.channels}
+    dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
+                            lambda channel, notice: put_job(jobs_client, names, channel, notice),
+                            LEASE_MS)
+    queues = [rq_queue(jobs_client, names, name) for name in channels]
+    scheduler = RQScheduler(queues, connection=connect(settings, decode=False),
+                            serializer="json")
+    threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
+    threading.Thread(target=schedule, args=(scheduler,), name="scheduler", daemon=True).start()
+    worker = SimpleWorker(queues, connection=jobs_client, serializer="json",
+                          name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
+    log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels))
+    worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=settings.log_level)
+    return 0
+
+
+def schedule(scheduler: RQScheduler, sleep: Any = time.sleep) -> None:
+    """RQ's scheduler loop, in a thread: queue the jobs whose time has come (retries)."""
+    while True:
+        try:
+            if scheduler.should_reacquire_locks:
+                scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+            if scheduler.acquired_locks:
+                scheduler.heartbeat()  # type: ignore[no-untyped-call]
+                scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        except redis.RedisError as exc:
+            log.error("scheduler: %s: %s; trying again in 1 s", type(exc).__name__, exc)
+        sleep(scheduler.interval)
+
+
+def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep) -> None:
+    """Hold the dispatcher's lease when it is free and turn notices into jobs; forever."""
+    holding = False
+    while True:
+        try:
+            if not dispatcher.hold():
+                holding = False
+                sleep(LEASE_MS / 3000)
+                continue
+            if not holding:
+                holding = True
+                found = dispatcher.recover()
+                log.info("dispatching the outbox%s",
+                         f" ({found} notice(s) left taken by the last dispatcher)" if found else "")
+            dispatcher.step(1)
+        except redis.RedisError as exc:
+            log.error("dispatcher: %s: %s; trying again in 1 s", type(exc).__name__, exc)
+            sleep(1)

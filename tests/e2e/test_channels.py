@@ -1,0 +1,115 @@
+"""End to end: channels beside PagerDuty, with real ingress, worker, channel-worker (RQ),
+Redis and simulator processes, a webhook receiver that fails, throttles and recovers,
+and a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.stack.processes import wait_until
+from tests.conftest import trigger
+from tests.receivers import MailServer, WebhookReceiver
+
+
+@pytest.fixture
+def hooks() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def mail() -> Iterator[MailServer]:
+    server = MailServer()
+    yield server
+    server.close()
+
+
+def alert(dedup_key: str, severity: str, summary: str = "") -> dict[str, Any]:
+    return trigger(summary or f"{dedup_key} is {severity}", dedup_key=dedup_key,
+                   payload={"summary": summary or f"{dedup_key} is {severity}",
+                            "source": "db-1", "severity": severity})
+
+
+def resolve(dedup_key: str) -> dict[str, Any]:
+    return {"event_action": "resolve", "dedup_key": dedup_key}
+
+
+def write_routes(path: Path, hooks: WebhookReceiver, mail: MailServer) -> Path:
+    path.write_text(f"""
+channels:
+  - name: ops-slack
+    type: slack
+    url: ${{SLACK_URL}}
+    min_severity: warning
+  - name: flaky
+    type: webhook
+    url: {hooks.url}/flaky
+  - name: mail
+    type: email
+    host: 127.0.0.1
+    port: {mail.port}
+    security: none
+    sender: relay@example.org
+    to: [oncall@example.org, dba@example.org]
+routes:
+  - name: chat-only
+    match: ['source="chat"']
+    channels: [ops-slack]
+  - name: db
+    keys: [key-1]
+    channels: [ops-slack, {{name: mail, min_severity: critical}}, flaky]
+""")
+    path.chmod(0o600)
+    return path
+
+
+def test_channels_hear_of_events_beside_pagerduty_and_a_flaky_one_recovers(
+        make_stack, hooks: WebhookReceiver, mail: MailServer, tmp_path: Path) -> None:
+    routes = write_routes(tmp_path / "routes.yml", hooks, mail)
+    stack = make_stack(keys=1, RELAY_ROUTES_FILE=str(routes), SLACK_URL=hooks.url + "/slack",
+                       RELAY_CHANNEL_RETRY_BASE_S="0.2", RELAY_CHANNEL_RETRY_MAX_S="1")
+    # the flaky webhook fails, is throttled (Retry-After 1 s), then takes everything
+    hooks.script("/flaky", (500, {}, "oops"), (503, {}, "down"),
+                 (429, {"Retry-After": "1"}, "slow down"))
+    stack.start_simulator()
+    stack.start_ingress()
+    stack.start_worker(0)
+    stack.start_channel_worker()
+    events = [alert("disk", "critical"), alert("cpu", "warning"), alert("log", "info"),
+              resolve("disk")]
+    for event in events:
+        assert stack.post(event).status_code == 202
+    chat = dict(alert("chat-1", "error"), payload={"summary": "only chat", "source": "chat",
+                                                   "severity": "error"})
+    reply = stack.post(chat)
+    assert reply.status_code == 202 and "channels only" in reply.json()["message"]
+
+    wait_until(lambda: len(stack.delivered()) == 4, 20, "PagerDuty to take the four events")
+    assert "chat-1" not in {e["dedup_key"] for e in stack.delivered()}
+    # Slack: warning and up, and the resolve of a trigger it heard of; never the info one
+    slack = wait_until(lambda: (got := hooks.taken("/slack")) and len(got) == 4 and got,
+                       20, "slack to hear of four events")
+    lines = [body["text"].split("\n")[0] for body in slack]
+    assert sorted(lines) == sorted([
+        "*🔴 TRIGGERED [critical] disk is critical*", "*🟡 TRIGGERED [warning] cpu is warning*",
+        "*✅ RESOLVED [critical] disk is critical*", "*🟠 TRIGGERED [error] only chat*"])
+    assert "key: key-1" in slack[lines.index("*🔴 TRIGGERED [critical] disk is critical*")]["text"]
+    # mail: critical only, to both recipients; the resolve of that trigger too
+    wait_until(lambda: len(mail.messages) == 2, 20, "two mails")
+    subjects = sorted(m["Subject"] for m in mail.messages)
+    assert subjects == ["✅ RESOLVED [critical] disk is critical",
+                        "🔴 TRIGGERED [critical] disk is critical"]
+    assert mail.messages[0]["X-Envelope-To"] == "oncall@example.org, dba@example.org"
+    # the flaky webhook: every event of the db route, after its failures
+    flaky = wait_until(lambda: (got := hooks.taken("/flaky")) and len(got) == 4 and got, 30,
+                       "the flaky webhook to recover and take all four")
+    assert sorted(b["notice"]["dedup_key"] + ":" + b["notice"]["state"] for b in flaky) == [
+        "cpu:triggered", "disk:resolved", "disk:triggered", "log:triggered"]
+    assert hooks.tries("/flaky") == 4 + 3
+    status = stack.cli("channels", "status", "--json")
+    assert status.returncode == 0, status.stderr
