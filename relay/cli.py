@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from relay import queues
+from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
 from relay.commands import deadletters, ingress, operations, sendtest
 from relay.errors import ConfigError
@@ -68,7 +69,7 @@ COMMANDS = {
     "forget-key": operations.forget_key, "ingress": ingress.command, "worker": worker.command,
     "routes": routes_command, "maintenance": maintenance.command, "queue": queues.command,
     "dead-letters": deadletters.command, "send-test": sendtest.command,
-    "channel-worker": channel_worker.command,
+    "channel-worker": channel_worker.command, "channels": channels.command,
 }
 
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     ingress.add_parser(sub)
     worker.add_parser(sub)
     channel_worker.add_parser(sub)
+    channels.add_parser(sub)
     deadletters.add_parser(sub)
     sendtest.add_parser(sub)
     sub.add_parser("stack", add_help=False,

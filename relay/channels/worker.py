@@ -21,11 +21,14 @@ from typing import Any
 
 import redis
 from rq import SimpleWorker
+from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.scheduler import RQScheduler
 from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
 from relay.channels.outbox import Dispatcher, put_job, rq_queue
+from relay.errors import DeliveryError
 from relay.names import Names
 from relay.routes.config import RoutesFile, load
 from relay.settings import Settings
@@ -64,11 +67,22 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             serializer="json")
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler,), name="scheduler", daemon=True).start()
-    worker = SimpleWorker(queues, connection=jobs_client, serializer="json",
+    worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                           name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
     log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels))
     worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=settings.log_level)
     return 0
+
+
+class ChannelWorker(SimpleWorker):
+    """RQ's in-process worker; a channel's refusal is logged once, as a warning, by the
+    courier: RQ's ERROR with a traceback is kept for what is not a channel's answer."""
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if isinstance(exc_info[1], DeliveryError):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+        else:
+            super().handle_exception(job, *exc_info)
 
 
 def schedule(scheduler: RQScheduler, sleep: Any = time.sleep) -> None:

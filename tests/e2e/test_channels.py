@@ -4,6 +4,7 @@ and a real SMTP server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ channels:
   - name: flaky
     type: webhook
     url: {hooks.url}/flaky
+  - name: broken
+    type: mattermost
+    url: {hooks.url}/broken
   - name: mail
     type: email
     host: 127.0.0.1
@@ -62,7 +66,7 @@ routes:
     channels: [ops-slack]
   - name: db
     keys: [key-1]
-    channels: [ops-slack, {{name: mail, min_severity: critical}}, flaky]
+    channels: [ops-slack, {{name: mail, min_severity: critical}}, flaky, broken]
 """)
     path.chmod(0o600)
     return path
@@ -76,6 +80,7 @@ def test_channels_hear_of_events_beside_pagerduty_and_a_flaky_one_recovers(
     # the flaky webhook fails, is throttled (Retry-After 1 s), then takes everything
     hooks.script("/flaky", (500, {}, "oops"), (503, {}, "down"),
                  (429, {"Retry-After": "1"}, "slow down"))
+    hooks.script("/broken", steady=(404, {}, "no_such_hook"))
     stack.start_simulator()
     stack.start_ingress()
     stack.start_worker(0)
@@ -111,5 +116,25 @@ def test_channels_hear_of_events_beside_pagerduty_and_a_flaky_one_recovers(
     assert sorted(b["notice"]["dedup_key"] + ":" + b["notice"]["state"] for b in flaky) == [
         "cpu:triggered", "disk:resolved", "disk:triggered", "log:triggered"]
     assert hooks.tries("/flaky") == 4 + 3
-    status = stack.cli("channels", "status", "--json")
-    assert status.returncode == 0, status.stderr
+
+    # a channel that refuses: no retries, its messages in RQ's failed registry with the
+    # reply; once mended, requeued and taken
+    gone = wait_until(lambda: (got := channel_row(stack, "broken")) and got["failed"] == 4 and got,
+                      20, "the broken channel's four failures")
+    assert gone["queued"] == gone["retrying"] == 0 and "HTTP 404" in gone["last_error"]
+    assert hooks.tries("/broken") == 4
+    listed = stack.cli("channels", "failed", "broken")
+    assert listed.returncode == 0 and listed.stdout.count("no_such_hook") == 4, listed.stdout
+    hooks.script("/broken", steady=(200, {}, "ok"))
+    requeued = stack.cli("channels", "requeue", "--all", "--channel", "broken")
+    assert requeued.returncode == 0 and "requeued 4" in requeued.stdout, requeued.stderr
+    wait_until(lambda: len(hooks.taken("/broken")) == 4, 20, "the requeued messages")
+    assert channel_row(stack, "broken")["failed"] == 0
+    assert channel_row(stack, "ops-slack")["sent"] == 4
+
+
+def channel_row(stack: Any, name: str) -> dict[str, Any]:
+    result = stack.cli("channels", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["channel"]: row for row in json.loads(result.stdout)["channels"]}
+    return rows[name]  # type: ignore[no-any-return]

@@ -1,0 +1,143 @@
+"""``pd-relay channels status|failed|requeue``: each channel's queue as RQ keeps it (queued,
+waiting to retry, failed), what it sent, its last error; the failed messages with the
+channel's reply; and sending them again with a fresh set of retries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from relay.channels.outbox import rq_queue
+from relay.channels.worker import read_routes
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import connect
+
+
+def add_parser(sub: Any) -> None:
+    channels = sub.add_parser("channels", help="the channels' queues, failed messages, requeue")
+    verbs = channels.add_subparsers(dest="verb", required=True, metavar="VERB")
+    status = verbs.add_parser("status", help="each channel: queued, retrying, failed, sent, "
+                              "last error")
+    status.add_argument("--json", action="store_true")
+    failed = verbs.add_parser("failed", help="the messages a channel refused or that ran out "
+                              "of retries, with the channel's reply")
+    failed.add_argument("name", nargs="?", metavar="NAME", help="one channel (default: all)")
+    failed.add_argument("--json", action="store_true")
+    requeue = verbs.add_parser("requeue", help="send failed messages again, with fresh retries")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", metavar="ID", help="a failed message's id")
+    which.add_argument("--all", action="store_true", help="every failed message (of NAME)")
+    requeue.add_argument("--channel", metavar="NAME", help="with --all: of this channel only")
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    names = Names(settings.prefix)
+    channels = [c.name for c in read_routes(settings).channels]
+    client, jobs = connect(settings), connect(settings, decode=False)
+    if args.verb == "status":
+        return status(client, jobs, names, channels, args.json)
+    chosen = [args.name] if getattr(args, "name", None) else channels
+    if args.verb == "requeue" and args.channel:
+        chosen = [args.channel]
+    unknown = [name for name in chosen if name not in channels]
+    if unknown:
+        print(f"pd-relay: no channel named {unknown[0]} in the routes file", file=sys.stderr)
+        return 2
+    if args.verb == "failed":
+        return failed(jobs, names, chosen, args.json)
+    return requeue(jobs, names, chosen, None if args.all else args.id)
+
+
+def read(client: redis.Redis, jobs: redis.Redis, names: Names,
+         channels: list[str]) -> dict[str, Any]:
+    stats: dict[str, str] = client.hgetall(names.channel_stats)  # type: ignore[assignment]
+    rows = []
+    for name in channels:
+        queue = rq_queue(jobs, names, name)
+        at = int(stats.get(f"{name}:error_at", 0))
+        rows.append({
+            "channel": name, "queued": queue.count,
+            "retrying": ScheduledJobRegistry(queue=queue).count,  # type: ignore[no-untyped-call]
+            "sending": StartedJobRegistry(queue=queue).count,
+            "failed": FailedJobRegistry(queue=queue).count,
+            "sent": int(stats.get(f"{name}:sent", 0)),
+            "paused_s": max(0, int(client.pttl(names.channel_pause(name)))) / 1000,
+            "last_error": stats.get(f"{name}:error", ""),
+            "last_error_ago_s": int(time.time()) - at if at else None,
+        })
+    return {"channels": rows, "outbox": {
+        "waiting": client.llen(names.outbox), "taken": client.llen(names.outbox_taken),
+        "bytes": int(stats.get("bytes", 0)), "skipped": int(stats.get("skipped", 0)),
+        "dispatcher": client.get(names.dispatcher)}}
+
+
+def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[str],
+           as_json: bool) -> int:
+    found = read(client, jobs, names, channels)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"{'CHANNEL':<20} {'QUEUED':>7} {'RETRYING':>8} {'FAILED':>7} {'SENT':>8}  LAST ERROR")
+    for row in found["channels"]:
+        error = f"{row['last_error'][:60]} ({row['last_error_ago_s']} s ago)" \
+            if row["last_error"] else "-"
+        print(f"{row['channel']:<20} {row['queued'] + row['sending']:>7} {row['retrying']:>8} "
+              f"{row['failed']:>7} {row['sent']:>8}  {error}")
+    outbox = found["outbox"]
+    print(f"outbox: {outbox['waiting']} waiting, {outbox['taken']} being made jobs, "
+          f"{outbox['skipped']} skipped when full; dispatcher: {outbox['dispatcher'] or 'none'}")
+    if not found["channels"]:
+        print("no channels in the routes file")
+    return 0
+
+
+def failed_jobs(jobs: redis.Redis, names: Names, channel: str) -> list[Job]:
+    registry = FailedJobRegistry(queue=rq_queue(jobs, names, channel))
+    found = Job.fetch_many(registry.get_job_ids(), connection=jobs, serializer="json")
+    return [job for job in found if job is not None]
+
+
+def failed(jobs: redis.Redis, names: Names, channels: list[str], as_json: bool) -> int:
+    rows = []
+    for name in channels:
+        for job in failed_jobs(jobs, names, name):
+            notice = job.args[1] if len(job.args) > 1 else {}
+            error = (job.exc_info or "").strip().splitlines()
+            rows.append({"id": job.id, "channel": name, "state": notice.get("action"),
+                         "dedup_key": notice.get("event", {}).get("dedup_key"),
+                         "failed_at": job.ended_at.isoformat() if job.ended_at else None,
+                         "error": error[-1] if error else "ran out of retries"})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['id']}  {row['channel']}  {row['state']} dedup_key={row['dedup_key']}  "
+              f"{row['failed_at']}\n    {row['error']}")
+    print(f"{len(rows)} failed message(s)" + ("; send again with `pd-relay channels requeue "
+                                             "ID|--all`" if rows else ""))
+    return 0
+
+
+def requeue(jobs: redis.Redis, names: Names, channels: list[str], wanted: str | None) -> int:
+    done = 0
+    for name in channels:
+        registry = FailedJobRegistry(queue=rq_queue(jobs, names, name))
+        for job in failed_jobs(jobs, names, name):
+            if wanted is None or job.id == wanted:
+                job.number_of_retries = None  # a fresh set of retries
+                job.save()
+                registry.requeue(job)
+                done += 1
+    if wanted is not None and not done:
+        print(f"pd-relay: no failed message {wanted}", file=sys.stderr)
+        return 1
+    print(f"requeued {done} message(s)")
+    return 0
