@@ -142,7 +142,8 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
     return Channel(name=name, type=str(kind), **found)
 
 
-def uses(at: str, raw: Any, known: Mapping[str, Channel], problem: Problem) -> tuple[Use, ...]:
+def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
+         problem: Problem) -> tuple[Use, ...]:
     """A route's or source's ``channels``: names, or {name, min_severity, template}."""
     if raw is None:
         return ()

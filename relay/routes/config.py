@@ -78,7 +78,7 @@ class _Checker:
         self.source = source
         self.key_names = key_names
         self.problems: list[str] = []
-        self.channels: dict[str, Channel] = {}
+        self.channels: dict[str, Channel | None] = {}  # every name given, found or not
 
     def problem(self, at: str, text: str) -> None:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
@@ -91,7 +91,6 @@ class _Checker:
         for extra in sorted(set(data) - set(SECTIONS), key=str):
             self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
         channels = self.items(data, "channels", self.channel_entry)
-        self.channels = {entry.name: entry for entry in channels}
         sources = self.items(data, "sources", self.source_entry)
         hashes: dict[str, str] = {}
         for source in sources:
@@ -168,7 +167,11 @@ class _Checker:
         return Source(name, frozenset(map(str, hashes)), matchers, heard) if name else None
 
     def channel_entry(self, at: str, entry: dict[str, Any]) -> Channel | None:
-        return channel(at, entry, self.fields(at, entry, set(entry)), self.problem)
+        name = self.fields(at, entry, set(entry))
+        found = channel(at, entry, name, self.problem)
+        if name is not None:
+            self.channels[name] = found
+        return found
 
     def route_entry(self, at: str, entry: dict[str, Any]) -> Route | None:
         name = self.fields(at, entry, {"name", "match", "keys", "drop", "channels"})

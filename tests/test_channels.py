@@ -1,0 +1,332 @@
+"""Channels without processes: the routes file's channels section, what the ingress puts
+in the outbox (through the Flask app on fakeredis: ENQUEUE's Lua), the dispatcher, the
+courier's outcomes with a scripted HTTP session, and each type's message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+import requests
+from rq import Retry
+
+from relay.app import create_app
+from relay.channels import messages
+from relay.channels.jobs import Courier
+from relay.channels.notice import Entry, Notice
+from relay.channels.outbox import Dispatcher, job_id, put_job, rq_queue
+from relay.errors import ConfigError, Rejected
+from relay.keys import key_id
+from relay.names import Names
+from relay.routes.channels import Channel
+from relay.routes.config import load
+from relay.settings import Settings
+from tests.conftest import trigger
+
+NAMES = Names("pdr")
+ROUTES = """
+channels:
+  - name: chat
+    type: slack
+    url: ${CHAT_URL}
+    min_severity: warning
+  - name: hook
+    type: webhook
+    url: https://hooks.example.org/in
+  - name: mail
+    type: email
+    host: smtp.example.org
+    sender: relay@example.org
+    to: oncall@example.org
+sources:
+  - name: am
+    api_keys: ["sha256:%s"]
+    channels: [{name: mail, min_severity: error}]
+routes:
+  - name: chat-only
+    match: ['source="chat"']
+    channels: [chat]
+  - name: db
+    keys: [db]
+    channels: [chat, {name: hook, min_severity: critical}]
+"""
+
+
+def alert(dedup_key: str, severity: str, source: str = "db-1") -> dict[str, Any]:
+    return trigger(f"{dedup_key} {severity}", dedup_key=dedup_key,
+                   payload={"summary": f"{dedup_key} {severity}", "source": source,
+                            "severity": severity})
+
+
+@pytest.fixture
+def routed(tmp_path: Path, keys: tuple[str, ...], fake, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CHAT_URL", "https://hooks.slack.example/T000/B000/secret")
+    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n{keys[1]} other\n")
+    (tmp_path / "routes.yml").write_text(ROUTES % ("0" * 64))
+    settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
+                                  "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
+                                  "RELAY_ALLOW_ANONYMOUS": "true"})
+    return create_app(settings, client=fake).test_client(), settings
+
+
+def outbox(fake) -> list[Entry]:
+    return [Entry.parse(raw) for raw in fake.lrange(NAMES.outbox, 0, -1)]
+
+
+def test_the_channels_section_names_every_problem_by_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yml"
+    path.write_text("""
+channels:
+  - name: a
+    type: pager
+  - name: b
+    type: slack
+  - name: c
+    type: webhook
+    url: ${NOT_SET_ANYWHERE}
+    template: "{{ unclosed"
+  - name: d
+    type: email
+    host: smtp.example.org
+    sender: nobody
+    to: []
+    security: ssl
+routes:
+  - name: r
+    keys: [db]
+    channels: [nope, {name: b, min_severity: loud}]
+  - name: s
+    drop: true
+    channels: [b]
+""")
+    with pytest.raises(ConfigError) as caught:
+        load(path, ["db"])
+    problems = "\n".join(caught.value.problems)
+    for expected in ("channels[0].type: want one of slack", "channels[1].url: a slack "
+                     "channel needs it", "channels[2].url: the environment variable "
+                     "NOT_SET_ANYWHERE is not set", "channels[2].template: not a Jinja2",
+                     "channels[3].sender: want an email address", "channels[3].to: want one",
+                     "channels[3].security: want one of starttls", "routes[0].channels[0]: no "
+                     "channel named 'nope'", "routes[0].channels[1].min_severity",
+                     "routes[1]: a route either drops"):
+        assert expected in problems, problems
+
+
+def test_secrets_from_the_environment_never_show(routed) -> None:
+    _, settings = routed
+    chat = load(settings.routes_file, settings.key_names).channels[0]
+    assert chat.url.endswith("/secret")
+    assert "secret" not in repr(chat) and "secret" not in chat.shown
+
+
+def test_the_outbox_gets_the_channels_each_event_reaches(routed, fake) -> None:
+    client, _ = routed
+    for event in (alert("a", "critical"), alert("b", "warning"), alert("c", "info"),
+                  alert("d", "error", source="chat"), {"event_action": "resolve",
+                                                       "dedup_key": "a"}):
+        assert client.post("/v2/enqueue", json=event).status_code == 202
+    found = {(e.record.event["dedup_key"], e.action): (e.header["c"], e.slot, e.header["r"])
+             for e in outbox(fake)}
+    assert found == {
+        ("a", "trigger"): (["chat", "hook"], 1, "db"),
+        ("b", "trigger"): (["chat"], 1, "db"),
+        ("d", "trigger"): (["chat"], 0, "chat-only"),  # channels only: no PagerDuty key
+        ("a", "resolve"): (None, 1, "default"),  # goes where its trigger went
+    }  # c (info) reaches no channel of its route: no notice
+    assert fake.llen(NAMES.queue(key_id(routed[1].routing_keys[0]))) == 4  # not d
+
+
+def test_a_source_adds_its_channels_at_its_own_severity(routed, fake, monkeypatch) -> None:
+    from relay import auth
+
+    client, _ = routed
+    monkeypatch.setattr(auth, "digest", lambda token: "sha256:" + "0" * 64)
+    for event in (alert("e", "error"), alert("w", "warning")):
+        reply = client.post("/v2/enqueue", json=event, headers={"X-API-Key": "pdr_x"})
+        assert reply.status_code == 202
+    assert [e.header["c"] for e in outbox(fake)] == [["chat", "mail"], ["chat"]]
+
+
+def test_a_full_outbox_skips_notices_and_never_refuses_the_page(routed, fake, tmp_path) -> None:
+    _, settings = routed
+    from dataclasses import replace
+
+    small = create_app(replace(settings, outbox_max_mb=400 / 2**20), client=fake).test_client()
+    for n in range(3):  # an entry is about 300 bytes: one fits
+        assert small.post("/v2/enqueue", json=alert(f"x{n}", "critical")).status_code == 202
+    assert fake.llen(NAMES.queue(key_id(settings.routing_keys[0]))) == 3
+    assert fake.llen(NAMES.outbox) == 1 and fake.hget(NAMES.channel_stats, "skipped") == "2"
+    kept = fake.lindex(NAMES.outbox, 0).encode()
+    assert int(fake.hget(NAMES.channel_stats, "bytes")) == len(kept)
+
+
+CHANNELS = {"chat": Channel("chat", "slack", url="https://x"),
+            "hook": Channel("hook", "webhook", url="https://y")}
+
+
+def test_the_dispatcher_makes_jobs_and_follow_ups_go_where_the_trigger_went(
+        routed, fake) -> None:
+    client, settings = routed
+    made: list[tuple[str, Notice]] = []
+    dispatcher = Dispatcher(fake, NAMES, settings, CHANNELS,
+                            lambda channel, notice: made.append((channel.name, notice)) or True)
+    for event in (alert("a", "warning"), alert("a", "critical"),
+                  {"event_action": "acknowledge", "dedup_key": "a"},
+                  {"event_action": "resolve", "dedup_key": "a"},
+                  {"event_action": "resolve", "dedup_key": "never-heard"}):
+        client.post("/v2/enqueue", json=event)
+    while dispatcher.step(1):
+        pass
+    assert [(name, n.action, n.severity) for name, n in made] == [
+        ("chat", "trigger", "warning"),
+        ("chat", "trigger", "critical"), ("hook", "trigger", "critical"),
+        ("chat", "acknowledge", "critical"), ("hook", "acknowledge", "critical"),
+        ("chat", "resolve", "critical"), ("hook", "resolve", "critical")]
+    assert made[-1][1].key == "db" and made[-1][1].summary == "a critical"
+    assert fake.llen(NAMES.outbox) == fake.llen(NAMES.outbox_taken) == 0
+    assert fake.hget(NAMES.channel_stats, "bytes") == "0"
+    assert not fake.keys("pdr:heard:*")  # the resolve forgot the incident
+
+
+def test_a_crash_between_job_and_forget_makes_no_second_job(routed) -> None:
+    client, settings = routed
+    jobs = fakeredis.FakeRedis()  # RQ wants bytes
+    fake = fakeredis.FakeRedis(server=jobs.connection_pool.connection_kwargs["server"],
+                               decode_responses=True)
+    app = create_app(settings, client=fake).test_client()
+    app.post("/v2/enqueue", json=alert("a", "critical"))
+    puts: list[bool] = []
+
+    def put(channel: Channel, notice: Notice) -> bool:
+        puts.append(put_job(jobs, NAMES, channel, notice))
+        return puts[-1]
+
+    dispatcher = Dispatcher(fake, NAMES, settings, CHANNELS, put)
+    raw = fake.lmove(NAMES.outbox, NAMES.outbox_taken, "LEFT", "RIGHT")
+    dispatcher.send(Entry.parse(raw))  # the jobs are made, then the dispatcher dies
+    assert dispatcher.recover() == 1  # the next one makes them again...
+    assert puts == [True, True, False, False]  # ...and RQ refuses both copies
+    assert rq_queue(jobs, NAMES, "chat").count == rq_queue(jobs, NAMES, "hook").count == 1
+    notice = Entry.parse(raw).header["id"]
+    assert rq_queue(jobs, NAMES, "chat").get_job_ids() == [job_id(notice, "chat")]
+
+
+class Session(requests.Session):
+    """Answers each request from a script; keeps what was sent."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], str]) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.sent: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.sent.append({"method": method, "url": url, **kwargs})
+        status, headers, text = self.answers.pop(0)
+        response = requests.Response()
+        response.status_code, response._content = status, text.encode()
+        response.headers.update(headers)
+        return response
+
+
+def courier(fake, session: Session, channel: Channel, slept: list[float]) -> Courier:
+    from relay.routes.config import RoutesFile
+
+    return Courier(fake, Settings(channel_retry_base_s=10, channel_retry_max_s=100),
+                   RoutesFile(channels=(channel,)), session=session, sleep=slept.append,
+                   jitter=lambda: 1.0)
+
+
+NOTICE = Notice("n1", "trigger", alert("a", "critical"), key="db", severity="critical",
+                summary="a critical").to_json()
+
+
+def test_the_courier_sends_retries_with_growing_waits_and_honours_retry_after(fake) -> None:
+    session = Session((500, {}, "down"), (500, {}, "down"), (429, {"Retry-After": "30"}, "slow"),
+                      (200, {}, "ok"))
+    slept: list[float] = []
+    hook = Channel("hook", "webhook", url="https://h.example/x", retries=5)
+    sender = courier(fake, session, hook, slept)
+    first, second = sender.deliver("hook", NOTICE, 0), sender.deliver("hook", NOTICE, 1)
+    assert isinstance(first, Retry) and isinstance(second, Retry)
+    assert (first.intervals, second.intervals) == ([10], [20])  # jitter pinned at its top
+    third = sender.deliver("hook", NOTICE, 2)
+    assert isinstance(third, Retry) and third.intervals == [40]
+    assert 29_000 < fake.pttl(NAMES.channel_pause("hook")) <= 30_000  # Retry-After: a pause
+    assert fake.hget(NAMES.channel_throttle("hook"), "limit") is not None  # and a cut pace
+    waiting = sender.deliver("hook", NOTICE, 3)  # paused: no send, back to RQ for the rest
+    assert isinstance(waiting, Retry) and 29 <= waiting.intervals[0] <= 30
+    assert len(session.sent) == 3
+    fake.delete(NAMES.channel_pause("hook"))
+    assert sender.deliver("hook", NOTICE, 3) == "ok"
+    assert fake.hget(NAMES.channel_stats, "hook:sent") == "1"
+    assert "HTTP 429" in fake.hget(NAMES.channel_stats, "hook:error")
+
+
+def test_a_refusal_or_the_last_retry_fails_with_the_reply(fake) -> None:
+    hook = Channel("hook", "webhook", url="https://h.example/x", retries=2)
+    sender = courier(fake, Session((404, {}, "no_such_hook"), (503, {}, "still down")), hook, [])
+    with pytest.raises(Rejected, match="HTTP 404: no_such_hook"):
+        sender.deliver("hook", NOTICE, 0)
+    with pytest.raises(Rejected, match="HTTP 503 after 2 retries: still down"):
+        sender.deliver("hook", NOTICE, 2)
+    assert fake.hget(NAMES.channel_stats, "hook:failed") == "2"
+
+
+def test_the_channels_pace_is_kept_short_waits_slept_long_ones_handed_back(fake) -> None:
+    slept: list[float] = []
+    hook = Channel("hook", "webhook", url="https://h.example/x", per_minute=2)
+    sender = courier(fake, Session((200, {}, "ok"), (200, {}, "ok")), hook, slept)
+    assert sender.deliver("hook", NOTICE) == sender.deliver("hook", NOTICE) == "ok"
+    third = sender.deliver("hook", NOTICE)  # the minute's two sends are spent
+    assert isinstance(third, Retry) and 55 <= third.intervals[0] <= 61 and not slept
+    fake.set(NAMES.channel_pause("hook"), "1", px=2000)
+    fake.delete(NAMES.channel_window("hook"))
+    sender.session = Session((200, {}, "ok"))
+    assert sender.deliver("hook", NOTICE) == "ok" and 0 < slept[0] <= 2
+
+
+def test_each_type_gets_its_own_form() -> None:
+    notice = Notice.from_json(NOTICE)
+    slack = messages.message(Channel("s", "slack"), notice)
+    assert slack["text"].startswith("*🔴 TRIGGERED [critical] a critical*\n")
+    assert "key: db" in slack["text"] and "dedup_key: a" in slack["text"]
+    mattermost = messages.message(Channel("m", "mattermost"), notice)
+    assert mattermost["text"].startswith("**🔴 TRIGGERED")
+    teams = messages.message(Channel("t", "teams"), notice)
+    card = teams["attachments"][0]["content"]
+    assert card["type"] == "AdaptiveCard" and card["body"][0]["weight"] == "Bolder"
+    webex = messages.message(Channel("w", "webex", room="R1"), notice)
+    assert webex["roomId"] == "R1" and webex["markdown"].startswith("**🔴")
+    hook = messages.message(Channel("h", "webhook"), notice)
+    assert hook["notice"]["state"] == "triggered" and hook["event"]["dedup_key"] == "a"
+    mail = messages.message(Channel("e", "email"), notice)
+    assert mail["subject"] == "🔴 TRIGGERED [critical] a critical"
+
+
+def test_templates_are_sandboxed_and_a_body_template_must_make_json() -> None:
+    notice = Notice.from_json(NOTICE)
+    own = Channel("s", "slack", template="{{ state }}: {{ summary }} on {{ key }}")
+    assert messages.message(own, notice) == {"text": "triggered: a critical on db"}
+    assert messages.message(own, notice, "route's {{ severity }}") == \
+        {"text": "route's critical"}
+    escape = Channel("s", "slack", template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(Rejected, match="template failed: SecurityError"):
+        messages.message(escape, notice)
+    body = Channel("h", "webhook", body='{"alert": {{ summary | tojson }}, "n": 1}')
+    assert messages.message(body, notice) == {"alert": "a critical", "n": 1}
+    with pytest.raises(Rejected, match="did not make JSON"):
+        messages.message(Channel("h", "webhook", body="{{ summary }}"), notice)
+
+
+def test_a_webex_message_carries_its_token_and_slack_text_is_escaped(fake) -> None:
+    session = Session((200, {}, "{}"))
+    webex = Channel("w", "webex", url="https://webexapis.com/v1/messages", token="T0K",
+                    room="R1")
+    courier(fake, session, webex, []).deliver("w", NOTICE)
+    assert session.sent[0]["headers"]["Authorization"] == "Bearer T0K"
+    tricky = Notice("n2", "trigger", alert("<b>&", "critical"), summary="<!channel> & co")
+    assert "&lt;!channel&gt; &amp; co" in messages.message(Channel("s", "slack"), tricky)["text"]
+    assert json.dumps(NOTICE)  # a notice is plain JSON: what RQ's JSON serializer takes
