@@ -138,3 +138,50 @@ def channel_row(stack: Any, name: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     rows = {row["channel"]: row for row in json.loads(result.stdout)["channels"]}
     return rows[name]  # type: ignore[no-any-return]
+
+
+def test_a_hanging_channel_slows_no_page_and_a_pagerduty_outage_no_channel(
+        make_stack, hooks: WebhookReceiver, tmp_path: Path) -> None:
+    """The channel that never answers (each send waits out its timeout) and PagerDuty
+    answering 500 to everything: each side's messages still arrive."""
+    import socket
+
+    hanging = socket.socket()  # accepts connections and never answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    routes = tmp_path / "routes.yml"
+    routes.write_text(f"""
+channels:
+  - name: stuck
+    type: webhook
+    url: http://127.0.0.1:{hanging.getsockname()[1]}/never
+    timeout_s: 3
+  - name: chat
+    type: slack
+    url: {hooks.url}/slack
+    per_minute: 600
+routes:
+  - name: all
+    keys: [key-1]
+    channels: [stuck, chat]
+""")
+    routes.chmod(0o600)
+    stack = make_stack(keys=1, RELAY_ROUTES_FILE=str(routes))
+    stack.start_simulator()
+    stack.start_ingress()
+    stack.start_worker(0)
+    stack.start_channel_worker()
+    try:
+        for n in range(20):
+            assert stack.post(alert(f"page-{n}", "critical")).status_code == 202
+        wait_until(lambda: len(stack.delivered()) == 20, 30, "PagerDuty to take all 20")
+        assert channel_row(stack, "stuck")["sent"] == 0  # still waiting on its first sends
+        # now PagerDuty fails everything: the chat channel hears of new events all the same
+        stack.sim_config(fail_rate=1.0, fail_status=500)
+        for n in range(5):
+            assert stack.post(alert(f"outage-{n}", "error")).status_code == 202
+        wait_until(lambda: sum(b["text"].count("outage-") > 0 for b in hooks.taken("/slack"))
+                   == 5, 60, "chat to hear of the events PagerDuty refuses")
+        assert len(stack.delivered()) == 20
+    finally:
+        hanging.close()
