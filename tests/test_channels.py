@@ -256,13 +256,25 @@ def test_the_courier_sends_retries_with_growing_waits_and_honours_retry_after(fa
     assert isinstance(third, Retry) and third.intervals == [40]
     assert 29_000 < fake.pttl(NAMES.channel_pause("hook")) <= 30_000  # Retry-After: a pause
     assert fake.hget(NAMES.channel_throttle("hook"), "limit") is not None  # and a cut pace
-    waiting = sender.deliver("hook", NOTICE, 3)  # paused: no send, back to RQ for the rest
-    assert isinstance(waiting, Retry) and 29 <= waiting.intervals[0] <= 30
+    waiting = sender.deliver("hook", NOTICE, 3)  # paused: no send, back to RQ: its backoff
+    assert isinstance(waiting, Retry) and waiting.intervals == [80]
+    assert sender.deliver("hook", NOTICE, 0).intervals == [30]  # or the pause, if longer
     assert len(session.sent) == 3
     fake.delete(NAMES.channel_pause("hook"))
     assert sender.deliver("hook", NOTICE, 3) == "ok"
     assert fake.hget(NAMES.channel_stats, "hook:sent") == "1"
     assert "HTTP 429" in fake.hget(NAMES.channel_stats, "hook:error")
+
+
+def test_a_channel_that_does_not_answer_is_paused_so_queued_messages_skip_the_wait(
+        fake) -> None:
+    hook = Channel("hook", "webhook", url="https://h.example/x")
+    session = Session()
+    session.request = lambda *a, **k: (_ for _ in ()).throw(requests.ConnectTimeout())
+    sender = courier(fake, session, hook, [])
+    assert isinstance(sender.deliver("hook", NOTICE, 0), Retry)
+    assert 9_000 < fake.pttl(NAMES.channel_pause("hook")) <= 10_000  # the first backoff
+    assert "timeout" in fake.hget(NAMES.channel_stats, "hook:error")
 
 
 def test_a_refusal_or_the_last_retry_fails_with_the_reply(fake) -> None:

@@ -1,10 +1,12 @@
 """The job that sends one notice to one channel (``deliver``), run by an RQ worker.
 
-Before sending it keeps the channel's pace: a pause a 429's Retry-After set, and the
-channel's sends a minute (the PagerDuty lanes' sliding window, ``relay.limiter``; a 429
-cuts it as PagerDuty's do). A short wait is slept; a longer one, or a failure worth
-another try, returns RQ's ``Retry`` with the interval (growing, with jitter, or what
-Retry-After said). A refusal, or the last failure of ``retries``, raises: RQ keeps the
+Before sending it keeps the channel's pace: a pause (set by a 429's Retry-After, or for
+a while after a timeout or connection error, so that a channel that hangs costs one
+timeout, not one per queued message), and the channel's sends a minute (the PagerDuty
+lanes' sliding window, ``relay.limiter``; a 429 cuts it as PagerDuty's do). A short
+wait is slept; a longer one, or a failure worth another try, returns RQ's ``Retry``
+with the interval: the job's own growing backoff (with jitter), or longer when the
+pause or Retry-After says so. A refusal, or the last failure of ``retries``, raises: RQ keeps the
 job in its failed registry with the channel's reply (``pd-relay channels requeue``).
 """
 
@@ -58,8 +60,11 @@ class Courier:
         if channel is None:
             raise Rejected(f"no channel named {name} in the routes file this worker read")
         notice = Notice.from_json(data)
+        paused = self._paused(channel)
+        if paused:
+            return self._retry(channel, retries_done, paused)
         wait = self._pace(channel)
-        if wait > 0:
+        if wait > 0:  # the pace: a wait of the normal kind, not a failure's backoff
             return Retry(max=channel.retries, interval=max(1, math.ceil(wait)))
         body = messages.message(channel, notice, self.templates.get((notice.route, name)))
         try:
@@ -68,15 +73,14 @@ class Courier:
             self._failed(channel, notice, exc, final=retries_done >= channel.retries)
             if exc.status == 429:
                 self._limiter(channel).throttled()
-            if exc.retry_after:
-                pause = min(exc.retry_after, PAUSE_MAX_S)
-                self.client.set(self.names.channel_pause(name), "1", px=max(1, int(pause * 1000)))
+            pause = exc.retry_after if exc.status else self.backoff[0]  # no answer at all
+            if pause:
+                self.client.set(self.names.channel_pause(name), "1",
+                                px=max(1, int(min(pause, PAUSE_MAX_S) * 1000)))
             if retries_done >= channel.retries:
                 raise Rejected(f"{exc.reason} after {retries_done} retries: {exc.reply}",
                                exc.status, exc.reply) from exc
-            backoff = min(self.backoff[1], self.backoff[0] * 2**retries_done)
-            interval = max(exc.retry_after or 0, backoff * (0.5 + self.jitter() / 2))
-            return Retry(max=channel.retries, interval=max(1, math.ceil(interval)))
+            return self._retry(channel, retries_done, exc.retry_after or 0)
         except Rejected as exc:
             self._failed(channel, notice, exc, final=True)
             raise Rejected(f"{exc.reason}: {exc.reply}" if exc.reply else exc.reason,
@@ -91,13 +95,24 @@ class Courier:
         return RateLimiter(self.scripts, n.channel_window(channel.name),
                            n.channel_throttle(channel.name), channel.per_minute, 60_000)
 
-    def _pace(self, channel: Channel) -> float:
-        """Sleep out a short wait for the channel's pause and pace; return a longer one."""
+    def _retry(self, channel: Channel, retries_done: int, at_least: float) -> Retry:
+        """Try again after the job's backoff (growing, jittered), or ``at_least``."""
+        backoff = min(self.backoff[1], self.backoff[0] * 2**retries_done)
+        interval = max(at_least, backoff * (0.5 + self.jitter() / 2))
+        return Retry(max=channel.retries, interval=max(1, math.ceil(interval)))
+
+    def _paused(self, channel: Channel) -> float:
+        """Sleep out a short pause of the channel; return a longer one (0: none)."""
         pause_ms = self.client.pttl(self.names.channel_pause(channel.name))
-        if pause_ms > 0:
-            if pause_ms / 1000 > WAIT_MAX_S:
-                return pause_ms / 1000
-            self.sleep(pause_ms / 1000)
+        if pause_ms <= 0:
+            return 0.0
+        if pause_ms / 1000 > WAIT_MAX_S:
+            return pause_ms / 1000
+        self.sleep(pause_ms / 1000)
+        return 0.0
+
+    def _pace(self, channel: Channel) -> float:
+        """Sleep out a short wait for the channel's pace; return a longer one."""
         limiter = self._limiter(channel)
         while (wait := limiter.try_acquire()) > 0:
             if wait > WAIT_MAX_S:

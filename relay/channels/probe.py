@@ -68,6 +68,10 @@ def send_tests(jobs: redis.Redis, names: Names, channels: Sequence[Channel], tim
         error = jobs.hget(stats, f"{name}:error")
         results[name] = "not sent yet"
         say(f"  {name}: not sent within {timeout_s:.0f}s: " + (
-            f"retrying after: {error.decode(errors='replace')}" if error else
+            f"retrying after: {_text(error)}" if error else
             "is `pd-relay channel-worker` running? see `pd-relay channels status`"))
     return all(result.startswith("sent") for result in results.values()) and not left
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

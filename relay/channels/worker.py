@@ -39,8 +39,11 @@ LEASE_MS = 10_000
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("channel-worker", help="send the routes file's channels their messages "
-                   "(an RQ worker; also turns the outbox into jobs and runs RQ's scheduler)")
+    worker = sub.add_parser("channel-worker", help="send the routes file's channels their "
+                            "messages (an RQ worker; also turns the outbox into jobs and runs "
+                            "RQ's scheduler)")
+    worker.add_argument("--channel", action="append", metavar="NAME",
+                        help="serve only this channel's queue (repeatable; default: all)")
 
 
 def read_routes(settings: Settings) -> RoutesFile:
@@ -55,6 +58,11 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"pd-relay: no channels in the routes file ({settings.routes_file or 'none'}): "
               "nothing for a channel worker to do")
         return 2
+    served = args.channel or [c.name for c in routes.channels]
+    unknown = [name for name in served if name not in {c.name for c in routes.channels}]
+    if unknown:
+        print(f"pd-relay: no channel named {unknown[0]} in the routes file")
+        return 2
     names = Names(settings.prefix)
     client, jobs_client = connect(settings), connect(settings, decode=False)
     jobs.install(jobs.Courier(client, settings, routes))
@@ -62,14 +70,15 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
                             lambda channel, notice: put_job(jobs_client, names, channel, notice),
                             LEASE_MS)
-    queues = [rq_queue(jobs_client, names, name) for name in channels]
+    queues = [rq_queue(jobs_client, names, name) for name in served]
     scheduler = RQScheduler(queues, connection=connect(settings, decode=False),
                             serializer="json")
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler,), name="scheduler", daemon=True).start()
     worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                           name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
-    log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels))
+    log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels
+                                                if c.name in served))
     worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=settings.log_level)
     return 0
 

@@ -1,5 +1,6 @@
 """``pd-relay send-test``: a self-resolving test incident through the relay, waited for
-(relay/probe.py sends it and reads what PagerDuty answered)."""
+(relay/probe.py sends it and reads what PagerDuty answered); with ``--channel`` or
+``--all-channels``, a test message to channels instead (relay/channels/probe.py)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,16 @@ def add_parser(sub: Any) -> None:
     probe.add_argument("--key-index", type=int, metavar="N",
                        help="test this key (default: one of the active keys, at random)")
     probe.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    channels = probe.add_mutually_exclusive_group()
+    channels.add_argument("--channel", action="append", metavar="NAME",
+                          help="send a test message to this channel instead (repeatable)")
+    channels.add_argument("--all-channels", action="store_true",
+                          help="send a test message to every channel of the routes file")
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.channel or args.all_channels:
+        return channels(settings, args)
     if args.key_index is not None:
         if not 0 <= args.key_index < len(settings.routing_keys):
             print(f"pd-relay: --key-index {args.key_index} is out of range", file=sys.stderr)
@@ -38,4 +46,21 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         key = choose_key(active, uuid.uuid4().hex)
     ok = send_test(args.url, connect(settings), Names(settings.prefix), key, args.timeout)
     print("test incident reached PagerDuty" if ok else "test FAILED")
+    return 0 if ok else 1
+
+
+def channels(settings: Settings, args: argparse.Namespace) -> int:
+    from relay.channels.probe import send_tests
+    from relay.channels.worker import read_routes
+
+    defined = {c.name: c for c in read_routes(settings).channels}
+    wanted = list(defined) if args.all_channels else args.channel
+    unknown = [name for name in wanted if name not in defined]
+    if unknown or not wanted:
+        print(f"pd-relay: no channel named {unknown[0]} in the routes file" if unknown else
+              "pd-relay: the routes file defines no channels", file=sys.stderr)
+        return 2
+    ok = send_tests(connect(settings, decode=False), Names(settings.prefix),
+                    [defined[name] for name in wanted], args.timeout)
+    print("every channel took its test message" if ok else "test FAILED")
     return 0 if ok else 1

@@ -185,3 +185,23 @@ routes:
         assert len(stack.delivered()) == 20
     finally:
         hanging.close()
+
+
+def test_send_test_reports_each_channel(make_stack, hooks: WebhookReceiver, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yml"
+    routes.write_text(f"""
+channels:
+  - {{name: good, type: slack, url: "{hooks.url}/good"}}
+  - {{name: bad, type: teams, url: "{hooks.url}/bad"}}
+""")
+    hooks.script("/bad", steady=(403, {}, "workflow disabled"))
+    stack = make_stack(keys=1, RELAY_ROUTES_FILE=str(routes))
+    alone = stack.cli("send-test", "--channel", "good", "--timeout", "2")
+    assert alone.returncode == 1 and "is `pd-relay channel-worker` running?" in alone.stdout
+    stack.start_channel_worker()
+    result = stack.cli("send-test", "--all-channels", "--timeout", "20")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "good: sent: ok" in result.stdout
+    assert "bad: FAILED: relay.errors.Rejected: HTTP 403: workflow disabled" in result.stdout
+    text = hooks.taken("/good")[-1]["text"]
+    assert text.startswith("*🔵 [test] TRIGGERED [info] pd-relay send-test from")
