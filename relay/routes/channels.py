@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -82,6 +83,14 @@ class Use:
 
 
 Problem = Callable[[str, str], None]
+
+
+def referenced(path: Path) -> set[str]:
+    """The environment variables a routes file takes secrets from (``${NAME}``)."""
+    try:
+        return set(ENV_RE.findall(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return set()
 
 
 def expand(value: Any, at: str, problem: Problem, env: Mapping[str, str]) -> Any:

@@ -38,7 +38,7 @@ class NativeStack:
         self.supervisor = Supervisor(Path(sys.executable).parent,
                                      options.run_dir / "supervisord.conf")
 
-    def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
+    def up(self, relay_env: dict[str, str], keys: KeysFile, channels: bool = False) -> Recorded:
         o = self.options
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         programs: list[Program] = []
@@ -50,7 +50,8 @@ class NativeStack:
                                      config=str(config))
             programs.append(Program(REDIS, REDIS, tuple(argv)))
         programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
-                                   o.ingress_ports(), o.sim_port if o.demo else None)
+                                   o.ingress_ports(), o.sim_port if o.demo else None,
+                                   channels=channels)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
                       [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, o.tls)
         programs.append(nginx.program())
@@ -68,7 +69,8 @@ class NativeStack:
             recorded.nginx_digest = nginx.write()
             self._write(conf)
             print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
-                  "nginx" + (" and Redis" if programs[0].role == REDIS else "")
+                  + ("a channel worker, " if channels else "")
+                  + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
                   + " (native mode, supervisord)", file=sys.stderr)
             self.supervisor.start()
         recorded.save()

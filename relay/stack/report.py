@@ -44,9 +44,13 @@ def changed_settings(before: dict[str, str], after: dict[str, str]) -> list[str]
     for name in sorted(set(before) | set(after)):
         old, new = before.get(name), after.get(name)
         if old != new:
-            lines.append(f"{name}: {_shown(old)} -> {_shown(new)}")
+            lines.append(f"{name}: {_shown(name, old)} -> {_shown(name, new)}")
     return lines
 
 
-def _shown(value: str | None) -> str:
-    return "(default)" if value is None else masked_url(value)
+def _shown(name: str, value: str | None) -> str:
+    if value is None:
+        return "(default)" if name.startswith("RELAY_") else "(unset)"
+    if not name.startswith("RELAY_"):  # a channel's secret the routes file takes (${NAME})
+        return "(set)"
+    return masked_url(value)

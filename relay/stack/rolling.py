@@ -17,7 +17,7 @@ import warnings
 
 import requests
 
-from relay.stack.model import INGRESS, NGINX, Program
+from relay.stack.model import CHANNELS, INGRESS, NGINX, Program
 from relay.stack.nginx import Nginx, reload
 from relay.stack.processes import wait_until
 from relay.stack.record import Recorded
@@ -60,7 +60,7 @@ class Rolling:
         self.supervisor.ctl("reread", check=True)
         nginx_changed = self.nginx.write() != self.previous.nginx_digest
         by_role = {role: [p for p in changed if p.role == role] for role in
-                   (INGRESS, NGINX, "worker", "redis", "simulator")}
+                   (INGRESS, NGINX, "worker", "redis", "simulator", CHANNELS)}
         # a new listening address restarts nginx at the end: no reload before (it would
         # fail to bind while the old socket holds the port)
         self.nginx_restarts = bool(by_role[NGINX])
@@ -89,9 +89,10 @@ class Rolling:
         if restarted or gone or nginx_changed:
             self.nginx.write()
             self._reload_nginx()
-        for name in gone + [name for name in removed if name.startswith("worker-")]:
+        for name in gone + [name for name in removed
+                            if name.startswith("worker-") or name == CHANNELS]:
             self.supervisor.ctl("update", name, check=True)
-        for program in by_role["worker"]:
+        for program in by_role["worker"] + by_role[CHANNELS]:
             self._update(program)
         for program in by_role[NGINX]:
             self._update(program)

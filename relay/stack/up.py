@@ -12,6 +12,8 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.keys import new_key
+from relay.routes.channels import referenced
+from relay.routes.config import load
 from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
@@ -42,12 +44,17 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     routes = options.home / "pd_routes.yml"
     if "RELAY_ROUTES_FILE" not in env and routes.exists():
         env["RELAY_ROUTES_FILE"] = str(routes)
+    if "RELAY_ROUTES_FILE" in env:  # the channels' secrets, for every process that reads it
+        env.update({name: environ[name] for name in referenced(Path(env["RELAY_ROUTES_FILE"]))
+                    if name in environ})
     if mode == "native":  # the stack's own Redis, with its password
         unguarded = f"redis://127.0.0.1:{options.redis_port}/0"  # recorded before it had one
         if env.get("RELAY_REDIS_URL", unguarded) == unguarded:
             env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.redis_port)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings.queues_max_mb)
+    channels = settings.routes_file is not None and \
+        bool(load(settings.routes_file, settings.key_names).channels)
     if previous is not None:
         if previous.mode != mode and _running(previous):
             raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
@@ -56,7 +63,8 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys)
+        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys,
+                      channels)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
@@ -67,7 +75,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         print(checked.stderr, end="", file=sys.stderr)
         return checked.returncode
     try:
-        NativeStack(options).up(env, keys)
+        NativeStack(options).up(env, keys, channels)
     except AssertionError:  # not ready in time
         subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
                        stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can

@@ -20,6 +20,7 @@ from relay.keys import key_id
 from relay.settings import Settings
 from relay.stack.processes import Process, alive, free_port, pd_relay, wait_until
 from tests.conftest import make_key, trigger
+from tests.receivers import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 IGNORE = shutil.ignore_patterns(".venv", "run", "data", ".git", "*cache*", "*.egg-info")
@@ -222,6 +223,27 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         seen = environ(now[workers[2]])
         assert {k: seen.get(k) for k in expected} == expected
 
+        # Channels in the routes file: `./start.sh` runs a channel worker (with the secret
+        # the file takes from the shell), which sends each event of the route there.
+        hooks = WebhookReceiver()
+        routes_file.write_text("channels:\n  - {name: ops, type: slack, url: '${HOOK_URL}'}\n"
+                               "routes:\n  - name: everything\n    keys: [key-1, key-2]\n"
+                               "    channels: [ops]\n")
+        env["HOOK_URL"] = hooks.url + "/ops"
+        rerun = run(project, env)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "HOOK_URL: (unset) -> (set)" in rerun.stderr and hooks.url not in rerun.stderr
+        now = pids(run(project, env, "status").stdout)
+        assert "channel-worker" in now
+        reply = requests.post(url, json=trigger("to chat", dedup_key="chat-1"), timeout=10)
+        assert reply.status_code == 202
+        wait_until(lambda: hooks.taken("/ops"), 30, "the channel worker's message")
+        assert "to chat" in hooks.taken("/ops")[0]["text"]
+        channels = run(project, env, "relay", "channels", "status")
+        assert channels.returncode == 0 and "ops" in channels.stdout, channels.stderr
+        hooks.close()
+        wait_until(lambda: len(delivered()) == 21, 30, "the chat event's page")
+
         # A changed setting, a setting left out, under load through nginx: every process
         # restarts with the new settings, one at a time, and no request fails.
         offset = len(log.read_text())
@@ -237,13 +259,13 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         assert "RELAY_RATE_PER_MIN: 6000 -> 5000" in rerun.stderr
         assert set(statuses) == {202}, [s for s in statuses if s != 202][:10]
         now = pids(run(project, env, "status").stdout)
-        for name in ("ingress-0", "ingress-1", *workers):
+        for name in ("ingress-0", "ingress-1", "channel-worker", *workers):
             seen = environ(now[name])
             assert seen["RELAY_RATE_PER_MIN"] == "5000" and "RELAY_THREADS" not in seen, name
         lines = log.read_text()[offset:]
         assert lines.index("success: ingress-0 entered RUNNING") < lines.index(
             "stopped: ingress-1"), "both ingress nodes were down at once"
-        total = 20 + len(statuses)
+        total = 21 + len(statuses)
         wait_until(lambda: len(delivered()) == total, 60, "every event under load delivered")
 
         stopped = run(project, env, "stop")
