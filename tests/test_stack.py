@@ -139,9 +139,11 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     options = StackOptions.from_env({}, tmp_path)
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
-    services = override(options, env, keys)["services"]
-    assert set(services) == {"redis", "nginx", "ingress"} | {f"worker-{key_id(k)}"
-                                                             for k in keys.keys}
+    services = override(options, env, keys, channels=True)["services"]
+    assert set(services) == {"redis", "nginx", "ingress", "channel-worker"} | {
+        f"worker-{key_id(k)}" for k in keys.keys}
+    routes = env["RELAY_ROUTES_FILE"]
+    env = dict(env, RELAY_ROUTES_FILE="/etc/pd-relay/pd_routes.yml")  # mounted there
     assert services["nginx"]["environment"]["PD_RELAY_ADMIN_ALLOW"].strip() == \
         "allow 127.0.0.1;\n        allow ::1;"
     relay = {name: service for name, service in services.items()
@@ -150,7 +152,8 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         unescaped = {k: v.replace("$$", "$") for k, v in service["environment"].items()}
         assert {k: unescaped[k] for k in env} == env, name
         assert unescaped["RELAY_KEYS_FILE"] == "/etc/pd-relay/pd_routing_keys.txt"
-        assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro"]
+        assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro",
+                                      f"{routes}:/etc/pd-relay/pd_routes.yml:ro"]
         if name != "ingress":
             _parser().parse_args(service["command"])
     compose = compose_command()
