@@ -78,6 +78,11 @@ class Names:
         """The RQ queue of a channel's messages (RQ prefixes its own key names)."""
         return f"{self.prefix}-{channel}"
 
+    @property
+    def housekeeping_queue(self) -> str:
+        """The RQ queue of the relay's housekeeping jobs (never a channel's: a colon)."""
+        return f"{self.prefix}:housekeeping"
+
     def channel_window(self, channel: str) -> str:
         """Sorted set of a channel's send times in the current minute (ms, Redis clock)."""
         return f"{self.prefix}:channel:{channel}:window"
@@ -89,6 +94,12 @@ class Names:
     def channel_pause(self, channel: str) -> str:
         """String with a TTL: the channel asked to wait (429, Retry-After) until it lapses."""
         return f"{self.prefix}:channel:{channel}:pause"
+
+    @property
+    def alarms(self) -> str:
+        """Hash of the relay's own open alarms (``relay.housekeeping.selfcheck``):
+        condition id -> where it went and since when."""
+        return f"{self.prefix}:alarms"
 
     def lease(self, kid: str) -> str:
         """String: id of the one worker allowed to deliver for this key, with a TTL."""

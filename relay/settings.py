@@ -51,6 +51,7 @@ class Settings:
     outbox_max_mb: float = 32.0  # notices waiting to become channel jobs
     channel_retry_base_s: float = 10.0  # a channel's first retry, doubling from there
     channel_retry_max_s: float = 900.0
+    dead_letter_days: float = 30.0  # dead letters older than this are swept
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -226,6 +227,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_OUTBOX_MAX_MB", "outbox_max_mb", _positive(float)),
     ("RELAY_CHANNEL_RETRY_BASE_S", "channel_retry_base_s", _positive(float)),
     ("RELAY_CHANNEL_RETRY_MAX_S", "channel_retry_max_s", _positive(float)),
+    ("RELAY_DEAD_LETTER_DAYS", "dead_letter_days", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

@@ -50,6 +50,7 @@ VALUES = {
     "RELAY_OUTBOX_MAX_MB": "8",
     "RELAY_CHANNEL_RETRY_BASE_S": "2",
     "RELAY_CHANNEL_RETRY_MAX_S": "60",
+    "RELAY_DEAD_LETTER_DAYS": "7",
     "RELAY_PREFIX": "pdr-test",
     "RELAY_THREADS": "4",
     "RELAY_LOG_LEVEL": "DEBUG",
@@ -139,7 +140,7 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     options = StackOptions.from_env({}, tmp_path)
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
-    services = override(options, env, keys, channels=True)["services"]
+    services = override(options, env, keys)["services"]
     assert set(services) == {"redis", "nginx", "ingress", "channel-worker"} | {
         f"worker-{key_id(k)}" for k in keys.keys}
     routes = env["RELAY_ROUTES_FILE"]

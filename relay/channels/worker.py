@@ -1,7 +1,8 @@
-"""``pd-relay channel-worker``: an RQ worker on every channel's queue (taken in turn, so a
-busy channel never starves the others), with two threads: the dispatcher (``outbox``)
-and RQ's scheduler (which queues retries when they are due). Run one or several: the
-dispatcher and the scheduler each work in one of them at a time, under their locks.
+"""``pd-relay channel-worker``: an RQ worker on every channel's queue and the housekeeping
+queue (taken in turn, so a busy channel never starves the others), with two threads: the
+dispatcher (``outbox``) and RQ's scheduler (which queues retries when they are due, and
+each period's housekeeping job: relay/housekeeping/). Run one or several: the dispatcher
+and the scheduler each work in one of them at a time, under their locks.
 
 Nothing is forked: jobs run in the worker's own process (RQ's SimpleWorker), and the
 scheduler runs in a thread, not in the child process RQ's ``with_scheduler`` forks (a
@@ -20,7 +21,7 @@ import time
 from typing import Any
 
 import redis
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.scheduler import RQScheduler
@@ -29,6 +30,7 @@ from rq.worker import DequeueStrategy
 from relay.channels import jobs
 from relay.channels.outbox import Dispatcher, put_job, rq_queue
 from relay.errors import DeliveryError
+from relay.housekeeping import jobs as keeper
 from relay.names import Names
 from relay.routes.config import RoutesFile, load
 from relay.settings import Settings
@@ -40,10 +42,11 @@ LEASE_MS = 10_000
 
 def add_parser(sub: Any) -> None:
     worker = sub.add_parser("channel-worker", help="send the routes file's channels their "
-                            "messages (an RQ worker; also turns the outbox into jobs and runs "
-                            "RQ's scheduler)")
+                            "messages and run the relay's housekeeping and self-alerts (an RQ "
+                            "worker with RQ's scheduler)")
     worker.add_argument("--channel", action="append", metavar="NAME",
-                        help="serve only this channel's queue (repeatable; default: all)")
+                        help="serve only this channel's queue (repeatable; default: every "
+                             "channel's and the housekeeping queue)")
 
 
 def read_routes(settings: Settings) -> RoutesFile:
@@ -54,10 +57,6 @@ def read_routes(settings: Settings) -> RoutesFile:
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
     routes = read_routes(settings)
-    if not routes.channels:
-        print(f"pd-relay: no channels in the routes file ({settings.routes_file or 'none'}): "
-              "nothing for a channel worker to do")
-        return 2
     served = args.channel or [c.name for c in routes.channels]
     unknown = [name for name in served if name not in {c.name for c in routes.channels}]
     if unknown:
@@ -71,10 +70,17 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             lambda channel, notice: put_job(jobs_client, names, channel, notice),
                             LEASE_MS)
     queues = [rq_queue(jobs_client, names, name) for name in served]
+    every = [rq_queue(jobs_client, names, name) for name in channels]
+    housekeeping = None if args.channel else \
+        Queue(names.housekeeping_queue, connection=jobs_client, serializer="json")
+    if housekeeping is not None:
+        keeper.install(keeper.Housekeeper(client, names, settings, routes, every))
+        queues.append(housekeeping)
     scheduler = RQScheduler(queues, connection=connect(settings, decode=False),
                             serializer="json")
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
-    threading.Thread(target=schedule, args=(scheduler,), name="scheduler", daemon=True).start()
+    threading.Thread(target=schedule, args=(scheduler, housekeeping), name="scheduler",
+                     daemon=True).start()
     worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                           name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
     log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels
@@ -94,10 +100,15 @@ class ChannelWorker(SimpleWorker):
             super().handle_exception(job, *exc_info)
 
 
-def schedule(scheduler: RQScheduler, sleep: Any = time.sleep) -> None:
-    """RQ's scheduler loop, in a thread: queue the jobs whose time has come (retries)."""
+def schedule(scheduler: RQScheduler, housekeeping: Queue | None,
+             sleep: Any = time.sleep) -> None:
+    """RQ's scheduler loop, in a thread: queue the jobs whose time has come (retries), and
+    each period's housekeeping job."""
+    made: dict[str, int] = {}
     while True:
         try:
+            if housekeeping is not None:
+                keeper.due(housekeeping, made)
             if scheduler.should_reacquire_locks:
                 scheduler.acquire_locks()  # type: ignore[no-untyped-call]
             if scheduler.acquired_locks:

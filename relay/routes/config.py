@@ -18,10 +18,11 @@ from relay.errors import ConfigError
 from relay.keys import exposed
 from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
+from relay.routes.selfalert import SelfAlert, self_alert
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-SECTIONS = ("sources", "routes", "maintenance", "channels")
+SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RoutesFile:
     routes: tuple[Route, ...] = ()
     maintenance: tuple[Window, ...] = ()
     channels: tuple[Channel, ...] = ()
+    self_alert: SelfAlert | None = None  # where the relay's own alarms go
     path: Path | None = None
 
 
@@ -69,8 +71,8 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
     checker.problems += exposed("RELAY_ROUTES_FILE", path)  # API key hashes: still secrets
     if checker.problems:
         raise ConfigError(checker.problems)
-    sources, routes, windows, channels = found
-    return RoutesFile(sources, routes, windows, channels, path=path)
+    sources, routes, windows, channels, alarms = found
+    return RoutesFile(sources, routes, windows, channels, alarms, path=path)
 
 
 class _Checker:
@@ -84,10 +86,10 @@ class _Checker:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
 
     def file(self, data: Any) -> tuple[Any, ...]:
-        """(sources, routes, maintenance, channels) as found; problems noted."""
+        """(sources, routes, maintenance, channels, self_alert) as found; problems noted."""
         if not isinstance(data, dict):
-            self.problem("", "want a mapping with sources, routes, maintenance, channels")
-            return (), (), (), ()
+            self.problem("", "want a mapping with " + ", ".join(SECTIONS))
+            return (), (), (), (), None
         for extra in sorted(set(data) - set(SECTIONS), key=str):
             self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
         channels = self.items(data, "channels", self.channel_entry)
@@ -104,7 +106,8 @@ class _Checker:
         for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows),
                               ("channels", channels)):
             self.unique(kind, [entry.name for entry in entries])
-        return tuple(sources), tuple(routes), tuple(windows), tuple(channels)
+        alarms = self_alert(data.get("self_alert"), self.key_names, self.channels, self.problem)
+        return tuple(sources), tuple(routes), tuple(windows), tuple(channels), alarms
 
     def items(self, data: dict[str, Any], section: str,
               read: Callable[[str, dict[str, Any]], Any]) -> list[Any]:

@@ -63,12 +63,12 @@ def keys_digest(path: Path) -> str:
 
 def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, keys_file: Path,
                    ingress_ports: list[int], sim_port: int | None,
-                   host: str = "127.0.0.1", channels: bool = False) -> list[Program]:
+                   host: str = "127.0.0.1") -> list[Program]:
     """The relay's own processes: the simulator (demo), the ingress nodes (they read the
     whole keys file, so its digest is in their environment), a worker per key (named by
-    key id: adding a key starts one worker and restarts no other) and, when the routes
-    file has channels, a channel worker (it reads the routes file at start only, so its
-    digest is in its environment: a changed file restarts it)."""
+    key id: adding a key starts one worker and restarts no other) and the channel worker,
+    for channels and housekeeping (it reads the routes file at start only, so its digest
+    is in its environment: a changed file restarts it)."""
     programs = []
     if sim_port is not None:
         programs.append(Program(SIMULATOR, SIMULATOR,
@@ -81,8 +81,9 @@ def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, key
         kid = key_id(key)
         programs.append(Program(f"worker-{kid}", WORKER, tuple(pd_relay + worker_args(kid)),
                                 env))
-    if channels:
-        routes = Path(env["RELAY_ROUTES_FILE"])
-        programs.append(Program(CHANNELS, CHANNELS, tuple(pd_relay + channel_worker_args()),
-                                dict(env, PD_RELAY_ROUTES_DIGEST=keys_digest(routes))))
+    routes = env.get("RELAY_ROUTES_FILE")
+    digest = {"PD_RELAY_ROUTES_DIGEST": keys_digest(Path(routes))} \
+        if routes and Path(routes).exists() else {}
+    programs.append(Program(CHANNELS, CHANNELS, tuple(pd_relay + channel_worker_args()),
+                            dict(env, **digest)))
     return programs

@@ -38,7 +38,7 @@ class NativeStack:
         self.supervisor = Supervisor(Path(sys.executable).parent,
                                      options.run_dir / "supervisord.conf")
 
-    def up(self, relay_env: dict[str, str], keys: KeysFile, channels: bool = False) -> Recorded:
+    def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         programs: list[Program] = []
@@ -50,8 +50,7 @@ class NativeStack:
                                      config=str(config))
             programs.append(Program(REDIS, REDIS, tuple(argv)))
         programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
-                                   o.ingress_ports(), o.sim_port if o.demo else None,
-                                   channels=channels)
+                                   o.ingress_ports(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
                       [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, o.tls)
         programs.append(nginx.program())
@@ -69,7 +68,7 @@ class NativeStack:
             recorded.nginx_digest = nginx.write()
             self._write(conf)
             print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
-                  + ("a channel worker, " if channels else "")
+                  + "a channel worker, "
                   + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
                   + " (native mode, supervisord)", file=sys.stderr)
             self.supervisor.start()

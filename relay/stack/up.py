@@ -13,7 +13,6 @@ from pathlib import Path
 from relay.errors import ConfigError
 from relay.keys import new_key
 from relay.routes.channels import referenced
-from relay.routes.config import load
 from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
@@ -53,8 +52,6 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.redis_port)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings.queues_max_mb)
-    channels = settings.routes_file is not None and \
-        bool(load(settings.routes_file, settings.key_names).channels)
     if previous is not None:
         if previous.mode != mode and _running(previous):
             raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "
@@ -63,8 +60,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys,
-                      channels)
+        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
@@ -75,7 +71,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         print(checked.stderr, end="", file=sys.stderr)
         return checked.returncode
     try:
-        NativeStack(options).up(env, keys, channels)
+        NativeStack(options).up(env, keys)
     except AssertionError:  # not ready in time
         subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
                        stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can

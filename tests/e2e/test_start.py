@@ -116,6 +116,7 @@ SETTINGS = {
     "RELAY_SEVERITY_MAP": "page=critical", "RELAY_QUEUE_MAX_EVENTS": "50000",
     "RELAY_QUEUE_MAX_MB": "20", "RELAY_QUEUES_MAX_MB": "40", "RELAY_OUTBOX_MAX_MB": "8",
     "RELAY_CHANNEL_RETRY_BASE_S": "0.5", "RELAY_CHANNEL_RETRY_MAX_S": "5",
+    "RELAY_DEAD_LETTER_DAYS": "10",
 }
 
 
@@ -171,7 +172,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         # shell held when supervisord first started, and under compose three of them)
         before = pids(run(project, env, "status").stdout)
         workers = [f"worker-{key_id(key)}" for key in keys]
-        assert {"redis", "nginx", "ingress-0", "ingress-1", *workers} <= set(before)
+        assert {"redis", "nginx", "ingress-0", "ingress-1", "channel-worker", *workers} <= \
+            set(before)
         # Redis requires the stack's password, which no command line or log shows
         password = (project / "data" / "redis-password").read_text().strip()
         with pytest.raises(redis.AuthenticationError):
@@ -234,7 +236,7 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert "HOOK_URL: (unset) -> (set)" in rerun.stderr and hooks.url not in rerun.stderr
         now = pids(run(project, env, "status").stdout)
-        assert "channel-worker" in now
+        assert now["channel-worker"] != before["channel-worker"]  # restarted: a new file
         reply = requests.post(url, json=trigger("to chat", dedup_key="chat-1"), timeout=10)
         assert reply.status_code == 202
         wait_until(lambda: hooks.taken("/ops"), 30, "the channel worker's message")

@@ -1,0 +1,155 @@
+"""The relay's own alarms: every 30 s the conditions that need a person are read, and each
+becomes one incident on the routes file's ``self_alert`` keys and channels, resolved when
+the condition clears.
+
+    key-blocked:NAME     critical  PagerDuty refuses the key's requests (401/403/404...)
+    no-worker:NAME       critical  no worker's heartbeat for a configured key
+    stalled:NAME         error     the key's oldest queued event is older than oldest_queued_s
+    dead-letters         warning   dead letters wait to be replayed or purged
+    channel:NAME         warning   a channel has failed messages, or fails now
+
+One open alarm per condition: the open ones are kept in Redis (``Names.alarms``) and
+taken with HSETNX/HDEL, so two checks at once raise or resolve each once. An alarm never
+feeds itself: it is not sent on the key or to the channel it is about, and dead letters
+of alarms are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from relay.keys import choose_key
+from relay.names import Names
+from relay.router import Route, incident_id, mint_id
+from relay.routes.config import RoutesFile
+from relay.settings import Settings
+from relay.severity import LEVELS
+from relay.status import read_status
+from relay.store import EventStore, Full, Record, now_ms
+
+log = logging.getLogger(__name__)
+PREFIX = "pd-relay-self-"  # every alarm's dedup_key starts with it
+FAILING_S = 300  # a channel's error this recent, with messages waiting to retry: failing
+
+
+@dataclass(frozen=True)
+class Condition:
+    id: str
+    summary: str
+    severity: str
+    key: str = ""  # the key it is about: the alarm goes on another
+    channel: str = ""  # the channel it is about: the alarm goes to the others
+
+    @property
+    def dedup_key(self) -> str:
+        return PREFIX + self.id.replace(":", "-")
+
+
+def conditions(client: redis.Redis, names: Names, settings: Settings, routes: RoutesFile,
+               queues: Sequence[Queue] = ()) -> list[Condition]:
+    """What needs a person now."""
+    oldest = routes.self_alert.oldest_queued_s if routes.self_alert else 600.0
+    found = []
+    for row in read_status(client, names, settings):
+        name = row["name"]
+        if row["state"] == "removed":
+            continue
+        if row["blocked"]:
+            found.append(Condition(f"key-blocked:{name}", f"pd-relay: key {name} is blocked: "
+                                   f"{row['blocked']}"[:1000], "critical", key=name))
+        if not row["worker_alive"]:
+            found.append(Condition(f"no-worker:{name}", f"pd-relay: no worker delivers key "
+                                   f"{name} ({row['queued']} queued)", "critical", key=name))
+        if row["oldest_age_seconds"] > oldest:
+            found.append(Condition(f"stalled:{name}", f"pd-relay: the oldest queued event of "
+                                   f"key {name} waits for {row['oldest_age_seconds']:.0f} s",
+                                   "error", key=name))
+    letters = [raw for raw in client.hvals(names.dead) if PREFIX not in str(raw)]
+    if letters:
+        found.append(Condition("dead-letters", f"pd-relay: {len(letters)} dead letter(s) "
+                               "PagerDuty refused wait to be replayed or purged", "warning"))
+    stats: dict[str, str] = client.hgetall(names.channel_stats)  # type: ignore[assignment]
+    for queue in queues:
+        name = queue.name.removeprefix(names.channel_queue(""))
+        failed = FailedJobRegistry(queue=queue).count
+        retrying = ScheduledJobRegistry(queue=queue).count  # type: ignore[no-untyped-call]
+        recent = time.time() - int(stats.get(f"{name}:error_at", 0)) < FAILING_S
+        if failed or (retrying and recent):
+            error = stats.get(f"{name}:error", "")
+            found.append(Condition(f"channel:{name}", f"pd-relay: channel {name}: {failed} "
+                                   f"failed, {retrying} retrying; last error: {error}"[:1000],
+                                   "warning", channel=name))
+    return found
+
+
+class Alarms:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings,
+                 routes: RoutesFile) -> None:
+        self.client = client
+        self.names = names
+        self.settings = settings
+        self.routes = routes
+        self.store = EventStore(client, names, settings)
+        self.least = {c.name: c.min_severity for c in routes.channels}
+
+    def check(self, found: Sequence[Condition]) -> tuple[list[str], list[str]]:
+        """Raise what is new, resolve what cleared; return both lists of condition ids."""
+        current = {c.id: c for c in found}
+        held: dict[str, str] = self.client.hgetall(self.names.alarms)  # type: ignore[assignment]
+        raised, resolved = [], []
+        for condition in current.values():
+            if condition.id not in held and self.client.hsetnx(
+                    self.names.alarms, condition.id, json.dumps(self._route_of(condition))):
+                self._send(condition, "trigger")
+                raised.append(condition.id)
+        for cid, where in held.items():
+            if cid not in current and self.client.hdel(self.names.alarms, cid):
+                gone = Condition(cid, "", "info", key=json.loads(where).get("key", ""))
+                self._send(gone, "resolve")
+                resolved.append(cid)
+        return raised, resolved
+
+    def _route_of(self, condition: Condition) -> dict[str, Any]:
+        return {"key": condition.key, "since": int(time.time())}
+
+    def _send(self, condition: Condition, action: str) -> None:
+        alarms = self.routes.self_alert
+        if alarms is None:
+            log.warning("self-alert %s %s: no self_alert section in the routes file to send "
+                        "it to", "raised" if action == "trigger" else "resolved", condition.id)
+            return
+        dedup_key = condition.dedup_key
+        event: dict[str, Any] = {"event_action": action, "dedup_key": dedup_key}
+        if action == "trigger":
+            event["payload"] = {
+                "summary": condition.summary, "source": socket.gethostname(),
+                "severity": condition.severity, "component": "pd-relay", "class": "self-alert",
+                "custom_details": {"condition": condition.id}}
+        names = self.settings.key_names
+        pool = [k for k in alarms.keys if k != condition.key]
+        slot = -(names.index(choose_key(pool, dedup_key)) + 1) if pool else 0
+        rank = LEVELS.index(condition.severity)
+        heard = [u.name for u in alarms.channels if u.name != condition.channel
+                 and rank <= LEVELS.index(u.min_severity or self.least[u.name])]
+        channels: list[str] | None = None if action == "resolve" else heard
+        notice = b"" if action == "trigger" and not heard or not alarms.channels else \
+            json.dumps({"id": mint_id(), "c": channels, "r": "self_alert", "s": "pd-relay"},
+                       separators=(",", ":")).encode()
+        route = Route(slot, incident_id(dedup_key), action, "self_alert")
+        raw = Record("alert", event, now_ms()).encode()
+        answer = self.store.enqueue([[(route, raw, notice)]])[0]
+        if isinstance(answer, Full):
+            log.error("self-alert %s not sent: the queue of its key is full", condition.id)
+            return
+        log.warning("self-alert %s %s: %s", condition.id,
+                    "raised" if action == "trigger" else "resolved", condition.summary)
