@@ -52,6 +52,8 @@ class Settings:
     channel_retry_base_s: float = 10.0  # a channel's first retry, doubling from there
     channel_retry_max_s: float = 900.0
     dead_letter_days: float = 30.0  # dead letters older than this are swept
+    self_check_s: float = 30.0  # how often the relay's own alarms are checked
+    retention_s: float = 3600.0  # how often old dead letters and memories are swept
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -228,6 +230,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_CHANNEL_RETRY_BASE_S", "channel_retry_base_s", _positive(float)),
     ("RELAY_CHANNEL_RETRY_MAX_S", "channel_retry_max_s", _positive(float)),
     ("RELAY_DEAD_LETTER_DAYS", "dead_letter_days", _positive(float)),
+    ("RELAY_SELF_CHECK_S", "self_check_s", _positive(float)),
+    ("RELAY_RETENTION_S", "retention_s", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

@@ -79,8 +79,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     scheduler = RQScheduler(queues, connection=connect(settings, decode=False),
                             serializer="json")
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
-    threading.Thread(target=schedule, args=(scheduler, housekeeping), name="scheduler",
-                     daemon=True).start()
+    threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
+                     name="scheduler", daemon=True).start()
     worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                           name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
     log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels
@@ -100,7 +100,7 @@ class ChannelWorker(SimpleWorker):
             super().handle_exception(job, *exc_info)
 
 
-def schedule(scheduler: RQScheduler, housekeeping: Queue | None,
+def schedule(scheduler: RQScheduler, settings: Settings, housekeeping: Queue | None,
              sleep: Any = time.sleep) -> None:
     """RQ's scheduler loop, in a thread: queue the jobs whose time has come (retries), and
     each period's housekeeping job."""
@@ -108,7 +108,7 @@ def schedule(scheduler: RQScheduler, housekeeping: Queue | None,
     while True:
         try:
             if housekeeping is not None:
-                keeper.due(housekeeping, made)
+                keeper.due(housekeeping, settings, made)
             if scheduler.should_reacquire_locks:
                 scheduler.acquire_locks()  # type: ignore[no-untyped-call]
             if scheduler.acquired_locks:

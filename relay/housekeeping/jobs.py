@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import redis
 from rq import Queue
+from rq.exceptions import DuplicateJobError
 
 from relay.housekeeping import retention, selfcheck
 from relay.names import Names
@@ -18,9 +19,8 @@ from relay.settings import Settings
 from relay.store import now_ms
 
 log = logging.getLogger(__name__)
-# name, every (s), job
-PERIODIC = (("self-check", 30, "relay.housekeeping.jobs.self_check"),
-            ("retention", 3600, "relay.housekeeping.jobs.retention_sweep"))
+JOBS = {"self-check": "relay.housekeeping.jobs.self_check",
+        "retention": "relay.housekeeping.jobs.retention_sweep"}
 
 
 @dataclass
@@ -66,15 +66,16 @@ def retention_sweep() -> dict[str, int]:
     return _installed().retention()
 
 
-def due(queue: Queue, made: dict[str, int], now: float | None = None) -> list[str]:
+def due(queue: Queue, settings: Settings, made: dict[str, int],
+        now: float | None = None) -> list[str]:
     """Make the jobs whose period began since ``made`` says; return their ids. A period's
     job has one id, so another scheduler's copy is refused."""
-    from rq.exceptions import DuplicateJobError
-
     now = time.time() if now is None else now
     ids = []
-    for name, every, job in PERIODIC:
+    for name, every in (("self-check", settings.self_check_s),
+                        ("retention", settings.retention_s)):
         period = int(now // every)
+        job = JOBS[name]
         if made.get(name) == period:
             continue
         made[name] = period
