@@ -101,6 +101,11 @@ class Names:
         condition id -> where it went and since when."""
         return f"{self.prefix}:alarms"
 
+    @property
+    def alarms_pending(self) -> str:
+        """Hash of conditions not yet held long enough to alarm: id -> first seen (s)."""
+        return f"{self.prefix}:alarms:pending"
+
     def lease(self, kid: str) -> str:
         """String: id of the one worker allowed to deliver for this key, with a TTL."""
         return f"{self.prefix}:lease:{kid}"

@@ -35,6 +35,7 @@ self_alert:
   keys: [db, ops]
   channels: [chat, mail]
   oldest_queued_s: 60
+  for_s: 0
 """)
     settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
                                   "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml")})
@@ -115,6 +116,19 @@ def test_an_alarm_is_raised_once_never_on_its_own_key_and_resolved(setup, fake) 
     resolve = Record.decode(fake.lrange(ops, 0, -1)[-1]).event
     assert resolve == {"event_action": "resolve", "dedup_key": "pd-relay-self-no-worker-db"}
     assert fake.hlen(NAMES.alarms) == 0
+
+
+def test_a_condition_alarms_only_once_it_held_for_for_s(setup, fake) -> None:
+    settings, routes = setup
+    held = replace(routes, self_alert=replace(routes.self_alert, for_s=60))
+    alarms = selfcheck.Alarms(fake, NAMES, settings, held)
+    found = [selfcheck.Condition("no-worker:db", "no worker", "critical", key="db")]
+    assert alarms.check(found, now=1000) == ([], [])  # pending
+    assert alarms.check(found, now=1059) == ([], [])
+    assert alarms.check([], now=1060) == ([], [])  # it cleared: pending no more
+    assert alarms.check(found, now=1070) == ([], [])  # seen again: the wait starts over
+    assert alarms.check(found, now=1130) == (["no-worker:db"], [])
+    assert fake.hlen(NAMES.alarms_pending) == 0
 
 
 def test_an_alarm_about_the_only_alarm_key_goes_to_the_channels_alone(setup, fake) -> None:

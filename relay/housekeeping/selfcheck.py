@@ -8,8 +8,11 @@ the condition clears.
     dead-letters         warning   dead letters wait to be replayed or purged
     channel:NAME         warning   a channel has failed messages, or fails now
 
-One open alarm per condition: the open ones are kept in Redis (``Names.alarms``) and
-taken with HSETNX/HDEL, so two checks at once raise or resolve each once. An alarm never
+A condition is an alarm once it has held for ``for_s`` (as Prometheus' ``for``: a worker
+that restarts, or the first check after a start, pages no one); until then it is pending
+(``Names.alarms_pending``). One open alarm per condition: the open ones are kept in
+Redis (``Names.alarms``) and taken with HSETNX/HDEL, so two checks at once raise or
+resolve each once. An alarm never
 feeds itself: it is not sent on the key or to the channel it is about, and dead letters
 of alarms are not counted.
 """
@@ -102,20 +105,36 @@ class Alarms:
         self.store = EventStore(client, names, settings)
         self.least = {c.name: c.min_severity for c in routes.channels}
 
-    def check(self, found: Sequence[Condition]) -> tuple[list[str], list[str]]:
-        """Raise what is new, resolve what cleared; return both lists of condition ids."""
+    def check(self, found: Sequence[Condition], now: float | None = None
+              ) -> tuple[list[str], list[str]]:
+        """Raise what held long enough, resolve what cleared; return both lists of ids."""
+        now = time.time() if now is None else now
         current = {c.id: c for c in found}
         held: dict[str, str] = self.client.hgetall(self.names.alarms)  # type: ignore[assignment]
+        pending: dict[str, str] = self.client.hgetall(  # type: ignore[assignment]
+            self.names.alarms_pending)
+        hold_s = self.routes.self_alert.for_s if self.routes.self_alert else 60.0
         raised, resolved = [], []
         for condition in current.values():
-            if condition.id not in held and self.client.hsetnx(
-                    self.names.alarms, condition.id, json.dumps(self._route_of(condition))):
+            if condition.id in held:
+                continue
+            since = float(pending.get(condition.id, now))
+            if condition.id not in pending and hold_s > 0:
+                self.client.hsetnx(self.names.alarms_pending, condition.id, now)
+            if now - since < hold_s:
+                continue
+            self.client.hdel(self.names.alarms_pending, condition.id)
+            if self.client.hsetnx(self.names.alarms, condition.id,
+                                  json.dumps(self._route_of(condition))):
                 self._send(condition, "trigger")
                 raised.append(condition.id)
+        gone = [cid for cid in pending if cid not in current]
+        if gone:
+            self.client.hdel(self.names.alarms_pending, *gone)
         for cid, where in held.items():
             if cid not in current and self.client.hdel(self.names.alarms, cid):
-                gone = Condition(cid, "", "info", key=json.loads(where).get("key", ""))
-                self._send(gone, "resolve")
+                cleared = Condition(cid, "", "info", key=json.loads(where).get("key", ""))
+                self._send(cleared, "resolve")
                 resolved.append(cid)
         return raised, resolved
 

@@ -5,6 +5,7 @@ blocked, a key without a worker, a queue that stalls, dead letters, a failing ch
       keys: [ops]              # PagerDuty keys (by name): one of them takes each alarm
       channels: [ops-slack]    # and/or channels
       oldest_queued_s: 600     # a key's oldest queued event older than this: an alarm
+      for_s: 60                # how long a condition must hold before it is an alarm
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from relay.routes.channels import Channel, Use, uses
 
-FIELDS = {"keys", "channels", "oldest_queued_s"}
+FIELDS = {"keys", "channels", "oldest_queued_s", "for_s"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class SelfAlert:
     keys: tuple[str, ...] = ()  # key names
     channels: tuple[Use, ...] = ()
     oldest_queued_s: float = 600.0
+    for_s: float = 60.0  # a condition alarms once it held this long (as Prometheus' `for`)
 
 
 def self_alert(raw: Any, key_names: Collection[str], channels: Mapping[str, Channel | None],
@@ -46,8 +48,11 @@ def self_alert(raw: Any, key_names: Collection[str], channels: Mapping[str, Chan
     heard = uses("self_alert.channels", raw.get("channels"), channels, problem)
     if not keys and not heard:
         problem("self_alert", "name keys or channels for the relay's own alarms")
-    oldest = raw.get("oldest_queued_s", 600)
-    if isinstance(oldest, bool) or not isinstance(oldest, int | float) or oldest <= 0:
-        problem("self_alert.oldest_queued_s", "want seconds above 0")
-        oldest = 600
-    return SelfAlert(tuple(map(str, keys)), heard, float(oldest))
+    seconds = []
+    for field, default in (("oldest_queued_s", 600), ("for_s", 60)):
+        value = raw.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            problem(f"self_alert.{field}", "want seconds, 0 or more")
+            value = default
+        seconds.append(float(value))
+    return SelfAlert(tuple(map(str, keys)), heard, *seconds)
