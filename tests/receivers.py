@@ -83,9 +83,17 @@ class MailServer:
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self.rcpt_answer = ""  # e.g. "550 5.1.1 no such user": what RCPT TO gets
         self.port = free_port()
         self.controller = Controller(self, hostname=HOST, port=self.port)
         self.controller.start()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:  # noqa: N802
+        if self.rcpt_answer:
+            return self.rcpt_answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = message_from_bytes(envelope.content, policy=policy.default)

@@ -342,3 +342,31 @@ def test_a_webex_message_carries_its_token_and_slack_text_is_escaped(fake) -> No
     tricky = Notice("n2", "trigger", alert("<b>&", "critical"), summary="<!channel> & co")
     assert "&lt;!channel&gt; &amp; co" in messages.message(Channel("s", "slack"), tricky)["text"]
     assert json.dumps(NOTICE)  # a notice is plain JSON: what RQ's JSON serializer takes
+
+
+def test_mail_answers_map_to_outcomes_with_a_real_smtp_server() -> None:
+    """aiosmtpd on 127.0.0.1: taken; a 4xx for every recipient retries; a 5xx refuses."""
+    from relay.channels import senders
+    from relay.errors import RetryLater
+    from tests.receivers import MailServer
+
+    server = MailServer()
+    try:
+        mail = Channel("m", "email", host="127.0.0.1", port=server.port, security="none",
+                       sender="relay@example.org", to=("a@example.org", "b@example.org"))
+        body = messages.message(mail, Notice.from_json(NOTICE))
+        assert senders.send(mail, body, requests.Session()) == "sent to 2 recipient(s)"
+        assert server.messages[0]["Subject"] == "🔴 TRIGGERED [critical] a critical"
+        assert "dedup_key: a" in server.messages[0].get_content()
+        server.rcpt_answer = "451 4.3.0 mailbox busy"
+        with pytest.raises(RetryLater, match="every recipient refused"):
+            senders.send(mail, body, requests.Session())
+        server.rcpt_answer = "550 5.1.1 no such user"
+        with pytest.raises(Rejected, match="every recipient refused"):
+            senders.send(mail, body, requests.Session())
+        starttls = Channel("m", "email", host="127.0.0.1", port=server.port,
+                           sender="relay@example.org", to=("a@example.org",))
+        with pytest.raises(Rejected, match="STARTTLS"):  # asked for, not offered: refused
+            senders.send(starttls, body, requests.Session())
+    finally:
+        server.close()
