@@ -17,6 +17,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from relay.channels.metrics import collect as channel_figures
 from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
@@ -85,6 +86,11 @@ class _QueueCollector(Collector):
         except redis.RedisError as exc:
             log.warning("metrics: cannot read Redis: %s", exc)
             rows, histograms, decisions = [], [], {"routes": [], "sources": []}
+        try:
+            channels = list(channel_figures(self.client, self.names))
+        except redis.RedisError:
+            channels = []
+        yield from channels
         for figure, text in FIGURES.items():
             kind = CounterMetricFamily if figure in COUNTERS[:-1] else GaugeMetricFamily
             family = kind(f"pd_relay_{figure}", text, labels=["key"])

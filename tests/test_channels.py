@@ -370,3 +370,16 @@ def test_mail_answers_map_to_outcomes_with_a_real_smtp_server() -> None:
             senders.send(starttls, body, requests.Session())
     finally:
         server.close()
+
+
+def test_metrics_show_each_channels_counts_the_outbox_and_open_alarms(client, fake) -> None:
+    fake.hset(NAMES.channel_stats, mapping={"ops-slack:sent": 5, "ops-slack:failed": 1,
+                                            "ops-slack:error": "HTTP 404", "skipped": 2})
+    fake.rpush(NAMES.outbox, "entry")
+    fake.hset(NAMES.alarms, "no-worker:db", "{}")
+    text = client.get("/metrics").get_data(as_text=True)
+    for line in ('pd_relay_channel_sent_total{channel="ops-slack"} 5.0',
+                 'pd_relay_channel_failed_total{channel="ops-slack"} 1.0',
+                 "pd_relay_outbox_notices 1.0", "pd_relay_outbox_skipped_total 2.0",
+                 'pd_relay_alarm_open{condition="no-worker:db"} 1.0'):
+        assert line in text, line

@@ -1,0 +1,38 @@
+"""The channels' and the relay's own alarms' figures for /metrics, read from Redis at
+scrape time (no RQ on the ingress: what RQ's registries hold, `pd-relay channels status`
+reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from relay.names import Names
+
+
+def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(names.channel_stats)
+        pipe.llen(names.outbox)
+        pipe.hkeys(names.alarms)
+        stats, waiting, alarms = pipe.execute()
+    for outcome, text in (("sent", "Messages a channel took"),
+                          ("failed", "Messages a channel refused, or that ran out of retries")):
+        family = CounterMetricFamily(f"pd_relay_channel_{outcome}", text, labels=["channel"])
+        for field, value in sorted(stats.items()):
+            name, _, kind = field.rpartition(":")
+            if name and kind == outcome:
+                family.add_metric([name], float(value))
+        yield family
+    yield GaugeMetricFamily("pd_relay_outbox_notices", "Notices waiting to become channel "
+                            "jobs (the channel worker makes them)", value=float(waiting))
+    yield CounterMetricFamily("pd_relay_outbox_skipped", "Notices skipped while the outbox "
+                              "was full (RELAY_OUTBOX_MAX_MB): a channel missed the event",
+                              value=float(stats.get("skipped", 0)))
+    open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
+                               "alarms (self_alert)", labels=["condition"])
+    for condition in sorted(alarms):
+        open_.add_metric([condition], 1.0)
+    yield open_
