@@ -83,9 +83,13 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                      name="scheduler", daemon=True).start()
     worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                           name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
-    log.info("channel worker for %s", ", ".join(f"{c.name} ({c.shown})" for c in routes.channels
-                                                if c.name in served))
-    worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=settings.log_level)
+    log.info("channel worker for %s%s", ", ".join(f"{c.name} ({c.shown})" for c in
+                                                   routes.channels if c.name in served)
+             or "no channels", "" if args.channel else ", and the housekeeping")
+    # RQ's own lines for every job (started, completed, result kept) only when debugging:
+    # each message's outcome is logged by the courier, each alarm by the self-check
+    quiet = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
+    worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=quiet)
     return 0
 
 
