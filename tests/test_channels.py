@@ -139,6 +139,16 @@ def test_the_outbox_gets_the_channels_each_event_reaches(routed, fake) -> None:
     assert fake.llen(NAMES.queue(key_id(routed[1].routing_keys[0]))) == 4  # not d
 
 
+def test_an_event_naming_its_key_keeps_it_and_still_hears_the_routes_channels(
+        routed, fake) -> None:
+    client, settings = routed
+    event = dict(alert("k", "critical"), routing_key=settings.routing_keys[1])  # "other"
+    assert client.post("/v2/enqueue", json=event).status_code == 202
+    [entry] = outbox(fake)
+    assert entry.slot == 2 and entry.header["c"] == ["chat", "hook"]
+    assert entry.header["r"] == "routing-key" and "routing_key" not in entry.record.event
+
+
 def test_a_source_adds_its_channels_at_its_own_severity(routed, fake, monkeypatch) -> None:
     from relay import auth
 

@@ -115,6 +115,7 @@ def failed(jobs: redis.Redis, names: Names, channels: list[str], as_json: bool) 
                          "dedup_key": notice.get("event", {}).get("dedup_key"),
                          "failed_at": job.ended_at.isoformat() if job.ended_at else None,
                          "error": error[-1] if error else "ran out of retries"})
+    rows.sort(key=lambda row: row["failed_at"] or "")
     if as_json:
         print(json.dumps(rows, indent=2))
         return 0
