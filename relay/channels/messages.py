@@ -16,7 +16,8 @@ from jinja2 import TemplateError
 
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
-from relay.routes.channels import SANDBOX, Channel
+from relay.routes.channels import Channel
+from relay.routes.fields import SANDBOX
 
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
 DONE = {"resolved": "✅", "acknowledged": "👀"}

@@ -17,19 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from jinja2 import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-
+from relay.routes import fields as check
 from relay.severity import LEVELS
 
 TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
-SECURITY = ("starttls", "tls", "none")
 # Default sends a minute: Slack's incoming webhooks take about one message a second.
 PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook": 600,
               "email": 60}
 WEBEX_URL = "https://webexapis.com/v1/messages"
-# Message templates run here: they read a notice's fields and can reach nothing else.
-SANDBOX = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s"}
 FIELDS = {
@@ -37,6 +32,17 @@ FIELDS = {
     "webex": {"token", "room", "url"},
     "webhook": {"url", "method", "headers", "body"},
     "email": {"host", "port", "security", "username", "password", "sender", "to", "subject"},
+}
+
+
+# How each field's value is checked (relay.routes.fields).
+CHECKS = {
+    "min_severity": check.level, "per_minute": check.count, "retries": check.count,
+    "timeout_s": check.seconds, "template": check.template, "url": check.url,
+    "method": check.method, "headers": check.headers, "body": check.template,
+    "token": check.text, "room": check.text, "host": check.text, "port": check.count,
+    "security": check.security, "username": check.text, "password": check.text,
+    "sender": check.address, "to": check.addresses, "subject": check.template,
 }
 
 
@@ -122,15 +128,9 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
                 + ", ".join(sorted(COMMON | FIELDS[kind])) + ")")
     entry = expand(entry, at, problem, os.environ if env is None else env)
     found: dict[str, Any] = {"per_minute": PER_MINUTE[kind]}
-    for key, check in (("min_severity", _level), ("per_minute", _count),
-                       ("retries", _count), ("timeout_s", _seconds), ("template", _template),
-                       ("url", _url), ("method", _method), ("headers", _headers),
-                       ("body", _template), ("token", _text), ("room", _text), ("host", _text),
-                       ("port", _count), ("security", _security), ("username", _text),
-                       ("password", _text), ("sender", _address), ("to", _addresses),
-                       ("subject", _template)):
+    for key, test in CHECKS.items():
         if key in entry:
-            value, why = check(entry[key])
+            value, why = test(entry[key])
             if why:
                 problem(f"{at}.{key}", why)
             else:
@@ -166,7 +166,7 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
             else (item, None, None)
         if isinstance(item, dict) and set(item) - {"name", "min_severity", "template"}:
             problem(f"{at}[{n}]", "want name, min_severity and template only")
-        if template is not None and (why := _template(template)[1]):
+        if template is not None and (why := check.template(template)[1]):
             problem(f"{at}[{n}].template", why)
         if name not in known:
             problem(f"{at}[{n}]", f"no channel named {str(name)[:40]!r} in channels ("
@@ -177,67 +177,3 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
             continue
         found.append(Use(str(name), level, template))
     return tuple(found)
-
-
-Checked = tuple[Any, str]
-
-
-def _level(value: Any) -> Checked:
-    return value, "" if value in LEVELS else "want one of " + ", ".join(LEVELS)
-
-
-def _count(value: Any) -> Checked:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    return value, "" if ok else "want a whole number above 0"
-
-
-def _seconds(value: Any) -> Checked:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 300
-    return float(value) if ok else value, "" if ok else "want seconds, above 0 and at most 300"
-
-
-def _text(value: Any) -> Checked:
-    return value, "" if isinstance(value, str) and value else "want a non-empty string"
-
-
-def _template(value: Any) -> Checked:
-    if not isinstance(value, str) or not value:
-        return value, "want a non-empty Jinja2 template"
-    try:
-        SANDBOX.from_string(value)
-    except TemplateError as exc:
-        return value, f"not a Jinja2 template: {exc}"
-    return value, ""
-
-
-def _url(value: Any) -> Checked:
-    parts = urlparse(value if isinstance(value, str) else "")
-    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    return value, "" if ok else "want an http:// or https:// URL"
-
-
-def _method(value: Any) -> Checked:
-    ok = value in ("POST", "PUT", "PATCH")
-    return value, "" if ok else "want POST, PUT or PATCH"
-
-
-def _headers(value: Any) -> Checked:
-    ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                         for k, v in value.items())
-    return (tuple(value.items()) if ok else value,
-            "" if ok else "want a mapping of header names to strings")
-
-
-def _security(value: Any) -> Checked:
-    return value, "" if value in SECURITY else "want one of " + ", ".join(SECURITY)
-
-
-def _address(value: Any) -> Checked:
-    ok = isinstance(value, str) and "@" in value and "\n" not in value
-    return value, "" if ok else "want an email address"
-
-
-def _addresses(value: Any) -> Checked:
-    items = [value] if isinstance(value, str) else value
-    ok = isinstance(items, list) and bool(items) and all(_address(v)[1] == "" for v in items)
-    return tuple(items) if ok else value, "" if ok else "want one or more email addresses"
