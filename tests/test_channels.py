@@ -393,3 +393,21 @@ def test_metrics_show_each_channels_counts_the_outbox_and_open_alarms(client, fa
                  "pd_relay_outbox_notices 1.0", "pd_relay_outbox_skipped_total 2.0",
                  'pd_relay_alarm_open{condition="no-worker:db"} 1.0'):
         assert line in text, line
+
+
+def test_routes_check_and_test_name_the_channels(routed, monkeypatch, capsys) -> None:
+    from relay.cli import main
+
+    _, settings = routed
+    monkeypatch.setenv("RELAY_KEYS_FILE", str(settings.keys_file))
+    monkeypatch.setenv("RELAY_ROUTES_FILE", str(settings.routes_file))
+    assert main(["routes", "check"]) == 0
+    assert "3 channel(s)" in capsys.readouterr().out
+    assert main(["routes", "test", json.dumps(alert("a", "critical")), "--source", "am"]) == 0
+    out = capsys.readouterr().out
+    assert "route db: key db" in out and "channels: chat, hook, mail" in out
+    chat_only = json.dumps(alert("b", "warning", source="chat"))
+    monkeypatch.setenv("RELAY_ALLOW_ANONYMOUS", "true")
+    assert main(["routes", "test", chat_only]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "route chat-only: to its channels only (not to PagerDuty)", "channels: chat"]

@@ -54,7 +54,9 @@ def _check(settings: Settings, routes: RoutesFile | None) -> int:
               "over every key")
     else:
         print(f"routes file ok: {routes.path}: {len(routes.sources)} source(s), "
-              f"{len(routes.routes)} route(s), {len(routes.maintenance)} maintenance window(s)")
+              f"{len(routes.routes)} route(s), {len(routes.maintenance)} maintenance window(s), "
+              f"{len(routes.channels)} channel(s)"
+              + (", self-alerts" if routes.self_alert else ""))
     if settings.allow_anonymous:
         print("WARNING: open relay: anyone who can reach it may send (RELAY_ALLOW_ANONYMOUS)")
     return 0
@@ -82,17 +84,25 @@ def _test(settings: Settings, routes: RoutesFile, args: argparse.Namespace) -> i
         print("refused (401): no API key and no routing_key of this relay")
         return 1
     router = Router(settings.routing_keys, settings.draining_keys, settings.key_names,
-                    routes.routes, routes.maintenance)
+                    routes.routes, routes.maintenance, routes.channels)
     kind = "change" if "event_action" not in event else "alert"
     route = router.route(kind, dict(event), "", context, time.time())
     if isinstance(route, str):
         print(f"invalid: {route}")
         return 1
     print(_verdict(settings, route))
+    heard = list(route.channels)
+    if args.source:
+        heard += [c for c in router.hearing(sources[args.source].channels, event)
+                  if c not in heard]
+    if heard:
+        print("channels: " + ", ".join(heard))
     return 0
 
 
 def _verdict(settings: Settings, route: Route) -> str:
+    if route.slot == 0 and route.channels:
+        return f"route {route.rule}: to its channels only (not to PagerDuty)"
     if route.slot == 0:
         return f"route {route.rule}: held back (not sent), its acknowledge and resolve too"
     key = settings.routing_keys[abs(route.slot) - 1]
