@@ -160,3 +160,20 @@ def test_each_periods_job_is_made_once_however_many_schedulers() -> None:
     assert jobs.due(queue, settings, first, now + 10) == []  # the same period
     assert jobs.due(queue, settings, first, now + 30) == [f"self-check-{int(now // 30) + 1}"]
     assert queue.count == 3 and time.time() > 0
+
+
+def test_status_shows_the_open_alarms(setup, fake, monkeypatch, capsys) -> None:
+    from relay.commands import operations
+
+    settings, routes = setup
+    monkeypatch.setattr(operations, "connect", lambda _settings: fake)
+    selfcheck.Alarms(fake, NAMES, settings, routes).check(
+        selfcheck.conditions(fake, NAMES, settings, routes), now=0)
+    args = type("Args", (), {"json": False, "watch": 0})()
+    assert operations.status(settings, args) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ALARM")]
+    assert [line.split()[1] for line in lines] == ["no-worker:db", "no-worker:ops"]
+    args.json = True
+    operations.status(settings, args)
+    assert set(json.loads(capsys.readouterr().out)["alarms"]) == {"no-worker:db",
+                                                                  "no-worker:ops"}

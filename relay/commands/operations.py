@@ -42,9 +42,10 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     while True:
         rows = read_status(client, names, settings)
         decisions = read_decisions(client, names.decisions)
+        alarms = {str(cid): json.loads(raw) for cid, raw in client.hgetall(names.alarms).items()}
         if args.json:
-            print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous},
-                             indent=2))
+            print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
+                              "alarms": alarms}, indent=2))
         else:
             if args.watch:
                 print("\033[H\033[J", end="")
@@ -54,6 +55,10 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
             print(format_table(rows))
             if decisions["routes"] or decisions["sources"]:
                 print("\n" + format_decisions(decisions))
+            for cid, alarm in sorted(alarms.items()):
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alarm.get("since", 0)))
+                print(f"ALARM {cid} (since {since} UTC; `pd-relay channels status` and the "
+                      "logs say more)")
         if not args.watch:
             return 0
         sys.stdout.flush()
