@@ -411,3 +411,31 @@ def test_routes_check_and_test_name_the_channels(routed, monkeypatch, capsys) ->
     assert main(["routes", "test", chat_only]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "route chat-only: to its channels only (not to PagerDuty)", "channels: chat"]
+
+
+def test_a_resolve_that_fails_midway_is_made_again_with_its_triggers_channels(
+        routed, fake) -> None:
+    import redis as redis_py
+
+    client, settings = routed
+    made: list[tuple[str, str]] = []
+    failing = {"on": False}
+
+    def put(channel: Channel, notice: Notice) -> bool:
+        if failing["on"]:
+            raise redis_py.ConnectionError("Redis went away")
+        made.append((channel.name, notice.action))
+        return True
+
+    dispatcher = Dispatcher(fake, NAMES, settings, CHANNELS, put)
+    client.post("/v2/enqueue", json=alert("a", "critical"))
+    dispatcher.step(1)
+    client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "a"})
+    failing["on"] = True
+    with pytest.raises(redis_py.ConnectionError):
+        dispatcher.step(1)
+    assert fake.llen(NAMES.outbox_taken) == 1  # left taken, its incident remembered
+    failing["on"] = False
+    assert dispatcher.recover() == 1
+    assert made[-2:] == [("chat", "resolve"), ("hook", "resolve")]
+    assert not fake.keys("pdr:heard:*") and fake.llen(NAMES.outbox_taken) == 0

@@ -125,8 +125,6 @@ class Dispatcher:
                 return
             memory: dict[str, Any] = json.loads(known)
             channels, severity, summary = memory["c"], memory["v"], memory["m"]
-            if entry.action == "resolve":
-                self.client.delete(heard)
         elif incident and entry.action == "trigger" and channels:
             known = self.client.get(heard)
             before = json.loads(known)["c"] if known else []
@@ -141,3 +139,5 @@ class Dispatcher:
                             "dedup_key=%s is not sent", name, notice.state, event.get("dedup_key"))
                 continue
             self.put(channel, notice)
+        if entry.header.get("c") is None and entry.action == "resolve":
+            self.client.delete(heard)  # after its jobs: a retry after a crash finds it
