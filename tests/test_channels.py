@@ -440,3 +440,19 @@ def test_a_resolve_that_fails_midway_is_made_again_with_its_triggers_channels(
     assert dispatcher.recover() == 1
     assert made[-2:] == [("chat", "resolve"), ("hook", "resolve")]
     assert not fake.keys("pdr:heard:*") and fake.llen(NAMES.outbox_taken) == 0
+
+
+def test_a_failed_message_is_kept_as_long_as_dead_letters() -> None:
+    from rq.job import Job
+
+    jobs = fakeredis.FakeRedis()
+    notice = Notice.from_json(NOTICE)
+    chat = Channel("chat", "slack", url="https://hooks.slack.example/T0/B0/SECRET")
+    assert put_job(jobs, NAMES, chat, notice, kept_days=7)
+    job = Job.fetch(job_id(notice.id, "chat"), connection=jobs, serializer="json")
+    assert job.failure_ttl == 7 * 86_400 and job.args[0] == "chat"
+    import zlib
+
+    fields = jobs.hgetall(f"rq:job:{job.id}")  # the job names its channel, never its URL
+    stored = zlib.decompress(fields.pop(b"data")) + b"".join(fields.values())
+    assert b'"chat"' in stored and b"SECRET" not in stored

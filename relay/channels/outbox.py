@@ -40,15 +40,17 @@ def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
     return Queue(names.channel_queue(channel), connection=connection, serializer="json")
 
 
-def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Notice) -> bool:
-    """Queue ``notice`` for ``channel``; False when its job exists already."""
+def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Notice,
+            kept_days: float = 30.0) -> bool:
+    """Queue ``notice`` for ``channel``; False when its job exists already. A failed job
+    is kept ``kept_days`` (as dead letters are: ``RELAY_DEAD_LETTER_DAYS``)."""
     try:
         rq_queue(connection, names, channel.name).enqueue(
             JOB, channel.name, notice.to_json(), job_id=job_id(notice.id, channel.name),
             unique=True,
             description=f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}",
             job_timeout=int(channel.timeout_s * 3 + 60), result_ttl=3600,
-            failure_ttl=30 * 86_400)
+            failure_ttl=int(kept_days * 86_400))
     except DuplicateJobError:
         return False
     return True

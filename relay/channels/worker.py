@@ -67,7 +67,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     jobs.install(jobs.Courier(client, settings, routes))
     channels = {c.name: c for c in routes.channels}
     dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
-                            lambda channel, notice: put_job(jobs_client, names, channel, notice),
+                            lambda channel, notice: put_job(jobs_client, names, channel, notice,
+                                                            settings.dead_letter_days),
                             LEASE_MS)
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
