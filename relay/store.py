@@ -79,10 +79,10 @@ def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> re
     )
 
 
-def least_redis_mb(queues_max_mb: float) -> int:
-    """The least ``maxmemory`` (MB) that leaves the queues' cap room: a quarter more, and
-    32 MB for incidents, dead letters and counters."""
-    return math.ceil(queues_max_mb * 1.25) + 32
+def least_redis_mb(settings: Settings) -> int:
+    """The least ``maxmemory`` (MB) that leaves room for the queues' cap and a quarter
+    more, the channels' outbox cap, and 32 MB for incidents, dead letters and counters."""
+    return math.ceil(settings.queues_max_mb * 1.25) + math.ceil(settings.outbox_max_mb) + 32
 
 
 def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
@@ -101,11 +101,12 @@ def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
                         f"(maxmemory-policy {policy}): it would drop queued events; set "
                         "maxmemory-policy noeviction")
     limit = int(found.get("maxmemory", 0) or 0) / 2**20
-    least = least_redis_mb(settings.queues_max_mb)
+    least = least_redis_mb(settings)
     if limit and limit < least:
         problems.append(f"Redis's maxmemory ({limit:g} MB) leaves RELAY_QUEUES_MAX_MB="
-                        f"{settings.queues_max_mb:g} no room: give Redis at least "
-                        f"{least} MB or lower the cap")
+                        f"{settings.queues_max_mb:g} and RELAY_OUTBOX_MAX_MB="
+                        f"{settings.outbox_max_mb:g} no room: give Redis at least "
+                        f"{least} MB or lower the caps")
     return problems
 
 

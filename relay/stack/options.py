@@ -129,19 +129,20 @@ class StackOptions:
         return cls(**found)
 
 
-def redis_memory(options: StackOptions, queues_max_mb: float) -> StackOptions:
+def redis_memory(options: StackOptions, settings: Settings) -> StackOptions:
     """``options`` with the stack's Redis ``maxmemory``: the one asked for, else twice the
-    queues' cap plus 64 MB (dead letters, incidents and counters live beside the queues,
-    and a worker needs room to drain); ConfigError when asked for less than the cap plus a
-    quarter and 32 MB."""
-    least = least_redis_mb(queues_max_mb)
+    queues' cap, the outbox's cap and 64 MB (dead letters, incidents, counters and RQ's
+    jobs live beside the queues, and a worker needs room to drain); ConfigError when asked
+    for less than ``least_redis_mb``."""
+    least = least_redis_mb(settings)
     asked = options.redis_maxmemory_mb
     if asked and asked < least:
         raise ConfigError([
             f"PD_RELAY_REDIS_MAXMEMORY_MB={asked} leaves Redis no room beside "
-            f"RELAY_QUEUES_MAX_MB={queues_max_mb:g}: give it at least {least}, or lower "
-            "RELAY_QUEUES_MAX_MB"])
-    return replace(options, redis_maxmemory_mb=asked or math.ceil(queues_max_mb * 2) + 64)
+            f"RELAY_QUEUES_MAX_MB={settings.queues_max_mb:g} and RELAY_OUTBOX_MAX_MB="
+            f"{settings.outbox_max_mb:g}: give it at least {least}, or lower the caps"])
+    derived = math.ceil(settings.queues_max_mb * 2) + math.ceil(settings.outbox_max_mb) + 64
+    return replace(options, redis_maxmemory_mb=asked or derived)
 
 
 def relay_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -51,7 +51,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         if env.get("RELAY_REDIS_URL", unguarded) == unguarded:
             env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.redis_port)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
-    options = redis_memory(options, settings.queues_max_mb)
+    options = redis_memory(options, settings)
     if previous is not None:
         if previous.mode != mode and _running(previous):
             raise ConfigError([f"a {previous.mode} stack runs from {options.run_dir}: "

@@ -184,9 +184,9 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
-        # Redis has a maxmemory: twice the queues' cap plus 64 MB
+        # Redis has a maxmemory: twice the queues' cap (40), the outbox's (8), and 64 MB
         stack_redis = redis.Redis(port=redis_port, password=password, decode_responses=True)
-        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(144 * 2**20)
+        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(152 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
