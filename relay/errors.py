@@ -10,7 +10,7 @@
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     │       └── QueueFull        a key's queue (or all queues) at its cap: says which key
-    └── DeliveryError            PagerDuty did not take an event
+    └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
         │                        misconfigured; the key stops, keeps its events, retries slowly
@@ -92,7 +92,8 @@ class QueueFull(Unavailable):
 
 
 class DeliveryError(RelayError):
-    """PagerDuty did not take the event."""
+    """PagerDuty did not take the event (a channel its message: relay/channels/senders.py
+    maps its answers onto the same outcomes: RetryLater, or Rejected for good)."""
 
     def __init__(self, reason: str, status: int | None = None, reply: str = "") -> None:
         self.reason = reason
