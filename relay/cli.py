@@ -13,7 +13,7 @@ import redis
 from relay import queues
 from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
-from relay.commands import deadletters, ingress, operations, sendtest
+from relay.commands import deadletters, ingress, operations, sendtest, trace
 from relay.errors import ConfigError
 from relay.logs import configure
 from relay.routes import maintenance
@@ -70,6 +70,7 @@ COMMANDS = {
     "routes": routes_command, "maintenance": maintenance.command, "queue": queues.command,
     "dead-letters": deadletters.command, "send-test": sendtest.command,
     "channel-worker": channel_worker.command, "channels": channels.command,
+    "trace": trace.command,
 }
 
 
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     channels.add_parser(sub)
     deadletters.add_parser(sub)
     sendtest.add_parser(sub)
+    trace.add_parser(sub)
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -19,8 +21,9 @@ from relay.auth import ROUTING_KEY_SENDER
 from relay.body import encode
 from relay.commit import GroupCommit
 from relay.errors import InvalidEvent, QueueFull, Unavailable
+from relay.history import event_id, line
 from relay.metrics import Metrics
-from relay.router import Route, Router, mint_id
+from relay.router import Route, Router
 from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import Full, Item, Record, now_ms
@@ -49,6 +52,8 @@ class Ingest:
         self.tally = tally
         self.metrics = metrics
         self.labels = [settings.name_of(key) for key in settings.routing_keys]
+        self.node = f"{socket.gethostname()}:{os.getpid()}"  # in each event's story
+        self.stories = settings.history_max_entries > 0
 
     def accept(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
                adapter: str = "events-v2") -> dict[str, Any]:
@@ -118,10 +123,14 @@ class Ingest:
                 if isinstance(route, str):
                     found = [route]
                 else:
-                    record = Record(kind, event, accepted)
+                    record = Record(kind, event, accepted, event_id())
                     raw, found = encode(record, at, self.settings.max_body_bytes)
                     heard = sender.channels if sender is not None else ()
-                    batch.append((route, raw, notice(router, route, event, heard, name)))
+                    story = line(i=record.id, d=event.get("dedup_key", ""), a=route.action,
+                                 r=route.rule, s=name, n=self.node, ad=adapter,
+                                 c=credentials.client) if self.stories else b""
+                    batch.append((route, raw, notice(router, route, event, heard, name,
+                                                     record.id), story))
                     records.append(record)
                     senders.append(name)
             problems += found
@@ -152,7 +161,7 @@ class Ingest:
 
 
 def notice(router: Router, route: Route, event: dict[str, Any], heard: Sequence[Any],
-           sender: str) -> bytes:
+           sender: str, event_id: str) -> bytes:
     """What the channels are told of an event besides the event itself (ENQUEUE appends
     both to the outbox): an id, the channels that hear of it (null for an acknowledge or
     resolve: those its trigger went to), its route and sender. b"" when none hears."""
@@ -165,7 +174,7 @@ def notice(router: Router, route: Route, event: dict[str, Any], heard: Sequence[
         channels = None
     elif not channels:
         return b""
-    return json.dumps({"id": mint_id(), "c": channels, "r": route.rule, "s": sender},
+    return json.dumps({"id": event_id, "c": channels, "r": route.rule, "s": sender},
                       separators=(",", ":")).encode()
 
 

@@ -48,6 +48,12 @@ class Names:
         return f"{self.prefix}:held"
 
     @property
+    def history(self) -> str:
+        """Stream of every event's steps: accepted, attempts, delivered or dead
+        (``relay.history``)."""
+        return f"{self.prefix}:history"
+
+    @property
     def outbox(self) -> str:
         """List of notices for the channels, oldest first: ``<slot>\\n<notice>\\n<event>``
         (``relay.channels.outbox``), appended by ENQUEUE with the event itself."""

@@ -23,13 +23,16 @@ import redis
 # the outbox as '<slot>\n<notice>\n<stored event>', while the outbox holds less than
 # its cap in bytes; past it the notice is skipped and counted (PagerDuty's events are
 # never refused for a channel's sake).
+# Each stored (or held) event's story begins here: an "accepted" step on the history
+# stream, with the slot it went to (relay/history.py), unless its story is ''.
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order); KEYS[#KEYS-2] the held incidents,
-# KEYS[#KEYS-1] the outbox, KEYS[#KEYS] the channels' stats hash {bytes, skipped}
+# key (every key of the keys file, in order); KEYS[#KEYS-3] the held incidents,
+# KEYS[#KEYS-2] the outbox, KEYS[#KEYS-1] the channels' stats hash {bytes, skipped},
+# KEYS[#KEYS] the history stream
 # ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
 # queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
 # events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
-# then 5 values per event:
+# ARGV[7] most steps the history keeps (approximately); then 6 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
@@ -37,7 +40,8 @@ import redis
 #   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
 #   event_action;
 #   the stored event;
-#   its notice for the channels ('' when none hears of it)
+#   its notice for the channels ('' when none hears of it);
+#   its story's first step ('' for none)
 # Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
@@ -45,8 +49,8 @@ ENQUEUE = """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 3) / 3
-local held, outbox, told = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local n = (#KEYS - 4) / 3
+local held, outbox, told, history = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function remembered(slot)  -- the set an incident on this slot is remembered in
   if slot > 0 then return KEYS[3 * slot] end
@@ -63,11 +67,13 @@ end
 -- seen[incident]: the slot it is remembered on after this call (0: held), or false once
 -- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident}
 local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
-local at = 7
+local stories = {}
+local at = 8
 for size in string.gmatch(ARGV[5], '%d+') do
   -- one request, tried on its own copy of what the call decided so far
   local rseen = setmetatable({}, {__index = seen})
   local rforgot, rqueued, radded, rchosen, rdrops, rnotices = {}, {}, {}, {}, {}, {}
+  local rstories = {}
   for _ = 1, tonumber(size) do
     local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
     if slot < 0 then  -- the event named its key: it goes there, and so does its incident
@@ -109,7 +115,8 @@ for size in string.gmatch(ARGV[5], '%d+') do
     if ARGV[at + 4] ~= '' then
       rnotices[#rnotices + 1] = slot .. '\\n' .. ARGV[at + 4] .. '\\n' .. ARGV[at + 3]
     end
-    at = at + 5
+    if ARGV[at + 5] ~= '' then rstories[#rstories + 1] = {slot, ARGV[at + 5]} end
+    at = at + 6
   end
   local refused, added = nil, 0
   for slot = 1, n do
@@ -139,6 +146,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
     total = total + added
     for _, slot in ipairs(rchosen) do chosen[#chosen + 1] = slot end
     for _, notice in ipairs(rnotices) do notices[#notices + 1] = notice end
+    for _, story in ipairs(rstories) do stories[#stories + 1] = story end
   end
 end
 for _, drop in ipairs(drops) do redis.call('ZREM', drop[1], drop[2]) end
@@ -181,6 +189,10 @@ if #notices > 0 then
   end
   if size > 0 then redis.call('HINCRBY', told, 'bytes', size) end
   if skipped > 0 then redis.call('HINCRBY', told, 'skipped', skipped) end
+end
+for _, story in ipairs(stories) do
+  redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'k', story[1],
+             'x', story[2])
 end
 return chosen
 """

@@ -54,6 +54,8 @@ class Settings:
     dead_letter_days: float = 30.0  # dead letters older than this are swept
     self_check_s: float = 30.0  # how often the relay's own alarms are checked
     retention_s: float = 3600.0  # how often old dead letters and memories are swept
+    history_days: float = 7.0  # how long each event's story is kept
+    history_max_entries: int = 200_000  # steps kept at most (0: no history)
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -171,6 +173,16 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _count(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.upper() if upper else raw.lower()
@@ -232,6 +244,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_DEAD_LETTER_DAYS", "dead_letter_days", _positive(float)),
     ("RELAY_SELF_CHECK_S", "self_check_s", _positive(float)),
     ("RELAY_RETENTION_S", "retention_s", _positive(float)),
+    ("RELAY_HISTORY_DAYS", "history_days", _positive(float)),
+    ("RELAY_HISTORY_MAX_ENTRIES", "history_max_entries", _count),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

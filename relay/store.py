@@ -1,7 +1,8 @@
 """The event store: how accepted events are written to and read from Redis.
 
-A stored event is compact JSON ``{"t": accepted_ms, "k": "alert"|"change", "e": event}``
-with the routing key taken out (the queue it sits in says which key it goes to).
+A stored event is compact JSON ``{"t": accepted_ms, "k": "alert"|"change", "e": event,
+"i": id}`` with the routing key taken out (the queue it sits in says which key it goes
+to); the id names its story (``relay.history``). Events stored before ids have none.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Record:
     kind: str
     event: dict[str, Any]
     accepted_ms: int
+    id: str = ""
 
     @property
     def action(self) -> str:
@@ -37,8 +39,11 @@ class Record:
 
     def encode(self) -> str:
         """Compact JSON; ValueError for NaN or Infinity, which JSON cannot hold."""
+        fields: dict[str, Any] = {"t": self.accepted_ms, "k": self.kind, "e": self.event}
+        if self.id:
+            fields["i"] = self.id
         return json.dumps(
-            {"t": self.accepted_ms, "k": self.kind, "e": self.event},
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
             allow_nan=False,
@@ -50,10 +55,12 @@ class Record:
         data = json.loads(raw)
         if data["k"] not in ("alert", "change") or not isinstance(data["e"], dict):
             raise ValueError("not a stored alert or change event")
-        return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]))
+        return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]),
+                   id=str(data.get("i", "")))
 
 
-Item = tuple[Route, bytes | str, bytes | str]  # what ENQUEUE stores of one event
+# What ENQUEUE stores of one event: route, stored event, notice, story's first step
+Item = tuple[Route, bytes | str, bytes | str, bytes | str]
 
 
 @dataclass(frozen=True)
@@ -133,17 +140,18 @@ class EventStore:
             name for key in settings.routing_keys
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
-        ] + [names.held, names.outbox, names.channel_stats]
+        ] + [names.held, names.outbox, names.channel_stats, names.history]
         # ENQUEUE's first arguments: how long incidents are remembered, then the caps
         self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
                         int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
         self.outbox_cap = _bulk(int(settings.outbox_max_mb * 2**20))
+        self.history_cap = _bulk(settings.history_max_entries)
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
     def enqueue(self, batches: Sequence[Sequence[Item]]) -> list[int | Full]:
-        """Store each batch (one request's (route, encoded record, notice) triples, the
-        notice b"" when no channel hears of the event) whole or not at all, every batch in
+        """Store each batch (one request's ``Item`` per event: the notice b"" when no
+        channel hears of it, the story b"" for none) whole or not at all, every batch in
         one round trip; return for each event the slot (1-based place in the keys file) of
         the key it was queued on, 0 for one held back (a route dropped it, a maintenance
         window suppressed it, or only channels hear of it), or ``Full`` when its batch would
@@ -157,11 +165,11 @@ class EventStore:
             return []
         parts = [_bulk(value) for value in self.settled]
         parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
-        parts.append(self.outbox_cap)
+        parts += [self.outbox_cap, self.history_cap]
         for batch in batches:
-            for route, raw, notice in batch:
+            for route, raw, notice, story in batch:
                 parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
-                          _bulk(raw), _bulk(notice)]
+                          _bulk(raw), _bulk(notice), _bulk(story)]
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:

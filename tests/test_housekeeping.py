@@ -66,12 +66,12 @@ def test_retention_sweeps_old_dead_letters_and_idle_incidents(setup, fake) -> No
     fake.zadd(NAMES.incidents(kid), {"idle": now_ms() - 8 * 86_400_000, "open": now_ms()})
     fake.zadd(NAMES.held, {"idle": 1})
     found = retention.sweep(fake, NAMES, settings, now_ms())
-    assert found == {"dead_letters": 1, "incidents": 2}
+    assert found == {"dead_letters": 1, "incidents": 2, "story_steps": 0}
     assert fake.hkeys(NAMES.dead) == ["new"] and fake.zrange(NAMES.dead_index, 0, -1) == ["new"]
     assert fake.hget(NAMES.stats(kid), "dead_letters") == "1"
     assert fake.zrange(NAMES.incidents(kid), 0, -1) == ["open"]
-    assert retention.sweep(fake, NAMES, settings, now_ms()) == {"dead_letters": 0,
-                                                                "incidents": 0}
+    assert retention.sweep(fake, NAMES, settings, now_ms()) == {
+        "dead_letters": 0, "incidents": 0, "story_steps": 0}
 
 
 def ids(found: list[selfcheck.Condition]) -> list[str]:

@@ -29,6 +29,7 @@ import redis
 from tenacity import Retrying, retry_if_exception_type, stop_never
 
 from relay.errors import KeyBlocked, Rejected, RetryLater
+from relay.history import History
 from relay.keys import key_id
 from relay.limiter import RateLimiter
 from relay.names import NOTED_PREFIX, Names
@@ -69,6 +70,7 @@ class Worker:
         self.block_s = max(1, math.ceil(settings.lease_ttl_s))
         kid = key_id(routing_key)
         names = self.names = Names(settings.prefix)
+        self.history = History(client, names, settings.history_max_entries)
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid
@@ -195,6 +197,7 @@ class Worker:
                 log.info("key %s: PagerDuty takes events again; the key is unblocked",
                          self.label)
             self._note_outcome(record, f"delivered: {reply[:200]}")
+            self._story(record, "delivered", r=reply[:200])
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
                 record.action, record.event.get("dedup_key"), self.label,
@@ -239,6 +242,9 @@ class Worker:
                 record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
             )
         throttled = isinstance(error, RetryLater) and error.status == 429
+        self._story(record, "attempt", o="blocked" if blocked else "retry later",
+                    e=str(error), st=getattr(error, "status", None),
+                    r=getattr(error, "reply", "")[:200], w=round(wait, 2))
         with self._unless_full(), self.client.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.stats, "retried", 1)
             if throttled:
@@ -267,6 +273,8 @@ class Worker:
         if self._finish(raw, "dead", dead_id, letter):
             if record is not None:
                 self._note_outcome(record, f"dead-lettered: {error} {error.reply[:200]}")
+                self._story(record, "dead", e=str(error), st=error.status,
+                            r=error.reply[:200], dl=dead_id)
             with self._unless_full():
                 self.client.hset(self.stats, mapping=_error_fields(error))
             log.error(
@@ -283,6 +291,14 @@ class Worker:
             with self._unless_full():
                 self.client.set(self.names.outcome(dedup_key, record.action), outcome,
                                 ex=3600)
+
+    def _story(self, record: Record, step: str, **fields: Any) -> None:
+        """A step of the event's story (``relay.history``); none for events stored
+        before ids."""
+        if record.id:
+            with self._unless_full():
+                self.history.note(step, 0, i=record.id, d=record.event.get("dedup_key", ""),
+                                  a=record.action, k=self.label, **fields)
 
     @contextmanager
     def _unless_full(self) -> Iterator[None]:

@@ -5,7 +5,8 @@
 - incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``
   (ENQUEUE trims them only when the key takes new events: a quiet key kept them);
 - RQ's registries of the channel queues (finished, failed and abandoned jobs past their
-  TTLs: RQ sweeps them only when asked).
+  TTLs: RQ sweeps them only when asked);
+- story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
 
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
 incident memories (with the incident), RQ's results (an hour) and failed jobs (30 days).
@@ -21,6 +22,7 @@ import redis
 from rq import Queue
 from rq.registry import clean_registries
 
+from relay.history import History
 from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import Scripts
@@ -51,7 +53,9 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
         incidents = sum(int(n) for n in pipe.execute())
     for queue in queues:
         clean_registries(queue)
-    found = {"dead_letters": letters, "incidents": incidents}
+    steps = History(client, names, settings.history_max_entries).trim(
+        now_ms - int(settings.history_days * 86_400_000))
+    found = {"dead_letters": letters, "incidents": incidents, "story_steps": steps}
     if letters or incidents:
         log.info("retention: %d dead letter(s) older than %g days and %d idle incident(s) "
                  "forgotten", letters, settings.dead_letter_days, incidents)

@@ -31,9 +31,10 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+from relay.history import event_id, line
 from relay.keys import choose_key
 from relay.names import Names
-from relay.router import Route, incident_id, mint_id
+from relay.router import Route, incident_id
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.severity import LEVELS
@@ -161,12 +162,14 @@ class Alarms:
         heard = [u.name for u in alarms.channels if u.name != condition.channel
                  and rank <= LEVELS.index(u.min_severity or self.least[u.name])]
         channels: list[str] | None = None if action == "resolve" else heard
+        record = Record("alert", event, now_ms(), event_id())
         notice = b"" if action == "trigger" and not heard or not alarms.channels else \
-            json.dumps({"id": mint_id(), "c": channels, "r": "self_alert", "s": "pd-relay"},
+            json.dumps({"id": record.id, "c": channels, "r": "self_alert", "s": "pd-relay"},
                        separators=(",", ":")).encode()
         route = Route(slot, incident_id(dedup_key), action, "self_alert")
-        raw = Record("alert", event, now_ms()).encode()
-        answer = self.store.enqueue([[(route, raw, notice)]])[0]
+        story = line(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
+                     n=socket.gethostname()) if self.settings.history_max_entries else b""
+        answer = self.store.enqueue([[(route, record.encode(), notice, story)]])[0]
         if isinstance(answer, Full):
             log.error("self-alert %s not sent: the queue of its key is full", condition.id)
             return

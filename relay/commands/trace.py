@@ -1,0 +1,73 @@
+"""``pd-relay trace DEDUP_KEY``: where is my alert? Each event of the incident with its
+story (relay/history.py): accepted, each attempt, and its end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from relay.history import History
+from relay.logs import printable
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import connect
+
+
+def add_parser(sub: Any) -> None:
+    trace = sub.add_parser("trace", help="an incident's events and what became of each "
+                           "(accepted, attempts, delivered or dead-lettered)")
+    trace.add_argument("dedup_key", metavar="DEDUP_KEY")
+    trace.add_argument("--json", action="store_true")
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    stories = History(connect(settings), Names(settings.prefix),
+                      settings.history_max_entries).trace(args.dedup_key)
+    if args.json:
+        print(json.dumps([dict(asdict(s), end=s.end) for s in stories], indent=2))
+        return 0 if stories else 1
+    if not stories:
+        print(f"no event with dedup_key {printable(args.dedup_key, 100)} in the last "
+              f"{settings.history_days:g} days (RELAY_HISTORY_DAYS) of history", file=sys.stderr)
+        return 1
+    print(f"dedup_key {printable(args.dedup_key, 100)}: {len(stories)} event(s)")
+    for story in stories:
+        first = story.steps[0] if story.steps else {}
+        print(f"\nevent {story.id}: {first.get('a', '?')}, "
+              f"{story.end or 'under way'}")
+        started = first.get("at_ms", 0)
+        for step in story.steps:
+            print(f"  {_when(step['at_ms'])}  {step['step']:<9} "
+                  f"{_what(step, started, settings.key_names)}")
+    return 0
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _what(step: dict[str, Any], started: int, keys: tuple[str, ...]) -> str:
+    kind = step["step"]
+    if kind == "accepted":
+        where = f"held back by route {step.get('r')}" if not step.get("slot") else \
+            f"queued for key {_key(keys, int(step['slot']))}, route {step.get('r')}"
+        return printable(f"{where}, from {step.get('s')} ({step.get('ad', '?')}) on "
+                         f"{step.get('n')}, client {step.get('c') or '-'}", 300)
+    after = f"after {(step['at_ms'] - started) / 1000:.2f} s"
+    if kind == "attempt":
+        return printable(f"{step.get('o')}: {step.get('e')} {step.get('r') or ''} "
+                         f"(key {step.get('k')}); next in {step.get('w')} s", 300)
+    if kind == "delivered":
+        return printable(f"to key {step.get('k')} {after}: {step.get('r') or ''}", 300)
+    if kind == "dead":
+        return printable(f"{step.get('e')} {step.get('r') or ''} {after}; dead letter "
+                         f"{step.get('dl')}", 300)
+    return printable(json.dumps(step), 300)
+
+
+def _key(keys: tuple[str, ...], slot: int) -> str:
+    return keys[abs(slot) - 1] if 0 < abs(slot) <= len(keys) else f"#{abs(slot)}"

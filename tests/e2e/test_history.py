@@ -1,0 +1,61 @@
+"""End to end: every event's story, with real ingress, worker, Redis and simulator
+processes: `pd-relay trace` answers "where is my alert?"."""
+
+from __future__ import annotations
+
+import json
+
+from relay.stack.processes import wait_until
+from tests.conftest import trigger
+
+
+def test_trace_tells_each_events_story(make_stack) -> None:
+    stack = make_stack(keys=1)
+    stack.start_simulator()
+    stack.start_ingress()
+    stack.sim_config(fail_rate=1.0, fail_status=502)  # PagerDuty down at first
+    assert stack.post(trigger("disk full", dedup_key="disk")).status_code == 202
+    assert stack.post({"event_action": "resolve", "dedup_key": "disk"}).status_code == 202
+    stack.start_worker(0)
+
+    def stories() -> list[dict[str, object]]:
+        found = stack.cli("trace", "disk", "--json")
+        return json.loads(found.stdout) if found.returncode == 0 else []
+
+    wait_until(lambda: any(s["steps"][-1]["step"] == "attempt" for s in stories()), 20,
+               "a failed attempt in the story")
+    stack.sim_config(fail_rate=0.0)
+    done = wait_until(lambda: (got := stories()) and [s["end"] for s in got] == [
+        "delivered", "delivered"] and got, 30, "both events delivered")
+    trigger_story, resolve_story = done
+    assert [step["a"] for step in (trigger_story["steps"][0], resolve_story["steps"][0])] == [
+        "trigger", "resolve"]
+    steps = [step["step"] for step in trigger_story["steps"]]
+    assert steps[0] == "accepted" and steps[-1] == "delivered"
+    assert "attempt" in steps and all(s == "attempt" for s in steps[1:-1])
+    attempt = trigger_story["steps"][1]
+    assert attempt["st"] == 502 and attempt["o"] == "retry later"
+    accepted = trigger_story["steps"][0]
+    assert accepted["r"] == "routing-key" or accepted["r"] == "default"
+    assert accepted["c"] == "127.0.0.1" and accepted["slot"] == 1
+    # the same as text, for people
+    text = stack.cli("trace", "disk")
+    assert text.returncode == 0 and "dedup_key disk: 2 event(s)" in text.stdout
+    assert "queued for key key-1" in text.stdout and "delivered" in text.stdout
+    # an incident the relay never saw
+    missing = stack.cli("trace", "nothing-like-it")
+    assert missing.returncode == 1 and "no event with dedup_key" in missing.stderr
+
+
+def test_a_refused_event_ends_dead_lettered_in_its_story(make_stack) -> None:
+    stack = make_stack(keys=1)
+    stack.start_simulator()
+    stack.start_ingress()
+    stack.start_worker(0)
+    stack.sim_config(reject_rate=1.0)
+    assert stack.post(trigger("bad", dedup_key="bad-1")).status_code == 202
+    story = wait_until(lambda: (found := stack.cli("trace", "bad-1", "--json")).returncode == 0
+                       and (got := json.loads(found.stdout)) and got[0]["end"] == "dead"
+                       and got[0], 20, "the dead-letter step")
+    dead = story["steps"][-1]
+    assert dead["st"] == 400 and dead["dl"] and "simulated rejection" in dead["r"]
