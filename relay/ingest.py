@@ -16,12 +16,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from relay import validation
+from relay import history, validation
 from relay.auth import ROUTING_KEY_SENDER
 from relay.body import encode
 from relay.commit import GroupCommit
 from relay.errors import InvalidEvent, QueueFull, Unavailable
-from relay.history import event_id, line
 from relay.metrics import Metrics
 from relay.router import Route, Router
 from relay.routes.policy import Policy
@@ -123,12 +122,13 @@ class Ingest:
                 if isinstance(route, str):
                     found = [route]
                 else:
-                    record = Record(kind, event, accepted, event_id())
+                    record = Record(kind, event, accepted, history.event_id())
                     raw, found = encode(record, at, self.settings.max_body_bytes)
                     heard = sender.channels if sender is not None else ()
-                    story = line(i=record.id, d=event.get("dedup_key", ""), a=route.action,
-                                 r=route.rule, s=name, n=self.node, ad=adapter,
-                                 c=credentials.client) if self.stories else b""
+                    story = history.accepted(
+                        i=record.id, d=event.get("dedup_key", ""), a=route.action, r=route.rule,
+                        s=name, n=self.node, ad=adapter, c=credentials.client,
+                    ) if self.stories else b""
                     batch.append((route, raw, notice(router, route, event, heard, name,
                                                      record.id), story))
                     records.append(record)

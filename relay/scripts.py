@@ -192,7 +192,7 @@ if #notices > 0 then
 end
 for _, story in ipairs(stories) do
   redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'k', story[1],
-             'x', story[2])
+             'v', story[2])
 end
 return chosen
 """

@@ -31,7 +31,7 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from relay.history import event_id, line
+from relay.history import accepted, event_id
 from relay.keys import choose_key
 from relay.names import Names
 from relay.router import Route, incident_id
@@ -167,7 +167,7 @@ class Alarms:
             json.dumps({"id": record.id, "c": channels, "r": "self_alert", "s": "pd-relay"},
                        separators=(",", ":")).encode()
         route = Route(slot, incident_id(dedup_key), action, "self_alert")
-        story = line(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
+        story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
                      n=socket.gethostname()) if self.settings.history_max_entries else b""
         answer = self.store.enqueue([[(route, record.encode(), notice, story)]])[0]
         if isinstance(answer, Full):
