@@ -23,8 +23,9 @@ import redis
 # the outbox as '<slot>\n<notice>\n<stored event>', while the outbox holds less than
 # its cap in bytes; past it the notice is skipped and counted (PagerDuty's events are
 # never refused for a channel's sake).
-# Each stored (or held) event's story begins here: an "accepted" step on the history
-# stream, with the slot it went to (relay/history.py), unless its story is ''.
+# Each stored (or held) event's story begins here: its "accepted" step, with the slot it
+# went to, unless its story is ''; one history entry holds the steps of the whole call,
+# '<slot>US<story>' joined by RS (relay/history.py): one XADD, not one per event.
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
 # key (every key of the keys file, in order); KEYS[#KEYS-3] the held incidents,
 # KEYS[#KEYS-2] the outbox, KEYS[#KEYS-1] the channels' stats hash {bytes, skipped},
@@ -32,7 +33,7 @@ import redis
 # ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
 # queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
 # events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
-# ARGV[7] most steps the history keeps (approximately); then 6 values per event:
+# ARGV[7] most entries the history keeps (approximately); then 6 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
@@ -115,7 +116,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
     if ARGV[at + 4] ~= '' then
       rnotices[#rnotices + 1] = slot .. '\\n' .. ARGV[at + 4] .. '\\n' .. ARGV[at + 3]
     end
-    if ARGV[at + 5] ~= '' then rstories[#rstories + 1] = {slot, ARGV[at + 5]} end
+    if ARGV[at + 5] ~= '' then rstories[#rstories + 1] = slot .. '\\31' .. ARGV[at + 5] end
     at = at + 6
   end
   local refused, added = nil, 0
@@ -190,9 +191,9 @@ if #notices > 0 then
   if size > 0 then redis.call('HINCRBY', told, 'bytes', size) end
   if skipped > 0 then redis.call('HINCRBY', told, 'skipped', skipped) end
 end
-for _, story in ipairs(stories) do
-  redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'k', story[1],
-             'v', story[2])
+if #stories > 0 then
+  redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted',
+             'v', table.concat(stories, '\\30'))
 end
 return chosen
 """
