@@ -22,11 +22,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay.keys import choose_key, is_ruleset, mask
-from relay.routes.channels import Channel, Use
+from relay.routes.channels import Channel, Use, hearing
 from relay.routes.config import Route as Rule
 from relay.routes.config import Window
 from relay.routes.matchers import all_hold
-from relay.severity import LEVELS
 
 DEFAULT = "default"
 
@@ -80,9 +79,7 @@ class Router:
         counts as info)."""
         payload = event.get("payload")
         level = payload.get("severity") if isinstance(payload, dict) else None
-        rank = LEVELS.index(level) if level in LEVELS else len(LEVELS) - 1
-        return tuple(use.name for use in uses
-                     if rank <= LEVELS.index(use.min_severity or self.least[use.name]))
+        return hearing(uses, level, self.least)
 
     def first(self, event: dict[str, Any],
               context: dict[str, str]) -> tuple[Rule, tuple[str, ...]] | None:

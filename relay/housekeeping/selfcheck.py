@@ -35,9 +35,9 @@ from relay.history import accepted, event_id
 from relay.keys import choose_key
 from relay.names import Names
 from relay.router import Route, incident_id
+from relay.routes.channels import hearing
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
-from relay.severity import LEVELS
 from relay.status import read_status
 from relay.store import EventStore, Full, Record, now_ms
 
@@ -158,9 +158,8 @@ class Alarms:
         names = self.settings.key_names
         pool = [k for k in alarms.keys if k != condition.key]
         slot = -(names.index(choose_key(pool, dedup_key)) + 1) if pool else 0
-        rank = LEVELS.index(condition.severity)
-        heard = [u.name for u in alarms.channels if u.name != condition.channel
-                 and rank <= LEVELS.index(u.min_severity or self.least[u.name])]
+        heard = [name for name in hearing(alarms.channels, condition.severity, self.least)
+                 if name != condition.channel]
         channels: list[str] | None = None if action == "resolve" else heard
         record = Record("alert", event, now_ms(), event_id())
         notice = b"" if action == "trigger" and not heard or not alarms.channels else \

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,15 @@ class Use:
     name: str
     min_severity: str | None = None
     template: str | None = None  # this route's own message text (Jinja2)
+
+
+def hearing(uses: Sequence[Use], severity: object, least: Mapping[str, str]) -> tuple[str, ...]:
+    """The channels of ``uses`` that hear of an event of ``severity``: those whose least
+    severity (the use's, else the channel's in ``least``) it reaches; a severity that is
+    none of the four (a change event, a follow-up) counts as info."""
+    rank = LEVELS.index(severity) if severity in LEVELS else len(LEVELS) - 1
+    return tuple(use.name for use in uses
+                 if rank <= LEVELS.index(use.min_severity or least[use.name]))
 
 
 Problem = Callable[[str, str], None]
