@@ -1,7 +1,7 @@
 """Retention: what the relay keeps per event is swept, so Redis's memory stays flat.
 
-- dead letters older than ``RELAY_DEAD_LETTER_DAYS`` (the dead-letter store's own
-  script, so the key's counts stay right);
+- dead letters older than ``RELAY_DEAD_LETTER_DAYS`` (purged by the dead-letter store,
+  so the key's counts stay right);
 - incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``
   (ENQUEUE trims them only when the key takes new events: a quiet key kept them);
 - RQ's registries of the channel queues (finished, failed and abandoned jobs past their
@@ -9,12 +9,12 @@
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
 
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
-incident memories (with the incident), RQ's results (an hour) and failed jobs (30 days).
+incident memories (with the incident), RQ's results (an hour) and failed jobs (as long
+as dead letters).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -22,10 +22,10 @@ import redis
 from rq import Queue
 from rq.registry import clean_registries
 
+from relay.deadletters import DeadLetters
 from relay.history import History
 from relay.keys import key_id
 from relay.names import Names
-from relay.scripts import Scripts
 from relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,10 @@ log = logging.getLogger(__name__)
 def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
           queues: Sequence[Queue] = ()) -> dict[str, int]:
     """Sweep once; return how much of each kind went."""
-    scripts = Scripts(client)
     cutoff = now_ms - int(settings.dead_letter_days * 86_400_000)
-    old = [str(i) for i in client.zrangebyscore(names.dead_index, "-inf", cutoff)]
-    letters = 0
-    for raw in client.hmget(names.dead, old) if old else []:
-        if raw is None:
-            continue
-        letter = json.loads(str(raw))
-        kid = letter["key_id"]
-        letters += int(scripts.drop_dead(keys=[names.dead, names.dead_index, names.stats(kid),
-                                               names.queue(kid)], args=[letter["id"], ""]))
+    store = DeadLetters(client, names, settings.routing_keys)
+    letters = sum(store.purge(str(dead_id)) == "purged"
+                  for dead_id in client.zrangebyscore(names.dead_index, "-inf", cutoff))
     idle = now_ms - int(settings.incident_ttl_s * 1000)
     with client.pipeline(transaction=False) as pipe:
         for key in settings.routing_keys:
