@@ -8,7 +8,6 @@ counted per route and source (``tally``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from typing import Any, NamedTuple
 from relay import history, validation
 from relay.auth import ROUTING_KEY_SENDER
 from relay.body import encode
+from relay.channels.notice import header
 from relay.commit import GroupCommit
 from relay.errors import InvalidEvent, QueueFull, Unavailable
 from relay.metrics import Metrics
@@ -174,8 +174,7 @@ def notice(router: Router, route: Route, event: dict[str, Any], heard: Sequence[
         channels = None
     elif not channels:
         return b""
-    return json.dumps({"id": event_id, "c": channels, "r": route.rule, "s": sender},
-                      separators=(",", ":")).encode()
+    return header(event_id, channels, route.rule, sender)
 
 
 def outcome(route: Route) -> str:

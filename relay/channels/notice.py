@@ -16,6 +16,13 @@ STATES = {"trigger": "triggered", "acknowledge": "acknowledged", "resolve": "res
           "change": "change"}
 
 
+def header(event_id: str, channels: list[str] | None, route: str, sender: str) -> bytes:
+    """An outbox entry's header, as the ingress (and the self-check) hand it to ENQUEUE:
+    ``channels`` None for a follow-up, which goes where its trigger went."""
+    return json.dumps({"id": event_id, "c": channels, "r": route, "s": sender},
+                      separators=(",", ":")).encode()
+
+
 def payload_of(event: dict[str, Any]) -> dict[str, Any]:
     """An alert's payload ({} for a follow-up or change event without one)."""
     payload = event.get("payload")

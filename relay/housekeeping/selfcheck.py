@@ -31,6 +31,7 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+from relay.channels.notice import header
 from relay.history import accepted, event_id
 from relay.keys import choose_key
 from relay.names import Names
@@ -163,8 +164,7 @@ class Alarms:
         channels: list[str] | None = None if action == "resolve" else heard
         record = Record("alert", event, now_ms(), event_id())
         notice = b"" if action == "trigger" and not heard or not alarms.channels else \
-            json.dumps({"id": record.id, "c": channels, "r": "self_alert", "s": "pd-relay"},
-                       separators=(",", ":")).encode()
+            header(record.id, channels, "self_alert", "pd-relay")
         route = Route(slot, incident_id(dedup_key), action, "self_alert")
         story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
                      n=socket.gethostname()) if self.settings.history_max_entries else b""
