@@ -15,8 +15,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from relay.channels.outbox import rq_queue
-from relay.channels.worker import read_routes
 from relay.names import Names
+from relay.routes.config import load_or_none
 from relay.settings import Settings
 from relay.store import connect
 
@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
     names = Names(settings.prefix)
-    channels = [c.name for c in read_routes(settings).channels]
+    channels = [c.name for c in load_or_none(settings.routes_file, settings.key_names).channels]
     client, jobs = connect(settings), connect(settings, decode=False)
     if args.verb == "status":
         return status(client, jobs, names, channels, args.json)

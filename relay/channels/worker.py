@@ -32,7 +32,7 @@ from relay.channels.outbox import Dispatcher, put_job, rq_queue
 from relay.errors import DeliveryError
 from relay.housekeeping import jobs as keeper
 from relay.names import Names
-from relay.routes.config import RoutesFile, load
+from relay.routes.config import load_or_none
 from relay.settings import Settings
 from relay.store import connect
 
@@ -49,14 +49,8 @@ def add_parser(sub: Any) -> None:
                              "channel's and the housekeeping queue)")
 
 
-def read_routes(settings: Settings) -> RoutesFile:
-    if settings.routes_file is None:
-        return RoutesFile()
-    return load(settings.routes_file, settings.key_names)
-
-
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    routes = read_routes(settings)
+    routes = load_or_none(settings.routes_file, settings.key_names)
     served = args.channel or [c.name for c in routes.channels]
     unknown = [name for name in served if name not in {c.name for c in routes.channels}]
     if unknown:

@@ -51,9 +51,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 
 def channels(settings: Settings, args: argparse.Namespace) -> int:
     from relay.channels.probe import send_tests
-    from relay.channels.worker import read_routes
+    from relay.routes.config import load_or_none
 
-    defined = {c.name: c for c in read_routes(settings).channels}
+    routes = load_or_none(settings.routes_file, settings.key_names)
+    defined = {c.name: c for c in routes.channels}
     wanted = list(defined) if args.all_channels else args.channel
     unknown = [name for name in wanted if name not in defined]
     if unknown or not wanted:

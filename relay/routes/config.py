@@ -60,6 +60,12 @@ class RoutesFile:
     path: Path | None = None
 
 
+def load_or_none(path: Path | None, key_names: Collection[str]) -> RoutesFile:
+    """``load(path)``, or an empty routes file when there is none (``RELAY_ROUTES_FILE``
+    unset and no ./pd_routes.yml)."""
+    return RoutesFile() if path is None else load(path, key_names)
+
+
 def load(path: Path, key_names: Collection[str]) -> RoutesFile:
     """Read and check ``path``; raise ConfigError listing every problem."""
     try:
