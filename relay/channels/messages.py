@@ -76,12 +76,13 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
     own = template or channel.template
     headline, details = text(values)
     body = render(own, values) if own else "\n".join([headline, *details])
-    if channel.type in ("slack", "mattermost"):
-        if not own and channel.type == "slack":
+    markdown = body if own else "\n".join([f"**{headline}**", *details])  # Mattermost, Webex
+    if channel.type == "slack":
+        if not own:
             body = "\n".join([f"*{slack_escape(headline)}*", *map(slack_escape, details)])
-        elif not own:
-            body = "\n".join([f"**{headline}**", *details])
         return {"text": body}
+    if channel.type == "mattermost":
+        return {"text": markdown}
     if channel.type == "teams":
         blocks = [{"type": "TextBlock", "text": line, "wrap": True} for line in body.split("\n")]
         if blocks and not own:
@@ -91,7 +92,6 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
         return {"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
     if channel.type == "webex":
-        markdown = body if own else "\n".join([f"**{headline}**", *details])
         return {"roomId": channel.room, "markdown": markdown}
     if channel.type == "webhook":
         if channel.body:
