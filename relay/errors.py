@@ -7,6 +7,9 @@
     │   ├── Refused              the sender may not send (``sender`` names them)
     │   │   ├── Unauthorized 401 no API key or routing key that this relay knows
     │   │   └── Forbidden    403 the sender may not send this event (a source's matchers)
+    │   ├── OperatorRequired 401 the operator's pages and API: no viewer or admin token
+    │   ├── AdminRequired    403 a change (replay, purge) by a viewer, or from another site
+    │   ├── BadQuery         400 a history query's parameter is wrong
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     │       └── QueueFull        a key's queue (or all queues) at its cap: says which key
@@ -70,6 +73,25 @@ class Forbidden(Refused):
     status_code = 403
     status = "forbidden"
     message = "This sender may not send this event"
+
+
+class OperatorRequired(RequestError):
+    status_code = 401
+    status = "unauthorized"
+    message = ("An operator's token is needed (Authorization: Bearer), or a loopback client "
+               "to look")
+
+
+class AdminRequired(RequestError):
+    status_code = 403
+    status = "forbidden"
+    message = "Only an admin may do this, from the relay's own pages"
+
+
+class BadQuery(RequestError):
+    status_code = 400
+    status = "invalid query"
+    message = "A query parameter is invalid"
 
 
 class BodyTooLarge(RequestError):

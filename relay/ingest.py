@@ -128,6 +128,7 @@ class Ingest:
                     story = history.accepted(
                         i=record.id, d=event.get("dedup_key", ""), a=route.action, r=route.rule,
                         s=name, n=self.node, ad=adapter, c=credentials.client,
+                        h=outcome(route) if not route.slot else "",
                     ) if self.stories else b""
                     batch.append((route, raw, notice(router, route, event, heard, name,
                                                      record.id), story))

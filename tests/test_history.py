@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from relay.history import History
+from relay.history.search import Query, search
 from relay.keys import key_id
 from relay.names import Names
 from relay.store import Record
@@ -17,7 +18,7 @@ def test_one_entry_holds_a_calls_accepted_steps_and_trace_finds_each(client, fak
     assert client.post("/v2/enqueue", json=events).status_code == 202
     assert fake.xlen(NAMES.history) == 1  # one XADD for the whole call
     history = History(fake, NAMES, settings.history_max_entries)
-    [story] = history.trace("d1")
+    [story] = search(fake, NAMES, Query(dedup_key="d1"))
     key = settings.routing_keys[story.steps[0]["slot"] - 1]  # the key it was queued on
     [stored] = [r for r in map(Record.decode, fake.lrange(NAMES.queue(key_id(key)), 0, -1))
                 if r.event["dedup_key"] == "d1"]
@@ -25,7 +26,8 @@ def test_one_entry_holds_a_calls_accepted_steps_and_trace_finds_each(client, fak
     assert story.steps[0]["step"] == "accepted" and story.steps[0]["a"] == "trigger"
     assert story.steps[0]["s"] == "anonymous" and story.end == ""
     history.note("delivered", 0, i=story.id, d="d1", r="ok")
-    assert history.trace("d1")[0].end == "delivered" and history.trace("nope") == []
+    assert search(fake, NAMES, Query(dedup_key="d1"))[0].end == "delivered"
+    assert search(fake, NAMES, Query(dedup_key="nope")) == []
 
 
 def test_no_history_when_it_is_off(settings, fake) -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.history import History
+from relay.history.search import Query, key_name, search
 from relay.logs import printable
 from relay.names import Names
 from relay.settings import Settings
@@ -25,10 +24,10 @@ def add_parser(sub: Any) -> None:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    stories = History(connect(settings), Names(settings.prefix),
-                      settings.history_max_entries).trace(args.dedup_key)
+    stories = search(connect(settings), Names(settings.prefix),
+                     Query(dedup_key=args.dedup_key, limit=0))[::-1]  # oldest first
     if args.json:
-        print(json.dumps([dict(asdict(s), end=s.end) for s in stories], indent=2))
+        print(json.dumps([s.as_json(settings.key_names) for s in stories], indent=2))
         return 0 if stories else 1
     if not stories:
         print(f"no event with dedup_key {printable(args.dedup_key, 100)} in the last "
@@ -53,8 +52,9 @@ def _when(ms: int) -> str:
 def _what(step: dict[str, Any], started: int, keys: tuple[str, ...]) -> str:
     kind = step["step"]
     if kind == "accepted":
-        where = f"held back by route {step.get('r')}" if not step.get("slot") else \
-            f"queued for key {_key(keys, int(step['slot']))}, route {step.get('r')}"
+        where = f"held back ({step.get('h') or 'held'}) by {step.get('r')}" \
+            if not step.get("slot") else \
+            f"queued for key {key_name(keys, int(step['slot']))}, route {step.get('r')}"
         return printable(f"{where}, from {step.get('s')} ({step.get('ad', '?')}) on "
                          f"{step.get('n')}, client {step.get('c') or '-'}", 300)
     after = f"after {(step['at_ms'] - started) / 1000:.2f} s"
@@ -68,6 +68,3 @@ def _what(step: dict[str, Any], started: int, keys: tuple[str, ...]) -> str:
                          f"{step.get('dl')}", 300)
     return printable(json.dumps(step), 300)
 
-
-def _key(keys: tuple[str, ...], slot: int) -> str:
-    return keys[abs(slot) - 1] if 0 < abs(slot) <= len(keys) else f"#{abs(slot)}"

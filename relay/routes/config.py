@@ -18,11 +18,12 @@ from relay.errors import ConfigError
 from relay.keys import exposed
 from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
+from relay.routes.operators import Operator, operator
 from relay.routes.selfalert import SelfAlert, self_alert
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert")
+SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class RoutesFile:
     maintenance: tuple[Window, ...] = ()
     channels: tuple[Channel, ...] = ()
     self_alert: SelfAlert | None = None  # where the relay's own alarms go
+    operators: tuple[Operator, ...] = ()  # who may look (viewer) and replay, purge (admin)
     path: Path | None = None
 
 
@@ -77,8 +79,8 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
     checker.problems += exposed("RELAY_ROUTES_FILE", path)  # API key hashes: still secrets
     if checker.problems:
         raise ConfigError(checker.problems)
-    sources, routes, windows, channels, alarms = found
-    return RoutesFile(sources, routes, windows, channels, alarms, path=path)
+    sources, routes, windows, channels, alarms, operators = found
+    return RoutesFile(sources, routes, windows, channels, alarms, operators, path=path)
 
 
 class _Checker:
@@ -92,28 +94,31 @@ class _Checker:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
 
     def file(self, data: Any) -> tuple[Any, ...]:
-        """(sources, routes, maintenance, channels, self_alert) as found; problems noted."""
+        """(sources, routes, maintenance, channels, self_alert, operators) as found;
+        problems noted."""
         if not isinstance(data, dict):
             self.problem("", "want a mapping with " + ", ".join(SECTIONS))
-            return (), (), (), (), None
+            return (), (), (), (), None, ()
         for extra in sorted(set(data) - set(SECTIONS), key=str):
             self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
         channels = self.items(data, "channels", self.channel_entry)
         sources = self.items(data, "sources", self.source_entry)
+        operators = self.items(data, "operators", self.operator_entry)
         hashes: dict[str, str] = {}
-        for source in sources:
-            for digest in source.key_hashes:
+        for kind, holder, held in [("sources", s.name, s.key_hashes) for s in sources] + [
+                ("operators", o.name, o.token_hashes) for o in operators]:
+            for digest in held:
                 if digest in hashes:
-                    self.problem(f"sources {source.name}", f"an API key also given to "
-                                 f"{hashes[digest]}")
-                hashes[digest] = source.name
+                    self.problem(f"{kind} {holder}", f"a token also given to {hashes[digest]}")
+                hashes[digest] = holder
         routes = self.items(data, "routes", self.route_entry)
         windows = self.items(data, "maintenance", self.window_entry)
         for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows),
-                              ("channels", channels)):
+                              ("channels", channels), ("operators", operators)):
             self.unique(kind, [entry.name for entry in entries])
         alarms = self_alert(data.get("self_alert"), self.key_names, self.channels, self.problem)
-        return tuple(sources), tuple(routes), tuple(windows), tuple(channels), alarms
+        return (tuple(sources), tuple(routes), tuple(windows), tuple(channels), alarms,
+                tuple(operators))
 
     def items(self, data: dict[str, Any], section: str,
               read: Callable[[str, dict[str, Any]], Any]) -> list[Any]:
@@ -174,6 +179,9 @@ class _Checker:
                              "`pd-relay token new NAME` prints (never the API key itself)")
         heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
         return Source(name, frozenset(map(str, hashes)), matchers, heard) if name else None
+
+    def operator_entry(self, at: str, entry: dict[str, Any]) -> Operator | None:
+        return operator(at, entry, self.fields(at, entry, set(entry)), self.problem)
 
     def channel_entry(self, at: str, entry: dict[str, Any]) -> Channel | None:
         name = self.fields(at, entry, set(entry))

@@ -25,19 +25,19 @@ def test_trace_tells_each_events_story(make_stack) -> None:
     wait_until(lambda: any(s["steps"][-1]["step"] == "attempt" for s in stories()), 20,
                "a failed attempt in the story")
     stack.sim_config(fail_rate=0.0)
-    done = wait_until(lambda: (got := stories()) and [s["end"] for s in got] == [
+    done = wait_until(lambda: (got := stories()) and [s["state"] for s in got] == [
         "delivered", "delivered"] and got, 30, "both events delivered")
     trigger_story, resolve_story = done
-    assert [step["a"] for step in (trigger_story["steps"][0], resolve_story["steps"][0])] == [
+    assert [step["action"] for step in (trigger_story["steps"][0], resolve_story["steps"][0])] == [
         "trigger", "resolve"]
     steps = [step["step"] for step in trigger_story["steps"]]
     assert steps[0] == "accepted" and steps[-1] == "delivered"
     assert "attempt" in steps and all(s == "attempt" for s in steps[1:-1])
     attempt = trigger_story["steps"][1]
-    assert attempt["st"] == 502 and attempt["o"] == "retry later"
+    assert attempt["status"] == 502 and attempt["outcome"] == "retry later"
     accepted = trigger_story["steps"][0]
-    assert accepted["r"] == "routing-key" or accepted["r"] == "default"
-    assert accepted["c"] == "127.0.0.1" and accepted["slot"] == 1
+    assert accepted["route"] == "routing-key" or accepted["route"] == "default"
+    assert accepted["client"] == "127.0.0.1" and accepted["key"] == "key-1"
     # the same as text, for people
     text = stack.cli("trace", "disk")
     assert text.returncode == 0 and "dedup_key disk: 2 event(s)" in text.stdout
@@ -55,7 +55,7 @@ def test_a_refused_event_ends_dead_lettered_in_its_story(make_stack) -> None:
     stack.sim_config(reject_rate=1.0)
     assert stack.post(trigger("bad", dedup_key="bad-1")).status_code == 202
     story = wait_until(lambda: (found := stack.cli("trace", "bad-1", "--json")).returncode == 0
-                       and (got := json.loads(found.stdout)) and got[0]["end"] == "dead"
+                       and (got := json.loads(found.stdout)) and got[0]["state"] == "dead"
                        and got[0], 20, "the dead-letter step")
     dead = story["steps"][-1]
-    assert dead["st"] == 400 and dead["dl"] and "simulated rejection" in dead["r"]
+    assert dead["status"] == 400 and dead["dead_letter"] and "simulated rejection" in dead["reply"]

@@ -1,0 +1,67 @@
+"""Each event's story: accepted (when, on which node, from which source, by which route,
+to which key), each attempt to send it (outcome, PagerDuty's status and the start of its
+reply, the wait before the next), and its end (delivered, dead-lettered).
+
+One Redis stream (``Names.history``) holds every step as ``{s: step, k: slot, x: JSON}``;
+the JSON always carries the event's id (``i``) and dedup_key (``d``). ENQUEUE adds the
+"accepted" steps of all the events it stores in one entry ``{s: accepted, v}``: for each
+event its slot and the values of ``ACCEPTED`` joined by US (0x1f), the events joined by
+RS (0x1e). One XADD per call rather than per event, and no field names repeated. The
+worker adds the other steps.
+The stream is capped (``RELAY_HISTORY_MAX_ENTRIES``, approximately: ``MAXLEN ~``) and
+trimmed to ``RELAY_HISTORY_DAYS`` by the housekeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+import redis
+
+from relay.names import Names
+
+log = logging.getLogger(__name__)
+
+
+def event_id() -> str:
+    """A random 64-bit id in hex: an event's name in its story and its channels' jobs
+    (``random`` is seeded from os.urandom per process; see router.mint_id)."""
+    return f"{random.getrandbits(64):016x}"
+
+
+ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h")  # id, dedup_key, action, route,
+# source, node, adapter, client, and how the ingress held it back ("" when queued)
+US, RS = "\x1f", "\x1e"
+
+
+def accepted(**fields: Any) -> bytes:
+    """An accepted step's ``v``: the values of ``ACCEPTED``, in order."""
+    return US.join(str(fields.get(name, "")).replace(US, " ").replace(RS, " ")
+                   for name in ACCEPTED).encode()
+
+
+def line(**fields: Any) -> bytes:
+    """A step's JSON, compact."""
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class History:
+    def __init__(self, client: redis.Redis, names: Names, max_entries: int) -> None:
+        self.client = client
+        self.name = names.history
+        self.max_entries = max_entries
+
+    def note(self, step: str, slot: int, **fields: Any) -> None:
+        """Add a step (``fields`` must hold the event's ``i`` and ``d``)."""
+        if self.max_entries <= 0:
+            return
+        self.client.xadd(self.name, {"s": step, "k": slot, "x": line(**fields)},
+                         maxlen=self.max_entries, approximate=True)
+
+    def trim(self, before_ms: int) -> int:
+        """Forget the steps older than ``before_ms``; return how many went."""
+        return int(self.client.xtrim(self.name, minid=before_ms, approximate=False))
+

@@ -1,0 +1,51 @@
+"""The ``operators`` section of the routes file: who may look at the relay's pages and
+history API (``viewer``) and who may also replay and purge dead letters (``admin``).
+Tokens are kept as hashes, like the sources' API keys (``pd-relay token new NAME``).
+
+    operators:
+      - name: alice
+        role: admin              # or viewer
+        tokens: [sha256:...]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("viewer", "admin")
+FIELDS = {"name", "role", "tokens"}
+HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    role: str  # viewer or admin
+    token_hashes: frozenset[str] = frozenset()
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+def operator(at: str, entry: dict[str, Any], name: str | None,
+             problem: Callable[[str, str], None]) -> Operator | None:
+    """One entry, checked (problems noted); None when its name is bad."""
+    for extra in sorted(set(entry) - FIELDS, key=str):
+        problem(f"{at}.{extra}", "unknown field (want " + ", ".join(sorted(FIELDS)) + ")")
+    role = entry.get("role", "viewer")
+    if role not in ROLES:
+        problem(f"{at}.role", "want viewer or admin")
+    tokens = entry.get("tokens")
+    if not isinstance(tokens, list) or not tokens:
+        problem(f"{at}.tokens", "want a list of token hashes (`pd-relay token new NAME` "
+                "prints one)")
+        tokens = []
+    for n, digest in enumerate(tokens):
+        if not isinstance(digest, str) or not HASH_RE.match(digest):
+            problem(f"{at}.tokens[{n}]", "want 'sha256:' and 64 hex digits, as `pd-relay "
+                    "token new NAME` prints (never the token itself)")
+    return Operator(name, str(role), frozenset(map(str, tokens))) if name else None
