@@ -19,11 +19,13 @@ from relay.commit import GroupCommit
 from relay.errors import (
     BodyTooLarge,
     InvalidEvent,
+    OperatorRequired,
     Refused,
     RequestError,
     Unauthorized,
     Unavailable,
 )
+from relay.http import client_address
 from relay.ingest import Credentials, Ingest
 from relay.logs import printable
 from relay.metrics import Metrics
@@ -32,6 +34,8 @@ from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import EventStore, connect
 from relay.tally import Tally
+from relay.ui import api
+from relay.ui.access import Access
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     def credentials() -> Credentials:
         headers = request.headers
-        client = request.remote_addr or "-"
-        forwarded = headers.get("X-Forwarded-For", "")
-        if forwarded and client in ("127.0.0.1", "::1"):  # nginx appended what it saw
-            client = forwarded.rsplit(",", 1)[-1].strip()
+        client = client_address(request.remote_addr, headers.get("X-Forwarded-For", ""))
         return Credentials(headers.get("X-API-Key"), headers.get("Authorization"),
                            headers.get("X-Routing-Key"), printable(client, 64),
                            printable(headers.get("X-Request-ID", "-"), 64))
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     def refused(exc: RequestError) -> Reply:
         metrics.rejected.labels(type(exc).__name__).inc()
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else {}
-        if isinstance(exc, Unauthorized):
+        if isinstance(exc, Unauthorized | OperatorRequired):
             headers = {"WWW-Authenticate": 'Bearer realm="pd-relay"'}
         if isinstance(exc, Refused):
             tally.add("source", exc.sender, "refused")
@@ -138,6 +139,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         log.exception("unexpected error handling %s %s", request.method, request.path)
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
+
+    app.register_blueprint(api.blueprint(settings, client, Access(policy)))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally

@@ -1,0 +1,85 @@
+"""The history API: ``GET /api/v1/events`` (a search) and ``GET /api/v1/events/<id>``
+(one story), for viewers (relay/ui/access.py); documented in relay/openapi.yaml."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import Blueprint, request
+from werkzeug.exceptions import NotFound
+
+from relay.errors import BadQuery
+from relay.history.search import STATES, Query, search
+from relay.names import Names
+from relay.settings import Settings
+from relay.ui.access import Access
+
+MAX_LIMIT = 500
+AGO_RE = re.compile(r"^(\d+)([smhd])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def query_of(args: dict[str, str], now: float | None = None) -> Query:
+    """A search from query parameters; raise BadQuery naming every bad one."""
+    problems = []
+    for extra in sorted(set(args) - {"dedup_key", "source", "route", "state", "since", "limit"}):
+        problems.append(f"{extra}: unknown parameter")
+    state = args.get("state") or None
+    if state is not None and state not in STATES:
+        problems.append(f"state: want one of {', '.join(STATES)}")
+    limit = args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        problems.append(f"limit: want a whole number from 1 to {MAX_LIMIT}")
+    since_ms = None
+    if args.get("since"):
+        since_ms = since(args["since"], time.time() if now is None else now)
+        if since_ms is None:
+            problems.append("since: want a time (ISO 8601, e.g. 2026-12-01T08:00:00Z) or an "
+                            "age (90s, 15m, 2h, 7d)")
+    if problems:
+        raise BadQuery(problems)
+    return Query(dedup_key=args.get("dedup_key") or None, source=args.get("source") or None,
+                 route=args.get("route") or None, state=state, since_ms=since_ms,
+                 limit=int(limit))
+
+
+def since(text: str, now: float) -> int | None:
+    """Milliseconds since the epoch of an ISO 8601 time or an age before ``now``."""
+    ago = AGO_RE.match(text.strip())
+    if ago:
+        return int((now - int(ago.group(1)) * UNITS[ago.group(2)]) * 1000)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def blueprint(settings: Settings, client: redis.Redis, access: Access) -> Blueprint:
+    api = Blueprint("api", __name__, url_prefix="/api/v1")
+    names = Names(settings.prefix)
+
+    @api.get("/events")
+    def events() -> dict[str, Any]:
+        access.viewer(request)
+        query = query_of(dict(request.args))
+        found = search(client, names, query)
+        return {"events": [story.as_json(settings.key_names) for story in found],
+                "count": len(found), "limit": query.limit}
+
+    @api.get("/events/<event_id>")
+    def event(event_id: str) -> dict[str, Any]:
+        access.viewer(request)
+        found = search(client, names, Query(event_id=event_id, limit=1)) \
+            if ID_RE.match(event_id) else []
+        if not found:
+            raise NotFound(f"no event {event_id[:40]} in the history (kept "
+                           f"{settings.history_days:g} days, RELAY_HISTORY_DAYS)")
+        return found[0].as_json(settings.key_names)
+
+    return api
