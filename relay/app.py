@@ -34,7 +34,7 @@ from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import EventStore, connect
 from relay.tally import Tally
-from relay.ui import api
+from relay.ui import api, pages
 from relay.ui.access import Access
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
-    app.register_blueprint(api.blueprint(settings, client, Access(policy)))
+    access = Access(policy)
+    app.register_blueprint(api.blueprint(settings, client, access))
+    app.register_blueprint(pages.blueprint(settings, client, policy, access))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally

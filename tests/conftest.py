@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import fakeredis
@@ -11,10 +12,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from relay.app import create_app
+from relay.auth import digest, new_token
 from relay.keys import new_key as make_key
 from relay.settings import Settings
 
-__all__ = ["make_key", "trigger"]
+__all__ = ["FAR", "make_key", "trigger"]
+FAR = {"REMOTE_ADDR": "10.1.2.3"}  # a client not on loopback (the dashboard's tests)
 
 # Keys and routes files must be private (relay.keys.exposed): every file a test writes is.
 os.umask(0o077)
@@ -43,6 +46,42 @@ def fake() -> Iterator[fakeredis.FakeRedis]:
 @pytest.fixture
 def client(settings: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
     return create_app(settings, client=fake).test_client()
+
+
+@pytest.fixture
+def tokens() -> dict[str, str]:
+    return {"viewer": new_token()[0], "admin": new_token()[0], "source": new_token()[0]}
+
+
+@pytest.fixture
+def routed(settings: Settings, tmp_path: Path, tokens: dict[str, str]) -> Settings:
+    """Settings with a routes file: a source, two routes and two operators."""
+    path = tmp_path / "routes.yml"
+    path.write_text(f"""
+sources:
+  - name: grafana
+    api_keys: ["{digest(tokens['source'])}"]
+routes:
+  - name: noisy
+    match: ['summary=~"noise.*"']
+    drop: true
+  - name: db
+    match: ['source="db1"']
+    keys: [key-1]
+operators:
+  - name: vera
+    role: viewer
+    tokens: ["{digest(tokens['viewer'])}"]
+  - name: ada
+    role: admin
+    tokens: ["{digest(tokens['admin'])}"]
+""")
+    return replace(settings, routes_file=path, key_names=("key-1", "key-2", "key-3"))
+
+
+@pytest.fixture
+def api(routed: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(routed, client=fake).test_client()
 
 
 def trigger(summary: str = "disk full on db1", **fields: object) -> dict[str, object]:

@@ -10,54 +10,14 @@ from pathlib import Path
 import pytest
 
 from relay.app import create_app
-from relay.auth import new_token
 from relay.errors import BadQuery, ConfigError
 from relay.history import History
 from relay.names import Names
 from relay.routes.config import load
-from relay.settings import Settings
 from relay.ui.api import query_of
-from tests.conftest import trigger
+from tests.conftest import FAR, trigger
 
 NAMES = Names("pdr")
-FAR = {"REMOTE_ADDR": "10.1.2.3"}  # not a loopback client
-
-
-@pytest.fixture
-def tokens() -> dict[str, str]:
-    return {"viewer": new_token()[0], "admin": new_token()[0], "source": new_token()[0]}
-
-
-@pytest.fixture
-def routed(settings: Settings, tmp_path: Path, tokens: dict[str, str]) -> Settings:
-    from relay.auth import digest
-
-    path = tmp_path / "routes.yml"
-    path.write_text(f"""
-sources:
-  - name: grafana
-    api_keys: ["{digest(tokens['source'])}"]
-routes:
-  - name: noisy
-    match: ['summary=~"noise.*"']
-    drop: true
-  - name: db
-    match: ['source="db1"']
-    keys: [key-1]
-operators:
-  - name: vera
-    role: viewer
-    tokens: ["{digest(tokens['viewer'])}"]
-  - name: ada
-    role: admin
-    tokens: ["{digest(tokens['admin'])}"]
-""")
-    return replace(settings, routes_file=path, key_names=("key-1", "key-2", "key-3"))
-
-
-@pytest.fixture
-def api(routed, fake):
-    return create_app(routed, client=fake).test_client()
 
 
 def test_search_by_each_filter_newest_first(api, fake, tokens) -> None:

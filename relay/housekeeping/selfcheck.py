@@ -141,7 +141,7 @@ class Alarms:
         return raised, resolved
 
     def _route_of(self, condition: Condition) -> dict[str, Any]:
-        return {"key": condition.key, "since": int(time.time())}
+        return {"key": condition.key, "since": int(time.time()), "summary": condition.summary}
 
     def _send(self, condition: Condition, action: str) -> None:
         alarms = self.routes.self_alert

@@ -1,0 +1,52 @@
+"""What the overview page shows, read from Redis in one place: the keys (``relay.status``),
+the routes' and sources' counts, the channels' queues, open alarms, dead letters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from relay.channels.commands import read as read_channels
+from relay.deadletters import DeadLetters
+from relay.names import Names
+from relay.routes.policy import Policy
+from relay.settings import Settings
+from relay.status import read_status
+from relay.store import connect
+from relay.tally import read as read_decisions
+
+
+class Overview:
+    def __init__(self, settings: Settings, client: redis.Redis, policy: Policy) -> None:
+        self.settings = settings
+        self.client = client
+        self.names = Names(settings.prefix)
+        self.policy = policy
+        self._jobs: redis.Redis | None = None  # RQ's client (bytes), made when needed
+
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.client, self.names, self.settings.routing_keys)
+
+    def read(self) -> dict[str, Any]:
+        names = self.names
+        alarms = {str(cid): json.loads(raw)
+                  for cid, raw in self.client.hgetall(names.alarms).items()}
+        return {
+            "keys": read_status(self.client, names, self.settings),
+            **read_decisions(self.client, names.decisions),
+            "channels": self.channels(),
+            "alarms": alarms,
+            "dead_letters": int(self.client.zcard(names.dead_index)),
+            "open_relay": self.settings.allow_anonymous,
+        }
+
+    def channels(self) -> dict[str, Any] | None:
+        """The channels' queues and the outbox, None when the routes file has none."""
+        channels = [c.name for c in self.policy.routes.channels]
+        if not channels:
+            return None
+        if self._jobs is None:
+            self._jobs = connect(self.settings, decode=False)
+        return read_channels(self.client, self._jobs, self.names, channels)

@@ -1,0 +1,163 @@
+"""The dashboard at /ui: server-rendered pages (Jinja2) with a little plain JavaScript
+that refreshes them in place; no build step, nothing from another site.
+
+    /ui                          keys, routes and sources, channels, alarms
+    /ui/events[?filters]         the history search; /ui/events/<id> one story
+    /ui/dead-letters[/<id>]      dead letters; POST .../replay and .../purge (admins)
+    /ui/sign-in, /ui/sign-out    the operator's token in an HttpOnly, SameSite cookie
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+from flask import Blueprint, Response, redirect, render_template, request
+from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response as BaseResponse
+
+from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
+from relay.history.search import STATES, Query, search
+from relay.http import client_address
+from relay.routes.operators import Operator
+from relay.routes.policy import Policy
+from relay.settings import Settings
+from relay.ui.access import COOKIE, Access, csrf_token
+from relay.ui.api import ID_RE, query_of
+from relay.ui.overview import Overview
+
+log = logging.getLogger(__name__)
+HEADERS = {  # no framing (clickjacking), nothing from elsewhere, no caching of the pages
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+}
+
+
+def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: Access
+              ) -> Blueprint:
+    ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
+                   static_folder="static")
+    ui.add_app_template_filter(age, "age")
+    ui.add_app_template_filter(when, "when")
+    overview = Overview(settings, client, policy)
+    names = overview.names
+
+    def page(template: str, who: Operator | None, status: int = 200, **values: Any) -> Response:
+        token, by_cookie = access.token(request)
+        body = render_template(template, who=who, csrf=csrf_token(token) if token else "",
+                               signed_in=bool(token and by_cookie), **values)
+        return Response(body, status, headers=HEADERS)
+
+    @ui.get("/")
+    def home() -> Response:
+        return page("overview.html", access.viewer(request), **overview.read())
+
+    @ui.get("/events")
+    def events() -> Response:
+        who = access.viewer(request)
+        args = {k: v for k, v in request.args.items() if v}
+        try:
+            query, problems = query_of(args), []
+        except BadQuery as exc:
+            query, problems = Query(limit=50), exc.errors
+        found = [] if problems else search(client, names, query)
+        return page("events.html", who, 400 if problems else 200, args=args, states=STATES,
+                    stories=[s.as_json(settings.key_names) for s in found], problems=problems)
+
+    @ui.get("/events/<event_id>")
+    def event(event_id: str) -> Response:
+        who = access.viewer(request)
+        found = search(client, names, Query(event_id=event_id, limit=1)) \
+            if ID_RE.match(event_id) else []
+        if not found:
+            raise NotFound(f"no event {event_id[:40]} in the history")
+        return page("event.html", who, story=found[0].as_json(settings.key_names))
+
+    @ui.get("/dead-letters")
+    def dead_letters() -> Response:
+        who = access.viewer(request)
+        return page("dead_letters.html", who, letters=overview.dead_letters().list(200)[::-1],
+                    done=request.args.get("done", "")[:200])
+
+    @ui.get("/dead-letters/<dead_id>")
+    def dead_letter(dead_id: str) -> Response:
+        who = access.viewer(request)
+        letter = overview.dead_letters().get(dead_id)
+        if letter is None:
+            raise NotFound(f"no dead letter {dead_id[:40]}: replayed or purged already?")
+        return page("dead_letter.html", who, letter=letter)
+
+    @ui.post("/dead-letters/<dead_id>/<verb>")
+    def change(dead_id: str, verb: str) -> BaseResponse:
+        if verb not in ("replay", "purge"):
+            raise NotFound()
+        who = access.admin(request)
+        letters = overview.dead_letters()
+        done = letters.replay(dead_id) if verb == "replay" else letters.purge(dead_id)
+        client_at = client_address(request.remote_addr, request.headers.get("X-Forwarded-For",
+                                                                            ""))
+        log.warning("dead letter %s: %s by operator %s from %s: %s", dead_id[:40], verb,
+                    who.name, client_at, done)
+        return redirect("/ui/dead-letters?" + urlencode({"done": f"{dead_id[:40]}: {done}"}),
+                        303)
+
+    @ui.route("/sign-in", methods=["GET", "POST"])
+    def sign_in() -> BaseResponse:
+        if request.method == "GET":
+            return sign_in_page(None, 200)
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            raise AdminRequired(["a sign-in from another site"])
+        token = request.form.get("token", "").strip()
+        operator = access.find(token) if token else None
+        if operator is None:
+            return sign_in_page(["not a token of this relay's operators"], 401)
+        log.info("operator %s signed in from %s", operator.name,
+                 client_address(request.remote_addr, request.headers.get("X-Forwarded-For", "")))
+        answer = redirect("/ui/", 303)
+        answer.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
+                          secure=request.is_secure
+                          or request.headers.get("X-Forwarded-Proto") == "https")
+        return answer
+
+    @ui.post("/sign-out")
+    def sign_out() -> BaseResponse:
+        answer = redirect("/ui/sign-in", 303)
+        answer.delete_cookie(COOKIE, path="/")
+        return answer
+
+    def sign_in_page(problems: list[str] | None, status: int) -> Response:
+        body = render_template("sign_in.html", problems=problems or [], who=None,
+                               csrf="", signed_in=False)
+        return Response(body, status, headers=HEADERS)
+
+    @ui.errorhandler(RequestError)
+    def refused(exc: RequestError) -> Response:
+        if isinstance(exc, OperatorRequired):
+            return sign_in_page(exc.errors, 401)
+        status = 403 if isinstance(exc, AdminRequired) else exc.status_code
+        return page("refused.html", None, status, problems=exc.errors, message=exc.message)
+
+    @ui.errorhandler(NotFound)
+    def missing(exc: NotFound) -> Response:
+        return page("refused.html", None, 404, problems=[exc.description or "not found"],
+                    message="Not found")
+
+    return ui
+
+
+def age(seconds: float) -> str:
+    """3 s, 4 min 10 s, 2 h 5 min, 3 d 4 h."""
+    s = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60),
+                                      ("min", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size} {unit} {s % size // sub_size} {sub}"
+    return f"{s} s"
+
+
+def when(ms: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

@@ -1,0 +1,109 @@
+"""The dashboard's pages and who may do what there, through the Flask app on fakeredis
+(the browser tests in tests/e2e/test_ui.py drive the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from relay.keys import key_id
+from relay.names import Names
+from relay.ui.access import COOKIE, csrf_token
+from relay.ui.pages import age
+from tests.conftest import FAR, trigger
+
+NAMES = Names("pdr")
+
+
+def dead_letter(fake, settings, dedup_key: str = "bad") -> str:
+    """Turn the queued event of ``dedup_key`` into a dead letter, as the worker would."""
+    kid = key_id(settings.routing_keys[0])
+    queue = NAMES.queue(kid)
+    [raw] = [r for r in fake.lrange(queue, 0, -1) if f'"{dedup_key}"' in r]
+    fake.lrem(queue, 1, raw)
+    letter_id = f"{int(time.time() * 1000):x}-0badcafe"
+    fake.hset(NAMES.dead, letter_id, json.dumps({
+        "id": letter_id, "key_id": kid, "routing_key": "key-1", "failed_at": 1_800_000_000_000,
+        "reason": "PagerDuty rejected the event", "status": 400,
+        "reply": '{"status":"invalid event"}', "raw": raw}))
+    fake.zadd(NAMES.dead_index, {letter_id: 1})
+    return letter_id
+
+
+def test_every_page_for_a_loopback_viewer(api) -> None:
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="page-1")).status_code == 202
+    home = api.get("/ui/")
+    assert home.status_code == 200 and b"Routing keys" in home.data and b"key-1" in home.data
+    assert b"No dead letters" in home.data and b"No channels in the routes file" in home.data
+    assert home.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in home.headers["Content-Security-Policy"]
+    found = api.get("/ui/events?dedup_key=page-1")
+    assert found.status_code == 200 and b"page-1" in found.data and b">queued<" in found.data
+    assert b"No event matches" in api.get("/ui/events?dedup_key=none").data
+    bad = api.get("/ui/events?state=lost")
+    assert bad.status_code == 400 and b"state: want one of" in bad.data
+    assert b"No dead letters" in api.get("/ui/dead-letters").data
+    assert api.get("/ui/dead-letters/nope").status_code == 404
+    script = api.get("/ui/static/ui.js")
+    assert script.status_code == 200 and b"data-refresh" in script.data
+    script.close()
+
+
+def test_a_far_client_must_sign_in(api, tokens) -> None:
+    page = api.get("/ui/", environ_base=FAR)
+    assert page.status_code == 401 and b"Operator token" in page.data
+    wrong = api.post("/ui/sign-in", data={"token": "pdr_nonsense"}, environ_base=FAR)
+    assert wrong.status_code == 401 and b"not a token of this relay" in wrong.data
+    signed = api.post("/ui/sign-in", data={"token": tokens["viewer"]}, environ_base=FAR)
+    assert signed.status_code == 303
+    cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = api.get("/ui/", environ_base=FAR)
+    assert page.status_code == 200 and b"vera" in page.data
+    api.post("/ui/sign-out", environ_base=FAR)
+    assert api.get("/ui/", environ_base=FAR).status_code == 401
+
+
+def test_replay_and_purge_need_an_admin_and_the_form(api, fake, routed, tokens,
+                                                     caplog) -> None:
+    for n in (1, 2):
+        assert api.post("/v2/enqueue", json=trigger(dedup_key=f"bad-{n}")).status_code == 202
+    first, second = dead_letter(fake, routed, "bad-1"), dead_letter(fake, routed, "bad-2")
+    listed = api.get("/ui/dead-letters")
+    assert first.encode() in listed.data and b"PagerDuty rejected the event" in listed.data
+    replay = f"/ui/dead-letters/{first}/replay"
+    # nobody signed in, even on loopback: sign in first
+    assert api.post(replay).status_code == 401
+    # a viewer may look, not change
+    api.set_cookie(COOKIE, tokens["viewer"])
+    refused = api.post(replay, data={"csrf": csrf_token(tokens["viewer"])})
+    assert refused.status_code == 403 and b"a viewer, not an admin" in refused.data
+    # an admin, but without the form's token, or from another site
+    api.set_cookie(COOKIE, tokens["admin"])
+    assert api.post(replay).status_code == 403
+    cross = api.post(replay, data={"csrf": csrf_token(tokens["admin"])},
+                     headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403 and fake.hexists(NAMES.dead, first)
+    # the admin's form
+    with caplog.at_level(logging.WARNING, logger="relay.ui.pages"):
+        done = api.post(replay, data={"csrf": csrf_token(tokens["admin"])})
+    assert done.status_code == 303 and "replayed" in done.headers["Location"]
+    assert not fake.hexists(NAMES.dead, first)
+    kid = key_id(routed.routing_keys[0])
+    assert any('"bad-1"' in r for r in fake.lrange(NAMES.queue(kid), 0, -1))
+    assert f"dead letter {first}: replay by operator ada from 127.0.0.1: replayed" in caplog.text
+    # a script with the admin's token as a bearer needs no form
+    api.delete_cookie(COOKIE)
+    purge = api.post(f"/ui/dead-letters/{second}/purge",
+                     headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert purge.status_code == 303 and not fake.hexists(NAMES.dead, second)
+    assert b"No dead letters" in api.get("/ui/dead-letters").data
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0, "0 s"), (59.9, "59 s"), (250, "4 min 10 s"),
+                                                (7500, "2 h 5 min"), (273600, "3 d 4 h")])
+def test_ages_read_as_people_say_them(seconds: float, shown: str) -> None:
+    assert age(seconds) == shown
