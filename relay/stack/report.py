@@ -34,7 +34,8 @@ def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
   curl -s {ca}-X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
     -d '{body}'
 then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
-        ./start.sh relay send-test      ./start.sh relay dead-letters list""")
+        ./start.sh relay send-test      ./start.sh relay trace DEDUP_KEY
+dashboard: {url}/ui/ (from this machine; elsewhere an operator's token)""")
     sys.stdout.flush()
 
 
