@@ -18,11 +18,10 @@ from relay.errors import ConfigError
 from relay.keys import exposed
 from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
-from relay.routes.operators import Operator, operator
+from relay.routes.operators import Operator, hashes, operator
 from relay.routes.selfalert import SelfAlert, self_alert
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
 
 
@@ -168,17 +167,9 @@ class _Checker:
     def source_entry(self, at: str, entry: dict[str, Any]) -> Source | None:
         name = self.fields(at, entry, {"name", "api_keys", "match", "channels"})
         matchers = self.matchers(at, entry)
-        hashes = entry.get("api_keys")
-        if not isinstance(hashes, list) or not hashes:
-            self.problem(f"{at}.api_keys", "want a list of API key hashes (`pd-relay token new "
-                         "NAME` prints one)")
-            hashes = []
-        for n, digest in enumerate(hashes):
-            if not isinstance(digest, str) or not HASH_RE.match(digest):
-                self.problem(f"{at}.api_keys[{n}]", "want 'sha256:' and 64 hex digits, as "
-                             "`pd-relay token new NAME` prints (never the API key itself)")
+        key_hashes = hashes(f"{at}.api_keys", entry.get("api_keys"), self.problem)
         heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
-        return Source(name, frozenset(map(str, hashes)), matchers, heard) if name else None
+        return Source(name, key_hashes, matchers, heard) if name else None
 
     def operator_entry(self, at: str, entry: dict[str, Any]) -> Operator | None:
         return operator(at, entry, self.fields(at, entry, set(entry)), self.problem)

@@ -1,6 +1,6 @@
 """The ``operators`` section of the routes file: who may look at the relay's pages and
 history API (``viewer``) and who may also replay and purge dead letters (``admin``).
-Tokens are kept as hashes, like the sources' API keys (``pd-relay token new NAME``).
+Tokens are kept as hashes, like the sources' API keys (``hashes`` checks both).
 
     operators:
       - name: alice
@@ -39,13 +39,17 @@ def operator(at: str, entry: dict[str, Any], name: str | None,
     role = entry.get("role", "viewer")
     if role not in ROLES:
         problem(f"{at}.role", "want viewer or admin")
-    tokens = entry.get("tokens")
-    if not isinstance(tokens, list) or not tokens:
-        problem(f"{at}.tokens", "want a list of token hashes (`pd-relay token new NAME` "
-                "prints one)")
-        tokens = []
-    for n, digest in enumerate(tokens):
+    tokens = hashes(f"{at}.tokens", entry.get("tokens"), problem)
+    return Operator(name, str(role), tokens) if name else None
+
+
+def hashes(at: str, raw: Any, problem: Callable[[str, str], None]) -> frozenset[str]:
+    """A list of token hashes (operators' tokens, sources' API keys), checked."""
+    if not isinstance(raw, list) or not raw:
+        problem(at, "want a list of token hashes (`pd-relay token new NAME` prints one)")
+        return frozenset()
+    for n, digest in enumerate(raw):
         if not isinstance(digest, str) or not HASH_RE.match(digest):
-            problem(f"{at}.tokens[{n}]", "want 'sha256:' and 64 hex digits, as `pd-relay "
-                    "token new NAME` prints (never the token itself)")
-    return Operator(name, str(role), frozenset(map(str, tokens))) if name else None
+            problem(f"{at}[{n}]", "want 'sha256:' and 64 hex digits, as `pd-relay token new "
+                    "NAME` prints (never the token itself)")
+    return frozenset(map(str, raw))
