@@ -24,7 +24,7 @@ def dead_letter(fake, settings, dedup_key: str = "bad") -> str:
     queue = NAMES.queue(kid)
     [raw] = [r for r in fake.lrange(queue, 0, -1) if f'"{dedup_key}"' in r]
     fake.lrem(queue, 1, raw)
-    letter_id = f"{int(time.time() * 1000):x}-0badcafe"
+    letter_id = f"{int(time.time() * 1000):x}-{dedup_key}"
     fake.hset(NAMES.dead, letter_id, json.dumps({
         "id": letter_id, "key_id": kid, "routing_key": "key-1", "failed_at": 1_800_000_000_000,
         "reason": "PagerDuty rejected the event", "status": 400,
