@@ -59,3 +59,23 @@ def test_a_refused_event_ends_dead_lettered_in_its_story(make_stack) -> None:
                        and got[0], 20, "the dead-letter step")
     dead = story["steps"][-1]
     assert dead["status"] == 400 and dead["dead_letter"] and "simulated rejection" in dead["reply"]
+
+
+def test_the_api_finds_stories_and_the_cap_holds_on_a_real_redis(make_stack) -> None:
+    """``MAXLEN ~`` trims whole nodes of a real Redis's stream (100 entries by default):
+    the history stays near its cap, and the API answers from what is kept."""
+    stack = make_stack(keys=1, RELAY_HISTORY_MAX_ENTRIES="100")
+    node = stack.start_ingress()
+    for n in range(400):
+        assert stack.post(trigger("flap", dedup_key=f"flap-{n}")).status_code == 202
+    kept = stack.redis.client().xlen("pdr:history")
+    assert 100 <= kept <= 200, kept
+    api = stack.session.get(node + "/api/v1/events", params={"limit": "500"}, timeout=10)
+    found = api.json()["events"]
+    assert api.status_code == 200 and len(found) == kept
+    assert found[0]["dedup_key"] == "flap-399" and found[-1]["dedup_key"] == f"flap-{400 - kept}"
+    one = stack.session.get(f"{node}/api/v1/events/{found[0]['id']}", timeout=10).json()
+    assert one["state"] == "queued" and one["key"] == "key-1"
+    since = stack.session.get(node + "/api/v1/events", params={"since": "2099-01-01T00:00:00Z"},
+                              timeout=10).json()
+    assert since["events"] == []
