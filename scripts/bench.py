@@ -323,6 +323,44 @@ class Bench:
         stack.close()
 
 
+    # -- 9: instructions per request ---------------------------------------------------
+    def instructions(self) -> None:
+        """The ingress's instructions per single-event request, counted by valgrind's
+        callgrind (the same count on every run of the same code and inputs, whatever else
+        the machine does): N and 3N requests, each in a fresh process, the difference
+        over 2N. Compare versions by running this with PYTHONPATH at another worktree."""
+        name = "9. ingress instructions per 1-event request (callgrind)"
+        if not shutil.which("valgrind"):
+            self.record(name, "not measured: valgrind is not installed", "-")
+            return
+        stack = self.stack(keys=1)
+        counts = []
+        for n in (200, 600):
+            run = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                 sys.executable, "-c", COUNTED, str(n), stack.redis.url],
+                capture_output=True, text=True, timeout=900, check=True)
+            counts.append(int(re.findall(r"Collected : (\d+)", run.stderr)[-1]))
+        self.record(name, f"{(counts[1] - counts[0]) / 400:,.0f}", "-")
+
+
+# What ``instructions`` counts: argv N and a Redis URL; single-event requests through the
+# Flask app in process (no HTTP), on a key made up here.
+COUNTED = """
+import logging, sys
+from relay.app import create_app
+from relay.keys import new_key
+from relay.settings import Settings
+logging.disable(logging.WARNING)
+settings = Settings(routing_keys=(new_key(),), redis_url=sys.argv[2], allow_anonymous=True)
+client = create_app(settings).test_client()
+event = {"event_action": "trigger", "dedup_key": "bench",
+         "payload": {"summary": "bench event", "source": "bench", "severity": "info"}}
+for _ in range(int(sys.argv[1])):
+    assert client.post("/v2/enqueue", json=event).status_code == 202
+"""
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -341,7 +379,8 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="ingress log level for ingest")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
-                        choices=["ingest", "drain", "latency", "memory", "idle", "cost"])
+                        choices=["ingest", "drain", "latency", "memory", "idle", "cost",
+                                 "instructions"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
