@@ -65,6 +65,12 @@ def test_a_far_client_must_sign_in(api, tokens) -> None:
     assert page.status_code == 200 and b"vera" in page.data
     api.post("/ui/sign-out", environ_base=FAR)
     assert api.get("/ui/", environ_base=FAR).status_code == 401
+    # a token removed from the routes file since: the page says so and forgets it
+    api.set_cookie(COOKIE, "pdr_removed-since")
+    stale = api.get("/ui/")
+    assert stale.status_code == 401 and b"not one of this relay" in stale.data
+    assert "pd_relay_operator=;" in stale.headers["Set-Cookie"]
+    assert api.get("/ui/").status_code == 200  # loopback looks again
 
 
 def test_replay_and_purge_need_an_admin_and_the_form(api, fake, routed, tokens,

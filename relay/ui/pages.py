@@ -30,6 +30,7 @@ from relay.ui.api import ID_RE, query_of
 from relay.ui.overview import Overview
 
 log = logging.getLogger(__name__)
+SEARCH_REFRESH_S = 30  # a search may read the whole history (seconds): not every 5 s
 HEADERS = {  # no framing (clickjacking), nothing from elsewhere, no caching of the pages
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
@@ -66,7 +67,8 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
             query, problems = Query(limit=50), exc.errors
         found = [] if problems else search(client, names, query)
         return page("events.html", who, 400 if problems else 200, args=args, states=STATES,
-                    stories=[s.as_json(settings.key_names) for s in found], problems=problems)
+                    stories=[s.as_json(settings.key_names) for s in found], problems=problems,
+                    refresh_s=SEARCH_REFRESH_S)
 
     @ui.get("/events/<event_id>")
     def event(event_id: str) -> Response:
@@ -132,7 +134,11 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
     def sign_in_page(problems: list[str] | None, status: int) -> Response:
         body = render_template("sign_in.html", problems=problems or [], who=None,
                                csrf="", signed_in=False)
-        return Response(body, status, headers=HEADERS)
+        answer = Response(body, status, headers=HEADERS)
+        stale = request.cookies.get(COOKIE)
+        if stale and access.find(stale) is None:  # a token since removed: forget it
+            answer.delete_cookie(COOKIE, path="/")
+        return answer
 
     @ui.errorhandler(RequestError)
     def refused(exc: RequestError) -> Response:
