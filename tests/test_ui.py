@@ -47,6 +47,8 @@ def test_every_page_for_a_loopback_viewer(api) -> None:
     assert bad.status_code == 400 and b"state: want one of" in bad.data
     assert b"No dead letters" in api.get("/ui/dead-letters").data
     assert api.get("/ui/dead-letters/nope").status_code == 404
+    bare = api.get("/ui")  # relative: behind nginx the Host header has no port
+    assert bare.status_code == 308 and bare.headers["Location"] == "/ui/"
     script = api.get("/ui/static/ui.js")
     assert script.status_code == 200 and b"data-refresh" in script.data
     script.close()

@@ -53,6 +53,11 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
                                signed_in=bool(token and by_cookie), **values)
         return Response(body, status, headers=HEADERS)
 
+    @ui.get("", strict_slashes=False)
+    def bare() -> BaseResponse:
+        """/ui to /ui/, as a relative Location: behind nginx the Host has no port."""
+        return redirect("/ui/", 308)
+
     @ui.get("/")
     def home() -> Response:
         return page("overview.html", access.viewer(request), **overview.read())
