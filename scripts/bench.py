@@ -323,6 +323,24 @@ class Bench:
         stack.close()
 
 
+    # -- 10: an alert storm (issue 15) -------------------------------------------------
+    def storm(self) -> None:
+        """Time to page for critical triggers behind a storm of repeats (scripts/storm.py),
+        PagerDuty's time scaled down (short: 10x, full: 2x); reported in its seconds."""
+        import storm
+
+        scale = 2.0 if self.full else 10.0
+        found = storm.run(self.workdir / "storm-off", scale)
+        self.record(f"10. storm, FIFO ({scale:g}x time): critical triggers' time to page",
+                    f"p50 {found['critical_p50_s']:.0f} s, p99 {found['critical_p99_s']:.0f} s "
+                    f"({found['critical_paged']} paged)", "p99 <= 30 s with storm mode")
+        self.record("10. storm, FIFO: requests at PagerDuty, backlog gone after",
+                    f"{found['requests']:,} for {found['offered']:,} events offered "
+                    f"({found['refused']} refused), {found['drained_s']:.0f} s",
+                    "half the requests with storm mode")
+        self.record("10. storm, FIFO: out of order, lost", f"{found['out_of_order']}, "
+                    f"{found['lost']}", "0, 0")
+
     # -- 9: instructions per request ---------------------------------------------------
     def instructions(self) -> None:
         """The ingress's instructions per single-event request, counted by valgrind's
@@ -380,7 +398,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "drain", "latency", "memory", "idle", "cost",
-                                 "instructions"])
+                                 "instructions", "storm"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
