@@ -16,6 +16,7 @@ import statistics
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,10 @@ def backlog(stack: Stack) -> int:
         return sum(pipe.execute())
 
 
-def run(workdir: Path, scale: float, **env: Any) -> dict[str, Any]:
-    """One storm on a fresh stack (``env``: the relay's settings, storm mode among them)."""
+def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = None,
+        **env: Any) -> dict[str, Any]:
+    """One storm on a fresh stack (``env``: the relay's settings, storm mode among them);
+    ``fault`` is done to the stack halfway through the storm (the drill's)."""
     window_s = 60 / scale
     stack = Stack(workdir, keys=KEYS, RELAY_RATE_PER_MIN=LIMIT, RELAY_RATE_WINDOW_S=window_s,
                   RELAY_LOG_LEVEL="WARNING", **env)
@@ -118,11 +121,18 @@ def run(workdir: Path, scale: float, **env: Any) -> dict[str, Any]:
             stack.start_worker(index)
         url = stack.start_nginx(nodes) + "/v2/enqueue"
         timed = scenario(window_s)
+        if fault is not None:
+            threading.Timer(window_s / 2, fault, [stack]).start()
         sent, start = play(url, timed)
         wait_until(lambda: backlog(stack) == 0, 60 * window_s, "the backlog to drain",
                    every=0.2)
         drained = time.time() - start
-        return judge(stack.sim_get("events")["events"], sent, drained, scale, len(timed))
+        found = judge(stack.sim_get("events")["events"], sent, drained, scale, len(timed))
+        counts = stack.sim_get("stats")["counts"]
+        found.update({name: int(counts.get(name, 0))
+                      for name in ("misrouted", "orphans", "late_triggers")})
+        found["after_load_s"] = drained - timed[-1][0]  # wall seconds after the last event
+        return found
     finally:
         stack.close()
 
@@ -166,4 +176,6 @@ def judge(arrived: list[dict[str, Any]], sent: Sent, drained_s: float, scale: fl
         "not_sent": len(set(sent.accepted) - seen),  # merged (or lost, counted above)
         "drained_s": drained_s * scale,
         "out_of_order": out_of_order, "lost": lost,
+        "duplicates": sum(1 for e in arrived if e["status"] == 202) - len(seen),
+        "accepted": len(sent.accepted), "arrived": len(seen & set(sent.accepted)),
     }
