@@ -9,7 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.history.search import Query, key_name, search
+from relay.history.search import Query, search
+from relay.history.story import key_name
 from relay.logs import printable
 from relay.names import Names
 from relay.settings import Settings

@@ -13,86 +13,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from relay.history import ACCEPTED, RS, US
+from relay.history.story import Story
 from relay.names import Names
 
 CHUNK = 1000
-ENDS = ("delivered", "dead")
-READABLE = {  # a step's short field names, as the API and `trace --json` say them
-    "a": "action", "r": "route", "s": "source", "n": "node", "ad": "adapter", "c": "client",
-    "h": "held", "o": "outcome", "e": "error", "st": "status", "w": "next_in_s",
-    "dl": "dead_letter", "k": "key",
-}
-STATES = ("queued", "retrying", "delivered", "dead", "dropped", "suppressed",
-          "channels-only", "held")
-
-
-@dataclass
-class Story:
-    id: str
-    dedup_key: str
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def end(self) -> str:
-        """delivered, dead, dropped, suppressed, channels-only, held, or "" while under
-        way (held: an acknowledge or resolve held with its held-back trigger)."""
-        for step in reversed(self.steps):
-            if step["step"] in ENDS:
-                return str(step["step"])
-        first = self.steps[0] if self.steps else {}
-        if first.get("step") == "accepted" and not first.get("slot"):
-            return str(first.get("h") or "held")
-        return ""
-
-    @property
-    def state(self) -> str:
-        """The end, or queued (no attempt yet) or retrying while under way."""
-        return self.end or ("retrying" if any(s["step"] == "attempt" for s in self.steps)
-                            else "queued")
-
-    @property
-    def accepted(self) -> dict[str, Any]:
-        first = self.steps[0] if self.steps else {}
-        return first if first.get("step") == "accepted" else {}
-
-    def as_json(self, key_names: tuple[str, ...]) -> dict[str, Any]:
-        """The story as the API answers it: readable names, times in ISO 8601 UTC, the
-        key by its name."""
-        first = self.accepted
-        steps = []
-        for step in self.steps:
-            shown: dict[str, Any] = {"step": step["step"], "at": iso(step["at_ms"])}
-            for name, value in step.items():
-                if name == "r" and step["step"] != "accepted":
-                    shown["reply"] = value
-                elif name in READABLE and value not in ("", None):
-                    shown[READABLE[name]] = value
-            if step["step"] == "accepted":
-                shown["key"] = key_name(key_names, int(step.get("slot") or 0))
-            steps.append(shown)
-        return {"id": self.id, "dedup_key": self.dedup_key, "action": first.get("a"),
-                "state": self.state, "accepted_at": steps[0]["at"] if first else None,
-                "key": steps[0].get("key") if first else None, "route": first.get("r"),
-                "source": first.get("s"), "steps": steps}
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def key_name(key_names: tuple[str, ...], slot: int) -> str | None:
-    """The name of the key in ``slot`` (None: held back, slot 0)."""
-    if not slot:
-        return None
-    n = abs(slot)
-    return key_names[n - 1] if n <= len(key_names) and key_names[n - 1] else f"key-{n}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +30,7 @@ class Query:
     dedup_key: str | None = None
     source: str | None = None
     route: str | None = None
-    state: str | None = None  # one of STATES
+    state: str | None = None  # one of relay.history.story.STATES
     since_ms: int | None = None  # events accepted at or after
     event_id: str | None = None
     limit: int = 50  # 0: all

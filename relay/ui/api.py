@@ -13,7 +13,8 @@ from flask import Blueprint, request
 from werkzeug.exceptions import NotFound
 
 from relay.errors import BadQuery
-from relay.history.search import STATES, Query, search
+from relay.history.search import Query, search
+from relay.history.story import STATES
 from relay.names import Names
 from relay.settings import Settings
 from relay.ui.access import Access

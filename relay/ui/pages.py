@@ -20,7 +20,8 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
 from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
-from relay.history.search import STATES, Query, search
+from relay.history.search import Query, search
+from relay.history.story import STATES
 from relay.http import client_address
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
