@@ -21,6 +21,11 @@ from relay.routes.operators import Operator
 from relay.routes.policy import Policy
 
 COOKIE = "pd_relay_operator"
+HEADERS = {  # every page: no framing (clickjacking), nothing from elsewhere, no caching
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+}
 LOOPBACK = Operator("loopback", "viewer")
 
 

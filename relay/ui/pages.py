@@ -4,7 +4,7 @@ that refreshes them in place; no build step, nothing from another site.
     /ui                          keys, routes and sources, channels, alarms
     /ui/events[?filters]         the history search; /ui/events/<id> one story
     /ui/dead-letters[/<id>]      dead letters; POST .../replay and .../purge (admins)
-    /ui/sign-in, /ui/sign-out    the operator's token in an HttpOnly, SameSite cookie
+    /ui/sign-in, /ui/sign-out    (relay/ui/signin.py)
 """
 
 from __future__ import annotations
@@ -26,17 +26,13 @@ from relay.http import client_address
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.ui.access import COOKIE, Access, csrf_token
+from relay.ui.access import HEADERS, Access, csrf_token
 from relay.ui.api import ID_RE, query_of
 from relay.ui.overview import Overview
+from relay.ui.signin import add_sign_in
 
 log = logging.getLogger(__name__)
 SEARCH_REFRESH_S = 30  # a search may read the whole history (seconds): not every 5 s
-HEADERS = {  # no framing (clickjacking), nothing from elsewhere, no caching of the pages
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
-}
 
 
 def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: Access
@@ -47,6 +43,7 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
     ui.add_app_template_filter(when, "when")
     overview = Overview(settings, client, policy)
     names = overview.names
+    sign_in_page = add_sign_in(ui, access)
 
     def page(template: str, who: Operator | None, status: int = 200, **values: Any) -> Response:
         token, by_cookie = access.token(request)
@@ -112,39 +109,6 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
                     who.name, client_at, done)
         return redirect("/ui/dead-letters?" + urlencode({"done": f"{dead_id[:40]}: {done}"}),
                         303)
-
-    @ui.route("/sign-in", methods=["GET", "POST"])
-    def sign_in() -> BaseResponse:
-        if request.method == "GET":
-            return sign_in_page(None, 200)
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            raise AdminRequired(["a sign-in from another site"])
-        token = request.form.get("token", "").strip()
-        operator = access.find(token) if token else None
-        if operator is None:
-            return sign_in_page(["not a token of this relay's operators"], 401)
-        log.info("operator %s signed in from %s", operator.name,
-                 client_address(request.remote_addr, request.headers.get("X-Forwarded-For", "")))
-        answer = redirect("/ui/", 303)
-        answer.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
-                          secure=request.is_secure
-                          or request.headers.get("X-Forwarded-Proto") == "https")
-        return answer
-
-    @ui.post("/sign-out")
-    def sign_out() -> BaseResponse:
-        answer = redirect("/ui/sign-in", 303)
-        answer.delete_cookie(COOKIE, path="/")
-        return answer
-
-    def sign_in_page(problems: list[str] | None, status: int) -> Response:
-        body = render_template("sign_in.html", problems=problems or [], who=None,
-                               csrf="", signed_in=False)
-        answer = Response(body, status, headers=HEADERS)
-        stale = request.cookies.get(COOKIE)
-        if stale and access.find(stale) is None:  # a token since removed: forget it
-            answer.delete_cookie(COOKIE, path="/")
-        return answer
 
     @ui.errorhandler(RequestError)
     def refused(exc: RequestError) -> Response:
