@@ -29,6 +29,17 @@ HEADERS = {  # every page: no framing (clickjacking), nothing from elsewhere, no
 LOOPBACK = Operator("loopback", "viewer")
 
 
+def client_of(request: Request) -> str:
+    """Who is asking (``relay.http.client_address``: behind our nginx, what it saw)."""
+    return client_address(request.remote_addr, request.headers.get("X-Forwarded-For", ""))
+
+
+def refuse_cross_site(request: Request, what: str) -> None:
+    """Raise AdminRequired when a browser says the request comes from another site."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        raise AdminRequired([f"{what} from another site"])
+
+
 def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"pd-relay csrf", hashlib.sha256).hexdigest()
 
@@ -59,8 +70,7 @@ class Access:
             if found is None:
                 raise OperatorRequired(["token: not one of this relay's operators"])
             return found
-        client = client_address(request.remote_addr, request.headers.get("X-Forwarded-For", ""))
-        if is_loopback(client):
+        if is_loopback(client_of(request)):
             return LOOPBACK
         raise OperatorRequired(["no operator token (a loopback client may look without one)"])
 
@@ -73,9 +83,7 @@ class Access:
         if not operator.admin:
             raise AdminRequired([f"operator {operator.name} is a viewer, not an admin"])
         if by_cookie:
-            if request.headers.get("Sec-Fetch-Site", "same-origin") not in (
-                    "same-origin", "none"):
-                raise AdminRequired(["a change from another site"])
+            refuse_cross_site(request, "a change")
             if not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(token)):
                 raise AdminRequired(["the form's CSRF token is missing or wrong: reload "
                                      "the page"])

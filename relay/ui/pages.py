@@ -22,11 +22,10 @@ from werkzeug.wrappers import Response as BaseResponse
 from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
 from relay.history.search import Query, search
 from relay.history.story import STATES
-from relay.http import client_address
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.ui.access import HEADERS, Access, csrf_token
+from relay.ui.access import HEADERS, Access, client_of, csrf_token
 from relay.ui.api import ID_RE, query_of
 from relay.ui.overview import Overview
 from relay.ui.signin import add_sign_in
@@ -103,10 +102,8 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         who = access.admin(request)
         letters = overview.dead_letters()
         done = letters.replay(dead_id) if verb == "replay" else letters.purge(dead_id)
-        client_at = client_address(request.remote_addr, request.headers.get("X-Forwarded-For",
-                                                                            ""))
         log.warning("dead letter %s: %s by operator %s from %s: %s", dead_id[:40], verb,
-                    who.name, client_at, done)
+                    who.name, client_of(request), done)
         return redirect("/ui/dead-letters?" + urlencode({"done": f"{dead_id[:40]}: {done}"}),
                         303)
 

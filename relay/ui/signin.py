@@ -10,9 +10,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from relay.errors import AdminRequired
-from relay.http import client_address
-from relay.ui.access import COOKIE, HEADERS, Access
+from relay.ui.access import COOKIE, HEADERS, Access, client_of, refuse_cross_site
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +23,12 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
     def sign_in() -> BaseResponse:
         if request.method == "GET":
             return sign_in_page(None, 200)
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            raise AdminRequired(["a sign-in from another site"])
+        refuse_cross_site(request, "a sign-in")
         token = request.form.get("token", "").strip()
         operator = access.find(token) if token else None
         if operator is None:
             return sign_in_page(["not a token of this relay's operators"], 401)
-        log.info("operator %s signed in from %s", operator.name,
-                 client_address(request.remote_addr, request.headers.get("X-Forwarded-For", "")))
+        log.info("operator %s signed in from %s", operator.name, client_of(request))
         answer = redirect("/ui/", 303)
         answer.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                           secure=request.is_secure
