@@ -47,6 +47,8 @@ def test_every_page_for_a_loopback_viewer(api) -> None:
     assert bad.status_code == 400 and b"state: want one of" in bad.data
     assert b"No dead letters" in api.get("/ui/dead-letters").data
     assert api.get("/ui/dead-letters/nope").status_code == 404
+    unknown = api.get("/ui/events/0123456789abcdef")
+    assert unknown.status_code == 404 and b"no event 0123456789abcdef" in unknown.data
     bare = api.get("/ui")  # relative: behind nginx the Host header has no port
     assert bare.status_code == 308 and bare.headers["Location"] == "/ui/"
     script = api.get("/ui/static/ui.js")

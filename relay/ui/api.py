@@ -61,6 +61,16 @@ def since(text: str, now: float) -> int | None:
     return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
+def one_story(client: redis.Redis, settings: Settings, event_id: str) -> dict[str, Any]:
+    """The story of event ``event_id`` as JSON; NotFound when the history has none."""
+    found = search(client, Names(settings.prefix), Query(event_id=event_id, limit=1)) \
+        if ID_RE.match(event_id) else []
+    if not found:
+        raise NotFound(f"no event {event_id[:40]} in the history (kept "
+                       f"{settings.history_days:g} days, RELAY_HISTORY_DAYS)")
+    return found[0].as_json(settings.key_names)
+
+
 def blueprint(settings: Settings, client: redis.Redis, access: Access) -> Blueprint:
     api = Blueprint("api", __name__, url_prefix="/api/v1")
     names = Names(settings.prefix)
@@ -76,11 +86,6 @@ def blueprint(settings: Settings, client: redis.Redis, access: Access) -> Bluepr
     @api.get("/events/<event_id>")
     def event(event_id: str) -> dict[str, Any]:
         access.viewer(request)
-        found = search(client, names, Query(event_id=event_id, limit=1)) \
-            if ID_RE.match(event_id) else []
-        if not found:
-            raise NotFound(f"no event {event_id[:40]} in the history (kept "
-                           f"{settings.history_days:g} days, RELAY_HISTORY_DAYS)")
-        return found[0].as_json(settings.key_names)
+        return one_story(client, settings, event_id)
 
     return api

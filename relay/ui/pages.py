@@ -20,13 +20,13 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
 from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
-from relay.history.search import Query, search
+from relay.history.search import search
 from relay.history.story import STATES
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.ui.access import HEADERS, Access, client_of, csrf_token
-from relay.ui.api import ID_RE, query_of
+from relay.ui.api import one_story, query_of
 from relay.ui.overview import Overview
 from relay.ui.signin import add_sign_in
 
@@ -64,10 +64,9 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         who = access.viewer(request)
         args = {k: v for k, v in request.args.items() if v}
         try:
-            query, problems = query_of(args), []
+            found, problems = search(client, names, query_of(args)), []
         except BadQuery as exc:
-            query, problems = Query(limit=50), exc.errors
-        found = [] if problems else search(client, names, query)
+            found, problems = [], exc.errors
         return page("events.html", who, 400 if problems else 200, args=args, states=STATES,
                     stories=[s.as_json(settings.key_names) for s in found], problems=problems,
                     refresh_s=SEARCH_REFRESH_S)
@@ -75,11 +74,7 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
     @ui.get("/events/<event_id>")
     def event(event_id: str) -> Response:
         who = access.viewer(request)
-        found = search(client, names, Query(event_id=event_id, limit=1)) \
-            if ID_RE.match(event_id) else []
-        if not found:
-            raise NotFound(f"no event {event_id[:40]} in the history")
-        return page("event.html", who, story=found[0].as_json(settings.key_names))
+        return page("event.html", who, story=one_story(client, settings, event_id))
 
     @ui.get("/dead-letters")
     def dead_letters() -> Response:
