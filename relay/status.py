@@ -92,6 +92,12 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     return rows
 
 
+def open_alarms(client: redis.Redis, names: Names) -> dict[str, dict[str, Any]]:
+    """The relay's open alarms (relay/housekeeping/selfcheck.py raises them): id to
+    {key, since, summary}."""
+    return {str(cid): json.loads(raw) for cid, raw in client.hgetall(names.alarms).items()}
+
+
 def _cell(row: dict[str, Any], name: str) -> str:
     if name == "routing_key":
         shown = f"{row['name']} {row[name]}" if row["name"] != row[name] else row[name]

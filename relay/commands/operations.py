@@ -14,7 +14,7 @@ from relay.keyring import forget
 from relay.names import Names
 from relay.settings import Settings
 from relay.startup import redis_memory_problems, removed_keys_left_something
-from relay.status import format_decisions, format_table, read_status
+from relay.status import format_decisions, format_table, open_alarms, read_status
 from relay.store import connect
 from relay.tally import read as read_decisions
 
@@ -42,7 +42,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
     while True:
         rows = read_status(client, names, settings)
         decisions = read_decisions(client, names.decisions)
-        alarms = {str(cid): json.loads(raw) for cid, raw in client.hgetall(names.alarms).items()}
+        alarms = open_alarms(client, names)
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
                               "alarms": alarms}, indent=2))

@@ -3,7 +3,6 @@ the routes' and sources' counts, the channels' queues, open alarms, dead letters
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import redis
@@ -13,7 +12,7 @@ from relay.deadletters import DeadLetters
 from relay.names import Names
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.status import read_status
+from relay.status import open_alarms, read_status
 from relay.store import connect
 from relay.tally import read as read_decisions
 
@@ -31,13 +30,11 @@ class Overview:
 
     def read(self) -> dict[str, Any]:
         names = self.names
-        alarms = {str(cid): json.loads(raw)
-                  for cid, raw in self.client.hgetall(names.alarms).items()}
         return {
             "keys": read_status(self.client, names, self.settings),
             **read_decisions(self.client, names.decisions),
             "channels": self.channels(),
-            "alarms": alarms,
+            "alarms": open_alarms(self.client, names),
             "dead_letters": int(self.client.zcard(names.dead_index)),
             "open_relay": self.settings.allow_anonymous,
         }
