@@ -94,6 +94,7 @@ operators:
     tokens: [secret]
   - name: y
     tokens: []
+    colour: red
 """)
     with pytest.raises(ConfigError) as found:
         load(path, ())
@@ -101,6 +102,7 @@ operators:
     assert "operators[0].role: want viewer or admin" in problems
     assert "operators[0].tokens[0]: want 'sha256:'" in problems
     assert "operators[1].tokens: want a list of token hashes" in problems
+    assert "operators[1].colour: unknown field (want name, role, tokens)" in problems
 
 
 def test_retention_and_the_cap_forget_stories(routed, fake) -> None:

@@ -18,6 +18,7 @@ from relay.errors import ConfigError
 from relay.keys import exposed
 from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
+from relay.routes.operators import FIELDS as OPERATOR_FIELDS
 from relay.routes.operators import Operator, hashes, operator
 from relay.routes.selfalert import SelfAlert, self_alert
 
@@ -172,7 +173,7 @@ class _Checker:
         return Source(name, key_hashes, matchers, heard) if name else None
 
     def operator_entry(self, at: str, entry: dict[str, Any]) -> Operator | None:
-        return operator(at, entry, self.fields(at, entry, set(entry)), self.problem)
+        return operator(at, entry, self.fields(at, entry, OPERATOR_FIELDS), self.problem)
 
     def channel_entry(self, at: str, entry: dict[str, Any]) -> Channel | None:
         name = self.fields(at, entry, set(entry))
