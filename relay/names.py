@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.severity import LEVELS
+
 # Events whose dedup_key starts with this get their outcome noted (``Names.outcome``) by
 # the worker that finishes them: test events, whose sender waits to hear what happened.
 NOTED_PREFIX = "pd-relay-send-test-"
@@ -17,8 +19,25 @@ class Names:
     prefix: str = "pdr"
 
     def queue(self, kid: str) -> str:
-        """List of accepted events waiting for delivery, oldest first."""
+        """List of accepted events as they arrived, oldest first: the key's worker sorts
+        them into its ``lanes`` (storm mode) or, with storm mode off, takes them from here."""
         return f"{self.prefix}:queue:{kid}"
+
+    def lanes(self, kid: str) -> tuple[str, ...]:
+        """Lists of sorted events waiting for delivery, one per severity, most urgent
+        first (``worker.lanes``); an empty string is a gap left where an event moved out."""
+        return tuple(f"{self.prefix}:queue:{kid}:{level}" for level in LEVELS)
+
+    def waiting(self, kid: str) -> tuple[str, ...]:
+        """Every list of the key's waiting events, about in the order they leave: the lanes
+        (gaps aside), then the arrival list."""
+        return (*self.lanes(kid), self.queue(kid))
+
+    def pending(self, kid: str) -> str:
+        """Hash: per incident sorted into the lanes (a digest of its dedup_key), its lane,
+        how many of its events are there, where its newest is, and its severity; and per
+        lane (``#0``..``#3``) how many entries left it (``worker.lanes``)."""
+        return f"{self.prefix}:pending:{kid}"
 
     def inflight(self, kid: str) -> str:
         """List holding the event being delivered; it is delivered first after a crash."""

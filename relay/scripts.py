@@ -16,7 +16,8 @@ import redis
 # later trigger of that incident that is sent takes it out.
 # One call carries the events of several requests (relay/commit.py): each request is
 # stored whole or not at all. A request that would take a key's queue over its caps
-# (events, or bytes: queued plus in flight, counted in the stats' `bytes`) or every
+# (events: arrived plus sorted into lanes, the stats' `laned`; or bytes: queued plus in
+# flight, counted in the stats' `bytes`) or every
 # key's queues over the total cap stores nothing and changes nothing; its events answer
 # 'full:<slot>' or 'total:<slot>' naming the key it would have overfilled.
 # An event that channels hear of (a notice: relay/channels/outbox.py) is also appended to
@@ -123,6 +124,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
   for slot = 1, n do
     if rqueued[slot] then
       length[slot] = length[slot] or redis.call('LLEN', KEYS[3 * slot - 2])
+        + tonumber(redis.call('HGET', KEYS[3 * slot - 1], 'laned') or '0')
       if length[slot] + #rqueued[slot] > most_events or bytes[slot] + radded[slot] > most_bytes then
         refused = 'full:' .. slot
         break
@@ -282,15 +284,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 """
 
-# Move the queue's head in flight without blocking (BLMOVE, which Redis refuses when full).
-# KEYS[1] queue, KEYS[2] inflight
-# Returns the event moved, or nil when the queue is empty.
-TAKE = """
-local raw = redis.call('LPOP', KEYS[1])
-if raw then redis.call('RPUSH', KEYS[2], raw) end
-return raw
-"""
-
 # Remove the given events from a key's queue (never the one in flight), each once,
 # keeping the rest in order; its queued bytes shrink by theirs.
 # KEYS[1] queue, KEYS[2] stats
@@ -354,7 +347,8 @@ return 1
 # Its first write (LPOP) frees memory, so it runs when Redis is full, and so may the rest.
 # The key's queued bytes shrink by the event's (and are reset once nothing is queued).
 # KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
-# KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash, KEYS[8] queue
+# KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash, KEYS[8] arrival queue
+# (with the stats' `laned`: whether anything waits)
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
 # ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record,
 # ARGV[6] accepted at (ms), ARGV[7] histogram bounds in ms, ascending, space-separated
@@ -365,6 +359,7 @@ if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[2])
 local left = redis.call('HINCRBY', KEYS[3], 'bytes', -#ARGV[2])
 local empty = redis.call('LLEN', KEYS[8]) == 0 and redis.call('LLEN', KEYS[2]) == 0
+  and tonumber(redis.call('HGET', KEYS[3], 'laned') or '0') == 0
 if left < 0 or (left > 0 and empty) then redis.call('HSET', KEYS[3], 'bytes', 0) end
 redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 local t = redis.call('TIME')
@@ -424,7 +419,6 @@ class Scripts:
         self.lease_acquire: Any = client.register_script(LEASE_ACQUIRE)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
         self.heartbeat: Any = client.register_script(HEARTBEAT)
-        self.take: Any = client.register_script(TAKE)
         self.purge: Any = client.register_script(PURGE)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)

@@ -18,6 +18,7 @@ from relay.keys import mask, read_keys
 from relay.severity import SeverityMap, parse_map
 
 LOG_FORMATS = ("text", "json")
+STORM_MODES = ("off", "backlog", "always")
 LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_ROUTES_FILE = Path("pd_routes.yml")
@@ -43,6 +44,8 @@ class Settings:
     retry_after_max_s: float = 300.0
     lease_ttl_s: float = 15.0
     incident_ttl_s: float = 7 * 86_400  # how long an incident's key is remembered
+    storm_mode: str = "backlog"  # off: arrival order; else severity order, repeats merged
+    storm_after_s: float = 30.0  # backlog mode merges once the oldest waits this long
     redis_timeout_s: float = 2.0
     max_body_bytes: int = 512_000
     queue_max_events: int = 100_000  # per key: about 14 hours at 120 a minute
@@ -233,6 +236,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float)),
     ("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float)),
     ("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float)),
+    ("RELAY_STORM_MODE", "storm_mode", _choice(STORM_MODES)),
+    ("RELAY_STORM_AFTER_S", "storm_after_s", _positive(float)),
     ("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float)),
     ("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int)),
     ("RELAY_QUEUE_MAX_EVENTS", "queue_max_events", _positive(int)),

@@ -2,7 +2,9 @@
 
 A stored event is compact JSON ``{"t": accepted_ms, "k": "alert"|"change", "e": event,
 "i": id}`` with the routing key taken out (the queue it sits in says which key it goes
-to); the id names its story (``relay.history``). Events stored before ids have none.
+to); the id names its story (``relay.history``). Events stored before ids have none. A
+trigger that replaced repeats waiting before it (storm mode, ``worker.lanes``) also has
+``"m": [how many it stands for, when the first was accepted]`` right after ``t``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Record:
     event: dict[str, Any]
     accepted_ms: int
     id: str = ""
+    repeats: int = 1  # how many triggers this one stands for (storm mode merges repeats)
+    first_ms: int = 0  # when the first of them was accepted (repeats > 1)
 
     @property
     def action(self) -> str:
@@ -39,7 +43,10 @@ class Record:
 
     def encode(self) -> str:
         """Compact JSON; ValueError for NaN or Infinity, which JSON cannot hold."""
-        fields: dict[str, Any] = {"t": self.accepted_ms, "k": self.kind, "e": self.event}
+        fields: dict[str, Any] = {"t": self.accepted_ms}
+        if self.repeats > 1:
+            fields["m"] = [self.repeats, self.first_ms]
+        fields.update(k=self.kind, e=self.event)
         if self.id:
             fields["i"] = self.id
         return json.dumps(
@@ -55,8 +62,9 @@ class Record:
         data = json.loads(raw)
         if data["k"] not in ("alert", "change") or not isinstance(data["e"], dict):
             raise ValueError("not a stored alert or change event")
+        repeats, first_ms = data.get("m", (1, 0))
         return cls(kind=data["k"], event=data["e"], accepted_ms=int(data["t"]),
-                   id=str(data.get("i", "")))
+                   id=str(data.get("i", "")), repeats=int(repeats), first_ms=int(first_ms))
 
 
 # What ENQUEUE stores of one event: route, stored event, notice, story's first step

@@ -1,10 +1,10 @@
 """The delivery loop of one worker pinned to one routing key.
 
-The lease holder moves the queue's head into the in-flight list (BLMOVE, a blocking
-wait), sends the in-flight list's head until PagerDuty gives a final answer, then drops
-it from in-flight. An event found in flight at start (a crashed worker's, or one a lapsed
-holder's late move put there) is sent first, so nothing is lost and a key's events leave
-in the order they were accepted.
+The lease holder moves the next event into the in-flight list (in a backlog, by severity:
+``worker.lanes``), sends the in-flight list's head until PagerDuty gives a final answer,
+then drops it from in-flight. An event found in flight at start (a crashed worker's, or
+one a lapsed holder's late move put there) is sent first, so nothing is lost and an
+incident's events leave in the order they were accepted.
 
 Fenced sends: before each attempt the worker renews its lease and starts the send only
 if the lease is then its own for longer than the send can take (connect + read timeout),
@@ -37,6 +37,7 @@ from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
+from worker.lanes import SORTED_PER_CALL, Lanes, outgoing
 from worker.lease import Lease
 from worker.pagerduty import PagerDuty, encode_body
 
@@ -75,6 +76,9 @@ class Worker:
         self.stats = names.stats(kid)
         self.kid = kid
         self.scripts = Scripts(client)
+        self.lanes = Lanes(client, names, kid, settings, self.label)
+        self.storm = settings.storm_mode != "off"
+        self.unsorted = 0
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
             names.recent(kid), names.latency(kid), self.queue,
@@ -139,8 +143,8 @@ class Worker:
     def step(self) -> bool:
         """Deliver the in-flight event or the next queued one; False when none came.
 
-        What is delivered is always the in-flight list's head, never what BLMOVE returned:
-        a lapsed holder's late move may have put an earlier event there first.
+        What is delivered is always the in-flight list's head, never what the take
+        returned: a lapsed holder's late move may have put an earlier event there first.
         """
         if self.client.lindex(self.inflight, 0) is None:
             if self._take() is None:
@@ -152,20 +156,24 @@ class Worker:
         return True
 
     def _take(self) -> str | None:
-        """Move the queue's head in flight, waiting up to ``block_s`` for one; when Redis
-        is full (it refuses BLMOVE), move it by script, without waiting."""
+        """Sort what arrived into the lanes and move the next event in flight
+        (``worker.lanes``); when nothing waits, wait up to ``block_s`` for an arrival (a
+        BLMOVE that moves the arrival list's head back to its head) and return None."""
+        while self.storm and self.unsorted > SORTED_PER_CALL and not self.stop.is_set():
+            self.unsorted = self.lanes.take(take=False)[0]  # a big arrival: sort it all
+        self.unsorted, raw = self.lanes.take()
+        if raw is not None:
+            return raw
         self.interruptible = True
         try:
-            moved = self.client.blmove(self.queue, self.inflight, self.block_s, "LEFT", "RIGHT")
-            return None if moved is None else str(moved)
-        except redis.exceptions.OutOfMemoryError:
+            self.client.blmove(self.queue, self.queue, self.block_s, "LEFT", "LEFT")
+            return None
+        except redis.exceptions.OutOfMemoryError:  # Redis is full: it refuses BLMOVE
             pass
         finally:
             self.interruptible = False
-        moved = self.scripts.take(keys=[self.queue, self.inflight])
-        if moved is None:
-            self.sleep(REDIS_RETRY_S)
-        return moved  # type: ignore[no-any-return]
+        self.sleep(REDIS_RETRY_S)
+        return None
 
     def deliver(self, raw: str) -> None:
         try:
@@ -174,7 +182,7 @@ class Worker:
             self._dead_letter(raw, None, Rejected(f"unreadable stored event: {exc}"))
             return
         try:
-            body = encode_body(record.event, self.routing_key)
+            body = encode_body(outgoing(record), self.routing_key)
         except (ValueError, TypeError, UnicodeEncodeError) as exc:
             self._dead_letter(raw, record, Rejected(f"cannot be sent as JSON: {exc}"))
             return

@@ -1,0 +1,232 @@
+"""Storm mode (worker/lanes.py) on fakeredis[lua]: the order events leave a key in, and
+how repeats are merged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from relay.keys import key_id
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import Record, now_ms
+from worker.lanes import Lanes, outgoing
+
+NAMES = Names()
+OLD = 1_000  # accepted long ago: a backlog old enough for merges in backlog mode
+
+
+def event(incident: str, action: str = "trigger", severity: str = "info",
+          n: int = 0) -> dict[str, Any]:
+    found: dict[str, Any] = {"event_action": action, "dedup_key": incident}
+    if action == "trigger":
+        found["payload"] = {"summary": f"{incident} #{n}", "source": "h", "severity": severity,
+                            "custom_details": {"n": n}}
+    return found
+
+
+class Key:
+    """One key's arrival list and lanes, taken from as its worker does."""
+
+    def __init__(self, settings: Settings, mode: str = "always", after_s: float = 30) -> None:
+        self.fake = fakeredis.FakeRedis(decode_responses=True)
+        self.settings = replace(settings, storm_mode=mode, storm_after_s=after_s)
+        self.kid = key_id(settings.routing_keys[0])
+        self.lanes = Lanes(self.fake, NAMES, self.kid, self.settings, "key-1")
+        self.count = 0
+
+    def arrive(self, *events: dict[str, Any], at: int = OLD) -> None:
+        for found in events:
+            raw = Record("alert", found, at + self.count, f"id{self.count}").encode()
+            self.fake.rpush(NAMES.queue(self.kid), raw)
+            self.fake.hincrby(NAMES.stats(self.kid), "bytes", len(raw))
+            self.count += 1
+
+    def take(self) -> Record | None:
+        """The next event, delivered at once (as FINISH does: in flight no more)."""
+        _, raw = self.lanes.take()
+        if raw is None:
+            return None
+        assert self.fake.lpop(NAMES.inflight(self.kid)) == raw
+        self.fake.hincrby(NAMES.stats(self.kid), "bytes", -len(raw))
+        return Record.decode(raw)
+
+    def drain(self) -> list[Record]:
+        taken = []
+        while (record := self.take()) is not None:
+            taken.append(record)
+        return taken
+
+    def stat(self, name: str) -> int:
+        return int(self.fake.hget(NAMES.stats(self.kid), name) or 0)
+
+
+def labels(records: list[Record]) -> list[str]:
+    return [f"{r.event['dedup_key']}:{r.action}" for r in records]
+
+
+def test_a_critical_trigger_overtakes_a_backlog_of_lesser_ones(settings) -> None:
+    key = Key(settings)
+    key.arrive(*[event(f"flap{n}", severity="warning" if n % 2 else "info") for n in range(6)],
+               event("db", severity="critical"), event("api", severity="error"))
+    assert labels(key.drain()) == [
+        "db:trigger", "api:trigger", "flap1:trigger", "flap3:trigger", "flap5:trigger",
+        "flap0:trigger", "flap2:trigger", "flap4:trigger"]
+
+
+def test_storm_mode_off_keeps_arrival_order(settings) -> None:
+    key = Key(settings, mode="off")
+    key.arrive(event("a"), event("a"), event("b", severity="critical"))
+    taken = key.drain()
+    assert labels(taken) == ["a:trigger", "a:trigger", "b:trigger"]
+    assert [r.repeats for r in taken] == [1, 1, 1] and key.stat("coalesced") == 0
+
+
+def test_an_incident_keeps_its_order_and_its_resolve_its_triggers_priority(settings) -> None:
+    """The incident's events stay in the lane its first waiting event chose; a resolve
+    arriving once its trigger left goes with the trigger's severity, before the noise."""
+    key = Key(settings, mode="off")  # no merging here: every event is seen
+    key.settings = replace(key.settings, storm_mode="backlog", storm_after_s=10**9)
+    key.lanes.settings = key.settings
+    key.arrive(event("noise1"), event("db", severity="critical"), event("noise2"))
+    assert labels([key.take()]) == ["db:trigger"]  # type: ignore[list-item]
+    key.arrive(event("db", "acknowledge"), event("db", "resolve"))
+    assert labels(key.drain()) == ["db:acknowledge", "db:resolve", "noise1:trigger",
+                                   "noise2:trigger"]
+
+
+def test_a_resolve_of_an_unknown_incident_goes_at_error_priority(settings) -> None:
+    key = Key(settings)
+    key.arrive(event("w", severity="warning"), event("gone", "resolve"),
+               event("e", severity="error"))
+    assert labels(key.drain()) == ["gone:resolve", "e:trigger", "w:trigger"]
+
+
+def test_waiting_repeats_merge_into_the_newest_with_their_count(settings) -> None:
+    key = Key(settings)
+    key.arrive(event("flap", n=1), event("other"), event("flap", n=2), event("flap", n=3))
+    first, other = key.drain()
+    assert labels([first, other]) == ["flap:trigger", "other:trigger"]
+    assert first.event["payload"]["custom_details"] == {"n": 3}
+    assert (first.repeats, first.first_ms, first.accepted_ms, first.id) == (3, OLD, OLD + 3, "id3")
+    sent = outgoing(first)["payload"]["custom_details"]
+    assert sent["n"] == 3 and sent["pd_relay"]["coalesced"] == 3
+    assert sent["pd_relay"]["first"] == "1970-01-01T00:00:01.000+00:00"
+    assert key.stat("coalesced") == 2
+    assert key.stat("bytes") == 0 and key.stat("laned") == 0
+    steps = [json.loads(entry["x"]) for _, entry in key.fake.xrange(NAMES.history)]
+    assert [(s["i"], s["into"]) for s in steps] == [("id0", "id2"), ("id2", "id3")]
+
+
+def test_no_merge_across_an_acknowledge_or_resolve(settings) -> None:
+    key = Key(settings)
+    key.arrive(event("x", n=1), event("x", "acknowledge"), event("x", n=2), event("x", n=3),
+               event("x", "resolve"), event("x", n=4))
+    taken = key.drain()
+    assert labels(taken) == ["x:trigger", "x:acknowledge", "x:trigger", "x:resolve",
+                             "x:trigger"]
+    assert [r.repeats for r in taken] == [1, 1, 2, 1, 1]
+
+
+def test_backlog_mode_merges_only_once_the_oldest_waits_long_enough(settings) -> None:
+    young = Key(settings, mode="backlog", after_s=30)
+    young.arrive(event("x", n=1), event("x", n=2), at=now_ms())
+    assert [r.repeats for r in young.drain()] == [1, 1]
+    old = Key(settings, mode="backlog", after_s=30)
+    old.arrive(event("x", n=1), event("x", n=2), at=now_ms() - 31_000)
+    assert [r.repeats for r in old.drain()] == [2]
+
+
+def test_a_repeat_that_grew_more_severe_moves_up_when_alone(settings) -> None:
+    key = Key(settings)
+    key.arrive(event("a"), event("x"), event("b"))
+    key.lanes.take(take=False)
+    key.arrive(event("x", severity="critical", n=9))
+    taken = key.drain()
+    assert labels(taken) == ["x:trigger", "a:trigger", "b:trigger"]
+    assert taken[0].repeats == 2 and taken[0].event["payload"]["severity"] == "critical"
+    assert key.stat("bytes") == 0 and key.stat("laned") == 0
+
+
+def test_a_change_event_or_an_unreadable_one_waits_in_the_info_lane(settings) -> None:
+    key = Key(settings)
+    key.fake.rpush(NAMES.queue(key.kid), "not json",
+                   Record("change", {"payload": {"summary": "deploy"}}, OLD).encode())
+    key.arrive(event("db", severity="critical"))
+    _, raw = key.lanes.take()
+    assert raw is not None and Record.decode(raw).event["dedup_key"] == "db"
+    assert key.fake.lrange(NAMES.lanes(key.kid)[3], 0, -1)[0] == "not json"
+
+
+def test_a_big_arrival_is_sorted_in_slices(settings) -> None:
+    key = Key(settings)
+    key.arrive(*[event(f"i{n}") for n in range(600)], event("db", severity="critical"))
+    unsorted, raw = key.lanes.take(take=False)
+    assert (unsorted, raw) == (101, None)
+    assert key.fake.llen(NAMES.lanes(key.kid)[3]) == 500
+    assert labels([key.take()]) == ["db:trigger"]  # type: ignore[list-item]
+
+
+# Each incident's events, in the order accepted: triggers, acknowledges and resolves at
+# random severities, arriving in random slices between takes.
+ACTIONS = st.sampled_from(["trigger", "trigger", "trigger", "acknowledge", "resolve"])
+STEPS = st.lists(st.one_of(
+    st.tuples(st.integers(0, 4), ACTIONS, st.sampled_from(["critical", "error", "warning",
+                                                          "info"])),
+    st.just("take")), max_size=60)
+
+
+@hypothesis_settings(max_examples=150, deadline=None,  # settings: frozen, read only
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, mode=st.sampled_from(["off", "always"]))
+def test_every_event_leaves_once_in_its_incidents_order(settings, steps, mode) -> None:
+    """Whatever arrives and whenever the worker takes: each incident's events leave in
+    the order accepted, each exactly once or merged into the next trigger of its incident
+    with no acknowledge or resolve between; the byte and event counts end at zero."""
+    key = Key(settings, mode=mode)
+    accepted: dict[str, list[tuple[int, str]]] = {}
+    taken: list[Record] = []
+    for step in steps + ["drain"]:
+        if step == "take":
+            record = key.take()
+            taken += [record] if record else []
+        elif step == "drain":
+            taken += key.drain()
+        else:
+            incident, action, severity = step
+            accepted.setdefault(f"i{incident}", []).append((key.count, action))
+            key.arrive(event(f"i{incident}", action, severity))
+    for incident, events in accepted.items():
+        sent = [(int(r.id[2:]), r.repeats) for r in taken if r.event["dedup_key"] == incident]
+        covered: list[int] = []
+        for number, repeats in sent:
+            at = [n for n, _ in events].index(number)
+            merged = events[at - repeats + 1: at + 1]
+            assert len(merged) == repeats
+            assert all(action == "trigger" for _, action in merged) or repeats == 1
+            covered += [n for n, _ in merged]
+        assert covered == [n for n, _ in events]  # in order, each once
+    if mode == "off":
+        assert all(r.repeats == 1 for r in taken)
+    assert key.stat("bytes") == 0 and key.stat("laned") == 0
+    assert not any(key.fake.llen(name) for name in NAMES.waiting(key.kid))
+
+
+@pytest.mark.parametrize("details, expected", [
+    (None, {}), ("text", {"details": "text"}), ({"a": 1}, {"a": 1})])
+def test_merged_details_keep_what_the_event_had(details, expected) -> None:
+    payload: dict[str, Any] = {"summary": "s", "source": "h", "severity": "info"}
+    if details is not None:
+        payload["custom_details"] = details
+    record = Record("alert", {"event_action": "trigger", "dedup_key": "d", "payload": payload},
+                    2000, "i", repeats=4, first_ms=1000)
+    sent = outgoing(record)["payload"]["custom_details"]
+    assert {k: v for k, v in sent.items() if k != "pd_relay"} == expected
+    assert sent["pd_relay"] == {"coalesced": 4, "first": "1970-01-01T00:00:01.000+00:00",
+                                "last": "1970-01-01T00:00:02.000+00:00"}
+    assert record.event["payload"] == payload  # the stored event is left as it was

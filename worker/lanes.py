@@ -1,0 +1,222 @@
+"""Storm mode: a key's worker sorts arrived events into lanes by severity, and merges
+repeated triggers that wait (docs/DESIGN.md, "Storm mode").
+
+The ingress appends every event to the key's arrival list (``Names.queue``), as before.
+Each time the worker takes an event, one script first moves what arrived into four lanes
+(critical, error, warning, info) and then moves the head of the most urgent non-empty lane
+in flight. An incident's events stay in one lane while any of them waits there (a hash,
+``Names.pending``, counts them), so they leave in the order they were accepted; a new
+incident starts in its trigger's lane, an acknowledge or resolve in the lane of its
+incident's most severe trigger. With no backlog the lanes are empty and nothing changes.
+
+A trigger whose incident's newest waiting event is a trigger replaces it where it
+stands (the newest payload, ``"m": [count, first accepted ms]`` in the stored event),
+never across an acknowledge or resolve; the replaced event's story says so. With storm
+mode off, events leave in arrival order (after any left in the lanes).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from relay.names import Names
+from relay.settings import Settings
+from relay.store import Record
+
+SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
+
+# Sort arrived events into the lanes, then move the most urgent lane's head in flight.
+# Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
+# KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
+# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream
+# ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
+# waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
+# to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories)
+# Returns {events still unsorted, the event moved in flight or false}.
+# A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
+# for none), the place counted from the lane's start, '#<lane>' entries it has lost.
+TAKE = """
+local arrival, inflight, pending, stats = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
+local mode, most = ARGV[1], tonumber(ARGV[3])
+local LEVEL = {critical = 0, error = 1, warning = 2, info = 3}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function lane(n) return KEYS[3 + n] end
+local function digest(text)  -- two 32-bit polynomial hashes: a pending field
+  local a, b = 0, 0
+  for i = 1, #text do
+    local c = string.byte(text, i)
+    a, b = (a * 31 + c) % 4294967291, (b * 37 + c) % 4294967279
+  end
+  return string.format('%08x%08x', a, b)
+end
+local function first_of(raw)  -- when the event, or the first it merged, was accepted
+  return tonumber(string.match(raw, '^{"t":%d+,"m":%[%d+,(%d+)%]')
+                  or string.match(raw, '^{"t":(%d+)'))
+end
+local function read(raw)  -- dedup_key, action, severity level and id of an alert
+  local ok, record = pcall(cjson.decode, raw)
+  if not ok or type(record) ~= 'table' or record.k ~= 'alert' or type(record.e) ~= 'table'
+      or type(record.e.dedup_key) ~= 'string' then return nil end
+  local payload = type(record.e.payload) == 'table' and record.e.payload or {}
+  local id = type(record.i) == 'string' and record.i or ''
+  return record.e.dedup_key, record.e.event_action, LEVEL[payload.severity] or 3, id
+end
+local function entry_of(field)
+  local v = redis.call('HGET', pending, field)
+  if not v then return {count = 0, last = now} end
+  local l, c, place, kind, sev = string.match(v, '^(%S+) (%d+) (%S+) (%S) (%S) %d+$')
+  return {lane = tonumber(l), count = tonumber(c), place = tonumber(place), kind = kind,
+          sev = tonumber(sev)}
+end
+local function save(field, e)
+  redis.call('HSET', pending, field, table.concat({e.lane or '-', e.count, e.place or '-',
+             e.kind or '-', e.sev or '-', now}, ' '))
+end
+local function lost(n) return tonumber(redis.call('HGET', pending, '#' .. n) or '0') end
+local function push(n, raw)  -- the place of the event appended to lane n
+  local length = redis.call('RPUSH', lane(n), raw)
+  redis.call('HINCRBY', stats, 'laned', 1)
+  return lost(n) + length - 1
+end
+local function merge(old, new)  -- the newest event, counting the repeats it replaces
+  local count = tonumber(string.match(old, '^{"t":%d+,"m":%[(%d+),') or '1')
+  local stamp, rest = string.match(new, '^{"t":(%d+),(.*)$')
+  if not stamp or string.sub(rest, 1, 4) == '"m":' then return nil end
+  return '{"t":' .. stamp .. ',"m":[' .. (count + 1) .. ',' .. first_of(old) .. '],' .. rest
+end
+local function story(id, dedup_key, into)
+  if id == '' or ARGV[5] == '0' then return end
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[5], '*', 's', 'coalesced', 'k', 0, 'x',
+             cjson.encode({i = id, d = dedup_key, a = 'trigger', k = ARGV[6], into = into}))
+end
+local function coalesce(e, raw, level, dedup_key, id)  -- true when raw replaced its repeat
+  local at = e.place - lost(e.lane)
+  local old = at >= 0 and redis.call('LINDEX', lane(e.lane), at)
+  if not old then return false end
+  local odk, oaction, _, oid = read(old)
+  local merged = odk == dedup_key and oaction == 'trigger' and merge(old, raw)
+  if not merged then return false end
+  if e.count == 1 and level < e.lane then  -- alone and more urgent now: it moves up
+    redis.call('LSET', lane(e.lane), at, '')
+    e.lane = level
+    e.place = lost(level) + redis.call('RPUSH', lane(level), merged) - 1
+  else
+    redis.call('LSET', lane(e.lane), at, merged)
+  end
+  redis.call('HINCRBY', stats, 'bytes', #merged - #old - #raw)
+  redis.call('HINCRBY', stats, 'coalesced', 1)
+  story(oid, dedup_key, id)
+  return true
+end
+local function place(raw, merging)
+  local dedup_key, action, level, id = read(raw)
+  if not dedup_key then push(3, raw); return end
+  local field = digest(dedup_key)
+  local e = entry_of(field)
+  if action == 'trigger' then e.sev = math.min(e.sev or 3, level) end
+  if e.count > 0 and merging and action == 'trigger' and e.kind == 't'
+      and coalesce(e, raw, level, dedup_key, id) then
+    save(field, e)
+    return
+  end
+  if e.count == 0 then e.lane = action == 'trigger' and level or e.sev or 1 end
+  e.place, e.count = push(e.lane, raw), e.count + 1
+  e.kind = action == 'trigger' and 't' or 'o'
+  save(field, e)
+end
+local function left(raw)  -- raw left the lanes: its incident has one fewer waiting
+  local dedup_key, action = read(raw)
+  if not dedup_key then return end
+  local field = digest(dedup_key)
+  local e = entry_of(field)
+  if e.count == 0 then return end
+  e.count = e.count - 1
+  if e.count == 0 and action == 'resolve' then
+    redis.call('HDEL', pending, field)
+    return
+  end
+  if e.count == 0 then e.lane, e.place, e.kind = nil, nil, nil end
+  save(field, e)
+end
+if mode ~= 'off' then
+  local merging = mode == 'always'
+  if mode == 'backlog' then
+    local oldest = now
+    for _, name in ipairs({arrival, lane(0), lane(1), lane(2), lane(3)}) do
+      local head = redis.call('LINDEX', name, 0)
+      if head and head ~= '' then oldest = math.min(oldest, first_of(head) or now) end
+    end
+    merging = now - oldest >= tonumber(ARGV[2])
+  end
+  for _ = 1, most do
+    local raw = redis.call('LPOP', arrival)
+    if not raw then break end
+    place(raw, merging)
+  end
+end
+local unsorted = redis.call('LLEN', arrival)
+if ARGV[4] ~= '1' then return {unsorted, false} end
+for n = 0, 3 do
+  while true do
+    local raw = redis.call('LPOP', lane(n))
+    if not raw then break end
+    redis.call('HINCRBY', pending, '#' .. n, 1)
+    if raw ~= '' then
+      redis.call('HINCRBY', stats, 'laned', -1)
+      left(raw)
+      redis.call('RPUSH', inflight, raw)
+      return {unsorted, raw}
+    end
+  end
+end
+local raw = redis.call('LPOP', arrival)
+if raw then
+  redis.call('RPUSH', inflight, raw)
+  return {unsorted - 1, raw}
+end
+return {0, false}
+"""
+
+
+class Lanes:
+    """The TAKE script for one key, with its settings."""
+
+    def __init__(self, client: redis.Redis, names: Names, kid: str, settings: Settings,
+                 label: str) -> None:
+        self.script: Any = client.register_script(TAKE)
+        self.keys = [names.queue(kid), names.inflight(kid), *names.lanes(kid),
+                     names.pending(kid), names.stats(kid), names.history]
+        self.settings = settings
+        self.label = label
+
+    def take(self, take: bool = True) -> tuple[int, str | None]:
+        """Sort what arrived (at most ``SORTED_PER_CALL``), then, when ``take``, move the
+        next event in flight: (how many are still unsorted, the event or None)."""
+        unsorted, raw = self.script(keys=self.keys, args=[
+            self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
+            SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label])
+        return int(unsorted), (str(raw) if raw else None)
+
+
+def outgoing(record: Record) -> dict[str, Any]:
+    """The event to send: a trigger that replaced repeats says so in its custom_details
+    (``pd_relay``: how many it stands for, when the first and the last were accepted)."""
+    if record.repeats <= 1:
+        return record.event
+    payload = record.event.get("payload")
+    if not isinstance(payload, dict):
+        return record.event
+    details = payload.get("custom_details")
+    details = dict(details) if isinstance(details, dict) else (
+        {} if details is None else {"details": details})
+    details["pd_relay"] = {"coalesced": record.repeats, "first": _iso(record.first_ms),
+                           "last": _iso(record.accepted_ms)}
+    return dict(record.event, payload=dict(payload, custom_details=details))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
