@@ -20,7 +20,7 @@ import redis
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import now_ms
+from relay.store import is_gap, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,17 @@ def removed_keys(client: redis.Redis, names: Names, settings: Settings) -> list[
 
 
 def _leftovers(client: redis.Redis, names: Names, labels: dict[str, str]) -> list[Leftover]:
+    width = len(names.waiting("")) + 2
     with client.pipeline(transaction=False) as pipe:
         for kid in labels:
-            pipe.llen(names.queue(kid))
+            for name in names.waiting(kid):
+                pipe.llen(name)
             pipe.llen(names.inflight(kid))
             pipe.zcard(names.incidents(kid))
         counts = pipe.execute()
     return [
-        Leftover(kid, label, *counts[3 * n: 3 * n + 3])
+        Leftover(kid, label, sum(counts[width * n: width * n + width - 2]),
+                 *counts[width * n + width - 2: width * n + width])
         for n, (kid, label) in enumerate(labels.items())
     ]
 
@@ -98,12 +101,12 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
         while True:
             try:
                 pipe.watch(  # type: ignore[no-untyped-call]
-                    names.queue(kid), names.inflight(kid), names.known_keys)
+                    *names.waiting(kid), names.inflight(kid), names.known_keys)
                 label = pipe.hget(names.known_keys, kid)
                 if label is None:
                     raise ValueError(f"no removed key with id {kid} (see `pd-relay status`)")
-                raws = pipe.lrange(names.inflight(kid), 0, -1) + pipe.lrange(
-                    names.queue(kid), 0, -1)
+                raws = [raw for name in (names.inflight(kid), *names.waiting(kid))
+                        for raw in pipe.lrange(name, 0, -1) if not is_gap(raw)]
                 pipe.multi()
                 at = now_ms()
                 for n, raw in enumerate(raws):  # ids sort in queue order (one time)
@@ -115,7 +118,9 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
                     }))
                     pipe.zadd(names.dead_index, {dead_id: at})
                 pipe.hincrby(names.stats(kid), "dead_letters", len(raws))
-                pipe.delete(names.queue(kid), names.inflight(kid), names.incidents(kid))
+                pipe.delete(*names.waiting(kid), names.inflight(kid), names.incidents(kid),
+                            names.pending(kid))
+                pipe.hdel(names.stats(kid), "laned")
                 pipe.hdel(names.known_keys, kid)
                 pipe.execute()
                 log.warning("forgot removed key %s: %d event(s) moved to the dead letters",

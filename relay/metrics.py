@@ -41,6 +41,8 @@ FIGURES = {
     "purged": "Queued events removed by pd-relay queue purge",
     "dead_letters": "Dead letters now stored",
     "oldest_age_seconds": "Age of the oldest queued event",
+    "oldest_critical_age_seconds": "Age of the oldest critical event waiting (storm mode)",
+    "coalesced": "Waiting repeated triggers merged into a newer one (storm mode)",
     "delivered_last_min": "Events delivered in the last 60 seconds",
     "workers": "Workers whose last heartbeat is within their lease TTL",
     "rate_limit": "Sends allowed per rate window now (lower while PagerDuty throttles)",
@@ -97,6 +99,12 @@ class _QueueCollector(Collector):
             for row in rows:
                 family.add_metric([str(row["name"])], float(row[figure] or 0))
             yield family
+        lanes = GaugeMetricFamily("pd_relay_queued_by_severity", "Events sorted into each "
+                                  "severity's lane (storm mode)", labels=["key", "severity"])
+        for row in rows:
+            for severity, count in row["queued_by_severity"].items():
+                lanes.add_metric([str(row["name"]), severity], float(count))
+        yield lanes
         latency = HistogramMetricFamily(
             "pd_relay_delivery_latency_seconds", "From 202 at ingress to PagerDuty's 2xx",
             labels=["key"],

@@ -26,7 +26,7 @@ from relay.names import Names
 from relay.routes.matchers import Matcher, parse
 from relay.scripts import Scripts
 from relay.settings import Settings
-from relay.store import Record, connect
+from relay.store import Record, connect, is_gap
 
 log = logging.getLogger(__name__)
 CHUNK = 1000  # events read from the queue per round trip
@@ -66,29 +66,34 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     names = Names(settings.prefix)
     kid, label = key_id(key), settings.name_of(key)
     if args.action == "show":
-        shown = 0
-        for raw in _queued(client, names.queue(kid)):
+        shown = total = 0
+        for _, raw in _queued(client, names, kid):
+            total += 1
             if shown < args.limit and _matches(raw, matchers):
                 print(_line(raw))
                 shown += 1
-        print(f"{shown} shown of {client.llen(names.queue(kid))} queued for key {label}")
+        print(f"{shown} shown of {total} queued for key {label}")
         return 0
     if not matchers and not args.all:
         print("pd-relay: say which events: --match MATCHER (repeatable), or --all",
               file=sys.stderr)
         return 2
-    doomed = [raw for raw in _queued(client, names.queue(kid)) if _matches(raw, matchers)]
+    doomed = [(name, raw) for name, raw in _queued(client, names, kid)
+              if _matches(raw, matchers)]
     what = " ".join(str(m) for m in matchers) or "every event"
     if not args.yes:
-        for raw in doomed[:SHOWN]:
+        for _, raw in doomed[:SHOWN]:
             print(_line(raw))
         print(f"would remove {len(doomed)} queued event(s) of key {label} matching "
               f"{printable(what, 500)}: run again with --yes to remove them")
         return 0
     removed, purge = 0, Scripts(client).purge
-    for start in range(0, len(doomed), CHUNK * 10):
-        removed += int(purge(keys=[names.queue(kid), names.stats(kid)],
-                             args=doomed[start:start + CHUNK * 10]))
+    for name in names.waiting(kid):
+        raws = [raw for where, raw in doomed if where == name]
+        kind = "arrival" if name == names.queue(kid) else "lane"
+        for start in range(0, len(raws), CHUNK * 10):
+            removed += int(purge(keys=[name, names.stats(kid)],
+                                 args=[kind, *raws[start:start + CHUNK * 10]]))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
                 printable(what, 500), getpass.getuser(), socket.gethostname())
     print(f"removed {removed} queued event(s) of key {label}"
@@ -105,13 +110,15 @@ def _key(settings: Settings, given: str) -> str | None:
     return None
 
 
-def _queued(client: redis.Redis, queue: str) -> Iterator[str]:
-    """The queue's events, oldest first, read in chunks (it changes meanwhile: an event
-    may be missed or seen twice; the purge script removes what is still there)."""
-    start = 0
-    while chunk := client.lrange(queue, start, start + CHUNK - 1):
-        yield from (str(raw) for raw in chunk)
-        start += CHUNK
+def _queued(client: redis.Redis, names: Names, kid: str) -> Iterator[tuple[str, str]]:
+    """The key's waiting events about in the order they leave (the lanes, then what has
+    not been sorted yet), each with its list, read in chunks (they change meanwhile: an
+    event may be missed or seen twice; the purge script removes what is still there)."""
+    for name in names.waiting(kid):
+        start = 0
+        while chunk := client.lrange(name, start, start + CHUNK - 1):
+            yield from ((name, str(raw)) for raw in chunk if not is_gap(str(raw)))
+            start += CHUNK
 
 
 def _matches(raw: str, matchers: list[Matcher]) -> bool:

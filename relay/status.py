@@ -14,20 +14,26 @@ from relay.logs import printable
 from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
+from relay.severity import LEVELS
+from relay.store import Record
 
-COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "dead_letters")
+COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "coalesced",
+            "dead_letters")
 SUMMED = ("queued", "in_flight", "open_incidents", "delivered_last_min", *COUNTERS)
 COLUMNS = (
     ("routing_key", "KEY"),
     ("queued", "QUEUED"),
     ("queued_mb", "MB"),
     ("oldest_age_seconds", "OLDEST(s)"),
+    ("by_severity", "C/E/W/I"),
+    ("oldest_critical_age_seconds", "CRIT(s)"),
     ("in_flight", "IN FLIGHT"),
     ("open_incidents", "OPEN"),
     ("delivered", "DELIVERED"),
     ("delivered_last_min", "LAST MIN"),
     ("retried", "RETRIED"),
     ("throttled", "429s"),
+    ("coalesced", "MERGED"),
     ("rate_limit", "LIMIT"),
     ("dead_letters", "DEAD"),
     ("workers", "WORKERS"),
@@ -39,7 +45,8 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     """One row per configured key, then one per key removed from the keys file that the
     relay served before (``state`` says which: active, draining or removed), read in two
     round trips. ``rate_limit`` is the key's send limit per window now: below the
-    configured one while PagerDuty throttles."""
+    configured one while PagerDuty throttles. ``queued_by_severity`` counts the events
+    sorted into each lane (storm mode), ``unsorted`` those not yet sorted."""
     known = known_keys(client, names)
     entries = [
         (key_id(key), f"{settings.name_of(key)} {mask(key)}",
@@ -52,9 +59,10 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     rate_limit = Scripts(client).rate_limit
     with client.pipeline(transaction=False) as pipe:
         for kid, _, _ in entries:
-            pipe.llen(names.queue(kid))
+            for name in names.waiting(kid):
+                pipe.llen(name)
+                pipe.lindex(name, 0)
             pipe.llen(names.inflight(kid))
-            pipe.lindex(names.queue(kid), 0)
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now, "+inf")  # heartbeats not yet lapsed
             pipe.zcount(names.recent(kid), now - 60_000, "+inf")
@@ -63,18 +71,25 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()
     rows = []
+    width = 2 * len(LEVELS) + 8
     for index, (_, label, state) in enumerate(entries):
-        reply = replies[index * 8 : index * 8 + 8]
-        queued, in_flight, oldest, stats, workers, recent, incidents, limit = reply
-        age = max(0.0, (now - json.loads(oldest)["t"]) / 1000) if oldest else 0.0
+        reply = replies[index * width: (index + 1) * width]
+        lengths, heads = reply[0:10:2], [_first_ms(head) for head in reply[1:10:2]]
+        in_flight, stats, workers, recent, incidents, limit = reply[10:]
+        waited = [now - head for head in heads if head is not None]
+        age = max(0.0, max(waited) / 1000) if waited else 0.0
+        critical = max(0.0, (now - heads[0]) / 1000) if heads[0] is not None else 0.0
         name, _, masked = label.rpartition(" ")
         row: dict[str, Any] = {
             "name": name or masked,
             "routing_key": masked,
             "key_id": entries[index][0],
             "state": state,
-            "queued": queued,
+            "queued": lengths[-1] + max(0, int(stats.get("laned", 0))),
+            "unsorted": lengths[-1],
+            "queued_by_severity": dict(zip(LEVELS, lengths, strict=False)),
             "oldest_age_seconds": round(age, 1),
+            "oldest_critical_age_seconds": round(critical, 1),
             "in_flight": in_flight,
             "open_incidents": incidents,
             "workers": workers,
@@ -83,6 +98,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
             "rate_limit": int(limit),
         }
         row.update({name: int(stats.get(name, 0)) for name in COUNTERS})
+        row["by_severity"] = "/".join(str(n) for n in lengths[:-1])
         row["queued_bytes"] = max(0, int(stats.get("bytes", 0)))  # and in flight (the cap's)
         row["queued_mb"] = round(row["queued_bytes"] / 2**20, 1)
         row["last_error"] = stats.get("last_error", "")
@@ -90,6 +106,16 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
         row["key_blocked"] = int(bool(row["blocked"]))
         rows.append(row)
     return rows
+
+
+def _first_ms(raw: str | None) -> int | None:
+    """When a waiting event (or the first of the repeats it stands for) was accepted;
+    None for none, a gap or an unreadable one."""
+    try:
+        record = Record.decode(raw) if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None if record is None else (record.first_ms or record.accepted_ms)
 
 
 def open_alarms(client: redis.Redis, names: Names) -> dict[str, dict[str, Any]]:

@@ -5,6 +5,11 @@ A stored event is compact JSON ``{"t": accepted_ms, "k": "alert"|"change", "e": 
 to); the id names its story (``relay.history``). Events stored before ids have none. A
 trigger that replaced repeats waiting before it (storm mode, ``worker.lanes``) also has
 ``"m": [how many it stands for, when the first was accepted]`` right after ``t``.
+
+A key's lanes (storm mode) may hold gaps where an event left out of turn: an empty
+string where a merged event moved to a more urgent lane, or ``~`` and the event's
+dedup_key and action (``{"k":"alert","e":{...}}``) where one was purged (its worker then
+counts it as gone from its incident). Nothing reads a gap as an event.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class Full:
 
     slot: int
     total: bool
+
+
+def is_gap(raw: str) -> bool:
+    """Whether a lane's entry is a gap rather than an event (see above)."""
+    return raw == "" or raw.startswith("~")
 
 
 def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> redis.Redis:

@@ -161,6 +161,8 @@ def test_a_change_event_or_an_unreadable_one_waits_in_the_info_lane(settings) ->
     _, raw = key.lanes.take()
     assert raw is not None and Record.decode(raw).event["dedup_key"] == "db"
     assert key.fake.lrange(NAMES.lanes(key.kid)[3], 0, -1)[0] == "not json"
+    assert key.fake.lpop(NAMES.inflight(key.kid)) == raw
+    assert [key.lanes.take()[1] for _ in range(2)][0] == "not json"  # sent, dead-lettered
 
 
 def test_a_big_arrival_is_sorted_in_slices(settings) -> None:

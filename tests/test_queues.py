@@ -90,3 +90,35 @@ def test_show_lists_matching_events_escaped(run, fake, settings) -> None:
     assert code == 0 and "1 shown of 1 queued for key key-2" in out
     assert "\x1b" not in out and "forged\\n2026" in out
 
+
+
+def test_purge_reaches_events_sorted_into_lanes_and_leaves_gaps(run, fake, settings) -> None:
+    """Storm mode: the worker sorted part of the queue into lanes. The purge takes junk
+    out of the lanes too, leaving gaps that keep the worker's places right; the worker
+    then skips the gaps and its record of each junk incident ends empty."""
+    from worker.lanes import Lanes
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    order = fill(fake, key)
+    fake.delete(NAMES.inflight(kid))
+    lanes = Lanes(fake, NAMES, kid, settings, "key-1")
+    lanes.take(take=False)  # all sorted: pages in the critical lane, junk in the info one
+    fake.rpush(NAMES.queue(kid), Record("alert", trigger(dedup_key="junk-late"), 2000).encode())
+    info = NAMES.lanes(kid)[3]
+    assert fake.llen(info) == 20 and fake.hget(NAMES.stats(kid), "laned") == "30"
+
+    code, out, _ = run("purge", "key-1", "--match", 'severity="info"', "--yes")
+    assert code == 0 and "removed 20 queued event(s)" in out
+    assert fake.llen(info) == 20  # gaps where they stood
+    assert all(raw.startswith("~") for raw in fake.lrange(info, 0, -1))
+    assert fake.hget(NAMES.stats(kid), "laned") == "10"
+    assert dedup_keys(fake, NAMES.queue(kid)) == ["junk-late"]  # critical: kept
+    sent = []
+    while (raw := lanes.take()[1]) is not None:
+        sent.append(Record.decode(raw).event["dedup_key"])
+        fake.lpop(NAMES.inflight(kid))
+    assert sent == [d for d in order if d.startswith("page")] + ["junk-late"]
+    assert not any(entry.split()[1] != "0" for field, entry in
+                   fake.hgetall(NAMES.pending(kid)).items() if not field.startswith("#"))
+    assert fake.hget(NAMES.stats(kid), "laned") == "0"

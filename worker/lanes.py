@@ -35,7 +35,8 @@ SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Re
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories)
-# Returns {events still unsorted, the event moved in flight or false}.
+# Returns {events still unsorted, the event moved in flight or false}. Gaps in a lane
+# (relay/store.py) are skipped; a purged event's gap counts it gone from its incident.
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
 TAKE = """
@@ -165,7 +166,9 @@ for n = 0, 3 do
     local raw = redis.call('LPOP', lane(n))
     if not raw then break end
     redis.call('HINCRBY', pending, '#' .. n, 1)
-    if raw ~= '' then
+    local mark = string.sub(raw, 1, 1)
+    if mark == '~' then left(string.sub(raw, 2)) end  -- a purged event's gap
+    if raw ~= '' and mark ~= '~' then
       redis.call('HINCRBY', stats, 'laned', -1)
       left(raw)
       redis.call('RPUSH', inflight, raw)
