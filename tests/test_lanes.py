@@ -232,3 +232,15 @@ def test_merged_details_keep_what_the_event_had(details, expected) -> None:
     assert sent["pd_relay"] == {"coalesced": 4, "first": "1970-01-01T00:00:01.000+00:00",
                                 "last": "1970-01-01T00:00:02.000+00:00"}
     assert record.event["payload"] == payload  # the stored event is left as it was
+
+
+def test_idle_incidents_are_forgotten_but_not_those_with_events_waiting(settings) -> None:
+    key = Key(settings)
+    key.arrive(event("done", severity="critical"), event("waits"))
+    assert labels([key.take()]) == ["done:trigger"]  # type: ignore[list-item]
+    pending = NAMES.pending(key.kid)
+    assert key.lanes.prune(now_ms() - 60_000) == 0  # both were seen just now
+    assert key.lanes.prune(now_ms() + 1) == 1  # "done" has nothing waiting: forgotten
+    assert [entry.split()[1] for field, entry in key.fake.hgetall(pending).items()
+            if not field.startswith("#")] == ["1"]
+    assert labels(key.drain()) == ["waits:trigger"]

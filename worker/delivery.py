@@ -20,6 +20,7 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,6 +80,8 @@ class Worker:
         self.lanes = Lanes(client, names, kid, settings, self.label)
         self.storm = settings.storm_mode != "off"
         self.unsorted = 0
+        self.incident_ttl_ms = int(settings.incident_ttl_s * 1000)
+        self.prune_every_s, self.pruned_at = settings.retention_s, -math.inf
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
             names.recent(kid), names.latency(kid), self.queue,
@@ -127,6 +130,7 @@ class Worker:
             while not self.stop.is_set():
                 try:
                     if self.lease.acquire():
+                        self._prune()
                         self.step()
                     else:
                         self.sleep(self.block_s / 2)
@@ -154,6 +158,14 @@ class Worker:
             raise LeaseLost("the in-flight event was taken care of by another worker")
         self.deliver(str(raw))
         return True
+
+    def _prune(self) -> None:
+        """Every ``RELAY_RETENTION_S``, forget the lanes' idle incidents (worker.lanes)."""
+        if time.monotonic() - self.pruned_at >= self.prune_every_s:
+            self.pruned_at = time.monotonic()
+            gone = self.lanes.prune(now_ms() - self.incident_ttl_ms)
+            if gone:
+                log.info("key %s: %d idle incident(s) forgotten by the lanes", self.label, gone)
 
     def _take(self) -> str | None:
         """Sort what arrived into the lanes and move the next event in flight

@@ -184,6 +184,22 @@ end
 return {0, false}
 """
 
+# Forget the pending entries of incidents with nothing waiting and no event since ARGV[1]
+# (their severity is kept for their acknowledge and resolve until then).
+# KEYS[1] pending hash; ARGV[1] ms, ARGV[2..] the fields to look at
+# Returns how many were forgotten.
+PRUNE = """
+local gone = 0
+for i = 2, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  local count, last = string.match(v or '', '^%S+ (%d+) %S+ %S %S (%d+)$')
+  if count == '0' and tonumber(last) < tonumber(ARGV[1]) then
+    gone = gone + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return gone
+"""
+
 
 class Lanes:
     """The TAKE script for one key, with its settings."""
@@ -191,6 +207,8 @@ class Lanes:
     def __init__(self, client: redis.Redis, names: Names, kid: str, settings: Settings,
                  label: str) -> None:
         self.script: Any = client.register_script(TAKE)
+        self.prune_script: Any = client.register_script(PRUNE)
+        self.client = client
         self.keys = [names.queue(kid), names.inflight(kid), *names.lanes(kid),
                      names.pending(kid), names.stats(kid), names.history]
         self.settings = settings
@@ -203,6 +221,19 @@ class Lanes:
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
             SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label])
         return int(unsorted), (str(raw) if raw else None)
+
+    def prune(self, before_ms: int) -> int:
+        """Forget incidents with nothing waiting and no event since ``before_ms``."""
+        gone, batch = 0, []
+        for field, _ in self.client.hscan_iter(self.keys[6], count=1000):
+            if not str(field).startswith("#"):
+                batch.append(field)
+            if len(batch) >= 1000:
+                gone += int(self.prune_script(keys=self.keys[6:7], args=[before_ms, *batch]))
+                batch = []
+        if batch:
+            gone += int(self.prune_script(keys=self.keys[6:7], args=[before_ms, *batch]))
+        return gone
 
 
 def outgoing(record: Record) -> dict[str, Any]:
