@@ -106,7 +106,7 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
                 if label is None:
                     raise ValueError(f"no removed key with id {kid} (see `pd-relay status`)")
                 raws = [raw for name in (names.inflight(kid), *names.waiting(kid))
-                        for raw in pipe.lrange(name, 0, -1) if not is_gap(raw)]
+                        for raw in pipe.lrange(name, 0, -1) if not is_gap(str(raw))]
                 pipe.multi()
                 at = now_ms()
                 for n, raw in enumerate(raws):  # ids sort in queue order (one time)

@@ -98,20 +98,23 @@ def play(url: str, timed: list[tuple[float, dict[str, Any]]]) -> tuple[Sent, flo
 
 
 def backlog(stack: Stack) -> int:
-    """Events queued and in flight on every key."""
+    """Events queued (gaps in lanes too) and in flight on every key."""
     names, client = Names("pdr"), stack.redis.client()
     with client.pipeline(transaction=False) as pipe:
         for key in stack.keys:
-            pipe.llen(names.queue(key_id(key)))
-            pipe.llen(names.inflight(key_id(key)))
+            for name in (*names.waiting(key_id(key)), names.inflight(key_id(key))):
+                pipe.llen(name)
         return sum(pipe.execute())
 
 
 def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = None,
         **env: Any) -> dict[str, Any]:
-    """One storm on a fresh stack (``env``: the relay's settings, storm mode among them);
-    ``fault`` is done to the stack halfway through the storm (the drill's)."""
+    """One storm on a fresh stack (``env``: the relay's settings, storm mode among them,
+    its times in PagerDuty's seconds: scaled here); ``fault`` is done to the stack halfway
+    through the storm (the drill's)."""
     window_s = 60 / scale
+    if "RELAY_STORM_AFTER_S" in env:
+        env["RELAY_STORM_AFTER_S"] = float(env["RELAY_STORM_AFTER_S"]) / scale
     stack = Stack(workdir, keys=KEYS, RELAY_RATE_PER_MIN=LIMIT, RELAY_RATE_WINDOW_S=window_s,
                   RELAY_LOG_LEVEL="WARNING", **env)
     try:

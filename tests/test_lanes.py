@@ -9,7 +9,9 @@ from typing import Any
 
 import fakeredis
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from relay.keys import key_id
 from relay.names import Names
@@ -116,7 +118,7 @@ def test_waiting_repeats_merge_into_the_newest_with_their_count(settings) -> Non
     assert (first.repeats, first.first_ms, first.accepted_ms, first.id) == (3, OLD, OLD + 3, "id3")
     sent = outgoing(first)["payload"]["custom_details"]
     assert sent["n"] == 3 and sent["pd_relay"]["coalesced"] == 3
-    assert sent["pd_relay"]["first"] == "1970-01-01T00:00:01.000+00:00"
+    assert sent["pd_relay"]["first"] == "1970-01-01T00:00:01.000Z"
     assert key.stat("coalesced") == 2
     assert key.stat("bytes") == 0 and key.stat("laned") == 0
     steps = [json.loads(entry["x"]) for _, entry in key.fake.xrange(NAMES.history)]
@@ -229,8 +231,8 @@ def test_merged_details_keep_what_the_event_had(details, expected) -> None:
                     2000, "i", repeats=4, first_ms=1000)
     sent = outgoing(record)["payload"]["custom_details"]
     assert {k: v for k, v in sent.items() if k != "pd_relay"} == expected
-    assert sent["pd_relay"] == {"coalesced": 4, "first": "1970-01-01T00:00:01.000+00:00",
-                                "last": "1970-01-01T00:00:02.000+00:00"}
+    assert sent["pd_relay"] == {"coalesced": 4, "first": "1970-01-01T00:00:01.000Z",
+                                "last": "1970-01-01T00:00:02.000Z"}
     assert record.event["payload"] == payload  # the stored event is left as it was
 
 

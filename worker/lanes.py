@@ -17,11 +17,11 @@ mode off, events leave in arrival order (after any left in the lanes).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
+from relay.history.story import iso
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import Record
@@ -247,10 +247,7 @@ def outgoing(record: Record) -> dict[str, Any]:
     details = payload.get("custom_details")
     details = dict(details) if isinstance(details, dict) else (
         {} if details is None else {"details": details})
-    details["pd_relay"] = {"coalesced": record.repeats, "first": _iso(record.first_ms),
-                           "last": _iso(record.accepted_ms)}
+    details["pd_relay"] = {"coalesced": record.repeats, "first": iso(record.first_ms),
+                           "last": iso(record.accepted_ms)}
     return dict(record.event, payload=dict(payload, custom_details=details))
 
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")

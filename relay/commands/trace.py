@@ -67,5 +67,8 @@ def _what(step: dict[str, Any], started: int, keys: tuple[str, ...]) -> str:
     if kind == "dead":
         return printable(f"{step.get('e')} {step.get('r') or ''} {after}; dead letter "
                          f"{step.get('dl')}", 300)
+    if kind == "coalesced":
+        return printable(f"merged {after} into {step.get('into')}, a newer trigger of its "
+                         f"incident, while it waited for key {step.get('k')}", 300)
     return printable(json.dumps(step), 300)
 

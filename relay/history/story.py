@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-ENDS = ("delivered", "dead")
+ENDS = ("delivered", "dead", "coalesced")  # coalesced: merged into a newer repeat
 READABLE = {  # a step's short field names, as the API and `trace --json` say them
     "a": "action", "r": "route", "s": "source", "n": "node", "ad": "adapter", "c": "client",
     "h": "held", "o": "outcome", "e": "error", "st": "status", "w": "next_in_s",
-    "dl": "dead_letter", "k": "key",
+    "dl": "dead_letter", "k": "key", "into": "coalesced_into",
 }
-STATES = ("queued", "retrying", "delivered", "dead", "dropped", "suppressed",
+STATES = ("queued", "retrying", "delivered", "dead", "coalesced", "dropped", "suppressed",
           "channels-only", "held")
 
 
@@ -25,8 +25,9 @@ class Story:
 
     @property
     def end(self) -> str:
-        """delivered, dead, dropped, suppressed, channels-only, held, or "" while under
-        way (held: an acknowledge or resolve held with its held-back trigger)."""
+        """delivered, dead, coalesced, dropped, suppressed, channels-only, held, or ""
+        while under way (held: an acknowledge or resolve held with its held-back trigger;
+        coalesced: a waiting repeat merged into a newer trigger, whose id it names)."""
         for step in reversed(self.steps):
             if step["step"] in ENDS:
                 return str(step["step"])

@@ -1,0 +1,49 @@
+"""End to end, storm mode: real Redis, ingress, worker and simulator processes. A key
+with a backlog sends its critical page first, merges waiting repeats into one request
+that says so, and each merged event's story names the trigger it went into."""
+
+from __future__ import annotations
+
+import json
+
+from relay.stack.processes import wait_until
+from tests.conftest import trigger
+
+
+def flap(n: int) -> dict[str, object]:
+    event = trigger(f"disk flapping #{n}", dedup_key="flap")
+    event["payload"] = dict(event["payload"], severity="warning",  # type: ignore[arg-type]
+                            custom_details={"n": n})
+    return event
+
+
+def test_a_backlog_sends_the_page_first_and_merges_repeats(make_stack) -> None:
+    stack = make_stack(keys=1, RELAY_STORM_MODE="always")
+    stack.start_simulator()
+    node = stack.start_ingress()
+    for n in range(1, 6):  # no worker yet: a backlog
+        assert stack.post(flap(n)).status_code == 202
+    assert stack.post(trigger("db down", dedup_key="db")).status_code == 202
+    assert stack.post({"event_action": "resolve", "dedup_key": "flap"}).status_code == 202
+    assert stack.post(flap(6)).status_code == 202  # after the resolve: never merged
+    stack.start_worker(0)
+    events = wait_until(lambda: len(got := stack.sim_get("events")["events"]) >= 4 and got, 30,
+                        "the backlog delivered")
+    assert [(e["dedup_key"], e["event_action"]) for e in events] == [
+        ("db", "trigger"), ("flap", "trigger"), ("flap", "resolve"), ("flap", "trigger")]
+    merged = events[1]["custom_details"]
+    assert merged["n"] == 5 and merged["pd_relay"]["coalesced"] == 5
+    assert events[3]["custom_details"] == {"n": 6}
+    status = json.loads(stack.cli("status", "--json").stdout)
+    row = status["keys"][0] if isinstance(status, dict) else status[0]
+    assert row["coalesced"] == 4 and row["delivered"] == 4
+    found = stack.session.get(node + "/api/v1/events", params={"dedup_key": "flap",
+                                                                "state": "coalesced"},
+                              timeout=10).json()["events"]
+    assert len(found) == 4
+    into = {e["steps"][-1]["coalesced_into"] for e in found}
+    assert len(into) == 1
+    newest = stack.session.get(f"{node}/api/v1/events/{into.pop()}", timeout=10).json()
+    assert newest["state"] == "delivered" and newest["action"] == "trigger"
+    text = stack.cli("trace", "flap").stdout
+    assert text.count("merged after") == 4
