@@ -246,3 +246,22 @@ def test_idle_incidents_are_forgotten_but_not_those_with_events_waiting(settings
     assert [entry.split()[1] for field, entry in key.fake.hgetall(pending).items()
             if not field.startswith("#")] == ["1"]
     assert labels(key.drain()) == ["waits:trigger"]
+
+
+def test_status_and_metrics_show_the_storm(settings) -> None:
+    from relay.metrics import Metrics
+    from relay.status import format_table, read_status
+
+    key = Key(settings)
+    key.arrive(event("db", severity="critical"), event("flap", n=1), event("flap", n=2),
+               event("w", severity="warning"))
+    key.lanes.take(take=False)
+    key.arrive(event("late"))  # not sorted yet
+    row = read_status(key.fake, NAMES, key.settings)[0]
+    assert row["queued"] == 4 and row["unsorted"] == 1 and row["coalesced"] == 1
+    assert row["queued_by_severity"] == {"critical": 1, "error": 0, "warning": 1, "info": 1}
+    assert row["oldest_critical_age_seconds"] > 10**9  # accepted at 1 s after the epoch
+    assert "C/E/W/I" in format_table([row]) and "1/0/1/1" in format_table([row])
+    text = Metrics(key.fake, NAMES, key.settings).render()[0].decode()
+    assert 'pd_relay_queued_by_severity{key="key-1",severity="critical"} 1.0' in text
+    assert 'pd_relay_coalesced_total{key="key-1"} 1.0' in text

@@ -41,9 +41,10 @@ def test_a_backlog_sends_the_page_first_and_merges_repeats(make_stack) -> None:
                                                                 "state": "coalesced"},
                               timeout=10).json()["events"]
     assert len(found) == 4
-    into = {e["steps"][-1]["coalesced_into"] for e in found}
-    assert len(into) == 1
-    newest = stack.session.get(f"{node}/api/v1/events/{into.pop()}", timeout=10).json()
-    assert newest["state"] == "delivered" and newest["action"] == "trigger"
+    story = found[-1]  # the oldest: each names the newer repeat it went into
+    for _ in range(4):
+        story = stack.session.get(f"{node}/api/v1/events/{story['steps'][-1]['coalesced_into']}",
+                                  timeout=10).json()
+    assert story["state"] == "delivered" and story["action"] == "trigger"
     text = stack.cli("trace", "flap").stdout
     assert text.count("merged after") == 4
