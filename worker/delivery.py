@@ -176,16 +176,19 @@ class Worker:
         self.unsorted, raw = self.lanes.take()
         if raw is not None:
             return raw
-        self.interruptible = True
+        self.interruptible, full = True, False
         try:
-            self.client.blmove(self.queue, self.queue, self.block_s, "LEFT", "LEFT")
-            return None
+            arrived = self.client.blmove(self.queue, self.queue, self.block_s, "LEFT", "LEFT")
         except redis.exceptions.OutOfMemoryError:  # Redis is full: it refuses BLMOVE
-            pass
+            arrived, full = None, True
         finally:
             self.interruptible = False
-        self.sleep(REDIS_RETRY_S)
-        return None
+        if full:
+            self.sleep(REDIS_RETRY_S)
+        if arrived is None:
+            return None
+        self.unsorted, raw = self.lanes.take()  # (sends are fenced: no lease check here)
+        return raw
 
     def deliver(self, raw: str) -> None:
         try:
