@@ -125,3 +125,31 @@ def test_settings_refuse_caps_smaller_than_one_request(tmp_path) -> None:
         assert "RELAY_QUEUE_MAX_MB=0.1" in str(exc)
     else:
         raise AssertionError("a cap smaller than one request was taken")
+
+
+def test_the_event_cap_counts_events_the_worker_sorted_into_lanes(settings, fake) -> None:
+    """Storm mode: what the worker moved from the arrival list into its lanes is still
+    queued, and still counts against RELAY_QUEUE_MAX_EVENTS."""
+    from worker.lanes import Lanes
+
+    key = settings.routing_keys[0]
+    capped = replace(settings, queue_max_events=3)
+    client = create_app(capped, client=fake).test_client()
+    for n in range(3):
+        assert client.post("/v2/enqueue", json=on_key(key, f"ok-{n}")).status_code == 202
+    Lanes(fake, NAMES, key_id(key), capped, "key-1").take(take=False)
+    assert queue_length(fake, key) == 0 and read_status(fake, NAMES, capped)[0]["queued"] == 3
+    assert client.post("/v2/enqueue", json=on_key(key, "over")).status_code == 503
+
+
+def test_bytes_are_kept_while_events_wait_in_lanes(settings, fake) -> None:
+    """FINISH resets a key's bytes once nothing waits: events in lanes still wait."""
+    key = settings.routing_keys[0]
+    client = create_app(settings, client=fake).test_client()
+    for n in range(2):
+        assert client.post("/v2/enqueue", json=on_key(key, f"b-{n}")).status_code == 202
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    assert worker.lease.acquire()
+    worker.step()  # sorts both into a lane, delivers the first
+    [waiting] = fake.lrange(NAMES.lanes(key_id(key))[0], 0, -1)
+    assert queued_bytes(fake, key) == len(waiting.encode())
