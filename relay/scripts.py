@@ -216,13 +216,28 @@ if cut[1] then
 end
 """
 
-# Take a send slot in the sliding window, on Redis's clock.
+# Take a send slot in the sliding window, on Redis's clock. A paced send (storm mode's
+# lesser events: worker/lanes.py) also waits until fewer than ARGV[4] sends were made in
+# the last ARGV[4] spacings (a spacing: the window over the limit now), so that lesser
+# events are spread over the window and never spend it in a burst that would leave a
+# critical one waiting for the window to pass.
 # KEYS[1] window zset, KEYS[2] throttle hash
-# ARGV[1] configured limit, ARGV[2] window ms, ARGV[3] unique member
+# ARGV[1] configured limit, ARGV[2] window ms, ARGV[3] unique member, ARGV[4] the burst
+# a paced send allows (0: not paced)
 # Returns 0 when a slot was taken, else the ms to wait before trying again.
 RATE_ACQUIRE = LIMIT_NOW + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local sent = redis.call('ZCARD', KEYS[1])
+local burst = tonumber(ARGV[4] or '0')
+if sent < limit and burst > 0 then
+  local span = burst * window / limit
+  local recent = redis.call('ZCOUNT', KEYS[1], now - span, '+inf')
+  if recent >= burst then
+    local leaving = redis.call('ZRANGEBYSCORE', KEYS[1], now - span, '+inf', 'WITHSCORES',
+                               'LIMIT', recent - burst, 1)
+    return math.max(1, math.ceil(tonumber(leaving[2]) + span - now))
+  end
+end
 if sent < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)

@@ -268,7 +268,7 @@ class Bench:
         # incident: the worst case, one pending entry per event
         lanes = Lanes(client, Names(), key_id(stack.keys[0]),
                       replace(Settings(), storm_mode="always"), "key-1")
-        while lanes.take(take=False)[0]:
+        while lanes.take(take=False).unsorted:
             pass
         sorted_ = int(client.info("memory")["used_memory"])
         self.record("6. the same, sorted into lanes by severity (storm mode; every event its "

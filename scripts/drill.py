@@ -10,7 +10,8 @@ follow-up before its trigger; a trigger after its follow-up) and misrouted follo
 (on another key than their trigger: PagerDuty drops them). The storm drill plays the
 storm of ``scripts/bench --only storm`` instead (scripts/storm.py) and kills a worker in
 it; with storm mode on, repeats that waited are merged (counted as merged repeats, not
-lost: an incident's newest trigger and its resolve always arrive). Run through ``scripts/drill [--full] [--write] [--only NAME...]``.
+lost: an incident's newest trigger and its resolve always arrive). Run through
+``scripts/drill [--full] [--write] [--only NAME...]``.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class Key:
 
     def take(self) -> Record | None:
         """The next event, delivered at once (as FINISH does: in flight no more)."""
-        _, raw = self.lanes.take()
+        raw = self.lanes.take().raw
         if raw is None:
             return None
         assert self.fake.lpop(NAMES.inflight(self.kid)) == raw
@@ -160,7 +160,7 @@ def test_a_change_event_or_an_unreadable_one_waits_in_the_info_lane(settings) ->
     key.fake.rpush(NAMES.queue(key.kid), "not json",
                    Record("change", {"payload": {"summary": "deploy"}}, OLD).encode())
     key.arrive(event("db", severity="critical"))
-    _, raw = key.lanes.take()
+    raw = key.lanes.take().raw
     assert raw is not None and Record.decode(raw).event["dedup_key"] == "db"
     assert key.fake.lrange(NAMES.lanes(key.kid)[3], 0, -1)[0] == "not json"
     assert key.fake.lpop(NAMES.inflight(key.kid)) == raw
@@ -170,7 +170,7 @@ def test_a_change_event_or_an_unreadable_one_waits_in_the_info_lane(settings) ->
 def test_a_big_arrival_is_sorted_in_slices(settings) -> None:
     key = Key(settings)
     key.arrive(*[event(f"i{n}") for n in range(600)], event("db", severity="critical"))
-    unsorted, raw = key.lanes.take(take=False)
+    unsorted, raw, _ = key.lanes.take(take=False)
     assert (unsorted, raw) == (101, None)
     assert key.fake.llen(NAMES.lanes(key.kid)[3]) == 500
     assert labels([key.take()]) == ["db:trigger"]  # type: ignore[list-item]

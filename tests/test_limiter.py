@@ -103,3 +103,34 @@ def test_a_worker_cuts_its_keys_limit_on_429_and_logs_it_by_name(tight, fake, ca
     assert "key key-1: PagerDuty throttles; sending at most 4 per 61s" in caplog.text
     assert key not in caplog.text
     assert limit_now(replace(tight, routing_keys=tight.routing_keys[1:]), fake) == 40
+
+
+def test_paced_sends_spread_over_the_window_and_leave_room_for_urgent_ones(tight, fake) -> None:
+    """Storm mode: lesser events may go ``burst`` at once, then one per spacing (window /
+    limit); a critical one is not paced, and the window's limit holds for both."""
+    rate = limiter(tight, fake)
+    spacing_s = tight.rate_window_ms / 40 / 1000
+    assert [rate.try_acquire(burst=3) for _ in range(3)] == [0, 0, 0]
+    wait = rate.try_acquire(burst=3)
+    assert 0 < wait <= 3 * spacing_s + 0.001  # until the first of the three is old enough
+    assert rate.try_acquire() == 0  # a critical event goes at once
+    assert rate.try_acquire(burst=3) > 0
+    assert [rate.try_acquire() for _ in range(36)] == [0] * 36  # 40 in the window
+    assert rate.try_acquire() > 0
+
+
+def test_a_storm_mode_worker_paces_lesser_events_only(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger("info", dedup_key="i", payload={
+        "summary": "s", "source": "h", "severity": "info"}), trigger("crit", dedup_key="c"))
+    bursts: list[int] = []
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    worker.limiter.acquire = lambda sleep, burst=0: bursts.append(burst)  # type: ignore[method-assign]
+    drain(worker)
+    assert bursts == [0, 10]  # the critical one first, unpaced; then the info one, paced
+    off = make_worker(replace(settings, storm_mode="off"), fake, ScriptedPagerDuty())
+    off.limiter.acquire = lambda sleep, burst=0: bursts.append(burst)  # type: ignore[method-assign]
+    queue(fake, key, trigger("info", dedup_key="i2", payload={
+        "summary": "s", "source": "h", "severity": "info"}))
+    drain(off)
+    assert bursts[2:] == [0]

@@ -38,7 +38,7 @@ from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
-from worker.lanes import SORTED_PER_CALL, Lanes, outgoing
+from worker.lanes import SORTED_PER_CALL, Lanes, Taken, outgoing
 from worker.lease import Lease
 from worker.pagerduty import PagerDuty, encode_body
 
@@ -80,6 +80,7 @@ class Worker:
         self.lanes = Lanes(client, names, kid, settings, self.label)
         self.storm = settings.storm_mode != "off"
         self.unsorted = 0
+        self.burst = 0  # how the in-flight event's sends are paced (one found there: not)
         self.incident_ttl_ms = int(settings.incident_ttl_s * 1000)
         self.prune_every_s, self.pruned_at = settings.retention_s, -math.inf
         self.finish_keys = [
@@ -172,9 +173,8 @@ class Worker:
         (``worker.lanes``); when nothing waits, wait up to ``block_s`` for an arrival (a
         BLMOVE that moves the arrival list's head back to its head) and return None."""
         while self.storm and self.unsorted > SORTED_PER_CALL and not self.stop.is_set():
-            self.unsorted = self.lanes.take(take=False)[0]  # a big arrival: sort it all
-        self.unsorted, raw = self.lanes.take()
-        if raw is not None:
+            self.unsorted = self.lanes.take(take=False).unsorted  # a big arrival: sort it
+        if (raw := self._took(self.lanes.take())) is not None:
             return raw
         self.interruptible, full = True, False
         try:
@@ -187,8 +187,11 @@ class Worker:
             self.sleep(REDIS_RETRY_S)
         if arrived is None:
             return None
-        self.unsorted, raw = self.lanes.take()  # (sends are fenced: no lease check here)
-        return raw
+        return self._took(self.lanes.take())  # (sends are fenced: no lease check here)
+
+    def _took(self, taken: Taken) -> str | None:
+        self.unsorted, self.burst = taken.unsorted, self.lanes.burst(taken)
+        return taken.raw
 
     def deliver(self, raw: str) -> None:
         try:
@@ -228,7 +231,7 @@ class Worker:
             )
 
     def _attempt(self, record: Record, body: bytes) -> str:
-        self.limiter.acquire(self.sleep)
+        self.limiter.acquire(self.sleep, self.burst)
         self._fence()
         log.info("sending %s dedup_key=%s key=%s", record.action, record.event.get("dedup_key"),
                  self.label)

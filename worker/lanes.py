@@ -17,7 +17,7 @@ mode off, events leave in arrival order (after any left in the lanes).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -35,7 +35,8 @@ SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Re
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories)
-# Returns {events still unsorted, the event moved in flight or false}. Gaps in a lane
+# Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
+# the arrival list)}. Gaps in a lane
 # (relay/store.py) are skipped; a purged event's gap counts it gone from its incident.
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
@@ -160,7 +161,7 @@ if mode ~= 'off' then
   end
 end
 local unsorted = redis.call('LLEN', arrival)
-if ARGV[4] ~= '1' then return {unsorted, false} end
+if ARGV[4] ~= '1' then return {unsorted, false, -1} end
 for n = 0, 3 do
   while true do
     local raw = redis.call('LPOP', lane(n))
@@ -172,16 +173,16 @@ for n = 0, 3 do
       redis.call('HINCRBY', stats, 'laned', -1)
       left(raw)
       redis.call('RPUSH', inflight, raw)
-      return {unsorted, raw}
+      return {unsorted, raw, n}
     end
   end
 end
 local raw = redis.call('LPOP', arrival)
 if raw then
   redis.call('RPUSH', inflight, raw)
-  return {unsorted - 1, raw}
+  return {unsorted - 1, raw, -1}
 end
-return {0, false}
+return {0, false, -1}
 """
 
 # Forget the pending entries of incidents with nothing waiting and no event since ARGV[1]
@@ -201,6 +202,15 @@ return gone
 """
 
 
+class Taken(NamedTuple):
+    """What a take found: events still unsorted, the event moved in flight (None: none
+    waits), and its lane (0 critical .. 3 info; -1 the arrival list)."""
+
+    unsorted: int
+    raw: str | None
+    lane: int
+
+
 class Lanes:
     """The TAKE script for one key, with its settings."""
 
@@ -214,13 +224,21 @@ class Lanes:
         self.settings = settings
         self.label = label
 
-    def take(self, take: bool = True) -> tuple[int, str | None]:
+    def take(self, take: bool = True) -> Taken:
         """Sort what arrived (at most ``SORTED_PER_CALL``), then, when ``take``, move the
-        next event in flight: (how many are still unsorted, the event or None)."""
-        unsorted, raw = self.script(keys=self.keys, args=[
+        next event in flight."""
+        unsorted, raw, lane = self.script(keys=self.keys, args=[
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
             SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label])
-        return int(unsorted), (str(raw) if raw else None)
+        return Taken(int(unsorted), str(raw) if raw else None, int(lane))
+
+    def burst(self, taken: Taken) -> int:
+        """How a taken event's send is paced (``RateLimiter.acquire``): 0 (not paced) for
+        a critical one, or with storm mode off; else a twelfth of the limit at once, then
+        evenly (docs/DESIGN.md, "Storm mode")."""
+        if taken.lane <= 0 or self.settings.storm_mode == "off":
+            return 0
+        return max(1, self.settings.rate_per_min // 12)
 
     def prune(self, before_ms: int) -> int:
         """Forget incidents with nothing waiting and no event since ``before_ms``."""
