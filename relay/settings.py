@@ -45,7 +45,7 @@ class Settings:
     lease_ttl_s: float = 15.0
     incident_ttl_s: float = 7 * 86_400  # how long an incident's key is remembered
     storm_mode: str = "backlog"  # off: arrival order; else severity order, repeats merged
-    storm_after_s: float = 30.0  # backlog mode merges once the oldest waits this long
+    storm_after_s: float = 10.0  # backlog mode merges once the oldest waits this long
     redis_timeout_s: float = 2.0
     max_body_bytes: int = 512_000
     queue_max_events: int = 100_000  # per key: about 14 hours at 120 a minute

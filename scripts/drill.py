@@ -31,6 +31,7 @@ import storm
 from bench import publish
 
 from relay.keys import new_key as make_key
+from relay.settings import Settings
 from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import wait_until
 
@@ -136,7 +137,8 @@ def storm_drill(workdir: Path, full: bool) -> dict[str, Any]:
         stack.start_worker(0)
 
     found = storm.run(workdir, 4.0 if full else 10.0, fault=kill,  # storm mode's default
-                      RELAY_STORM_MODE="backlog", RELAY_STORM_AFTER_S=30)
+                      RELAY_STORM_MODE="backlog",
+                      RELAY_STORM_AFTER_S=Settings().storm_after_s)
     if not killed or not killed[0]:
         raise RuntimeError("the storm drill killed no worker: its fault did not happen")
     return {"drill": "storm", "accepted": found["accepted"], "delivered": found["arrived"],
