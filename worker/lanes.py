@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from relay.history.story import iso
+from relay.history import iso
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import Record

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,6 +25,12 @@ import redis
 from relay.names import Names
 
 log = logging.getLogger(__name__)
+
+
+def iso(ms: int) -> str:
+    """A time (ms since the epoch) as the API, the stories and merged events say it: ISO
+    8601 UTC to the millisecond."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def event_id() -> str:

@@ -4,8 +4,9 @@ them): its steps in order, its state, and the shape the API and ``trace --json``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from relay.history import iso
 
 ENDS = ("delivered", "dead", "coalesced")  # coalesced: merged into a newer repeat
 READABLE = {  # a step's short field names, as the API and `trace --json` say them
@@ -66,10 +67,6 @@ class Story:
                 "state": self.state, "accepted_at": steps[0]["at"] if first else None,
                 "key": steps[0].get("key") if first else None, "route": first.get("r"),
                 "source": first.get("s"), "steps": steps}
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def key_name(key_names: tuple[str, ...], slot: int) -> str | None:
