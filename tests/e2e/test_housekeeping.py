@@ -69,8 +69,9 @@ def test_retention_keeps_redis_flat_over_a_run(make_stack, tmp_path: Path) -> No
     wait_until(lambda: client.exists("rq:queue:pdr:housekeeping") or client.keys("rq:job:ret*"),
                20, "housekeeping to run")
 
+    kid = stack.status()[0]["key_id"]
+
     def per_event() -> dict[str, int]:
-        kid = stack.status()[0]["key_id"]
         return {"dead": client.hlen("pdr:dead"), "incidents": client.zcard(f"pdr:incidents:{kid}"),
                 "probes": len(client.keys("pdr:probe:*"))}
 
@@ -80,8 +81,10 @@ def test_retention_keeps_redis_flat_over_a_run(make_stack, tmp_path: Path) -> No
         for n in range(50):
             event = trigger(f"r{round_} n{n}", dedup_key=f"r{round_}-{n}")
             assert stack.post(event).status_code == 202
-        wait_until(lambda: stack.status()[0]["queued"] + stack.status()[0]["in_flight"] == 0,
-                   30, "the round delivered")
+        # remembered now; the incidents' 3 s may pass while the round is delivered (each
+        # status below runs the CLI), so look before waiting
         assert per_event()["incidents"] > 0
+        wait_until(lambda: (row := stack.status()[0])["queued"] + row["in_flight"] == 0,
+                   30, "the round delivered")
         wait_until(lambda: per_event() == baseline, 30, "the round swept")
     assert stack.status()[0]["dead_letters"] == 0
