@@ -11,8 +11,9 @@ incident's most severe trigger. With no backlog the lanes are empty and nothing 
 
 A trigger whose incident's newest waiting event is a trigger replaces it where it
 stands (the newest payload, ``"m": [count, first accepted ms]`` in the stored event),
-never across an acknowledge or resolve; the replaced event's story says so. With storm
-mode off, events leave in arrival order (after any left in the lanes).
+never across an acknowledge or resolve; the replaced event's story says so. Sends from
+lanes below critical are paced (``Lanes.burst``). With storm mode off, events leave in
+arrival order (after any left in the lanes), unpaced.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Re
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories)
 # Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
-# the arrival list)}. Gaps in a lane
-# (relay/store.py) are skipped; a purged event's gap counts it gone from its incident.
+# the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
+# counts it gone from its incident.
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
 TAKE = """
