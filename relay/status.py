@@ -71,11 +71,12 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()
     rows = []
-    width = 2 * len(LEVELS) + 8
+    lists = 2 * (len(LEVELS) + 1)  # each lane's and the arrival list's length and head
+    width = lists + 6
     for index, (_, label, state) in enumerate(entries):
         reply = replies[index * width: (index + 1) * width]
-        lengths, heads = reply[0:10:2], [_first_ms(head) for head in reply[1:10:2]]
-        in_flight, stats, workers, recent, incidents, limit = reply[10:]
+        lengths, heads = reply[0:lists:2], [_first_ms(head) for head in reply[1:lists:2]]
+        in_flight, stats, workers, recent, incidents, limit = reply[lists:]
         waited = [now - head for head in heads if head is not None]
         age = max(0.0, max(waited) / 1000) if waited else 0.0
         critical = max(0.0, (now - heads[0]) / 1000) if heads[0] is not None else 0.0
