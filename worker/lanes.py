@@ -70,7 +70,7 @@ local function read(raw)  -- dedup_key, action, severity level and id of an aler
 end
 local function entry_of(field)
   local v = redis.call('HGET', pending, field)
-  if not v then return {count = 0, last = now} end
+  if not v then return {count = 0} end
   local l, c, place, kind, sev = string.match(v, '^(%S+) (%d+) (%S+) (%S) (%S) %d+$')
   return {lane = tonumber(l), count = tonumber(c), place = tonumber(place), kind = kind,
           sev = tonumber(sev)}
