@@ -22,7 +22,7 @@ from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
 from relay.settings import Settings
-from relay.status import COUNTERS, read_status
+from relay.status import COUNTERS, read_shed, read_status
 from relay.tally import OUTCOMES
 from relay.tally import read as read_decisions
 
@@ -118,6 +118,16 @@ class _QueueCollector(Collector):
             sum_s = int(counts.get("sum_ms", 0)) / 1000
             latency.add_metric([self.settings.name_of(key)], buckets, sum_s)
         yield latency
+        try:
+            shed = read_shed(self.client, self.names)
+        except redis.RedisError:
+            shed = {}
+        gone = CounterMetricFamily("pd_relay_shed", "What the relay let go to keep room for "
+                                   "pages, by kind (incidents, held, history, notices)",
+                                   labels=["kind"])
+        for what, count in shed.items():
+            gone.add_metric([what], float(count))
+        yield gone
         for section, label in (("routes", "route"), ("sources", "source")):
             family = CounterMetricFamily(
                 f"pd_relay_{label}_events", f"Events by {label} and outcome, every node",

@@ -73,6 +73,19 @@ class Names:
         return f"{self.prefix}:history"
 
     @property
+    def history_ledger(self) -> str:
+        """Sorted set: the bytes written to the history (member ``~``) and marks every
+        so many bytes, by which it is trimmed to its cap (``relay.history.cap``)."""
+        return f"{self.prefix}:history:ledger"
+
+    @property
+    def shed(self) -> str:
+        """Hash: what the relay let go to keep room for pages, by kind (``incidents``
+        remembered on keys, ``held`` incidents, and when Redis was full: ``history``
+        entries, channel ``notices``)."""
+        return f"{self.prefix}:shed"
+
+    @property
     def outbox(self) -> str:
         """List of notices for the channels, oldest first: ``<slot>\\n<notice>\\n<event>``
         (``relay.channels.outbox``), appended by ENQUEUE with the event itself."""

@@ -6,6 +6,8 @@ from typing import Any
 
 import redis
 
+from relay.history.cap import KEEP_WITHIN
+
 # Store accepted events, each on its key's queue, counted, in one command; and keep each
 # incident on the key it was first routed to (its follow-ups go there whatever keys were
 # added or drained since). An incident is remembered on its key's sorted set, scored by
@@ -26,15 +28,21 @@ import redis
 # never refused for a channel's sake).
 # Each stored (or held) event's story begins here: its "accepted" step, with the slot it
 # went to, unless its story is ''; one history entry holds the steps of the whole call,
-# '<slot>US<story>' joined by RS (relay/history.py): one XADD, not one per event.
+# '<slot>US<story>' joined by RS (relay/history.py): one XADD, not one per event, kept
+# within the history's caps (entries, and bytes: relay/history/cap.py).
+# Memory is bounded (promise 8): a held trigger whose dedup_key the relay minted is not
+# remembered (no one can name it but its sender, and its follow-ups would be harmless);
+# each key's remembered incidents and the held ones are at most ARGV[9] per set, the
+# oldest forgotten first and counted in the shed hash ('incidents', 'held').
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order); KEYS[#KEYS-3] the held incidents,
-# KEYS[#KEYS-2] the outbox, KEYS[#KEYS-1] the channels' stats hash {bytes, skipped},
-# KEYS[#KEYS] the history stream
+# key (every key of the keys file, in order); KEYS[#KEYS-5] the held incidents,
+# KEYS[#KEYS-4] the outbox, KEYS[#KEYS-3] the channels' stats hash {bytes, skipped},
+# KEYS[#KEYS-2] the history stream, KEYS[#KEYS-1] its ledger, KEYS[#KEYS] the shed hash
 # ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
 # queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
 # events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
-# ARGV[7] most entries the history keeps (approximately); then 6 values per event:
+# ARGV[7] most entries the history keeps (approximately); ARGV[8] most bytes it keeps;
+# ARGV[9] most incidents remembered per key, and held; then 6 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
@@ -47,12 +55,13 @@ import redis
 # Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
-ENQUEUE = """
+ENQUEUE = KEEP_WITHIN + """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 4) / 3
-local held, outbox, told, history = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local n = (#KEYS - 6) / 3
+local held, outbox, told = KEYS[#KEYS - 5], KEYS[#KEYS - 4], KEYS[#KEYS - 3]
+local history, ledger, shed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function remembered(slot)  -- the set an incident on this slot is remembered in
   if slot > 0 then return KEYS[3 * slot] end
@@ -70,7 +79,7 @@ end
 -- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident}
 local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
 local stories = {}
-local at = 8
+local at = 10
 for size in string.gmatch(ARGV[5], '%d+') do
   -- one request, tried on its own copy of what the call decided so far
   local rseen = setmetatable({}, {__index = seen})
@@ -104,7 +113,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
       end
       if action == 'resolve' then
         rseen[incident], rforgot[incident] = false, slot
-      else
+      elseif slot ~= 0 or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
         rseen[incident] = slot
       end
     end
@@ -165,8 +174,14 @@ for incident, slot in pairs(forgot) do
   if seen[incident] ~= slot then redis.call('ZREM', remembered(slot), incident) end
 end
 for slot, pairs_ in pairs(remember) do
+  local set = remembered(slot)
   for from = 1, #pairs_, 1000 do
-    redis.call('ZADD', remembered(slot), unpack(pairs_, from, math.min(from + 999, #pairs_)))
+    redis.call('ZADD', set, unpack(pairs_, from, math.min(from + 999, #pairs_)))
+  end
+  local over = redis.call('ZCARD', set) - tonumber(ARGV[9])
+  if over > 0 then
+    redis.call('ZPOPMIN', set, over)
+    redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', over)
   end
 end
 for slot, raws in pairs(queued) do
@@ -194,8 +209,9 @@ if #notices > 0 then
   if skipped > 0 then redis.call('HINCRBY', told, 'skipped', skipped) end
 end
 if #stories > 0 then
-  redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted',
-             'v', table.concat(stories, '\\30'))
+  local v = table.concat(stories, '\\30')
+  local id = redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'v', v)
+  keep_within(history, ledger, id, #v, tonumber(ARGV[8]))
 end
 return chosen
 """

@@ -44,6 +44,7 @@ class Settings:
     retry_after_max_s: float = 300.0
     lease_ttl_s: float = 15.0
     incident_ttl_s: float = 7 * 86_400  # how long an incident's key is remembered
+    incidents_max: int = 50_000  # incidents remembered per key, and held back, at most
     storm_mode: str = "backlog"  # off: arrival order; else severity order, repeats merged
     storm_after_s: float = 10.0  # backlog mode merges once the oldest waits this long
     redis_timeout_s: float = 2.0
@@ -59,6 +60,7 @@ class Settings:
     retention_s: float = 3600.0  # how often old dead letters and memories are swept
     history_days: float = 7.0  # how long each event's story is kept
     history_max_entries: int = 200_000  # steps kept at most (0: no history)
+    history_max_mb: float = 24.0  # the stories' bytes kept at most
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -69,6 +71,10 @@ class Settings:
         """The limiter's window: PagerDuty's plus a guard of 1%, at least 100 ms (see
         relay/limiter.py)."""
         return int(self.rate_window_s * 1000) + max(100, int(self.rate_window_s * 10))
+
+    @property
+    def history_max_bytes(self) -> int:
+        return int(self.history_max_mb * 2**20)
 
     @property
     def redis_shown(self) -> str:
@@ -236,6 +242,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_RETRY_AFTER_MAX_S", "retry_after_max_s", _positive(float)),
     ("RELAY_LEASE_TTL_S", "lease_ttl_s", _positive(float)),
     ("RELAY_INCIDENT_TTL_S", "incident_ttl_s", _positive(float)),
+    ("RELAY_INCIDENTS_MAX", "incidents_max", _positive(int)),
     ("RELAY_STORM_MODE", "storm_mode", _choice(STORM_MODES)),
     ("RELAY_STORM_AFTER_S", "storm_after_s", _positive(float)),
     ("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float)),
@@ -251,6 +258,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_RETENTION_S", "retention_s", _positive(float)),
     ("RELAY_HISTORY_DAYS", "history_days", _positive(float)),
     ("RELAY_HISTORY_MAX_ENTRIES", "history_max_entries", _count),
+    ("RELAY_HISTORY_MAX_MB", "history_max_mb", _positive(float)),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

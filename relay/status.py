@@ -119,6 +119,25 @@ def _first_ms(raw: str | None) -> int | None:
     return None if record is None else (record.first_ms or record.accepted_ms)
 
 
+SHED_KINDS = ("incidents", "held", "history", "notices")
+
+
+def read_shed(client: redis.Redis, names: Names) -> dict[str, int]:
+    """What the relay let go to keep room for pages, by kind (``Names.shed``): incidents
+    remembered on keys and held ones past ``RELAY_INCIDENTS_MAX``, and when Redis was
+    full, history entries and channel notices (relay/shed.py)."""
+    found = client.hgetall(names.shed)
+    return {kind: int(found.get(kind, 0)) for kind in SHED_KINDS}
+
+
+def format_shed(shed: dict[str, int]) -> str:
+    """One line for ``pd-relay status``; empty when nothing was shed."""
+    if not any(shed.values()):
+        return ""
+    return "SHED to keep room for pages: " + ", ".join(
+        f"{count} {kind}" for kind, count in shed.items() if count)
+
+
 def open_alarms(client: redis.Redis, names: Names) -> dict[str, dict[str, Any]]:
     """The relay's open alarms (relay/housekeeping/selfcheck.py raises them): id to
     {key, since, summary}."""

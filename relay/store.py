@@ -30,6 +30,7 @@ from relay.names import Names
 from relay.router import Route
 from relay.scripts import Scripts
 from relay.settings import Settings
+from relay.shed import Shed
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,30 @@ def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> re
     )
 
 
+INCIDENT_BYTES = 120  # a remembered incident in its sorted set (Redis 6.2, measured)
+
+
+def capped_mb(settings: Settings) -> int:
+    """What the caps beside the queues' let Redis hold (MB): the channels' outbox, the
+    history, and the incidents remembered (each key's and the held ones)."""
+    incidents = (len(settings.routing_keys) + 1) * settings.incidents_max * INCIDENT_BYTES
+    return (math.ceil(settings.outbox_max_mb) + math.ceil(settings.history_max_mb)
+            + math.ceil(incidents / 2**20))
+
+
 def least_redis_mb(settings: Settings) -> int:
     """The least ``maxmemory`` (MB) that leaves room for the queues' cap and a quarter
-    more, the channels' outbox cap, and 32 MB for incidents, dead letters and counters."""
-    return math.ceil(settings.queues_max_mb * 1.25) + math.ceil(settings.outbox_max_mb) + 32
+    more, the other caps (``capped_mb``), and 32 MB for dead letters, counters and RQ's
+    jobs."""
+    return math.ceil(settings.queues_max_mb * 1.25) + capped_mb(settings) + 32
+
+
+def caps_named(settings: Settings) -> str:
+    """The settings ``least_redis_mb`` counts, as a refusal names them."""
+    return (f"RELAY_QUEUES_MAX_MB={settings.queues_max_mb:g} and RELAY_OUTBOX_MAX_MB="
+            f"{settings.outbox_max_mb:g} (with RELAY_HISTORY_MAX_MB={settings.history_max_mb:g}"
+            f" and RELAY_INCIDENTS_MAX={settings.incidents_max} for "
+            f"{len(settings.routing_keys)} keys)")
 
 
 def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
@@ -128,10 +149,8 @@ def memory_problems(client: redis.Redis, settings: Settings) -> list[str]:
     limit = int(found.get("maxmemory", 0) or 0) / 2**20
     least = least_redis_mb(settings)
     if limit and limit < least:
-        problems.append(f"Redis's maxmemory ({limit:g} MB) leaves RELAY_QUEUES_MAX_MB="
-                        f"{settings.queues_max_mb:g} and RELAY_OUTBOX_MAX_MB="
-                        f"{settings.outbox_max_mb:g} no room: give Redis at least "
-                        f"{least} MB or lower the caps")
+        problems.append(f"Redis's maxmemory ({limit:g} MB) leaves {caps_named(settings)} "
+                        f"no room: give Redis at least {least} MB or lower the caps")
     return problems
 
 
@@ -158,12 +177,16 @@ class EventStore:
             name for key in settings.routing_keys
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
-        ] + [names.held, names.outbox, names.channel_stats, names.history]
+        ] + [names.held, names.outbox, names.channel_stats, names.history,
+             names.history_ledger, names.shed]
         # ENQUEUE's first arguments: how long incidents are remembered, then the caps
         self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
                         int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
-        self.outbox_cap = _bulk(int(settings.outbox_max_mb * 2**20))
-        self.history_cap = _bulk(settings.history_max_entries)
+        # ARGV[6] to ARGV[9], after the requests' sizes
+        self.caps = [_bulk(value) for value in (
+            int(settings.outbox_max_mb * 2**20), settings.history_max_entries,
+            settings.history_max_bytes, settings.incidents_max)]
+        self.shed = Shed(client, names)
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
@@ -183,7 +206,7 @@ class EventStore:
             return []
         parts = [_bulk(value) for value in self.settled]
         parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
-        parts += [self.outbox_cap, self.history_cap]
+        parts += self.caps
         for batch in batches:
             for route, raw, notice, story in batch:
                 parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
@@ -191,11 +214,19 @@ class EventStore:
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:
-            reply = self._command(packed)
+            reply = self._store(packed)
+        except redis.exceptions.ResponseError as exc:
+            if not is_full(exc) or not self.shed.make_room():
+                raise
+            reply = self._store(packed)  # pages before history and channel notices
+        return [_slot(answer) for answer in reply]
+
+    def _store(self, packed: bytes) -> Any:
+        try:
+            return self._command(packed)
         except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
             self._command("SCRIPT", "LOAD", self.script.script)
-            reply = self._command(packed)
-        return [_slot(answer) for answer in reply]
+            return self._command(packed)
 
     def _command(self, *command: Any) -> Any:
         """One command on the held connection, given as its words or already packed
@@ -208,6 +239,13 @@ class EventStore:
         else:
             self.connection.send_command(*command)
         return self.connection.read_response()
+
+
+def is_full(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether Redis refused a command because it is at ``maxmemory`` (Redis 6 reports a
+    script's OOM inside an ERR, Redis 7 as OOM: redis-py's OutOfMemoryError)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or \
+        "OOM command not allowed" in str(exc)
 
 
 def _slot(answer: int | str) -> int | Full:

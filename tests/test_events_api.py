@@ -14,6 +14,7 @@ from relay.errors import BadQuery, ConfigError
 from relay.history import History
 from relay.names import Names
 from relay.routes.config import load
+from relay.settings import Settings
 from relay.ui.api import query_of
 from tests.conftest import FAR, trigger
 
@@ -45,7 +46,7 @@ def test_search_by_each_filter_newest_first(api, fake, tokens) -> None:
     assert story["key"] == "key-1" and story["route"] == "db" and story["state"] == "queued"
     assert story["steps"][0]["client"] == "127.0.0.1" and story["steps"][0]["source"] == "grafana"
     # delivered: the worker's step changes the state
-    History(fake, NAMES, 1000).note("delivered", 0, i=story["id"], d="b", k="key-1", r="ok")
+    History(fake, NAMES, Settings()).note("delivered", 0, i=story["id"], d="b", k="key-1", r="ok")
     assert keys(state="delivered") == [("b", "trigger")]
     one = api.get(f"/api/v1/events/{story['id']}")
     assert one.status_code == 200 and one.json["state"] == "delivered"
@@ -112,5 +113,5 @@ def test_retention_and_the_cap_forget_stories(routed, fake) -> None:
     assert fake.xlen(NAMES.history) <= 200  # MAXLEN ~: whole nodes of 100 go
     found = capped.get("/api/v1/events", query_string={"limit": "500"}).json["events"]
     assert found[0]["dedup_key"] == "k299" and len(found) == fake.xlen(NAMES.history)
-    History(fake, NAMES, 100).trim(int(time.time() * 1000) + 1)
+    History(fake, NAMES, Settings()).trim(int(time.time() * 1000) + 1)
     assert capped.get("/api/v1/events").json["events"] == []

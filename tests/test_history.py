@@ -17,7 +17,7 @@ def test_one_entry_holds_a_calls_accepted_steps_and_trace_finds_each(client, fak
         "summary": "s", "source": "db1", "severity": "critical"}} for n in range(3)]
     assert client.post("/v2/enqueue", json=events).status_code == 202
     assert fake.xlen(NAMES.history) == 1  # one XADD for the whole call
-    history = History(fake, NAMES, settings.history_max_entries)
+    history = History(fake, NAMES, settings)
     [story] = search(fake, NAMES, Query(dedup_key="d1"))
     key = settings.routing_keys[story.steps[0]["slot"] - 1]  # the key it was queued on
     [stored] = [r for r in map(Record.decode, fake.lrange(NAMES.queue(key_id(key)), 0, -1))

@@ -72,7 +72,7 @@ class Worker:
         self.block_s = max(1, math.ceil(settings.lease_ttl_s))
         kid = key_id(routing_key)
         names = self.names = Names(settings.prefix)
-        self.history = History(client, names, settings.history_max_entries)
+        self.history = History(client, names, settings)
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import redis
 
 from relay.history import iso
+from relay.history.cap import KEEP_WITHIN
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import Record
@@ -32,16 +33,17 @@ SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Re
 # Sort arrived events into the lanes, then move the most urgent lane's head in flight.
 # Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
 # KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
-# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream
+# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
-# to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories)
+# to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
+# ARGV[7] most bytes of history (relay/history/cap.py)
 # Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
 # the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
 # counts it gone from its incident.
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
-TAKE = """
+TAKE = KEEP_WITHIN + """
 local arrival, inflight, pending, stats = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
 local mode, most = ARGV[1], tonumber(ARGV[3])
 local LEVEL = {critical = 0, error = 1, warning = 2, info = 3}
@@ -93,8 +95,10 @@ local function merge(old, new)  -- the newest event, counting the repeats it rep
 end
 local function story(id, dedup_key, into)
   if id == '' or ARGV[5] == '0' then return end
-  redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[5], '*', 's', 'coalesced', 'k', 0, 'x',
-             cjson.encode({i = id, d = dedup_key, a = 'trigger', k = ARGV[6], into = into}))
+  local x = cjson.encode({i = id, d = dedup_key, a = 'trigger', k = ARGV[6], into = into})
+  local entry = redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[5], '*', 's', 'coalesced',
+                           'k', 0, 'x', x)
+  keep_within(KEYS[9], KEYS[10], entry, #'coalesced' + 1 + #x, tonumber(ARGV[7]))
 end
 local function coalesce(e, raw, level, dedup_key, id)  -- true when raw replaced its repeat
   local at = e.place - lost(e.lane)
@@ -221,7 +225,8 @@ class Lanes:
         self.prune_script: Any = client.register_script(PRUNE)
         self.client = client
         self.keys = [names.queue(kid), names.inflight(kid), *names.lanes(kid),
-                     names.pending(kid), names.stats(kid), names.history]
+                     names.pending(kid), names.stats(kid), names.history,
+                     names.history_ledger]
         self.settings = settings
         self.label = label
 
@@ -230,7 +235,8 @@ class Lanes:
         next event in flight."""
         unsorted, raw, lane = self.script(keys=self.keys, args=[
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
-            SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label])
+            SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label,
+            self.settings.history_max_bytes])
         return Taken(int(unsorted), str(raw) if raw else None, int(lane))
 
     def burst(self, taken: Taken) -> int:

@@ -14,7 +14,14 @@ from relay.keyring import forget
 from relay.names import Names
 from relay.settings import Settings
 from relay.startup import redis_memory_problems, removed_keys_left_something
-from relay.status import format_decisions, format_table, open_alarms, read_status
+from relay.status import (
+    format_decisions,
+    format_shed,
+    format_table,
+    open_alarms,
+    read_shed,
+    read_status,
+)
 from relay.store import connect
 from relay.tally import read as read_decisions
 
@@ -43,9 +50,10 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         rows = read_status(client, names, settings)
         decisions = read_decisions(client, names.decisions)
         alarms = open_alarms(client, names)
+        shed = read_shed(client, names)
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
-                              "alarms": alarms}, indent=2))
+                              "alarms": alarms, "shed": shed}, indent=2))
         else:
             if args.watch:
                 print("\033[H\033[J", end="")
@@ -55,6 +63,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
             print(format_table(rows))
             if decisions["routes"] or decisions["sources"]:
                 print("\n" + format_decisions(decisions))
+            if format_shed(shed):
+                print("\n" + format_shed(shed))
             for cid, alarm in sorted(alarms.items()):
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alarm.get("since", 0)))
                 print(f"ALARM {cid} (since {since} UTC; `pd-relay channels status` and the "

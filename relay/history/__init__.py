@@ -8,8 +8,9 @@ the JSON always carries the event's id (``i``) and dedup_key (``d``). ENQUEUE ad
 event its slot and the values of ``ACCEPTED`` joined by US (0x1f), the events joined by
 RS (0x1e). One XADD per call rather than per event, and no field names repeated. The
 worker adds the other steps.
-The stream is capped (``RELAY_HISTORY_MAX_ENTRIES``, approximately: ``MAXLEN ~``) and
-trimmed to ``RELAY_HISTORY_DAYS`` by the housekeeping.
+The stream is capped by entries (``RELAY_HISTORY_MAX_ENTRIES``, approximately: ``MAXLEN
+~``) and by bytes (``RELAY_HISTORY_MAX_MB``, ``relay.history.cap``), and trimmed to
+``RELAY_HISTORY_DAYS`` by the housekeeping.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 
 import redis
 
+from relay.history.cap import NOTE
 from relay.names import Names
+from relay.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +59,22 @@ def line(**fields: Any) -> bytes:
 
 
 class History:
-    def __init__(self, client: redis.Redis, names: Names, max_entries: int) -> None:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client
         self.name = names.history
-        self.max_entries = max_entries
+        self.ledger = names.history_ledger
+        self.max_entries = settings.history_max_entries
+        self.max_bytes = settings.history_max_bytes
+        self.script: Any = client.register_script(NOTE)
 
     def note(self, step: str, slot: int, **fields: Any) -> None:
-        """Add a step (``fields`` must hold the event's ``i`` and ``d``)."""
+        """Add a step (``fields`` must hold the event's ``i`` and ``d``), within the
+        stream's caps."""
         if self.max_entries <= 0:
             return
-        self.client.xadd(self.name, {"s": step, "k": slot, "x": line(**fields)},
-                         maxlen=self.max_entries, approximate=True)
+        self.script(keys=[self.name, self.ledger],
+                    args=[self.max_entries, self.max_bytes, "s", step, "k", slot,
+                          "x", line(**fields)])
 
     def trim(self, before_ms: int) -> int:
         """Forget the steps older than ``before_ms``; return how many went."""

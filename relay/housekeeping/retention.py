@@ -46,8 +46,8 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
         incidents = sum(int(n) for n in pipe.execute())
     for queue in queues:
         clean_registries(queue)
-    steps = History(client, names, settings.history_max_entries).trim(
-        now_ms - int(settings.history_days * 86_400_000))
+    history = History(client, names, settings)
+    steps = history.trim(now_ms - int(settings.history_days * 86_400_000))
     found = {"dead_letters": letters, "incidents": incidents, "story_steps": steps}
     if letters or incidents:
         log.info("retention: %d dead letter(s) older than %g days and %d idle incident(s) "

@@ -15,7 +15,7 @@ from typing import Any
 from relay.errors import ConfigError
 from relay.settings import Settings
 from relay.stack.render import Limits
-from relay.store import least_redis_mb
+from relay.store import capped_mb, caps_named, least_redis_mb
 
 MODES = ("auto", "native", "docker")
 
@@ -131,17 +131,16 @@ class StackOptions:
 
 def redis_memory(options: StackOptions, settings: Settings) -> StackOptions:
     """``options`` with the stack's Redis ``maxmemory``: the one asked for, else twice the
-    queues' cap, the outbox's cap and 64 MB (dead letters, incidents, counters and RQ's
-    jobs live beside the queues, and a worker needs room to drain); ConfigError when asked
-    for less than ``least_redis_mb``."""
+    queues' cap, the other caps (outbox, history, incidents: ``capped_mb``) and 64 MB
+    (dead letters, counters and RQ's jobs live beside them, and a worker needs room to
+    drain); ConfigError when asked for less than ``least_redis_mb``."""
     least = least_redis_mb(settings)
     asked = options.redis_maxmemory_mb
     if asked and asked < least:
         raise ConfigError([
             f"PD_RELAY_REDIS_MAXMEMORY_MB={asked} leaves Redis no room beside "
-            f"RELAY_QUEUES_MAX_MB={settings.queues_max_mb:g} and RELAY_OUTBOX_MAX_MB="
-            f"{settings.outbox_max_mb:g}: give it at least {least}, or lower the caps"])
-    derived = math.ceil(settings.queues_max_mb * 2) + math.ceil(settings.outbox_max_mb) + 64
+            f"{caps_named(settings)}: give it at least {least}, or lower the caps"])
+    derived = math.ceil(settings.queues_max_mb * 2) + capped_mb(settings) + 64
     return replace(options, redis_maxmemory_mb=asked or derived)
 
 

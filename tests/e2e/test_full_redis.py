@@ -67,6 +67,7 @@ def test_check_refuses_a_redis_that_evicts_or_leaves_the_queues_no_room(make_sta
     client.config_set("maxmemory", str(100 * 2**20))
     small = stack.cli("check", "--redis")
     assert small.returncode == 2
-    assert "RELAY_QUEUES_MAX_MB=256 and RELAY_OUTBOX_MAX_MB=32 no room" in small.stderr
-    client.config_set("maxmemory", str(400 * 2**20))
+    assert "RELAY_QUEUES_MAX_MB=256 and RELAY_OUTBOX_MAX_MB=32 (with RELAY_HISTORY_MAX_MB=24 " \
+        "and RELAY_INCIDENTS_MAX=50000 for 1 keys) no room" in small.stderr
+    client.config_set("maxmemory", str(420 * 2**20))  # 320 + 32 + 24 + 12 + 32 = 420
     assert stack.cli("check", "--redis").returncode == 0

@@ -119,6 +119,7 @@ SETTINGS = {
     "RELAY_CHANNEL_RETRY_BASE_S": "0.5", "RELAY_CHANNEL_RETRY_MAX_S": "5",
     "RELAY_DEAD_LETTER_DAYS": "10", "RELAY_SELF_CHECK_S": "5", "RELAY_RETENTION_S": "60",
     "RELAY_HISTORY_DAYS": "2", "RELAY_HISTORY_MAX_ENTRIES": "10000",
+    "RELAY_HISTORY_MAX_MB": "16", "RELAY_INCIDENTS_MAX": "20000",
 }
 
 
@@ -186,9 +187,10 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
-        # Redis has a maxmemory: twice the queues' cap (40), the outbox's (8), and 64 MB
+        # Redis has a maxmemory: twice the queues' cap (40), the outbox's (8), the history's
+        # (16), 3 x 20,000 incidents of 120 B (7), and 64 MB
         stack_redis = redis.Redis(port=redis_port, password=password, decode_responses=True)
-        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(152 * 2**20)
+        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(175 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
