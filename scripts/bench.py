@@ -358,6 +358,43 @@ class Bench:
             self.record(f"10. storm, mode {mode}: out of order, lost",
                         f"{found['out_of_order']}, {found['lost']}", "0, 0")
 
+    # -- 11: memory kept per held-back event (issue 23) --------------------------------
+    def held(self) -> None:
+        """Redis's growth per event a `drop` route holds back (half with a dedup_key each,
+        half without), in rounds through the app in process against a real Redis: the
+        first round costs the stories and the held incidents; once the caps are reached
+        (here RELAY_INCIDENTS_MAX 10,000 and RELAY_HISTORY_MAX_MB 2, to reach them soon),
+        a round adds nothing per event."""
+        import logging
+
+        from relay.app import create_app
+        from relay.settings import Settings
+
+        stack = self.stack(keys=1, RELAY_LOG_LEVEL="WARNING", RELAY_INCIDENTS_MAX="10000",
+                           RELAY_HISTORY_MAX_MB="2")
+        routes = stack.workdir / "routes.yml"
+        routes.write_text("routes:\n  - {name: noise, match: ['severity=\"info\"'], "
+                          "drop: true}\n")
+        routes.chmod(0o600)
+        logging.disable(logging.WARNING)
+        client = create_app(Settings.from_env(dict(
+            stack.env, RELAY_ROUTES_FILE=str(routes)))).test_client()
+        redis = stack.redis.client()
+        per_round, size, grew = 20_000, 500, []
+        for round_ in range(4 if self.full else 3):
+            before = int(redis.info("memory")["used_memory"])
+            for start in range(0, per_round, size):
+                body = [{"event_action": "trigger", "payload": {
+                    "summary": f"noise {n}", "source": "ci", "severity": "info"},
+                    **({"dedup_key": f"noise-{round_}-{n}"} if n % 2 else {})}
+                    for n in range(start, start + size)]
+                assert client.post("/v2/enqueue", json=body).status_code == 202
+            grew.append((int(redis.info("memory")["used_memory"]) - before) / per_round)
+        logging.disable(logging.NOTSET)
+        self.record("11. Redis bytes kept per held-back event, by round of 20,000",
+                    ", ".join(f"{b:,.0f}" for b in grew), "bounded: about 0 once capped")
+        stack.close()
+
     # -- 9: instructions per request ---------------------------------------------------
     def instructions(self) -> None:
         """The ingress's instructions per single-event request, counted by valgrind's
@@ -415,7 +452,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "drain", "latency", "memory", "idle", "cost",
-                                 "instructions", "storm"])
+                                 "instructions", "storm", "held"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -427,7 +464,8 @@ def main() -> int:
         bench.log_level = args.log_level
         bench.threads = args.threads
         try:
-            for name in args.only or ["ingest", "drain", "latency", "memory", "idle", "cost"]:
+            for name in args.only or ["ingest", "drain", "latency", "memory", "idle", "cost",
+                                      "held"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name)()
         finally:
