@@ -8,12 +8,12 @@ notice's fields (``context``) and can reach nothing else.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import TemplateError
 
+from relay.channels import jsonbody
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
 from relay.routes.channels import Channel
@@ -95,11 +95,12 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
         return {"roomId": channel.room, "markdown": markdown}
     if channel.type == "webhook":
         if channel.body:
-            rendered = render(channel.body, values)
             try:
-                found: dict[str, Any] = json.loads(rendered)
-            except ValueError as exc:
-                raise Rejected(f"the body template did not make JSON: {exc}") from exc
+                found: dict[str, Any] = jsonbody.render(channel.body, values)
+            except TemplateError as exc:
+                raise Rejected(f"template failed: {type(exc).__name__}: {exc}") from None
+            except jsonbody.NotJson as exc:
+                raise Rejected(str(exc)) from None
             return found
         return {"text": body, "notice": {k: v for k, v in values.items() if k != "event"},
                 "event": notice.event}

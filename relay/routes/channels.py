@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from relay.channels import jsonbody
 from relay.routes import fields as check
 from relay.severity import LEVELS
 
@@ -39,7 +40,7 @@ FIELDS = {
 CHECKS = {
     "min_severity": check.level, "per_minute": check.count, "retries": check.count,
     "timeout_s": check.seconds, "template": check.template, "url": check.url,
-    "method": check.method, "headers": check.headers, "body": check.template,
+    "method": check.method, "headers": check.headers, "body": jsonbody.check,
     "token": check.text, "room": check.text, "host": check.text, "port": check.count,
     "security": check.security, "username": check.text, "password": check.text,
     "sender": check.address, "to": check.addresses, "subject": check.template,
@@ -58,7 +59,7 @@ class Channel:
     url: str = field(default="", repr=False)  # webhooks: the URL is the secret
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    body: str | None = None  # webhook: Jinja2 template of a JSON body
+    body: str | None = None  # webhook: Jinja2 template of a JSON body (relay.channels.jsonbody)
     token: str = field(default="", repr=False)  # webex bot token
     room: str = ""
     host: str = ""
