@@ -94,3 +94,82 @@ def test_the_load_check_samples_every_field_a_template_reads() -> None:
     from relay.channels.jsonbody import SAMPLE
 
     assert set(SAMPLE) == set(messages.context(notice()))
+
+
+# What a sender controls, in every form that became markup, a mention or a control.
+HOSTILE_TEXT = ("@channel @here @all <!channel> <!here> <@all> [click](javascript:alert(1)) "
+                "![pixel](https://track.example/p.gif) <b>bold</b> <img src=x onerror=1> "
+                "*star* _under_ `code` \x1b[31mred\x1b[0m\r\n# heading\u202eevil \\")
+HOSTILE_LINKS = [{"href": "javascript:alert(1)", "text": "[x](javascript:y)"},
+                 {"href": "data:text/html,<script>1</script>", "text": "data"},
+                 {"href": "https://ok.example/a_(b)?c=1&d=<2>|3", "text": "@channel *docs*"}]
+
+
+def chat_text(kind: str, sent: dict[str, Any]) -> str:
+    if kind == "teams":
+        blocks = sent["attachments"][0]["content"]["body"]
+        return "\n\n".join(block["text"] for block in blocks)
+    return str(sent["markdown"] if kind == "webex" else sent["text"])
+
+
+def hostile(kind: str, template: str | None = None) -> str:
+    event = notice(HOSTILE_TEXT, HOSTILE_TEXT, HOSTILE_TEXT, links=HOSTILE_LINKS,
+                   client=HOSTILE_TEXT, client_url="javascript:alert(2)")
+    channel = Channel("c", kind, url="https://c.example/x", room="R1", template=template)
+    return chat_text(kind, messages.message(channel, event))
+
+
+CHATS = ("slack", "mattermost", "teams", "webex")
+
+
+@pytest.mark.parametrize("kind", CHATS)
+@pytest.mark.parametrize("template", [None, "{{ summary }} from {{ source }} ({{ dedup_key }})"])
+def test_chat_text_carries_no_mention_and_no_control_a_sender_wrote(kind: str,
+                                                                    template: str | None) -> None:
+    text = hostile(kind, template)
+    assert not re.search(r"@(channel|here|all|everyone)\b", text), text
+    assert "<!channel>" not in text and "<!here>" not in text and "<@all>" not in text, text
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text), text
+    if template is None:  # a value's line breaks do not make lines of their own
+        assert not re.search(r"\n\\?# heading", text), text
+
+
+@pytest.mark.parametrize("kind", ["mattermost", "teams", "webex"])
+@pytest.mark.parametrize("template", [None, "{{ summary }} from {{ source }} ({{ dedup_key }})"])
+def test_markdown_chats_render_sender_text_as_text(kind: str, template: str | None) -> None:
+    """Rendered as CommonMark (raw HTML on): the only links are http(s) ones the relay
+    made, there is no image and no HTML but the relay's own emphasis."""
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(hostile(kind, template))
+    tags = set(re.findall(r"<(/?[a-z0-9]+)", html))
+    assert tags <= {"p", "/p", "strong", "/strong", "a", "/a", "br", "/br"}, (tags, html)
+    hrefs = re.findall(r'<a href="([^"]*)"', html)
+    assert all(href.startswith("https://") for href in hrefs), hrefs
+    assert "javascript:" not in "".join(hrefs) and "<img" not in html, html
+    if template is None:  # the one http(s) link is a link, the others are not
+        assert hrefs == ["https://ok.example/a_%28b%29?c=1&amp;d=%3C2%3E%7C3"], html
+
+
+@pytest.mark.parametrize("template", [None, "{{ summary }} from {{ source }} ({{ dedup_key }})"])
+def test_slack_text_keeps_its_control_characters_to_the_relay(template: str | None) -> None:
+    text = hostile("slack", template)
+    # Slack's controls are <, > and &: every < opens a link the relay made, to http(s)
+    assert [m.start() for m in re.finditer("<", text)] == \
+        [m.start() for m in re.finditer("<https://", text)], text
+    assert "&lt;!channel&gt;" in text or "&lt;\u2060!channel&gt;" in text or template, text
+    if template is None:
+        assert "<https://ok.example/a_%28b%29?c=1&amp;d=%3C2%3E%7C3|" in text, text
+    sent = messages.message(Channel("c", "slack", url="https://c.example"), notice())
+    assert sent["unfurl_links"] is False and sent["unfurl_media"] is False
+
+
+def test_the_default_text_still_reads_well() -> None:
+    event = notice("disk full on db-1", "disk_1", links=[{"href": "https://wiki.example/db",
+                                                           "text": "runbook"}])
+    sent = messages.message(Channel("m", "mattermost", url="https://m.example"), event)
+    lines = sent["text"].split("\n")
+    assert lines[0] == "**🔴 TRIGGERED [critical] disk full on db-1**", lines
+    assert "dedup_key: disk\\_1" in lines and "[runbook](https://wiki.example/db)" in lines
+    slack = messages.message(Channel("s", "slack", url="https://s.example"), event)["text"]
+    assert "<https://wiki.example/db|runbook>" in slack and "dedup_key: disk_1" in slack

@@ -331,9 +331,8 @@ def test_each_type_gets_its_own_form() -> None:
 def test_templates_are_sandboxed_and_a_body_template_must_make_json() -> None:
     notice = Notice.from_json(NOTICE)
     own = Channel("s", "slack", template="{{ state }}: {{ summary }} on {{ key }}")
-    assert messages.message(own, notice) == {"text": "triggered: a critical on db"}
-    assert messages.message(own, notice, "route's {{ severity }}") == \
-        {"text": "route's critical"}
+    assert messages.message(own, notice)["text"] == "triggered: a critical on db"
+    assert messages.message(own, notice, "route's {{ severity }}")["text"] == "route's critical"
     escape = Channel("s", "slack", template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(Rejected, match="template failed: SecurityError"):
         messages.message(escape, notice)
