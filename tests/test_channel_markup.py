@@ -173,3 +173,24 @@ def test_the_default_text_still_reads_well() -> None:
     assert "dedup_key: disk\\_1" in lines and "[runbook](https://wiki.example/db)" in lines
     slack = messages.message(Channel("s", "slack", url="https://s.example"), event)["text"]
     assert "<https://wiki.example/db|runbook>" in slack and "dedup_key: disk_1" in slack
+
+
+def test_jinja2_is_pinned_past_its_known_sandbox_escapes() -> None:
+    """CVE-2024-56326 (fixed in 3.1.5) and CVE-2025-27516 (|attr reaching str.format,
+    fixed in 3.1.6): the pin says so, and the second escape is refused by every sandbox
+    a channel template runs in."""
+    import tomllib
+    from importlib.metadata import version
+
+    from jinja2.exceptions import SecurityError
+
+    from relay.channels import escape, jsonbody
+    from relay.routes.fields import SANDBOX
+
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    assert "Jinja2>=3.1.6,<4" in pyproject["project"]["dependencies"]
+    assert tuple(int(n) for n in version("jinja2").split(".")[:3]) >= (3, 1, 6)
+    breakout = '{{ "{0.__class__.__mro__}" | attr("format")(1) }}'
+    for sandbox in (SANDBOX, jsonbody.BODY_SANDBOX, *escape.SANDBOXES.values()):
+        with pytest.raises(SecurityError):
+            sandbox.from_string(breakout).render()
