@@ -14,7 +14,7 @@ import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from relay.channels.outbox import rq_queue
+from relay.channels.outbox import RQ_BACKLOG_MAX, rq_queue
 from relay.names import Names
 from relay.routes.config import load_or_none
 from relay.settings import Settings
@@ -76,6 +76,8 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
     return {"channels": rows, "outbox": {
         "waiting": client.llen(names.outbox), "taken": client.llen(names.outbox_taken),
         "bytes": int(stats.get("bytes", 0)), "skipped": int(stats.get("skipped", 0)),
+        "rq_jobs": int(stats.get("dispatch_backlog", 0)),
+        "held": int(stats.get("dispatch_held", 0)),
         "dispatcher": client.get(names.dispatcher)}}
 
 
@@ -94,6 +96,9 @@ def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[
     outbox = found["outbox"]
     print(f"outbox: {outbox['waiting']} waiting, {outbox['taken']} being made jobs, "
           f"{outbox['skipped']} skipped when full; dispatcher: {outbox['dispatcher'] or 'none'}")
+    if outbox["held"]:
+        print(f"dispatcher held back {outbox['held']} time(s): {outbox['rq_jobs']} jobs waiting "
+              f"in RQ now (it makes no more at {RQ_BACKLOG_MAX}; the outbox keeps the rest)")
     if not found["channels"]:
         print("no channels in the routes file")
     return 0
