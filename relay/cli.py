@@ -5,8 +5,9 @@ own module: relay/commands/, worker/command.py, relay/queues.py, relay/routes/, 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import redis
 
@@ -15,7 +16,7 @@ from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
 from relay.commands import deadletters, ingress, operations, sendtest, trace
 from relay.errors import ConfigError
-from relay.logs import configure
+from relay.logs import configure, printable
 from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
 from relay.settings import Settings
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return stack(argv[1:])
     args = _parser().parse_args(argv)
+    if not isinstance(sys.stdout, Terminal):
+        sys.stdout = Terminal(sys.stdout)
     try:
         if args.command == "simulator":
             return _simulator(args)
@@ -49,6 +52,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+class Terminal(io.TextIOBase):
+    """Every ``pd-relay`` command's standard output: each line written through
+    ``printable``, so no control character, escape sequence or bidi override that a
+    sender or a channel wrote (a dedup_key, a reply) reaches the operator's terminal;
+    line breaks are kept. ``raw`` is the stream itself, for the relay's own controls
+    (``status --watch`` clearing the screen)."""
+
+    def __init__(self, raw: TextIO) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.raw.write("\n".join(printable(line, sys.maxsize) for line in text.split("\n")))
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return self.raw.isatty()
 
 
 def _simulator(args: argparse.Namespace) -> int:

@@ -30,7 +30,10 @@ from relay.keys import mask
 FLUSH_S = 0.5
 BATCH_LINES = 512
 MAX_MESSAGE = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0, DEL, C1, line separators, and the bidi marks and overrides that reorder what a
+# terminal shows (U+061C, U+200E/F, U+202A-E, U+2066-9)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                      r"\u2066-\u2069]")
 
 
 def printable(text: object, limit: int = MAX_MESSAGE) -> str:

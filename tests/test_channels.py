@@ -31,7 +31,7 @@ ROUTES = """
 channels:
   - name: chat
     type: slack
-    url: ${CHAT_URL}
+    url: ${PD_RELAY_SECRET_CHAT_URL}
     min_severity: warning
   - name: hook
     type: webhook
@@ -63,7 +63,7 @@ def alert(dedup_key: str, severity: str, source: str = "db-1") -> dict[str, Any]
 
 @pytest.fixture
 def routed(tmp_path: Path, keys: tuple[str, ...], fake, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CHAT_URL", "https://hooks.slack.example/T000/B000/secret")
+    monkeypatch.setenv("PD_RELAY_SECRET_CHAT_URL", "https://hooks.slack.example/T000/B000/secret")
     (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n{keys[1]} other\n")
     (tmp_path / "routes.yml").write_text(ROUTES % ("0" * 64))
     settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
@@ -86,7 +86,7 @@ channels:
     type: slack
   - name: c
     type: webhook
-    url: ${NOT_SET_ANYWHERE}
+    url: ${PD_RELAY_SECRET_NOT_SET_ANYWHERE}
     template: "{{ unclosed"
   - name: d
     type: email
@@ -107,7 +107,8 @@ routes:
     problems = "\n".join(caught.value.problems)
     for expected in ("channels[0].type: want one of slack", "channels[1].url: a slack "
                      "channel needs it", "channels[2].url: the environment variable "
-                     "NOT_SET_ANYWHERE is not set", "channels[2].template: not a Jinja2",
+                     "PD_RELAY_SECRET_NOT_SET_ANYWHERE is not set",
+                     "channels[2].template: not a Jinja2",
                      "channels[3].sender: want an email address", "channels[3].to: want one",
                      "channels[3].security: want one of starttls", "routes[0].channels[0]: no "
                      "channel named 'nope'", "routes[0].channels[1].min_severity",
@@ -331,9 +332,8 @@ def test_each_type_gets_its_own_form() -> None:
 def test_templates_are_sandboxed_and_a_body_template_must_make_json() -> None:
     notice = Notice.from_json(NOTICE)
     own = Channel("s", "slack", template="{{ state }}: {{ summary }} on {{ key }}")
-    assert messages.message(own, notice) == {"text": "triggered: a critical on db"}
-    assert messages.message(own, notice, "route's {{ severity }}") == \
-        {"text": "route's critical"}
+    assert messages.message(own, notice)["text"] == "triggered: a critical on db"
+    assert messages.message(own, notice, "route's {{ severity }}")["text"] == "route's critical"
     escape = Channel("s", "slack", template="{{ ''.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(Rejected, match="template failed: SecurityError"):
         messages.message(escape, notice)

@@ -14,7 +14,8 @@ import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from relay.channels.outbox import rq_queue
+from relay.channels.outbox import RQ_BACKLOG_MAX, rq_queue
+from relay.logs import printable
 from relay.names import Names
 from relay.routes.config import load_or_none
 from relay.settings import Settings
@@ -76,6 +77,8 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
     return {"channels": rows, "outbox": {
         "waiting": client.llen(names.outbox), "taken": client.llen(names.outbox_taken),
         "bytes": int(stats.get("bytes", 0)), "skipped": int(stats.get("skipped", 0)),
+        "rq_jobs": int(stats.get("dispatch_backlog", 0)),
+        "held": int(stats.get("dispatch_held", 0)),
         "dispatcher": client.get(names.dispatcher)}}
 
 
@@ -87,13 +90,16 @@ def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[
         return 0
     print(f"{'CHANNEL':<20} {'QUEUED':>7} {'RETRYING':>8} {'FAILED':>7} {'SENT':>8}  LAST ERROR")
     for row in found["channels"]:
-        error = f"{row['last_error'][:60]} ({row['last_error_ago_s']} s ago)" \
+        error = f"{printable(row['last_error'][:60])} ({row['last_error_ago_s']} s ago)" \
             if row["last_error"] else "-"
         print(f"{row['channel']:<20} {row['queued'] + row['sending']:>7} {row['retrying']:>8} "
               f"{row['failed']:>7} {row['sent']:>8}  {error}")
     outbox = found["outbox"]
     print(f"outbox: {outbox['waiting']} waiting, {outbox['taken']} being made jobs, "
           f"{outbox['skipped']} skipped when full; dispatcher: {outbox['dispatcher'] or 'none'}")
+    if outbox["held"]:
+        print(f"dispatcher held back {outbox['held']} time(s): {outbox['rq_jobs']} jobs waiting "
+              f"in RQ now (it makes no more at {RQ_BACKLOG_MAX}; the outbox keeps the rest)")
     if not found["channels"]:
         print("no channels in the routes file")
     return 0
@@ -110,7 +116,8 @@ def failed(jobs: redis.Redis, names: Names, channels: list[str], as_json: bool) 
     for name in channels:
         for job in failed_jobs(jobs, names, name):
             notice = job.args[1] if len(job.args) > 1 else {}
-            error = (job.exc_info or "").strip().splitlines()
+            result = job.latest_result()
+            error = ((result.exc_string if result else "") or "").strip().splitlines()
             rows.append({"id": job.id, "channel": name, "state": notice.get("action"),
                          "dedup_key": notice.get("event", {}).get("dedup_key"),
                          "failed_at": job.ended_at.isoformat() if job.ended_at else None,
@@ -120,8 +127,9 @@ def failed(jobs: redis.Redis, names: Names, channels: list[str], as_json: bool) 
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['id']}  {row['channel']}  {row['state']} dedup_key={row['dedup_key']}  "
-              f"{row['failed_at']}\n    {row['error']}")
+        print(printable(f"{row['id']}  {row['channel']}  {row['state']} dedup_key="
+                        f"{row['dedup_key']}  {row['failed_at']}", 400) + "\n    "
+              + printable(row["error"], 600))
     print(f"{len(rows)} failed message(s)" + ("; send again with `pd-relay channels requeue "
                                              "ID|--all`" if rows else ""))
     return 0

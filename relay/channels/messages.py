@@ -8,16 +8,15 @@ notice's fields (``context``) and can reach nothing else.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import TemplateError
 
+from relay.channels import escape, jsonbody
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
 from relay.routes.channels import Channel
-from relay.routes.fields import SANDBOX
 
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
 DONE = {"resolved": "✅", "acknowledged": "👀"}
@@ -42,47 +41,46 @@ def context(notice: Notice) -> dict[str, Any]:
     }
 
 
-def render(template: str, values: dict[str, Any]) -> str:
+def render(template: str, values: dict[str, Any], style: escape.Style = escape.PLAIN) -> str:
+    """A chat template rendered; in a chat's style every ``{{ }}`` is escaped for it."""
     try:
-        return SANDBOX.from_string(template).render(values)
+        return escape.SANDBOXES[style].from_string(template).render(values)
     except TemplateError as exc:  # the same notice would fail again: not worth retries
         raise Rejected(f"template failed: {type(exc).__name__}: {exc}") from exc
 
 
-def text(values: dict[str, Any]) -> tuple[str, list[str]]:
-    """The default message: a headline, and detail lines."""
-    state, severity = values["state"], values["severity"]
+def text(values: dict[str, Any], style: escape.Style = escape.PLAIN) -> tuple[str, list[str]]:
+    """The default message: a headline, and detail lines, each sender value escaped for
+    the platform (``style``) and only http(s) links made links."""
+    state, severity, esc = values["state"], values["severity"], style.escape
     mark = DONE.get(state, MARKS.get(severity, ""))
     test = "[test] " if values["test"] else ""
-    headline = f"{mark} {test}{state.upper()} [{severity}] {values['summary']}".strip()
-    details = [f"{name}: {values[field]}" for name, field in
+    headline = f"{mark} {test}{state.upper()} [{esc(severity)}] {esc(values['summary'])}"
+    details = [f"{name}: {esc(values[field])}" for name, field in
                (("source", "source"), ("component", "component"), ("key", "key"),
                 ("route", "route"), ("dedup_key", "dedup_key"), ("accepted", "accepted"))
                if values[field]]
-    details += [f"{link.get('text') or 'link'}: {link.get('href', '')}"
+    details += [escape.link(style, link.get("text"), link.get("href", ""))
                 for link in values["links"]]
     if values["client_url"]:
-        details.append(f"{values['client'] or 'client'}: {values['client_url']}")
-    return headline, details
-
-
-def slack_escape(value: str) -> str:
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        details.append(escape.link(style, values["client"] or "client", values["client_url"]))
+    return headline.strip(), details
 
 
 def message(channel: Channel, notice: Notice, template: str | None = None) -> dict[str, Any]:
     """What to send: a JSON body for the HTTP types, {subject, text} for email."""
     values = context(notice)
     own = template or channel.template
-    headline, details = text(values)
-    body = render(own, values) if own else "\n".join([headline, *details])
-    markdown = body if own else "\n".join([f"**{headline}**", *details])  # Mattermost, Webex
-    if channel.type == "slack":
-        if not own:
-            body = "\n".join([f"*{slack_escape(headline)}*", *map(slack_escape, details)])
-        return {"text": body}
+    style = escape.STYLES.get(channel.type, escape.PLAIN)
+    headline, details = text(values, style)
+    bold = style.bold
+    body = render(own, values, style) if own else \
+        "\n".join([f"{bold}{headline}{bold}" if channel.type != "teams" else headline,
+                   *details])
+    if channel.type == "slack":  # no previews: a sender's link fetches nothing
+        return {"text": body, "unfurl_links": False, "unfurl_media": False}
     if channel.type == "mattermost":
-        return {"text": markdown}
+        return {"text": body}
     if channel.type == "teams":
         blocks = [{"type": "TextBlock", "text": line, "wrap": True} for line in body.split("\n")]
         if blocks and not own:
@@ -92,14 +90,15 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
         return {"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
     if channel.type == "webex":
-        return {"roomId": channel.room, "markdown": markdown}
+        return {"roomId": channel.room, "markdown": body}
     if channel.type == "webhook":
         if channel.body:
-            rendered = render(channel.body, values)
             try:
-                found: dict[str, Any] = json.loads(rendered)
-            except ValueError as exc:
-                raise Rejected(f"the body template did not make JSON: {exc}") from exc
+                found: dict[str, Any] = jsonbody.render(channel.body, values)
+            except TemplateError as exc:
+                raise Rejected(f"template failed: {type(exc).__name__}: {exc}") from None
+            except jsonbody.NotJson as exc:
+                raise Rejected(str(exc)) from None
             return found
         return {"text": body, "notice": {k: v for k, v in values.items() if k != "event"},
                 "event": notice.event}

@@ -31,6 +31,12 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
     yield CounterMetricFamily("pd_relay_outbox_skipped", "Notices skipped while the outbox "
                               "was full (RELAY_OUTBOX_MAX_MB): a channel missed the event",
                               value=float(stats.get("skipped", 0)))
+    yield GaugeMetricFamily("pd_relay_channel_jobs", "Channel jobs waiting in RQ (queued or "
+                            "scheduled for a retry), as the dispatcher last counted them",
+                            value=float(stats.get("dispatch_backlog", 0)))
+    yield CounterMetricFamily("pd_relay_outbox_held", "Rounds the dispatcher made no jobs "
+                              "because RQ held its bound of channel jobs (notices wait in the "
+                              "outbox)", value=float(stats.get("dispatch_held", 0)))
     open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
                                "alarms (self_alert)", labels=["condition"])
     for condition in sorted(alarms):

@@ -6,6 +6,13 @@ their jobs, then forgets them (``OUTBOX_DONE``). A crash between leaves them tak
 next holder makes their jobs again, and a job's id (notice id + channel) makes RQ
 refuse the second copy. An entry that cannot be read is logged and dropped.
 
+RQ's queues are bounded too: before each batch the dispatcher counts the jobs waiting in
+the channels' queues and retry schedules (``rq_backlog``); at ``RQ_BACKLOG_MAX`` or more
+it takes nothing, counts the round (``dispatch_held`` in ``Names.channel_stats``, with
+the count in ``dispatch_backlog``) and waits, leaving the notices in the outbox, whose
+byte cap (``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel that is
+down for long thus costs at most the bound in RQ, never memory without end.
+
 An acknowledge or resolve names no channels: it goes to those its trigger went to,
 remembered per incident (``Names.heard``) with the trigger's severity and summary.
 """
@@ -17,12 +24,14 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError
+from rq.registry import ScheduledJobRegistry
 
 from relay.channels.notice import Entry, Notice, payload_of
 from relay.names import Names
@@ -34,6 +43,9 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 BATCH = 100
 JOB = "relay.channels.jobs.deliver"
+# Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
+# dispatcher stops making more; an RQ job is about 1.8 KB (docs/DESIGN.md): ~18 MB.
+RQ_BACKLOG_MAX = 10_000
 
 
 def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
@@ -56,6 +68,16 @@ def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Not
     return True
 
 
+def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -> int:
+    """Jobs waiting in the channels' RQ queues and retry schedules (one round trip)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for name in channels:
+            queue = rq_queue(connection, names, name)
+            pipe.llen(queue.key)
+            pipe.zcard(ScheduledJobRegistry(queue=queue).key)  # type: ignore[no-untyped-call]
+        return sum(int(n) for n in pipe.execute())
+
+
 def job_id(notice: str, channel: str) -> str:
     """The one job id of a notice to a channel (RQ's ids take letters, digits, - and _)."""
     return f"{notice}-{hashlib.blake2b(channel.encode(), digest_size=4).hexdigest()}"
@@ -64,7 +86,9 @@ def job_id(notice: str, channel: str) -> str:
 class Dispatcher:
     def __init__(self, client: redis.Redis, names: Names, settings: Settings,
                  channels: Mapping[str, Channel],
-                 put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000) -> None:
+                 put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000,
+                 backlog: Callable[[], int] = lambda: 0, backlog_max: int = RQ_BACKLOG_MAX,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.names = names
         self.settings = settings
@@ -72,6 +96,9 @@ class Dispatcher:
         self.put = put
         self.scripts = Scripts(client)
         self.lease_ms = lease_ms
+        self.backlog = backlog
+        self.backlog_max = backlog_max
+        self.sleep = sleep
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def hold(self) -> bool:
@@ -87,13 +114,26 @@ class Dispatcher:
 
     def step(self, block_s: int) -> int:
         """Take up to BATCH entries (waiting up to ``block_s`` for the first) and make
-        their jobs; return how many were taken."""
+        their jobs; return how many were taken. While RQ holds ``backlog_max`` jobs or
+        more, take nothing: count the round and wait ``block_s``."""
         n = self.names
+        waiting = self.backlog()
+        room = self.backlog_max - waiting
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(n.channel_stats, "dispatch_backlog", waiting)
+            if room <= 0:
+                pipe.hincrby(n.channel_stats, "dispatch_held", 1)
+            pipe.execute()
+        if room <= 0:
+            self.sleep(block_s)
+            return 0
         first = self.client.blmove(n.outbox, n.outbox_taken, block_s, "LEFT", "RIGHT")
         if first is None:
             return 0
+        # each entry makes at most one job per channel: stay within the bound
+        batch = max(1, min(BATCH, room // max(1, len(self.channels))))
         with self.client.pipeline(transaction=False) as pipe:
-            for _ in range(BATCH - 1):
+            for _ in range(batch - 1):
                 pipe.lmove(n.outbox, n.outbox_taken, "LEFT", "RIGHT")
             more = [str(raw) for raw in pipe.execute() if raw is not None]
         self.dispatch([str(first), *more])

@@ -28,7 +28,7 @@ from rq.scheduler import RQScheduler
 from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
-from relay.channels.outbox import Dispatcher, put_job, rq_queue
+from relay.channels.outbox import Dispatcher, put_job, rq_backlog, rq_queue
 from relay.errors import DeliveryError
 from relay.housekeeping import jobs as keeper
 from relay.names import Names
@@ -63,7 +63,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
                             lambda channel, notice: put_job(jobs_client, names, channel, notice,
                                                             settings.dead_letter_days),
-                            LEASE_MS)
+                            LEASE_MS,
+                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)))
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \

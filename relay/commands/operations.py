@@ -56,7 +56,7 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
                               "alarms": alarms, "shed": shed}, indent=2))
         else:
             if args.watch:
-                print("\033[H\033[J", end="")
+                getattr(sys.stdout, "raw", sys.stdout).write("\033[H\033[J")  # ours
             if settings.allow_anonymous:
                 print("WARNING: open relay: anyone who can reach it may send events "
                       "(RELAY_ALLOW_ANONYMOUS)", file=sys.stderr)

@@ -2,9 +2,11 @@
 events (a chat room, a webhook, a mailbox), each defined once by name, and how routes
 and sources name them (``channels: [NAME, {name: NAME, min_severity: LEVEL}]``).
 
-Strings may take secrets from the environment (``${NAME}``); a channel's secrets
-(webhook URLs, tokens, passwords) never appear in logs, status or replies: ``shown``
-is what may be printed.
+Strings may take secrets from the environment (``${NAME}``), from variables named
+``PD_RELAY_SECRET_*`` only: any other name (``${RELAY_REDIS_URL}``, ``${HOME}``) is a
+problem of the file, so a routes file cannot send the relay's own settings or anything
+else of its environment to a channel. A channel's secrets (webhook URLs, tokens,
+passwords) never appear in logs, status or replies: ``shown`` is what may be printed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from relay.channels import jsonbody
 from relay.routes import fields as check
 from relay.severity import LEVELS
 
@@ -26,6 +29,7 @@ PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook"
               "email": 60}
 WEBEX_URL = "https://webexapis.com/v1/messages"
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SECRET_PREFIX = "PD_RELAY_SECRET_"  # the only variables ${NAME} reads
 COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s"}
 FIELDS = {
     "slack": {"url"}, "mattermost": {"url"}, "teams": {"url"},
@@ -39,7 +43,7 @@ FIELDS = {
 CHECKS = {
     "min_severity": check.level, "per_minute": check.count, "retries": check.count,
     "timeout_s": check.seconds, "template": check.template, "url": check.url,
-    "method": check.method, "headers": check.headers, "body": check.template,
+    "method": check.method, "headers": check.headers, "body": jsonbody.check,
     "token": check.text, "room": check.text, "host": check.text, "port": check.count,
     "security": check.security, "username": check.text, "password": check.text,
     "sender": check.address, "to": check.addresses, "subject": check.template,
@@ -58,7 +62,7 @@ class Channel:
     url: str = field(default="", repr=False)  # webhooks: the URL is the secret
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    body: str | None = None  # webhook: Jinja2 template of a JSON body
+    body: str | None = None  # webhook: Jinja2 template of a JSON body (relay.channels.jsonbody)
     token: str = field(default="", repr=False)  # webex bot token
     room: str = ""
     host: str = ""
@@ -101,9 +105,11 @@ Problem = Callable[[str, str], None]
 
 
 def referenced(path: Path) -> set[str]:
-    """The environment variables a routes file takes secrets from (``${NAME}``)."""
+    """The environment variables a routes file takes secrets from (``${NAME}``): those
+    it may read, ``PD_RELAY_SECRET_*``."""
     try:
-        return set(ENV_RE.findall(path.read_text(encoding="utf-8")))
+        return {name for name in ENV_RE.findall(path.read_text(encoding="utf-8"))
+                if name.startswith(SECRET_PREFIX)}
     except (OSError, UnicodeDecodeError):
         return set()
 
@@ -113,6 +119,13 @@ def expand(value: Any, at: str, problem: Problem, env: Mapping[str, str]) -> Any
     if isinstance(value, str):
         def swap(match: re.Match[str]) -> str:
             name = match.group(1)
+            if not name.startswith(SECRET_PREFIX):
+                bare = name.removeprefix("PD_RELAY_")
+                problem(at, f"${{{name}}}: a routes file reads only variables named "
+                        f"{SECRET_PREFIX}* (so that it cannot send the relay's own settings "
+                        f"or anything else of its environment to a channel): rename it "
+                        f"{SECRET_PREFIX}{bare} in the environment and here")
+                return ""
             if name not in env:
                 problem(at, f"the environment variable {name} is not set")
                 return ""

@@ -45,7 +45,7 @@ def write_routes(path: Path, hooks: WebhookReceiver, mail: MailServer) -> Path:
 channels:
   - name: ops-slack
     type: slack
-    url: ${{SLACK_URL}}
+    url: ${{PD_RELAY_SECRET_SLACK_URL}}
     min_severity: warning
   - name: flaky
     type: webhook
@@ -75,7 +75,8 @@ routes:
 def test_channels_hear_of_events_beside_pagerduty_and_a_flaky_one_recovers(
         make_stack, hooks: WebhookReceiver, mail: MailServer, tmp_path: Path) -> None:
     routes = write_routes(tmp_path / "routes.yml", hooks, mail)
-    stack = make_stack(keys=1, RELAY_ROUTES_FILE=str(routes), SLACK_URL=hooks.url + "/slack",
+    stack = make_stack(keys=1, RELAY_ROUTES_FILE=str(routes),
+                       PD_RELAY_SECRET_SLACK_URL=hooks.url + "/slack",
                        RELAY_CHANNEL_RETRY_BASE_S="0.2", RELAY_CHANNEL_RETRY_MAX_S="1")
     # the flaky webhook fails, is throttled (Retry-After 1 s), then takes everything
     hooks.script("/flaky", (500, {}, "oops"), (503, {}, "down"),

@@ -232,13 +232,15 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         # Channels in the routes file: `./start.sh` runs a channel worker (with the secret
         # the file takes from the shell), which sends each event of the route there.
         hooks = WebhookReceiver()
-        routes_file.write_text("channels:\n  - {name: ops, type: slack, url: '${HOOK_URL}'}\n"
+        routes_file.write_text("channels:\n  - {name: ops, type: slack, "
+                               "url: '${PD_RELAY_SECRET_HOOK_URL}'}\n"
                                "routes:\n  - name: everything\n    keys: [key-1, key-2]\n"
                                "    channels: [ops]\n")
-        env["HOOK_URL"] = hooks.url + "/ops"
+        env["PD_RELAY_SECRET_HOOK_URL"] = hooks.url + "/ops"
         rerun = run(project, env)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        assert "HOOK_URL: (unset) -> (set)" in rerun.stderr and hooks.url not in rerun.stderr
+        assert "PD_RELAY_SECRET_HOOK_URL: (unset) -> (set)" in rerun.stderr
+        assert hooks.url not in rerun.stderr
         now = pids(run(project, env, "status").stdout)
         assert now["channel-worker"] != before["channel-worker"]  # restarted: a new file
         reply = requests.post(url, json=trigger("to chat", dedup_key="chat-1"), timeout=10)

@@ -1,0 +1,116 @@
+"""Sender text in chat messages is text, never markup, per platform.
+
+A value (summary, source, dedup_key, a link's text, any ``{{ }}`` of a chat template) is
+first made one line: line breaks become spaces, other control characters, bidi controls
+and C1 controls are written as escapes (``\\x1b``, ``\\u202e``). Then, for each platform:
+
+- mentions: an ``@`` that starts a word gets a WORD JOINER (U+2060) after it, so
+  ``@channel``, ``@here``, ``@all`` or ``@alice`` notify no one (Mattermost parses them in
+  a webhook's text; mail addresses are left alone);
+- Slack (mrkdwn): ``&``, ``<`` and ``>`` become entities, as Slack's formatting reference
+  asks: ``<!channel>``, ``<@U1>`` and ``<url|text>`` links then cannot be written;
+- Mattermost, Webex and Teams (Markdown): every character that Markdown reads as syntax
+  (``\\ ` * _ { } [ ] ( ) < > # ! | ~ &``, and a list or heading mark at its start) gets
+  a backslash, so links ``[x](y)``, images ``![x](y)``, HTML, emphasis and Webex's
+  ``<@all>`` show as typed.
+
+Links are made only by the relay (``link``), only of http(s) URLs, with the URL
+percent-encoded so that it cannot close the link; anything else (``javascript:``,
+``data:``) is shown as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from jinja2 import Undefined
+from jinja2.sandbox import SandboxedEnvironment
+
+_BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_MENTION = re.compile(r"(?<![\w.+-])@(?=[\w.-])")
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
+_LEADING_MARK = re.compile(r"^[-+=]")
+_LEADING_NUMBER = re.compile(r"^(\d+)\.")
+WORD_JOINER = "\u2060"
+URL_SAFE = "/:?#@!$&'*+,;=%-._~"
+
+
+def one_line(value: object) -> str:
+    """``value`` as one line of text: breaks made spaces, every control written escaped."""
+    text = _BREAKS.sub(" ", "" if isinstance(value, Undefined) else str(value))
+    return _CONTROLS.sub(_escaped, text.replace("\t", " "))
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def unmention(text: str) -> str:
+    return _MENTION.sub("@" + WORD_JOINER, text)
+
+
+def slack(value: object) -> str:
+    text = unmention(one_line(value))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(value: object) -> str:
+    text = _MARKDOWN.sub(r"\\\1", unmention(one_line(value)).strip())
+    text = _LEADING_MARK.sub(r"\\\g<0>", text)  # a list's mark, a heading's underline
+    return _LEADING_NUMBER.sub(r"\1\\.", text)  # an ordered list's mark
+
+
+def web_url(href: object) -> str | None:
+    """``href`` as a link target when it is an http(s) URL, else None."""
+    if not isinstance(href, str) or _CONTROLS.search(href) or any(c.isspace() for c in href):
+        return None
+    try:
+        parts = urlparse(href)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return None
+    return quote(href, safe=URL_SAFE) if ok else None
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one platform writes a value, a link and the headline."""
+
+    escape: Callable[[object], str]
+    link: Callable[[str, str], str]  # (text, URL already checked and encoded)
+    bold: str  # what goes around the headline
+
+
+def _plain_link(text: str, url: str) -> str:
+    return f"{text}: {url}"
+
+
+PLAIN = Style(one_line, _plain_link, "")
+SLACK = Style(slack, lambda text, url: f"<{url.replace('&', '&amp;')}|{text}>", "*")
+MARKDOWN = Style(markdown, lambda text, url: f"[{text}]({url})", "**")
+STYLES = {"slack": SLACK, "mattermost": MARKDOWN, "webex": MARKDOWN, "teams": MARKDOWN}
+
+
+def link(style: Style, text: object, href: object) -> str:
+    """A link line: a link when ``href`` is http(s), else its text and href as text."""
+    url = web_url(href)
+    shown = style.escape(text or "link")
+    if url is None:
+        return f"{shown}: {style.escape(href or '')}"
+    return style.link(shown, url) if style is not PLAIN else _plain_link(shown, url)
+
+
+def sandbox(style: Style) -> SandboxedEnvironment:
+    """A chat template's sandbox: every ``{{ }}`` is escaped for the platform."""
+    finalize: Any = None if style is PLAIN else style.escape
+    return SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                                finalize=finalize)
+
+
+SANDBOXES = {style: sandbox(style) for style in (PLAIN, SLACK, MARKDOWN)}
