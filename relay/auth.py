@@ -4,8 +4,11 @@ anyone when the operator allows anonymous senders.
 A request's API key comes from ``X-API-Key`` or ``Authorization: Bearer``; only its
 SHA-256 is kept (``pd-relay token new`` prints a key once, with its hash). Without one,
 each event must carry one of the relay's routing keys, as PagerDuty itself demands, so
-PagerDuty receivers work unchanged. An unknown API key, or neither, is a 401; an event a
-source's matchers do not allow, a 403.
+PagerDuty receivers work unchanged. An unknown API key, or neither, is a 401; a 403 for
+a trigger a source's matchers do not allow, an event that would take a route the source
+was not given (``routes:``), and any sender's dedup_key in the relay's own namespace
+(``RESERVED``). Whose incident an acknowledge or resolve is, the event store decides:
+the sender that opened it (``relay.store.owner_of``; ENQUEUE refuses another's).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.errors import Forbidden, Unauthorized
+from relay.router import Route
 from relay.routes.channels import Use
+from relay.routes.config import Route as Rule
 from relay.routes.config import Source
 from relay.routes.matchers import Matcher, all_hold
 
 ROUTING_KEY_SENDER = "routing-key"
 ANONYMOUS = "anonymous"
+FOLLOW_UPS = ("acknowledge", "resolve")  # act on an incident: no payload, no route
+RESERVED = "pd-relay-self-"  # the relay's own alarms' dedup_keys (housekeeping.selfcheck)
 
 
 def new_token() -> tuple[str, str]:
@@ -39,6 +46,9 @@ class Sender:
     name: str  # the source's name, ``routing-key`` or ``anonymous``
     matchers: tuple[Matcher, ...] = ()
     channels: tuple[Use, ...] = ()  # channels that hear of all it sends
+    follow_up_any: bool = False  # may act on any sender's incidents
+    routes: tuple[str, ...] | None = None  # the routes it may take (None: any)
+    slots: frozenset[int] = frozenset()  # the keys of those routes, by place (from 1)
 
 
 def request_token(api_key: str | None, authorization: str | None) -> str | None:
@@ -52,9 +62,13 @@ def request_token(api_key: str | None, authorization: str | None) -> str | None:
 
 
 class Gate:
-    def __init__(self, sources: tuple[Source, ...], allow_anonymous: bool) -> None:
+    def __init__(self, sources: tuple[Source, ...], allow_anonymous: bool,
+                 rules: tuple[Rule, ...] = (), key_names: tuple[str, ...] = ()) -> None:
         self.by_hash = {h: source for source in sources for h in source.key_hashes}
         self.allow_anonymous = allow_anonymous
+        self.slots = {source.name: frozenset(
+            key_names.index(key) + 1 for rule in rules if rule.name in (source.routes or ())
+            for key in rule.keys if key in key_names) for source in sources}
 
     def sender(self, api_key: str | None, authorization: str | None) -> Sender | None:
         """The request's sender by its API key; None when it gave none (its events must
@@ -67,7 +81,38 @@ class Gate:
         if source is None:
             raise Unauthorized(["API key: not one this relay knows (X-API-Key or "
                                 "Authorization: Bearer)"], "unknown-api-key")
-        return Sender(source.name, source.matchers, source.channels)
+        return Sender(source.name, source.matchers, source.channels, source.follow_up_any,
+                      source.routes, self.slots.get(source.name, frozenset()))
+
+    @staticmethod
+    def reserved(sender: Sender | None, event: dict[str, Any], at: str) -> None:
+        """Refuse (403) an event in the relay's own namespace of dedup_keys: nobody but the
+        relay raises or resolves its own alarms."""
+        dedup_key = event.get("dedup_key")
+        if isinstance(dedup_key, str) and dedup_key.startswith(RESERVED):
+            name = sender.name if sender else ROUTING_KEY_SENDER
+            raise Forbidden([f"{at or 'event'}: dedup_keys starting {RESERVED!r} are the "
+                             "relay's own alarms"], name)
+
+    @staticmethod
+    def may_take(sender: Sender | None, route: Route, at: str) -> None:
+        """Refuse (403) a source's trigger or change event that would take a route it was
+        not given (its ``routes:``), or name a key outside them. Follow-ups go where their
+        incident is (the event store checks whose it is); maintenance holds any route's."""
+        if sender is None or sender.routes is None or route.action in FOLLOW_UPS or \
+                route.rule.startswith("maintenance:"):
+            return
+        if route.rule == "routing-key":
+            if -route.slot in sender.slots:
+                return
+            where = "a key outside its routes"
+        elif route.rule in sender.routes:
+            return
+        else:
+            where = "no route" if route.rule == "default" else f"route {route.rule}"
+        raise Forbidden([f"{at or 'event'}: source {sender.name} may send only by its routes "
+                         f"({', '.join(sender.routes)}); this event would take {where}"],
+                        sender.name)
 
     def admit(self, sender: Sender | None, event: dict[str, Any], configured: bool,
               at: str, context: dict[str, str]) -> Sender:

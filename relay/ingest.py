@@ -16,16 +16,17 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay import history, validation
-from relay.auth import ROUTING_KEY_SENDER
+from relay.auth import ANONYMOUS, FOLLOW_UPS, ROUTING_KEY_SENDER
 from relay.body import encode
 from relay.channels.notice import header
 from relay.commit import GroupCommit
-from relay.errors import InvalidEvent, QueueFull, Unavailable
+from relay.errors import Forbidden, InvalidEvent, QueueFull, Unavailable
+from relay.logs import printable
 from relay.metrics import Metrics
 from relay.router import Route, Router
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.store import Full, Item, Record, now_ms
+from relay.store import Full, Item, Owned, Record, now_ms, owner_of
 from relay.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class Ingest:
         except Exception as exc:  # any failure to store is this request's 503, never a 500
             log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
+        owned = next((slot for slot in slots if isinstance(slot, Owned)), None)
+        if owned is not None:
+            raise self._owned(owned, batch, single, credentials)
         full = next((slot for slot in slots if isinstance(slot, Full)), None)
         if full is not None:
             raise self._full(full, len(batch), credentials)
@@ -77,6 +81,20 @@ class Ingest:
         return {"status": "success",
                 "message": f"{len(events)} events accepted, {len(events) - held} queued",
                 "dedup_keys": dedup_keys}
+
+    def _owned(self, owned: Owned, batch: list[Item], single: bool,
+               credentials: Credentials) -> Forbidden:
+        """Why a request that acts on another sender's incident is refused (logged): the
+        first such event's place and dedup_key; never who owns it."""
+        _, raw, _, _, sender = batch[owned.position - 1]
+        dedup_key = Record.decode(raw).event.get("dedup_key", "")
+        at = "event" if single else f"[{owned.position - 1}]"
+        log.warning("refused %d event(s) client=%s rid=%s: %s acts on incident %s, which "
+                    "another sender opened", len(batch), credentials.client,
+                    credentials.request_id, sender.lstrip("*"), printable(dedup_key, 255))
+        return Forbidden([f"{at}: incident {dedup_key!r} was opened by another sender; only "
+                          "it may acknowledge, resolve or re-trigger it (or a source with "
+                          "follow_up: any)"], sender.lstrip("*").removeprefix("s:"))
 
     def _full(self, full: Full, count: int, credentials: Credentials) -> QueueFull:
         """Why a request that would overfill a queue is refused (logged)."""
@@ -115,13 +133,16 @@ class Ingest:
             found = check(event, at)
             if not found:
                 name = by_key if sender is None else sender.name
-                if sender is not None and sender.matchers:  # 403 unless they all hold
+                gate.reserved(sender, event, at)
+                if sender is not None and sender.matchers and \
+                        event.get("event_action") not in FOLLOW_UPS:  # 403 unless all hold
                     gate.admit(sender, event, configured, at, contexts[name])
                 route = router.route(kind, event, at + "." if at else "", contexts[name],
                                      accepted / 1000)
                 if isinstance(route, str):
                     found = [route]
                 else:
+                    gate.may_take(sender, route, at)  # a source's own routes
                     record = Record(kind, event, accepted, history.event_id())
                     raw, found = encode(record, at, self.settings.max_body_bytes)
                     heard = sender.channels if sender is not None else ()
@@ -130,8 +151,11 @@ class Ingest:
                         s=name, n=self.node, ad=adapter, c=credentials.client,
                         h=outcome(route) if not route.slot else "",
                     ) if self.stories else b""
+                    source = sender.name if sender and sender.name != ANONYMOUS else None
+                    owner = owner_of(source, named if configured else None,
+                                     sender.follow_up_any if sender else False)
                     batch.append((route, raw, notice(router, route, event, heard, name,
-                                                     record.id), story))
+                                                     record.id), story, owner))
                     records.append(record)
                     senders.append(name)
             problems += found

@@ -19,6 +19,7 @@ import redis
 
 from relay.keys import key_id, mask
 from relay.names import Names
+from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.store import is_gap, now_ms
 
@@ -97,6 +98,8 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
     order), forget its incidents and the key; return how many events moved."""
     if kid in {key_id(k) for k in settings.routing_keys}:
         raise ValueError(f"key id {kid} is still in {settings.keys_file}: remove it first")
+    if client.hexists(names.known_keys, kid):  # its incidents' owners go with them
+        Scripts(client).forget_incidents(names, names.incidents(kid), "+inf")
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:

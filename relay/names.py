@@ -79,6 +79,12 @@ class Names:
         return f"{self.prefix}:history:ledger"
 
     @property
+    def owners(self) -> str:
+        """Hash: per incident remembered (``router.incident_id``), who opened it
+        (``store.owner_of``), forgotten with the incident (ENQUEUE, retention)."""
+        return f"{self.prefix}:owners"
+
+    @property
     def shed(self) -> str:
         """Hash: what the relay let go to keep room for pages, by kind (``incidents``
         remembered on keys, ``held`` incidents, and when Redis was full: ``history``

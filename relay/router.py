@@ -17,10 +17,10 @@ named its key; a route with channels and no keys sends to them alone (slot 0).
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from relay.ids import token
 from relay.keys import choose_key, is_ruleset, mask
 from relay.routes.channels import Channel, Use, hearing
 from relay.routes.config import Route as Rule
@@ -31,13 +31,9 @@ DEFAULT = "default"
 
 
 def mint_id() -> str:
-    """A random 128-bit id in hex, for a dedup_key PagerDuty would otherwise mint.
-
-    Not uuid4: it reads os.urandom, a system call that lets go of the GIL, and under
-    load each such hand-over costs the ingress more than the rest of the event's
-    checks (docs/BENCHMARKS.md). ``random`` is seeded from os.urandom per process.
-    """
-    return f"{random.getrandbits(128):032x}"
+    """An unpredictable 128-bit id in hex (``relay.ids``), for a dedup_key PagerDuty
+    would otherwise mint."""
+    return token(16)
 
 
 def incident_id(dedup_key: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from relay.history.cap import KEEP_WITHIN
+from relay.names import Names
 
 # Store accepted events, each on its key's queue, counted, in one command; and keep each
 # incident on the key it was first routed to (its follow-ups go there whatever keys were
@@ -33,16 +34,24 @@ from relay.history.cap import KEEP_WITHIN
 # Memory is bounded (promise 8): a held trigger whose dedup_key the relay minted is not
 # remembered (no one can name it but its sender, and its follow-ups would be harmless);
 # each key's remembered incidents and the held ones are at most ARGV[9] per set, the
-# oldest forgotten first and counted in the shed hash ('incidents', 'held').
+# oldest forgotten first and counted in the shed hash ('incidents', 'held'); at most 100
+# incidents idle for ARGV[1] ms are forgotten per set and call.
+# An incident belongs to the sender whose trigger opened it (promise 7): the owners hash
+# keeps it while the incident is remembered (forgotten with it: resolve, idle, cap).
+# An event of an open incident from another sender refuses its whole request
+# ('owner:<its place in the request>'), unless the incident's owner is 'a' (anonymous:
+# anyone's) or unknown (remembered by an older release: the next trigger opens it), or
+# the sender's name starts with '*' (a source with `follow_up: any`).
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order); KEYS[#KEYS-5] the held incidents,
-# KEYS[#KEYS-4] the outbox, KEYS[#KEYS-3] the channels' stats hash {bytes, skipped},
-# KEYS[#KEYS-2] the history stream, KEYS[#KEYS-1] its ledger, KEYS[#KEYS] the shed hash
+# key (every key of the keys file, in order); KEYS[#KEYS-6] the held incidents,
+# KEYS[#KEYS-5] the outbox, KEYS[#KEYS-4] the channels' stats hash {bytes, skipped},
+# KEYS[#KEYS-3] the history stream, KEYS[#KEYS-2] its ledger, KEYS[#KEYS-1] the shed
+# hash, KEYS[#KEYS] the incidents' owners hash
 # ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
 # queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
 # events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
 # ARGV[7] most entries the history keeps (approximately); ARGV[8] most bytes it keeps;
-# ARGV[9] most incidents remembered per key, and held; then 6 values per event:
+# ARGV[9] most incidents remembered per key, and held; then 7 values per event:
 #   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
 #         -i when the event named its key (kept, and the incident moves to it), or 0 when
 #         it is held back (unless the incident is remembered on a key);
@@ -59,16 +68,27 @@ ENQUEUE = KEEP_WITHIN + """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 6) / 3
-local held, outbox, told = KEYS[#KEYS - 5], KEYS[#KEYS - 4], KEYS[#KEYS - 3]
-local history, ledger, shed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local n = (#KEYS - 7) / 3
+local held, outbox, told = KEYS[#KEYS - 6], KEYS[#KEYS - 5], KEYS[#KEYS - 4]
+local history, ledger, shed, owners = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function remembered(slot)  -- the set an incident on this slot is remembered in
   if slot > 0 then return KEYS[3 * slot] end
   return held
 end
-for i = 1, n do redis.call('ZREMRANGEBYSCORE', KEYS[3 * i], '-inf', now - tonumber(ARGV[1])) end
-redis.call('ZREMRANGEBYSCORE', held, '-inf', now - tonumber(ARGV[1]))
+local function disown(incidents)  -- forget the owners of these incidents
+  for from = 1, #incidents, 1000 do
+    redis.call('HDEL', owners, unpack(incidents, from, math.min(from + 999, #incidents)))
+  end
+end
+for i = 0, n do  -- at most 100 idle incidents a set per call, with their owners
+  local idle = redis.call('ZRANGEBYSCORE', remembered(i), '-inf', now - tonumber(ARGV[1]),
+                          'LIMIT', 0, 100)
+  if #idle > 0 then
+    redis.call('ZREM', remembered(i), unpack(idle))
+    disown(idle)
+  end
+end
 -- what each queue holds (events counted once a request goes there; bytes), and in all
 local length, bytes, total = {}, {}, 0
 for i = 1, n do
@@ -76,45 +96,59 @@ for i = 1, n do
   total = total + bytes[i]
 end
 -- seen[incident]: the slot it is remembered on after this call (0: held), or false once
--- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident}
+-- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident};
+-- owner[incident]: who opened it ('' none known); claimed[incident]: opened in this call
 local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
-local stories = {}
+local stories, owner, claimed = {}, {}, {}
 local at = 10
 for size in string.gmatch(ARGV[5], '%d+') do
   -- one request, tried on its own copy of what the call decided so far
   local rseen = setmetatable({}, {__index = seen})
+  local rowner = setmetatable({}, {__index = owner})
   local rforgot, rqueued, radded, rchosen, rdrops, rnotices = {}, {}, {}, {}, {}, {}
-  local rstories = {}
-  for _ = 1, tonumber(size) do
+  local rstories, rclaimed, owned = {}, {}, nil
+  for position = 1, tonumber(size) do
     local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
-    if slot < 0 then  -- the event named its key: it goes there, and so does its incident
-      slot = -slot
-      for i = 0, n do
-        if incident ~= '' and i ~= slot then table.insert(rdrops, {remembered(i), incident}) end
-      end
-      if incident ~= '' then rseen[incident] = slot end
-    end
+    local sender, anyone = ARGV[at + 6], false
+    if string.sub(sender, 1, 1) == '*' then sender, anyone = string.sub(sender, 2), true end
+    local named = slot < 0  -- the event named its key: it goes there, and so does its incident
+    if named then slot = -slot end
     if incident ~= '' then
-      local known = rseen[incident]
-      if known then
-        slot = known
-      elseif known == nil and action ~= 'fresh' then
-        local found = false
+      local known = rseen[incident]  -- in this call: its slot, false once resolved, or nil
+      local where = known  -- where the incident is open (0: held), if it is
+      if known == nil and action ~= 'fresh' then
         for i = 1, n do
-          if redis.call('ZSCORE', KEYS[3 * i], incident) then slot = i; found = true; break end
+          if redis.call('ZSCORE', KEYS[3 * i], incident) then where = i; break end
         end
-        if not found and redis.call('ZSCORE', held, incident) then
-          if action == 'trigger' and slot > 0 then
-            table.insert(rdrops, {held, incident})  -- held before, sent now
-          else
-            slot = 0
-          end
+        if where == nil and redis.call('ZSCORE', held, incident) then where = 0 end
+        if where ~= nil then rowner[incident] = redis.call('HGET', owners, incident) or '' end
+      end
+      local by = where and rowner[incident]
+      if by and by ~= '' and by ~= 'a' and by ~= sender and not anyone then
+        owned = owned or ('owner:' .. position)  -- another sender's incident
+      end
+      if named then
+        for i = 0, n do
+          if i ~= slot then table.insert(rdrops, {remembered(i), incident}) end
         end
+      elseif known then
+        slot = known
+      elseif where == 0 then
+        if action == 'trigger' and slot > 0 then
+          table.insert(rdrops, {held, incident})  -- held before, sent now
+        else
+          slot = 0
+        end
+      elseif where then
+        slot = where
       end
       if action == 'resolve' then
-        rseen[incident], rforgot[incident] = false, slot
+        rseen[incident], rforgot[incident], rowner[incident] = false, slot, ''
       elseif slot ~= 0 or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
         rseen[incident] = slot
+        if (action == 'trigger' or action == 'fresh') and (rowner[incident] or '') == '' then
+          rowner[incident], rclaimed[incident] = sender, true
+        end
       end
     end
     if slot > 0 then
@@ -127,11 +161,11 @@ for size in string.gmatch(ARGV[5], '%d+') do
       rnotices[#rnotices + 1] = slot .. '\\n' .. ARGV[at + 4] .. '\\n' .. ARGV[at + 3]
     end
     if ARGV[at + 5] ~= '' then rstories[#rstories + 1] = slot .. '\\31' .. ARGV[at + 5] end
-    at = at + 6
+    at = at + 7
   end
-  local refused, added = nil, 0
+  local refused, added = owned, 0
   for slot = 1, n do
-    if rqueued[slot] then
+    if rqueued[slot] and not owned then
       length[slot] = length[slot] or redis.call('LLEN', KEYS[3 * slot - 2])
         + tonumber(redis.call('HGET', KEYS[3 * slot - 1], 'laned') or '0')
       if length[slot] + #rqueued[slot] > most_events or bytes[slot] + radded[slot] > most_bytes then
@@ -147,6 +181,8 @@ for size in string.gmatch(ARGV[5], '%d+') do
   else
     for incident, slot in pairs(rseen) do seen[incident] = slot end
     for incident, slot in pairs(rforgot) do forgot[incident] = slot end
+    for incident, by in pairs(rowner) do owner[incident] = by end
+    for incident in pairs(rclaimed) do claimed[incident] = true end
     for _, drop in ipairs(rdrops) do drops[#drops + 1] = drop end
     for slot, raws in pairs(rqueued) do
       queued[slot] = queued[slot] or {}
@@ -170,8 +206,20 @@ for incident, slot in pairs(seen) do
     table.insert(remember[slot], incident)
   end
 end
+local gone, opened = {}, {}
 for incident, slot in pairs(forgot) do
   if seen[incident] ~= slot then redis.call('ZREM', remembered(slot), incident) end
+  if seen[incident] == false then gone[#gone + 1] = incident end
+end
+disown(gone)
+for incident in pairs(claimed) do
+  if seen[incident] then
+    opened[#opened + 1] = incident
+    opened[#opened + 1] = owner[incident]
+  end
+end
+for from = 1, #opened, 1000 do
+  redis.call('HSET', owners, unpack(opened, from, math.min(from + 999, #opened)))
 end
 for slot, pairs_ in pairs(remember) do
   local set = remembered(slot)
@@ -180,7 +228,9 @@ for slot, pairs_ in pairs(remember) do
   end
   local over = redis.call('ZCARD', set) - tonumber(ARGV[9])
   if over > 0 then
-    redis.call('ZPOPMIN', set, over)
+    local popped, members = redis.call('ZPOPMIN', set, over), {}
+    for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
+    disown(members)
     redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', over)
   end
 end
@@ -453,6 +503,19 @@ return 1
 """
 
 
+# Forget up to ARGV[2] incidents of a remembered set (a key's, or the held ones) whose last
+# event is older than ARGV[1] ms ('+inf': every one), with their owners (ENQUEUE). ZREM
+# frees memory first, so it runs when Redis is full.
+# KEYS[1] the set, KEYS[2] the owners hash
+# Returns how many were forgotten (fewer than ARGV[2]: none is left).
+FORGET = """
+local idle = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #idle == 0 then return 0 end
+redis.call('ZREM', KEYS[1], unpack(idle))
+redis.call('HDEL', KEYS[2], unpack(idle))
+return #idle
+"""
+
 # Delivery latency histogram bounds (seconds), shared by the worker and /metrics.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 # The same bounds in ms, as FINISH names its histogram fields (ARGV[7]).
@@ -474,3 +537,14 @@ class Scripts:
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)
         self.outbox_done: Any = client.register_script(OUTBOX_DONE)
+        self.forget: Any = client.register_script(FORGET)
+
+    def forget_incidents(self, names: Names, remembered: str, before: float | str) -> int:
+        """Forget the incidents of a remembered set last seen before ``before`` (ms, or
+        '+inf' for all), with their owners, in slices; return how many went."""
+        gone = 0
+        while True:
+            count = int(self.forget(keys=[remembered, names.owners], args=[before, 1000]))
+            gone += count
+            if count < 1000:
+                return gone

@@ -73,8 +73,31 @@ class Record:
                    id=str(data.get("i", "")), repeats=int(repeats), first_ms=int(first_ms))
 
 
-# What ENQUEUE stores of one event: route, stored event, notice, story's first step
-Item = tuple[Route, bytes | str, bytes | str, bytes | str]
+# What ENQUEUE stores of one event: route, stored event, notice, story's first step, and
+# who sends it (``owner_of``)
+Item = tuple[Route, bytes | str, bytes | str, bytes | str, str]
+
+ANYONE = "a"  # the owner of an incident an anonymous sender opened: anyone may act on it
+RELAY = "relay"  # the owner of the relay's own alarms
+
+
+def owner_of(source: str | None, routing_key: str | None, follow_up_any: bool = False) -> str:
+    """Who sends an event, as the incidents' owners hash names them (ENQUEUE): a source
+    (by name), else the routing key it names (by its id), else anyone. ``follow_up_any``:
+    a source that may act on any sender's incidents (``follow_up: any``)."""
+    if source is not None:
+        return ("*" if follow_up_any else "") + "s:" + source
+    if routing_key is not None:
+        return "k:" + key_id(routing_key)
+    return ANYONE
+
+
+@dataclass(frozen=True)
+class Owned:
+    """What a request's events are told when one of them (``position``, from 1) acts on an
+    incident another sender opened: nothing of it was stored."""
+
+    position: int
 
 
 @dataclass(frozen=True)
@@ -105,7 +128,7 @@ def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> re
     )
 
 
-INCIDENT_BYTES = 120  # a remembered incident in its sorted set (Redis 6.2, measured)
+INCIDENT_BYTES = 220  # a remembered incident: its set's member (120) and owner (100), Redis 6.2
 
 
 def capped_mb(settings: Settings) -> int:
@@ -178,7 +201,7 @@ class EventStore:
             for name in (names.queue(key_id(key)), names.stats(key_id(key)),
                          names.incidents(key_id(key)))
         ] + [names.held, names.outbox, names.channel_stats, names.history,
-             names.history_ledger, names.shed]
+             names.history_ledger, names.shed, names.owners]
         # ENQUEUE's first arguments: how long incidents are remembered, then the caps
         self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
                         int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
@@ -190,7 +213,7 @@ class EventStore:
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
 
-    def enqueue(self, batches: Sequence[Sequence[Item]]) -> list[int | Full]:
+    def enqueue(self, batches: Sequence[Sequence[Item]]) -> list[int | Full | Owned]:
         """Store each batch (one request's ``Item`` per event: the notice b"" when no
         channel hears of it, the story b"" for none) whole or not at all, every batch in
         one round trip; return for each event the slot (1-based place in the keys file) of
@@ -208,9 +231,9 @@ class EventStore:
         parts.append(_bulk(" ".join(str(len(batch)) for batch in batches)))
         parts += self.caps
         for batch in batches:
-            for route, raw, notice, story in batch:
+            for route, raw, notice, story, sender in batch:
                 parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
-                          _bulk(raw), _bulk(notice), _bulk(story)]
+                          _bulk(raw), _bulk(notice), _bulk(story), _bulk(sender)]
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:
@@ -248,11 +271,14 @@ def is_full(exc: redis.exceptions.ResponseError) -> bool:
         "OOM command not allowed" in str(exc)
 
 
-def _slot(answer: int | str) -> int | Full:
-    """ENQUEUE's answer for one event: its slot, or 'full:<slot>' / 'total:<slot>'."""
+def _slot(answer: int | str) -> int | Full | Owned:
+    """ENQUEUE's answer for one event: its slot, or 'full:<slot>' / 'total:<slot>', or
+    'owner:<place in its request>'."""
     if isinstance(answer, int):
         return answer
     cap, slot = str(answer).split(":")
+    if cap == "owner":
+        return Owned(int(slot))
     return Full(int(slot), total=cap == "total")
 
 

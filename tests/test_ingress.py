@@ -345,12 +345,37 @@ def test_a_draining_key_takes_no_new_incidents_but_keeps_its_own(settings, fake)
     assert all(spread[d] == {keys[0]} for d in on_first)
 
 
-def test_an_event_naming_its_key_moves_its_incident_there(client, fake, keys) -> None:
-    client.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[1]))
-    client.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[2]))
-    client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "moved"})
+def test_an_event_naming_its_key_moves_its_own_incident_there(api, fake, keys,
+                                                             tokens) -> None:
+    source = {"X-API-Key": tokens["source"]}
+    api.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[1]),
+             headers=source)
+    api.post("/v2/enqueue", json=trigger(dedup_key="moved", routing_key=keys[2]),
+             headers=source)
+    api.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "moved"},
+             headers=source)
     assert [r.event["event_action"] for r in queued(fake, keys[2])] == ["trigger", "resolve"]
     assert sum(fake.zcard(NAMES.incidents(key_id(k))) for k in keys) == 0
+    assert fake.hlen(NAMES.owners) == 0  # forgotten with the incident
+
+
+def test_another_key_holder_can_neither_move_nor_close_an_incident(client, fake,
+                                                                   keys) -> None:
+    """The finding of issue 23: a trigger naming its own key and another sender's
+    dedup_key moved that incident, so its owner's resolve went to the wrong service."""
+    assert client.post("/v2/enqueue", json=trigger(dedup_key="theirs",
+                                                   routing_key=keys[1])).status_code == 202
+    moved = client.post("/v2/enqueue", json=trigger(dedup_key="theirs", routing_key=keys[2]))
+    assert moved.status_code == 403 and "opened by another sender" in moved.json["errors"][0]
+    for resolve in ({"routing_key": keys[2]}, {}):  # another key's holder, anyone
+        answer = client.post("/v2/enqueue", json={"event_action": "resolve",
+                                                  "dedup_key": "theirs", **resolve})
+        assert answer.status_code == 403, answer.json
+    own = client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "theirs",
+                                           "routing_key": keys[1]})
+    assert own.status_code == 202
+    assert [r.event["event_action"] for r in queued(fake, keys[1])] == ["trigger", "resolve"]
+    assert queued(fake, keys[2]) == []
 
 
 def test_a_change_event_naming_its_key_is_queued_there(client, fake, keys) -> None:

@@ -23,7 +23,8 @@ def test_a_removed_key_with_events_or_open_incidents_is_a_leftover(settings, fak
     client.post("/v2/enqueue", json=[trigger(dedup_key=f"i{n}", routing_key=keys[2])
                                      for n in range(3)])
     fake.lmove(NAMES.queue(key_id(keys[2])), NAMES.inflight(key_id(keys[2])))
-    client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "i0"})
+    client.post("/v2/enqueue", json={"event_action": "resolve", "dedup_key": "i0",
+                                     "routing_key": keys[2]})  # its owner: the key's holder
     fewer = replace(settings, routing_keys=keys[:1])  # keys[1] left nothing, keys[2] did
     [leftover] = register(fake, NAMES, fewer)
     assert (leftover.kid, leftover.label) == (key_id(keys[2]), f"key-3 {mask(keys[2])}")

@@ -99,9 +99,9 @@ def test_requests_sharing_a_command_are_taken_or_refused_each_whole(settings, fa
     store = EventStore(fake, NAMES, replace(settings, queue_max_events=3))
     slot = settings.routing_keys.index(key) + 1
 
-    def request(*dedup_keys: str) -> list[tuple[Route, str, str, str]]:
+    def request(*dedup_keys: str) -> list[tuple[Route, str, str, str, str]]:
         return [(Route(slot, dedup_key, "trigger", "routing-key"),
-                 Record("alert", trigger(dedup_key=dedup_key), 0).encode(), "", "")
+                 Record("alert", trigger(dedup_key=dedup_key), 0).encode(), "", "", "a")
                 for dedup_key in dedup_keys]
 
     answers = store.enqueue([request("a", "b"), request("c", "d"), request("e")])

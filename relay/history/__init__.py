@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from relay.history.cap import NOTE
+from relay.ids import token
 from relay.names import Names
 from relay.settings import Settings
 
@@ -37,9 +37,9 @@ def iso(ms: int) -> str:
 
 
 def event_id() -> str:
-    """A random 64-bit id in hex: an event's name in its story and its channels' jobs
-    (``random`` is seeded from os.urandom per process; see router.mint_id)."""
-    return f"{random.getrandbits(64):016x}"
+    """An unpredictable 64-bit id in hex (``relay.ids``): an event's name in its story
+    and its channels' jobs."""
+    return token(8)
 
 
 ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h")  # id, dedup_key, action, route,

@@ -2,8 +2,8 @@
 
 - dead letters older than ``RELAY_DEAD_LETTER_DAYS`` (purged by the dead-letter store,
   so the key's counts stay right);
-- incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``
-  (ENQUEUE trims them only when the key takes new events: a quiet key kept them);
+- incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``,
+  with their owners (ENQUEUE trims 100 a call, and only on keys it writes to);
 - RQ's registries of the channel queues (finished, failed and abandoned jobs past their
   TTLs: RQ sweeps them only when asked);
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
@@ -26,6 +26,7 @@ from relay.deadletters import DeadLetters
 from relay.history import History
 from relay.keys import key_id
 from relay.names import Names
+from relay.scripts import Scripts
 from relay.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,9 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
     letters = sum(store.purge(str(dead_id)) == "purged"
                   for dead_id in client.zrangebyscore(names.dead_index, "-inf", cutoff))
     idle = now_ms - int(settings.incident_ttl_s * 1000)
-    with client.pipeline(transaction=False) as pipe:
-        for key in settings.routing_keys:
-            pipe.zremrangebyscore(names.incidents(key_id(key)), "-inf", idle)
-        pipe.zremrangebyscore(names.held, "-inf", idle)
-        incidents = sum(int(n) for n in pipe.execute())
+    scripts = Scripts(client)
+    incidents = sum(scripts.forget_incidents(names, remembered, idle) for remembered in (
+        *(names.incidents(key_id(key)) for key in settings.routing_keys), names.held))
     for queue in queues:
         clean_registries(queue)
     history = History(client, names, settings)

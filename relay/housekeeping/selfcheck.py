@@ -40,7 +40,7 @@ from relay.routes.channels import hearing
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.status import read_status
-from relay.store import EventStore, Full, Record, now_ms
+from relay.store import RELAY, EventStore, Full, Record, now_ms
 
 log = logging.getLogger(__name__)
 PREFIX = "pd-relay-self-"  # every alarm's dedup_key starts with it
@@ -168,7 +168,7 @@ class Alarms:
         route = Route(slot, incident_id(dedup_key), action, "self_alert")
         story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
                      n=socket.gethostname()) if self.settings.history_max_entries else b""
-        answer = self.store.enqueue([[(route, record.encode(), notice, story)]])[0]
+        answer = self.store.enqueue([[(route, record.encode(), notice, story, RELAY)]])[0]
         if isinstance(answer, Full):
             log.error("self-alert %s not sent: the queue of its key is full", condition.id)
             return

@@ -32,6 +32,8 @@ class Source:
     key_hashes: frozenset[str]
     matchers: tuple[Matcher, ...] = ()
     channels: tuple[Use, ...] = ()  # hear of every event this source sends
+    follow_up_any: bool = False  # may acknowledge, resolve and re-trigger others' incidents
+    routes: tuple[str, ...] | None = None  # the routes its events may take (None: any)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class _Checker:
         self.key_names = key_names
         self.problems: list[str] = []
         self.channels: dict[str, Channel | None] = {}  # every name given, found or not
+        self.source_at: dict[str, str] = {}  # each source's place in the file
 
     def problem(self, at: str, text: str) -> None:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
@@ -112,6 +115,12 @@ class _Checker:
                     self.problem(f"{kind} {holder}", f"a token also given to {hashes[digest]}")
                 hashes[digest] = holder
         routes = self.items(data, "routes", self.route_entry)
+        known = {route.name for route in routes}
+        for source in sources:
+            for n, name in enumerate(source.routes or ()):
+                if name not in known:
+                    self.problem(f"{self.source_at[source.name]}.routes[{n}]",
+                                 f"no route named {name[:40]!r}")
         windows = self.items(data, "maintenance", self.window_entry)
         for kind, entries in (("sources", sources), ("routes", routes), ("maintenance", windows),
                               ("channels", channels), ("operators", operators)):
@@ -166,11 +175,25 @@ class _Checker:
         return tuple(found)
 
     def source_entry(self, at: str, entry: dict[str, Any]) -> Source | None:
-        name = self.fields(at, entry, {"name", "api_keys", "match", "channels"})
+        name = self.fields(at, entry, {"name", "api_keys", "match", "channels", "follow_up",
+                                       "routes"})
         matchers = self.matchers(at, entry)
         key_hashes = hashes(f"{at}.api_keys", entry.get("api_keys"), self.problem)
         heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
-        return Source(name, key_hashes, matchers, heard) if name else None
+        follow_up = entry.get("follow_up", "own")
+        if follow_up not in ("own", "any"):
+            self.problem(f"{at}.follow_up", "want own (only incidents it opened: the default) "
+                         "or any (acknowledge, resolve and re-trigger any sender's)")
+        routes = entry.get("routes")
+        if routes is not None and (not isinstance(routes, list) or not routes
+                                   or not all(isinstance(r, str) for r in routes)):
+            self.problem(f"{at}.routes", "want a list of route names")
+            routes = None
+        if name is None:
+            return None
+        self.source_at[name] = at
+        return Source(name, key_hashes, matchers, heard, follow_up == "any",
+                      None if routes is None else tuple(routes))
 
     def operator_entry(self, at: str, entry: dict[str, Any]) -> Operator | None:
         return operator(at, entry, self.fields(at, entry, OPERATOR_FIELDS), self.problem)

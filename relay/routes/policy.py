@@ -33,7 +33,7 @@ class Policy:
         # one assignment: a request under way keeps the router and gate it started with
         self.current = (Router(s.routing_keys, s.draining_keys, s.key_names, routes.routes,
                                routes.maintenance + self.added, routes.channels),
-                        Gate(routes.sources, s.allow_anonymous))
+                        Gate(routes.sources, s.allow_anonymous, routes.routes, s.key_names))
         self.routes = routes
 
     def set_windows(self, added: tuple[Window, ...]) -> None:
