@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import relay.app
+from relay import body
 from relay.app import create_app
 from relay.auth import new_token
 from relay.settings import Settings
@@ -89,3 +93,109 @@ def test_a_known_key_in_the_body_or_header_lets_the_body_be_parsed(guarded, pars
     assert client.post("/v2/enqueue", json=[trigger(routing_key=keys[0]), trigger()]
                        ).status_code == 401
     assert client.post("/v2/enqueue", json=[trigger(routing_key=keys[0])]).status_code == 202
+
+
+def nested(levels: int) -> str:
+    """JSON text of ``levels`` lists one inside the other (written by hand: no encoder)."""
+    return "[" * levels + "]" * levels
+
+
+def deep_trigger(levels: int) -> bytes:
+    """A trigger whose custom_details.x nests ``levels`` lists: the event is then
+    ``levels + 3`` deep (event, payload, custom_details, the lists)."""
+    return (b'{"event_action": "trigger", "payload": {"summary": "s", "source": "db1", '
+            b'"severity": "info", "custom_details": {"x": ' + nested(levels).encode() + b"}}}")
+
+
+def test_json_deeper_than_the_limit_is_a_400_naming_it(client) -> None:
+    """Before, some depth near 978 (where exactly depends on the stack the request runs
+    on) was parsed and then overflowed the encoder: a 500."""
+    answers = {}
+    for levels in [62, 100, 500, *range(900, 1001), 5000]:
+        reply = client.post("/v2/enqueue", data=deep_trigger(levels),
+                            content_type="application/json")
+        answers[levels] = reply.status_code, reply.json.get("errors", [""])[0][:60]
+    assert set(answers.values()) == {(400, "body: JSON nested deeper than 64 levels (an event "
+                                           "is 1, its ")}, answers
+
+
+def test_json_at_the_limit_is_stored_and_reads_back(client, fake, keys) -> None:
+    from tests.test_ingress import all_queued
+
+    one = client.post("/v2/enqueue", data=deep_trigger(61), content_type="application/json")
+    assert one.status_code == 202, one.json
+    batch = b"[" + deep_trigger(61) + b"]"  # a list of events: the events may nest 64
+    assert client.post("/v2/enqueue", data=batch,
+                       content_type="application/json").status_code == 202
+    too_deep = b"[" + deep_trigger(62) + b"]"
+    assert client.post("/v2/enqueue", data=too_deep,
+                       content_type="application/json").status_code == 400
+    stored = all_queued(fake, keys)
+    assert len(stored) == 2
+    inner = stored[0].event["payload"]["custom_details"]["x"]
+    for _ in range(60):
+        inner = inner[0]
+    assert inner == []
+
+
+def test_brackets_inside_strings_are_not_nesting(client) -> None:
+    text = json.dumps(trigger(custom_details={"x": "[{" * 500 + "\\\"[", "y": [[["]"]]]}))
+    reply = client.post("/v2/enqueue", data=text, content_type="application/json")
+    assert reply.status_code == 202, reply.json
+
+
+@pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00+14:00", "9999-12-31",
+                                   "99999999999999999999999999d", "1000000000000d"])
+def test_a_far_since_is_clamped_or_refused_never_a_500(api, since: str) -> None:
+    answer = api.get("/api/v1/events", query_string={"since": since})
+    assert answer.status_code in (200, 400), answer.json
+    if answer.status_code == 400:
+        assert answer.json["errors"][0].startswith("since:")
+
+
+def test_since_long_ago_finds_everything(api) -> None:
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="old")).status_code == 202
+    answer = api.get("/api/v1/events", query_string={"since": "0001-01-01"})
+    assert answer.status_code == 200, answer.json
+    assert [event["dedup_key"] for event in answer.json["events"]] == ["old"]
+
+
+@pytest.mark.parametrize("levels", [300, 970, 2000])
+def test_the_dead_letter_page_shows_any_stored_event(api, fake, routed, levels: int) -> None:
+    """Events stored by an older version may nest far deeper than the limit now."""
+    from tests.test_ui import NAMES, dead_letter
+
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="deep", custom_details={
+        "x": "DEEP"})).status_code == 202
+    letter = dead_letter(fake, routed, "deep")
+    stored = json.loads(fake.hget(NAMES.dead, letter))
+    stored["raw"] = stored["raw"].replace('"DEEP"', nested(levels))
+    fake.hset(NAMES.dead, letter, json.dumps(stored))
+    page = api.get(f"/ui/dead-letters/{letter}")
+    assert page.status_code == 200
+    assert b"deep" in page.data and page.data.count(b"[") >= levels  # the whole event
+    listed = api.get("/ui/dead-letters")
+    assert listed.status_code == 200 and letter.encode() in listed.data
+
+
+def _reference_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_reference_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_reference_depth, value), default=0)
+    return 0
+
+
+_TEXT = st.text(alphabet=st.sampled_from('ab[]{}"\\:,\n\u00e9'), max_size=8)
+_JSON = st.recursive(st.none() | st.integers() | _TEXT,
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(_TEXT, inner, max_size=4), max_leaves=80)
+
+
+@given(_JSON, st.booleans())
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_the_depth_scan_agrees_with_a_walk_of_the_parsed_value(value: Any,
+                                                                ascii_only: bool) -> None:
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    padded = b"[" + raw + b"," + b"[]," * 70 + b"[]]"  # past the shortcut for few brackets
+    assert body.depth(padded) == 1 + max(_reference_depth(value), 1)
