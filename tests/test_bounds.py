@@ -4,6 +4,8 @@ Refusals before the body is parsed, depth and size bounds, bounded matcher input
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,14 @@ import relay.app
 from relay import body
 from relay.app import create_app
 from relay.auth import new_token
+from relay.keys import key_id
+from relay.names import Names
+from relay.routes.matchers import MATCH_CHARS, parse
 from relay.settings import Settings
+from relay.store import Record
 from tests.conftest import make_key, trigger
+
+NAMES = Names()
 
 # 512 KB of events, malformed only at its very end: parsing it costs the whole parse
 MALFORMED_512K = (b"[" + b",".join([json.dumps(trigger()).encode()] * 5000))[:511_000] + b"\x00"
@@ -199,3 +207,57 @@ def test_the_depth_scan_agrees_with_a_walk_of_the_parsed_value(value: Any,
     raw = json.dumps(value, ensure_ascii=ascii_only).encode()
     padded = b"[" + raw + b"," + b"[]," * 70 + b"[]]"  # past the shortcut for few brackets
     assert body.depth(padded) == 1 + max(_reference_depth(value), 1)
+
+
+class SeenLengths:
+    """A compiled regex that records the length of each text it is asked to match."""
+
+    def __init__(self, pattern: str) -> None:
+        self.compiled = re.compile(pattern)
+        self.lengths: list[int] = []
+
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        self.lengths.append(len(text))
+        return self.compiled.fullmatch(text) if len(text) <= MATCH_CHARS else None
+
+
+@pytest.mark.parametrize("field", ["source", "component", "group", "class",
+                                   "custom_details.blob", "custom_details.list"])
+def test_a_regex_matcher_reads_at_most_the_first_characters_of_a_field(field: str) -> None:
+    huge = "x" * 500_000
+    event = {"event_action": "trigger", "payload": {
+        "summary": "s", "source": huge, "severity": "info", "component": huge, "group": huge,
+        "class": huge, "custom_details": {"blob": huge, "list": [huge]}}}
+    for op in ("=~", "!~"):
+        spy = SeenLengths(".*a.*b.*")  # quadratic in what it reads
+        matcher = replace(parse(f'{field}{op}".*a.*b.*"'), regex=spy)  # type: ignore[arg-type]
+        assert matcher.holds(event, {}) is (op == "!~")
+        assert spy.lengths == [MATCH_CHARS]
+
+
+def test_matchers_on_long_fields_read_their_head(tmp_path: Path, keys, fake) -> None:
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"{keys[0]} hosts\n{keys[1]} other\n")
+    routes = tmp_path / "routes.yml"
+    routes.write_text(f"""routes:
+  - {{name: tails, match: ['source=~".*-tail"'], keys: [other]}}
+  - {{name: exact, match: ['component="{"c" * 2000}"'], keys: [other]}}
+  - {{name: hosts, match: ['source=~"db[0-9]+.*"'], keys: [hosts]}}
+""")
+    settings = Settings.from_env({"RELAY_KEYS_FILE": str(keys_file),
+                                  "RELAY_ROUTES_FILE": str(routes),
+                                  "RELAY_ALLOW_ANONYMOUS": "true"})
+    client = create_app(settings, client=fake).test_client()
+    long_source = "db7." + "x" * 300_000 + "-tail"  # the tail is past what regexes read
+    reply = client.post("/v2/enqueue", json=trigger(dedup_key="long", payload={
+        "summary": "s", "source": long_source, "severity": "info", "component": "c" * 2000}))
+    assert reply.status_code == 202, reply.json
+    # equality reads the whole field: route "exact" matches a 2000-character component
+    stored = [Record.decode(r) for r in fake.lrange(NAMES.queue(key_id(keys[1])), 0, -1)]
+    assert [r.event["dedup_key"] for r in stored] == ["long"]
+    fake.delete(NAMES.queue(key_id(keys[1])))
+    reply = client.post("/v2/enqueue", json=trigger(dedup_key="long2", payload={
+        "summary": "s", "source": long_source, "severity": "info"}))
+    assert reply.status_code == 202
+    assert fake.llen(NAMES.queue(key_id(keys[0]))) == 1  # "hosts", not "tails"
+    assert fake.llen(NAMES.queue(key_id(keys[1]))) == 0
