@@ -356,8 +356,10 @@ class Bench:
         client = create_app(Settings.from_env(dict(stack.env, RELAY_ROUTES_FILE=str(routes),
                                                  RELAY_ALLOW_ANONYMOUS="false"))
                             ).test_client()
-        events = json.dumps([EVENT] * 1900).encode()  # valid, but no routing key in it
-        empty = ("[" + ",".join(["{}"] * 170_000) + "]").encode()  # objects, nothing else
+        labels = {f"label{n}": f"value{n}" for n in range(13)}  # 1,000 events of 503 bytes
+        wide = dict(EVENT, payload=dict(EVENT["payload"], custom_details=labels))
+        events = json.dumps([wide] * 1000).encode()  # valid, but no routing key in it
+        empty = ('{"x": [' + ",".join(["{}"] * 169_995) + "]}").encode()  # nothing but objects
         assert 500_000 < len(events) < 512_000 and 500_000 < len(empty) < 512_000
 
         def cpu_ms(action: Any, count: int) -> float:

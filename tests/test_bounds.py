@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 import relay.app
+import relay.ingest
 from relay import body
 from relay.app import create_app
 from relay.auth import new_token
@@ -261,3 +262,42 @@ def test_matchers_on_long_fields_read_their_head(tmp_path: Path, keys, fake) -> 
     assert reply.status_code == 202
     assert fake.llen(NAMES.queue(key_id(keys[0]))) == 1  # "hosts", not "tails"
     assert fake.llen(NAMES.queue(key_id(keys[1]))) == 0
+
+
+def test_a_request_of_more_events_than_the_limit_is_refused_before_any_is_checked(
+        client, fake, keys, monkeypatch) -> None:
+    from relay import validation
+
+    checked: list[int] = []
+    original = validation.alert_problems
+    monkeypatch.setattr(validation, "alert_problems",
+                        lambda event, path="": checked.append(1) or original(event, path))
+    monkeypatch.setitem(relay.ingest.CHECKS, "alert", validation.alert_problems)
+    tiny = {"event_action": "trigger", "payload": {"summary": "s", "source": "h",
+                                                   "severity": "info"}}
+    assert client.post("/v2/enqueue", json=[tiny] * 1000).status_code == 202
+    assert len(checked) == 1000
+    checked.clear()
+    reply = client.post("/v2/enqueue", json=[tiny] * 1001)
+    assert reply.status_code == 400
+    assert reply.json["errors"] == ["body: at most 1000 events per request, got 1001"]
+    assert checked == []  # no event was looked at
+    changes = client.post("/v2/change/enqueue", json=[{"payload": {"summary": "s"}}] * 1001)
+    assert changes.status_code == 400 and "at most 1000 events" in changes.json["errors"][0]
+
+
+@pytest.mark.parametrize("adapter", ["alertmanager", "grafana"])
+def test_a_webhook_of_more_alerts_than_the_limit_is_refused_naming_it(client, adapter: str
+                                                                      ) -> None:
+    from tests.test_adapters import ALERTMANAGER, GRAFANA
+
+    webhook = dict(ALERTMANAGER if adapter == "alertmanager" else GRAFANA)
+    alert = {name: value for name, value in webhook["alerts"][0].items()  # a short one
+             if name in ("status", "labels", "startsAt", "endsAt")}
+    webhook["alerts"] = [dict(alert, fingerprint=f"f{n}") for n in range(1001)]
+    assert len(json.dumps(webhook)) < 512_000  # not refused for its size
+    reply = client.post(f"/adapters/{adapter}", json=webhook)
+    assert reply.status_code == 400, reply.json
+    assert reply.json["errors"] == ["body: at most 1000 events per request, got 1001 alerts"]
+    webhook["alerts"] = webhook["alerts"][:1000]
+    assert client.post(f"/adapters/{adapter}", json=webhook).status_code == 202
