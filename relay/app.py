@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from relay.adapters import ADAPTERS
-from relay.body import parse_body
+from relay.body import MAX_EVENTS, parse_body, too_many
 from relay.commit import GroupCommit
 from relay.errors import (
     BodyTooLarge,
@@ -58,8 +58,11 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    def body() -> tuple[list[Any], bool]:
-        return parse_body(request.mimetype, request.content_type, request.get_data(cache=False))
+    def body(sender: Credentials) -> tuple[list[Any], bool]:
+        """The request's events, once its credentials may send them: a 401 costs no parse."""
+        raw = request.get_data(cache=False)
+        ingest.admit(sender, raw)
+        return parse_body(request.mimetype, request.content_type, raw)
 
     def credentials() -> Credentials:
         headers = request.headers
@@ -71,11 +74,13 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     @app.post("/")
     @app.post("/v2/enqueue")
     def enqueue_alert() -> tuple[dict[str, Any], int]:
-        return ingest.accept("alert", *body(), credentials()), 202
+        sender = credentials()
+        return ingest.accept("alert", *body(sender), sender), 202
 
     @app.post("/v2/change/enqueue")
     def enqueue_change() -> tuple[dict[str, Any], int]:
-        return ingest.accept("change", *body(), credentials()), 202
+        sender = credentials()
+        return ingest.accept("change", *body(sender), sender), 202
 
     @app.post("/adapters/<name>")
     @app.post("/platform-event", defaults={"name": "platform-event"})
@@ -84,11 +89,15 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         if name not in ADAPTERS or (name == "platform-event") != (request.path ==
                                                                  "/platform-event"):
             raise NotFound()
-        events, single = body()
+        sender = credentials()
+        events, single = body(sender)
         if not single:
             raise InvalidEvent(["body: want one object, not a list"])
+        alerts = events[0].get("alerts") if isinstance(events[0], dict) else None
+        if isinstance(alerts, list) and len(alerts) > MAX_EVENTS:  # an event per alert
+            raise InvalidEvent([too_many(len(alerts), " alerts")])
         converted = ADAPTERS[name](events[0], settings.severities)
-        return ingest.accept("alert", converted, False, credentials(), name), 202
+        return ingest.accept("alert", converted, False, sender, name), 202
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -43,8 +43,9 @@ class DeadLetters:
         letter: dict[str, Any] = json.loads(str(raw))
         try:
             letter["event"] = Record.decode(letter["raw"]).event
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             letter["event"] = None
+        letter["text"] = shown(letter)
         return letter
 
     def replay(self, dead_id: str) -> str:
@@ -74,12 +75,24 @@ class DeadLetters:
         return bool(done)
 
 
+def shown(letter: dict[str, Any]) -> str:
+    """The event, indented for a person; as stored when it cannot be (an event stored by
+    an older version may nest deeper than any encoder goes: no recursion error here)."""
+    if letter.get("event") is not None:
+        try:
+            return json.dumps(letter["event"], indent=2, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):
+            pass
+    raw = letter.get("raw")
+    return raw if isinstance(raw, str) and raw else "unreadable"
+
+
 def _summary(letter: dict[str, Any]) -> dict[str, Any]:
     try:
         record = Record.decode(letter["raw"])
         event = record.event
         what = f"{record.kind} {event.get('event_action', '')} {event.get('dedup_key', '')}"
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         what = "unreadable event"
     return {
         "id": letter["id"],

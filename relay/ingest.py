@@ -55,6 +55,19 @@ class Ingest:
         self.node = f"{socket.gethostname()}:{os.getpid()}"  # in each event's story
         self.stories = settings.history_max_entries > 0
 
+    def admit(self, credentials: Credentials, raw: bytes) -> None:
+        """Refuse (401) what may not send before its body is parsed, so a refusal costs
+        less than an acceptance: an unknown API key; or no API key (anonymous senders not
+        allowed) and none of the relay's routing keys in X-Routing-Key or, as written, in
+        the body (a bytes search per key). Each event's key is checked after the parse."""
+        router, gate = self.policy.current
+        if gate.sender(credentials.api_key, credentials.authorization) is not None:
+            return
+        if credentials.routing_key in router.slots or any(
+                key.encode() in raw for key in router.slots):
+            return
+        gate.admit(None, {}, False, "body", {})  # raises Unauthorized, saying why
+
     def accept(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
                adapter: str = "events-v2") -> dict[str, Any]:
         """Store the events, or raise the RequestError that refuses them all."""

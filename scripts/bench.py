@@ -337,6 +337,66 @@ class Bench:
         stack.close()
 
 
+    # -- 11: what a refusal costs (issue 23) -------------------------------------------
+    def refusals(self) -> None:
+        """CPU per 401 for a 512 KB body (no credentials; an unknown API key) against a
+        1-event 202 and against parsing that body (the work a 401 did before it came
+        first), in process; and the strict parser against a plain json.loads."""
+        import logging
+
+        from relay.app import create_app
+        from relay.body import parse_body
+
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL="WARNING")
+        token, token_hash = new_token()
+        routes = stack.workdir / "routes.yml"  # a source: anonymous senders refused
+        routes.write_text(f'sources:\n  - {{name: ci, api_keys: ["{token_hash}"]}}\n')
+        routes.chmod(0o600)
+        logging.disable(logging.WARNING)
+        client = create_app(Settings.from_env(dict(stack.env, RELAY_ROUTES_FILE=str(routes),
+                                                 RELAY_ALLOW_ANONYMOUS="false"))
+                            ).test_client()
+        labels = {f"label{n}": f"value{n}" for n in range(13)}  # 1,000 events of 503 bytes
+        wide = dict(EVENT, payload=dict(EVENT["payload"], custom_details=labels))
+        events = json.dumps([wide] * 1000).encode()  # valid, but no routing key in it
+        empty = ('{"x": [' + ",".join(["{}"] * 169_995) + "]}").encode()  # nothing but objects
+        assert 500_000 < len(events) < 512_000 and 500_000 < len(empty) < 512_000
+
+        def cpu_ms(action: Any, count: int) -> float:
+            rounds = []
+            for _ in range(7 if self.full else 5):
+                started = time.process_time()
+                for _ in range(count):
+                    action()
+                rounds.append((time.process_time() - started) / count * 1000)
+            return statistics.median(rounds)
+
+        def post(body: Any, status: int, **headers: str) -> Any:
+            def send() -> None:
+                reply = client.post("/v2/enqueue", data=body, headers=headers,
+                                    content_type="application/json")
+                assert reply.status_code == status, reply.json
+            return send
+
+        one = json.dumps(dict(EVENT, routing_key=stack.keys[0])).encode()
+        accepted = cpu_ms(post(one, 202), 500)
+        self.record("11. reference: CPU per 202 of 1 event, in process", f"{accepted:.2f} ms",
+                    "-")
+        for name, body in (("events", events), ("empty objects", empty)):
+            anonymous = cpu_ms(post(body, 401), 100)
+            unknown = cpu_ms(post(body, 401, **{"X-API-Key": "pdr_guess"}), 100)
+            strict = cpu_ms(lambda b=body: parse_body("application/json", None, b), 10)
+            plain = cpu_ms(lambda b=body: json.loads(b), 10)
+            self.record(f"11. CPU per 401 of 512 KB of {name}: no credentials / unknown "
+                        "API key", f"{anonymous:.2f} ms / {unknown:.2f} ms "
+                        f"({anonymous / accepted:.1f}x / {unknown / accepted:.1f}x a 202)",
+                        "< 2 ms")
+            self.record("11. parse of that body: strict parser / plain json.loads",
+                        f"{strict:.1f} ms / {plain:.1f} ms ({strict / plain:.1f}x; the strict "
+                        f"parse is {strict / anonymous:.0f}x the 401)", "-")
+        logging.disable(logging.NOTSET)
+        stack.close()
+
     # -- 10: an alert storm (issue 15) -------------------------------------------------
     def storm(self) -> None:
         """Time to page for critical triggers behind a storm of repeats (scripts/storm.py),
@@ -358,7 +418,7 @@ class Bench:
             self.record(f"10. storm, mode {mode}: out of order, lost",
                         f"{found['out_of_order']}, {found['lost']}", "0, 0")
 
-    # -- 11: memory kept per held-back event (issue 23) --------------------------------
+    # -- 12: memory kept per held-back event (issue 23) --------------------------------
     def held(self) -> None:
         """Redis's growth per event a `drop` route holds back (half with a dedup_key each,
         half without), in rounds through the app in process against a real Redis: the
@@ -391,7 +451,7 @@ class Bench:
                 assert client.post("/v2/enqueue", json=body).status_code == 202
             grew.append((int(redis.info("memory")["used_memory"]) - before) / per_round)
         logging.disable(logging.NOTSET)
-        self.record("11. Redis bytes kept per held-back event, by round of 20,000",
+        self.record("12. Redis bytes kept per held-back event, by round of 20,000",
                     ", ".join(f"{b:,.0f}" for b in grew), "bounded: about 0 once capped")
         stack.close()
 
@@ -452,7 +512,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "drain", "latency", "memory", "idle", "cost",
-                                 "instructions", "storm", "held"])
+                                 "instructions", "storm", "held", "refusals"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -465,7 +525,7 @@ def main() -> int:
         bench.threads = args.threads
         try:
             for name in args.only or ["ingest", "drain", "latency", "memory", "idle", "cost",
-                                      "held"]:
+                                      "held", "refusals"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name)()
         finally:

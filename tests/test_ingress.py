@@ -187,7 +187,7 @@ BAD_INPUTS = [
     ("bad UTF-8", {"data": b'{"a": "\xff"}', "content_type": "application/json"}, 400,
      ["malformed JSON"]),
     ("deep nesting", {"data": "[" * 100000 + "]" * 100000, "content_type": "application/json"},
-     400, ["nested too deeply"]),
+     400, ["nested deeper than 64 levels"]),
     ("a string", {"json": "trigger"}, 400, ["body: must be a JSON object"]),
     ("null", {"data": "null", "content_type": "application/json"}, 400,
      ["body: must be a JSON object"]),

@@ -10,7 +10,8 @@ payload's ``severity``, ``source``, ``component``, ``group``, ``class``, ``summa
 ``custom_details.<path>`` (dots walk into objects), the event's ``event_action`` and
 ``dedup_key``, and who sent it: ``sender`` (the source's name, ``routing-key`` or
 ``anonymous``) and ``adapter`` (``events-v2``, ``alertmanager``, ...). As in
-Alertmanager, a field that is absent is the empty string.
+Alertmanager, a field that is absent is the empty string. A regular expression reads
+the first ``MATCH_CHARS`` (1024) characters of a field; = and != read all of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ SEVERITIES = ("info", "warning", "error", "critical")
 PAYLOAD_FIELDS = ("severity", "source", "component", "group", "class", "summary")
 EVENT_FIELDS = ("event_action", "dedup_key")
 CONTEXT_FIELDS = ("sender", "adapter")
+# A regular expression reads at most this much of a field (PagerDuty's own cap on a
+# summary): an operator's pattern such as ".*a.*b.*" is quadratic in what it reads, and
+# a sender controls how long source, component, group, class and custom_details are.
+MATCH_CHARS = 1024
 _SYNTAX = re.compile(
     r'^\s*(?P<field>[A-Za-z_][A-Za-z0-9_.\-]*)\s*(?P<op>=~|!~|!=|>=|=)\s*'
     r'(?P<value>"(?:[^"\\]|\\.)*"|[^\s"]*)\s*$'
@@ -50,7 +55,7 @@ class Matcher:
             rank = SEVERITIES.index(seen) if seen in SEVERITIES else -1
             return rank >= SEVERITIES.index(self.value)
         assert self.regex is not None
-        found = self.regex.fullmatch(seen) is not None
+        found = self.regex.fullmatch(seen[:MATCH_CHARS]) is not None
         return found if self.op == "=~" else not found
 
 

@@ -50,15 +50,18 @@ def query_of(args: dict[str, str], now: float | None = None) -> Query:
 
 
 def since(text: str, now: float) -> int | None:
-    """Milliseconds since the epoch of an ISO 8601 time or an age before ``now``."""
+    """Milliseconds since the epoch of an ISO 8601 time or an age before ``now``, clamped
+    to the history's span (nothing is older than the epoch: the ids of its stream)."""
     ago = AGO_RE.match(text.strip())
     if ago:
-        return int((now - int(ago.group(1)) * UNITS[ago.group(2)]) * 1000)
+        seconds = min(int(ago.group(1)), 10**12) * UNITS[ago.group(2)]  # no float overflow
+        return max(0, int((now - seconds) * 1000))
     try:
         when = datetime.fromisoformat(text.strip())
-    except ValueError:
+        ms = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+    except (ValueError, OverflowError):
         return None
-    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+    return max(0, ms)
 
 
 def one_story(client: redis.Redis, settings: Settings, event_id: str) -> dict[str, Any]:

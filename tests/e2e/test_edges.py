@@ -4,6 +4,7 @@ in JSON, and a request ID that is a plain token or replaced."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import socket
@@ -99,5 +100,6 @@ def test_nginx_workers_run_unprivileged(edge) -> None:
         uid = (Path("/proc") / str(pid) / "status").read_text().split("\nUid:")[1].split()[0]
         assert uid == str(pwd.getpwnam("nobody").pw_uid)
     # 180 KB: past nginx's default body buffer, yet never written to a file
-    body = [trigger(f"big {n}", dedup_key=f"big-{n}") for n in range(1200)]
+    body = [trigger(f"big {n} " + "x" * 60, dedup_key=f"big-{n}") for n in range(1000)]
+    assert len(json.dumps(body)) > 180_000
     assert requests.post(url + "/v2/enqueue", json=body, timeout=10).status_code == 202
