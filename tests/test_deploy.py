@@ -69,16 +69,16 @@ def test_redis_is_durable_and_never_evicts(compose: dict, tmp_path: Path) -> Non
     assert "command" not in compose["services"]["redis"]  # one place: the override's
     (tmp_path / "pd_routing_keys.txt").write_text("")
     options = StackOptions.from_env({}, tmp_path)
-    options = redis_memory(options, Settings(queues_max_mb=100))  # 200 + 32 + 24 + 11 + 64
+    options = redis_memory(options, Settings(queues_max_mb=100))  # 200 + 32 + 24 + 16 + 64
     redis = override(options, {}, parse_keys([]))["services"]["redis"]
     shell, flag, script = redis["command"]
     assert (shell, flag) == ("sh", "-c")
     generated = shlex.split(script.splitlines()[0].removeprefix("exec ").split(" <<")[0])
-    native = redis_argv("redis-server", 6379, Path("data"), maxmemory_mb=331)  # start.sh
+    native = redis_argv("redis-server", 6379, Path("data"), maxmemory_mb=336)  # start.sh
     for command in (generated, native):
         for flag, value in (("--appendonly", "yes"), ("--appendfsync", "everysec"),
                             ("--maxmemory-policy", "noeviction"), ("--save", ""),
-                            ("--maxmemory", "331mb")):
+                            ("--maxmemory", "336mb")):
             assert command[command.index(flag) + 1] == value
     assert generated[:2] == ["redis-server", "-"] and "--bind" not in generated
     assert "healthcheck" in compose["services"]["redis"]
@@ -127,13 +127,13 @@ def test_the_stacks_redis_leaves_room_beside_the_queues_cap(tmp_path: Path) -> N
     (tmp_path / "pd_routing_keys.txt").write_text("")
     derived = StackOptions.from_env({}, tmp_path)
     defaults = Settings()  # queues 256 MB, outbox 32 MB, history 24 MB, no keys
-    incidents = 11  # the held ones only: 50,000 of 220 B
+    incidents = 16  # the held ones only: 50,000 of 320 B
     assert redis_memory(derived, defaults).redis_maxmemory_mb == 2 * 256 + 32 + 24 + \
         incidents + 64
     asked = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "2048"}, tmp_path)
     assert redis_memory(asked, defaults).redis_maxmemory_mb == 2048
     small = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "380"}, tmp_path)
-    with pytest.raises(ConfigError, match="at least 419"):  # 256 × 1.25 + 32 + 24 + 11 + 32
+    with pytest.raises(ConfigError, match="at least 424"):  # 256 × 1.25 + 32 + 24 + 16 + 32
         redis_memory(small, defaults)
 
 

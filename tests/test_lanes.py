@@ -248,6 +248,23 @@ def test_idle_incidents_are_forgotten_but_not_those_with_events_waiting(settings
     assert labels(key.drain()) == ["waits:trigger"]
 
 
+def test_idle_incidents_past_the_cap_are_forgotten_however_recent(settings) -> None:
+    """Promise 8 (issue 23's review): each delivered incident left an entry until a
+    resolve or RELAY_INCIDENT_TTL_S (7 days), about 1.2 million a week per key at
+    PagerDuty's pace. Past RELAY_INCIDENTS_MAX, a prune forgets every idle one."""
+    key = Key(replace(settings, incidents_max=20))
+    key.arrive(*[event(f"i{n}") for n in range(60)], event("waits"))
+    for _ in range(60):
+        key.take()
+    pending = NAMES.pending(key.kid)
+    incidents = [f for f in key.fake.hkeys(pending) if not f.startswith("#")]
+    assert len(incidents) == 61
+    assert key.lanes.prune(now_ms() - 60_000) == 60  # all seen just now, but over the cap
+    assert [entry.split()[1] for field, entry in key.fake.hgetall(pending).items()
+            if not field.startswith("#")] == ["1"]  # what waits keeps its entry
+    assert labels(key.drain()) == ["waits:trigger"]
+
+
 def test_status_and_metrics_show_the_storm(settings) -> None:
     from relay.metrics import Metrics
     from relay.status import format_table, read_status

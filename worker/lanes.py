@@ -248,7 +248,11 @@ class Lanes:
         return max(1, self.settings.rate_per_min // 12)
 
     def prune(self, before_ms: int) -> int:
-        """Forget incidents with nothing waiting and no event since ``before_ms``."""
+        """Forget incidents with nothing waiting and no event since ``before_ms``; or,
+        when the key keeps more than ``RELAY_INCIDENTS_MAX``, every one with nothing
+        waiting (promise 8: a follow-up of one goes at error priority, as an unknown's)."""
+        if self.client.hlen(self.keys[6]) > self.settings.incidents_max:
+            before_ms = 2**62
         gone, batch = 0, []
         for field, _ in self.client.hscan_iter(self.keys[6], count=1000):
             if not str(field).startswith("#"):
