@@ -84,11 +84,14 @@ def test_a_known_key_in_the_body_or_header_lets_the_body_be_parsed(guarded, pars
                                                                     keys) -> None:
     client, token = guarded
     stranger = make_key()  # looks like a routing key, but not one of the relay's
-    body = MALFORMED_512K[:-1] + f'"{stranger}"'.encode()
+    body = MALFORMED_512K[:-1] + f'"routing_key":"{stranger}"'.encode()
     assert client.post("/v2/enqueue", data=body,
                        content_type="application/json").status_code == 401
+    elsewhere = MALFORMED_512K[:-1] + f'"summary":"{keys[1]}"'.encode()  # not as a key
+    assert client.post("/v2/enqueue", data=elsewhere,
+                       content_type="application/json").status_code == 401
     assert parses == []
-    named = MALFORMED_512K[:-1] + f'"{keys[1]}"'.encode()
+    named = MALFORMED_512K[:-1] + f'"routing_key" : "{keys[1]}"'.encode()
     assert client.post("/v2/enqueue", data=named,
                        content_type="application/json").status_code == 400  # malformed
     header = client.post("/v2/enqueue", data=MALFORMED_512K, content_type="application/json",
