@@ -52,6 +52,7 @@ def test_held_incidents_are_bounded_oldest_forgotten_first(routed, fake) -> None
     for start in range(0, 30, 10):
         assert api.post("/v2/enqueue", json=noise(10, True, start)).status_code == 202
     assert fake.zcard(NAMES.held) == 10
+    assert fake.hlen(NAMES.owners) == 10  # the owners of those forgotten went with them
     assert int(fake.hget(NAMES.shed, "held")) == 20
     newest = {"event_action": "resolve", "dedup_key": "noise-29"}
     assert api.post("/v2/enqueue", json=newest).json["message"].startswith("Held")
@@ -139,11 +140,13 @@ def test_a_full_redis_sheds_history_held_incidents_and_notices_counted(fake) -> 
     for _ in range(300):
         fake.xadd(NAMES.history, {"s": "accepted", "v": "x" * 50})
     fake.zadd(NAMES.held, {f"h{n}": n for n in range(5)})
+    fake.hset(NAMES.owners, mapping={f"h{n}": "s:noisy" for n in range(5)})
     fake.rpush(NAMES.outbox, "1\nnotice\nevent", "2\nnotice\nevent!")
     fake.hset(NAMES.channel_stats, "bytes", 100)
     assert Shed(fake, NAMES).make_room()
     assert fake.xlen(NAMES.history) <= 200  # the older half, in whole nodes
     assert fake.zcard(NAMES.held) == 0 and fake.llen(NAMES.outbox) == 0
+    assert fake.hlen(NAMES.owners) == 0  # forgotten with their incidents
     assert int(fake.hget(NAMES.channel_stats, "bytes")) == 100 - 14 - 15
     assert int(fake.hget(NAMES.channel_stats, "skipped")) == 2
     shed = fake.hgetall(NAMES.shed)
