@@ -23,6 +23,18 @@ def header(event_id: str, channels: list[str] | None, route: str, sender: str) -
                       separators=(",", ":")).encode()
 
 
+def fit(text: str, limit: int) -> str:
+    """``text`` cut (with "…") so that it takes at most ``limit`` bytes as JSON (RQ's and
+    the relay's JSON escape every non-ASCII character: up to 12 bytes each)."""
+    if len(json.dumps(text)) <= limit:
+        return text
+    text = text[:limit]
+    while len(json.dumps(text + "…")) > limit and text:
+        excess = len(json.dumps(text + "…")) - limit
+        text = text[:len(text) - max(1, excess // 12)]
+    return text + "…"
+
+
 def payload_of(event: dict[str, Any]) -> dict[str, Any]:
     """An alert's payload ({} for a follow-up or change event without one)."""
     payload = event.get("payload")

@@ -14,7 +14,11 @@ byte cap (``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel
 down for long thus costs at most the bound in RQ, never memory without end.
 
 An acknowledge or resolve names no channels: it goes to those its trigger went to,
-remembered per incident (``Names.heard``) with the trigger's severity and summary.
+remembered per incident (``Names.heard``) with the trigger's severity and summary (cut to
+``HEARD_SUMMARY_BYTES``). That memory is bounded whatever senders do: each remembered
+incident is also in an order (a sorted set by time, ``Names.heard(HEARD_ORDER)``), and
+past ``heard_max`` incidents the oldest are forgotten first, counted (``heard_forgotten``
+in ``Names.channel_stats``): a later acknowledge or resolve of one reaches no channel.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError
 from rq.registry import ScheduledJobRegistry
 
-from relay.channels.notice import Entry, Notice, payload_of
+from relay.channels.notice import Entry, Notice, fit, payload_of
 from relay.names import Names
 from relay.router import incident_id
 from relay.routes.channels import Channel
@@ -46,6 +50,12 @@ JOB = "relay.channels.jobs.deliver"
 # Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
 # dispatcher stops making more; an RQ job is about 1.8 KB (docs/DESIGN.md): ~18 MB.
 RQ_BACKLOG_MAX = 10_000
+# Most incidents the channels remember at once (and at most RELAY_INCIDENTS_MAX): each
+# costs at most ~1.2 KB (a key, its TTL, the order's member, HEARD_SUMMARY_BYTES), so at
+# most ~12 MB. A constant: the settings module belongs to the shared core.
+HEARD_MAX = 10_000
+HEARD_SUMMARY_BYTES = 512
+HEARD_ORDER = "#order"  # Names.heard(HEARD_ORDER): no incident id has a '#'
 
 
 def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
@@ -88,7 +98,8 @@ class Dispatcher:
                  channels: Mapping[str, Channel],
                  put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000,
                  backlog: Callable[[], int] = lambda: 0, backlog_max: int = RQ_BACKLOG_MAX,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, heard_max: int = HEARD_MAX) -> None:
         self.client = client
         self.names = names
         self.settings = settings
@@ -99,6 +110,8 @@ class Dispatcher:
         self.backlog = backlog
         self.backlog_max = backlog_max
         self.sleep = sleep
+        self.clock = clock
+        self.heard_max = max(1, min(heard_max, settings.incidents_max))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def hold(self) -> bool:
@@ -170,8 +183,9 @@ class Dispatcher:
         elif incident and entry.action == "trigger" and channels:
             known = self.client.get(heard)
             before = json.loads(known)["c"] if known else []
-            memory = {"c": list(dict.fromkeys([*before, *channels])), "v": severity, "m": summary}
-            self.client.set(heard, json.dumps(memory), ex=int(self.settings.incident_ttl_s))
+            memory = {"c": list(dict.fromkeys([*before, *channels])), "v": severity,
+                      "m": fit(summary, HEARD_SUMMARY_BYTES)}
+            self.remember(incident, json.dumps(memory))
         key = self.settings.key_names[entry.slot - 1] if entry.slot > 0 else ""
         notice = entry.notice(key, severity, summary)
         for name in channels:
@@ -182,4 +196,29 @@ class Dispatcher:
                 continue
             self.put(channel, notice)
         if entry.header.get("c") is None and entry.action == "resolve":
-            self.client.delete(heard)  # after its jobs: a retry after a crash finds it
+            with self.client.pipeline() as pipe:  # after its jobs: a retry finds it
+                pipe.delete(heard)
+                pipe.zrem(self.names.heard(HEARD_ORDER), incident)
+                pipe.execute()
+
+    def remember(self, incident: str, memory: str) -> None:
+        """Keep ``incident``'s channels for as long as the incident; past ``heard_max``
+        remembered incidents, forget the oldest first, counted."""
+        order, ttl_s = self.names.heard(HEARD_ORDER), int(self.settings.incident_ttl_s)
+        now_ms = int(self.clock() * 1000)
+        with self.client.pipeline() as pipe:
+            pipe.set(self.names.heard(incident), memory, ex=ttl_s)
+            pipe.zadd(order, {incident: now_ms})
+            pipe.zremrangebyscore(order, "-inf", now_ms - ttl_s * 1000)  # expired by now
+            pipe.expire(order, ttl_s)
+            pipe.zcard(order)
+            remembered = int(pipe.execute()[-1])
+        if remembered <= self.heard_max:
+            return
+        popped: list[tuple[str, float]] = self.client.zpopmin(  # type: ignore[assignment]
+            order, remembered - self.heard_max)
+        oldest = [str(member) for member, _ in popped]
+        with self.client.pipeline() as pipe:
+            pipe.delete(*(self.names.heard(old) for old in oldest))
+            pipe.hincrby(self.names.channel_stats, "heard_forgotten", len(oldest))
+            pipe.execute()
