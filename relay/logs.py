@@ -4,8 +4,10 @@ Routing keys are masked by the code that logs them; as a second guard, every rec
 scrubbed of any configured key before it is written. Logs are data, not control: in text
 lines every line break, control and escape character of a message is written escaped
 (``\\n``, ``\\x1b``), so a client's ``dedup_key`` cannot forge a line or hide text on a
-terminal, and a message is cut at ``MAX_MESSAGE`` characters. ``printable`` does the same
-for the command line's output.
+terminal, and a message is cut at ``MAX_MESSAGE`` characters. JSON lines write the same
+characters as JSON's ``\\uXXXX`` escapes (json.dumps alone escapes only C0), so a JSON
+reader gets the message unchanged. ``printable`` does the same for the command line's
+output.
 
 Lines below WARNING are written in batches, at least every ``FLUSH_S``: one write per
 batch instead of one per line. Each write lets go of the GIL, and under load every such
@@ -52,6 +54,10 @@ def _escape(found: re.Match[str]) -> str:
     if named:
         return named
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found.group()):04x}"
 
 
 class KeyScrubber(logging.Filter):
@@ -104,7 +110,11 @@ class JsonFormatter(TextFormatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        line = json.dumps(entry, ensure_ascii=False)
+        # json.dumps escapes C0 only: DEL, C1 (U+009B is a terminal's CSI), line
+        # separators and bidi overrides would reach the terminal raw. They can stand only
+        # inside a JSON string here, where \uXXXX is the same character to a JSON reader.
+        return _CONTROL.sub(_json_escape, line) if _CONTROL.search(line) else line
 
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -155,7 +165,7 @@ def configure(component: str, level: str, fmt: str, keys: Sequence[str] = ()) ->
     """Send every log record to stderr in the chosen format, with keys scrubbed."""
     handler = BatchingHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(component) if fmt == "json" else TextFormatter(component))
-    handler.addFilter(KeyScrubber(keys, escape=fmt != "json"))  # JSON escapes by itself
+    handler.addFilter(KeyScrubber(keys, escape=fmt != "json"))  # JsonFormatter escapes
     # No line shows the caller, thread or process: skip collecting them for each record
     # (the logging HOWTO's "Optimization"; findCaller was a third of a record's cost).
     logging._srcfile = None

@@ -12,7 +12,8 @@ import pytest
 
 from relay.app import create_app
 from relay.channels.commands import read
-from relay.channels.outbox import Dispatcher, put_job, rq_backlog
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import put_job, rq_backlog
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.settings import Settings

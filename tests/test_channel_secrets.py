@@ -14,7 +14,7 @@ import pytest
 
 from relay.channels import jobs
 from relay.channels.notice import Notice
-from relay.channels.outbox import put_job, rq_queue
+from relay.channels.rqjobs import put_job, rq_queue
 from relay.channels.worker import ChannelWorker
 from relay.names import Names
 from relay.routes.channels import Channel

@@ -17,7 +17,8 @@ from relay.app import create_app
 from relay.channels import messages
 from relay.channels.jobs import Courier
 from relay.channels.notice import Entry, Notice
-from relay.channels.outbox import Dispatcher, job_id, put_job, rq_queue
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import job_id, put_job, rq_queue
 from relay.errors import ConfigError, Rejected
 from relay.keys import key_id
 from relay.names import Names

@@ -14,7 +14,8 @@ import fakeredis
 import pytest
 
 from relay.channels import jobs
-from relay.channels.outbox import Dispatcher, put_job, rq_queue
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import put_job, rq_queue
 from relay.channels.worker import ChannelWorker
 from relay.names import Names
 from relay.routes.config import load

@@ -14,7 +14,8 @@ import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from relay.channels.outbox import RQ_BACKLOG_MAX, rq_queue
+from relay.channels.outbox import HEARD_MAX
+from relay.channels.rqjobs import FAILED_MAX, RQ_BACKLOG_MAX, rq_queue
 from relay.logs import printable
 from relay.names import Names
 from relay.routes.config import load_or_none
@@ -79,6 +80,8 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
         "bytes": int(stats.get("bytes", 0)), "skipped": int(stats.get("skipped", 0)),
         "rq_jobs": int(stats.get("dispatch_backlog", 0)),
         "held": int(stats.get("dispatch_held", 0)),
+        "incidents_forgotten": int(stats.get("heard_forgotten", 0)),
+        "failed_forgotten": int(stats.get("failed_forgotten", 0)),
         "dispatcher": client.get(names.dispatcher)}}
 
 
@@ -100,6 +103,12 @@ def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[
     if outbox["held"]:
         print(f"dispatcher held back {outbox['held']} time(s): {outbox['rq_jobs']} jobs waiting "
               f"in RQ now (it makes no more at {RQ_BACKLOG_MAX}; the outbox keeps the rest)")
+    if outbox["failed_forgotten"]:
+        print(f"{outbox['failed_forgotten']} failed message(s) deleted, oldest first, to keep "
+              f"at most {FAILED_MAX}")
+    if outbox["incidents_forgotten"]:
+        print(f"{outbox['incidents_forgotten']} incident(s) forgotten past the channels' "
+              f"memory ({HEARD_MAX}): their acknowledge or resolve reached no channel")
     if not found["channels"]:
         print("no channels in the routes file")
     return 0

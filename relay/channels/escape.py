@@ -4,9 +4,11 @@ A value (summary, source, dedup_key, a link's text, any ``{{ }}`` of a chat temp
 first made one line: line breaks become spaces, other control characters, bidi controls
 and C1 controls are written as escapes (``\\x1b``, ``\\u202e``). Then, for each platform:
 
-- mentions: an ``@`` that starts a word gets a WORD JOINER (U+2060) after it, so
-  ``@channel``, ``@here``, ``@all`` or ``@alice`` notify no one (Mattermost parses them in
-  a webhook's text; mail addresses are left alone);
+- mentions: an ``@`` that is not right after a letter or digit gets a WORD JOINER
+  (U+2060) after it, so ``@channel``, ``@here``, ``@all`` or ``@alice`` notify no one,
+  nor ``db.@channel``, ``-@here``, ``_@all`` or ``a:@all`` (Mattermost parses mentions in
+  a webhook's text, and splits words at ``.``, ``-`` and ``:`` and strips a leading
+  ``_``); mail addresses (``alice@example.org``) are left alone;
 - Slack (mrkdwn): ``&``, ``<`` and ``>`` become entities, as Slack's formatting reference
   asks: ``<!channel>``, ``<@U1>`` and ``<url|text>`` links then cannot be written;
 - Mattermost, Webex and Teams (Markdown): every character that Markdown reads as syntax
@@ -32,7 +34,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 _BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_MENTION = re.compile(r"(?<![\w.+-])@(?=[\w.-])")
+# an @ not right after a letter or digit: Mattermost splits words at '.', '-', ':' and
+# strips a leading '_' too, so 'db.@channel', '-@here', '_@all' and 'a:@all' mention
+_MENTION = re.compile(r"(?<![^\W_])@(?=[\w.-])")
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#!|~&])")
 _LEADING_MARK = re.compile(r"^[-+=]")
 _LEADING_NUMBER = re.compile(r"^(\d+)\.")

@@ -6,7 +6,12 @@ a quoted, escaped JSON string, a mapping an object, a missing field ``null``. So
 add or change a field. ``| tojson`` still works (its output is taken as it is, never
 encoded twice), so bodies written with it keep their meaning. A value placed inside
 quotes (``"{{ state }}"``) would now be encoded inside a string: such a body is refused
-when the routes file is checked (``check``), by rendering it with ``SAMPLE``.
+when the routes file is checked (``check``), whatever values a notice holds, twice over:
+the template's text is read as JSON with each ``{{ }}`` where it stands (``quoted``: any
+inside a string is refused, in every branch of ``{% if %}``), and it is rendered with each
+``{{ }}`` written as a JSON string (``PROBE_SANDBOX``), which a quote around it breaks.
+A rendering with values alone missed it: a field the sample lacks (``custom_details.x``)
+wrote ``null``, and ``"null"`` is JSON. Last it is rendered with ``SAMPLE``, hostile values.
 """
 
 from __future__ import annotations
@@ -44,6 +49,34 @@ def finalize(value: Any) -> str:
 BODY_SANDBOX = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True,
                                     finalize=finalize)
 BODY_SANDBOX.filters["tojson"] = tojson
+# The load check's second reading: every {{ }} (| tojson too) writes a string with its
+# quotes, whatever its value (a number, null, an object, a missing field): one inside a
+# JSON string then closes it and the body is not JSON.
+PROBE = '"probe"'
+PROBE_SANDBOX = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                                     finalize=lambda value: PROBE)
+PROBE_SANDBOX.filters["tojson"] = tojson
+
+
+def quoted(template: str) -> list[int]:
+    """The lines of ``template`` with a ``{{ }}`` inside a JSON string of its own text,
+    read in order across every branch (``{% %}`` and comments write nothing)."""
+    inside = escaped = False
+    found: list[int] = []
+    for line, kind, text in BODY_SANDBOX.lex(template):
+        if kind == "variable_begin" and inside:
+            found.append(line)
+        if kind != "data":
+            continue
+        for char in text:
+            if escaped:
+                escaped = False
+            elif char == "\\" and inside:
+                escaped = True
+            elif char == '"':
+                inside = not inside
+    return found
+
 
 # A notice's fields (``messages.context``) with values that break out of a string if
 # placed inside one: the load check renders each body with them.
@@ -63,7 +96,10 @@ SAMPLE: dict[str, Any] = {
 def render(template: str, values: dict[str, Any]) -> Any:
     """The body ``template`` makes with ``values``, parsed; NotJson says why it is not
     JSON (and a failing template raises what it raised)."""
-    text = BODY_SANDBOX.from_string(template).render(values)
+    return _parse(BODY_SANDBOX.from_string(template).render(values))
+
+
+def _parse(text: str) -> Any:
     try:
         found = json.loads(text)
     except ValueError as exc:
@@ -75,10 +111,19 @@ def render(template: str, values: dict[str, Any]) -> Any:
 
 
 def check(value: Any) -> tuple[Any, str]:
-    """A ``body`` field of the routes file: compiled, and rendered with ``SAMPLE``."""
+    """A ``body`` field of the routes file: compiled, no ``{{ }}`` inside quotes (read in
+    its text, and rendered with every ``{{ }}`` a string), and rendered with ``SAMPLE``."""
     if not isinstance(value, str) or not value:
         return value, "want a non-empty Jinja2 template of a JSON body"
     try:
+        lines = quoted(value)
+        if lines:
+            raise NotJson(f"a {{{{ }}}} inside quotes (line {lines[0]})")
+        try:
+            _parse(PROBE_SANDBOX.from_string(value).render(SAMPLE))
+        except NotJson as exc:
+            raise NotJson(f"{exc} (with each {{{{ }}}} written as a string: is one inside "
+                          "quotes?)") from None
         render(value, SAMPLE)
     except TemplateError as exc:
         return value, f"not a Jinja2 template: {exc}"

@@ -37,6 +37,13 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
     yield CounterMetricFamily("pd_relay_outbox_held", "Rounds the dispatcher made no jobs "
                               "because RQ held its bound of channel jobs (notices wait in the "
                               "outbox)", value=float(stats.get("dispatch_held", 0)))
+    yield CounterMetricFamily("pd_relay_channel_failed_forgotten", "Failed channel messages "
+                              "deleted, oldest first, past their bound (FAILED_MAX)",
+                              value=float(stats.get("failed_forgotten", 0)))
+    yield CounterMetricFamily("pd_relay_channel_incidents_forgotten", "Incidents the channels "
+                              "forgot, oldest first, past their bound: an acknowledge or "
+                              "resolve of one reaches no channel",
+                              value=float(stats.get("heard_forgotten", 0)))
     open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
                                "alarms (self_alert)", labels=["condition"])
     for condition in sorted(alarms):

@@ -2,6 +2,12 @@
 
 The outbox holds ``<slot>\\n<header>\\n<stored event>`` (ENQUEUE, relay/scripts.py); the
 header is the ingress's ``{"id", "c": channels or null, "r": route, "s": sender}``.
+
+A notice carries only what channels show of the event (``slim``): the Events API fields a
+message or template reads, each cut to a few hundred bytes, at most ``LINKS_MAX`` links,
+and ``custom_details`` cut to ``DETAILS_BYTES`` of JSON. The stored event may be ~500 KB
+and each channel's RQ job holds its notice (an hour when sent, days when failed): cut so,
+a notice is at most ``NOTICE_BYTES`` of JSON whatever the sender sent.
 """
 
 from __future__ import annotations
@@ -12,6 +18,15 @@ from typing import Any
 
 from relay.store import Record
 
+FIELD_BYTES = 256  # each short field: source, component, dedup_key, ...
+SUMMARY_BYTES = 1100  # PagerDuty keeps 1,024 characters of a summary
+URL_BYTES = 384
+LINK_TEXT_BYTES = 128
+LINKS_MAX = 3
+DETAILS_BYTES = 2048  # custom_details, as JSON
+DETAIL_BYTES = 512  # any one value in it
+NOTICE_BYTES = 8192  # the most a notice's JSON takes (tests/test_channel_job_bytes.py)
+SHORT = ("source", "severity", "timestamp", "component", "group", "class")
 STATES = {"trigger": "triggered", "acknowledge": "acknowledged", "resolve": "resolved",
           "change": "change"}
 
@@ -21,6 +36,68 @@ def header(event_id: str, channels: list[str] | None, route: str, sender: str) -
     ``channels`` None for a follow-up, which goes where its trigger went."""
     return json.dumps({"id": event_id, "c": channels, "r": route, "s": sender},
                       separators=(",", ":")).encode()
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` cut (with "…") so that it takes at most ``limit`` bytes as JSON (RQ's and
+    the relay's JSON escape every non-ASCII character: up to 12 bytes each)."""
+    if len(json.dumps(text)) <= limit:
+        return text
+    text = text[:limit]
+    while len(json.dumps(text + "…")) > limit and text:
+        excess = len(json.dumps(text + "…")) - limit
+        text = text[:len(text) - max(1, excess // 12)]
+    return text + "…"
+
+
+def slim(event: dict[str, Any]) -> dict[str, Any]:
+    """What channels show of ``event``, each part cut to its size (the module's doc)."""
+    found: dict[str, Any] = {
+        name: _short(event[name], URL_BYTES if name == "client_url" else FIELD_BYTES)
+        for name in ("event_action", "dedup_key", "client", "client_url") if name in event}
+    links = event.get("links")
+    if isinstance(links, list):
+        found["links"] = [{"href": _short(link.get("href", ""), URL_BYTES),
+                           "text": _short(link.get("text", ""), LINK_TEXT_BYTES)}
+                          for link in links if isinstance(link, dict)][:LINKS_MAX]
+    payload = event.get("payload")
+    if isinstance(payload, dict):
+        cut = {name: _short(payload[name], FIELD_BYTES) for name in SHORT if name in payload}
+        if "summary" in payload:
+            cut["summary"] = _short(payload["summary"], SUMMARY_BYTES)
+        if "custom_details" in payload:
+            cut["custom_details"] = details(payload["custom_details"])
+        found["payload"] = cut
+    return found
+
+
+def details(value: Any, limit: int = DETAILS_BYTES) -> Any:
+    """``custom_details`` in at most ``limit`` bytes of JSON: a mapping keeps its first
+    entries that fit, each value cut to ``DETAIL_BYTES`` (a nested one written as JSON
+    text when it is longer), and says what was left out under "…"."""
+    if not isinstance(value, dict):
+        return _value(value, limit)
+    found: dict[str, Any] = {}
+    used, room = 2, limit - 64  # {}, and room for the "…" entry
+    for key, item in value.items():
+        name, cut = fit(str(key), 128), _value(item, DETAIL_BYTES)
+        size = len(json.dumps({name: cut})) - 1
+        if used + size > room:
+            found["…"] = f"{len(value) - len(found)} more entries cut"
+            break
+        found[name], used = cut, used + size
+    return found
+
+
+def _value(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return fit(value, limit)
+    text = json.dumps(value, default=str)
+    return value if len(text) <= limit else fit(text, limit)
+
+
+def _short(value: Any, limit: int) -> Any:
+    return fit(value, limit) if isinstance(value, str) else _value(value, limit)
 
 
 def payload_of(event: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +154,11 @@ class Entry:
         return "change" if self.record.kind == "change" else self.record.action
 
     def notice(self, key: str, severity: str, summary: str) -> Notice:
-        return Notice(id=str(self.header["id"]), action=self.action, event=self.record.event,
-                      key=key, route=str(self.header.get("r", "")),
-                      source=str(self.header.get("s", "")),
-                      accepted_ms=self.record.accepted_ms, severity=severity, summary=summary)
+        event = slim(self.record.event)
+        summary = fit(summary, SUMMARY_BYTES)
+        if summary == payload_of(event).get("summary"):
+            summary = ""  # said once, in the event: messages.context reads it there
+        return Notice(id=str(self.header["id"]), action=self.action, event=event, key=key,
+                      route=str(self.header.get("r", "")), source=str(self.header.get("s", "")),
+                      accepted_ms=self.record.accepted_ms, severity=fit(severity, 64),
+                      summary=summary)

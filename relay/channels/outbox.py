@@ -6,7 +6,8 @@ their jobs, then forgets them (``OUTBOX_DONE``). A crash between leaves them tak
 next holder makes their jobs again, and a job's id (notice id + channel) makes RQ
 refuse the second copy. An entry that cannot be read is logged and dropped.
 
-RQ's queues are bounded too: before each batch the dispatcher counts the jobs waiting in
+RQ's queues are bounded too (relay.channels.rqjobs): before each batch the dispatcher
+deletes the oldest failed jobs past their bound (``trim``) and counts the jobs waiting in
 the channels' queues and retry schedules (``rq_backlog``); at ``RQ_BACKLOG_MAX`` or more
 it takes nothing, counts the round (``dispatch_held`` in ``Names.channel_stats``, with
 the count in ``dispatch_backlog``) and waits, leaving the notices in the outbox, whose
@@ -14,12 +15,15 @@ byte cap (``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel
 down for long thus costs at most the bound in RQ, never memory without end.
 
 An acknowledge or resolve names no channels: it goes to those its trigger went to,
-remembered per incident (``Names.heard``) with the trigger's severity and summary.
+remembered per incident (``Names.heard``) with the trigger's severity and summary (cut to
+``HEARD_SUMMARY_BYTES``). That memory is bounded whatever senders do: each remembered
+incident is also in an order (a sorted set by time, ``Names.heard(HEARD_ORDER)``), and
+past ``heard_max`` incidents the oldest are forgotten first, counted (``heard_forgotten``
+in ``Names.channel_stats``): a later acknowledge or resolve of one reaches no channel.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,11 +33,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
-from rq import Queue
-from rq.exceptions import DuplicateJobError
-from rq.registry import ScheduledJobRegistry
 
-from relay.channels.notice import Entry, Notice, payload_of
+from relay.channels.notice import Entry, Notice, fit, payload_of
+from relay.channels.rqjobs import RQ_BACKLOG_MAX
 from relay.names import Names
 from relay.router import incident_id
 from relay.routes.channels import Channel
@@ -42,45 +44,12 @@ from relay.settings import Settings
 
 log = logging.getLogger(__name__)
 BATCH = 100
-JOB = "relay.channels.jobs.deliver"
-# Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
-# dispatcher stops making more; an RQ job is about 1.8 KB (docs/DESIGN.md): ~18 MB.
-RQ_BACKLOG_MAX = 10_000
-
-
-def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
-    return Queue(names.channel_queue(channel), connection=connection, serializer="json")
-
-
-def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Notice,
-            kept_days: float = 30.0) -> bool:
-    """Queue ``notice`` for ``channel``; False when its job exists already. A failed job
-    is kept ``kept_days`` (as dead letters are: ``RELAY_DEAD_LETTER_DAYS``)."""
-    try:
-        rq_queue(connection, names, channel.name).enqueue(
-            JOB, channel.name, notice.to_json(), job_id=job_id(notice.id, channel.name),
-            unique=True,
-            description=f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}",
-            job_timeout=int(channel.timeout_s * 3 + 60), result_ttl=3600,
-            failure_ttl=int(kept_days * 86_400))
-    except DuplicateJobError:
-        return False
-    return True
-
-
-def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -> int:
-    """Jobs waiting in the channels' RQ queues and retry schedules (one round trip)."""
-    with connection.pipeline(transaction=False) as pipe:
-        for name in channels:
-            queue = rq_queue(connection, names, name)
-            pipe.llen(queue.key)
-            pipe.zcard(ScheduledJobRegistry(queue=queue).key)  # type: ignore[no-untyped-call]
-        return sum(int(n) for n in pipe.execute())
-
-
-def job_id(notice: str, channel: str) -> str:
-    """The one job id of a notice to a channel (RQ's ids take letters, digits, - and _)."""
-    return f"{notice}-{hashlib.blake2b(channel.encode(), digest_size=4).hexdigest()}"
+# Most incidents the channels remember at once (and at most RELAY_INCIDENTS_MAX): each
+# costs at most ~1.2 KB (a key, its TTL, the order's member, HEARD_SUMMARY_BYTES), so at
+# most ~12 MB. A constant: the settings module belongs to the shared core.
+HEARD_MAX = 10_000
+HEARD_SUMMARY_BYTES = 512
+HEARD_ORDER = "#order"  # Names.heard(HEARD_ORDER): no incident id has a '#'
 
 
 class Dispatcher:
@@ -88,7 +57,9 @@ class Dispatcher:
                  channels: Mapping[str, Channel],
                  put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000,
                  backlog: Callable[[], int] = lambda: 0, backlog_max: int = RQ_BACKLOG_MAX,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 trim: Callable[[], int] = lambda: 0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, heard_max: int = HEARD_MAX) -> None:
         self.client = client
         self.names = names
         self.settings = settings
@@ -98,7 +69,10 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.backlog = backlog
         self.backlog_max = backlog_max
+        self.trim = trim
         self.sleep = sleep
+        self.clock = clock
+        self.heard_max = max(1, min(heard_max, settings.incidents_max))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def hold(self) -> bool:
@@ -117,6 +91,7 @@ class Dispatcher:
         their jobs; return how many were taken. While RQ holds ``backlog_max`` jobs or
         more, take nothing: count the round and wait ``block_s``."""
         n = self.names
+        self.trim()  # failed jobs past their bound (relay.channels.rqjobs.trim_failed)
         waiting = self.backlog()
         room = self.backlog_max - waiting
         with self.client.pipeline(transaction=False) as pipe:
@@ -170,8 +145,9 @@ class Dispatcher:
         elif incident and entry.action == "trigger" and channels:
             known = self.client.get(heard)
             before = json.loads(known)["c"] if known else []
-            memory = {"c": list(dict.fromkeys([*before, *channels])), "v": severity, "m": summary}
-            self.client.set(heard, json.dumps(memory), ex=int(self.settings.incident_ttl_s))
+            memory = {"c": list(dict.fromkeys([*before, *channels])), "v": severity,
+                      "m": fit(summary, HEARD_SUMMARY_BYTES)}
+            self.remember(incident, json.dumps(memory))
         key = self.settings.key_names[entry.slot - 1] if entry.slot > 0 else ""
         notice = entry.notice(key, severity, summary)
         for name in channels:
@@ -182,4 +158,29 @@ class Dispatcher:
                 continue
             self.put(channel, notice)
         if entry.header.get("c") is None and entry.action == "resolve":
-            self.client.delete(heard)  # after its jobs: a retry after a crash finds it
+            with self.client.pipeline() as pipe:  # after its jobs: a retry finds it
+                pipe.delete(heard)
+                pipe.zrem(self.names.heard(HEARD_ORDER), incident)
+                pipe.execute()
+
+    def remember(self, incident: str, memory: str) -> None:
+        """Keep ``incident``'s channels for as long as the incident; past ``heard_max``
+        remembered incidents, forget the oldest first, counted."""
+        order, ttl_s = self.names.heard(HEARD_ORDER), int(self.settings.incident_ttl_s)
+        now_ms = int(self.clock() * 1000)
+        with self.client.pipeline() as pipe:
+            pipe.set(self.names.heard(incident), memory, ex=ttl_s)
+            pipe.zadd(order, {incident: now_ms})
+            pipe.zremrangebyscore(order, "-inf", now_ms - ttl_s * 1000)  # expired by now
+            pipe.expire(order, ttl_s)
+            pipe.zcard(order)
+            remembered = int(pipe.execute()[-1])
+        if remembered <= self.heard_max:
+            return
+        popped: list[tuple[str, float]] = self.client.zpopmin(  # type: ignore[assignment]
+            order, remembered - self.heard_max)
+        oldest = [str(member) for member, _ in popped]
+        with self.client.pipeline() as pipe:
+            pipe.delete(*(self.names.heard(old) for old in oldest))
+            pipe.hincrby(self.names.channel_stats, "heard_forgotten", len(oldest))
+            pipe.execute()

@@ -13,7 +13,7 @@ import redis
 from rq.job import Job, JobStatus
 
 from relay.channels.notice import Notice
-from relay.channels.outbox import job_id, put_job
+from relay.channels.rqjobs import job_id, put_job
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.store import now_ms

@@ -28,7 +28,8 @@ from rq.scheduler import RQScheduler
 from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
-from relay.channels.outbox import Dispatcher, put_job, rq_backlog, rq_queue
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import put_job, rq_backlog, rq_queue, trim_failed
 from relay.errors import DeliveryError
 from relay.housekeeping import jobs as keeper
 from relay.names import Names
@@ -64,7 +65,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             lambda channel, notice: put_job(jobs_client, names, channel, notice,
                                                             settings.dead_letter_days),
                             LEASE_MS,
-                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)))
+                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
+                            trim=lambda: trim_failed(jobs_client, names, list(channels)))
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \

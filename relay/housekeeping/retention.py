@@ -9,8 +9,8 @@
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
 
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
-incident memories (with the incident), RQ's results (an hour) and failed jobs (as long
-as dead letters).
+incident memories (with the incident; at most ``HEARD_MAX``, relay.channels.outbox),
+RQ's results (an hour) and failed jobs (as long as dead letters).
 """
 
 from __future__ import annotations

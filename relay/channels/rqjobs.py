@@ -1,0 +1,107 @@
+"""The channels' RQ jobs: made (``put_job``), counted (``rq_backlog``) and their failed
+ones bounded (``trim_failed``); what each may cost in Redis.
+
+A job holds its channel's name and a notice (``relay.channels.notice``), at most
+``NOTICE_BYTES`` of JSON whatever the sender sent, so a job takes at most ``JOB_BYTES``
+of Redis (its hash; RQ compresses the notice, which this bound does not count on). RQ
+keeps a job in three places, each bounded:
+
+- waiting (queued, or scheduled for a retry): at most ``RQ_BACKLOG_MAX`` jobs, all
+  channels (the dispatcher makes no more: relay.channels.outbox);
+- sent: ``RESULT_TTL_S`` after it finished (so a dispatcher's crash recovered within that
+  time repeats no message), at most the channels' paces (``per_minute``) times that;
+- failed (refused, or out of retries): at most ``FAILED_MAX`` jobs, all channels, each
+  with its error (``FAILED_JOB_BYTES`` in all), as long as dead letters; past that the
+  oldest are deleted first, counted (``failed_forgotten``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.results import Result
+
+from relay.channels.notice import NOTICE_BYTES, Notice
+from relay.names import Names
+from relay.routes.channels import Channel
+
+JOB = "relay.channels.jobs.deliver"
+JOB_BYTES = NOTICE_BYTES + 1024  # the notice, RQ's fields and the description
+FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a reply)
+# Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
+# dispatcher stops making more: at most ~9 MB (a job is ~1.5 KB for a usual event).
+RQ_BACKLOG_MAX = 1_000
+FAILED_MAX = 500  # failed jobs kept, all channels: at most ~6.5 MB
+RESULT_TTL_S = 60  # a sent job's hash and reply: then RQ deletes them
+
+
+def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
+    return Queue(names.channel_queue(channel), connection=connection, serializer="json")
+
+
+def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Notice,
+            kept_days: float = 30.0) -> bool:
+    """Queue ``notice`` for ``channel``; False when its job exists already. A failed job
+    is kept ``kept_days`` (as dead letters are: ``RELAY_DEAD_LETTER_DAYS``), at most
+    ``FAILED_MAX`` of them (``trim_failed``)."""
+    try:
+        rq_queue(connection, names, channel.name).enqueue(
+            JOB, channel.name, notice.to_json(), job_id=job_id(notice.id, channel.name),
+            unique=True,
+            description=f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}",
+            job_timeout=int(channel.timeout_s * 3 + 60), result_ttl=RESULT_TTL_S,
+            failure_ttl=int(kept_days * 86_400))
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -> int:
+    """Jobs waiting in the channels' RQ queues and retry schedules (one round trip)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for name in channels:
+            queue = rq_queue(connection, names, name)
+            pipe.llen(queue.key)
+            pipe.zcard(ScheduledJobRegistry(queue=queue).key)  # type: ignore[no-untyped-call]
+        return sum(int(n) for n in pipe.execute())
+
+
+def trim_failed(connection: redis.Redis, names: Names, channels: Sequence[str],
+                keep: int = FAILED_MAX) -> int:
+    """Delete the oldest failed jobs past ``keep`` (all channels); return how many went,
+    counted as ``failed_forgotten`` in ``Names.channel_stats``. One round trip when
+    there is nothing to delete."""
+    keys = [FailedJobRegistry(queue=rq_queue(connection, names, name)).key
+            for name in channels]
+    with connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zcard(key)
+        excess = sum(int(n) for n in pipe.execute()) - keep
+    if excess <= 0:
+        return 0
+    # a failed job's score is when it expires (failure_ttl, the same for all): oldest first
+    with connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zrange(key, 0, excess - 1, withscores=True)
+        found = sorted((score, key, member) for key, rows in zip(keys, pipe.execute(),
+                                                                  strict=True)
+                       for member, score in rows)[:excess]
+    with connection.pipeline(transaction=False) as pipe:
+        for _, key, member in found:
+            job = member.decode() if isinstance(member, bytes) else str(member)
+            pipe.zrem(key, member)
+            pipe.delete(Job.key_for(job), Result.get_key(job))  # type: ignore[no-untyped-call]
+        pipe.hincrby(names.channel_stats, "failed_forgotten", len(found))
+        pipe.execute()
+    return len(found)
+
+
+def job_id(notice: str, channel: str) -> str:
+    """The one job id of a notice to a channel (RQ's ids take letters, digits, - and _)."""
+    return f"{notice}-{hashlib.blake2b(channel.encode(), digest_size=4).hexdigest()}"
