@@ -113,6 +113,12 @@ class Names:
         """String: id of the one channel worker that turns notices into jobs, with a TTL."""
         return f"{self.prefix}:channels:dispatcher"
 
+    @property
+    def heard_order(self) -> str:
+        """Sorted set: the incidents the channels remember (``heard``), by when they were
+        last heard of, to forget the oldest past their bound (relay/channels/outbox.py)."""
+        return f"{self.prefix}:heard-order"
+
     def heard(self, incident: str) -> str:
         """String: the channels that heard of the incident's trigger, and how severe it
         was (``channels severity``), kept while the incident is remembered."""

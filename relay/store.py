@@ -143,9 +143,10 @@ def capped_mb(settings: Settings) -> int:
 
 def least_redis_mb(settings: Settings) -> int:
     """The least ``maxmemory`` (MB) that leaves room for the queues' cap and a quarter
-    more, the other caps (``capped_mb``), and 32 MB for dead letters, counters and RQ's
-    jobs."""
-    return math.ceil(settings.queues_max_mb * 1.25) + capped_mb(settings) + 32
+    more, the other caps (``capped_mb``), and 48 MB for dead letters, counters, RQ's jobs
+    (bounded at about 16 MB: relay/channels/rqjobs.py) and the channels' memory of
+    incidents (about 12 MB: relay/channels/outbox.py)."""
+    return math.ceil(settings.queues_max_mb * 1.25) + capped_mb(settings) + 48
 
 
 def caps_named(settings: Settings) -> str:

@@ -6,7 +6,7 @@ triggered incident a channel heard of, summary included, kept RELAY_INCIDENT_TTL
 days) had no cap: it grew by one key per distinct dedup_key, at the channels' pace
 (600 a minute for a webhook: millions a week), and least_redis_mb does not count it.
 Now it holds at most min(RELAY_INCIDENTS_MAX, HEARD_MAX) incidents, oldest forgotten
-first (an order, ``pdr:heard:#order``, beside the memories), counted."""
+first (an order, ``pdr:heard-order``, beside the memories), counted."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import fakeredis
 from relay.app import create_app
 from relay.channels.commands import read
 from relay.channels.notice import Notice
-from relay.channels.outbox import HEARD_ORDER, HEARD_SUMMARY_BYTES, Dispatcher
+from relay.channels.outbox import HEARD_SUMMARY_BYTES, Dispatcher
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.settings import Settings
@@ -52,12 +52,12 @@ routes:
         pass
     remembered = sum(fake.zcard(NAMES.incidents(kid)) for kid in
                      [k.split(":")[-1] for k in fake.keys("pdr:incidents:*")])
-    heard = [k for k in fake.keys("pdr:heard:*") if k != NAMES.heard(HEARD_ORDER)]
+    heard = fake.keys("pdr:heard:*")
     assert remembered <= settings.incidents_max
     assert len(heard) <= settings.incidents_max, (
         f"{len(heard)} heard keys for {remembered} remembered incidents, "
         f"{sum(len(fake.get(k)) for k in heard)} bytes")
-    assert fake.zcard(NAMES.heard(HEARD_ORDER)) == len(heard)
+    assert fake.zcard(NAMES.heard_order) == len(heard)
 
 
 def test_a_flood_of_incidents_keeps_the_newest_and_counts_the_forgotten(
@@ -90,8 +90,8 @@ routes:
         assert app.post("/v2/enqueue", json=events).status_code == 202
         while dispatcher.step(0):
             now[0] += 1
-    memories = [k for k in fake.keys("pdr:heard:*") if k != NAMES.heard(HEARD_ORDER)]
-    assert len(memories) == 25 and fake.zcard(NAMES.heard(HEARD_ORDER)) == 25
+    memories = fake.keys("pdr:heard:*")
+    assert len(memories) == 25 and fake.zcard(NAMES.heard_order) == 25
     assert int(fake.hget(NAMES.channel_stats, "heard_forgotten") or 0) == 275
     assert max(len(fake.get(k)) for k in memories) <= HEARD_SUMMARY_BYTES + 100
     sent.clear()
@@ -102,7 +102,7 @@ routes:
     # the newest 25 are remembered: their resolves reach the channel, the older ones' not
     assert [n.event["dedup_key"] for n in sent] == ["f275", "f299"]
     assert all(n.state == "resolved" and n.summary.startswith("\U0001f525") for n in sent)
-    assert fake.zcard(NAMES.heard(HEARD_ORDER)) == 23
+    assert fake.zcard(NAMES.heard_order) == 23
     metrics = app.get("/metrics").get_data(as_text=True)
     assert "pd_relay_channel_incidents_forgotten_total 275.0" in metrics
     assert read(fake, fake, NAMES, ["hook"])["outbox"]["incidents_forgotten"] == 275

@@ -133,7 +133,7 @@ def test_the_stacks_redis_leaves_room_beside_the_queues_cap(tmp_path: Path) -> N
     asked = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "2048"}, tmp_path)
     assert redis_memory(asked, defaults).redis_maxmemory_mb == 2048
     small = StackOptions.from_env({"PD_RELAY_REDIS_MAXMEMORY_MB": "380"}, tmp_path)
-    with pytest.raises(ConfigError, match="at least 424"):  # 256 × 1.25 + 32 + 24 + 16 + 32
+    with pytest.raises(ConfigError, match="at least 440"):  # 256 × 1.25 + 32 + 24 + 16 + 48
         redis_memory(small, defaults)
 
 

@@ -17,7 +17,7 @@ down for long thus costs at most the bound in RQ, never memory without end.
 An acknowledge or resolve names no channels: it goes to those its trigger went to,
 remembered per incident (``Names.heard``) with the trigger's severity and summary (cut to
 ``HEARD_SUMMARY_BYTES``). That memory is bounded whatever senders do: each remembered
-incident is also in an order (a sorted set by time, ``Names.heard(HEARD_ORDER)``), and
+incident is also in an order (a sorted set by time, ``Names.heard_order``), and
 past ``heard_max`` incidents the oldest are forgotten first, counted (``heard_forgotten``
 in ``Names.channel_stats``): a later acknowledge or resolve of one reaches no channel.
 """
@@ -49,7 +49,6 @@ BATCH = 100
 # most ~12 MB. A constant: the settings module belongs to the shared core.
 HEARD_MAX = 10_000
 HEARD_SUMMARY_BYTES = 512
-HEARD_ORDER = "#order"  # Names.heard(HEARD_ORDER): no incident id has a '#'
 
 
 class Dispatcher:
@@ -160,13 +159,13 @@ class Dispatcher:
         if entry.header.get("c") is None and entry.action == "resolve":
             with self.client.pipeline() as pipe:  # after its jobs: a retry finds it
                 pipe.delete(heard)
-                pipe.zrem(self.names.heard(HEARD_ORDER), incident)
+                pipe.zrem(self.names.heard_order, incident)
                 pipe.execute()
 
     def remember(self, incident: str, memory: str) -> None:
         """Keep ``incident``'s channels for as long as the incident; past ``heard_max``
         remembered incidents, forget the oldest first, counted."""
-        order, ttl_s = self.names.heard(HEARD_ORDER), int(self.settings.incident_ttl_s)
+        order, ttl_s = self.names.heard_order, int(self.settings.incident_ttl_s)
         now_ms = int(self.clock() * 1000)
         with self.client.pipeline() as pipe:
             pipe.set(self.names.heard(incident), memory, ex=ttl_s)
