@@ -177,3 +177,33 @@ def test_status_shows_the_open_alarms(setup, fake, monkeypatch, capsys) -> None:
     operations.status(settings, args)
     assert set(json.loads(capsys.readouterr().out)["alarms"]) == {"no-worker:db",
                                                                   "no-worker:ops"}
+
+
+def test_an_alarm_goes_out_when_redis_is_full_shedding_history(setup, fake,
+                                                                monkeypatch) -> None:
+    """Promise 8: the relay's own alarms come before history (issue 23). Redis refuses
+    the alarm's ENQUEUE for want of memory once: the history is shed, the alarm stored."""
+    import redis
+
+    from relay.store import EventStore
+
+    settings, routes = setup
+    beat(fake, settings, "ops")
+    for _ in range(300):
+        fake.xadd(NAMES.history, {"s": "accepted", "v": "x" * 50})
+    real, refused = EventStore._command, []
+
+    def full_once(self: EventStore, *command: object) -> object:
+        if not refused and isinstance(command[0], bytes):
+            refused.append(command)
+            raise redis.exceptions.OutOfMemoryError(
+                "OOM command not allowed when used memory > 'maxmemory'.")
+        return real(self, *command)
+
+    monkeypatch.setattr(EventStore, "_command", full_once)
+    alarms = selfcheck.Alarms(fake, NAMES, settings, routes)
+    assert alarms.check(selfcheck.conditions(fake, NAMES, settings, routes)) == (
+        ["no-worker:db"], [])
+    assert refused and fake.xlen(NAMES.history) < 300
+    [raw] = fake.lrange(NAMES.queue(key_id(settings.routing_keys[1])), 0, -1)
+    assert Record.decode(raw).event["dedup_key"] == "pd-relay-self-no-worker-db"
