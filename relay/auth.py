@@ -99,15 +99,18 @@ class Gate:
         """Refuse (403) a source's trigger or change event that would take a route it was
         not given (its ``routes:``), or name a key outside them. Follow-ups go where their
         incident is (the event store checks whose it is); maintenance holds any route's."""
-        if sender is None or sender.routes is None or route.action in FOLLOW_UPS or \
-                route.rule.startswith("maintenance:"):
+        if sender is None or sender.routes is None or route.rule.startswith("maintenance:"):
             return
-        if route.rule == "routing-key":
+        if route.rule == "routing-key":  # a follow-up too: naming a key moves an incident
             if -route.slot in sender.slots:
                 return
             where = "a key outside its routes"
-        elif route.rule in sender.routes:
+        elif route.action in FOLLOW_UPS:
             return
+        elif route.rule in sender.routes:
+            if route.slot == 0 or route.slot in sender.slots:
+                return
+            where = f"a key outside its routes (route {route.rule}'s keys all drain)"
         else:
             where = "no route" if route.rule == "default" else f"route {route.rule}"
         raise Forbidden([f"{at or 'event'}: source {sender.name} may send only by its routes "

@@ -107,9 +107,9 @@ class Ingest:
         _, raw, _, _, sender = batch[owned.position - 1]
         dedup_key = Record.decode(raw).event.get("dedup_key", "")
         at = "event" if single else f"[{owned.position - 1}]"
-        log.warning("refused %d event(s) client=%s rid=%s: %s acts on incident %s, which "
-                    "another sender opened", len(batch), credentials.client,
-                    credentials.request_id, sender.lstrip("*"), printable(dedup_key, 255))
+        log.warning("refused %d event(s) client=%s rid=%s: %s acts on incident %s, which %s "
+                    "opened", len(batch), credentials.client, credentials.request_id,
+                    sender.lstrip("*"), printable(dedup_key, 255), owned.owner)
         return Forbidden([f"{at}: incident {dedup_key!r} was opened by another sender; only "
                           "it may acknowledge, resolve or re-trigger it (or a source with "
                           "follow_up: any)"], sender.lstrip("*").removeprefix("s:"))

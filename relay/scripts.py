@@ -39,7 +39,7 @@ from relay.names import Names
 # An incident belongs to the sender whose trigger opened it (promise 7): the owners hash
 # keeps it while the incident is remembered (forgotten with it: resolve, idle, cap).
 # An event of an open incident from another sender refuses its whole request
-# ('owner:<its place in the request>'), unless the incident's owner is 'a' (anonymous:
+# ('owner:<its place in the request>:<the owner>'), unless the incident's owner is 'a' (anonymous:
 # anyone's) or unknown (remembered by an older release: the next trigger opens it), or
 # the sender's name starts with '*' (a source with `follow_up: any`).
 # KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
@@ -125,7 +125,7 @@ for size in string.gmatch(ARGV[5], '%d+') do
       end
       local by = where and rowner[incident]
       if by and by ~= '' and by ~= 'a' and by ~= sender and not anyone then
-        owned = owned or ('owner:' .. position)  -- another sender's incident
+        owned = owned or ('owner:' .. position .. ':' .. by)  -- another sender's incident
       end
       if named then
         for i = 0, n do
@@ -144,11 +144,15 @@ for size in string.gmatch(ARGV[5], '%d+') do
       end
       if action == 'resolve' then
         rseen[incident], rforgot[incident], rowner[incident] = false, slot, ''
-      elseif slot ~= 0 or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
-        rseen[incident] = slot
-        if (action == 'trigger' or action == 'fresh') and (rowner[incident] or '') == '' then
-          rowner[incident], rclaimed[incident] = sender, true
+      elseif action == 'trigger' or action == 'fresh' then
+        if slot ~= 0 or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
+          rseen[incident] = slot
+          if (rowner[incident] or '') == '' then
+            rowner[incident], rclaimed[incident] = sender, true
+          end
         end
+      elseif where then  -- an acknowledge remembers only an open incident: one of an
+        rseen[incident] = slot  -- unknown would choose where its trigger goes, and whose
       end
     end
     if slot > 0 then

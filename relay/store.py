@@ -95,9 +95,11 @@ def owner_of(source: str | None, routing_key: str | None, follow_up_any: bool = 
 @dataclass(frozen=True)
 class Owned:
     """What a request's events are told when one of them (``position``, from 1) acts on an
-    incident another sender opened: nothing of it was stored."""
+    incident another sender opened (``owner``, for the log only): nothing of it was
+    stored."""
 
     position: int
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,9 +281,9 @@ def _slot(answer: int | str) -> int | Full | Owned:
     'owner:<place in its request>'."""
     if isinstance(answer, int):
         return answer
-    cap, slot = str(answer).split(":")
+    cap, slot, *owner = str(answer).split(":", 2)
     if cap == "owner":
-        return Owned(int(slot))
+        return Owned(int(slot), owner[0])
     return Full(int(slot), total=cap == "total")
 
 

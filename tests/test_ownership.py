@@ -54,6 +54,16 @@ routes:
     return path
 
 
+def relay(settings: Settings, tmp_path: Path, tokens: dict[str, str], fake: Any,
+          **changes: Any) -> Any:
+    """The app with the routes file above (keys payments, db-team, other), no anonymous
+    senders."""
+    routed = replace(settings, routes_file=routes_file(tmp_path / "routes.yml", tokens),
+                     key_names=("payments", "db-team", "other"), allow_anonymous=False,
+                     **changes)
+    return create_app(routed, client=fake).test_client()
+
+
 @pytest.fixture
 def tokens() -> dict[str, str]:
     return {name: new_token()[0] for name in SOURCES}
@@ -61,9 +71,7 @@ def tokens() -> dict[str, str]:
 
 @pytest.fixture
 def owned(settings: Settings, tmp_path: Path, tokens: dict[str, str], fake) -> Any:
-    routed = replace(settings, routes_file=routes_file(tmp_path / "routes.yml", tokens),
-                     key_names=("payments", "db-team", "other"), allow_anonymous=False)
-    return create_app(routed, client=fake).test_client()
+    return relay(settings, tmp_path, tokens, fake)
 
 
 def event(action: str, dedup_key: str, service: str = "payments",
@@ -223,8 +231,8 @@ class Owners(RuleBasedStateMachine):
             return
         if action == "resolve":
             self.owner.pop(dedup_key, None)
-        elif not known or owner is None:
-            self.owner[dedup_key] = me if action == "trigger" else None
+        elif action == "trigger" and (not known or owner is None):
+            self.owner[dedup_key] = me  # an acknowledge of an unknown one is not remembered
         remembered = self.fake.hget(NAMES.owners, incident_id(dedup_key))
         expected = self.owner.get(dedup_key)
         assert remembered == (expected.lstrip("*") if expected else None)

@@ -40,7 +40,7 @@ from relay.routes.channels import hearing
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.status import read_status
-from relay.store import RELAY, EventStore, Full, Record, now_ms
+from relay.store import RELAY, EventStore, Full, Owned, Record, now_ms
 
 log = logging.getLogger(__name__)
 PREFIX = "pd-relay-self-"  # every alarm's dedup_key starts with it
@@ -169,8 +169,10 @@ class Alarms:
         story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
                      n=socket.gethostname()) if self.settings.history_max_entries else b""
         answer = self.store.enqueue([[(route, record.encode(), notice, story, RELAY)]])[0]
-        if isinstance(answer, Full):
-            log.error("self-alert %s not sent: the queue of its key is full", condition.id)
+        if isinstance(answer, Full | Owned):
+            log.error("self-alert %s not sent: %s", condition.id,
+                      "the queue of its key is full" if isinstance(answer, Full) else
+                      f"its incident belongs to {answer.owner}")
             return
         log.warning("self-alert %s %s: %s", condition.id,
                     "raised" if action == "trigger" else "resolved", condition.summary)

@@ -23,6 +23,9 @@ from relay.routes.operators import Operator, hashes, operator
 from relay.routes.selfalert import SelfAlert, self_alert
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+# What the relay calls senders that are not sources (relay.auth, the self-alerts): a
+# source so named would be taken for one of them (an anonymous sender owns nothing)
+SENDER_WORDS = ("anonymous", "routing-key", "pd-relay", "unknown-api-key")
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
 
 
@@ -189,6 +192,9 @@ class _Checker:
                                    or not all(isinstance(r, str) for r in routes)):
             self.problem(f"{at}.routes", "want a list of route names")
             routes = None
+        if name in SENDER_WORDS:
+            self.problem(f"{at}.name", f"{name!r} names senders that are not sources; "
+                         "choose another name")
         if name is None:
             return None
         self.source_at[name] = at
