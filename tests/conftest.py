@@ -84,6 +84,18 @@ def api(routed: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
     return create_app(routed, client=fake).test_client()
 
 
+def one_channel(tmp_path: Path, key: str, channel: str) -> Settings:
+    """Settings of one key (named db) whose one route tells one channel (``channel``: a
+    YAML flow mapping named by its ``name``) of every event; anonymous senders allowed."""
+    name = channel.split("name:", 1)[1].split(",", 1)[0].strip()
+    (tmp_path / "keys.txt").write_text(f"{key} db\n")
+    (tmp_path / "routes.yml").write_text(
+        f"channels:\n  - {channel}\nroutes:\n  - {{name: db, keys: [db], channels: [{name}]}}\n")
+    return Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
+                              "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
+                              "RELAY_ALLOW_ANONYMOUS": "true"})
+
+
 def trigger(summary: str = "disk full on db1", **fields: object) -> dict[str, object]:
     event: dict[str, object] = {
         "event_action": "trigger",

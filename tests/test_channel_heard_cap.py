@@ -21,25 +21,15 @@ from relay.channels.notice import Notice
 from relay.channels.outbox import HEARD_SUMMARY_BYTES, Dispatcher
 from relay.names import Names
 from relay.routes.channels import Channel
-from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import one_channel, trigger
 
 NAMES = Names("pdr")
 
 
 def test_channel_memory_of_incidents_is_capped_like_the_incidents(
         tmp_path: Path, keys: tuple[str, ...]) -> None:
-    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n")
-    (tmp_path / "routes.yml").write_text("""
-channels:
-  - {name: hook, type: webhook, url: "https://y"}
-routes:
-  - {name: db, keys: [db], channels: [hook]}
-""")
-    settings = replace(Settings.from_env({
-        "RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
-        "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
-        "RELAY_ALLOW_ANONYMOUS": "true"}), incidents_max=10)
+    settings = replace(one_channel(tmp_path, keys[0], '{name: hook, type: webhook, url: '
+                                   '"https://y"}'), incidents_max=10)
     fake = fakeredis.FakeRedis(decode_responses=True)
     app = create_app(settings, client=fake).test_client()
     for start in range(0, 200, 50):
@@ -62,16 +52,7 @@ routes:
 
 def test_a_flood_of_incidents_keeps_the_newest_and_counts_the_forgotten(
         tmp_path: Path, keys: tuple[str, ...]) -> None:
-    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n")
-    (tmp_path / "routes.yml").write_text("""
-channels:
-  - {name: hook, type: webhook, url: "https://y"}
-routes:
-  - {name: db, keys: [db], channels: [hook]}
-""")
-    settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
-                                  "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
-                                  "RELAY_ALLOW_ANONYMOUS": "true"})
+    settings = one_channel(tmp_path, keys[0], '{name: hook, type: webhook, url: "https://y"}')
     fake = fakeredis.FakeRedis(decode_responses=True)
     app = create_app(settings, client=fake).test_client()
     now = [1_000.0]

@@ -41,7 +41,7 @@ from relay.routes.channels import Channel
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.store import Record
-from tests.conftest import trigger
+from tests.conftest import one_channel, trigger
 from tests.receivers import WebhookReceiver
 
 NAMES = Names("pdr")
@@ -59,16 +59,7 @@ def job_bytes(client: fakeredis.FakeRedis, job: str) -> int:
 
 def test_the_rq_backlog_bound_holds_in_bytes_with_large_events(tmp_path: Path,
                                                                 keys: tuple[str, ...]) -> None:
-    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n")
-    (tmp_path / "routes.yml").write_text("""
-channels:
-  - {name: chat, type: slack, url: "https://x"}
-routes:
-  - {name: db, keys: [db], channels: [chat]}
-""")
-    settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
-                                  "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
-                                  "RELAY_ALLOW_ANONYMOUS": "true"})
+    settings = one_channel(tmp_path, keys[0], '{name: chat, type: slack, url: "https://x"}')
     jobs_client = fakeredis.FakeRedis()
     fake = fakeredis.FakeRedis(server=jobs_client.connection_pool.connection_kwargs["server"],
                                decode_responses=True)

@@ -10,15 +10,7 @@ from typing import Any
 
 from relay.auth import new_token
 from relay.stack.processes import wait_until
-
-
-def alert(action: str, dedup_key: str, service: str = "payments",
-          severity: str = "critical", source: str = "app1") -> dict[str, Any]:
-    body: dict[str, Any] = {"event_action": action, "dedup_key": dedup_key}
-    if action == "trigger":
-        body["payload"] = {"summary": f"{service} down", "source": source,
-                           "severity": severity, "custom_details": {"service": service}}
-    return body
+from tests.test_ownership import event as alert
 
 
 def test_nobody_but_its_sender_closes_or_moves_an_incident(make_stack, tmp_path: Path) -> None:
