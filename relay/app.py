@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from relay.adapters import ADAPTERS
-from relay.body import MAX_EVENTS, parse_body, too_many
+from relay.body import parse_body
 from relay.commit import GroupCommit
 from relay.errors import (
     BodyTooLarge,
@@ -93,9 +93,6 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         events, single = body(sender)
         if not single:
             raise InvalidEvent(["body: want one object, not a list"])
-        alerts = events[0].get("alerts") if isinstance(events[0], dict) else None
-        if isinstance(alerts, list) and len(alerts) > MAX_EVENTS:  # an event per alert
-            raise InvalidEvent([too_many(len(alerts), " alerts")])
         converted = ADAPTERS[name](events[0], settings.severities)
         return ingest.accept("alert", converted, False, sender, name), 202
 

@@ -84,7 +84,7 @@ class Ingest:
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc
         owned = next((slot for slot in slots if isinstance(slot, Owned)), None)
         if owned is not None:
-            raise self._owned(owned, batch, single, credentials)
+            raise self._owned(owned, records, senders, single, credentials)
         full = next((slot for slot in slots if isinstance(slot, Full)), None)
         if full is not None:
             raise self._full(full, len(batch), credentials)
@@ -100,19 +100,19 @@ class Ingest:
                 "message": f"{len(events)} events accepted, {len(events) - held} queued",
                 "dedup_keys": dedup_keys}
 
-    def _owned(self, owned: Owned, batch: list[Item], single: bool,
+    def _owned(self, owned: Owned, records: list[Record], senders: list[str], single: bool,
                credentials: Credentials) -> Forbidden:
-        """Why a request that acts on another sender's incident is refused (logged): the
-        first such event's place and dedup_key; never who owns it."""
-        _, raw, _, _, sender = batch[owned.position - 1]
-        dedup_key = Record.decode(raw).event.get("dedup_key", "")
+        """Why a request that acts on another sender's incident is refused (logged, with
+        the owner): the first such event's place and dedup_key; never who owns it."""
+        sender, record = senders[owned.position - 1], records[owned.position - 1]
+        dedup_key = str(record.event.get("dedup_key", ""))
         at = "event" if single else f"[{owned.position - 1}]"
         log.warning("refused %d event(s) client=%s rid=%s: %s acts on incident %s, which %s "
-                    "opened", len(batch), credentials.client, credentials.request_id,
-                    sender.lstrip("*"), printable(dedup_key, 255), owned.owner)
+                    "opened", len(records), credentials.client, credentials.request_id,
+                    sender, printable(dedup_key, 255), owned.owner)
         return Forbidden([f"{at}: incident {dedup_key!r} was opened by another sender; only "
                           "it may acknowledge, resolve or re-trigger it (or a source with "
-                          "follow_up: any)"], sender.lstrip("*").removeprefix("s:"))
+                          "follow_up: any)"], sender)
 
     def _full(self, full: Full, count: int, credentials: Credentials) -> QueueFull:
         """Why a request that would overfill a queue is refused (logged)."""

@@ -19,6 +19,7 @@ import json
 import re
 from typing import Any
 
+from relay.body import MAX_EVENTS, too_many
 from relay.errors import InvalidEvent
 from relay.severity import SeverityMap
 
@@ -35,6 +36,8 @@ def alerts_to_events(body: Any, severities: SeverityMap, client: str,
         raise InvalidEvent([f"body: not a {client} webhook (want an object with alerts)"])
     if not body["alerts"]:
         raise InvalidEvent(["alerts: empty, no alert to send"])
+    if len(body["alerts"]) > MAX_EVENTS:  # an event per alert, refused before any is read
+        raise InvalidEvent([too_many(len(body["alerts"]), " alerts")])
     external = body.get("externalURL")
     events, problems = [], []
     for n, alert in enumerate(body["alerts"]):

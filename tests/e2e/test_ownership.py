@@ -5,6 +5,7 @@ the owner does; a source bound to its routes pages no other team."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -65,4 +66,11 @@ routes:
     counts = stack.sim_get("stats")["counts"]
     assert counts.get("misrouted", 0) == 0 and counts.get("orphans", 0) == 0
     logs = stack.logs_text()
-    assert "acts on incident pay-db, which another sender opened" in logs
+    assert "routing-key acts on incident pay-db, which s:payments-ci opened" in logs
+
+    def refused() -> dict[str, int]:  # each node adds its counts every second
+        found = json.loads(stack.cli("status", "--json").stdout)["sources"]
+        return {row["name"]: row["refused"] for row in found}
+
+    wait_until(lambda: refused().get("routing-key") == 2, 15, "the refusals counted")
+    assert refused()["dba"] == 1 and refused()["payments-ci"] == 1
