@@ -8,7 +8,7 @@ PagerDuty receivers work unchanged. An unknown API key, or neither, is a 401; a 
 a trigger a source's matchers do not allow, an event that would take a route the source
 was not given (``routes:``), and any sender's dedup_key in the relay's own namespace
 (``RESERVED``). Whose incident an acknowledge or resolve is, the event store decides:
-the sender that opened it (``relay.store.owner_of``; ENQUEUE refuses another's).
+the sender that opened it (``relay.owners.owner_of``; ENQUEUE refuses another's).
 """
 
 from __future__ import annotations

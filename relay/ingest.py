@@ -24,10 +24,11 @@ from relay.commit import GroupCommit
 from relay.errors import Forbidden, InvalidEvent, QueueFull, Unavailable
 from relay.logs import printable
 from relay.metrics import Metrics
+from relay.owners import Owned, owner_of
 from relay.router import Route, Router
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.store import Full, Item, Owned, Record, now_ms, owner_of
+from relay.store import Full, Item, Record, now_ms
 from relay.tally import Tally
 
 log = logging.getLogger(__name__)

@@ -81,7 +81,7 @@ class Names:
     @property
     def owners(self) -> str:
         """Hash: per incident remembered (``router.incident_id``), who opened it
-        (``store.owner_of``), forgotten with the incident (ENQUEUE, retention)."""
+        (``owners.owner_of``), forgotten with the incident (ENQUEUE, retention)."""
         return f"{self.prefix}:owners"
 
     @property

@@ -8,6 +8,7 @@ import redis
 
 from relay.history.cap import KEEP_WITHIN
 from relay.names import Names
+from relay.owners import FORGETTING
 
 # Store accepted events, each on its key's queue, counted, in one command; and keep each
 # incident on the key it was first routed to (its follow-ups go there whatever keys were
@@ -64,7 +65,7 @@ from relay.names import Names
 # Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
 # Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
 # maxmemory only before a script's first write, and a first ZREM would let it overfill.
-ENQUEUE = KEEP_WITHIN + """
+ENQUEUE = KEEP_WITHIN + FORGETTING + """
 redis.call('HINCRBY', KEYS[2], 'stores', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -82,12 +83,7 @@ local function disown(incidents)  -- forget the owners of these incidents
   end
 end
 for i = 0, n do  -- at most 100 idle incidents a set per call, with their owners
-  local idle = redis.call('ZRANGEBYSCORE', remembered(i), '-inf', now - tonumber(ARGV[1]),
-                          'LIMIT', 0, 100)
-  if #idle > 0 then
-    redis.call('ZREM', remembered(i), unpack(idle))
-    disown(idle)
-  end
+  forget_idle(remembered(i), owners, now - tonumber(ARGV[1]), 100)
 end
 -- what each queue holds (events counted once a request goes there; bytes), and in all
 local length, bytes, total = {}, {}, 0
@@ -230,13 +226,9 @@ for slot, pairs_ in pairs(remember) do
   for from = 1, #pairs_, 1000 do
     redis.call('ZADD', set, unpack(pairs_, from, math.min(from + 999, #pairs_)))
   end
-  local over = redis.call('ZCARD', set) - tonumber(ARGV[9])
-  if over > 0 then
-    local popped, members = redis.call('ZPOPMIN', set, over), {}
-    for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
-    disown(members)
-    redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', over)
-  end
+  local over = redis.call('ZCARD', set) - tonumber(ARGV[9])  -- at most 1,000 a call
+  local gone = forget_oldest(set, owners, math.min(over, 1000))  -- (a lowered cap: soon)
+  if gone > 0 then redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', gone) end
 end
 for slot, raws in pairs(queued) do
   for from = 1, #raws, 1000 do
@@ -512,12 +504,8 @@ return 1
 # frees memory first, so it runs when Redis is full.
 # KEYS[1] the set, KEYS[2] the owners hash
 # Returns how many were forgotten (fewer than ARGV[2]: none is left).
-FORGET = """
-local idle = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #idle == 0 then return 0 end
-redis.call('ZREM', KEYS[1], unpack(idle))
-redis.call('HDEL', KEYS[2], unpack(idle))
-return #idle
+FORGET = FORGETTING + """
+return forget_idle(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 """
 
 # Delivery latency histogram bounds (seconds), shared by the worker and /metrics.

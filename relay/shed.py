@@ -1,7 +1,7 @@
 """Room for pages when Redis is full (promise 8): what the relay lets go first.
 
 Everything the relay keeps per event or incident has a cap of its own, and the stack's
-``maxmemory`` leaves room for them all (``relay.store.least_redis_mb``). A Redis full all
+``maxmemory`` leaves room for them all (``relay.memory.least_redis_mb``). A Redis full all
 the same (a ``maxmemory`` set below that, fragmentation, another tenant, RQ's jobs)
 refuses ENQUEUE, and pages would wait until the workers drained enough. So an ingress
 refused for want of memory first sheds what matters less than a page, and tries once
@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from relay.names import Names
+from relay.owners import FORGETTING
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,11 @@ OTHERS_AT_ONCE = 1_000  # held incidents, and channel notices, shed at most per 
 # stats hash {bytes, skipped}, KEYS[5] the shed hash, KEYS[6] the incidents' owners
 # ARGV[1] most history entries to drop, ARGV[2] most held incidents and notices to drop
 # Returns {history entries, held incidents, notices} dropped.
-SHED = """
+SHED = FORGETTING + """
 local length = redis.call('XLEN', KEYS[1])
 local keep = math.max(length - tonumber(ARGV[1]), math.floor(length / 2))
 local history = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', keep)
-local popped, forgotten = redis.call('ZPOPMIN', KEYS[2], tonumber(ARGV[2])), {}
-for i = 1, #popped, 2 do forgotten[#forgotten + 1] = popped[i] end
-if #forgotten > 0 then redis.call('HDEL', KEYS[6], unpack(forgotten)) end
-local held = #forgotten
+local held = forget_oldest(KEYS[2], KEYS[6], tonumber(ARGV[2]))
 local notices = redis.call('LPOP', KEYS[3], tonumber(ARGV[2])) or {}
 local size = 0
 for _, notice in ipairs(notices) do size = size + #notice end

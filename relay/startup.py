@@ -10,9 +10,10 @@ from types import FrameType
 import redis
 
 from relay.keyring import register
+from relay.memory import memory_problems
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import connect, memory_problems
+from relay.store import connect
 
 log = logging.getLogger(__name__)
 

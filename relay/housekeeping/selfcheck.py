@@ -35,12 +35,13 @@ from relay.channels.notice import header
 from relay.history import accepted, event_id
 from relay.keys import choose_key
 from relay.names import Names
+from relay.owners import RELAY, Owned
 from relay.router import Route, incident_id
 from relay.routes.channels import hearing
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.status import read_status
-from relay.store import RELAY, EventStore, Full, Owned, Record, now_ms
+from relay.store import EventStore, Full, Record, now_ms
 
 log = logging.getLogger(__name__)
 PREFIX = "pd-relay-self-"  # every alarm's dedup_key starts with it

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from relay.errors import ConfigError
+from relay.memory import capped_mb, caps_named, least_redis_mb
 from relay.settings import Settings
 from relay.stack.render import Limits
-from relay.store import capped_mb, caps_named, least_redis_mb
 
 MODES = ("auto", "native", "docker")
 
