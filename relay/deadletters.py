@@ -45,7 +45,6 @@ class DeadLetters:
             letter["event"] = Record.decode(letter["raw"]).event
         except (ValueError, KeyError, TypeError, RecursionError):
             letter["event"] = None
-        letter["text"] = shown(letter)
         return letter
 
     def replay(self, dead_id: str) -> str:

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, redirect, render_template, request
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
+from relay.deadletters import shown
 from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
 from relay.history.search import search
 from relay.history.story import STATES
@@ -88,7 +89,7 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         letter = overview.dead_letters().get(dead_id)
         if letter is None:
             raise NotFound(f"no dead letter {dead_id[:40]}: replayed or purged already?")
-        return page("dead_letter.html", who, letter=letter)
+        return page("dead_letter.html", who, letter=letter, text=shown(letter))
 
     @ui.post("/dead-letters/<dead_id>/<verb>")
     def change(dead_id: str, verb: str) -> BaseResponse:
