@@ -21,12 +21,10 @@ from typing import Any
 from relay.errors import Forbidden, Unauthorized
 from relay.router import Route
 from relay.routes.channels import Use
+from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY, Source
 from relay.routes.config import Route as Rule
-from relay.routes.config import Source
 from relay.routes.matchers import Matcher, all_hold
 
-ROUTING_KEY_SENDER = "routing-key"
-ANONYMOUS = "anonymous"
 FOLLOW_UPS = ("acknowledge", "resolve")  # act on an incident: no payload, no route
 RESERVED = "pd-relay-self-"  # the relay's own alarms' dedup_keys (housekeeping.selfcheck)
 
@@ -80,7 +78,7 @@ class Gate:
         source = self.by_hash.get(digest(token))
         if source is None:
             raise Unauthorized(["API key: not one this relay knows (X-API-Key or "
-                                "Authorization: Bearer)"], "unknown-api-key")
+                                "Authorization: Bearer)"], UNKNOWN_API_KEY)
         return Sender(source.name, source.matchers, source.channels, source.follow_up_any,
                       source.routes, self.slots.get(source.name, frozenset()))
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay import history, validation
-from relay.auth import ANONYMOUS, FOLLOW_UPS, ROUTING_KEY_SENDER
+from relay.auth import FOLLOW_UPS
 from relay.body import encode
 from relay.channels.notice import header
 from relay.commit import GroupCommit
@@ -26,6 +26,7 @@ from relay.logs import printable
 from relay.metrics import Metrics
 from relay.owners import Owned, owner_of
 from relay.router import Route, Router
+from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.store import Full, Item, Record, now_ms

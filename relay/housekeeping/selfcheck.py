@@ -31,6 +31,7 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+from relay.auth import RESERVED
 from relay.channels.notice import header
 from relay.history import accepted, event_id
 from relay.keys import choose_key
@@ -38,13 +39,13 @@ from relay.names import Names
 from relay.owners import RELAY, Owned
 from relay.router import Route, incident_id
 from relay.routes.channels import hearing
-from relay.routes.config import RoutesFile
+from relay.routes.config import RELAY_SENDER, RoutesFile
 from relay.settings import Settings
 from relay.status import read_status
 from relay.store import EventStore, Full, Record, now_ms
 
 log = logging.getLogger(__name__)
-PREFIX = "pd-relay-self-"  # every alarm's dedup_key starts with it
+PREFIX = RESERVED  # every alarm's dedup_key starts with it: no sender may use it
 FAILING_S = 300  # a channel's error this recent, with messages waiting to retry: failing
 
 
@@ -165,9 +166,9 @@ class Alarms:
         channels: list[str] | None = None if action == "resolve" else heard
         record = Record("alert", event, now_ms(), event_id())
         notice = b"" if action == "trigger" and not heard or not alarms.channels else \
-            header(record.id, channels, "self_alert", "pd-relay")
+            header(record.id, channels, "self_alert", RELAY_SENDER)
         route = Route(slot, incident_id(dedup_key), action, "self_alert")
-        story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s="pd-relay",
+        story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s=RELAY_SENDER,
                      n=socket.gethostname()) if self.settings.history_max_entries else b""
         answer = self.store.enqueue([[(route, record.encode(), notice, story, RELAY)]])[0]
         if isinstance(answer, Full | Owned):

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Any
 
-from relay.auth import ANONYMOUS, ROUTING_KEY_SENDER, new_token
+from relay.auth import new_token
 from relay.keys import mask
 from relay.router import Route, Router
-from relay.routes.config import RoutesFile, load
+from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER, RoutesFile, load
 from relay.routes.matchers import all_hold
 from relay.settings import Settings
 

@@ -25,7 +25,9 @@ from relay.routes.selfalert import SelfAlert, self_alert
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # What the relay calls senders that are not sources (relay.auth, the self-alerts): a
 # source so named would be taken for one of them (an anonymous sender owns nothing)
-SENDER_WORDS = ("anonymous", "routing-key", "pd-relay", "unknown-api-key")
+ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY = "anonymous", "routing-key", "unknown-api-key"
+RELAY_SENDER = "pd-relay"  # the relay's own alarms (relay.housekeeping.selfcheck)
+SENDER_WORDS = (ANONYMOUS, ROUTING_KEY_SENDER, RELAY_SENDER, UNKNOWN_API_KEY)
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
 
 
