@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from relay.channels import jsonbody, messages
+from relay.channels import messages
 from relay.channels.notice import Notice
 from relay.errors import Rejected
+from relay.routes import jsonbody
 from relay.routes.channels import Channel
 from tests.conftest import trigger
 

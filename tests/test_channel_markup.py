@@ -91,7 +91,7 @@ channels:
 
 
 def test_the_load_check_samples_every_field_a_template_reads() -> None:
-    from relay.channels.jsonbody import SAMPLE
+    from relay.routes.jsonbody import SAMPLE
 
     assert set(SAMPLE) == set(messages.context(notice()))
 
@@ -184,7 +184,8 @@ def test_jinja2_is_pinned_past_its_known_sandbox_escapes() -> None:
 
     from jinja2.exceptions import SecurityError
 
-    from relay.channels import escape, jsonbody
+    from relay.channels import escape
+    from relay.routes import jsonbody
     from relay.routes.fields import SANDBOX
 
     pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())

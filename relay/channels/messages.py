@@ -13,9 +13,10 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from relay.channels import escape, jsonbody
+from relay.channels import escape
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
+from relay.routes import jsonbody
 from relay.routes.channels import Channel
 
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from relay.channels import jsonbody
 from relay.routes import fields as check
+from relay.routes import jsonbody
 from relay.severity import LEVELS
 
 TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
@@ -62,7 +62,7 @@ class Channel:
     url: str = field(default="", repr=False)  # webhooks: the URL is the secret
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    body: str | None = None  # webhook: Jinja2 template of a JSON body (relay.channels.jsonbody)
+    body: str | None = None  # webhook: Jinja2 template of a JSON body (relay.routes.jsonbody)
     token: str = field(default="", repr=False)  # webex bot token
     room: str = ""
     host: str = ""
