@@ -21,9 +21,10 @@ from typing import Any
 from relay.errors import Forbidden, Unauthorized
 from relay.router import Route
 from relay.routes.channels import Use
-from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY, Source
 from relay.routes.config import Route as Rule
+from relay.routes.config import Source
 from relay.routes.matchers import Matcher, all_hold
+from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY
 
 FOLLOW_UPS = ("acknowledge", "resolve")  # act on an incident: no payload, no route
 RESERVED = "pd-relay-self-"  # the relay's own alarms' dedup_keys (housekeeping.selfcheck)

@@ -26,8 +26,8 @@ from relay.logs import printable
 from relay.metrics import Metrics
 from relay.owners import Owned, owner_of
 from relay.router import Route, Router
-from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.routes.policy import Policy
+from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.settings import Settings
 from relay.store import Full, Item, Record, now_ms
 from relay.tally import Tally

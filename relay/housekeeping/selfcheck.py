@@ -39,7 +39,8 @@ from relay.names import Names
 from relay.owners import RELAY, Owned
 from relay.router import Route, incident_id
 from relay.routes.channels import hearing
-from relay.routes.config import RELAY_SENDER, RoutesFile
+from relay.routes.config import RoutesFile
+from relay.routes.sources import RELAY_SENDER
 from relay.settings import Settings
 from relay.status import read_status
 from relay.store import EventStore, Full, Record, now_ms

@@ -13,8 +13,9 @@ from typing import Any
 from relay.auth import new_token
 from relay.keys import mask
 from relay.router import Route, Router
-from relay.routes.config import ANONYMOUS, ROUTING_KEY_SENDER, RoutesFile, load
+from relay.routes.config import RoutesFile, load
 from relay.routes.matchers import all_hold
+from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.settings import Settings
 
 

@@ -21,13 +21,10 @@ from relay.routes.matchers import Matcher, parse
 from relay.routes.operators import FIELDS as OPERATOR_FIELDS
 from relay.routes.operators import Operator, hashes, operator
 from relay.routes.selfalert import SelfAlert, self_alert
+from relay.routes.sources import FIELDS as SOURCE_FIELDS
+from relay.routes.sources import grants
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-# What the relay calls senders that are not sources (relay.auth, the self-alerts): a
-# source so named would be taken for one of them (an anonymous sender owns nothing)
-ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY = "anonymous", "routing-key", "unknown-api-key"
-RELAY_SENDER = "pd-relay"  # the relay's own alarms (relay.housekeeping.selfcheck)
-SENDER_WORDS = (ANONYMOUS, ROUTING_KEY_SENDER, RELAY_SENDER, UNKNOWN_API_KEY)
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
 
 
@@ -180,28 +177,15 @@ class _Checker:
         return tuple(found)
 
     def source_entry(self, at: str, entry: dict[str, Any]) -> Source | None:
-        name = self.fields(at, entry, {"name", "api_keys", "match", "channels", "follow_up",
-                                       "routes"})
+        name = self.fields(at, entry, SOURCE_FIELDS)
         matchers = self.matchers(at, entry)
         key_hashes = hashes(f"{at}.api_keys", entry.get("api_keys"), self.problem)
         heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
-        follow_up = entry.get("follow_up", "own")
-        if follow_up not in ("own", "any"):
-            self.problem(f"{at}.follow_up", "want own (only incidents it opened: the default) "
-                         "or any (acknowledge, resolve and re-trigger any sender's)")
-        routes = entry.get("routes")
-        if routes is not None and (not isinstance(routes, list) or not routes
-                                   or not all(isinstance(r, str) for r in routes)):
-            self.problem(f"{at}.routes", "want a list of route names")
-            routes = None
-        if name in SENDER_WORDS:
-            self.problem(f"{at}.name", f"{name!r} names senders that are not sources; "
-                         "choose another name")
+        any_follow_up, routes = grants(at, entry, name, self.problem)
         if name is None:
             return None
         self.source_at[name] = at
-        return Source(name, key_hashes, matchers, heard, follow_up == "any",
-                      None if routes is None else tuple(routes))
+        return Source(name, key_hashes, matchers, heard, any_follow_up, routes)
 
     def operator_entry(self, at: str, entry: dict[str, Any]) -> Operator | None:
         return operator(at, entry, self.fields(at, entry, OPERATOR_FIELDS), self.problem)
