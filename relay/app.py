@@ -26,7 +26,7 @@ from relay.errors import (
     Unavailable,
 )
 from relay.http import client_address
-from relay.ingest import Credentials, Ingest
+from relay.ingest import Admitted, Credentials, Ingest
 from relay.logs import printable
 from relay.metrics import Metrics
 from relay.names import Names
@@ -58,11 +58,12 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    def body(sender: Credentials) -> tuple[list[Any], bool]:
-        """The request's events, once its credentials may send them: a 401 costs no parse."""
+    def body(sender: Credentials) -> tuple[list[Any], bool, Admitted]:
+        """The request's events, once its credentials may send them (a 401 costs no
+        parse), and what they are judged by."""
         raw = request.get_data(cache=False)
-        ingest.admit(sender, raw)
-        return parse_body(request.mimetype, request.content_type, raw)
+        admitted = ingest.admit(sender, raw)
+        return (*parse_body(request.mimetype, request.content_type, raw), admitted)
 
     def credentials() -> Credentials:
         headers = request.headers
@@ -90,11 +91,11 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                                                                  "/platform-event"):
             raise NotFound()
         sender = credentials()
-        events, single = body(sender)
+        events, single, admitted = body(sender)
         if not single:
             raise InvalidEvent(["body: want one object, not a list"])
         converted = ADAPTERS[name](events[0], settings.severities)
-        return ingest.accept("alert", converted, False, sender, name), 202
+        return ingest.accept("alert", converted, False, admitted, sender, name), 202
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from relay import history, validation
-from relay.auth import FOLLOW_UPS
+from relay.auth import FOLLOW_UPS, Gate, Sender
 from relay.body import encode
 from relay.channels.notice import header
 from relay.commit import GroupCommit
@@ -25,7 +25,7 @@ from relay.errors import Forbidden, InvalidEvent, QueueFull, Unavailable
 from relay.logs import printable
 from relay.metrics import Metrics
 from relay.owners import Owned, owner_of
-from relay.router import Route, Router
+from relay.router import Route, Router, outcome, why
 from relay.routes.policy import Policy
 from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.settings import Settings
@@ -48,6 +48,16 @@ class Credentials(NamedTuple):
     request_id: str = ""  # X-Request-ID (nginx makes one when the client sent none)
 
 
+class Admitted(NamedTuple):
+    """What a request is judged by, read once (``Ingest.admit``): the routes file in force
+    (a reload while it is under way does not change them) and its sender, by API key
+    (None: its events must carry routing keys)."""
+
+    router: Router
+    gate: Gate
+    sender: Sender | None
+
+
 class Ingest:
     def __init__(self, settings: Settings, store: GroupCommit, policy: Policy, tally: Tally,
                  metrics: Metrics) -> None:
@@ -60,25 +70,26 @@ class Ingest:
         self.node = f"{socket.gethostname()}:{os.getpid()}"  # in each event's story
         self.stories = settings.history_max_entries > 0
 
-    def admit(self, credentials: Credentials, raw: bytes) -> None:
+    def admit(self, credentials: Credentials, raw: bytes) -> Admitted:
         """Refuse (401) what may not send before its body is parsed, so a refusal costs
         less than an acceptance: an unknown API key; or no API key (anonymous senders not
         allowed) and none of the relay's routing keys in X-Routing-Key or, as written, as a
         ``"routing_key"`` member of the body (one scan of the body, whatever the number of
         keys). Each event's key is checked after the parse."""
         router, gate = self.policy.current
-        if gate.sender(credentials.api_key, credentials.authorization) is not None:
-            return
-        if credentials.routing_key in router.slots or any(
+        sender = gate.sender(credentials.api_key, credentials.authorization)  # 401: unknown
+        if sender is not None or credentials.routing_key in router.slots or any(
                 found.group(1).decode() in router.slots
                 for found in ROUTING_KEY_MEMBER.finditer(raw)):
-            return
+            return Admitted(router, gate, sender)
         gate.admit(None, {}, False, "body", {})  # raises Unauthorized, saying why
+        raise AssertionError("unreachable: Gate.admit refuses a request with no sender")
 
-    def accept(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
-               adapter: str = "events-v2") -> dict[str, Any]:
+    def accept(self, kind: str, events: list[Any], single: bool, admitted: Admitted,
+               credentials: Credentials, adapter: str = "events-v2") -> dict[str, Any]:
         """Store the events, or raise the RequestError that refuses them all."""
-        batch, records, senders = self._prepare(kind, events, single, credentials, adapter)
+        batch, records, senders = self._prepare(kind, events, single, admitted, credentials,
+                                                adapter)
         try:
             slots = self.store.enqueue(batch, timeout_s=self.settings.redis_timeout_s * 3)
         except Exception as exc:  # any failure to store is this request's 503, never a 500
@@ -130,10 +141,10 @@ class Ingest:
                     credentials.request_id, why)
         return QueueFull([why + "; it drains as PagerDuty takes its events"])
 
-    def _prepare(self, kind: str, events: list[Any], single: bool, credentials: Credentials,
-                 adapter: str) -> tuple[list[Item], list[Record], list[str]]:
-        router, gate = self.policy.current
-        sender = gate.sender(credentials.api_key, credentials.authorization)  # 401: unknown
+    def _prepare(self, kind: str, events: list[Any], single: bool, admitted: Admitted,
+                 credentials: Credentials, adapter: str) -> tuple[list[Item], list[Record],
+                                                                   list[str]]:
+        router, gate, sender = admitted
         by_key = ROUTING_KEY_SENDER  # who an event's routing key lets in
         contexts = {name: {"sender": name, "adapter": adapter}
                     for name in (by_key, sender.name if sender else by_key)}
@@ -220,25 +231,3 @@ def notice(router: Router, route: Route, event: dict[str, Any], heard: Sequence[
     elif not channels:
         return b""
     return header(event_id, channels, route.rule, sender)
-
-
-def outcome(route: Route) -> str:
-    """What holding an event back on ``route`` counts as."""
-    rule = route.rule
-    if route.channels:
-        return "channels-only"
-    if rule.startswith("maintenance:"):
-        return "suppressed"
-    return "held" if rule in ("default", "routing-key") else "dropped"
-
-
-def why(route: Route) -> str:
-    """Why an event was held back, for its answer and its log line."""
-    rule = route.rule
-    if route.channels:
-        return f"sent to channels only ({', '.join(route.channels)}) by route {rule}"
-    if rule.startswith("maintenance:"):
-        return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
-    if rule in ("default", "routing-key"):
-        return "held with its trigger, which was dropped or suppressed"
-    return f"dropped by route {rule}"

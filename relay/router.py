@@ -129,3 +129,25 @@ class Router:
             return Route(self.slots[choose_key(pool, mint_id())], "", "change", rule, heard)
         return Route(self.slots[choose_key(pool, event["dedup_key"])], incident, action, rule,
                      heard)
+
+
+def outcome(route: Route) -> str:
+    """What holding an event back on ``route`` counts as."""
+    rule = route.rule
+    if route.channels:
+        return "channels-only"
+    if rule.startswith("maintenance:"):
+        return "suppressed"
+    return "held" if rule in ("default", "routing-key") else "dropped"
+
+
+def why(route: Route) -> str:
+    """Why an event was held back, for its answer and its log line."""
+    rule = route.rule
+    if route.channels:
+        return f"sent to channels only ({', '.join(route.channels)}) by route {rule}"
+    if rule.startswith("maintenance:"):
+        return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
+    if rule in ("default", "routing-key"):
+        return "held with its trigger, which was dropped or suppressed"
+    return f"dropped by route {rule}"
