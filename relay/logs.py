@@ -34,15 +34,15 @@ BATCH_LINES = 512
 MAX_MESSAGE = 2000
 # C0, DEL, C1, line separators, and the bidi marks and overrides that reorder what a
 # terminal shows (U+061C, U+200E/F, U+202A-E, U+2066-9)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
                       r"\u2066-\u2069]")
 
 
 def printable(text: object, limit: int = MAX_MESSAGE) -> str:
     """``text`` on one line, every control character escaped, at most ``limit`` long."""
     line = str(text)
-    if _CONTROL.search(line):
-        line = _CONTROL.sub(_escape, line)
+    if CONTROL.search(line):
+        line = CONTROL.sub(_escape, line)
     if len(line) > limit:
         line = f"{line[:limit]}… ({len(line) - limit} more characters)"
     return line
@@ -76,7 +76,7 @@ class KeyScrubber(logging.Filter):
             for key in self.keys:
                 message = message.replace(key, mask(key))
             changed = True
-        if self.escape and (len(message) > MAX_MESSAGE or _CONTROL.search(message)):
+        if self.escape and (len(message) > MAX_MESSAGE or CONTROL.search(message)):
             message, changed = printable(message), True
         elif len(message) > MAX_MESSAGE:  # JSON lines: escaped by json.dumps, only cut
             cut = len(message) - MAX_MESSAGE
@@ -114,7 +114,7 @@ class JsonFormatter(TextFormatter):
         # json.dumps escapes C0 only: DEL, C1 (U+009B is a terminal's CSI), line
         # separators and bidi overrides would reach the terminal raw. They can stand only
         # inside a JSON string here, where \uXXXX is the same character to a JSON reader.
-        return _CONTROL.sub(_json_escape, line) if _CONTROL.search(line) else line
+        return CONTROL.sub(_json_escape, line) if CONTROL.search(line) else line
 
 
 class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]

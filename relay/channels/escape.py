@@ -24,6 +24,7 @@ percent-encoded so that it cannot close the link; anything else (``javascript:``
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,9 @@ from urllib.parse import quote, urlparse
 from jinja2 import Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from relay.logs import CONTROL, printable
+
 _BREAKS = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # an @ not right after a letter or digit: Mattermost splits words at '.', '-', ':' and
 # strips a leading '_' too, so 'db.@channel', '-@here', '_@all' and 'a:@all' mention
 _MENTION = re.compile(r"(?<![^\W_])@(?=[\w.-])")
@@ -45,14 +47,10 @@ URL_SAFE = "/:?#@!$&'*+,;=%-._~"
 
 
 def one_line(value: object) -> str:
-    """``value`` as one line of text: breaks made spaces, every control written escaped."""
+    """``value`` as one line of text: breaks made spaces, every control written escaped
+    (as log lines write them: ``relay.logs.printable``)."""
     text = _BREAKS.sub(" ", "" if isinstance(value, Undefined) else str(value))
-    return _CONTROLS.sub(_escaped, text.replace("\t", " "))
-
-
-def _escaped(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return printable(text.replace("\t", " "), sys.maxsize)
 
 
 def unmention(text: str) -> str:
@@ -72,7 +70,7 @@ def markdown(value: object) -> str:
 
 def web_url(href: object) -> str | None:
     """``href`` as a link target when it is an http(s) URL, else None."""
-    if not isinstance(href, str) or _CONTROLS.search(href) or any(c.isspace() for c in href):
+    if not isinstance(href, str) or CONTROL.search(href) or any(c.isspace() for c in href):
         return None
     try:
         parts = urlparse(href)
