@@ -105,7 +105,7 @@ def link(style: Style, text: object, href: object) -> str:
     shown = style.escape(text or "link")
     if url is None:
         return f"{shown}: {style.escape(href or '')}"
-    return style.link(shown, url) if style is not PLAIN else _plain_link(shown, url)
+    return style.link(shown, url)
 
 
 def sandbox(style: Style) -> SandboxedEnvironment:

@@ -53,18 +53,18 @@ def fit(text: str, limit: int) -> str:
 def slim(event: dict[str, Any]) -> dict[str, Any]:
     """What channels show of ``event``, each part cut to its size (the module's doc)."""
     found: dict[str, Any] = {
-        name: _short(event[name], URL_BYTES if name == "client_url" else FIELD_BYTES)
+        name: _value(event[name], URL_BYTES if name == "client_url" else FIELD_BYTES)
         for name in ("event_action", "dedup_key", "client", "client_url") if name in event}
     links = event.get("links")
     if isinstance(links, list):
-        found["links"] = [{"href": _short(link.get("href", ""), URL_BYTES),
-                           "text": _short(link.get("text", ""), LINK_TEXT_BYTES)}
+        found["links"] = [{"href": _value(link.get("href", ""), URL_BYTES),
+                           "text": _value(link.get("text", ""), LINK_TEXT_BYTES)}
                           for link in links if isinstance(link, dict)][:LINKS_MAX]
     payload = event.get("payload")
     if isinstance(payload, dict):
-        cut = {name: _short(payload[name], FIELD_BYTES) for name in SHORT if name in payload}
+        cut = {name: _value(payload[name], FIELD_BYTES) for name in SHORT if name in payload}
         if "summary" in payload:
-            cut["summary"] = _short(payload["summary"], SUMMARY_BYTES)
+            cut["summary"] = _value(payload["summary"], SUMMARY_BYTES)
         if "custom_details" in payload:
             cut["custom_details"] = details(payload["custom_details"])
         found["payload"] = cut
@@ -94,10 +94,6 @@ def _value(value: Any, limit: int) -> Any:
         return fit(value, limit)
     text = json.dumps(value, default=str)
     return value if len(text) <= limit else fit(text, limit)
-
-
-def _short(value: Any, limit: int) -> Any:
-    return fit(value, limit) if isinstance(value, str) else _value(value, limit)
 
 
 def payload_of(event: dict[str, Any]) -> dict[str, Any]:

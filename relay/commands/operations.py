@@ -63,8 +63,9 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
             print(format_table(rows))
             if decisions["routes"] or decisions["sources"]:
                 print("\n" + format_decisions(decisions))
-            if format_shed(shed):
-                print("\n" + format_shed(shed))
+            shed_line = format_shed(shed)
+            if shed_line:
+                print("\n" + shed_line)
             for cid, alarm in sorted(alarms.items()):
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alarm.get("since", 0)))
                 print(f"ALARM {cid} (since {since} UTC; `pd-relay channels status` and the "
