@@ -222,13 +222,15 @@ for from = 1, #opened, 1000 do
   redis.call('HSET', owners, unpack(opened, from, math.min(from + 999, #opened)))
 end
 for slot, pairs_ in pairs(remember) do
-  local set = remembered(slot)
+  local set, added = remembered(slot), 0
   for from = 1, #pairs_, 1000 do
-    redis.call('ZADD', set, unpack(pairs_, from, math.min(from + 999, #pairs_)))
+    added = added + redis.call('ZADD', set, unpack(pairs_, from, math.min(from + 999, #pairs_)))
   end
-  local over = redis.call('ZCARD', set) - tonumber(ARGV[9])  -- at most 1,000 a call
-  local gone = forget_oldest(set, owners, math.min(over, 1000))  -- (a lowered cap: soon)
-  if gone > 0 then redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', gone) end
+  if added > 0 then  -- the set grew: past the cap, at most 1,000 forgotten a call
+    local over = redis.call('ZCARD', set) - tonumber(ARGV[9])
+    local gone = forget_oldest(set, owners, math.min(over, 1000))
+    if gone > 0 then redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', gone) end
+  end
 end
 for slot, raws in pairs(queued) do
   for from = 1, #raws, 1000 do

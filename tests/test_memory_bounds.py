@@ -187,18 +187,19 @@ def test_the_ingress_sheds_and_stores_once_more_when_redis_is_full(
 
 def test_a_lowered_cap_is_reached_over_calls_a_thousand_at_a_time(settings, fake) -> None:
     """Every script call does bounded work: after RELAY_INCIDENTS_MAX is lowered, a call
-    forgets at most 1,000 of a set's incidents (with their owners), the next ones more."""
+    that remembers a new incident forgets at most 1,000 of the set's (with their owners),
+    the next ones more."""
     key = settings.routing_keys[0]
     remembered = NAMES.incidents(key_id(key))
     recent = int(fake.time()[0]) * 1000  # not idle: only the cap forgets them
     fake.zadd(remembered, {f"old-{n}": recent - n for n in range(2_500)})
     fake.hset(NAMES.owners, mapping={f"old-{n}": "a" for n in range(2_500)})
     app = create_app(replace(settings, incidents_max=10), client=fake).test_client()
-    event = {"event_action": "trigger", "dedup_key": "new", "routing_key": key,
-             "payload": {"summary": "s", "source": "db1", "severity": "critical"}}
     sizes = []
-    for _ in range(3):
+    for n in range(3):
+        event = {"event_action": "trigger", "dedup_key": f"new-{n}", "routing_key": key,
+                 "payload": {"summary": "s", "source": "db1", "severity": "critical"}}
         assert app.post("/v2/enqueue", json=event).status_code == 202
         sizes.append(fake.zcard(remembered))
-    assert sizes == [1_501, 501, 10]
+    assert sizes == [1_501, 502, 10]  # each call adds one, forgets at most 1,000
     assert fake.hlen(NAMES.owners) == 10

@@ -9,7 +9,7 @@ so the scripts keep a ledger (``Names.history_ledger``), a sorted set:
 - member ``~`` scores the bytes written to the stream so far: each entry's values plus
   ``ENTRY_OVERHEAD``;
 - every other member is a mark, an entry's id scored by the bytes written up to and with
-  it, one each ``MARKS``-th of the cap;
+  it: the entry that crossed each ``MARKS``-th of the cap (so no read of the last mark);
 - once more than the cap was written after the oldest mark, marks are dropped until no
   longer so, and the stream is trimmed to the oldest mark left (``XTRIM MINID``).
 
@@ -31,10 +31,10 @@ MARKS = 64  # a mark every cap / MARKS bytes written
 # Returns the number of marks dropped (0: nothing trimmed).
 KEEP_WITHIN = f"""
 local function keep_within(stream, ledger, id, size, cap)
+  local step = cap / {MARKS}
   local written = tonumber(redis.call('ZINCRBY', ledger, size + {ENTRY_OVERHEAD}, '~'))
-  local last = redis.call('ZRANGE', ledger, -2, -2, 'WITHSCORES')
-  if #last == 0 or last[1] == '~' or written - tonumber(last[2]) >= cap / {MARKS} then
-    redis.call('ZADD', ledger, written, id)
+  if math.floor(written / step) > math.floor((written - size - {ENTRY_OVERHEAD}) / step) then
+    redis.call('ZADD', ledger, written, id)  -- the entry crossed a step: a mark
   end
   local dropped = 0
   while true do
