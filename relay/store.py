@@ -48,24 +48,28 @@ class Record:
         return str(self.event.get("event_action", "change"))
 
     def encode(self) -> str:
-        """Compact JSON; ValueError for NaN or Infinity, which JSON cannot hold."""
+        """Compact JSON; ValueError for NaN or Infinity, which JSON cannot hold, or for
+        nesting deeper than the encoder goes."""
         fields: dict[str, Any] = {"t": self.accepted_ms}
         if self.repeats > 1:
             fields["m"] = [self.repeats, self.first_ms]
         fields.update(k=self.kind, e=self.event)
         if self.id:
             fields["i"] = self.id
-        return json.dumps(
-            fields,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
+        try:
+            return json.dumps(fields, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+        except RecursionError:
+            raise ValueError("nested too deeply to encode") from None
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Record:
-        """ValueError, KeyError or TypeError when ``raw`` is not a stored event."""
-        data = json.loads(raw)
+        """ValueError, KeyError or TypeError when ``raw`` is not a stored event (one nested
+        deeper than Python's decoder goes, stored by an older release, included)."""
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply to decode") from None
         if data["k"] not in ("alert", "change") or not isinstance(data["e"], dict):
             raise ValueError("not a stored alert or change event")
         repeats, first_ms = data.get("m", (1, 0))

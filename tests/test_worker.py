@@ -204,8 +204,12 @@ def test_shutdown_mid_send_leaves_the_event_in_flight(settings, fake) -> None:
     assert [Record.decode(raw).event["dedup_key"] for raw in inflight] == ["interrupted"]
 
 
+DEEP = '{"t":1,"k":"alert","e":{"event_action":"trigger","x":' + "[" * 5000 + "]" * 5000 + "}}"
+
+
 @pytest.mark.parametrize("raw", ["not json", '{"t":1,"k":"alert","e":[1]}', '{"t":1}',
-                                 '{"t":"x","k":"alert","e":{}}', '{"t":1,"k":"x","e":{}}'])
+                                 '{"t":"x","k":"alert","e":{}}', '{"t":1,"k":"x","e":{}}',
+                                 DEEP])  # deeper than Python's decoder goes (issue 24, 6)
 def test_an_unreadable_stored_event_is_dead_lettered(settings, fake, raw: str) -> None:
     key = settings.routing_keys[0]
     fake.rpush(NAMES.queue(key_id(key)), raw)

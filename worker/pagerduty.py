@@ -85,8 +85,11 @@ class PagerDuty:
 
 def encode_body(event: dict[str, Any], routing_key: str) -> bytes:
     """The request body for one stored event: compact UTF-8 JSON, as the ingress stored
-    it. ValueError or UnicodeEncodeError when the event cannot be sent as JSON."""
-    return json.dumps(
-        dict(event, routing_key=routing_key), separators=(",", ":"), ensure_ascii=False,
-        allow_nan=False,
-    ).encode()
+    it. ValueError or UnicodeEncodeError when the event cannot be sent as JSON (nested
+    deeper than the encoder goes included)."""
+    try:
+        text = json.dumps(dict(event, routing_key=routing_key), separators=(",", ":"),
+                          ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValueError("nested too deeply to encode") from None
+    return text.encode()
