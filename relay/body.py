@@ -15,7 +15,7 @@ from typing import Any
 
 from relay import validation
 from relay.errors import InvalidEvent
-from relay.store import Record
+from relay.store import MERGE_ROOM, Record
 
 ROUTING_KEY_FIELD = len(',"routing_key":""') + 32  # what the worker adds before sending
 # Levels an event may nest (the event is 1, its payload 2, custom_details 3): far below
@@ -40,9 +40,11 @@ def encode(record: Record, at: str, limit: int) -> tuple[bytes, list[str]]:
     except (ValueError, UnicodeEncodeError):
         return b"", validation.unstorable_problems(record.event, at) or [
             f"{at or 'body'}: cannot be encoded as JSON"]
-    if len(raw) + ROUTING_KEY_FIELD > limit:
+    if len(raw) + ROUTING_KEY_FIELD + MERGE_ROOM > limit:  # what the worker may add
         return b"", [f"{at or 'body'}: the event is larger than PagerDuty's limit of "
-                     f"{limit} bytes once stored ({len(raw)} bytes)"]
+                     f"{limit} bytes once stored ({len(raw)} bytes, and the relay keeps "
+                     f"{ROUTING_KEY_FIELD + MERGE_ROOM} for its routing key and a count "
+                     "of merged repeats)"]
     return raw, []
 
 

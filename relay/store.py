@@ -33,6 +33,12 @@ from relay.settings import Settings
 from relay.shed import Shed
 
 
+# What the worker may add to a merged trigger it sends (``custom_details.pd_relay``, and
+# the object holding it when the event had none: worker.lanes.outgoing), at most; the
+# ingress admits an event only with this room left (relay.body.encode)
+MERGE_ROOM = 160
+
+
 @dataclass(frozen=True)
 class Record:
     kind: str

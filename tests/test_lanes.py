@@ -282,3 +282,34 @@ def test_status_and_metrics_show_the_storm(settings) -> None:
     text = Metrics(key.fake, NAMES, key.settings).render()[0].decode()
     assert 'pd_relay_queued_by_severity{key="key-1",severity="critical"} 1.0' in text
     assert 'pd_relay_coalesced_total{key="key-1"} 1.0' in text
+
+
+@pytest.mark.parametrize("details", [None, {"a": 1}])
+def test_an_admitted_trigger_merged_never_outgrows_pagerdutys_limit(client, settings,
+                                                                    details) -> None:
+    """Issue 24 (3): the ingress admitted events up to the limit less the routing key, and
+    a merged trigger gained its `pd_relay` details when sent: 512,059 bytes, a 400, and
+    every repeat dead-lettered. The largest trigger the ingress takes, merged as often as
+    a count can say, still fits."""
+    from relay.store import MERGE_ROOM
+    from worker.pagerduty import encode_body
+
+    limit = settings.max_body_bytes
+    payload: dict[str, Any] = {"summary": "s", "source": "h", "severity": "info"}
+    if details is not None:
+        payload["custom_details"] = details
+    event: dict[str, Any] = {"event_action": "trigger", "dedup_key": "big", "payload": payload,
+                             "images": [{"src": "https://x/" + "a" * (limit - 400)}]}
+    low, high = limit - 1000, limit  # the largest an admitted event may be: bisected
+    while high - low > 1:
+        middle = (low + high) // 2
+        event["images"][0]["src"] = "https://x/" + "a" * middle
+        accepted = client.post("/v2/enqueue", json=event).status_code == 202
+        low, high = (middle, high) if accepted else (low, middle)
+    taken = dict(event, images=[{"src": "https://x/" + "a" * low}])
+    assert client.post("/v2/enqueue", json=taken).status_code == 202
+    merged = Record("alert", taken, 253_402_300_799_000, "i", repeats=10**15,
+                    first_ms=253_402_300_798_000)  # the widest times and count
+    body = encode_body(outgoing(merged), settings.routing_keys[0])
+    assert len(body) <= limit, len(body)
+    assert len(body) - len(encode_body(taken, settings.routing_keys[0])) <= MERGE_ROOM
