@@ -32,7 +32,6 @@ from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.shed import Shed
 
-
 # What the worker may add to a merged trigger it sends (``custom_details.pd_relay``, and
 # the object holding it when the event had none: worker.lanes.outgoing), at most; the
 # ingress admits an event only with this room left (relay.body.encode)
