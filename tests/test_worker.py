@@ -304,6 +304,32 @@ def test_no_send_starts_unless_the_lease_outlasts_it(settings, fake) -> None:
     assert pd.sent == []
 
 
+def test_a_renewal_that_returns_too_late_starts_no_send(settings, fake) -> None:
+    """Issue 24 (7): the lease is renewed, but the worker froze while the renewal was on
+    its way (its own clock ran on), so less of the lease is surely left than a send may
+    take: the send does not start, and the event stays for the next holder."""
+    key = settings.routing_keys[0]
+    queue(fake, key, trigger(dedup_key="frozen"))
+    pd = ScriptedPagerDuty()
+    now = [100.0]
+    worker = make_worker(replace(settings, lease_ttl_s=10, connect_timeout_s=3,
+                                 read_timeout_s=6), fake, pd)
+    worker.lease.clock = lambda: now[0]
+    assert worker.lease.acquire()
+    renew = worker.lease.scripts.lease_renew
+
+    def frozen_while_renewing(**kwargs: Any) -> Any:
+        answer = renew(**kwargs)  # Redis renews it for the full TTL from now...
+        now[0] += 1.5  # ...but the answer reaches a worker that was frozen 1.5 s
+        return answer
+
+    worker.lease.scripts.lease_renew = frozen_while_renewing
+    with pytest.raises(LeaseLost, match="would lapse within a send"):
+        worker.step()
+    assert pd.sent == []
+    assert fake.llen(NAMES.inflight(key_id(key))) == 1  # still there, for whoever holds it
+
+
 def test_an_event_that_cannot_be_sent_as_json_is_dead_lettered(settings, fake) -> None:
     """Stored before the ingress refused such numbers (or by hand): it cannot be
     serialised for PagerDuty, so it is dead-lettered and the key moves on."""
