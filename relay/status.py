@@ -15,8 +15,9 @@ from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.severity import LEVELS
-from relay.store import Record
+from relay.store import Record, is_gap
 
+HEADS = 64  # the first entries of a waiting list read for its oldest event (gaps skipped)
 COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "coalesced",
             "dead_letters")
 SUMMED = ("queued", "in_flight", "open_incidents", "delivered_last_min", *COUNTERS)
@@ -61,7 +62,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
         for kid, _, _ in entries:
             for name in names.waiting(kid):
                 pipe.llen(name)
-                pipe.lindex(name, 0)
+                pipe.lrange(name, 0, HEADS - 1)  # its head, past any gaps there
             pipe.llen(names.inflight(kid))
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now, "+inf")  # heartbeats not yet lapsed
@@ -71,7 +72,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()
     rows = []
-    lists = 2 * (len(LEVELS) + 1)  # each lane's and the arrival list's length and head
+    lists = 2 * (len(LEVELS) + 1)  # each lane's and the arrival list's length and heads
     width = lists + 6
     for index, (_, label, state) in enumerate(entries):
         reply = replies[index * width: (index + 1) * width]
@@ -109,14 +110,17 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     return rows
 
 
-def _first_ms(raw: str | None) -> int | None:
-    """When a waiting event (or the first of the repeats it stands for) was accepted;
-    None for none, a gap or an unreadable one."""
-    try:
-        record = Record.decode(raw) if raw else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return None if record is None else (record.first_ms or record.accepted_ms)
+def _first_ms(heads: list[str]) -> int | None:
+    """When the first waiting event of a list (or the first of the repeats it stands for)
+    was accepted, past gaps (relay/store.py) and unreadable events; None for none."""
+    for raw in heads:
+        try:
+            record = Record.decode(raw) if raw and not is_gap(raw) else None
+        except (ValueError, KeyError, TypeError):
+            continue
+        if record is not None:
+            return record.first_ms or record.accepted_ms
+    return None
 
 
 SHED_KINDS = ("incidents", "held", "history", "notices")

@@ -284,6 +284,21 @@ def test_status_and_metrics_show_the_storm(settings) -> None:
     assert 'pd_relay_coalesced_total{key="key-1"} 1.0' in text
 
 
+def test_status_sees_the_oldest_waiting_event_past_gaps(settings) -> None:
+    """Issue 24 (4): status read each lane's head only; a gap there (a purge, a merged
+    trigger that moved up) read as empty, so the stall alarms saw age 0 while events
+    waited."""
+    from relay.status import read_status
+
+    key = Key(settings)
+    key.arrive(event("a"), event("b"))  # info, accepted long ago
+    key.lanes.take(take=False)
+    info = NAMES.lanes(key.kid)[3]
+    key.fake.lset(info, 0, "")  # a gap where "a" was
+    row = read_status(key.fake, NAMES, key.settings)[0]
+    assert row["oldest_age_seconds"] > 10**9  # "b", accepted 1 s after the epoch
+
+
 @pytest.mark.parametrize("details", [None, {"a": 1}])
 def test_an_admitted_trigger_merged_never_outgrows_pagerdutys_limit(client, settings,
                                                                     details) -> None:
