@@ -367,7 +367,9 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 # each once, keeping the rest in order; its queued bytes shrink by theirs. The arrival
 # list is rewritten; in a lane (storm mode) each removed event leaves a gap where it
 # stood (relay/store.py), so that the worker's places in the lanes stay right, and its
-# sorted count (`laned`) shrinks. A lane's purge writes first with an HDEL, which Redis
+# sorted count (`laned`) shrinks. The gap names the event's incident only when the worker
+# counted the event in it (an alert with a dedup_key: TAKE's `read`, worker/lanes.py), so
+# that reaching the gap takes from the incident exactly what the event would have. A lane's purge writes first with an HDEL, which Redis
 # never refuses, so that it runs when Redis is full, as the arrival list's DEL does.
 # KEYS[1] the list, KEYS[2] stats
 # ARGV[1] 'lane' or 'arrival', then the raw events to remove
@@ -389,8 +391,8 @@ if ARGV[1] == 'lane' then
   redis.call('HDEL', KEYS[2], 'laned:never')
   for _, at in ipairs(found) do
     local ok, record = pcall(cjson.decode, redis.call('LINDEX', KEYS[1], at))
-    local gap = ''
-    if ok and type(record) == 'table' and type(record.e) == 'table'
+    local gap = ''  -- counted only for what the sorter counted (TAKE's read: an alert)
+    if ok and type(record) == 'table' and record.k == 'alert' and type(record.e) == 'table'
         and type(record.e.dedup_key) == 'string' then
       gap = '~' .. cjson.encode({k = 'alert', e = {dedup_key = record.e.dedup_key,
                                                    event_action = record.e.event_action}})

@@ -122,3 +122,43 @@ def test_purge_reaches_events_sorted_into_lanes_and_leaves_gaps(run, fake, setti
     assert not any(entry.split()[1] != "0" for field, entry in
                    fake.hgetall(NAMES.pending(kid)).items() if not field.startswith("#"))
     assert fake.hget(NAMES.stats(kid), "laned") == "0"
+
+
+def test_a_purged_change_event_with_a_dedup_key_leaves_its_incident_pinned(run, fake,
+                                                                         settings) -> None:
+    """Issue 24 (1): the sorter never counts a change event in an incident, but its purge
+    gap was written as an alert's, so reaching it took one off the incident: with
+    [change, trigger(info), resolve] waiting and the change purged, a new critical
+    trigger went first, and PagerDuty saw trigger, trigger, resolve."""
+    from worker.lanes import Lanes
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    change = {"dedup_key": "x", "payload": {"summary": "deploy", "source": "ci"}}
+    info = dict(trigger("x info", dedup_key="x"),
+                payload={"summary": "x", "source": "s", "severity": "info"})
+    for n, (kind, event) in enumerate([("change", change), ("alert", info),
+                                       ("alert", {"event_action": "resolve", "dedup_key": "x"})]):
+        fake.rpush(NAMES.queue(kid), Record(kind, event, 1000 + n).encode())
+    lanes = Lanes(fake, NAMES, kid, settings, "key-1")
+    lanes.take(take=False)
+    code, out, _ = run("purge", "key-1", "--match", 'summary="deploy"', "--yes")
+    assert code == 0 and "removed 1 queued event(s)" in out
+    sent = []
+
+    def take() -> bool:
+        raw = lanes.take()[1]
+        if raw is None:
+            return False
+        record = Record.decode(raw)
+        sent.append(f"{record.event['event_action']}:{record.event['payload']['severity']}"
+                    if "payload" in record.event else record.event["event_action"])
+        fake.lpop(NAMES.inflight(kid))
+        return True
+
+    assert take()  # the gap, then the info trigger: the resolve still waits
+    fake.rpush(NAMES.queue(kid), Record("alert", trigger("x again", dedup_key="x"),
+                                        2000).encode())  # critical, re-opening it after
+    while take():
+        pass
+    assert sent == ["trigger:info", "resolve", "trigger:critical"]
