@@ -27,6 +27,7 @@ from relay.routes.matchers import Matcher, parse
 from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.store import Record, connect, is_gap
+from worker.lanes import PURGE_LANE
 
 log = logging.getLogger(__name__)
 CHUNK = 1000  # events read from the queue per round trip
@@ -88,12 +89,15 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
               f"{printable(what, 500)}: run again with --yes to remove them")
         return 0
     removed, purge = 0, Scripts(client).purge
+    purge_lane: Any = client.register_script(PURGE_LANE)
     for name in names.waiting(kid):
         raws = [raw for where, raw in doomed if where == name]
-        kind = "arrival" if name == names.queue(kid) else "lane"
+        arrival = name == names.queue(kid)
         for start in range(0, len(raws), CHUNK * 10):
-            removed += int(purge(keys=[name, names.stats(kid)],
-                                 args=[kind, *raws[start:start + CHUNK * 10]]))
+            chunk = raws[start:start + CHUNK * 10]
+            removed += int(purge(keys=[name, names.stats(kid)], args=chunk) if arrival else
+                           purge_lane(keys=[name, names.stats(kid), names.pending(kid)],
+                                      args=chunk))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
                 printable(what, 500), getpass.getuser(), socket.gethostname())
     print(f"removed {removed} queued event(s) of key {label}"

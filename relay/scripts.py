@@ -363,48 +363,28 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 """
 
-# Remove the given events from one of a key's waiting lists (never the one in flight),
-# each once, keeping the rest in order; its queued bytes shrink by theirs. The arrival
-# list is rewritten; in a lane (storm mode) each removed event leaves a gap where it
-# stood (relay/store.py), so that the worker's places in the lanes stay right, and its
-# sorted count (`laned`) shrinks. The gap names the event's incident only when the worker
-# counted the event in it (an alert with a dedup_key: TAKE's `read`, worker/lanes.py), so
-# that reaching the gap takes from the incident exactly what the event would have. A lane's purge writes first with an HDEL, which Redis
-# never refuses, so that it runs when Redis is full, as the arrival list's DEL does.
-# KEYS[1] the list, KEYS[2] stats
-# ARGV[1] 'lane' or 'arrival', then the raw events to remove
+# Remove the given events from a key's arrival list (never the one in flight), each once,
+# keeping the rest in order; its queued bytes shrink by theirs. (Its lanes, storm mode's,
+# have their own script: worker/lanes.py PURGE_LANE.) DEL frees memory first, so it runs
+# when Redis is full.
+# KEYS[1] the arrival list, KEYS[2] stats
+# ARGV the raw events to remove
 # Returns how many were removed (fewer when some left meanwhile).
 PURGE = """
 local doomed = {}
-for i = 2, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
-local kept, removed, freed, found = {}, 0, 0, {}
-for at, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+for i = 1, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
+local kept, removed, freed = {}, 0, 0
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   if (doomed[raw] or 0) > 0 then
     doomed[raw], removed, freed = doomed[raw] - 1, removed + 1, freed + #raw
-    found[#found + 1] = at - 1
   else
     kept[#kept + 1] = raw
   end
 end
 if removed == 0 then return 0 end
-if ARGV[1] == 'lane' then
-  redis.call('HDEL', KEYS[2], 'laned:never')
-  for _, at in ipairs(found) do
-    local ok, record = pcall(cjson.decode, redis.call('LINDEX', KEYS[1], at))
-    local gap = ''  -- counted only for what the sorter counted (TAKE's read: an alert)
-    if ok and type(record) == 'table' and record.k == 'alert' and type(record.e) == 'table'
-        and type(record.e.dedup_key) == 'string' then
-      gap = '~' .. cjson.encode({k = 'alert', e = {dedup_key = record.e.dedup_key,
-                                                   event_action = record.e.event_action}})
-    end
-    redis.call('LSET', KEYS[1], at, gap)
-  end
-  redis.call('HINCRBY', KEYS[2], 'laned', -removed)
-else
-  redis.call('DEL', KEYS[1])
-  for from = 1, #kept, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(kept, from, math.min(from + 999, #kept)))
-  end
+redis.call('DEL', KEYS[1])
+for from = 1, #kept, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(kept, from, math.min(from + 999, #kept)))
 end
 local left = redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
 if left < 0 then redis.call('HSET', KEYS[2], 'bytes', 0) end

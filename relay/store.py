@@ -7,9 +7,10 @@ trigger that replaced repeats waiting before it (storm mode, ``worker.lanes``) a
 ``"m": [how many it stands for, when the first was accepted]`` right after ``t``.
 
 A key's lanes (storm mode) may hold gaps where an event left out of turn: an empty
-string where a merged event moved to a more urgent lane, or ``~`` and the event's
-dedup_key and action (``{"k":"alert","e":{...}}``) where one was purged (its worker then
-counts it as gone from its incident). Nothing reads a gap as an event.
+string where a merged event moved to a more urgent lane or one was purged, or, written
+by the previous release's purge, ``~`` and the event's dedup_key and action
+(``{"k":"alert","e":{...}}``: its worker counts it as gone from its incident when it
+reaches it). Nothing reads a gap as an event.
 """
 
 from __future__ import annotations

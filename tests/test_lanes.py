@@ -328,3 +328,17 @@ def test_an_admitted_trigger_merged_never_outgrows_pagerdutys_limit(client, sett
     body = encode_body(outgoing(merged), settings.routing_keys[0])
     assert len(body) <= limit, len(body)
     assert len(body) - len(encode_body(taken, settings.routing_keys[0])) <= MERGE_ROOM
+
+
+def test_a_gap_the_previous_release_left_still_counts_its_event_gone(settings) -> None:
+    """Upgrade (promise 9): the previous release's purge left '~' gaps naming the event's
+    incident, counted gone when the worker reached them; this release's purge counts at
+    once and leaves plain gaps, and still reads the old ones."""
+    key = Key(settings)
+    key.arrive(event("x"), event("x", "resolve"))
+    key.lanes.take(take=False)
+    info = NAMES.lanes(key.kid)[3]
+    key.fake.lset(info, 0, '~{"k":"alert","e":{"dedup_key":"x","event_action":"trigger"}}')
+    key.fake.hincrby(NAMES.stats(key.kid), "laned", -1)
+    assert labels(key.drain()) == ["x:resolve"]
+    assert [f for f in key.fake.hkeys(NAMES.pending(key.kid)) if not f.startswith("#")] == []

@@ -111,7 +111,10 @@ def test_purge_reaches_events_sorted_into_lanes_and_leaves_gaps(run, fake, setti
     code, out, _ = run("purge", "key-1", "--match", 'severity="info"', "--yes")
     assert code == 0 and "removed 20 queued event(s)" in out
     assert fake.llen(info) == 20  # gaps where they stood
-    assert all(raw.startswith("~") for raw in fake.lrange(info, 0, -1))
+    assert all(raw == "" for raw in fake.lrange(info, 0, -1))
+    notes = [entry.split() for field, entry in fake.hgetall(NAMES.pending(kid)).items()
+             if not field.startswith("#")]
+    assert all(note[1] == "0" or note[0] == "0" for note in notes)  # junk: gone at once
     assert fake.hget(NAMES.stats(kid), "laned") == "10"
     assert dedup_keys(fake, NAMES.queue(kid)) == ["junk-late"]  # critical: kept
     sent = []
@@ -162,3 +165,29 @@ def test_a_purged_change_event_with_a_dedup_key_leaves_its_incident_pinned(run, 
     while take():
         pass
     assert sent == ["trigger:info", "resolve", "trigger:critical"]
+
+
+def test_after_its_info_trigger_is_purged_a_critical_trigger_goes_first(run, fake,
+                                                                       settings) -> None:
+    """Issue 24 (5): a purge left a gap the worker counted only when it reached it, so the
+    incident stayed pinned to the info lane meanwhile: its next critical trigger waited
+    behind every info event, neither merging nor moving up."""
+    from worker.lanes import Lanes
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    noise = [dict(trigger(f"noise {n}", dedup_key=f"noise-{n}"),
+                  payload={"summary": "n", "source": "s", "severity": "info"})
+             for n in range(3)]
+    junk = dict(trigger("junk", dedup_key="x"),
+                payload={"summary": "junk", "source": "s", "severity": "info"})
+    for n, event in enumerate([*noise, junk]):
+        fake.rpush(NAMES.queue(kid), Record("alert", event, 1000 + n).encode())
+    lanes = Lanes(fake, NAMES, kid, settings, "key-1")
+    lanes.take(take=False)
+    code, out, _ = run("purge", "key-1", "--match", 'summary="junk"', "--yes")
+    assert code == 0 and "removed 1 queued event(s)" in out
+    fake.rpush(NAMES.queue(kid), Record("alert", trigger("x down", dedup_key="x"),
+                                        2000).encode())  # critical
+    raw = lanes.take()[1]
+    assert raw is not None and Record.decode(raw).event["dedup_key"] == "x"

@@ -30,26 +30,12 @@ from relay.store import Record
 
 SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
 
-# Sort arrived events into the lanes, then move the most urgent lane's head in flight.
-# Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
-# KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
-# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger
-# ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
-# waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
-# to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
-# ARGV[7] most bytes of history (relay/history/cap.py)
-# Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
-# the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
-# counts it gone from its incident.
-# A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
-# for none), the place counted from the lane's start, '#<lane>' entries it has lost.
-TAKE = KEEP_WITHIN + """
-local arrival, inflight, pending, stats = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
-local mode, most = ARGV[1], tonumber(ARGV[3])
+# Each incident's note in the pending hash, shared by TAKE and PURGE_LANE (one definition
+# of what counts an event in its incident, and of its leaving). Needs locals `pending`
+# (the key's pending hash) and `now` (ms, Redis clock). A note is '<lane> <count>
+# <newest's place> <t|o> <severity> <last ms>' ('-' for none).
+INCIDENTS = """
 local LEVEL = {critical = 0, error = 1, warning = 2, info = 3}
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function lane(n) return KEYS[3 + n] end
 local function digest(text)  -- two 32-bit polynomial hashes: a pending field
   local a, b = 0, 0
   for i = 1, #text do
@@ -57,10 +43,6 @@ local function digest(text)  -- two 32-bit polynomial hashes: a pending field
     a, b = (a * 31 + c) % 4294967291, (b * 37 + c) % 4294967279
   end
   return string.format('%08x%08x', a, b)
-end
-local function first_of(raw)  -- when the event, or the first it merged, was accepted
-  return tonumber(string.match(raw, '^{"t":%d+,"m":%[%d+,(%d+)%]')
-                  or string.match(raw, '^{"t":(%d+)'))
 end
 local function read(raw)  -- dedup_key, action, severity level and id of an alert
   local ok, record = pcall(cjson.decode, raw)
@@ -80,6 +62,79 @@ end
 local function save(field, e)
   redis.call('HSET', pending, field, table.concat({e.lane or '-', e.count, e.place or '-',
              e.kind or '-', e.sev or '-', now}, ' '))
+end
+local function left(raw)  -- raw left the lanes: its incident has one fewer waiting
+  local dedup_key, action = read(raw)
+  if not dedup_key then return end
+  local field = digest(dedup_key)
+  local e = entry_of(field)
+  if e.count == 0 then return end
+  e.count = e.count - 1
+  if e.count == 0 and action == 'resolve' then
+    redis.call('HDEL', pending, field)
+    return
+  end
+  if e.count == 0 then e.lane, e.place, e.kind = nil, nil, nil end
+  save(field, e)
+end
+"""
+
+# Remove the given events from one of a key's lanes (never the one in flight), each
+# once: an empty gap stays where each stood, so that the worker's places in the lane stay
+# right, and each leaves its incident at once (`left`, as when sent), so that the
+# incident's next event chooses its lane again. The key's queued bytes and sorted count
+# (`laned`) shrink by theirs. Its first write (HDEL) is one Redis never refuses, so it
+# runs when Redis is full (relay/scripts.py). The previous release wrote '~' gaps that
+# left their incident when reached: TAKE still reads them.
+# KEYS[1] the lane, KEYS[2] the key's stats, KEYS[3] its pending hash
+# ARGV the raw events to remove
+# Returns how many were removed (fewer when some left meanwhile).
+PURGE_LANE = """
+local stats, pending = KEYS[2], KEYS[3]
+redis.call('HDEL', stats, 'laned:never')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+""" + INCIDENTS + """
+local doomed = {}
+for i = 1, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
+local removed, freed = 0, 0
+for at, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if (doomed[raw] or 0) > 0 then
+    doomed[raw], removed, freed = doomed[raw] - 1, removed + 1, freed + #raw
+    redis.call('LSET', KEYS[1], at - 1, '')
+    left(raw)
+  end
+end
+if removed == 0 then return 0 end
+redis.call('HINCRBY', stats, 'laned', -removed)
+if redis.call('HINCRBY', stats, 'bytes', -freed) < 0 then redis.call('HSET', stats, 'bytes', 0) end
+redis.call('HINCRBY', stats, 'purged', removed)
+return removed
+"""
+
+# Sort arrived events into the lanes, then move the most urgent lane's head in flight.
+# Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
+# KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
+# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger
+# ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
+# waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
+# to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
+# ARGV[7] most bytes of history (relay/history/cap.py)
+# Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
+# the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
+# counts it gone from its incident.
+# A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
+# for none), the place counted from the lane's start, '#<lane>' entries it has lost.
+TAKE = KEEP_WITHIN + """
+local arrival, inflight, pending, stats = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
+local mode, most = ARGV[1], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function lane(n) return KEYS[3 + n] end
+""" + INCIDENTS + """
+local function first_of(raw)  -- when the event, or the first it merged, was accepted
+  return tonumber(string.match(raw, '^{"t":%d+,"m":%[%d+,(%d+)%]')
+                  or string.match(raw, '^{"t":(%d+)'))
 end
 local function lost(n) return tonumber(redis.call('HGET', pending, '#' .. n) or '0') end
 local function push(n, raw)  -- the place of the event appended to lane n
@@ -133,20 +188,6 @@ local function place(raw, merging)
   if e.count == 0 then e.lane = action == 'trigger' and level or e.sev or 1 end
   e.place, e.count = push(e.lane, raw), e.count + 1
   e.kind = action == 'trigger' and 't' or 'o'
-  save(field, e)
-end
-local function left(raw)  -- raw left the lanes: its incident has one fewer waiting
-  local dedup_key, action = read(raw)
-  if not dedup_key then return end
-  local field = digest(dedup_key)
-  local e = entry_of(field)
-  if e.count == 0 then return end
-  e.count = e.count - 1
-  if e.count == 0 and action == 'resolve' then
-    redis.call('HDEL', pending, field)
-    return
-  end
-  if e.count == 0 then e.lane, e.place, e.kind = nil, nil, nil end
   save(field, e)
 end
 if mode ~= 'off' then
