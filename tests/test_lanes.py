@@ -342,3 +342,33 @@ def test_a_gap_the_previous_release_left_still_counts_its_event_gone(settings) -
     key.fake.hincrby(NAMES.stats(key.kid), "laned", -1)
     assert labels(key.drain()) == ["x:resolve"]
     assert [f for f in key.fake.hkeys(NAMES.pending(key.kid)) if not f.startswith("#")] == []
+
+
+def test_a_take_skips_a_bounded_number_of_gaps_a_call(settings) -> None:
+    """Issue 24: one TAKE popping 100,000 purge gaps held Redis for 0.75 s. A call skips at
+    most GAPS_PER_CALL gaps and says there are more (lane -2); the worker calls again."""
+    from worker.lanes import GAPS_PER_CALL, MORE_GAPS
+
+    key = Key(settings)
+    info = NAMES.lanes(key.kid)[3]
+    key.arrive(event("after"))
+    key.lanes.take(take=False)
+    key.fake.lpush(info, *([""] * (GAPS_PER_CALL * 2 + 5)))
+    calls = [key.lanes.take() for _ in range(3)]
+    assert [taken.lane for taken in calls] == [MORE_GAPS, MORE_GAPS, 3]
+    assert calls[2].raw is not None and Record.decode(calls[2].raw).event["dedup_key"] == "after"
+
+
+def test_the_worker_takes_past_many_gaps(settings, fake) -> None:
+    from tests.test_worker import ScriptedPagerDuty, drain, make_worker, queue
+    from worker.lanes import GAPS_PER_CALL
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    queue(fake, key, event("x"))
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    worker.lanes.take(take=False)
+    fake.lpush(NAMES.lanes(kid)[3], *([""] * (GAPS_PER_CALL * 3)))
+    pd = worker.pagerduty
+    drain(worker)
+    assert [body["dedup_key"] for _, body in pd.sent] == ["x"]  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
-from worker.lanes import SORTED_PER_CALL, Lanes, Taken, outgoing
+from worker.lanes import MORE_GAPS, SORTED_PER_CALL, Lanes, Taken, outgoing
 from worker.lease import Lease
 from worker.pagerduty import PagerDuty, encode_body
 
@@ -174,7 +174,7 @@ class Worker:
         BLMOVE that moves the arrival list's head back to its head) and return None."""
         while self.storm and self.unsorted > SORTED_PER_CALL and not self.stop.is_set():
             self.unsorted = self.lanes.take(take=False).unsorted  # a big arrival: sort it
-        if (raw := self._took(self.lanes.take())) is not None:
+        if (raw := self._took(self._take_past_gaps())) is not None:
             return raw
         self.interruptible, full = True, False
         try:
@@ -187,7 +187,14 @@ class Worker:
             self.sleep(REDIS_RETRY_S)
         if arrived is None:
             return None
-        return self._took(self.lanes.take())  # (sends are fenced: no lease check here)
+        return self._took(self._take_past_gaps())  # (sends are fenced: no lease check here)
+
+    def _take_past_gaps(self) -> Taken:
+        """A take, again while it stopped at its bound of gaps (each call bounded)."""
+        taken = self.lanes.take()
+        while taken.lane == MORE_GAPS and not self.stop.is_set():
+            taken = self.lanes.take()
+        return taken
 
     def _took(self, taken: Taken) -> str | None:
         self.unsorted, self.burst = taken.unsorted, self.lanes.burst(taken)

@@ -29,6 +29,8 @@ from relay.settings import Settings
 from relay.store import Record
 
 SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
+GAPS_PER_CALL = 1_000  # gaps skipped per script call at most (then: MORE_GAPS)
+MORE_GAPS = -2  # a take's lane when it stopped at GAPS_PER_CALL gaps: take again
 
 # Each incident's note in the pending hash, shared by TAKE and PURGE_LANE (one definition
 # of what counts an event in its incident, and of its leaving). Needs locals `pending`
@@ -119,7 +121,8 @@ return removed
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
-# ARGV[7] most bytes of history (relay/history/cap.py)
+# ARGV[7] most bytes of history (relay/history/cap.py); ARGV[8] most gaps skipped (then
+# it returns lane MORE_GAPS, having moved nothing: the caller takes again)
 # Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
 # the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
 # counts it gone from its incident.
@@ -208,19 +211,22 @@ if mode ~= 'off' then
 end
 local unsorted = redis.call('LLEN', arrival)
 if ARGV[4] ~= '1' then return {unsorted, false, -1} end
+local skipped = 0
 for n = 0, 3 do
   while true do
     local raw = redis.call('LPOP', lane(n))
     if not raw then break end
     redis.call('HINCRBY', pending, '#' .. n, 1)
     local mark = string.sub(raw, 1, 1)
-    if mark == '~' then left(string.sub(raw, 2)) end  -- a purged event's gap
+    if mark == '~' then left(string.sub(raw, 2)) end  -- a gap the previous release left
     if raw ~= '' and mark ~= '~' then
       redis.call('HINCRBY', stats, 'laned', -1)
       left(raw)
       redis.call('RPUSH', inflight, raw)
       return {unsorted, raw, n}
     end
+    skipped = skipped + 1
+    if skipped >= tonumber(ARGV[8]) then return {unsorted, false, """ + str(MORE_GAPS) + """} end
   end
 end
 local raw = redis.call('LPOP', arrival)
@@ -250,7 +256,8 @@ return gone
 
 class Taken(NamedTuple):
     """What a take found: events still unsorted, the event moved in flight (None: none
-    waits), and its lane (0 critical .. 3 info; -1 the arrival list)."""
+    waits, or ``MORE_GAPS``: none found yet), and its lane (0 critical .. 3 info; -1 the
+    arrival list)."""
 
     unsorted: int
     raw: str | None
@@ -277,7 +284,7 @@ class Lanes:
         unsorted, raw, lane = self.script(keys=self.keys, args=[
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
             SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label,
-            self.settings.history_max_bytes])
+            self.settings.history_max_bytes, GAPS_PER_CALL])
         return Taken(int(unsorted), str(raw) if raw else None, int(lane))
 
     def burst(self, taken: Taken) -> int:
