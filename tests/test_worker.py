@@ -286,17 +286,24 @@ def test_a_worker_whose_lease_was_taken_over_sends_nothing(settings, fake) -> No
     assert pd.sent == []
 
 
-def test_no_send_starts_unless_the_lease_outlasts_it(settings, fake) -> None:
-    """A send may take connect + read timeout: with less lease left than that on the
-    worker's own clock, and no renewal to be had, it does not start."""
-    key = settings.routing_keys[0]
-    queue(fake, key, trigger(dedup_key="late"))
+def holder_on_a_clock(settings: Settings, fake: fakeredis.FakeRedis, dedup_key: str
+                      ) -> tuple[Worker, ScriptedPagerDuty, list[float]]:
+    """A worker holding a 10 s lease, on a clock the test moves (``now[0]``), with one event
+    queued; a send may take 3 + 6 s."""
+    queue(fake, settings.routing_keys[0], trigger(dedup_key=dedup_key))
     pd = ScriptedPagerDuty()
     now = [100.0]
     worker = make_worker(replace(settings, lease_ttl_s=10, connect_timeout_s=3,
                                  read_timeout_s=6), fake, pd)
     worker.lease.clock = lambda: now[0]
     assert worker.lease.acquire()
+    return worker, pd, now
+
+
+def test_no_send_starts_unless_the_lease_outlasts_it(settings, fake) -> None:
+    """A send may take connect + read timeout: with less lease left than that on the
+    worker's own clock, and no renewal to be had, it does not start."""
+    worker, pd, now = holder_on_a_clock(settings, fake, "late")
     worker.lease.scripts.lease_renew = lambda **kwargs: 0  # Redis no longer renews it for us
     now[0] += 1.5  # 8.5 s left, a send may take 9
     with pytest.raises(LeaseLost):
@@ -308,14 +315,7 @@ def test_a_renewal_that_returns_too_late_starts_no_send(settings, fake) -> None:
     """Issue 24 (7): the lease is renewed, but the worker froze while the renewal was on
     its way (its own clock ran on), so less of the lease is surely left than a send may
     take: the send does not start, and the event stays for the next holder."""
-    key = settings.routing_keys[0]
-    queue(fake, key, trigger(dedup_key="frozen"))
-    pd = ScriptedPagerDuty()
-    now = [100.0]
-    worker = make_worker(replace(settings, lease_ttl_s=10, connect_timeout_s=3,
-                                 read_timeout_s=6), fake, pd)
-    worker.lease.clock = lambda: now[0]
-    assert worker.lease.acquire()
+    worker, pd, now = holder_on_a_clock(settings, fake, "frozen")
     renew = worker.lease.scripts.lease_renew
 
     def frozen_while_renewing(**kwargs: Any) -> Any:
@@ -327,7 +327,7 @@ def test_a_renewal_that_returns_too_late_starts_no_send(settings, fake) -> None:
     with pytest.raises(LeaseLost, match="would lapse within a send"):
         worker.step()
     assert pd.sent == []
-    assert fake.llen(NAMES.inflight(key_id(key))) == 1  # still there, for whoever holds it
+    assert fake.llen(worker.inflight) == 1  # still there, for whoever holds it
 
 
 def test_an_event_that_cannot_be_sent_as_json_is_dead_lettered(settings, fake) -> None:
