@@ -43,6 +43,7 @@ FIGURES = {
     "oldest_age_seconds": "Age of the oldest queued event",
     "oldest_critical_age_seconds": "Age of the oldest critical event waiting (storm mode)",
     "coalesced": "Waiting repeated triggers merged into a newer one (storm mode)",
+    "aged": "Events sent before more urgent ones, having waited RELAY_STORM_AGE_S (storm mode)",
     "delivered_last_min": "Events delivered in the last 60 seconds",
     "workers": "Workers whose last heartbeat is within their lease TTL",
     "rate_limit": "Sends allowed per rate window now (lower while PagerDuty throttles)",

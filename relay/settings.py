@@ -47,6 +47,7 @@ class Settings:
     incidents_max: int = 50_000  # incidents remembered per key, and held back, at most
     storm_mode: str = "backlog"  # off: arrival order; else severity order, repeats merged
     storm_after_s: float = 10.0  # backlog mode merges once the oldest waits this long
+    storm_age_s: float = 300.0  # a lesser lane's event waiting this long gets a share of sends
     redis_timeout_s: float = 2.0
     max_body_bytes: int = 512_000
     queue_max_events: int = 100_000  # per key: about 14 hours at 120 a minute
@@ -245,6 +246,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_INCIDENTS_MAX", "incidents_max", _positive(int)),
     ("RELAY_STORM_MODE", "storm_mode", _choice(STORM_MODES)),
     ("RELAY_STORM_AFTER_S", "storm_after_s", _positive(float)),
+    ("RELAY_STORM_AGE_S", "storm_age_s", _positive(float)),
     ("RELAY_REDIS_TIMEOUT_S", "redis_timeout_s", _positive(float)),
     ("RELAY_MAX_BODY_BYTES", "max_body_bytes", _positive(int)),
     ("RELAY_QUEUE_MAX_EVENTS", "queue_max_events", _positive(int)),

@@ -18,7 +18,7 @@ from relay.severity import LEVELS
 from relay.store import Record, is_gap
 
 HEADS = 64  # the first entries of a waiting list read for its oldest event (gaps skipped)
-COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "coalesced",
+COUNTERS = ("accepted", "delivered", "retried", "throttled", "dead", "purged", "coalesced", "aged",
             "dead_letters")
 SUMMED = ("queued", "in_flight", "open_incidents", "delivered_last_min", *COUNTERS)
 COLUMNS = (

@@ -406,7 +406,8 @@ class Bench:
         scale = 2.0 if self.full else 10.0
         for mode in ("off", "backlog", "always"):
             found = storm.run(self.workdir / f"storm-{mode}", scale, RELAY_STORM_MODE=mode,
-                              RELAY_STORM_AFTER_S=Settings().storm_after_s)
+                              RELAY_STORM_AFTER_S=Settings().storm_after_s,
+                              RELAY_STORM_AGE_S=Settings().storm_age_s)
             self.record(f"10. storm, mode {mode} ({scale:g}x time): critical triggers' time "
                         "to page", f"p50 {found['critical_p50_s']:.0f} s, p99 "
                         f"{found['critical_p99_s']:.0f} s ({found['critical_paged']} paged)",

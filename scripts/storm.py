@@ -113,8 +113,9 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
     its times in PagerDuty's seconds: scaled here); ``fault`` is done to the stack halfway
     through the storm (the drill's)."""
     window_s = 60 / scale
-    if "RELAY_STORM_AFTER_S" in env:
-        env["RELAY_STORM_AFTER_S"] = float(env["RELAY_STORM_AFTER_S"]) / scale
+    for name in ("RELAY_STORM_AFTER_S", "RELAY_STORM_AGE_S"):
+        if name in env:
+            env[name] = float(env[name]) / scale
     stack = Stack(workdir, keys=KEYS, RELAY_RATE_PER_MIN=LIMIT, RELAY_RATE_WINDOW_S=window_s,
                   RELAY_LOG_LEVEL="WARNING", **env)
     try:

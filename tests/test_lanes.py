@@ -35,9 +35,11 @@ def event(incident: str, action: str = "trigger", severity: str = "info",
 class Key:
     """One key's arrival list and lanes, taken from as its worker does."""
 
-    def __init__(self, settings: Settings, mode: str = "always", after_s: float = 30) -> None:
+    def __init__(self, settings: Settings, mode: str = "always", after_s: float = 30,
+                 age_s: float = 10**11) -> None:  # (events accepted at OLD never age here)
         self.fake = fakeredis.FakeRedis(decode_responses=True)
-        self.settings = replace(settings, storm_mode=mode, storm_after_s=after_s)
+        self.settings = replace(settings, storm_mode=mode, storm_after_s=after_s,
+                                storm_age_s=age_s)
         self.kid = key_id(settings.routing_keys[0])
         self.lanes = Lanes(self.fake, NAMES, self.kid, self.settings, "key-1")
         self.count = 0
@@ -372,3 +374,27 @@ def test_the_worker_takes_past_many_gaps(settings, fake) -> None:
     pd = worker.pagerduty
     drain(worker)
     assert [body["dedup_key"] for _, body in pd.sent] == ["x"]  # type: ignore[attr-defined]
+
+
+def test_an_event_waiting_past_the_age_bound_gets_a_share_of_the_sends(settings) -> None:
+    """Issue 24: the info lane could starve for as long as more urgent events kept
+    coming. Once a lower lane's head has waited RELAY_STORM_AGE_S, every AGED_SHARE-th
+    take serves the oldest such head; fresher lesser events still wait."""
+    from worker.lanes import AGED_SHARE
+
+    key = Key(settings, age_s=60)
+    key.arrive(event("old1"), event("old2", severity="warning"), at=now_ms() - 120_000)
+    key.arrive(event("new-info"), at=now_ms())
+    key.arrive(*[event(f"c{n}", severity="critical") for n in range(2 * AGED_SHARE)],
+               at=now_ms())
+    taken = labels(key.drain())
+    first_old = AGED_SHARE - 1  # the takes before the first aged one go by severity
+    assert taken[first_old] == "old1:trigger"  # the oldest aged head (info) first
+    assert taken[2 * first_old + 1] == "old2:trigger"
+    assert [t for t in taken if t.startswith("c")] == [f"c{n}:trigger"
+                                                        for n in range(2 * AGED_SHARE)]
+    assert taken[-1] == "new-info:trigger"  # not aged: behind every critical
+    assert key.stat("aged") == 2
+    from relay.metrics import Metrics
+    text = Metrics(key.fake, NAMES, key.settings).render()[0].decode()
+    assert 'pd_relay_aged_total{key="key-1"} 2.0' in text

@@ -31,6 +31,7 @@ from relay.store import Record
 SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
 GAPS_PER_CALL = 1_000  # gaps skipped per script call at most (then: MORE_GAPS)
 MORE_GAPS = -2  # a take's lane when it stopped at GAPS_PER_CALL gaps: take again
+AGED_SHARE = 4  # every 4th take serves a lesser lane's head waiting past RELAY_STORM_AGE_S
 
 # Each incident's note in the pending hash, shared by TAKE and PURGE_LANE (one definition
 # of what counts an event in its incident, and of its leaving). Needs locals `pending`
@@ -122,7 +123,9 @@ return removed
 # waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
 # ARGV[7] most bytes of history (relay/history/cap.py); ARGV[8] most gaps skipped (then
-# it returns lane MORE_GAPS, having moved nothing: the caller takes again)
+# it returns lane MORE_GAPS, having moved nothing: the caller takes again); ARGV[9] a
+# lesser lane's head waiting this long (ms) is aged: every AGED_SHARE-th take (counted in
+# stats 'turn' while one is) serves the oldest aged head instead of the most urgent lane
 # Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
 # the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
 # counts it gone from its incident.
@@ -211,23 +214,41 @@ if mode ~= 'off' then
 end
 local unsorted = redis.call('LLEN', arrival)
 if ARGV[4] ~= '1' then return {unsorted, false, -1} end
-local skipped = 0
-for n = 0, 3 do
+local skipped, heads = 0, {}
+for n = 0, 3 do  -- each lane's head, past its gaps (at most ARGV[8] gaps in all)
   while true do
-    local raw = redis.call('LPOP', lane(n))
-    if not raw then break end
+    local raw = redis.call('LINDEX', lane(n), 0)
+    local mark = raw and string.sub(raw, 1, 1)
+    if not raw or (raw ~= '' and mark ~= '~') then heads[n] = raw; break end
+    redis.call('LPOP', lane(n))
     redis.call('HINCRBY', pending, '#' .. n, 1)
-    local mark = string.sub(raw, 1, 1)
     if mark == '~' then left(string.sub(raw, 2)) end  -- a gap the previous release left
-    if raw ~= '' and mark ~= '~' then
-      redis.call('HINCRBY', stats, 'laned', -1)
-      left(raw)
-      redis.call('RPUSH', inflight, raw)
-      return {unsorted, raw, n}
-    end
     skipped = skipped + 1
     if skipped >= tonumber(ARGV[8]) then return {unsorted, false, """ + str(MORE_GAPS) + """} end
   end
+end
+local chosen, aged, oldest = nil, nil, now - tonumber(ARGV[9])
+for n = 0, 3 do
+  if heads[n] then
+    if not chosen then
+      chosen = n
+    else  -- a lesser lane's head that waited past the age bound, the oldest first
+      local first = first_of(heads[n]) or now
+      if first <= oldest then aged, oldest = n, first end
+    end
+  end
+end
+if aged and redis.call('HINCRBY', stats, 'turn', 1) % """ + str(AGED_SHARE) + """ == 0 then
+  chosen = aged
+  redis.call('HINCRBY', stats, 'aged', 1)
+end
+if chosen then
+  local raw = redis.call('LPOP', lane(chosen))
+  redis.call('HINCRBY', pending, '#' .. chosen, 1)
+  redis.call('HINCRBY', stats, 'laned', -1)
+  left(raw)
+  redis.call('RPUSH', inflight, raw)
+  return {unsorted, raw, chosen}
 end
 local raw = redis.call('LPOP', arrival)
 if raw then
@@ -284,7 +305,8 @@ class Lanes:
         unsorted, raw, lane = self.script(keys=self.keys, args=[
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
             SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label,
-            self.settings.history_max_bytes, GAPS_PER_CALL])
+            self.settings.history_max_bytes, GAPS_PER_CALL,
+            int(self.settings.storm_age_s * 1000)])
         return Taken(int(unsorted), str(raw) if raw else None, int(lane))
 
     def burst(self, taken: Taken) -> int:
