@@ -2,10 +2,11 @@
 
 A flood of junk ahead of real pages costs every page behind it the time PagerDuty takes
 to swallow the junk (120 a minute per key). ``purge`` removes the queued events that
-match (never the one in flight), keeping the rest in order, in one script that also runs
-when Redis is full (``relay.scripts.PURGE``). Without ``--yes`` it only says what it
-would remove; with it, it logs a WARNING naming the key, the matchers, the count and who
-ran it.
+match (never the one in flight), keeping the rest in order, with a script that also runs
+when Redis is full (``worker.purge``: a call looks for at most ``PURGED_PER_CALL``
+events, each at the place it was read at). Without ``--yes`` it only says what it would
+remove; with it, it logs a WARNING naming the key, the matchers, the count and who ran
+it.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from relay.keys import key_id
 from relay.logs import printable
 from relay.names import Names
 from relay.routes.matchers import Matcher, parse
-from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.store import Record, connect, is_gap
-from worker.lanes import PURGE_LANE
+from worker.purge import LOST, PURGE, PURGED_PER_CALL, READ, READ_PER_CALL
 
 log = logging.getLogger(__name__)
-CHUNK = 1000  # events read from the queue per round trip
 SHOWN = 20  # events listed by default
 
 
@@ -68,7 +67,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     kid, label = key_id(key), settings.name_of(key)
     if args.action == "show":
         shown = total = 0
-        for _, raw in _queued(client, names, kid):
+        for _, _, raw in _queued(client, names, kid):
             total += 1
             if shown < args.limit and _matches(raw, matchers):
                 print(_line(raw))
@@ -79,25 +78,24 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         print("pd-relay: say which events: --match MATCHER (repeatable), or --all",
               file=sys.stderr)
         return 2
-    doomed = [(name, raw) for name, raw in _queued(client, names, kid)
+    doomed = [(name, place, raw) for name, place, raw in _queued(client, names, kid)
               if _matches(raw, matchers)]
     what = " ".join(str(m) for m in matchers) or "every event"
     if not args.yes:
-        for _, raw in doomed[:SHOWN]:
+        for _, _, raw in doomed[:SHOWN]:
             print(_line(raw))
         print(f"would remove {len(doomed)} queued event(s) of key {label} matching "
               f"{printable(what, 500)}: run again with --yes to remove them")
         return 0
-    removed, purge = 0, Scripts(client).purge
-    purge_lane: Any = client.register_script(PURGE_LANE)
-    for name in names.waiting(kid):
-        raws = [raw for where, raw in doomed if where == name]
-        arrival = name == names.queue(kid)
-        for start in range(0, len(raws), CHUNK * 10):
-            chunk = raws[start:start + CHUNK * 10]
-            removed += int(purge(keys=[name, names.stats(kid)], args=chunk) if arrival else
-                           purge_lane(keys=[name, names.stats(kid), names.pending(kid)],
-                                      args=chunk))
+    removed, purge = 0, client.register_script(PURGE)
+    for name, lost in zip(names.waiting(kid), LOST, strict=True):
+        lane = name != names.queue(kid)
+        found = [(place, raw) for where, place, raw in doomed if where == name]
+        for start in range(0, len(found), PURGED_PER_CALL):
+            pairs: list[int | str] = [part for place, raw in found[start:start + PURGED_PER_CALL]
+                                      for part in (place, raw)]
+            removed += int(purge(keys=[name, names.stats(kid), names.pending(kid)],
+                                 args=[lost, int(lane), *pairs]))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
                 printable(what, 500), getpass.getuser(), socket.gethostname())
     print(f"removed {removed} queued event(s) of key {label}"
@@ -114,15 +112,23 @@ def _key(settings: Settings, given: str) -> str | None:
     return None
 
 
-def _queued(client: redis.Redis, names: Names, kid: str) -> Iterator[tuple[str, str]]:
+def _queued(client: redis.Redis, names: Names, kid: str) -> Iterator[tuple[str, int, str]]:
     """The key's waiting events about in the order they leave (the lanes, then what has
-    not been sorted yet), each with its list, read in chunks (they change meanwhile: an
-    event may be missed or seen twice; the purge script removes what is still there)."""
-    for name in names.waiting(kid):
-        start = 0
-        while chunk := client.lrange(name, start, start + CHUNK - 1):
-            yield from ((name, str(raw)) for raw in chunk if not is_gap(str(raw)))
-            start += CHUNK
+    not been sorted yet), each with its list and its place there (worker.purge), read in
+    chunks. An event sorted into a lane while the read goes on may be missed or seen
+    twice; the purge removes what is still at its place."""
+    read: Any = client.register_script(READ)
+    for name, lost in zip(names.waiting(kid), LOST, strict=True):
+        place = 0
+        while True:
+            place, chunk = read(keys=[name, names.pending(kid)],
+                                args=[lost, place, READ_PER_CALL])
+            place = int(place)
+            if not chunk:
+                break
+            yield from ((name, place + n, str(raw)) for n, raw in enumerate(chunk)
+                        if not is_gap(str(raw)))
+            place += len(chunk)
 
 
 def _matches(raw: str, matchers: list[Matcher]) -> bool:

@@ -20,7 +20,7 @@ from relay.owners import FORGETTING
 # later trigger of that incident that is sent takes it out.
 # One call carries the events of several requests (relay/commit.py): each request is
 # stored whole or not at all. A request that would take a key's queue over its caps
-# (events: arrived plus sorted into lanes, the stats' `laned`; or bytes: queued plus in
+# (events: arrived plus the stats' `laned`, docs/DESIGN.md "Caps"; or bytes: queued plus in
 # flight, counted in the stats' `bytes`) or every
 # key's queues over the total cap stores nothing and changes nothing; its events answer
 # 'full:<slot>' or 'total:<slot>' naming the key it would have overfilled.
@@ -363,35 +363,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 """
 
-# Remove the given events from a key's arrival list (never the one in flight), each once,
-# keeping the rest in order; its queued bytes shrink by theirs. (Its lanes, storm mode's,
-# have their own script: worker/lanes.py PURGE_LANE.) DEL frees memory first, so it runs
-# when Redis is full.
-# KEYS[1] the arrival list, KEYS[2] stats
-# ARGV the raw events to remove
-# Returns how many were removed (fewer when some left meanwhile).
-PURGE = """
-local doomed = {}
-for i = 1, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
-local kept, removed, freed = {}, 0, 0
-for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if (doomed[raw] or 0) > 0 then
-    doomed[raw], removed, freed = doomed[raw] - 1, removed + 1, freed + #raw
-  else
-    kept[#kept + 1] = raw
-  end
-end
-if removed == 0 then return 0 end
-redis.call('DEL', KEYS[1])
-for from = 1, #kept, 1000 do
-  redis.call('RPUSH', KEYS[1], unpack(kept, from, math.min(from + 999, #kept)))
-end
-local left = redis.call('HINCRBY', KEYS[2], 'bytes', -freed)
-if left < 0 then redis.call('HSET', KEYS[2], 'bytes', 0) end
-redis.call('HINCRBY', KEYS[2], 'purged', removed)
-return removed
-"""
-
 # The dispatcher made jobs of these outbox entries: forget them, and count the outbox's
 # bytes down (reset once the outbox and the taken list are empty). LREM frees memory
 # first, so it runs when Redis is full.
@@ -509,7 +480,6 @@ class Scripts:
         self.lease_acquire: Any = client.register_script(LEASE_ACQUIRE)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
         self.heartbeat: Any = client.register_script(HEARTBEAT)
-        self.purge: Any = client.register_script(PURGE)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)
         self.outbox_done: Any = client.register_script(OUTBOX_DONE)

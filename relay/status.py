@@ -87,7 +87,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
             "routing_key": masked,
             "key_id": entries[index][0],
             "state": state,
-            "queued": lengths[-1] + max(0, int(stats.get("laned", 0))),
+            "queued": max(0, lengths[-1] + int(stats.get("laned", 0))),  # (gaps: -1)
             "unsorted": lengths[-1],
             "queued_by_severity": dict(zip(LEVELS, lengths, strict=False)),
             "oldest_age_seconds": round(age, 1),

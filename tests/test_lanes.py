@@ -398,3 +398,29 @@ def test_an_event_waiting_past_the_age_bound_gets_a_share_of_the_sends(settings)
     from relay.metrics import Metrics
     text = Metrics(key.fake, NAMES, key.settings).render()[0].decode()
     assert 'pd_relay_aged_total{key="key-1"} 2.0' in text
+
+
+def test_the_worker_prunes_in_slices_between_steps(settings, fake) -> None:
+    """Issue 24: the hourly prune scanned the whole pending hash (up to
+    RELAY_INCIDENTS_MAX entries and more) in one go inside the delivery loop. Each call
+    now looks at one slice of at most PRUNED_PER_CALL fields; the pass goes on at the
+    next call."""
+    from tests.test_worker import ScriptedPagerDuty, make_worker
+    from worker.lanes import PRUNED_PER_CALL
+
+    worker = make_worker(settings, fake, ScriptedPagerDuty())
+    pending = NAMES.pending(worker.kid)
+    idle = 2 * PRUNED_PER_CALL + 500
+    fake.hset(pending, mapping={f"{n:016x}": "- 0 - - 3 1000" for n in range(idle)})
+    fake.hset(pending, "busy", "3 1 7 t 3 1000")  # an event of it waits: kept
+    left = [fake.hlen(pending)]
+    while len(left) < 10 and left[-1] > 1:
+        worker._prune()
+        left.append(fake.hlen(pending))
+    steps = [before - after for before, after in zip(left, left[1:], strict=False)]
+    assert left[-1] == 1 and fake.hexists(pending, "busy")
+    assert len(steps) >= 3 and max(steps) <= PRUNED_PER_CALL
+    worker._prune()  # the pass is over: the next waits RELAY_RETENTION_S
+    fake.hset(pending, "late", "- 0 - - 3 1000")
+    worker._prune()
+    assert fake.hexists(pending, "late")

@@ -153,3 +153,33 @@ def test_bytes_are_kept_while_events_wait_in_lanes(settings, fake) -> None:
     worker.step()  # sorts both into a lane, delivers the first
     [waiting] = fake.lrange(NAMES.lanes(key_id(key))[0], 0, -1)
     assert queued_bytes(fake, key) == len(waiting.encode())
+
+
+def test_a_purge_makes_room_at_once_and_status_counts_no_gaps(settings, fake, monkeypatch,
+                                                               capsys) -> None:
+    """A purge leaves gaps in the arrival list (issue 24: bounded purges); the cap and
+    status count the events, not the gaps, before the worker has passed them."""
+    from relay import queues
+    from relay.cli import _parser
+
+    key = settings.routing_keys[0]
+    limited = replace(settings, queue_max_events=3)
+    client = create_app(limited, client=fake).test_client()
+    for n in range(3):
+        assert client.post("/v2/enqueue", json=on_key(key, f"junk-{n}")).status_code == 202
+    assert client.post("/v2/enqueue", json=on_key(key, "page")).status_code == 503
+    monkeypatch.setattr(queues, "connect", lambda _settings: fake)
+    args = _parser().parse_args(["queue", "purge", "key-1", "--match", 'dedup_key=~"junk-[01]"',
+                                 "--yes"])
+    assert queues.command(limited, args) == 0 and "removed 2" in capsys.readouterr().out
+    assert read_status(fake, NAMES, limited)[0]["queued"] == 1
+    assert client.post("/v2/enqueue", json=on_key(key, "page")).status_code == 202
+    assert client.post("/v2/enqueue", json=on_key(key, "page-2")).status_code == 202
+    assert client.post("/v2/enqueue", json=on_key(key, "over")).status_code == 503
+    assert read_status(fake, NAMES, limited)[0]["queued"] == 3
+    worker = make_worker(limited, fake, ScriptedPagerDuty())
+    drain(worker)
+    assert [body["dedup_key"] for _, body in worker.pagerduty.sent] == [  # type: ignore[attr-defined]
+        "junk-2", "page", "page-2"]
+    assert read_status(fake, NAMES, limited)[0]["queued"] == 0
+    assert fake.hget(NAMES.stats(key_id(key)), "laned") == "0"

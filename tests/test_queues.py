@@ -4,6 +4,7 @@ the event in flight is never touched, and a dry run changes nothing."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import fakeredis
 import pytest
@@ -48,7 +49,8 @@ def fill(fake: fakeredis.FakeRedis, key: str) -> list[str]:
 
 
 def dedup_keys(fake: fakeredis.FakeRedis, name: str) -> list[str]:
-    return [Record.decode(raw).event["dedup_key"] for raw in fake.lrange(name, 0, -1)]
+    """The dedup_keys of the events in a list, past the gaps a purge leaves."""
+    return [Record.decode(raw).event["dedup_key"] for raw in fake.lrange(name, 0, -1) if raw]
 
 
 def test_purge_removes_only_matching_queued_events_and_keeps_the_order(
@@ -79,7 +81,7 @@ def test_purge_needs_matchers_or_all_and_a_known_key(run, fake, settings) -> Non
     assert run("purge", "key-1", "--match", "nonsense")[0] == 2
     code, out, _ = run("purge", "key-1", "--all", "--yes")
     assert code == 0 and "removed 30" in out
-    assert fake.llen(NAMES.queue(key_id(settings.routing_keys[0]))) == 0
+    assert dedup_keys(fake, NAMES.queue(key_id(settings.routing_keys[0]))) == []
 
 
 def test_show_lists_matching_events_escaped(run, fake, settings) -> None:
@@ -191,3 +193,43 @@ def test_after_its_info_trigger_is_purged_a_critical_trigger_goes_first(run, fak
                                         2000).encode())  # critical
     raw = lanes.take()[1]
     assert raw is not None and Record.decode(raw).event["dedup_key"] == "x"
+
+
+def test_each_purge_call_is_bounded_and_the_rest_keeps_its_order(run, fake, settings,
+                                                                  monkeypatch) -> None:
+    """Issue 24: a purge read and rewrote the whole list in each script call (a queue
+    of 100,000 events, once per 10,000 purged, Redis held for the lot). Each call now
+    gets at most PURGED_PER_CALL events, each with the place the read found it at, and
+    looks there only; a worker taking meanwhile shifts nothing (places count what
+    left)."""
+    from worker.lanes import Lanes
+    from worker.purge import PURGED_PER_CALL
+
+    key = settings.routing_keys[0]
+    kid = key_id(key)
+    queue = NAMES.queue(kid)
+    events = [Record("alert", trigger(f"e{n}", dedup_key=f"{'junk' if n % 2 else 'page'}-{n}"),
+                     1000 + n).encode() for n in range(4 * PURGED_PER_CALL + 300)]
+    fake.rpush(queue, *events)
+    fake.hset(NAMES.stats(kid), "bytes", sum(len(raw) for raw in events))
+    lanes = Lanes(fake, NAMES, kid, replace(settings, storm_mode="off"), "key-1")
+    sizes: list[int] = []
+    taken: list[str] = []
+    original = fake.evalsha
+
+    def spying(sha, numkeys, *keys_and_args):  # type: ignore[no-untyped-def]
+        if sha not in (lanes.script.sha, lanes.prune_script.sha):
+            sizes.append(len(keys_and_args) - int(numkeys))
+            raw = lanes.take().raw  # the worker takes one meanwhile: the list shifts
+            taken.append(Record.decode(raw).event["dedup_key"])
+            fake.lpop(NAMES.inflight(kid))
+        return original(sha, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(fake, "evalsha", spying)
+    code, out, _ = run("purge", "key-1", "--match", 'dedup_key=~"junk-.*"', "--yes")
+    assert code == 0 and len(sizes) >= 3 and max(sizes) <= 2 * PURGED_PER_CALL + 2
+    junk_taken = sum(1 for k in taken if k.startswith("junk"))
+    assert f"removed {len(events) // 2 - junk_taken} queued event(s)" in out
+    left = [Record.decode(raw).event["dedup_key"] for raw in fake.lrange(queue, 0, -1) if raw]
+    pages = [Record.decode(raw).event["dedup_key"] for raw in events[::2]]
+    assert left == [k for k in pages if k not in taken]

@@ -83,6 +83,7 @@ class Worker:
         self.burst = 0  # how the in-flight event's sends are paced (one found there: not)
         self.incident_ttl_ms = int(settings.incident_ttl_s * 1000)
         self.prune_every_s, self.pruned_at = settings.retention_s, -math.inf
+        self.pruning: tuple[int, int, int] | None = None  # a pass: cursor, since, forgotten
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
             names.recent(kid), names.latency(kid), self.queue,
@@ -161,12 +162,20 @@ class Worker:
         return True
 
     def _prune(self) -> None:
-        """Every ``RELAY_RETENTION_S``, forget the lanes' idle incidents (worker.lanes)."""
-        if time.monotonic() - self.pruned_at >= self.prune_every_s:
+        """Every ``RELAY_RETENTION_S``, a pass that forgets the lanes' idle incidents
+        (worker.lanes), one slice a step: each call's work is bounded, and a delivery
+        waits for one slice at most."""
+        if self.pruning is None:
+            if time.monotonic() - self.pruned_at < self.prune_every_s:
+                return
             self.pruned_at = time.monotonic()
-            gone = self.lanes.prune(now_ms() - self.incident_ttl_ms)
-            if gone:
-                log.info("key %s: %d idle incident(s) forgotten by the lanes", self.label, gone)
+            self.pruning = (0, self.lanes.prune_since(now_ms() - self.incident_ttl_ms), 0)
+        cursor, since, gone = self.pruning
+        cursor, forgotten = self.lanes.prune_slice(cursor, since)
+        self.pruning = (cursor, since, gone + forgotten) if cursor else None
+        if not cursor and gone + forgotten:
+            log.info("key %s: %d idle incident(s) forgotten by the lanes", self.label,
+                     gone + forgotten)
 
     def _take(self) -> str | None:
         """Sort what arrived into the lanes and move the next event in flight

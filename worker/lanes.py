@@ -31,11 +31,12 @@ from relay.store import Record
 SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
 GAPS_PER_CALL = 1_000  # gaps skipped per script call at most (then: MORE_GAPS)
 MORE_GAPS = -2  # a take's lane when it stopped at GAPS_PER_CALL gaps: take again
+PRUNED_PER_CALL = 1_000  # pending fields a prune call looks at (about 1 ms of Redis)
 AGED_SHARE = 4  # every 4th take serves a lesser lane's head waiting past RELAY_STORM_AGE_S
 
-# Each incident's note in the pending hash, shared by TAKE and PURGE_LANE (one definition
-# of what counts an event in its incident, and of its leaving). Needs locals `pending`
-# (the key's pending hash) and `now` (ms, Redis clock). A note is '<lane> <count>
+# Each incident's note in the pending hash, shared by TAKE and PURGE (worker/purge.py):
+# one definition of what counts an event in its incident, and of its leaving. Needs
+# locals `pending` (the key's pending hash) and `now` (ms, Redis clock). A note is '<lane> <count>
 # <newest's place> <t|o> <severity> <last ms>' ('-' for none).
 INCIDENTS = """
 local LEVEL = {critical = 0, error = 1, warning = 2, info = 3}
@@ -82,39 +83,6 @@ local function left(raw)  -- raw left the lanes: its incident has one fewer wait
 end
 """
 
-# Remove the given events from one of a key's lanes (never the one in flight), each
-# once: an empty gap stays where each stood, so that the worker's places in the lane stay
-# right, and each leaves its incident at once (`left`, as when sent), so that the
-# incident's next event chooses its lane again. The key's queued bytes and sorted count
-# (`laned`) shrink by theirs. Its first write (HDEL) is one Redis never refuses, so it
-# runs when Redis is full (relay/scripts.py). The previous release wrote '~' gaps that
-# left their incident when reached: TAKE still reads them.
-# KEYS[1] the lane, KEYS[2] the key's stats, KEYS[3] its pending hash
-# ARGV the raw events to remove
-# Returns how many were removed (fewer when some left meanwhile).
-PURGE_LANE = """
-local stats, pending = KEYS[2], KEYS[3]
-redis.call('HDEL', stats, 'laned:never')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-""" + INCIDENTS + """
-local doomed = {}
-for i = 1, #ARGV do doomed[ARGV[i]] = (doomed[ARGV[i]] or 0) + 1 end
-local removed, freed = 0, 0
-for at, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if (doomed[raw] or 0) > 0 then
-    doomed[raw], removed, freed = doomed[raw] - 1, removed + 1, freed + #raw
-    redis.call('LSET', KEYS[1], at - 1, '')
-    left(raw)
-  end
-end
-if removed == 0 then return 0 end
-redis.call('HINCRBY', stats, 'laned', -removed)
-if redis.call('HINCRBY', stats, 'bytes', -freed) < 0 then redis.call('HSET', stats, 'bytes', 0) end
-redis.call('HINCRBY', stats, 'purged', removed)
-return removed
-"""
-
 # Sort arrived events into the lanes, then move the most urgent lane's head in flight.
 # Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
 # KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
@@ -127,8 +95,8 @@ return removed
 # lesser lane's head waiting this long (ms) is aged: every AGED_SHARE-th take (counted in
 # stats 'turn' while one is) serves the oldest aged head instead of the most urgent lane
 # Returns {events still unsorted, the event moved in flight or false, its lane (0-3; -1:
-# the arrival list)}. Gaps in a lane (relay/store.py) are skipped; a purged event's gap
-# counts it gone from its incident.
+# the arrival list)}. Gaps (relay/store.py) are skipped; each list's entries popped are
+# counted in the pending hash ('#a', '#0'..'#3': PURGE's places).
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
 TAKE = KEEP_WITHIN + """
@@ -206,11 +174,14 @@ if mode ~= 'off' then
     end
     merging = now - oldest >= tonumber(ARGV[2])
   end
+  local popped = 0
   for _ = 1, most do
     local raw = redis.call('LPOP', arrival)
     if not raw then break end
-    place(raw, merging)
+    popped = popped + 1
+    if raw == '' then redis.call('HINCRBY', stats, 'laned', 1) else place(raw, merging) end
   end
+  if popped > 0 then redis.call('HINCRBY', pending, '#a', popped) end
 end
 local unsorted = redis.call('LLEN', arrival)
 if ARGV[4] ~= '1' then return {unsorted, false, -1} end
@@ -250,12 +221,19 @@ if chosen then
   redis.call('RPUSH', inflight, raw)
   return {unsorted, raw, chosen}
 end
-local raw = redis.call('LPOP', arrival)
-if raw then
-  redis.call('RPUSH', inflight, raw)
-  return {unsorted - 1, raw, -1}
+while true do  -- storm mode off: the arrival list's head, past its gaps
+  local raw = redis.call('LPOP', arrival)
+  if not raw then return {0, false, -1} end
+  redis.call('HINCRBY', pending, '#a', 1)
+  unsorted = unsorted - 1
+  if raw ~= '' then
+    redis.call('RPUSH', inflight, raw)
+    return {unsorted, raw, -1}
+  end
+  redis.call('HINCRBY', stats, 'laned', 1)  -- a purge's gap: counted -1 there
+  skipped = skipped + 1
+  if skipped >= tonumber(ARGV[8]) then return {unsorted, false, """ + str(MORE_GAPS) + """} end
 end
-return {0, false, -1}
 """
 
 # Forget the pending entries of incidents with nothing waiting and no event since ARGV[1]
@@ -317,22 +295,36 @@ class Lanes:
             return 0
         return max(1, self.settings.rate_per_min // 12)
 
-    def prune(self, before_ms: int) -> int:
-        """Forget incidents with nothing waiting and no event since ``before_ms``; or,
-        when the key keeps more than ``RELAY_INCIDENTS_MAX``, every one with nothing
-        waiting (promise 8: a follow-up of one goes at error priority, as an unknown's)."""
+    def prune_since(self, before_ms: int) -> int:
+        """Where a prune pass forgets incidents idle since: ``before_ms``, or, when the key
+        keeps more than ``RELAY_INCIDENTS_MAX``, any time (every one with nothing waiting;
+        promise 8: a follow-up of one goes at error priority, as an unknown's)."""
         if self.client.hlen(self.keys[6]) > self.settings.incidents_max:
-            before_ms = 2**62
-        gone, batch = 0, []
-        for field, _ in self.client.hscan_iter(self.keys[6], count=1000):
-            if not str(field).startswith("#"):
-                batch.append(field)
-            if len(batch) >= 1000:
-                gone += int(self.prune_script(keys=self.keys[6:7], args=[before_ms, *batch]))
-                batch = []
-        if batch:
-            gone += int(self.prune_script(keys=self.keys[6:7], args=[before_ms, *batch]))
-        return gone
+            return 2**62
+        return before_ms
+
+    def prune_slice(self, cursor: int, since_ms: int) -> tuple[int, int]:
+        """One slice of a prune pass (at most ``PRUNED_PER_CALL`` fields, one HSCAN and
+        one script call): forget incidents with nothing waiting and no event since
+        ``since_ms`` (``prune_since``). Returns the next cursor (0: the pass is over) and
+        how many were forgotten."""
+        cursor, found = self.client.hscan(self.keys[6], cursor, count=PRUNED_PER_CALL)
+        fields = [f for f in found if not str(f).startswith("#")]
+        gone = 0
+        for start in range(0, len(fields), PRUNED_PER_CALL):  # (HSCAN's count is a hint)
+            gone += int(self.prune_script(keys=self.keys[6:7], args=[
+                since_ms, *fields[start:start + PRUNED_PER_CALL]]))
+        return int(cursor), gone
+
+    def prune(self, before_ms: int) -> int:
+        """A whole prune pass at once (``prune_slice``); the worker spreads one over its
+        steps instead."""
+        since, cursor, gone = self.prune_since(before_ms), 0, 0
+        while True:
+            cursor, forgotten = self.prune_slice(cursor, since)
+            gone += forgotten
+            if cursor == 0:
+                return gone
 
 
 def outgoing(record: Record) -> dict[str, Any]:

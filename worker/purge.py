@@ -1,0 +1,68 @@
+"""Taking queued events out of a key's waiting lists, for ``pd-relay queue purge``
+(relay/queues.py), in calls of bounded work: each call looks for at most
+``PURGED_PER_CALL`` events, each at the place a read found it at, and leaves a gap there.
+
+A place is the number of entries the list has lost at its head (popped by TAKE: ``LOST``,
+kept in the key's pending hash) plus the entry's index: it stays put while the worker
+takes, so a read in chunks and the purge after it agree on where each event is.
+"""
+
+from __future__ import annotations
+
+from worker.lanes import INCIDENTS
+
+LOST = ("#0", "#1", "#2", "#3", "#a")  # per list of Names.waiting: entries lost at its head
+PURGED_PER_CALL = 16  # events a purge call looks for (each LINDEX and LSET walks the list:
+# a call in the middle of a 100,000-event list took a median 2.6 ms at 25, at most 6.8)
+READ_PER_CALL = 1_000  # entries a read returns
+
+# Read a waiting list from a place on: the place of its first entry returned (a place
+# that already left: the head's) and at most ARGV[3] entries.
+# KEYS[1] the list, KEYS[2] the key's pending hash
+# ARGV[1] the list's field of entries lost (LOST), ARGV[2] the place, ARGV[3] how many
+READ = """
+local lost = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local place = math.max(tonumber(ARGV[2]), lost)
+local at = place - lost
+return {place, redis.call('LRANGE', KEYS[1], at, at + tonumber(ARGV[3]) - 1)}
+"""
+
+# Remove the given events from a key's arrival list or one of its lanes (never the one
+# in flight), each looked for at the place the caller read it at, and only there: an
+# empty gap stays where each stood, so that the worker's places stay right and the rest
+# keeps its order. A lane's event leaves its incident at once (`left`, as when sent), so
+# that the incident's next event chooses its lane again. The key's queued bytes shrink
+# by theirs, and `laned` by their count (a lane's: sorted no more; an arrival gap:
+# counted by the list's length until TAKE pops it). Its first write (HDEL) is one Redis
+# never refuses, so it runs when Redis is full (relay/scripts.py says why). The previous
+# release's '~' gaps left their incident when reached: TAKE still reads them.
+# A place counts the entries the list has lost at its head ('#a' the arrival list's,
+# '#0'..'#3' the lanes', in the pending hash) plus the index: it stays put while the
+# worker takes.
+# KEYS[1] the list, KEYS[2] the key's stats, KEYS[3] its pending hash
+# ARGV[1] the list's field of entries lost ('#a', '#0'..'#3'); ARGV[2] 1 for a lane;
+# ARGV[3..] at most PURGED_PER_CALL pairs: place, raw event
+# Returns how many were removed (fewer when some left meanwhile).
+PURGE = """
+local stats, pending = KEYS[2], KEYS[3]
+redis.call('HDEL', stats, 'laned:never')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+""" + INCIDENTS + """
+local lost = tonumber(redis.call('HGET', pending, ARGV[1]) or '0')
+local removed, freed = 0, 0
+for i = 3, #ARGV - 1, 2 do
+  local at, raw = tonumber(ARGV[i]) - lost, ARGV[i + 1]
+  if at >= 0 and raw ~= '' and redis.call('LINDEX', KEYS[1], at) == raw then
+    redis.call('LSET', KEYS[1], at, '')
+    removed, freed = removed + 1, freed + #raw
+    if ARGV[2] == '1' then left(raw) end
+  end
+end
+if removed == 0 then return 0 end
+redis.call('HINCRBY', stats, 'laned', -removed)
+if redis.call('HINCRBY', stats, 'bytes', -freed) < 0 then redis.call('HSET', stats, 'bytes', 0) end
+redis.call('HINCRBY', stats, 'purged', removed)
+return removed
+"""
+
