@@ -416,6 +416,9 @@ class Bench:
                         f"{found['requests']:,} for {found['offered']:,} events offered "
                         f"({found['refused']} refused), {found['drained_s']:.0f} s",
                         "half the requests with storm mode")
+            self.record(f"10. storm, mode {mode}: Redis's longest script call",
+                        f"{found['longest_script_ms']:.1f} ms ({found['longest_script']}); "
+                        f"{found['scripts_over_5ms']} of 5 ms or more", "< 5 ms")
             self.record(f"10. storm, mode {mode}: out of order, lost",
                         f"{found['out_of_order']}, {found['lost']}", "0, 0")
 

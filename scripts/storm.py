@@ -125,6 +125,10 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
             stack.start_worker(index)
         url = stack.start_nginx(nodes) + "/v2/enqueue"
         timed = scenario(window_s)
+        client = stack.redis.client()  # every call of 0.2 ms or more, kept for judging
+        client.config_set("slowlog-log-slower-than", 200)
+        client.config_set("slowlog-max-len", 100_000)
+        client.slowlog_reset()
         if fault is not None:
             threading.Timer(window_s / 2, fault, [stack]).start()
         sent, start = play(url, timed)
@@ -136,9 +140,32 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
         found.update({name: int(counts.get(name, 0))
                       for name in ("misrouted", "orphans", "late_triggers")})
         found["after_load_s"] = drained - timed[-1][0]  # wall seconds after the last event
+        found.update(longest_script(client))
         return found
     finally:
         stack.close()
+
+
+def longest_script(client: Any) -> dict[str, Any]:
+    """Redis's longest script call in the slow log (kept from 0.2 ms), named, and how
+    many took 5 ms or more (the goal: none; issue 24)."""
+    import hashlib
+
+    import relay.scripts
+    import worker.lanes
+    import worker.purge
+    named = {hashlib.sha1(text.encode()).hexdigest(): name
+             for module in (relay.scripts, worker.lanes, worker.purge)
+             for name, text in vars(module).items()
+             if name.isupper() and isinstance(text, str) and "redis.call" in text}
+    commands = [(int(entry["duration"]), entry["command"].decode(errors="replace")
+                 if isinstance(entry["command"], bytes) else str(entry["command"]))
+                for entry in client.slowlog_get(100_000)]  # (redis-py leaves it bytes)
+    calls = [(duration, named.get(command.split()[1], "?")) for duration, command in commands
+             if command.startswith(("EVALSHA ", "EVAL "))]
+    longest = max(calls, default=(0, "none over 0.2 ms"))
+    return {"longest_script_ms": longest[0] / 1000, "longest_script": longest[1],
+            "scripts_over_5ms": sum(1 for duration, _ in calls if duration >= 5000)}
 
 
 def judge(arrived: list[dict[str, Any]], sent: Sent, drained_s: float, scale: float,

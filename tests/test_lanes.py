@@ -170,12 +170,34 @@ def test_a_change_event_or_an_unreadable_one_waits_in_the_info_lane(settings) ->
 
 
 def test_a_big_arrival_is_sorted_in_slices(settings) -> None:
+    from worker.lanes import SORTED_PER_CALL
+
     key = Key(settings)
-    key.arrive(*[event(f"i{n}") for n in range(600)], event("db", severity="critical"))
+    key.arrive(*[event(f"i{n}") for n in range(6 * SORTED_PER_CALL)],
+               event("db", severity="critical"))
     unsorted, raw, _ = key.lanes.take(take=False)
-    assert (unsorted, raw) == (101, None)
-    assert key.fake.llen(NAMES.lanes(key.kid)[3]) == 500
+    assert (unsorted, raw) == (5 * SORTED_PER_CALL + 1, None)
+    assert key.fake.llen(NAMES.lanes(key.kid)[3]) == SORTED_PER_CALL
+    while unsorted > SORTED_PER_CALL:  # as the worker does
+        unsorted = key.lanes.take(take=False).unsorted
     assert labels([key.take()]) == ["db:trigger"]  # type: ignore[list-item]
+
+
+def test_a_call_sorts_a_bounded_number_of_bytes(settings) -> None:
+    """Issue 24: Redis's longest script call in the storm bench was a TAKE of 22.9 ms
+    (500 events sorted, each decoded, merges decoding the repeat too). A call stops
+    sorting once it decoded SORTED_BYTES_PER_CALL bytes (after one event at least)."""
+    from worker.lanes import SORTED_BYTES_PER_CALL
+
+    key = Key(settings)
+    big = [dict(event(f"b{n}"), payload=dict(event("x")["payload"], custom_details={
+        "blob": "x" * (SORTED_BYTES_PER_CALL // 3)})) for n in range(7)]
+    key.arrive(*big)
+    counts = []
+    while (unsorted := key.lanes.take(take=False).unsorted) and len(counts) < 10:
+        counts.append(unsorted)
+    assert counts == [4, 1] and unsorted == 0  # three a call
+    assert labels(key.drain()) == [f"b{n}:trigger" for n in range(7)]
 
 
 # Each incident's events, in the order accepted: triggers, acknowledges and resolves at

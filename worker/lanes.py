@@ -28,8 +28,11 @@ from relay.names import Names
 from relay.settings import Settings
 from relay.store import Record
 
-SORTED_PER_CALL = 500  # arrived events sorted per script call (about 5 ms of Redis)
-GAPS_PER_CALL = 1_000  # gaps skipped per script call at most (then: MORE_GAPS)
+SORTED_PER_CALL = 50  # arrived events sorted per script call at most, and
+SORTED_BYTES_PER_CALL = 256_000  # bytes of events decoded for it (2-3 ms of Redis;
+# issue 24: 500 a call, in storm mode always, held Redis up to 22.9 ms)
+GAPS_PER_CALL = 500  # gaps skipped per script call at most (then: MORE_GAPS; 0.6 ms
+# a call on a real Redis)
 MORE_GAPS = -2  # a take's lane when it stopped at GAPS_PER_CALL gaps: take again
 PRUNED_PER_CALL = 1_000  # pending fields a prune call looks at (about 1 ms of Redis)
 AGED_SHARE = 4  # every 4th take serves a lesser lane's head waiting past RELAY_STORM_AGE_S
@@ -40,6 +43,7 @@ AGED_SHARE = 4  # every 4th take serves a lesser lane's head waiting past RELAY_
 # <newest's place> <t|o> <severity> <last ms>' ('-' for none).
 INCIDENTS = """
 local LEVEL = {critical = 0, error = 1, warning = 2, info = 3}
+local decoded = 0  -- bytes of events decoded so far (TAKE's bound)
 local function digest(text)  -- two 32-bit polynomial hashes: a pending field
   local a, b = 0, 0
   for i = 1, #text do
@@ -49,6 +53,7 @@ local function digest(text)  -- two 32-bit polynomial hashes: a pending field
   return string.format('%08x%08x', a, b)
 end
 local function read(raw)  -- dedup_key, action, severity level and id of an alert
+  decoded = decoded + #raw
   local ok, record = pcall(cjson.decode, raw)
   if not ok or type(record) ~= 'table' or record.k ~= 'alert' or type(record.e) ~= 'table'
       or type(record.e.dedup_key) ~= 'string' then return nil end
@@ -88,7 +93,8 @@ end
 # KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
 # KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
-# waiting event is this old (ms); ARGV[3] most events to sort; ARGV[4] 1 to take one, 0
+# waiting event is this old (ms); ARGV[3] most events to sort (and ARGV[10]: stop once
+# this many bytes of events were decoded); ARGV[4] 1 to take one, 0
 # to only sort; ARGV[5] most history entries (0: none); ARGV[6] the key's name (stories);
 # ARGV[7] most bytes of history (relay/history/cap.py); ARGV[8] most gaps skipped (then
 # it returns lane MORE_GAPS, having moved nothing: the caller takes again); ARGV[9] a
@@ -174,29 +180,35 @@ if mode ~= 'off' then
     end
     merging = now - oldest >= tonumber(ARGV[2])
   end
-  local popped = 0
+  local popped, gaps = 0, 0
   for _ = 1, most do
     local raw = redis.call('LPOP', arrival)
     if not raw then break end
     popped = popped + 1
-    if raw == '' then redis.call('HINCRBY', stats, 'laned', 1) else place(raw, merging) end
+    if raw == '' then gaps = gaps + 1 else place(raw, merging) end
+    if decoded >= tonumber(ARGV[10]) then break end
   end
   if popped > 0 then redis.call('HINCRBY', pending, '#a', popped) end
+  if gaps > 0 then redis.call('HINCRBY', stats, 'laned', gaps) end  -- (a purge counted -1)
 end
 local unsorted = redis.call('LLEN', arrival)
 if ARGV[4] ~= '1' then return {unsorted, false, -1} end
-local skipped, heads = 0, {}
+local skipped, heads, most_gaps = 0, {}, tonumber(ARGV[8])
+local function gone(n, count)  -- count entries left list n's head ('#a': the arrival's)
+  if count > 0 then redis.call('HINCRBY', pending, n == -1 and '#a' or '#' .. n, count) end
+end
 for n = 0, 3 do  -- each lane's head, past its gaps (at most ARGV[8] gaps in all)
-  while true do
+  local gaps = 0
+  while skipped < most_gaps do
     local raw = redis.call('LINDEX', lane(n), 0)
     local mark = raw and string.sub(raw, 1, 1)
     if not raw or (raw ~= '' and mark ~= '~') then heads[n] = raw; break end
     redis.call('LPOP', lane(n))
-    redis.call('HINCRBY', pending, '#' .. n, 1)
     if mark == '~' then left(string.sub(raw, 2)) end  -- a gap the previous release left
-    skipped = skipped + 1
-    if skipped >= tonumber(ARGV[8]) then return {unsorted, false, """ + str(MORE_GAPS) + """} end
+    gaps, skipped = gaps + 1, skipped + 1
   end
+  gone(n, gaps)
+  if skipped >= most_gaps then return {unsorted, false, """ + str(MORE_GAPS) + """} end
 end
 local chosen, aged, oldest = nil, nil, now - tonumber(ARGV[9])
 for n = 0, 3 do
@@ -215,25 +227,23 @@ if aged and redis.call('HINCRBY', stats, 'turn', 1) % """ + str(AGED_SHARE) + ""
 end
 if chosen then
   local raw = redis.call('LPOP', lane(chosen))
-  redis.call('HINCRBY', pending, '#' .. chosen, 1)
+  gone(chosen, 1)
   redis.call('HINCRBY', stats, 'laned', -1)
   left(raw)
   redis.call('RPUSH', inflight, raw)
   return {unsorted, raw, chosen}
 end
-while true do  -- storm mode off: the arrival list's head, past its gaps
-  local raw = redis.call('LPOP', arrival)
-  if not raw then return {0, false, -1} end
-  redis.call('HINCRBY', pending, '#a', 1)
-  unsorted = unsorted - 1
-  if raw ~= '' then
-    redis.call('RPUSH', inflight, raw)
-    return {unsorted, raw, -1}
-  end
-  redis.call('HINCRBY', stats, 'laned', 1)  -- a purge's gap: counted -1 there
-  skipped = skipped + 1
-  if skipped >= tonumber(ARGV[8]) then return {unsorted, false, """ + str(MORE_GAPS) + """} end
-end
+local gaps, raw = 0, nil
+repeat  -- storm mode off: the arrival list's head, past its gaps
+  raw = redis.call('LPOP', arrival)
+  if raw == '' then gaps = gaps + 1 end
+until raw ~= '' or skipped + gaps >= most_gaps
+gone(-1, gaps + ((raw and raw ~= '') and 1 or 0))
+if gaps > 0 then redis.call('HINCRBY', stats, 'laned', gaps) end  -- (a purge counted -1)
+if raw == '' then return {unsorted - gaps, false, """ + str(MORE_GAPS) + """} end
+if not raw then return {0, false, -1} end
+redis.call('RPUSH', inflight, raw)
+return {unsorted - gaps - 1, raw, -1}
 """
 
 # Forget the pending entries of incidents with nothing waiting and no event since ARGV[1]
@@ -278,13 +288,14 @@ class Lanes:
         self.label = label
 
     def take(self, take: bool = True) -> Taken:
-        """Sort what arrived (at most ``SORTED_PER_CALL``), then, when ``take``, move the
-        next event in flight."""
+        """Sort what arrived (at most ``SORTED_PER_CALL`` events, and past
+        ``SORTED_BYTES_PER_CALL`` no more), then, when ``take``, move the next event in
+        flight."""
         unsorted, raw, lane = self.script(keys=self.keys, args=[
             self.settings.storm_mode, int(self.settings.storm_after_s * 1000),
             SORTED_PER_CALL, int(take), self.settings.history_max_entries, self.label,
             self.settings.history_max_bytes, GAPS_PER_CALL,
-            int(self.settings.storm_age_s * 1000)])
+            int(self.settings.storm_age_s * 1000), SORTED_BYTES_PER_CALL])
         return Taken(int(unsorted), str(raw) if raw else None, int(lane))
 
     def burst(self, taken: Taken) -> int:

@@ -48,3 +48,36 @@ def test_a_backlog_sends_the_page_first_and_merges_repeats(make_stack) -> None:
     assert story["state"] == "delivered" and story["action"] == "trigger"
     text = stack.cli("trace", "flap").stdout
     assert text.count("merged after") == 4
+
+
+def test_the_deepest_event_admitted_is_sorted_in_its_incident(make_stack) -> None:
+    """Issue 24 (2): Redis's JSON decoder (cjson) refuses nesting past 1,000 levels, and
+    the ingress once took deeper events: such a trigger was sorted outside its incident
+    and its resolve went first. The ingress's limit (relay/body.py MAX_DEPTH, 64) is far
+    inside cjson's: the deepest event it admits is counted in its incident, so a critical
+    trigger of another incident may go first, but never the deep one's resolve."""
+    from relay.body import MAX_DEPTH
+    from relay.keys import key_id
+    from relay.names import Names
+
+    stack = make_stack(keys=1, RELAY_STORM_MODE="always")
+    stack.start_simulator()
+    stack.start_ingress()
+    details: object = []
+    for _ in range(MAX_DEPTH - 4):  # event, payload, custom_details, then 61 lists
+        details = [details]
+    deep = trigger("deep", dedup_key="deep")
+    deep["payload"] = dict(deep["payload"], severity="info",  # type: ignore[arg-type]
+                           custom_details={"x": details})
+    assert stack.post(deep).status_code == 202
+    deeper = dict(deep, payload=dict(deep["payload"], custom_details={"x": [details]}))
+    assert stack.post(deeper).status_code == 400  # one level more: refused
+    assert stack.post({"event_action": "resolve", "dedup_key": "deep"}).status_code == 202
+    assert stack.post(trigger("page", dedup_key="page")).status_code == 202
+    stack.start_worker(0)
+    events = wait_until(lambda: len(got := stack.sim_get("events")["events"]) >= 3 and got, 30,
+                        "the backlog delivered")
+    assert [(e["dedup_key"], e["event_action"]) for e in events] == [
+        ("page", "trigger"), ("deep", "trigger"), ("deep", "resolve")]
+    pending = stack.redis.client().hgetall(Names().pending(key_id(stack.keys[0])))
+    assert not any(v.split()[1] != "0" for f, v in pending.items() if not f.startswith("#"))
