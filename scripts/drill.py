@@ -45,10 +45,11 @@ class Load(threading.Thread):
     """Sends incidents at ``rate`` events/s until stopped; records what got a 202."""
 
     def __init__(self, url: str, rate: float, tag: str,
-                 severities: tuple[str, ...] = ("warning",)) -> None:
+                 severities: tuple[str, ...] = ("warning",), spread: int = 0) -> None:
         super().__init__(daemon=True)
         self.url, self.interval, self.tag = url, 1 / rate, tag
         self.severities = severities  # each incident's trigger: the next one in turn
+        self.spread = spread  # 0: trigger, acknowledge, resolve one after the other
         self.accepted: list[str] = []
         self.refused = 0
         self.stopped = threading.Event()
@@ -57,15 +58,17 @@ class Load(threading.Thread):
     def run(self) -> None:
         n = 0
         while not self.stopped.is_set():
-            incident = f"{self.tag}-{n // 3:05d}"
-            step = n % 3
+            step = n % 3  # an incident's follow-ups come `spread` incidents apart
+            number = n // 3 - step * self.spread
+            incident = f"{self.tag}-{number:05d}"
             event: dict[str, Any] = {"event_action": ACTIONS[step], "dedup_key": incident}
             if step == 0:
                 event["payload"] = {"summary": f"drill {incident}", "source": "drill",
-                                    "severity": self.severities[n // 3 % len(
+                                    "severity": self.severities[number % len(
                                         self.severities)],
                                     "custom_details": {"seq": f"{incident}/0"}}
-            self.send(event, f"{incident}/{step}")
+            if number >= 0:
+                self.send(event, f"{incident}/{step}")
             n += 1
             self.stopped.wait(self.interval)
 
@@ -293,7 +296,8 @@ def main() -> int:
                 row = storm_drill(Path(tmp) / str(n), args.full)
             elif name == "upgrade":
                 row = upgrade.run(Path(tmp) / str(n), seconds, rate, lambda url: Load(
-                    url, rate, "upgrade", ("critical", "error", "warning", "info")), verdict)
+                    url, rate, "upgrade", ("critical", "error", "warning", "info"),
+                    spread=10), verdict)  # each incident over 3 s: over a replacement
             else:
                 row = drill(name, Path(tmp) / str(n), seconds, rate)
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "drill"))
