@@ -13,8 +13,8 @@ owners, held, outbox, history: docs/DESIGN.md, "Stored formats and upgrades").
   process of any release has started on it (``Names.known_keys`` is absent).
 - A store at an older version this release reads is upgraded by the first process that
   starts (``RAISE``: atomic, never lowers): each step's migration runs in the same call.
-- ``pd-relay format --rollback-to 1`` marks the store as version 1 again after a rollback
-  to v0.1.0 (``LOWER``), so that the next upgrade repeats its migration.
+- ``pd-relay format --rollback-to 1``, run just before a rollback to v0.1.0, marks the
+  store as version 1 again (``LOWER``), so that the next upgrade repeats its migration.
 
 Version 2 (this release) reads and writes the same events, lanes, pending notes and
 incidents as version 1; it adds incidents' owners (``Names.owners``), which version 1

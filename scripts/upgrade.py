@@ -2,7 +2,8 @@
 (the last tag, ``PREVIOUS``) runs under load with a backlog in storm mode's lanes; its
 processes are replaced one at a time by this release's (each key's workers standby
 first, then the ingress nodes behind nginx), and then back again, as a rollback
-(README, "Upgrading"); the count is the other drills': lost, order violations, misrouted.
+(README, "Upgrading": ``pd-relay format --rollback-to 1`` first); the count is the other
+drills': lost, order violations, misrouted.
 
 The previous release runs from its source, taken out of git into the drill's directory,
 in this venv (its dependencies are this release's, fewer: pyproject.toml), its tree first
@@ -144,10 +145,12 @@ def run(workdir: Path, seconds: float, rate: float, load_of: Callable[[str], Any
         if str(upgraded) != str(formats.FORMAT):
             raise RuntimeError(f"the store's format version is {upgraded!r} after the upgrade")
         time.sleep(seconds / 5)
-        rolling.replace(tree)  # and back
-        marked = stack.cli("format", "--rollback-to", "1", "--yes")
+        marked = stack.cli("format", "--rollback-to", "1", "--yes")  # README's rollback
         if marked.returncode != 0:
             raise RuntimeError(f"pd-relay format --rollback-to 1: {marked.stderr}")
+        rolling.replace(tree)  # and back
+        if str(stack.redis.client().get(Names().format)) != "1":
+            raise RuntimeError("the store's format version is not 1 after the rollback")
         stack.sim_config(fail_rate=0.0)
         time.sleep(seconds / 5)
         load.stopped.set()

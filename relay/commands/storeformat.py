@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 def add_parser(sub: Any) -> None:
     parser = sub.add_parser(
         "format", help="show the version of what Redis stores; --rollback-to marks it for "
-        "an older release once that release runs again")
+        "a rollback to an older release")
     parser.add_argument("--rollback-to", type=int, metavar="VERSION",
-                        help="mark the store as VERSION (1: v0.1.0) after rolling back to it")
+                        help="mark the store as VERSION (1: v0.1.0) just before rolling back to it")
     parser.add_argument("--yes", action="store_true", help="do it (else: say what it does)")
 
 
@@ -35,10 +35,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
               f"{formats.FORMAT} and reads versions {formats.READS} to {formats.FORMAT}")
         return 0 if found == 0 or formats.READS <= found <= formats.FORMAT else 2
     if not args.yes:
-        print(f"stored formats: version {shown}. Once no process of this release runs "
-              f"(they upgrade the store again when they start), this marks it as version "
-              f"{formats.named(args.rollback_to)}, so that the next upgrade redoes its "
-              "migration: run again with --yes")
+        print(f"stored formats: version {shown}. Just before a rollback, this marks it "
+              f"as version {formats.named(args.rollback_to)}, so that the next upgrade "
+              "redoes its migration (a process of this release that starts later upgrades "
+              "it again): run again with --yes")
         return 0
     formats.rollback(client, names, args.rollback_to)
     log.warning("stored formats marked as version %d (was %s) for a rollback, by %s@%s",
