@@ -13,6 +13,7 @@ import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
+from relay import formats
 from relay.adapters import ADAPTERS
 from relay.body import parse_body
 from relay.commit import GroupCommit
@@ -47,6 +48,11 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     settings = settings or Settings.from_env()
     client = client if client is not None else connect(settings)
     names = Names(settings.prefix)
+    try:  # promise 9: an ingress that cannot read the stored formats answers nothing
+        formats.ensure(client, names)
+    except redis.RedisError as exc:  # down: checked again at the next start
+        log.warning("Redis does not answer (%s): the stored formats' version is checked "
+                    "when the relay's processes start", type(exc).__name__)
     store = GroupCommit(EventStore(client, names, settings).enqueue,
                         verdict_s=settings.redis_timeout_s * 3)
     policy = Policy(settings)

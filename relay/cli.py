@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import sys
 from typing import Any, TextIO
 
 import redis
 
-from relay import queues
+from relay import formats, queues
 from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
-from relay.commands import deadletters, ingress, operations, sendtest, trace
-from relay.errors import ConfigError
+from relay.commands import deadletters, ingress, operations, sendtest, storeformat, trace
+from relay.errors import ConfigError, StoreFormatError
 from relay.logs import configure, printable
 from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
@@ -44,8 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure(args.command, settings.log_level, settings.log_format, settings.routing_keys)
     try:
+        if args.command in STORED:  # promise 9: refuse formats this release cannot read
+            upgrade, redis_down = STORED[args.command]
+            if args.command == "check" and args.redis:
+                redis_down = 0
+            formats.at_start(settings, upgrade, redis_down)
         result: int = COMMANDS[args.command](settings, args)
         return result
+    except StoreFormatError as exc:
+        print(f"pd-relay: {exc}", file=sys.stderr)
+        return 2
     except redis.RedisError as exc:
         print(f"pd-relay: cannot reach Redis at {settings.redis_shown}: "
               f"{str(exc).replace(settings.redis_url, settings.redis_shown)}", file=sys.stderr)
@@ -98,7 +107,18 @@ COMMANDS = {
     "routes": routes_command, "maintenance": maintenance.command, "queue": queues.command,
     "dead-letters": deadletters.command, "send-test": sendtest.command,
     "channel-worker": channel_worker.command, "channels": channels.command,
-    "trace": trace.command,
+    "trace": trace.command, "format": storeformat.command,
+}
+# The commands that reach Redis, and what they do with the stored formats' version before
+# they start (relay.formats): upgrade it (else only read it), and how loud Redis being
+# down is (0: an error; the long-running processes may start before Redis). Each refuses
+# a version it cannot read. `format` reads it itself (it shows any).
+STORED = {
+    "ingress": (True, logging.WARNING), "worker": (True, logging.WARNING),
+    "channel-worker": (True, logging.WARNING), "check": (False, logging.INFO),
+    "status": (False, 0), "trace": (False, 0), "forget-key": (True, 0),
+    "queue": (True, 0), "dead-letters": (True, 0), "send-test": (True, 0),
+    "channels": (True, 0), "maintenance": (True, 0),
 }
 
 
@@ -117,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     deadletters.add_parser(sub)
     sendtest.add_parser(sub)
     trace.add_parser(sub)
+    storeformat.add_parser(sub)
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)

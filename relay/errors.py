@@ -2,6 +2,7 @@
 
     RelayError
     ├── ConfigError              bad settings or keys file; stops start-up
+    ├── StoreFormatError         Redis holds formats this release cannot read; stops start-up
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
     │   ├── Refused              the sender may not send (``sender`` names them)
@@ -35,6 +36,11 @@ class ConfigError(RelayError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class StoreFormatError(RelayError):
+    """Redis holds stored formats this release cannot read (relay.formats): the message
+    names both versions and what to do."""
 
 
 class RequestError(RelayError):

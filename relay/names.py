@@ -50,6 +50,12 @@ class Names:
         return f"{self.prefix}:incidents:{kid}"
 
     @property
+    def format(self) -> str:
+        """String: the version of the stored formats (``relay.formats``); absent in a
+        store written by v0.1.0 (version 1) or by no release yet."""
+        return f"{self.prefix}:format"
+
+    @property
     def decisions(self) -> str:
         """Hash of the ingress's decisions per route and source (``relay.tally``)."""
         return f"{self.prefix}:decisions"

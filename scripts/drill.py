@@ -28,6 +28,7 @@ from typing import Any
 
 import requests
 import storm
+import upgrade
 from bench import publish
 
 from relay.keys import new_key as make_key
@@ -43,9 +44,12 @@ FAULT_S = 8.0  # a stall or freeze: longer than the drill stack's lease (3 s) an
 class Load(threading.Thread):
     """Sends incidents at ``rate`` events/s until stopped; records what got a 202."""
 
-    def __init__(self, url: str, rate: float, tag: str) -> None:
+    def __init__(self, url: str, rate: float, tag: str,
+                 severities: tuple[str, ...] = ("warning",), spread: int = 0) -> None:
         super().__init__(daemon=True)
         self.url, self.interval, self.tag = url, 1 / rate, tag
+        self.severities = severities  # each incident's trigger: the next one in turn
+        self.spread = spread  # 0: trigger, acknowledge, resolve one after the other
         self.accepted: list[str] = []
         self.refused = 0
         self.stopped = threading.Event()
@@ -54,14 +58,17 @@ class Load(threading.Thread):
     def run(self) -> None:
         n = 0
         while not self.stopped.is_set():
-            incident = f"{self.tag}-{n // 3:05d}"
-            step = n % 3
+            step = n % 3  # an incident's follow-ups come `spread` incidents apart
+            number = n // 3 - step * self.spread
+            incident = f"{self.tag}-{number:05d}"
             event: dict[str, Any] = {"event_action": ACTIONS[step], "dedup_key": incident}
             if step == 0:
                 event["payload"] = {"summary": f"drill {incident}", "source": "drill",
-                                    "severity": "warning",
+                                    "severity": self.severities[number % len(
+                                        self.severities)],
                                     "custom_details": {"seq": f"{incident}/0"}}
-            self.send(event, f"{incident}/{step}")
+            if number >= 0:
+                self.send(event, f"{incident}/{step}")
             n += 1
             self.stopped.wait(self.interval)
 
@@ -267,6 +274,9 @@ DRILLS = {
     "storm": "the storm of scripts/bench --only storm (300 flapping incidents, 60 critical; "
              "PagerDuty's time 10x faster; storm mode backlog), key 0's worker killed -9 "
              "halfway and restarted",
+    "upgrade": "the previous release (its tag) under load, storm mode's lanes holding a "
+               "backlog (PagerDuty failing 70%), its workers then ingress nodes replaced "
+               "one at a time by this release's, then back (a rollback)",
 }
 
 
@@ -282,8 +292,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pd-relay-drill-") as tmp:
         for n, name in enumerate(args.only or list(DRILLS)):
             print(f"{name}: {DRILLS[name]}...", flush=True)
-            row = storm_drill(Path(tmp) / str(n), args.full) if name == "storm" else \
-                drill(name, Path(tmp) / str(n), seconds, rate)
+            if name == "storm":
+                row = storm_drill(Path(tmp) / str(n), args.full)
+            elif name == "upgrade":
+                row = upgrade.run(Path(tmp) / str(n), seconds, rate, lambda url: Load(
+                    url, rate, "upgrade", ("critical", "error", "warning", "info"),
+                    spread=10), verdict)  # each incident over 3 s: over a replacement
+            else:
+                row = drill(name, Path(tmp) / str(n), seconds, rate)
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "drill"))
             rows.append(row)
     mode = "full" if args.full else "short"

@@ -52,6 +52,7 @@ routes:
         return fake if decode else raw
 
     for module in ("relay.channels.commands", "relay.commands.trace", "relay.queues",
+                   "relay.formats",
                    "relay.commands.operations", "relay.commands.deadletters"):
         monkeypatch.setattr(f"{module}.connect", connect)
     monkeypatch.setattr("relay.cli.configure", lambda *args: None)

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,22 @@ class LoopbackStack:
         self.processes.append(Process("simulator", argv, self.env, self.logs))
         wait_until(lambda: self.sim_get("stats"), 10, "the simulator to answer")
 
-    def start_ingress(self, port: int | None = None) -> str:
-        """Start an ingress node (on ``port``, to restart one in place) and return its URL."""
+    def release(self, tree: Path | None) -> tuple[list[str], dict[str, str]]:
+        """How to run ``pd-relay`` (argv and environment): this release's, or (``tree``)
+        the one whose source is in that directory, in the same interpreter (its imports
+        come first from ``tree``, never from the working directory: PYTHONSAFEPATH)."""
+        if tree is None:
+            return pd_relay(), self.env
+        return ([sys.executable, "-m", "relay.cli"],
+                dict(self.env, PYTHONPATH=str(tree), PYTHONSAFEPATH="1"))
+
+    def start_ingress(self, port: int | None = None, tree: Path | None = None) -> str:
+        """Start an ingress node (on ``port``, to restart one in place; from ``tree``, see
+        ``release``) and return its URL."""
         port = port or free_port()
-        argv = pd_relay() + ingress_args(HOST, port)
-        self.processes.append(Process(f"ingress-{port}", argv, self.env, self.logs))
+        command, env = self.release(tree)
+        argv = command + ingress_args(HOST, port)
+        self.processes.append(Process(f"ingress-{port}", argv, env, self.logs))
         url = f"http://{HOST}:{port}"
         wait_until(lambda: requests.get(url + "/healthz", timeout=1).ok, 15, "ingress")
         if url not in self.ingress_urls:
@@ -78,9 +90,10 @@ class LoopbackStack:
         self.keys = keys
         (self.workdir / "keys.txt").write_text("\n".join(keys) + "\n")
 
-    def start_worker(self, index: int, name: str = "") -> Process:
-        argv = pd_relay() + worker_args(key_id(self.keys[index]))
-        process = Process(name or f"worker-{index}-{len(self.processes)}", argv, self.env,
+    def start_worker(self, index: int, name: str = "", tree: Path | None = None) -> Process:
+        command, env = self.release(tree)
+        argv = command + worker_args(key_id(self.keys[index]))
+        process = Process(name or f"worker-{index}-{len(self.processes)}", argv, env,
                           self.logs)
         self.processes.append(process)
         return process
