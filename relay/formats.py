@@ -43,7 +43,8 @@ READS = 1  # the oldest it reads, and upgrades from
 RELEASES = {1: "v0.1.0", 2: "this release"}  # the release that introduced each version
 
 # Upgrade the stored version to this release's, atomically: never lowered, and each step's
-# migration with it. Its first write (DEL) frees memory, so it runs when Redis is full.
+# migration with it. Its first write (UNLINK: freed in the background, however big)
+# frees memory, so it runs when Redis is full.
 # KEYS[1] the version, KEYS[2] the incidents' owners hash, KEYS[3] the keys the relay
 # served (any release's process writes it at start: its absence means a fresh store)
 # ARGV[1] this release's version, ARGV[2] the oldest it reads
@@ -57,7 +58,7 @@ if found == wanted then return {found, 'current'} end
 if found > wanted then return {found, 'newer'} end
 if found ~= 0 and found < oldest then return {found, 'older'} end
 if found ~= 0 and found < 2 then
-  redis.call('DEL', KEYS[2])  -- 1 -> 2: owners a version 1 process may have left stale
+  redis.call('UNLINK', KEYS[2])  -- 1 -> 2: owners a version 1 process may have left stale
 end
 redis.call('SET', KEYS[1], wanted)
 return {found, found == 0 and 'fresh' or 'upgraded'}

@@ -29,9 +29,9 @@ PREVIOUS = ("v0.1.0", "d28dc03")  # the last release's tag, or its commit
 REPO = Path(__file__).resolve().parent.parent
 ACTIONS = ("trigger", "acknowledge", "resolve")  # the drill's load, per incident
 STEP_S = 1.0  # under load between two replacements
-# Imports worker.lanes as the release in a tree runs it; PURGE_LANE came after v0.1.0
+# Imports worker.lanes as the release in a tree runs it; AGED_SHARE came after v0.1.0
 PROBE = ("import relay, worker.lanes; print(relay.__file__); "
-         "print(hasattr(worker.lanes, 'PURGE_LANE'))")
+         "print(hasattr(worker.lanes, 'AGED_SHARE'))")
 
 
 def previous_release(into: Path) -> tuple[str, Path]:
@@ -52,7 +52,7 @@ def previous_release(into: Path) -> tuple[str, Path]:
 
 
 def probe(stack: Stack, tree: Path | None) -> tuple[str, bool]:
-    """Where ``relay`` comes from, and whether its lanes have PURGE_LANE, as a process of
+    """Where ``relay`` comes from, and whether its lanes have AGED_SHARE, as a process of
     the release in ``tree`` (None: this one) imports them."""
     _, env = stack.release(tree)
     answer = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,

@@ -133,3 +133,29 @@ def test_redis_down_at_start_is_said_and_the_version_checked_at_the_next(setting
     assert "checked when the relay's processes start" in caplog.text
     with pytest.raises(Exception, match="Connection refused|Error"):
         formats.at_start(down, redis_down=0)
+
+
+def test_a_rollback_takes_the_purges_gaps_out_of_the_arrival_lists(
+        started, fake, capsys, monkeypatch, settings) -> None:
+    """v0.1.0 reads a gap in an arrival list as an event (this release's purge leaves
+    them there): the rollback takes them out, and `laned` (which counted each -1) with
+    them, so that what waits counts right on both releases."""
+    from relay.keyring import known_keys
+    from relay.keys import key_id
+    from relay.status import read_status
+    from relay.store import Record
+
+    monkeypatch.setattr("relay.commands.storeformat.connect", lambda *args: fake)
+    cli.COMMANDS["format"] = cli.storeformat.command
+    fake.set(NAMES.format, formats.FORMAT)
+    kid = key_id(settings.routing_keys[0])
+    fake.hset(NAMES.known_keys, kid, "key-1 ...")  # as any process writes at start
+    assert kid in known_keys(fake, NAMES)
+    event = Record("alert", {"event_action": "trigger", "dedup_key": "x"}, 1).encode()
+    fake.rpush(NAMES.queue(kid), "", event, "", "")
+    fake.hset(NAMES.stats(kid), "laned", -3)
+    assert read_status(fake, NAMES, settings)[0]["queued"] == 1
+    assert cli.main(["format", "--rollback-to", "1", "--yes"]) == 0
+    assert "took 3 gap(s)" in capsys.readouterr().out
+    assert fake.lrange(NAMES.queue(kid), 0, -1) == [event]
+    assert fake.hget(NAMES.stats(kid), "laned") == "0"

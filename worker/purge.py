@@ -9,6 +9,11 @@ takes, so a read in chunks and the purge after it agree on where each event is.
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis
+
+from relay.names import Names
 from worker.lanes import INCIDENTS
 
 LOST = ("#0", "#1", "#2", "#3", "#a")  # per list of Names.waiting: entries lost at its head
@@ -66,3 +71,20 @@ redis.call('HINCRBY', stats, 'purged', removed)
 return removed
 """
 
+
+# Take a purge's gaps out of a key's arrival list (for a rollback to v0.1.0, which reads
+# a gap there as an event: README, "Upgrading"); `laned` counted each -1. One LREM: a
+# scan of the list, run once by an operator's command.
+# KEYS[1] the arrival list, KEYS[2] the key's stats
+# Returns how many gaps were taken out.
+STRIP = """
+local gaps = redis.call('LREM', KEYS[1], 0, '')
+if gaps > 0 then redis.call('HINCRBY', KEYS[2], 'laned', gaps) end
+return gaps
+"""
+
+
+def strip_arrival_gaps(client: redis.Redis, names: Names, kids: list[str]) -> int:
+    """Take the purge's gaps out of the keys' arrival lists (``STRIP``); how many."""
+    script: Any = client.register_script(STRIP)
+    return sum(int(script(keys=[names.queue(kid), names.stats(kid)])) for kid in kids)

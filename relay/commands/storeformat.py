@@ -10,9 +10,11 @@ import socket
 from typing import Any
 
 from relay import formats
+from relay.keyring import known_keys
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import connect
+from worker.purge import strip_arrival_gaps
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
               "it again): run again with --yes")
         return 0
     formats.rollback(client, names, args.rollback_to)
+    gaps = strip_arrival_gaps(client, names, list(known_keys(client, names)))
+    if gaps:  # v0.1.0 would take a purge's gap in its arrival list for an event
+        print(f"took {gaps} gap(s) a purge left out of the keys' arrival lists")
     log.warning("stored formats marked as version %d (was %s) for a rollback, by %s@%s",
                 args.rollback_to, shown, getpass.getuser(), socket.gethostname())
     print(f"stored formats marked as version {formats.named(args.rollback_to)} (was {shown})")
