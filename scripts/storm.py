@@ -129,6 +129,7 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
         client.config_set("slowlog-log-slower-than", 200)
         client.config_set("slowlog-max-len", 100_000)
         client.slowlog_reset()
+        client.config_resetstat()
         if fault is not None:
             threading.Timer(window_s / 2, fault, [stack]).start()
         sent, start = play(url, timed)
@@ -164,8 +165,12 @@ def longest_script(client: Any) -> dict[str, Any]:
     calls = [(duration, named.get(command.split()[1], "?")) for duration, command in commands
              if command.startswith(("EVALSHA ", "EVAL "))]
     longest = max(calls, default=(0, "none over 0.2 ms"))
+    stats = client.info("commandstats")
+    total = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+                for name in ("evalsha", "eval"))
     return {"longest_script_ms": longest[0] / 1000, "longest_script": longest[1],
-            "scripts_over_5ms": sum(1 for duration, _ in calls if duration >= 5000)}
+            "scripts_over_5ms": sum(1 for duration, _ in calls if duration >= 5000),
+            "script_calls": total}
 
 
 def judge(arrived: list[dict[str, Any]], sent: Sent, drained_s: float, scale: float,
