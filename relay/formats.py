@@ -64,11 +64,13 @@ redis.call('SET', KEYS[1], wanted)
 return {found, found == 0 and 'fresh' or 'upgraded'}
 """
 
-# Mark the store as an older version (a rollback), unless a newer release wrote it.
+# Mark the store as an older version (a rollback), unless a newer release wrote it. Its
+# first write (HDEL) is one Redis never refuses, so it runs when Redis is full.
 # KEYS[1] the version, KEYS[2] the keys the relay served
 # ARGV[1] the version to mark, ARGV[2] this release's
 # Returns the version found (0: none), and leaves a higher one than ARGV[2] as it was.
 LOWER = """
+redis.call('HDEL', KEYS[2], '#never')  -- a first write Redis never refuses (when full)
 local found = tonumber(redis.call('GET', KEYS[1]) or '0')
 if found == 0 and redis.call('EXISTS', KEYS[2]) == 1 then found = 1 end
 if found <= tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[1]) end

@@ -27,7 +27,7 @@ from relay.names import Names
 from relay.routes.matchers import Matcher, parse
 from relay.settings import Settings
 from relay.store import Record, connect, is_gap
-from worker.purge import LOST, PURGE, PURGED_PER_CALL, READ, READ_PER_CALL
+from worker.purge import LOST, PURGE, PURGED_BYTES_PER_CALL, PURGED_PER_CALL, READ, READ_PER_CALL
 
 log = logging.getLogger(__name__)
 SHOWN = 20  # events listed by default
@@ -91,9 +91,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     for name, lost in zip(names.waiting(kid), LOST, strict=True):
         lane = name != names.queue(kid)
         found = [(place, raw) for where, place, raw in doomed if where == name]
-        for start in range(0, len(found), PURGED_PER_CALL):
-            pairs: list[int | str] = [part for place, raw in found[start:start + PURGED_PER_CALL]
-                                      for part in (place, raw)]
+        for chunk in _calls(found):
+            pairs: list[int | str] = [part for place, raw in chunk for part in (place, raw)]
             removed += int(purge(keys=[name, names.stats(kid), names.pending(kid)],
                                  args=[lost, int(lane), *pairs]))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
@@ -102,6 +101,21 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
           + (f" ({len(doomed) - removed} had left the queue meanwhile)"
              if removed < len(doomed) else ""))
     return 0
+
+
+def _calls(found: list[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
+    """The events to purge, in calls of at most PURGED_PER_CALL events and (past the
+    first) PURGED_BYTES_PER_CALL bytes: each call's work is bounded (worker.purge)."""
+    chunk: list[tuple[int, str]] = []
+    size = 0
+    for place, raw in found:
+        if chunk and (len(chunk) >= PURGED_PER_CALL or size + len(raw) > PURGED_BYTES_PER_CALL):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((place, raw))
+        size += len(raw)
+    if chunk:
+        yield chunk
 
 
 def _key(settings: Settings, given: str) -> str | None:
