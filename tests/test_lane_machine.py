@@ -1,0 +1,557 @@
+"""Storm mode's lane machinery as a state machine (issue 24): whatever arrives, whoever
+takes, whatever is purged, merged, pruned or crashed, and in whichever mode each worker
+runs, every incident's events reach PagerDuty in the order accepted, each once or merged
+into a later trigger of its incident, a purged event never, and once all is drained the
+key's counters are back at 0.
+
+Real workers (worker/delivery.py ``Worker.step``: take, send, FINISH) on fakeredis with
+Lua, a PagerDuty stub that can crash the worker before or after it sends, and purges as
+``pd-relay queue purge`` makes them (relay/queues.py: PURGE on the arrival list,
+PURGE_LANE on a lane), also from a stale reading (events moved, merged or left since).
+Nothing here depends on which lane is served first.
+
+How the model counts:
+
+- Every accepted event has a number ``x`` (in the event, so PagerDuty's body names it)
+  and an accepted time ``t0 + x`` (so a merged trigger's ``first`` names its first). A
+  stored or sent trigger standing for ``m`` repeats covers its incident's ``m`` events
+  accepted from that first to itself and not purged before; all must be triggers.
+- Delivered: a body PagerDuty got (its cover), or an unreadable event dead-lettered.
+  Each accepted event is delivered once, or purged, never both, and an incident's
+  covers arrive in increasing order.
+- A crash after the send and before FINISH leaves the event in flight, and the next
+  holder sends it again: that one re-send of the in-flight event (same body) is at
+  least once by design and is counted apart (``resends``), never as a second delivery.
+  Any other repeat is a failure. After any crash, the next send is the event it left.
+- After every step: the key's ``bytes`` equal the bytes of every event in the arrival
+  list, the lanes and in flight; ``laned`` the events in the lanes; each incident's
+  pending entry counts its events in the lanes, all in the entry's lane, and its place
+  names its newest there (or a gap); nothing else has a count; waiting events of an
+  incident (in flight, lanes, arrival) are in acceptance order after what was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+from unittest import mock
+
+import fakeredis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import relay.queues
+import worker.delivery
+import worker.lanes
+from relay.history import iso
+from relay.keys import key_id, new_key
+from relay.names import Names
+from relay.routes.matchers import parse
+from relay.settings import Settings
+from relay.store import Record, is_gap
+from worker.delivery import Worker
+from worker.lanes import Lanes
+
+NAMES = Names()
+INCIDENTS = ("i0", "i1", "i2", "i3")
+SEVERITIES = ("critical", "error", "warning", "info")
+ACTIONS = ("trigger", "trigger", "trigger", "acknowledge", "resolve")
+# each mode's name: RELAY_STORM_MODE and RELAY_STORM_AFTER_S (events are accepted 30 s
+# before the machine starts: backlog merges, young-backlog does not yet)
+MODES = {"off": ("off", 10.0), "always": ("always", 10.0), "backlog": ("backlog", 10.0),
+         "young-backlog": ("backlog", 3600.0)}
+ODD = ("unreadable", "change", "change with a dedup_key", "alert without a dedup_key")
+
+
+class Crash(BaseException):
+    """The worker's process dies where it stands (as a kill would)."""
+
+
+class Stuck(AssertionError):
+    """The worker found nothing to take while events wait (it would block on BLMOVE)."""
+
+
+class Client(fakeredis.FakeRedis):  # type: ignore[misc]
+    def blmove(self, *args: Any, **kwargs: Any) -> Any:
+        raise Stuck("the worker found nothing to take while events wait")
+
+
+class PagerDutyStub:
+    """Takes every event; ``crash`` kills the sending worker before or after the send."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.crash: str | None = None
+
+    def send(self, kind: str, body: bytes) -> str:
+        if self.crash == "before":
+            raise Crash
+        self.bodies.append(json.loads(body))
+        if self.crash == "after":
+            raise Crash
+        return '{"status":"success"}'
+
+
+@dataclass(frozen=True)
+class Accepted:
+    incident: str | None  # the dedup_key of an alert; None: no incident (change, odd)
+    action: str  # trigger, acknowledge, resolve, change or unreadable
+    raw: str
+
+
+def digest(dedup_key: str) -> str:
+    """The pending hash's field of an incident (worker/lanes.py INCIDENTS ``digest``)."""
+    a = b = 0
+    for c in dedup_key.encode():
+        a, b = (a * 31 + c) % 4294967291, (b * 37 + c) % 4294967279
+    return f"{a:08x}{b:08x}"
+
+
+def incident_of(raw: str) -> str | None:
+    """The incident TAKE counts a stored event in (INCIDENTS ``read``), if any."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    event = record.get("e") if isinstance(record, dict) else None
+    if record.get("k") != "alert" or not isinstance(event, dict):
+        return None
+    dedup_key = event.get("dedup_key")
+    return dedup_key if isinstance(dedup_key, str) else None
+
+
+class LaneMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fake = Client(decode_responses=True)
+        self.key = new_key()
+        self.kid = key_id(self.key)
+        self.settings = Settings(
+            routing_keys=(self.key,), lease_ttl_s=3600, connect_timeout_s=0.2,
+            read_timeout_s=0.5, rate_per_min=10**6, history_max_entries=0, retry_base_s=0.01)
+        self.pd = PagerDutyStub()
+        self.made = 0
+        self.modes = ["always"] * 3
+        self.workers = [self._worker("always") for _ in range(3)]
+        self.holder: int | None = None
+        seconds, micros = self.fake.time()
+        self.t0 = int(seconds) * 1000 + int(micros) // 1000 - 30_000
+        self.accepted: list[Accepted] = []
+        self.by_ms: dict[int, int] = {}
+        self.by_iso: dict[str, int] = {}
+        self.sent: set[int] = set()  # covered by a body PagerDuty got
+        self.dead: set[int] = set()  # dead-lettered (unreadable)
+        self.purged: set[int] = set()
+        self.last: dict[str, int] = {}  # each incident's newest event sent
+        self.bodies = 0  # PagerDuty's bodies looked at
+        self.letters: set[str] = set()  # dead letters looked at
+        self.unfinished: tuple[int, dict[str, Any]] | None = None  # sent, not finished
+        self.crashed: int | None = None  # the event a crash left in flight
+        self.resends = self.crashes_after = 0
+        self.stale: list[tuple[str, str]] = []  # what a purge read, and where
+        self.patches = [
+            mock.patch.object(worker.lanes, "SORTED_PER_CALL", 3),  # sorting in slices
+            mock.patch.object(worker.delivery, "SORTED_PER_CALL", 3),
+            mock.patch.object(worker.lanes, "GAPS_PER_CALL", 2),  # MORE_GAPS, taken again
+            mock.patch.object(relay.queues, "connect", lambda *_, **__: self.fake),
+        ]
+        for patch in self.patches:
+            patch.start()
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _worker(self, mode: str) -> Worker:
+        storm_mode, after_s = MODES[mode]
+        self.made += 1
+        made = Worker(replace(self.settings, storm_mode=storm_mode, storm_after_s=after_s),
+                      self.key, self.fake, pagerduty=self.pd,  # type: ignore[arg-type]
+                      sleep=self._no_sleep, worker_id=f"w{self.made}")
+        made.lease.clock = lambda: 0.0  # its lease outlasts any send, on its own clock
+        return made
+
+    @staticmethod
+    def _no_sleep(seconds: float) -> None:
+        raise AssertionError(f"a worker would sleep {seconds}s")
+
+    def _lists(self) -> tuple[list[str], list[list[str]], list[str]]:
+        """In flight, the four lanes, the arrival list."""
+        return (self.fake.lrange(NAMES.inflight(self.kid), 0, -1),
+                [self.fake.lrange(name, 0, -1) for name in NAMES.lanes(self.kid)],
+                self.fake.lrange(NAMES.queue(self.kid), 0, -1))
+
+    def _waiting(self) -> list[str]:
+        """Every waiting event (arrival list and lanes, gaps aside), as purge sees them."""
+        _, lanes, arrival = self._lists()
+        return [raw for raws in [*lanes, arrival] for raw in raws if not is_gap(raw)]
+
+    def _busy(self) -> bool:
+        return bool(self.fake.llen(NAMES.inflight(self.kid))) or bool(self._waiting())
+
+    def _stat(self, name: str) -> int:
+        return int(self.fake.hget(NAMES.stats(self.kid), name) or 0)
+
+    def covers(self, raw: str) -> list[int]:
+        """The accepted events a stored event stands for, in order."""
+        if raw.startswith("not json "):
+            return [int(raw.rsplit(" ", 1)[1])]
+        record = Record.decode(raw)
+        newest = int(record.event["x"])
+        if record.repeats == 1:
+            return [newest]
+        first = self.by_ms[record.first_ms]
+        incident = self.accepted[newest].incident
+        covered = [n for n in range(first, newest + 1)
+                   if self.accepted[n].incident == incident and n not in self.purged]
+        assert len(covered) == record.repeats, (raw, covered)
+        assert all(self.accepted[n].action == "trigger" for n in covered), (raw, covered)
+        return covered
+
+    def _arrive(self, kind: str, event: dict[str, Any] | None, incident: str | None,
+                action: str) -> str:
+        n = len(self.accepted)
+        event = dict(event or {}, x=n)
+        raw = (f"not json {n}" if event is None or kind == "unreadable" else
+               Record(kind, event, self.t0 + n, f"id{n}").encode())
+        self.accepted.append(Accepted(incident, action, raw))
+        self.by_ms[self.t0 + n] = n
+        self.by_iso[iso(self.t0 + n)] = n
+        return raw
+
+    def _store(self, raws: list[str]) -> None:
+        """What ENQUEUE does to the key's queue: append, count the bytes."""
+        with self.fake.pipeline() as pipe:
+            pipe.rpush(NAMES.queue(self.kid), *raws)
+            pipe.hincrby(NAMES.stats(self.kid), "bytes", sum(len(r.encode()) for r in raws))
+            pipe.execute()
+
+    def _purged(self, before: list[str], asked: list[str], stale: bool) -> None:
+        """What a purge removed (the waiting events before less after) is purged."""
+        removed = Counter(before) - Counter(self._waiting())
+        assert not removed - Counter(asked), "a purge removed what it was not asked to"
+        if not stale:
+            assert removed == Counter(asked), "a purge left what it was asked to remove"
+        for raw in removed.elements():
+            covered = self.covers(raw)
+            assert not set(covered) & (self.sent | self.purged | self.dead)
+            self.purged.update(covered)
+
+    def _purge(self, raws: list[str]) -> None:
+        """Remove these waiting events, each from the list it waits in."""
+        before = self._waiting()
+        _, lanes, arrival = self._lists()
+        self._purge_from([(name, raw) for name, raws_ in zip(
+            NAMES.waiting(self.kid), [*lanes, arrival], strict=True)
+            for raw in raws_ if raw in raws])
+        self._purged(before, raws, stale=False)
+
+    def _purge_from(self, doomed: list[tuple[str, str]]) -> None:
+        """As ``pd-relay queue purge --yes`` removes events (relay/queues.py ``command``):
+        those read in the arrival list with PURGE, those read in a lane with PURGE_LANE."""
+        scripts = relay.queues.Scripts(self.fake)
+        purge_lane = self.fake.register_script(worker.lanes.PURGE_LANE)
+        for name in NAMES.waiting(self.kid):
+            raws = [raw for where, raw in doomed if where == name]
+            if not raws:
+                continue
+            if name == NAMES.queue(self.kid):
+                scripts.purge(keys=[name, NAMES.stats(self.kid)], args=raws)
+            else:
+                purge_lane(keys=[name, NAMES.stats(self.kid), NAMES.pending(self.kid)],
+                           args=raws)
+
+    def _hold(self, n: int) -> Worker:
+        """Worker ``n`` holds the lease: the holder before lets go of it."""
+        if self.holder != n:
+            if self.holder is not None:
+                self.workers[self.holder].lease.release()
+            assert self.workers[n].lease.acquire()
+            self.holder = n
+        return self.workers[n]
+
+    def _crashed(self, n: int) -> None:
+        """Worker ``n`` is gone; its lease lapses; a new process starts in its place."""
+        head = self.fake.lindex(NAMES.inflight(self.kid), 0)
+        assert head is not None, "a crash lost the event in flight"
+        self.crashed = self.covers(head)[-1]
+        self.fake.delete(NAMES.lease(self.kid))
+        self.workers[n] = self._worker(self.modes[n])
+        self.holder = None
+
+    def _delivered(self) -> None:
+        """Account for what PagerDuty got and what was dead-lettered since last time."""
+        for body in self.pd.bodies[self.bodies:]:
+            newest = int(body["x"])
+            if self.crashed is not None:
+                assert newest == self.crashed, "after a crash, its event in flight goes first"
+                self.crashed = None
+            if self.unfinished is not None and self.unfinished[0] == newest:
+                assert body == self.unfinished[1]
+                self.resends, self.unfinished = self.resends + 1, None
+                continue
+            assert self.unfinished is None, "the event sent before a crash was not sent again"
+            details = (body.get("payload") or {}).get("custom_details") or {}
+            merged = details.get("pd_relay")
+            if merged:
+                first = self.by_iso[merged["first"]]
+                assert merged["last"] == iso(self.t0 + newest)
+                incident = self.accepted[newest].incident
+                covered = [n for n in range(first, newest + 1)
+                           if self.accepted[n].incident == incident and n not in self.purged]
+                assert len(covered) == merged["coalesced"], (body, covered)
+                assert all(self.accepted[n].action == "trigger" for n in covered)
+            else:
+                covered = [newest]
+            self._count(covered)
+        self.bodies = len(self.pd.bodies)
+        letters = self.fake.hgetall(NAMES.dead)
+        for letter_id, letter in letters.items():
+            if letter_id not in self.letters:
+                self.letters.add(letter_id)
+                covered = self.covers(json.loads(letter)["raw"])
+                assert all(self.accepted[n].action == "unreadable" for n in covered)
+                self._count(covered, dead=True)
+
+    def _count(self, covered: list[int], dead: bool = False) -> None:
+        for n in covered:
+            assert n not in self.purged, f"event {n} was purged, then delivered"
+            assert n not in self.sent | self.dead, f"event {n} delivered twice"
+        (self.dead if dead else self.sent).update(covered)
+        incident = self.accepted[covered[0]].incident
+        if incident is not None:
+            assert covered[0] > self.last.get(incident, -1), (
+                f"{incident}: event {covered[0]} after {self.last.get(incident)}")
+            self.last[incident] = covered[-1]
+
+    # ---- rules ---------------------------------------------------------------------
+
+    @rule(batch=st.lists(st.tuples(st.sampled_from(INCIDENTS), st.sampled_from(ACTIONS),
+                                   st.sampled_from(SEVERITIES)), min_size=1, max_size=4))
+    def arrive(self, batch: list[tuple[str, str, str]]) -> None:
+        """A request's events, stored together (ENQUEUE)."""
+        raws = []
+        for incident, action, severity in batch:
+            event: dict[str, Any] = {"event_action": action, "dedup_key": incident}
+            if action == "trigger":
+                event["payload"] = {"summary": incident, "source": "h", "severity": severity}
+            raws.append(self._arrive("alert", event, incident, action))
+        self._store(raws)
+
+    @rule(kind=st.sampled_from(ODD), severity=st.sampled_from(SEVERITIES))
+    def arrive_odd(self, kind: str, severity: str) -> None:
+        """An event of no incident: unreadable, a change event (one with a dedup_key,
+        which the sorter never counts), an alert without a dedup_key."""
+        payload = {"summary": "deploy", "source": "ci", "severity": severity}
+        if kind == "unreadable":
+            raw = self._arrive(kind, None, None, "unreadable")
+        elif kind.startswith("change"):
+            event: dict[str, Any] = {"payload": payload}
+            if kind == "change with a dedup_key":
+                event["dedup_key"] = "i1"
+            raw = self._arrive("change", event, None, "change")
+        else:
+            raw = self._arrive("alert", {"event_action": "trigger", "payload": payload}, None,
+                               "trigger")
+        self._store([raw])
+
+    @precondition(lambda self: self._busy())
+    @rule(n=st.integers(0, 2), times=st.integers(1, 3),
+          crash=st.sampled_from([None, None, "before", "after"]))
+    def step(self, n: int, times: int, crash: str | None) -> None:
+        """Worker ``n`` (now the holder) delivers the event in flight, or takes the next
+        one and delivers it, ``times`` over while events wait; the last time it may die
+        before or after sending."""
+        for turn in range(times):
+            if turn and not self._busy():
+                break
+            self._step(n, crash if turn == times - 1 else None)
+            if self.holder is None:
+                break
+
+    def _step(self, n: int, crash: str | None) -> None:
+        holder = self._hold(n)
+        self.pd.crash = crash
+        sent = len(self.pd.bodies)
+        try:
+            assert holder.step()
+        except Crash:
+            self._delivered()
+            if crash == "after":
+                assert len(self.pd.bodies) == sent + 1
+                body = self.pd.bodies[-1]
+                self.crashes_after += 1
+                self.unfinished = (int(body["x"]), body)
+            self._crashed(n)
+            return
+        finally:
+            self.pd.crash = None
+        self._delivered()
+
+    @rule(n=st.integers(0, 2))
+    def sort_only(self, n: int) -> None:
+        """A take that only sorts what arrived (the worker's big-arrival loop)."""
+        self.workers[n].lanes.take(take=False)
+
+    @precondition(lambda self: self.fake.llen(NAMES.inflight(self.kid)) < 3)
+    @rule(n=st.integers(0, 2))
+    def late_take(self, n: int) -> None:
+        """A lapsed holder's late take: an event moves in flight behind the one there."""
+        lanes = self.workers[n].lanes
+        while lanes.take().lane == worker.lanes.MORE_GAPS:
+            pass
+
+    @precondition(lambda self: self._waiting())
+    @rule(data=st.data())
+    def purge_one(self, data: st.DataObject) -> None:
+        """Purge one waiting event of any kind, wherever it waits."""
+        self._purge([data.draw(st.sampled_from(self._waiting()))])
+
+    @precondition(lambda self: len(self._waiting()) > 1)
+    @rule(data=st.data())
+    def purge_several(self, data: st.DataObject) -> None:
+        waiting = self._waiting()
+        self._purge(data.draw(st.lists(st.sampled_from(waiting), min_size=2, unique=True)))
+
+    @rule(matchers=st.sampled_from(
+        [[f'dedup_key="{i}"'] for i in INCIDENTS]
+        + [[f'event_action="{a}"'] for a in ("trigger", "acknowledge", "resolve")]
+        + [[f'severity="{s}"'] for s in SEVERITIES]
+        + [['dedup_key="i1"', 'event_action="trigger"'], []]))
+    def purge_matching(self, matchers: list[str]) -> None:
+        """``pd-relay queue purge KEY --match ... --yes`` (no matcher: ``--all``)."""
+        before = self._waiting()
+        args = argparse.Namespace(action="purge", key="key-1", match=matchers,
+                                  all=not matchers, yes=True)
+        assert relay.queues.command(self.settings, args) == 0
+        parsed = [parse(matcher) for matcher in matchers]
+        asked = [raw for raw in before if not matchers or (
+            not raw.startswith("not json ")
+            and all(m.holds(Record.decode(raw).event, {}) for m in parsed))]
+        self._purged(before, asked, stale=False)
+
+    @precondition(lambda self: self._waiting())
+    @rule(data=st.data())
+    def read_for_a_purge(self, data: st.DataObject) -> None:
+        """A purge reads what waits, and where; it removes it later (``purge_stale``)."""
+        _, lanes, arrival = self._lists()
+        seen = [(name, raw) for name, raws in zip(NAMES.waiting(self.kid), [*lanes, arrival],
+                                                  strict=True)
+                for raw in raws if not is_gap(raw)]
+        self.stale = data.draw(st.lists(st.sampled_from(seen), min_size=1, unique=True))
+
+    @precondition(lambda self: self.stale)
+    @rule()
+    def purge_stale(self) -> None:
+        """The purge goes on, each event from the list it was read in: some have been
+        taken, merged or moved up since, and stay as they are."""
+        before = self._waiting()
+        self._purge_from(self.stale)
+        self._purged(before, [raw for _, raw in self.stale], stale=True)
+        self.stale = []
+
+    @rule(n=st.integers(0, 2), mode=st.sampled_from(sorted(MODES)), every=st.booleans())
+    def restart(self, n: int, mode: str, every: bool) -> None:
+        """Worker ``n`` (or every worker) restarts in another storm mode: workers of
+        different modes take turns during a rolling change."""
+        for m in range(3) if every else [n]:
+            if self.holder == m:
+                self.workers[m].lease.release()
+                self.holder = None
+            self.workers[m], self.modes[m] = self._worker(mode), mode
+
+    @rule(idle=st.booleans(), cap=st.booleans())
+    def prune(self, idle: bool, cap: bool) -> None:
+        """The worker's prune: with a time past every entry (``idle``) or before them, and
+        with RELAY_INCIDENTS_MAX far above or below what the key keeps (``cap``)."""
+        seconds, micros = self.fake.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        settings = replace(self.settings, incidents_max=1 if cap else 10**6)
+        lanes = Lanes(self.fake, NAMES, self.kid, settings, "key-1")
+        pending = NAMES.pending(self.kid)
+        notes = self.fake.hgetall(pending)
+        idle_before = [f for f, v in notes.items() if not f.startswith("#") and v.split()[1] == "0"]
+        gone = lanes.prune(now + 1 if idle else now - 3_600_000)
+        forgets = idle or (cap and len(notes) > 1)
+        assert gone == (len(idle_before) if forgets else 0)
+
+    # ---- invariants ----------------------------------------------------------------
+
+    @invariant()
+    def counted(self) -> None:
+        """The key's counters agree with what waits, and each incident waits in order in
+        one lane, its pending entry counting it."""
+        inflight, lanes, arrival = self._lists()
+        everything = [raw for raw in [*inflight, *sum(lanes, []), *arrival] if not is_gap(raw)]
+        assert self._stat("bytes") == sum(len(raw.encode()) for raw in everything)
+        assert self._stat("laned") == sum(1 for raws in lanes for raw in raws if not is_gap(raw))
+        pending = self.fake.hgetall(NAMES.pending(self.kid))
+        waits: dict[str, list[tuple[int, int, str]]] = {}
+        for lane, raws in enumerate(lanes):
+            for at, raw in enumerate(raws):
+                incident = incident_of(raw)
+                if incident is not None and not is_gap(raw):
+                    waits.setdefault(digest(incident), []).append((lane, at, raw))
+        for field, note in pending.items():
+            if field.startswith("#"):
+                continue
+            lane, count, place, kind = note.split()[:4]
+            waiting = waits.pop(field, [])
+            assert int(count) == len(waiting), (field, note, waiting)
+            if not waiting:
+                continue
+            assert {lane_ for lane_, _, _ in waiting} == {int(lane)}, (note, waiting)
+            at = int(place) - int(pending.get(f"#{lane}", 0))
+            held = lanes[int(lane)]
+            found = held[at] if 0 <= at < len(held) else None
+            assert found is not None, (note, held)
+            if not is_gap(found):
+                assert found == waiting[-1][2], (note, found, waiting)
+                assert (kind == "t") == (json.loads(found)["e"]["event_action"] == "trigger")
+        assert not waits, f"events wait in the lanes without a pending entry: {waits}"
+        # each accepted event: sent, dead-lettered, purged or waiting, exactly one of them
+        where: Counter[int] = Counter()
+        order: dict[str, list[int]] = {}
+        for at, raw in enumerate(everything):
+            covered = self.covers(raw)
+            if at == 0 and self.unfinished is not None and inflight and raw == inflight[0]:
+                continue  # sent before a crash: counted as sent, sent again next
+            where.update(covered)
+            incident = self.accepted[covered[0]].incident
+            if incident is not None:
+                order.setdefault(incident, []).extend(covered)
+        where.update(self.sent | self.dead | self.purged)
+        assert where == Counter(range(len(self.accepted))), "an event lost or doubled"
+        assert len(self.sent) + len(self.dead) + len(self.purged) == len(
+            self.sent | self.dead | self.purged)
+        for incident, waiting in order.items():
+            assert waiting == sorted(waiting), f"{incident} waits out of order: {waiting}"
+            assert waiting[0] > self.last.get(incident, -1), (incident, waiting)
+
+    def teardown(self) -> None:
+        try:
+            for _ in range(4 * len(self.accepted) + 10):
+                if not self._busy():
+                    break
+                self._step(0, None)
+                self.counted()
+            assert not self._busy(), "the workers did not drain the key"
+            assert self.unfinished is None and self.crashed is None
+            assert self.sent | self.dead | self.purged == set(range(len(self.accepted)))
+            assert self._stat("laned") == 0 and self._stat("bytes") == 0
+            notes = self.fake.hgetall(NAMES.pending(self.kid))
+            assert all(note.split()[1] == "0" for field, note in notes.items()
+                       if not field.startswith("#"))
+            assert self.resends <= self.crashes_after
+        finally:
+            for patch in self.patches:
+                patch.stop()
+
+
+TestLaneMachine = LaneMachine.TestCase
+TestLaneMachine.settings = hypothesis_settings(
+    max_examples=80, stateful_step_count=50, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
