@@ -4,11 +4,14 @@ runs, every incident's events reach PagerDuty in the order accepted, each once o
 into a later trigger of its incident, a purged event never, and once all is drained the
 key's counters are back at 0.
 
-Real workers (worker/delivery.py ``Worker.step``: take, send, FINISH) on fakeredis with
-Lua, a PagerDuty stub that can crash the worker before or after it sends, and purges as
-``pd-relay queue purge`` makes them (relay/queues.py: PURGE on the arrival list,
-PURGE_LANE on a lane), also from a stale reading (events moved, merged or left since).
-Nothing here depends on which lane is served first.
+Real workers (worker/delivery.py ``Worker.step``: take, send, FINISH) of every storm
+mode taking turns on fakeredis with Lua, a PagerDuty stub that can crash the worker
+before or after it sends, lapsed holders' late takes, sorting alone, prunes, and
+``pd-relay queue purge`` itself (relay/queues.py: PURGE on the arrival list, PURGE_LANE
+on a lane) removing chosen events of any kind, or matching ones, or what it read before
+things moved. Sorting and gaps are taken in slices of 3 and 2 (SORTED_PER_CALL,
+GAPS_PER_CALL, so MORE_GAPS happens). Nothing here depends on which lane is served
+first.
 
 How the model counts:
 
@@ -33,6 +36,8 @@ How the model counts:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -76,7 +81,7 @@ class Stuck(AssertionError):
     """The worker found nothing to take while events wait (it would block on BLMOVE)."""
 
 
-class Client(fakeredis.FakeRedis):  # type: ignore[misc]
+class Client(fakeredis.FakeRedis):
     def blmove(self, *args: Any, **kwargs: Any) -> Any:
         raise Stuck("the worker found nothing to take while events wait")
 
@@ -154,7 +159,7 @@ class LaneMachine(RuleBasedStateMachine):
         self.crashed: int | None = None  # the event a crash left in flight
         self.resends = self.crashes_after = 0
         self.stale: list[tuple[str, str]] = []  # what a purge read, and where
-        self.patches = [
+        self.patches: list[Any] = [
             mock.patch.object(worker.lanes, "SORTED_PER_CALL", 3),  # sorting in slices
             mock.patch.object(worker.delivery, "SORTED_PER_CALL", 3),
             mock.patch.object(worker.lanes, "GAPS_PER_CALL", 2),  # MORE_GAPS, taken again
@@ -180,9 +185,15 @@ class LaneMachine(RuleBasedStateMachine):
 
     def _lists(self) -> tuple[list[str], list[list[str]], list[str]]:
         """In flight, the four lanes, the arrival list."""
-        return (self.fake.lrange(NAMES.inflight(self.kid), 0, -1),
-                [self.fake.lrange(name, 0, -1) for name in NAMES.lanes(self.kid)],
-                self.fake.lrange(NAMES.queue(self.kid), 0, -1))
+        return (self._range(NAMES.inflight(self.kid)),
+                [self._range(name) for name in NAMES.lanes(self.kid)],
+                self._range(NAMES.queue(self.kid)))
+
+    def _range(self, name: str) -> list[str]:
+        return [str(raw) for raw in self.fake.lrange(name, 0, -1)]
+
+    def _hash(self, name: str) -> dict[str, str]:
+        return {str(field): str(value) for field, value in self.fake.hgetall(name).items()}
 
     def _waiting(self) -> list[str]:
         """Every waiting event (arrival list and lanes, gaps aside), as purge sees them."""
@@ -229,40 +240,34 @@ class LaneMachine(RuleBasedStateMachine):
             pipe.hincrby(NAMES.stats(self.kid), "bytes", sum(len(r.encode()) for r in raws))
             pipe.execute()
 
-    def _purged(self, before: list[str], asked: list[str], stale: bool) -> None:
-        """What a purge removed (the waiting events before less after) is purged."""
+    def _purge(self, asked: list[str], matchers: list[str] | None = None,
+               reading: list[tuple[str, str]] | None = None) -> None:
+        """``pd-relay queue purge key-1 --yes`` (relay/queues.py ``command``): with these
+        matchers; or, with ``matchers`` None, of exactly the events ``asked`` (its
+        matching replaced by that); or of what it read earlier (``reading``: each event
+        and the list it was read in, since taken, merged or moved up, some of them).
+        What it removed (the waiting events before less after) is purged."""
+        before = self._waiting()
+        args = argparse.Namespace(action="purge", key="key-1", match=matchers or [],
+                                  all=not matchers, yes=True)
+        with contextlib.ExitStack() as stack:
+            if matchers is None:
+                stack.enter_context(mock.patch.object(
+                    relay.queues, "_matches", lambda raw, _: raw in asked))
+            if reading is not None:
+                stack.enter_context(mock.patch.object(
+                    relay.queues, "_queued", lambda *_: iter(reading)))
+            said = stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            assert relay.queues.command(self.settings, args) == 0
         removed = Counter(before) - Counter(self._waiting())
+        assert f"removed {removed.total()} queued" in said.getvalue(), said.getvalue()
         assert not removed - Counter(asked), "a purge removed what it was not asked to"
-        if not stale:
+        if reading is None:
             assert removed == Counter(asked), "a purge left what it was asked to remove"
         for raw in removed.elements():
             covered = self.covers(raw)
             assert not set(covered) & (self.sent | self.purged | self.dead)
             self.purged.update(covered)
-
-    def _purge(self, raws: list[str]) -> None:
-        """Remove these waiting events, each from the list it waits in."""
-        before = self._waiting()
-        _, lanes, arrival = self._lists()
-        self._purge_from([(name, raw) for name, raws_ in zip(
-            NAMES.waiting(self.kid), [*lanes, arrival], strict=True)
-            for raw in raws_ if raw in raws])
-        self._purged(before, raws, stale=False)
-
-    def _purge_from(self, doomed: list[tuple[str, str]]) -> None:
-        """As ``pd-relay queue purge --yes`` removes events (relay/queues.py ``command``):
-        those read in the arrival list with PURGE, those read in a lane with PURGE_LANE."""
-        scripts = relay.queues.Scripts(self.fake)
-        purge_lane = self.fake.register_script(worker.lanes.PURGE_LANE)
-        for name in NAMES.waiting(self.kid):
-            raws = [raw for where, raw in doomed if where == name]
-            if not raws:
-                continue
-            if name == NAMES.queue(self.kid):
-                scripts.purge(keys=[name, NAMES.stats(self.kid)], args=raws)
-            else:
-                purge_lane(keys=[name, NAMES.stats(self.kid), NAMES.pending(self.kid)],
-                           args=raws)
 
     def _hold(self, n: int) -> Worker:
         """Worker ``n`` holds the lease: the holder before lets go of it."""
@@ -275,9 +280,9 @@ class LaneMachine(RuleBasedStateMachine):
 
     def _crashed(self, n: int) -> None:
         """Worker ``n`` is gone; its lease lapses; a new process starts in its place."""
-        head = self.fake.lindex(NAMES.inflight(self.kid), 0)
-        assert head is not None, "a crash lost the event in flight"
-        self.crashed = self.covers(head)[-1]
+        inflight = self._range(NAMES.inflight(self.kid))
+        assert inflight, "a crash lost the event in flight"
+        self.crashed = self.covers(inflight[0])[-1]
         self.fake.delete(NAMES.lease(self.kid))
         self.workers[n] = self._worker(self.modes[n])
         self.holder = None
@@ -308,7 +313,7 @@ class LaneMachine(RuleBasedStateMachine):
                 covered = [newest]
             self._count(covered)
         self.bodies = len(self.pd.bodies)
-        letters = self.fake.hgetall(NAMES.dead)
+        letters = self._hash(NAMES.dead)
         for letter_id, letter in letters.items():
             if letter_id not in self.letters:
                 self.letters.add(letter_id)
@@ -422,16 +427,11 @@ class LaneMachine(RuleBasedStateMachine):
         + [[f'severity="{s}"'] for s in SEVERITIES]
         + [['dedup_key="i1"', 'event_action="trigger"'], []]))
     def purge_matching(self, matchers: list[str]) -> None:
-        """``pd-relay queue purge KEY --match ... --yes`` (no matcher: ``--all``)."""
-        before = self._waiting()
-        args = argparse.Namespace(action="purge", key="key-1", match=matchers,
-                                  all=not matchers, yes=True)
-        assert relay.queues.command(self.settings, args) == 0
+        """``--match ...`` (no matcher: ``--all``)."""
         parsed = [parse(matcher) for matcher in matchers]
-        asked = [raw for raw in before if not matchers or (
+        self._purge([raw for raw in self._waiting() if not matchers or (
             not raw.startswith("not json ")
-            and all(m.holds(Record.decode(raw).event, {}) for m in parsed))]
-        self._purged(before, asked, stale=False)
+            and all(m.holds(Record.decode(raw).event, {}) for m in parsed))], matchers)
 
     @precondition(lambda self: self._waiting())
     @rule(data=st.data())
@@ -448,9 +448,7 @@ class LaneMachine(RuleBasedStateMachine):
     def purge_stale(self) -> None:
         """The purge goes on, each event from the list it was read in: some have been
         taken, merged or moved up since, and stay as they are."""
-        before = self._waiting()
-        self._purge_from(self.stale)
-        self._purged(before, [raw for _, raw in self.stale], stale=True)
+        self._purge([raw for _, raw in self.stale], reading=self.stale)
         self.stale = []
 
     @rule(n=st.integers(0, 2), mode=st.sampled_from(sorted(MODES)), every=st.booleans())
@@ -472,7 +470,7 @@ class LaneMachine(RuleBasedStateMachine):
         settings = replace(self.settings, incidents_max=1 if cap else 10**6)
         lanes = Lanes(self.fake, NAMES, self.kid, settings, "key-1")
         pending = NAMES.pending(self.kid)
-        notes = self.fake.hgetall(pending)
+        notes = self._hash(pending)
         idle_before = [f for f, v in notes.items() if not f.startswith("#") and v.split()[1] == "0"]
         gone = lanes.prune(now + 1 if idle else now - 3_600_000)
         forgets = idle or (cap and len(notes) > 1)
@@ -488,7 +486,7 @@ class LaneMachine(RuleBasedStateMachine):
         everything = [raw for raw in [*inflight, *sum(lanes, []), *arrival] if not is_gap(raw)]
         assert self._stat("bytes") == sum(len(raw.encode()) for raw in everything)
         assert self._stat("laned") == sum(1 for raws in lanes for raw in raws if not is_gap(raw))
-        pending = self.fake.hgetall(NAMES.pending(self.kid))
+        pending = self._hash(NAMES.pending(self.kid))
         waits: dict[str, list[tuple[int, int, str]]] = {}
         for lane, raws in enumerate(lanes):
             for at, raw in enumerate(raws):
@@ -498,14 +496,14 @@ class LaneMachine(RuleBasedStateMachine):
         for field, note in pending.items():
             if field.startswith("#"):
                 continue
-            lane, count, place, kind = note.split()[:4]
+            its_lane, count, place, kind = note.split()[:4]
             waiting = waits.pop(field, [])
             assert int(count) == len(waiting), (field, note, waiting)
             if not waiting:
                 continue
-            assert {lane_ for lane_, _, _ in waiting} == {int(lane)}, (note, waiting)
-            at = int(place) - int(pending.get(f"#{lane}", 0))
-            held = lanes[int(lane)]
+            assert {lane for lane, _, _ in waiting} == {int(its_lane)}, (note, waiting)
+            at = int(place) - int(pending.get(f"#{its_lane}", 0))
+            held = lanes[int(its_lane)]
             found = held[at] if 0 <= at < len(held) else None
             assert found is not None, (note, held)
             if not is_gap(found):
@@ -527,9 +525,9 @@ class LaneMachine(RuleBasedStateMachine):
         assert where == Counter(range(len(self.accepted))), "an event lost or doubled"
         assert len(self.sent) + len(self.dead) + len(self.purged) == len(
             self.sent | self.dead | self.purged)
-        for incident, waiting in order.items():
-            assert waiting == sorted(waiting), f"{incident} waits out of order: {waiting}"
-            assert waiting[0] > self.last.get(incident, -1), (incident, waiting)
+        for incident, numbers in order.items():
+            assert numbers == sorted(numbers), f"{incident} waits out of order: {numbers}"
+            assert numbers[0] > self.last.get(incident, -1), (incident, numbers)
 
     def teardown(self) -> None:
         try:
@@ -542,7 +540,7 @@ class LaneMachine(RuleBasedStateMachine):
             assert self.unfinished is None and self.crashed is None
             assert self.sent | self.dead | self.purged == set(range(len(self.accepted)))
             assert self._stat("laned") == 0 and self._stat("bytes") == 0
-            notes = self.fake.hgetall(NAMES.pending(self.kid))
+            notes = self._hash(NAMES.pending(self.kid))
             assert all(note.split()[1] == "0" for field, note in notes.items()
                        if not field.startswith("#"))
             assert self.resends <= self.crashes_after
