@@ -26,6 +26,8 @@ How the model counts:
   holder sends it again: that one re-send of the in-flight event (same body) is at
   least once by design and is counted apart (``resends``), never as a second delivery.
   Any other repeat is a failure. After any crash, the next send is the event it left.
+- The key's ``coalesced`` counts every merge: what each event sent, purged or waiting
+  stands for, less one.
 - After every step: the key's ``bytes`` equal the bytes of every event in the arrival
   list, the lanes and in flight; ``laned`` the events in the lanes; each incident's
   pending entry counts its events in the lanes, all in the entry's lane, and its place
@@ -48,7 +50,12 @@ import fakeredis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+)
 
 import relay.queues
 import worker.delivery
@@ -63,13 +70,15 @@ from worker.delivery import Worker
 from worker.lanes import Lanes
 
 NAMES = Names()
-INCIDENTS = ("i0", "i1", "i2", "i3")
+INCIDENTS = ("i0", "i1", "i2")
 SEVERITIES = ("critical", "error", "warning", "info")
 ACTIONS = ("trigger", "trigger", "trigger", "acknowledge", "resolve")
 # each mode's name: RELAY_STORM_MODE and RELAY_STORM_AFTER_S (events are accepted 30 s
 # before the machine starts: backlog merges, young-backlog does not yet)
 MODES = {"off": ("off", 10.0), "always": ("always", 10.0), "backlog": ("backlog", 10.0),
          "young-backlog": ("backlog", 3600.0)}
+EVENTS = st.tuples(st.sampled_from(INCIDENTS), st.sampled_from(ACTIONS),
+                   st.sampled_from(SEVERITIES))  # an alert: its incident, action, severity
 ODD = ("unreadable", "change", "change with a dedup_key", "alert without a dedup_key")
 
 
@@ -158,6 +167,7 @@ class LaneMachine(RuleBasedStateMachine):
         self.unfinished: tuple[int, dict[str, Any]] | None = None  # sent, not finished
         self.crashed: int | None = None  # the event a crash left in flight
         self.resends = self.crashes_after = 0
+        self.merges = 0  # repeats merged into what was sent or purged
         self.stale: list[tuple[str, str]] = []  # what a purge read, and where
         self.patches: list[Any] = [
             mock.patch.object(worker.lanes, "SORTED_PER_CALL", 3),  # sorting in slices
@@ -268,6 +278,7 @@ class LaneMachine(RuleBasedStateMachine):
             covered = self.covers(raw)
             assert not set(covered) & (self.sent | self.purged | self.dead)
             self.purged.update(covered)
+            self.merges += len(covered) - 1
 
     def _hold(self, n: int) -> Worker:
         """Worker ``n`` holds the lease: the holder before lets go of it."""
@@ -311,6 +322,7 @@ class LaneMachine(RuleBasedStateMachine):
                 assert all(self.accepted[n].action == "trigger" for n in covered)
             else:
                 covered = [newest]
+            self.merges += len(covered) - 1
             self._count(covered)
         self.bodies = len(self.pd.bodies)
         letters = self._hash(NAMES.dead)
@@ -334,8 +346,16 @@ class LaneMachine(RuleBasedStateMachine):
 
     # ---- rules ---------------------------------------------------------------------
 
-    @rule(batch=st.lists(st.tuples(st.sampled_from(INCIDENTS), st.sampled_from(ACTIONS),
-                                   st.sampled_from(SEVERITIES)), min_size=1, max_size=4))
+    @initialize(modes=st.lists(st.sampled_from(sorted(MODES)), min_size=3, max_size=3),
+                backlog=st.lists(EVENTS, max_size=30))
+    def start(self, modes: list[str], backlog: list[tuple[str, str, str]]) -> None:
+        """The three workers start, each in its storm mode, with a backlog waiting."""
+        self.modes = modes
+        self.workers = [self._worker(mode) for mode in modes]
+        if backlog:
+            self.arrive(backlog)
+
+    @rule(batch=st.lists(EVENTS, min_size=1, max_size=6))
     def arrive(self, batch: list[tuple[str, str, str]]) -> None:
         """A request's events, stored together (ENQUEUE)."""
         raws = []
@@ -363,7 +383,6 @@ class LaneMachine(RuleBasedStateMachine):
                                "trigger")
         self._store([raw])
 
-    @precondition(lambda self: self._busy())
     @rule(n=st.integers(0, 2), times=st.integers(1, 3),
           crash=st.sampled_from([None, None, "before", "after"]))
     def step(self, n: int, times: int, crash: str | None) -> None:
@@ -371,7 +390,7 @@ class LaneMachine(RuleBasedStateMachine):
         one and delivers it, ``times`` over while events wait; the last time it may die
         before or after sending."""
         for turn in range(times):
-            if turn and not self._busy():
+            if not self._busy():  # (else it would wait for an arrival)
                 break
             self._step(n, crash if turn == times - 1 else None)
             if self.holder is None:
@@ -396,36 +415,35 @@ class LaneMachine(RuleBasedStateMachine):
             self.pd.crash = None
         self._delivered()
 
-    @rule(n=st.integers(0, 2))
-    def sort_only(self, n: int) -> None:
-        """A take that only sorts what arrived (the worker's big-arrival loop)."""
-        self.workers[n].lanes.take(take=False)
-
-    @precondition(lambda self: self.fake.llen(NAMES.inflight(self.kid)) < 3)
-    @rule(n=st.integers(0, 2))
-    def late_take(self, n: int) -> None:
-        """A lapsed holder's late take: an event moves in flight behind the one there."""
+    @rule(n=st.integers(0, 2), only_sort=st.booleans())
+    def take(self, n: int, only_sort: bool) -> None:
+        """Worker ``n`` only sorts what arrived (the worker's loop for a big arrival); or
+        takes as a lapsed holder may, late: the event goes in flight behind any there."""
         lanes = self.workers[n].lanes
-        while lanes.take().lane == worker.lanes.MORE_GAPS:
-            pass
+        if only_sort:
+            lanes.take(take=False)
+        elif self.fake.llen(NAMES.inflight(self.kid)) < 3:
+            while lanes.take().lane == worker.lanes.MORE_GAPS:
+                pass
 
-    @precondition(lambda self: self._waiting())
-    @rule(data=st.data())
-    def purge_one(self, data: st.DataObject) -> None:
-        """Purge one waiting event of any kind, wherever it waits."""
-        self._purge([data.draw(st.sampled_from(self._waiting()))])
-
-    @precondition(lambda self: len(self._waiting()) > 1)
-    @rule(data=st.data())
-    def purge_several(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), how=st.sampled_from(["one", "newest", "several"]))
+    def purge(self, data: st.DataObject, how: str) -> None:
+        """Purge one waiting event of any kind, wherever it waits; or the newest in a
+        lane (its incident's newest: where its next trigger would merge); or several."""
         waiting = self._waiting()
-        self._purge(data.draw(st.lists(st.sampled_from(waiting), min_size=2, unique=True)))
+        _, lanes, _ = self._lists()
+        tails = [raws[-1] for raws in lanes if raws and not is_gap(raws[-1])]
+        if how == "several" and len(waiting) > 1:
+            self._purge(data.draw(st.lists(st.sampled_from(waiting), min_size=2, unique=True)))
+        elif waiting:
+            self._purge([data.draw(st.sampled_from(tails if how == "newest" and tails else
+                                                   waiting))])
 
     @rule(matchers=st.sampled_from(
-        [[f'dedup_key="{i}"'] for i in INCIDENTS]
-        + [[f'event_action="{a}"'] for a in ("trigger", "acknowledge", "resolve")]
-        + [[f'severity="{s}"'] for s in SEVERITIES]
-        + [['dedup_key="i1"', 'event_action="trigger"'], []]))
+        [[f'dedup_key="{i}"', f'event_action="{a}"'] for i in INCIDENTS
+         for a in ("trigger", "acknowledge", "resolve")]
+        + [[f'dedup_key="{i}"', f'severity="{s}"'] for i in INCIDENTS for s in SEVERITIES]
+        + [[f'dedup_key="{i}"'] for i in INCIDENTS] + [['severity="info"'], []]))
     def purge_matching(self, matchers: list[str]) -> None:
         """``--match ...`` (no matcher: ``--all``)."""
         parsed = [parse(matcher) for matcher in matchers]
@@ -433,23 +451,21 @@ class LaneMachine(RuleBasedStateMachine):
             not raw.startswith("not json ")
             and all(m.holds(Record.decode(raw).event, {}) for m in parsed))], matchers)
 
-    @precondition(lambda self: self._waiting())
     @rule(data=st.data())
-    def read_for_a_purge(self, data: st.DataObject) -> None:
-        """A purge reads what waits, and where; it removes it later (``purge_stale``)."""
+    def purge_later(self, data: st.DataObject) -> None:
+        """A purge reads what waits, and where; the next time it goes on, removing each
+        event from the list it was read in: some have been taken, merged or moved up
+        since, and stay as they are."""
+        if self.stale:
+            self._purge([raw for _, raw in self.stale], reading=self.stale)
+            self.stale = []
+            return
         _, lanes, arrival = self._lists()
         seen = [(name, raw) for name, raws in zip(NAMES.waiting(self.kid), [*lanes, arrival],
                                                   strict=True)
                 for raw in raws if not is_gap(raw)]
-        self.stale = data.draw(st.lists(st.sampled_from(seen), min_size=1, unique=True))
-
-    @precondition(lambda self: self.stale)
-    @rule()
-    def purge_stale(self) -> None:
-        """The purge goes on, each event from the list it was read in: some have been
-        taken, merged or moved up since, and stay as they are."""
-        self._purge([raw for _, raw in self.stale], reading=self.stale)
-        self.stale = []
+        if seen:
+            self.stale = data.draw(st.lists(st.sampled_from(seen), min_size=1, unique=True))
 
     @rule(n=st.integers(0, 2), mode=st.sampled_from(sorted(MODES)), every=st.booleans())
     def restart(self, n: int, mode: str, every: bool) -> None:
@@ -513,14 +529,17 @@ class LaneMachine(RuleBasedStateMachine):
         # each accepted event: sent, dead-lettered, purged or waiting, exactly one of them
         where: Counter[int] = Counter()
         order: dict[str, list[int]] = {}
+        merges = self.merges
         for at, raw in enumerate(everything):
             covered = self.covers(raw)
             if at == 0 and self.unfinished is not None and inflight and raw == inflight[0]:
                 continue  # sent before a crash: counted as sent, sent again next
             where.update(covered)
+            merges += len(covered) - 1
             incident = self.accepted[covered[0]].incident
             if incident is not None:
                 order.setdefault(incident, []).extend(covered)
+        assert self._stat("coalesced") == merges, "merges miscounted"
         where.update(self.sent | self.dead | self.purged)
         assert where == Counter(range(len(self.accepted))), "an event lost or doubled"
         assert len(self.sent) + len(self.dead) + len(self.purged) == len(
@@ -551,5 +570,5 @@ class LaneMachine(RuleBasedStateMachine):
 
 TestLaneMachine = LaneMachine.TestCase
 TestLaneMachine.settings = hypothesis_settings(
-    max_examples=80, stateful_step_count=50, deadline=None,
+    max_examples=100, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
