@@ -70,7 +70,7 @@ from worker.delivery import Worker
 from worker.lanes import Lanes
 
 NAMES = Names()
-INCIDENTS = ("i0", "i1", "i2")
+INCIDENTS = ("i0", "i1", "i2", "i3")
 SEVERITIES = ("critical", "error", "warning", "info")
 ACTIONS = ("trigger", "trigger", "trigger", "acknowledge", "resolve")
 # each mode's name: RELAY_STORM_MODE and RELAY_STORM_AFTER_S (events are accepted 30 s
@@ -115,7 +115,6 @@ class PagerDutyStub:
 class Accepted:
     incident: str | None  # the dedup_key of an alert; None: no incident (change, odd)
     action: str  # trigger, acknowledge, resolve, change or unreadable
-    raw: str
 
 
 def digest(dedup_key: str) -> str:
@@ -132,8 +131,10 @@ def incident_of(raw: str) -> str | None:
         record = json.loads(raw)
     except ValueError:
         return None
-    event = record.get("e") if isinstance(record, dict) else None
-    if record.get("k") != "alert" or not isinstance(event, dict):
+    if not isinstance(record, dict) or record.get("k") != "alert":
+        return None
+    event = record.get("e")
+    if not isinstance(event, dict):
         return None
     dedup_key = event.get("dedup_key")
     return dedup_key if isinstance(dedup_key, str) else None
@@ -235,10 +236,9 @@ class LaneMachine(RuleBasedStateMachine):
     def _arrive(self, kind: str, event: dict[str, Any] | None, incident: str | None,
                 action: str) -> str:
         n = len(self.accepted)
-        event = dict(event or {}, x=n)
-        raw = (f"not json {n}" if event is None or kind == "unreadable" else
-               Record(kind, event, self.t0 + n, f"id{n}").encode())
-        self.accepted.append(Accepted(incident, action, raw))
+        raw = (f"not json {n}" if event is None else
+               Record(kind, dict(event, x=n), self.t0 + n, f"id{n}").encode())
+        self.accepted.append(Accepted(incident, action))
         self.by_ms[self.t0 + n] = n
         self.by_iso[iso(self.t0 + n)] = n
         return raw
