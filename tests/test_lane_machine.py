@@ -29,9 +29,10 @@ How the model counts:
 - The key's ``coalesced`` counts every merge: what each event sent, purged or waiting
   stands for, less one.
 - After every step: the key's ``bytes`` equal the bytes of every event in the arrival
-  list, the lanes and in flight; ``laned`` the events in the lanes; each incident's
-  pending entry counts its events in the lanes, all in the entry's lane, and its place
-  names its newest there (or a gap); nothing else has a count; waiting events of an
+  list, the lanes and in flight; ``laned`` the events in the lanes less the arrival
+  list's gaps; each incident's pending entry counts its events in the lanes, all in the
+  entry's lane, and its place names its newest there (or a gap, or past the lane's end
+  where a purge took gaps off); nothing else has a count; waiting events of an
   incident (in flight, lanes, arrival) are in acceptance order after what was sent.
 """
 
@@ -169,7 +170,7 @@ class LaneMachine(RuleBasedStateMachine):
         self.crashed: int | None = None  # the event a crash left in flight
         self.resends = self.crashes_after = 0
         self.merges = 0  # repeats merged into what was sent or purged
-        self.stale: list[tuple[str, str]] = []  # what a purge read, and where
+        self.stale: list[tuple[str, int, str]] = []  # what a purge read, and where
         self.patches: list[Any] = [
             mock.patch.object(worker.lanes, "SORTED_PER_CALL", 3),  # sorting in slices
             mock.patch.object(worker.delivery, "SORTED_PER_CALL", 3),
@@ -251,7 +252,7 @@ class LaneMachine(RuleBasedStateMachine):
             pipe.execute()
 
     def _purge(self, asked: list[str], matchers: list[str] | None = None,
-               reading: list[tuple[str, str]] | None = None) -> None:
+               reading: list[tuple[str, int, str]] | None = None) -> None:
         """``pd-relay queue purge key-1 --yes`` (relay/queues.py ``command``): with these
         matchers; or, with ``matchers`` None, of exactly the events ``asked`` (its
         matching replaced by that); or of what it read earlier (``reading``: each event
@@ -457,13 +458,10 @@ class LaneMachine(RuleBasedStateMachine):
         event from the list it was read in: some have been taken, merged or moved up
         since, and stay as they are."""
         if self.stale:
-            self._purge([raw for _, raw in self.stale], reading=self.stale)
+            self._purge([raw for _, _, raw in self.stale], reading=self.stale)
             self.stale = []
             return
-        _, lanes, arrival = self._lists()
-        seen = [(name, raw) for name, raws in zip(NAMES.waiting(self.kid), [*lanes, arrival],
-                                                  strict=True)
-                for raw in raws if not is_gap(raw)]
+        seen = list(relay.queues._queued(self.fake, NAMES, self.kid))  # (list, place, raw)
         if seen:
             self.stale = data.draw(st.lists(st.sampled_from(seen), min_size=1, unique=True))
 
@@ -501,7 +499,8 @@ class LaneMachine(RuleBasedStateMachine):
         inflight, lanes, arrival = self._lists()
         everything = [raw for raw in [*inflight, *sum(lanes, []), *arrival] if not is_gap(raw)]
         assert self._stat("bytes") == sum(len(raw.encode()) for raw in everything)
-        assert self._stat("laned") == sum(1 for raws in lanes for raw in raws if not is_gap(raw))
+        assert self._stat("laned") == sum(  # lane events, less the arrival list's gaps
+            1 for raws in lanes for raw in raws if not is_gap(raw)) - arrival.count("")
         pending = self._hash(NAMES.pending(self.kid))
         waits: dict[str, list[tuple[int, int, str]]] = {}
         for lane, raws in enumerate(lanes):
@@ -520,8 +519,8 @@ class LaneMachine(RuleBasedStateMachine):
             assert {lane for lane, _, _ in waiting} == {int(its_lane)}, (note, waiting)
             at = int(place) - int(pending.get(f"#{its_lane}", 0))
             held = lanes[int(its_lane)]
-            found = held[at] if 0 <= at < len(held) else None
-            assert found is not None, (note, held)
+            assert at >= 0, (note, held)
+            found = held[at] if at < len(held) else ""  # (a gap at the end: taken off)
             if not is_gap(found):
                 assert found == waiting[-1][2], (note, found, waiting)
                 assert (kind == "t") == (json.loads(found)["e"]["event_action"] == "trigger")
