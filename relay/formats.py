@@ -16,7 +16,7 @@ owners, held, outbox, history: docs/DESIGN.md, "Stored formats and upgrades").
 - ``pd-relay format --rollback-to 1``, run just before a rollback to v0.1.0, marks the
   store as version 1 again (``LOWER``), so that the next upgrade repeats its migration.
 
-Version 2 (this release) reads and writes the same events, lanes, pending notes and
+Version 2 (v0.2.0) reads and writes the same events, lanes, pending notes and
 incidents as version 1; it adds incidents' owners (``Names.owners``), which version 1
 neither keeps nor forgets. Upgrading from 1 forgets every owner: owners written before
 the rollback that the version 1 processes forgot or reopened meanwhile would refuse a
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # what this release writes
 READS = 1  # the oldest it reads, and upgrades from
-RELEASES = {1: "v0.1.0", 2: "this release"}  # the release that introduced each version
+RELEASES = {1: "v0.1.0", 2: "v0.2.0"}  # the release that introduced each version
 
 # Upgrade the stored version to this release's, atomically: never lowered, and each step's
 # migration with it. Its first write (UNLINK: freed in the background, however big)

@@ -112,7 +112,8 @@ def test_a_rollback_marks_the_store_and_the_next_upgrade_migrates_again(
     assert not fake.exists(NAMES.owners)
     capsys.readouterr()
     assert cli.main(["format"]) == 0
-    assert f"version {formats.FORMAT} (this release)" in capsys.readouterr().out
+    assert f"version {formats.FORMAT} ({formats.RELEASES[formats.FORMAT]})" in \
+        capsys.readouterr().out
 
 
 def test_a_rollback_never_lowers_what_a_newer_release_wrote(fake) -> None:
