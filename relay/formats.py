@@ -34,7 +34,7 @@ import redis
 from relay.errors import StoreFormatError
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import connect
+from relay.store import connect, unless_redis_down
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +135,8 @@ def at_start(settings: Settings, upgrade: bool = True,
     """``ensure`` on the settings' Redis. Redis unreachable: a line at ``redis_down``'s
     level and None (0: raise), as for the keys' check (relay.startup): a process may start
     before Redis, and checks again at its next start."""
-    try:
-        return ensure(connect(settings), Names(settings.prefix), upgrade)
-    except redis.RedisError as exc:
-        if not redis_down:
-            raise
-        log.log(redis_down, "Redis does not answer (%s): the stored formats' version is "
-                "checked when the relay's processes start", type(exc).__name__)
-        return None
+    return unless_redis_down(lambda: ensure(connect(settings), Names(settings.prefix), upgrade),
+                             "the stored formats' version is", redis_down)
 
 
 def rollback(client: redis.Redis, names: Names, version: int) -> int:

@@ -13,7 +13,7 @@ from relay.keyring import register
 from relay.memory import memory_problems
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import connect
+from relay.store import connect, unless_redis_down
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +21,11 @@ log = logging.getLogger(__name__)
 def removed_keys_left_something(settings: Settings, redis_down: int = logging.WARNING) -> bool:
     """Record the configured keys; print every removed key that still has events or open
     incidents, and return True if one does. Redis unreachable: a line at ``redis_down``'s
-    level (0: raise), since a process can start before Redis (it stores nothing
-    meanwhile, and checks again at its next start)."""
-    try:
-        leftovers = register(connect(settings), Names(settings.prefix), settings)
-    except redis.RedisError as exc:
-        if not redis_down:
-            raise
-        log.log(redis_down, "Redis does not answer (%s): keys removed with events left are "
-                "checked when the relay's processes start", type(exc).__name__)
+    level (0: raise), since a process can start before Redis (relay.store)."""
+    leftovers = unless_redis_down(
+        lambda: register(connect(settings), Names(settings.prefix), settings),
+        "keys removed with events left are", redis_down)
+    if leftovers is None:
         return False
     for leftover in leftovers:
         print(f"pd-relay: {leftover.problem(settings.keys_file)}", file=sys.stderr)

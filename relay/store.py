@@ -16,10 +16,11 @@ reaches it). Nothing reads a gap as an event.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -32,6 +33,8 @@ from relay.router import Route
 from relay.scripts import Scripts
 from relay.settings import Settings
 from relay.shed import Shed
+
+T = TypeVar("T")
 
 # What the worker may add to a merged trigger it sends (``custom_details.pd_relay``, and
 # the object holding it when the event had none: worker.lanes.outgoing), at most; the
@@ -101,6 +104,21 @@ class Full:
 def is_gap(raw: str) -> bool:
     """Whether a lane's entry is a gap rather than an event (see above)."""
     return raw == "" or raw.startswith("~")
+
+
+def unless_redis_down(check: Callable[[], T], what: str, redis_down: int) -> T | None:
+    """``check()``, the start-up check of ``what``. Redis unreachable: a line at
+    ``redis_down``'s level and None (0: raise): a process may start before Redis (it
+    stores nothing meanwhile, and checks again at its next start)."""
+    try:
+        return check()
+    except redis.RedisError as exc:
+        if not redis_down:
+            raise
+        logging.getLogger(__name__).log(
+            redis_down, "Redis does not answer (%s): %s checked when the relay's processes "
+            "start", type(exc).__name__, what)
+        return None
 
 
 def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> redis.Redis:
