@@ -67,6 +67,7 @@ from relay.names import Names
 from relay.routes.matchers import parse
 from relay.settings import Settings
 from relay.store import Record, is_gap
+from tests.test_lanes import prune
 from worker.delivery import Worker
 from worker.lanes import Lanes
 
@@ -486,7 +487,7 @@ class LaneMachine(RuleBasedStateMachine):
         pending = NAMES.pending(self.kid)
         notes = self._hash(pending)
         idle_before = [f for f, v in notes.items() if not f.startswith("#") and v.split()[1] == "0"]
-        gone = lanes.prune(now + 1 if idle else now - 3_600_000)
+        gone = prune(lanes, now + 1 if idle else now - 3_600_000)
         forgets = idle or (cap and len(notes) > 1)
         assert gone == (len(idle_before) if forgets else 0)
 

@@ -70,6 +70,17 @@ class Key:
         return int(self.fake.hget(NAMES.stats(self.kid), name) or 0)
 
 
+def prune(lanes: Lanes, before_ms: int) -> int:
+    """A whole prune pass at once, slice after slice (the worker spreads one over its
+    steps: worker/delivery.py ``_prune``)."""
+    since, cursor, gone = lanes.prune_since(before_ms), 0, 0
+    while True:
+        cursor, forgotten = lanes.prune_slice(cursor, since)
+        gone += forgotten
+        if cursor == 0:
+            return gone
+
+
 def labels(records: list[Record]) -> list[str]:
     return [f"{r.event['dedup_key']}:{r.action}" for r in records]
 
@@ -265,8 +276,8 @@ def test_idle_incidents_are_forgotten_but_not_those_with_events_waiting(settings
     key.arrive(event("done", severity="critical"), event("waits"))
     assert labels([key.take()]) == ["done:trigger"]  # type: ignore[list-item]
     pending = NAMES.pending(key.kid)
-    assert key.lanes.prune(now_ms() - 60_000) == 0  # both were seen just now
-    assert key.lanes.prune(now_ms() + 1) == 1  # "done" has nothing waiting: forgotten
+    assert prune(key.lanes, now_ms() - 60_000) == 0  # both were seen just now
+    assert prune(key.lanes, now_ms() + 1) == 1  # "done" has nothing waiting: forgotten
     assert [entry.split()[1] for field, entry in key.fake.hgetall(pending).items()
             if not field.startswith("#")] == ["1"]
     assert labels(key.drain()) == ["waits:trigger"]
@@ -283,7 +294,7 @@ def test_idle_incidents_past_the_cap_are_forgotten_however_recent(settings) -> N
     pending = NAMES.pending(key.kid)
     incidents = [f for f in key.fake.hkeys(pending) if not f.startswith("#")]
     assert len(incidents) == 61
-    assert key.lanes.prune(now_ms() - 60_000) == 60  # all seen just now, but over the cap
+    assert prune(key.lanes, now_ms() - 60_000) == 60  # all seen just now, but over the cap
     assert [entry.split()[1] for field, entry in key.fake.hgetall(pending).items()
             if not field.startswith("#")] == ["1"]  # what waits keeps its entry
     assert labels(key.drain()) == ["waits:trigger"]

@@ -329,15 +329,6 @@ class Lanes:
                 since_ms, *fields[start:start + PRUNED_PER_CALL]]))
         return int(cursor), gone
 
-    def prune(self, before_ms: int) -> int:
-        """A whole prune pass at once (``prune_slice``); the worker spreads one over its
-        steps instead."""
-        since, cursor, gone = self.prune_since(before_ms), 0, 0
-        while True:
-            cursor, forgotten = self.prune_slice(cursor, since)
-            gone += forgotten
-            if cursor == 0:
-                return gone
 
 
 def outgoing(record: Record) -> dict[str, Any]:
