@@ -1,5 +1,6 @@
 """``pd-relay worker``: deliver one routing key's events to PagerDuty, chosen by id (as
-``pd-relay stack`` starts it: the key never shows in ``ps``), place or the key itself.
+``pd-relay stack`` starts it), name or place in the keys file: never by the key itself,
+which ``ps`` would show every user of the machine (``--routing-key`` is refused).
 SIGTERM or SIGINT stops it where it stands; the event in flight stays first in line."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from relay.keys import key_id, mask
+from relay.keys import key_id
 from relay.settings import Settings
 from relay.startup import removed_keys_left_something
 from relay.store import connect
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 def add_parser(sub: Any) -> None:
     worker = sub.add_parser("worker", help="deliver one routing key's events to PagerDuty")
     which = worker.add_mutually_exclusive_group(required=True)
-    which.add_argument("--routing-key", metavar="KEY")
+    which.add_argument("--routing-key", metavar="KEY", help=argparse.SUPPRESS)  # refused
+    which.add_argument("--key", metavar="NAME",
+                       help="the key with this name in the keys file (key-N when unnamed)")
     which.add_argument("--key-index", type=int, metavar="N",
                        help="the Nth key of the keys file, counting from 0")
     which.add_argument("--key-id", metavar="ID",
@@ -50,11 +53,17 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 def _chosen(settings: Settings, args: argparse.Namespace) -> str | None:
     """The key the arguments name, or None (said on stderr)."""
     keys = settings.routing_keys
-    if args.routing_key is not None:
-        if args.routing_key in keys:
-            return str(args.routing_key)
-        print(f"pd-relay: routing key {mask(args.routing_key)} is not in {settings.keys_file}",
-              file=sys.stderr)
+    if args.routing_key is not None:  # never echoed: it is a secret
+        print("pd-relay: a routing key on the command line shows in `ps` to every user: "
+              "name the key instead, with --key-id ID (`pd-relay status` shows ids) or "
+              f"--key NAME (its name in {settings.keys_file})", file=sys.stderr)
+        return None
+    if args.key is not None:
+        by_name = {settings.name_of(k): k for k in keys}
+        if args.key in by_name:
+            return by_name[args.key]
+        print(f"pd-relay: no key named {args.key!r} in {settings.keys_file} (names: "
+              f"{', '.join(by_name)})", file=sys.stderr)
         return None
     if args.key_id is not None:
         by_id = {key_id(k): k for k in keys}
