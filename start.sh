@@ -13,7 +13,9 @@
 #
 # This script only sets up a virtualenv in .venv (pd-relay and supervisor), then runs
 # `pd-relay stack ...`, which does the rest. Its options are PD_RELAY_* and RELAY_*
-# environment variables: see the README's Configuration.
+# environment variables: see the README's Configuration. Run as root, the virtualenv is
+# $PD_RELAY_SYSTEM_DIR/venv (default /var/lib/pd-relay/venv), readable by the
+# unprivileged user the stack runs as (PD_RELAY_USER, default pd-relay).
 set -euo pipefail
 umask 077  # run/, data/ and .venv for this user only: logs and Redis's data hold events
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +31,7 @@ case "${1:-}" in
   --demo) demo=(--demo) ;;
   stop) action=down ;;
   status|reload|logs|relay) action=$1 ;;
-  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "pd-relay: unknown argument: $1 (./start.sh --help)" >&2; exit 2 ;;
 esac
 [ $# -gt 0 ] && shift
@@ -42,15 +44,29 @@ if [ "$action" = up ]; then
   fi
 fi
 
-stamp=$venv/.installed-run
-if [ ! -x "$venv/bin/pd-relay" ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  mkdir -p "$run_dir/logs"
+stamp=.installed-run
+if [ "$(id -u)" = 0 ]; then  # the stack runs as an unprivileged user, who may not read
+  # this directory: pd-relay is installed (not editable, again when its source changes)
+  # into the system directory's venv, readable by all, on a Python that user may run
+  system=${PD_RELAY_SYSTEM_DIR:-/var/lib/pd-relay} venv=$system/venv log=$system/pip.log
+  install=("$here[run]") stamp=$venv/$stamp
+  [ -n "${PYTHON:-}" ] || ! /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    2>/dev/null || python=/usr/bin/python3
+  fresh=$(find pyproject.toml relay worker simulator -newer "$stamp" -print -quit 2>&1 || true)
+else
+  system="" log=$run_dir/logs/pip.log install=(-e "$here[run]") stamp=$venv/$stamp
+  fresh=$([ pyproject.toml -nt "$stamp" ] && echo changed || true)
+fi
+if [ ! -x "$venv/bin/pd-relay" ] || [ ! -f "$stamp" ] || [ -n "$fresh" ]; then
   echo "pd-relay: installing pd-relay and supervisor into $venv" >&2
-  { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } > "$run_dir/logs/pip.log" 2>&1
-  { "$venv/bin/python" -m pip install --upgrade pip \
-      && "$venv/bin/python" -m pip install -e "$here[run]"; } >> "$run_dir/logs/pip.log" 2>&1 \
-    || { tail -n 20 "$run_dir/logs/pip.log" >&2
-         echo "pd-relay: pip install failed; see $run_dir/logs/pip.log" >&2; exit 1; }
+  ( [ -z "$system" ] || { umask 022; rm -rf "$here/build"; }  # no stale file in the wheel
+    mkdir -p "$(dirname "$log")"
+    { [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"; } > "$log" 2>&1
+    { "$venv/bin/python" -m pip install --upgrade pip \
+        && "$venv/bin/python" -m pip install "${install[@]}" \
+        && { [ -z "$system" ] || "$venv/bin/python" -m pip install --no-deps --force-reinstall \
+               "$here"; }; } >> "$log" 2>&1 ) \
+    || { tail -n 20 "$log" >&2; echo "pd-relay: pip install failed; see $log" >&2; exit 1; }
   touch "$stamp"
 fi
 PD_RELAY_HOME=$here exec "$venv/bin/pd-relay" stack "$action" "${demo[@]}" "$@"

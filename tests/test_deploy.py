@@ -68,7 +68,7 @@ def test_redis_is_durable_and_never_evicts(compose: dict, tmp_path: Path) -> Non
 
     assert "command" not in compose["services"]["redis"]  # one place: the override's
     (tmp_path / "pd_routing_keys.txt").write_text("")
-    options = StackOptions.from_env({}, tmp_path)
+    options = StackOptions.from_env({}, tmp_path, euid=1000)  # not root: run/, data/ here
     options = redis_memory(options, Settings(queues_max_mb=100))  # 200 + 32 + 24 + 16 + 64
     redis = override(options, {}, parse_keys([]))["services"]["redis"]
     shell, flag, script = redis["command"]
@@ -97,7 +97,7 @@ def test_compose_redis_reads_its_password_from_stdin_never_argv(tmp_path: Path) 
     from relay.stack.processes import free_port, wait_until
 
     (tmp_path / "pd_routing_keys.txt").write_text("")
-    options = StackOptions.from_env({}, tmp_path)
+    options = StackOptions.from_env({}, tmp_path, euid=1000)  # not root: run/, data/ here
     service = override(options, {}, parse_keys([]))["services"]["redis"]
     password = redis_password(options.data_dir)
     assert (tmp_path / "data" / "redis-password").stat().st_mode & 0o077 == 0
@@ -183,7 +183,7 @@ def test_tls_pairs_are_checked_and_nginx_takes_the_https_configuration(tmp_path:
     assert checked.returncode == 0, checked.stderr
 
     options = StackOptions.from_env(
-        {"PD_RELAY_TLS_CERT": str(cert), "PD_RELAY_TLS_KEY": str(key)}, tmp_path)
+        {"PD_RELAY_TLS_CERT": str(cert), "PD_RELAY_TLS_KEY": str(key)}, tmp_path, euid=1000)
     assert options.scheme == "https"
     served = override(options, {}, parse_keys([]))["services"]["nginx"]
     assert served["environment"]["PD_RELAY_LISTEN"] == "8080 ssl"

@@ -141,10 +141,10 @@ def test_an_environment_value_reaches_supervisord_intact_or_is_refused(value: st
 def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         tmp_path: Path, keys_file: Path) -> None:
     env = compose_env(every_setting(keys_file), demo=False, password="unused-here")
-    options = StackOptions.from_env({}, tmp_path)
+    options = StackOptions.from_env({}, tmp_path, euid=1000)
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
-    services = override(options, env, keys)["services"]
+    services = override(options, env, keys, caller=(1000, 1000))["services"]  # not root
     assert set(services) == {"redis", "nginx", "ingress", "channel-worker"} | {
         f"worker-{key_id(k)}" for k in keys.keys}
     routes = env["RELAY_ROUTES_FILE"]
@@ -202,7 +202,7 @@ def test_stack_options_list_every_bad_value(tmp_path: Path) -> None:
         StackOptions.from_env({"PD_RELAY_PORT": "70000", "PD_RELAY_INGRESS_NODES": "0",
                                "PD_RELAY_MODE": "k8s"}, tmp_path)
     assert len(caught.value.problems) == 3
-    demo = StackOptions.from_env({}, tmp_path, demo=True)
+    demo = StackOptions.from_env({}, tmp_path, demo=True, euid=1000)
     assert demo.bind == "127.0.0.1" and demo.keys_file == tmp_path / "run" / "demo-keys.txt"
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from relay.errors import ConfigError
+from relay.stack import account
 from relay.stack.compose import ComposeStack
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, home_dir, with_settings
@@ -36,9 +37,20 @@ def main(argv: list[str]) -> int:
 
 
 def _down(args: argparse.Namespace, home: Path) -> int:
-    recorded = Recorded.load(_run_dir(home))
+    run_dir = _run_dir(home)
+    earlier = Recorded.load(home / "run") if os.geteuid() == 0 else None
+    stopped = earlier is not None and earlier.options.run_dir != run_dir \
+        and earlier.mode == "native" and NativeStack(earlier.options).supervisor.running()
+    if earlier is not None and stopped:
+        # a stack an earlier release started as root, from the project's run/: its data
+        # moves to the system directory at the next start (relay/stack/account.py)
+        print(f"pd-relay: stopping the stack an earlier release started from {home / 'run'}",
+              file=sys.stderr)
+        NativeStack(earlier.options).down()
+    recorded = Recorded.load(run_dir)
     if recorded is None:
-        print("pd-relay: nothing to stop")
+        if not stopped:
+            print("pd-relay: nothing to stop")
         return 0
     if recorded.mode == "docker":
         return ComposeStack(recorded.options).down()
@@ -128,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _up(args: argparse.Namespace, home: Path) -> int:
     options = StackOptions.from_env(os.environ, home, demo=args.demo)
+    if options.system_dir:  # as root: the 0755 directory of run/, data/ and the venv
+        account.make_system_dir(options.system_dir)
     if args.demo:
         demo_keys(options.keys_file)
         pair = None if options.tls else demo_pair(options.run_dir / "tls")

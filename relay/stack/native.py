@@ -16,7 +16,7 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.keys import KeysFile
-from relay.stack import binaries, render
+from relay.stack import account, binaries, render
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx
 from relay.stack.options import StackOptions
@@ -40,6 +40,9 @@ class NativeStack:
 
     def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
+        # started as root: everything runs as the service user, reading private copies
+        user = account.prepare(o, _running_from) if o.user else None
+        env, tls = account.private_files(o, relay_env, user) if user else (relay_env, o.tls)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         programs: list[Program] = []
         if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.data_dir, o.redis_port):
@@ -49,24 +52,31 @@ class NativeStack:
                                      o.data_dir / "redis", maxmemory_mb=o.redis_maxmemory_mb,
                                      config=str(config))
             programs.append(Program(REDIS, REDIS, tuple(argv)))
-        programs += relay_programs(pd_relay(), relay_env, keys, o.keys_file,
+        programs += relay_programs(pd_relay(), env, keys, o.keys_file,
                                    o.ingress_ports(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
-                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, o.tls)
+                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, tls,
+                      user.nginx if user else "", o.privileged_port)
         programs.append(nginx.program())
-        conf = render_supervisor(programs, self.run_dir, o.home)
+        conf = render_supervisor(programs, self.run_dir, o.home, o.user if user else "",
+                                 o.privileged_port)
         recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
                                                      if p.name.startswith("worker-")],
                             {p.name: p.fingerprint for p in programs})
         previous = Recorded.load(self.run_dir)
         if self.supervisor.running() and previous is not None:
             print("pd-relay: already running: applying the changes", file=sys.stderr)
+            if user:  # what was written above (Redis's configuration) is the user's
+                account.own_dir(self.run_dir, user)
             Rolling(self.supervisor, nginx, previous, programs).apply(conf)
             recorded.nginx_digest = nginx.write()
         else:
             self._check_ports(programs)
             recorded.nginx_digest = nginx.write()
             self._write(conf)
+            if user:  # everything written above is the user's
+                account.own_dir(self.run_dir, user)
+                account.own_dir(o.data_dir, user)
             print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
                   + "a channel worker, "
                   + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
@@ -143,6 +153,11 @@ class NativeStack:
         if name:
             return [p for p in every if p.stem == name or p.stem.startswith(name + "-")]
         return every
+
+
+def _running_from(run_dir: Path) -> bool:
+    """Whether a native stack's supervisord runs from ``run_dir``."""
+    return Supervisor(Path(sys.executable).parent, run_dir / "supervisord.conf").running()
 
 
 def _free(host: str, port: int) -> bool:

@@ -23,8 +23,13 @@ OLD_WORKERS_WAIT_S = 30.0
 
 class Nginx:
     def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str],
-                 limits: render.Limits, tls: tuple[Path, Path] | None = None) -> None:
+                 limits: render.Limits, tls: tuple[Path, Path] | None = None,
+                 user: str = "", master_root: bool = False) -> None:
         self.binary = binary
+        # started as root: the service user ("NAME GROUP") its workers run as, and whether
+        # its master keeps root (a port below 1024) or runs as that user too
+        self.user = user
+        self.master_root = master_root
         self.limits = limits
         self.tls = tls
         self.home = run_dir / "nginx"
@@ -34,10 +39,13 @@ class Nginx:
     def write(self, down: Collection[str] = ()) -> str:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest (of the certificate and key too)."""
+        directive = (self.user if self.master_root else "") if self.user else None
         main = render.nginx(self.home, self.listen, self.upstreams, down=down,
-                            limits=self.limits, tls=self.tls)
-        tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
-                                capture_output=True, text=True)
+                            limits=self.limits, tls=self.tls, user=directive)
+        # tested as root, nginx makes its temporary directories for the user named
+        as_user = ["-g", f"user {self.user};"] if self.user and not self.master_root else []
+        tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], *as_user,
+                                 "-t", "-q"], capture_output=True, text=True)
         if tested.returncode != 0:
             raise ConfigError([f"nginx refuses its configuration: {tested.stderr.strip()}"])
         site = (self.home / "pd-relay.conf").read_bytes()

@@ -15,6 +15,7 @@ from typing import Any
 from relay.errors import ConfigError
 from relay.memory import capped_mb, caps_named, least_redis_mb
 from relay.settings import Settings
+from relay.stack import account
 from relay.stack.render import Limits
 
 MODES = ("auto", "native", "docker")
@@ -38,6 +39,15 @@ class StackOptions:
     redis_maxmemory_mb: int = 0  # the stack's Redis; 0: from RELAY_QUEUES_MAX_MB (redis_memory)
     tls_cert: Path | None = None  # with tls_key: nginx serves HTTPS only (relay/stack/tls.py)
     tls_key: Path | None = None
+    # started as root: the unprivileged user every process runs as ("": the caller), and
+    # the system directory of run/, data/ and the venv (relay/stack/account.py)
+    user: str = ""
+    system_dir: Path | None = None
+
+    @property
+    def privileged_port(self) -> bool:
+        """nginx binds a port only root may: its master keeps root (its workers do not)."""
+        return self.port < 1024
 
     @property
     def scheme(self) -> str:
@@ -54,9 +64,16 @@ class StackOptions:
         return self.demo and self.tls_cert == self.run_dir / "tls" / "demo-cert.pem"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False) -> StackOptions:
-        problems: list[str] = []
+    def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False,
+                 euid: int | None = None) -> StackOptions:
+        """The options ``env`` holds; ``euid`` (default this process's) 0: the system
+        layout, an unprivileged service user (``account``)."""
+        euid = os.geteuid() if euid is None else euid
         values: dict[str, Any] = {}
+        values["user"], problems = account.user_option(env, euid)
+        top = home
+        if values["user"]:
+            values["system_dir"] = top = account.system_dir(env)
 
         def read(name: str, attr: str, parse: Callable[[str], Any]) -> None:
             raw = env.get(name, "")
@@ -98,8 +115,8 @@ class StackOptions:
                             "(a certificate and its private key, PEM) or neither")
         if problems:
             raise ConfigError(problems)
-        run_dir = Path(env.get("PD_RELAY_RUN_DIR") or home / "run").resolve()
-        data_dir = Path(env.get("PD_RELAY_DATA_DIR") or home / "data").resolve()
+        run_dir = Path(env.get("PD_RELAY_RUN_DIR") or top / "run").resolve()
+        data_dir = Path(env.get("PD_RELAY_DATA_DIR") or top / "data").resolve()
         if demo:
             values.setdefault("bind", "127.0.0.1")
             keys_file = run_dir / "demo-keys.txt"
@@ -119,7 +136,8 @@ class StackOptions:
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
-        paths = ("home", "run_dir", "data_dir", "keys_file", "tls_cert", "tls_key")
+        paths = ("home", "run_dir", "data_dir", "keys_file", "tls_cert", "tls_key",
+                 "system_dir")
         found: dict[str, Any] = {name: Path(v) if name in paths and v is not None else v
                                  for name, v in values.items()}
         if isinstance(found.get("limits"), dict):

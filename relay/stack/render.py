@@ -19,6 +19,16 @@ from relay.stack.tls import directives
 TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.template"
 
 
+def template() -> Path:
+    """nginx's site template: the project's, beside this package; installed, not editable
+    (a stack started as root runs from a system venv), in the project's directory
+    (``PD_RELAY_HOME``, as start.sh sets it, else the current one)."""
+    if TEMPLATE.exists():
+        return TEMPLATE
+    return Path(os.environ.get("PD_RELAY_HOME") or os.getcwd()) / TEMPLATE.relative_to(
+        TEMPLATE.parents[1])
+
+
 def redis_argv(binary: str, port: int, directory: Path,
                host: str | None = "127.0.0.1", maxmemory_mb: int = 0,
                config: str | None = None) -> list[str]:
@@ -57,23 +67,26 @@ UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # loopb
 
 def nginx(home: Path, listen: str, upstreams: Sequence[str],
           workers: str = "auto", down: Collection[str] = (),
-          limits: Limits | None = None, tls: tuple[Path, Path] | None = None) -> Path:
+          limits: Limits | None = None, tls: tuple[Path, Path] | None = None,
+          user: str | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
     ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
     (a node being restarted: nginx finishes what it sent there, then stops using it).
-    With ``tls`` (certificate, key) it serves HTTPS only."""
+    With ``tls`` (certificate, key) it serves HTTPS only. ``user``: the ``user`` directive's
+    "USER GROUP" (a stack started as root: its service user), "" for none, None to choose
+    as ``_worker_user`` does."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
-    site = string.Template(TEMPLATE.read_text()).safe_substitute(
+    site = string.Template(template().read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=f"{listen} ssl" if tls else listen,
         PD_RELAY_TLS=directives(*tls) if tls else "",
         PD_RELAY_ACCESS_LOG="/dev/stdout",  # the process's log: rotated by supervisord
         **(limits or Limits()).placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
-    user = _worker_user()
+    user = _worker_user() if user is None else f"user {user};" if user else ""
     temp = "\n".join(f"    {kind}_temp_path {home}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = home / "nginx.conf"

@@ -1,0 +1,303 @@
+"""Started as root, no relay process runs as root (issue 25): the layout chosen (root or
+not), the service user, what supervisord and nginx are told. Uids, the password database
+and file modes are injected: these run without root."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import stat
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from relay.errors import ConfigError
+from relay.stack import account, nginx, render
+from relay.stack.account import ServiceUser
+from relay.stack.model import NGINX, Program
+from relay.stack.options import StackOptions
+from relay.stack.record import Recorded
+from relay.stack.supervisor import render as supervisord
+
+USER = ServiceUser("pd-relay", 990, 990, frozenset({990}))
+
+
+# --- the layout: root or not ---------------------------------------------------------
+
+def test_as_root_the_stack_keeps_run_and_data_in_the_system_directory_for_its_user(
+        tmp_path: Path) -> None:
+    home = tmp_path / "root-clone"
+    options = StackOptions.from_env({}, home, euid=0)
+    assert options.user == "pd-relay"
+    assert options.system_dir == Path("/var/lib/pd-relay")
+    assert (options.run_dir, options.data_dir) == (Path("/var/lib/pd-relay/run"),
+                                                   Path("/var/lib/pd-relay/data"))
+    assert options.keys_file == home.resolve() / "pd_routing_keys.txt"  # read by root
+    named = StackOptions.from_env({"PD_RELAY_USER": "relayd", "PD_RELAY_SYSTEM_DIR":
+                                   str(tmp_path / "sys"), "PD_RELAY_DATA_DIR":
+                                   str(tmp_path / "elsewhere")}, home, euid=0)
+    assert named.user == "relayd"
+    assert named.run_dir == tmp_path / "sys" / "run"
+    assert named.data_dir == tmp_path / "elsewhere"
+    # recorded and read back (status, stop, logs, relay find the stack as root)
+    assert StackOptions.recorded(named.public()) == named
+
+
+def test_not_as_root_nothing_changes(tmp_path: Path) -> None:
+    options = StackOptions.from_env({"PD_RELAY_USER": "relayd"}, tmp_path, euid=1000)
+    assert (options.user, options.system_dir) == ("", None)
+    assert (options.run_dir, options.data_dir) == (tmp_path / "run", tmp_path / "data")
+
+
+def test_a_stack_recorded_by_the_previous_release_reads_as_run_by_its_caller(
+        tmp_path: Path) -> None:
+    old = StackOptions.from_env({}, tmp_path, euid=1000).public()
+    del old["user"], old["system_dir"]
+    assert StackOptions.recorded(old).user == ""
+
+
+@pytest.mark.parametrize("name, said", [("root", "never run as root"),
+                                        ("Bad Name", "is not a user name")])
+def test_the_service_user_is_never_root_nor_a_bad_name(tmp_path: Path, name: str,
+                                                       said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        StackOptions.from_env({"PD_RELAY_USER": name}, tmp_path, euid=0)
+
+
+class Passwd:
+    """A password database: ``add`` is what useradd does."""
+
+    def __init__(self, **users: int) -> None:
+        self.users = dict(users)
+        self.ran: list[list[str]] = []
+
+    def getpwnam(self, name: str) -> Any:
+        if name not in self.users:
+            raise KeyError(name)
+        return SimpleNamespace(pw_uid=self.users[name], pw_gid=self.users[name])
+
+    def run(self, argv: list[str], **kwargs: Any) -> Any:
+        self.ran.append(argv)
+        self.users[argv[-1]] = 990
+        return SimpleNamespace(returncode=0, stderr="")
+
+
+def test_a_missing_service_user_is_made_a_system_user_without_a_shell(tmp_path: Path) -> None:
+    passwd = Passwd()
+    user = account.ensure_user("pd-relay", tmp_path / "data", passwd.getpwnam, passwd.run)
+    assert (user.name, user.uid) == ("pd-relay", 990)
+    assert passwd.ran == [["useradd", "--system", "--no-create-home", "--home-dir",
+                           str(tmp_path / "data"), "--shell", "/usr/sbin/nologin",
+                           "pd-relay"]]
+    again = account.ensure_user("pd-relay", tmp_path, passwd.getpwnam, passwd.run)
+    assert again.uid == 990 and len(passwd.ran) == 1  # made once
+
+
+def test_a_service_user_that_is_root_by_another_name_is_refused(tmp_path: Path) -> None:
+    passwd = Passwd(toor=0)
+    with pytest.raises(ConfigError, match="is root"):
+        account.ensure_user("toor", tmp_path, passwd.getpwnam, passwd.run)
+
+
+def test_a_user_that_cannot_be_made_is_said(tmp_path: Path) -> None:
+    passwd = Passwd()
+    failing = lambda argv, **kw: SimpleNamespace(returncode=9, stderr="useradd: no")  # noqa: E731
+    with pytest.raises(ConfigError, match="cannot make this user .useradd: no"):
+        account.ensure_user("pd-relay", tmp_path, passwd.getpwnam, failing)
+
+
+def fake_stat(tree: dict[str, tuple[int, int, int]]) -> Any:
+    def lookup(path: Path) -> Any:
+        uid, gid, mode = tree.get(str(path), (0, 0, 0o755))
+        return SimpleNamespace(st_uid=uid, st_gid=gid, st_mode=stat.S_IFDIR | mode)
+    return lookup
+
+
+def test_a_directory_the_user_cannot_reach_is_refused_with_the_one_in_the_way() -> None:
+    tree = {"/root": (0, 0, 0o700), "/srv/shared": (0, 990, 0o750),
+            "/srv/mine": (990, 0, 0o700), "/srv/theirs": (0, 5, 0o750)}
+    wanted = {"PD_RELAY_RUN_DIR": Path("/root/pd-relay/run"),
+              "PD_RELAY_DATA_DIR": Path("/srv/shared/data"),
+              "A": Path("/srv/mine/data"), "B": Path("/srv/theirs/x/data"),
+              "C": Path("/var/lib/pd-relay/run")}
+    problems = account.reach_problems(wanted, USER, fake_stat(tree))
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("PD_RELAY_RUN_DIR: the service user pd-relay cannot "
+                                  "reach /root/pd-relay/run (/root is closed to it)")
+    assert problems[1].startswith("B: ") and "(/srv/theirs is closed" in problems[1]
+
+
+def test_the_run_and_data_directories_become_the_users_and_private(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    (run / "logs" / "x.log").write_text("")
+    owned: list[tuple[Path, int]] = []
+    account.own_dir(run, USER, lambda path, uid, gid: owned.append((Path(path), uid)))
+    assert set(owned) == {(run, 990), (run / "logs", 990), (run / "logs" / "x.log", 990)}
+    assert run.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_files_the_processes_read_are_private_copies_in_the_run_directory(
+        tmp_path: Path) -> None:
+    keys, routes = tmp_path / "keys.txt", tmp_path / "routes.yml"
+    keys.write_text("k\n")
+    routes.write_text("routes: []\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    options = StackOptions.from_env({"PD_RELAY_RUN_DIR": str(run), "PD_RELAY_TLS_CERT":
+                                     str(routes), "PD_RELAY_TLS_KEY": str(keys)},
+                                    tmp_path, euid=0)
+    owned: list[Path] = []  # each written under a temporary name, then renamed
+    env, tls = account.private_files(
+        options, {"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes),
+                  "RELAY_PREFIX": "p"}, USER,
+        lambda path, uid, gid: owned.append(Path(str(path).removesuffix(".tmp"))))
+    private = run / "private"
+    assert env == {"RELAY_KEYS_FILE": str(private / "keys.txt"),
+                   "RELAY_ROUTES_FILE": str(private / "routes.yml"), "RELAY_PREFIX": "p"}
+    assert tls == (private / "tls-cert.pem", private / "tls-key.pem")
+    for copy, source in ((private / "keys.txt", keys), (private / "tls-key.pem", keys),
+                         (private / "routes.yml", routes)):
+        assert copy.read_text() == source.read_text()
+        assert copy.stat().st_mode & 0o777 == 0o600
+        assert copy in owned
+    assert private in owned
+
+
+# --- upgrading from a root stack that kept its data in the project ---------------------
+
+def earlier_stack(home: Path) -> None:
+    (home / "data" / "redis").mkdir(parents=True)
+    (home / "data" / "redis" / "appendonly.aof").write_text("queued events")
+    (home / "data" / "redis-password").write_text("old\n")
+    (home / "run").mkdir()
+
+
+def test_the_earlier_releases_redis_data_moves_to_the_new_data_directory(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home, data = tmp_path / "clone", tmp_path / "sys" / "data"
+    earlier_stack(home)
+    account.adopt_earlier_data(home, tmp_path / "sys" / "run", data, lambda run: False)
+    assert (data / "redis" / "appendonly.aof").read_text() == "queued events"
+    assert (data / "redis-password").read_text() == "old\n"
+    assert not (home / "data" / "redis").exists()
+    err = capsys.readouterr().err
+    assert f"moved Redis's data and its password (queued events, history) from " \
+        f"{home / 'data'} to {data}" in err
+    # once moved, a later start leaves everything where it is
+    (home / "data" / "redis").mkdir()
+    account.adopt_earlier_data(home, tmp_path / "sys" / "run", data, lambda run: False)
+    assert (home / "data" / "redis").exists()
+
+
+def test_while_the_earlier_stack_runs_the_start_is_refused_and_nothing_moves(
+        tmp_path: Path) -> None:
+    home, data = tmp_path / "clone", tmp_path / "sys" / "data"
+    earlier_stack(home)
+    asked: list[Path] = []
+    with pytest.raises(ConfigError, match=r"still runs from .*: stop it first \(./start.sh "
+                       r"stop; its queued events are kept"):
+        account.adopt_earlier_data(home, tmp_path / "sys" / "run", data,
+                                   lambda run: asked.append(run) or True)
+    assert asked == [home / "run"]
+    assert (home / "data" / "redis" / "appendonly.aof").exists() and not data.exists()
+
+
+# --- supervisord and nginx -------------------------------------------------------------
+
+def programs() -> list[Program]:
+    return [Program("redis", "redis", ("redis-server",)),
+            Program("ingress-0", "ingress", ("pd-relay", "ingress"), {"RELAY_PREFIX": "p"}),
+            Program("worker-abc", "worker", ("pd-relay", "worker", "--key-id", "abc")),
+            Program(NGINX, NGINX, ("nginx",), {"PD_RELAY_LISTEN": "0.0.0.0:80"})]
+
+
+def parsed(text: str) -> configparser.RawConfigParser:
+    conf = configparser.RawConfigParser()
+    conf.read_string(text)
+    return conf
+
+
+def test_not_as_root_supervisord_and_every_program_run_as_the_caller(tmp_path: Path) -> None:
+    conf = parsed(supervisord(programs(), tmp_path / "run", tmp_path))
+    assert not [s for s in conf.sections() if conf.has_option(s, "user")]
+    assert conf.get("supervisord", "directory") == str(tmp_path)
+
+
+def test_on_a_port_above_1023_supervisord_itself_runs_as_the_service_user(
+        tmp_path: Path) -> None:
+    conf = parsed(supervisord(programs(), tmp_path / "run", tmp_path, "pd-relay", False))
+    assert conf.get("supervisord", "user") == "pd-relay"  # so every program is its child
+    assert [s for s in conf.sections() if conf.has_option(s, "user")] == ["supervisord"]
+    assert conf.get("supervisord", "directory") == str(tmp_path / "run")
+
+
+def test_on_a_port_below_1024_only_nginx_keeps_root_and_supervisord_switches_the_rest(
+        tmp_path: Path) -> None:
+    conf = parsed(supervisord(programs(), tmp_path / "run", tmp_path, "pd-relay", True))
+    assert not conf.has_option("supervisord", "user")
+    users = {s: conf.get(s, "user", fallback=None) for s in conf.sections()
+             if s.startswith("program:")}
+    assert users == {"program:redis": "pd-relay", "program:ingress-0": "pd-relay",
+                     "program:worker-abc": "pd-relay", "program:nginx": None}
+    assert conf.get("program:ingress-0", "environment") == 'RELAY_PREFIX="p"'
+
+
+def test_supervisord_reads_the_user_lines(tmp_path: Path) -> None:
+    from supervisor.options import ServerOptions
+
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    path = run / "supervisord.conf"
+    path.write_text(supervisord(programs(), run, tmp_path, "nobody", True))
+    options = ServerOptions()
+    options.configfile = str(path)
+    options.process_config(do_usage=False)
+    uids = {group.name: group.process_configs[0].uid for group in options.process_group_configs}
+    nobody = __import__("pwd").getpwnam("nobody").pw_uid
+    assert uids == {"redis": nobody, "ingress-0": nobody, "worker-abc": nobody, "nginx": None}
+
+
+def nginx_main(tmp_path: Path, user: str | None) -> str:
+    return render.nginx(tmp_path, "127.0.0.1:80", ["127.0.0.1:8081"], user=user).read_text()
+
+
+def test_nginx_workers_run_as_the_service_user_when_its_master_keeps_root(
+        tmp_path: Path) -> None:
+    assert "\nuser pd-relay pd-relay;\n" in nginx_main(tmp_path, "pd-relay pd-relay")
+    assert "\nuser " not in nginx_main(tmp_path, "")  # its master runs as the user itself
+
+
+def test_nginx_is_tested_as_it_will_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: Any) -> Any:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(nginx.subprocess, "run", run)
+    for master_root in (True, False):
+        site = nginx.Nginx("nginx", tmp_path, "127.0.0.1:80", ["127.0.0.1:8081"],
+                           render.Limits(), user="pd-relay pd-relay", master_root=master_root)
+        site.write()
+        main = (tmp_path / "nginx" / "nginx.conf").read_text()
+        assert ("\nuser pd-relay pd-relay;\n" in main) is master_root
+    # tested as root, with the user it runs as (its temporary directories become that
+    # user's), not the `nobody` nginx would pick
+    assert "user pd-relay pd-relay;" not in ran[0]
+    assert ran[1][ran[1].index("-t") - 2:ran[1].index("-t")] == ["-g", "user pd-relay pd-relay;"]
+
+
+def test_the_programs_of_a_root_stack_are_not_recorded_with_their_private_copies(
+        tmp_path: Path) -> None:
+    """What `reload` starts from: the operator's files, copied again at each start."""
+    options = StackOptions.from_env({"PD_RELAY_RUN_DIR": str(tmp_path)}, tmp_path, euid=0)
+    Recorded("native", options, {"RELAY_KEYS_FILE": "/root/keys"}).save()
+    loaded = Recorded.load(tmp_path)
+    assert loaded is not None and loaded.options.user == "pd-relay"
+    assert loaded.relay_env["RELAY_KEYS_FILE"] == "/root/keys"
+    assert os.stat(tmp_path / "stack.json").st_mode & 0o077 == 0
