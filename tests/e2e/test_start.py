@@ -9,7 +9,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,10 +58,28 @@ def pids(status_text: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    copy = tmp_path / "pd-relay"
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        copy = tmp_path / "pd-relay"
+        shutil.copytree(ROOT, copy, ignore=IGNORE)
+        yield copy
+        return
+    # as root the stack runs as an unprivileged user (tests/e2e/test_unpriv.py): run/ and
+    # data/ stay in the copy, which that user must reach (pytest's directories are 0700)
+    base = Path(tempfile.mkdtemp(prefix="pd-relay-start-", dir="/tmp"))
+    base.chmod(0o755)
+    copy = base / "pd-relay"
     shutil.copytree(ROOT, copy, ignore=IGNORE)
-    return copy
+    monkeypatch.setenv("PD_RELAY_SYSTEM_DIR", str(base / "system"))
+    monkeypatch.setenv("PD_RELAY_RUN_DIR", str(copy / "run"))
+    monkeypatch.setenv("PD_RELAY_DATA_DIR", str(copy / "data"))
+    yield copy
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def read_as(project: Path, path: Path, copy: str) -> str:
+    """Where the processes read ``path``: as root, a private copy in the run directory."""
+    return str(project / "run" / "private" / copy) if os.geteuid() == 0 else str(path)
 
 
 def test_start_without_a_keys_file_says_how_to_make_one(project: Path) -> None:
@@ -181,8 +201,9 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         password = (project / "data" / "redis-password").read_text().strip()
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=redis_port).ping()
-        expected = dict(SETTINGS, RELAY_PD_URL=sim, RELAY_KEYS_FILE=str(keys_file),
-                        RELAY_ROUTES_FILE=str(routes_file),
+        expected = dict(SETTINGS, RELAY_PD_URL=sim,
+                        RELAY_KEYS_FILE=read_as(project, keys_file, "keys.txt"),
+                        RELAY_ROUTES_FILE=read_as(project, routes_file, "routes.yml"),
                         RELAY_REDIS_URL=f"redis://:{password}@127.0.0.1:{redis_port}/0")
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
