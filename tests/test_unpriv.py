@@ -301,3 +301,37 @@ def test_the_programs_of_a_root_stack_are_not_recorded_with_their_private_copies
     assert loaded is not None and loaded.options.user == "pd-relay"
     assert loaded.relay_env["RELAY_KEYS_FILE"] == "/root/keys"
     assert os.stat(tmp_path / "stack.json").st_mode & 0o077 == 0
+
+
+def test_stop_as_root_stops_the_stack_an_earlier_release_started_from_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`./start.sh stop` is what the refusal to start asks for: it must reach the stack
+    that ran from ./run as root (before, the new layout looked only in the system one)."""
+    import argparse
+
+    from relay.stack import command
+
+    home = tmp_path / "clone"
+    (home / "run").mkdir(parents=True)
+    earlier = StackOptions.from_env({}, home, euid=1000)  # as the previous release read it
+    Recorded("native", earlier, {}).save()
+    stopped: list[Path] = []
+
+    class Stack:
+        def __init__(self, options: StackOptions) -> None:
+            self.options = options
+            self.supervisor = SimpleNamespace(running=lambda: options.run_dir == home / "run")
+
+        def down(self) -> int:
+            stopped.append(self.options.run_dir)
+            return 0
+
+    monkeypatch.setattr(command, "NativeStack", Stack)
+    monkeypatch.setattr(command.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("PD_RELAY_SYSTEM_DIR", str(tmp_path / "system"))
+    for name in ("PD_RELAY_RUN_DIR", "PD_RELAY_DATA_DIR", "PD_RELAY_USER"):
+        monkeypatch.delenv(name, raising=False)
+    assert command._down(argparse.Namespace(), home) == 0
+    assert stopped == [home / "run"]
+    assert "earlier release started from" in capsys.readouterr().err

@@ -106,9 +106,10 @@ http {{
 
 
 def _worker_user() -> str:
-    """Started as root, nginx runs its workers as ``nobody`` (they touch no file: bodies
-    and replies stay in memory, the logs are the master's stdout and stderr); else they
-    run as whoever started it."""
+    """A loopback stack (tests, benchmarks, drills; ``pd-relay stack`` names its service
+    user instead) started as root runs nginx's workers as ``nobody`` (they touch no file:
+    bodies and replies stay in memory, the logs are the master's stdout and stderr); else
+    they run as whoever started it."""
     if os.geteuid() != 0:
         return ""
     nobody = pwd.getpwnam("nobody")
