@@ -335,3 +335,20 @@ def test_stop_as_root_stops_the_stack_an_earlier_release_started_from_the_projec
     assert command._down(argparse.Namespace(), home) == 0
     assert stopped == [home / "run"]
     assert "earlier release started from" in capsys.readouterr().err
+
+
+def test_a_running_stack_is_not_moved_across_1024_nor_to_another_user(tmp_path: Path) -> None:
+    """Which processes keep root is decided when supervisord starts: a change of either
+    asks for a stop first (restarting programs under the old supervisord would fail)."""
+    running = StackOptions.from_env({"PD_RELAY_PORT": "8080"}, tmp_path, euid=0)
+    same_side = StackOptions.from_env({"PD_RELAY_PORT": "9090"}, tmp_path, euid=0)
+    assert account.switch_problems(running, same_side) == []
+    low = StackOptions.from_env({"PD_RELAY_PORT": "443"}, tmp_path, euid=0)
+    assert "crosses 1024" in account.switch_problems(running, low)[0]
+    other = StackOptions.from_env({"PD_RELAY_USER": "relayd"}, tmp_path, euid=0)
+    assert "runs as pd-relay, not relayd" in account.switch_problems(running, other)[0]
+    # a stack the previous release started as root now gets a user: also a stop first
+    earlier = StackOptions.from_env({}, tmp_path, euid=1000)
+    assert "stop it first" in account.switch_problems(earlier, running)[0]
+    assert account.switch_problems(earlier, StackOptions.from_env({}, tmp_path,
+                                                                  euid=1000)) == []

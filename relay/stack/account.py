@@ -236,3 +236,19 @@ def private_files(options: StackOptions, relay_env: dict[str, str], user: Servic
         tls = (private_copy(tls[0], options.run_dir, "tls-cert.pem", user, chown),
                private_copy(tls[1], options.run_dir, "tls-key.pem", user, chown))
     return env, tls
+
+
+def switch_problems(before: StackOptions, now: StackOptions) -> list[str]:
+    """What a running stack cannot take by restarting programs: another service user, or
+    a port across 1024 (which decides whether supervisord and nginx's master keep root;
+    supervisord's own user changes only when it starts)."""
+    problems = []
+    if before.user != now.user:
+        problems.append(f"the stack runs as {before.user or 'its caller'}, not "
+                        f"{now.user or 'the caller'}: stop it first (./start.sh stop), "
+                        "then start it again")
+    elif now.user and before.privileged_port != now.privileged_port:
+        problems.append(f"port {before.port} to {now.port} crosses 1024, which decides what "
+                        "keeps root: stop the stack first (./start.sh stop), then start it "
+                        "again")
+    return problems

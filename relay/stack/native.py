@@ -65,6 +65,9 @@ class NativeStack:
                             {p.name: p.fingerprint for p in programs})
         previous = Recorded.load(self.run_dir)
         if self.supervisor.running() and previous is not None:
+            switched = account.switch_problems(previous.options, o)
+            if switched:
+                raise ConfigError(switched)
             print("pd-relay: already running: applying the changes", file=sys.stderr)
             if user:  # what was written above (Redis's configuration) is the user's
                 account.own_dir(self.run_dir, user)
