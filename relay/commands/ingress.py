@@ -26,6 +26,9 @@ def add_parser(sub: Any) -> None:
     ingress = sub.add_parser("ingress", help="serve the HTTP ingress (Flask under waitress)")
     ingress.add_argument("--host", default="127.0.0.1")
     ingress.add_argument("--port", type=int, default=8080)
+    ingress.add_argument("--unix-socket", metavar="PATH",
+                         help="listen on this Unix socket (mode 600) instead of --host/--port: "
+                         "keep it in a directory only this user may enter")
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
@@ -45,15 +48,17 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     stopping = threading.Event()
     follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
            stopping)
+    where = {"unix_socket": args.unix_socket, "unix_socket_perms": "600"} \
+        if args.unix_socket else {"host": args.host, "port": args.port}
     log.info(
-        "ingress on http://%s:%d for %d routing key(s), Redis %s",
-        args.host, args.port, len(settings.routing_keys), settings.redis_shown,
+        "ingress on %s for %d routing key(s), Redis %s",
+        f"unix:{args.unix_socket}" if args.unix_socket else f"http://{args.host}:{args.port}",
+        len(settings.routing_keys), settings.redis_shown,
     )
     exit_on_sigterm()
     waitress.serve(
         app,
-        host=args.host,
-        port=args.port,
+        **where,
         threads=settings.threads,
         ident="pd-relay",
         # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.

@@ -27,6 +27,7 @@ class Nginx:
         self.binary = binary
         self.limits = limits
         self.tls = tls
+        self.run_dir = run_dir
         self.home = run_dir / "nginx"
         self.listen = listen
         self.upstreams = upstreams
@@ -35,7 +36,8 @@ class Nginx:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest (of the certificate and key too)."""
         main = render.nginx(self.home, self.listen, self.upstreams, down=down,
-                            limits=self.limits, tls=self.tls)
+                            limits=self.limits, tls=self.tls,
+                            sockets_owner=self.run_dir.stat().st_uid)
         tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
                                 capture_output=True, text=True)
         if tested.returncode != 0:
@@ -50,6 +52,11 @@ class Nginx:
         main = self.home / "nginx.conf"
         return Program(NGINX, NGINX, tuple(render.nginx_argv(self.binary, main)),
                        {"PD_RELAY_LISTEN": self.listen})
+
+
+def upstream(program: Program) -> str:
+    """nginx's name for an ingress node on its Unix socket."""
+    return f"unix:{program.socket}"
 
 
 def reload(master: int, wait_s: float = OLD_WORKERS_WAIT_S) -> bool:

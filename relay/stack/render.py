@@ -21,14 +21,19 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "nginx" / "pd-relay.conf.templa
 
 def redis_argv(binary: str, port: int, directory: Path,
                host: str | None = "127.0.0.1", maxmemory_mb: int = 0,
-               config: str | None = None) -> list[str]:
-    """redis-server on ``host`` (None: its default, as in a container) with its append-only
-    file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit) and nothing
-    evicted when it is full (the ingress answers 503 instead), no RDB snapshots; reading
-    ``config`` first (a file, or ``-``: standard input), where the password is."""
+               config: str | None = None, unixsocket: Path | None = None) -> list[str]:
+    """redis-server on ``host`` (None: its default, as in a container), or with
+    ``unixsocket`` on that socket only (no TCP port; mode 700: its user only), with its
+    append-only file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit)
+    and nothing evicted when it is full (the ingress answers 503 instead), no RDB
+    snapshots; reading ``config`` first (a file, or ``-``: standard input), where the
+    password is."""
+    if unixsocket is not None:
+        listen = ["--port", "0", "--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
+    else:
+        listen = [*(["--bind", host] if host else []), "--port", str(port)]
     return [
-        binary, *([config] if config else []), *(["--bind", host] if host else []),
-        "--port", str(port), "--dir", str(directory),
+        binary, *([config] if config else []), *listen, "--dir", str(directory),
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         *(["--maxmemory", f"{maxmemory_mb}mb"] if maxmemory_mb else []),
         "--maxmemory-policy", "noeviction",
@@ -57,12 +62,15 @@ UNLIMITED = Limits(rate=1_000_000, burst=1_000_000, connections=65_000)  # loopb
 
 def nginx(home: Path, listen: str, upstreams: Sequence[str],
           workers: str = "auto", down: Collection[str] = (),
-          limits: Limits | None = None, tls: tuple[Path, Path] | None = None) -> Path:
+          limits: Limits | None = None, tls: tuple[Path, Path] | None = None,
+          sockets_owner: int | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
-    ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
-    (a node being restarted: nginx finishes what it sent there, then stops using it).
-    With ``tls`` (certificate, key) it serves HTTPS only."""
+    ``upstreams`` are the ingress nodes' host:port or ``unix:PATH``; those in ``down`` get
+    no new requests (a node being restarted: nginx finishes what it sent there, then
+    stops using it). With ``tls`` (certificate, key) it serves HTTPS only. Nodes on Unix
+    sockets in a private directory are reached by its owner only (``sockets_owner``, a
+    uid): nginx's workers run as that user."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
@@ -73,7 +81,7 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str],
         **(limits or Limits()).placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
-    user = _worker_user()
+    user = _worker_user(sockets_owner)
     temp = "\n".join(f"    {kind}_temp_path {home}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = home / "nginx.conf"
@@ -92,14 +100,15 @@ http {{
     return main
 
 
-def _worker_user() -> str:
-    """Started as root, nginx runs its workers as ``nobody`` (they touch no file: bodies
-    and replies stay in memory, the logs are the master's stdout and stderr); else they
-    run as whoever started it."""
+def _worker_user(sockets_owner: int | None) -> str:
+    """Started as root, nginx runs its workers as the owner of the ingress nodes' sockets
+    (the only user who may reach them), else as ``nobody`` (they touch no file: bodies
+    and replies stay in memory, the logs are the master's stdout and stderr); started by
+    another user, they run as that user."""
     if os.geteuid() != 0:
         return ""
-    nobody = pwd.getpwnam("nobody")
-    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+    user = pwd.getpwnam("nobody") if sockets_owner is None else pwd.getpwuid(sockets_owner)
+    return f"user {user.pw_name} {grp.getgrgid(user.pw_gid).gr_name};"
 
 
 def nginx_argv(binary: str, main: Path) -> list[str]:
