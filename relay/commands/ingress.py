@@ -16,6 +16,7 @@ from relay.startup import (
     exit_on_sigterm,
     redis_memory_problems,
     removed_keys_left_something,
+    warn_of_redis_link,
 )
 from relay.store import connect
 
@@ -40,6 +41,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     if removed_keys_left_something(settings):
         return 2
     redis_memory_problems(settings, logging.ERROR)
+    warn_of_redis_link(settings.redis_url)
     app = create_app(settings)
     policy = app.extensions["pd_relay_policy"]
     signal.signal(signal.SIGHUP, lambda signum, frame: policy.reload())
