@@ -1,5 +1,6 @@
-"""The wire (issue 25): nginx sized for the per-client limits, and HSTS only over HTTPS.
-The slow and idle clients themselves: tests/e2e/test_slow_clients.py."""
+"""The wire (issue 25): nginx sized for the per-client limits, HSTS only over HTTPS, and a
+warning when the stack takes plain HTTP from beyond this machine. The slow and idle
+clients themselves: tests/e2e/test_slow_clients.py."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from relay.stack import tls
+from relay.stack.options import StackOptions
 from relay.stack.processes import free_port, wait_until
 from relay.stack.render import CLIENTS, Limits, nginx, nginx_argv
+from relay.stack.report import announce, plain_http_warning, warn_plain_http
 
 NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
 
@@ -103,3 +106,29 @@ def test_nginx_sends_hsts_over_https(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "192.0.2.7", "relay.example.com", "10.1.2.3"])
+def test_plain_http_beyond_loopback_is_warned_of(tmp_path: Path, bind: str, capsys) -> None:
+    options = StackOptions.from_env({"PD_RELAY_BIND": bind}, tmp_path)
+    warning = plain_http_warning(options)
+    assert warning and "WARNING" in warning and "PD_RELAY_TLS_CERT" in warning
+    assert "PD_RELAY_TLS_KEY" in warning and "in the clear" in warning
+    warn_plain_http(options)
+    assert warning in capsys.readouterr().err  # at start-up
+    announce(options, "logs/", anonymous=False)
+    assert warning in capsys.readouterr().out  # and in the summary
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_or_https_is_not_warned_of(tmp_path: Path, bind: str, capsys) -> None:
+    options = StackOptions.from_env({"PD_RELAY_BIND": bind}, tmp_path)
+    assert plain_http_warning(options) is None
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    served = StackOptions.from_env({"PD_RELAY_TLS_CERT": str(cert),
+                                    "PD_RELAY_TLS_KEY": str(key)}, tmp_path)
+    assert served.bind == "0.0.0.0" and plain_http_warning(served) is None
+    warn_plain_http(options)
+    announce(served, "logs/", anonymous=False)
+    captured = capsys.readouterr()
+    assert "WARNING" not in captured.err + captured.out
