@@ -9,6 +9,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import resource
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ def redis_argv(binary: str, port: int, directory: Path,
     ]
 
 
+# nginx's connection slots per worker, sized for the per-client limits: CLIENTS addresses
+# each holding its PD_RELAY_CLIENT_CONNECTIONS at once, each of those connections with one
+# to an ingress node beside it (nginx counts both), and room for the idle upstream ones
+# it keeps and its listening sockets. The defaults (50): 10,064. Between a floor (idle and
+# header-trickling connections are not counted per client) and a cap (the slots are
+# allocated at start, about 0.5 KB each).
+CLIENTS = 100
+SPARE_CONNECTIONS = 64
+MIN_WORKER_CONNECTIONS = 4096
+MAX_WORKER_CONNECTIONS = 16384
+SPARE_FILES = 512  # beyond one descriptor per connection: logs, listeners, the master's
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-client limits at nginx, and who may read /metrics and /readyz through it."""
@@ -48,6 +62,10 @@ class Limits:
     burst: int = 200  # taken at once beyond the rate
     connections: int = 50  # open at once per client address
     admin_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    def worker_connections(self) -> int:
+        wanted = 2 * self.connections * CLIENTS + SPARE_CONNECTIONS
+        return max(MIN_WORKER_CONNECTIONS, min(MAX_WORKER_CONNECTIONS, wanted))
 
     def placeholders(self) -> dict[str, str]:
         return {
@@ -72,16 +90,18 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str],
     sockets in a private directory are reached by its owner only (``sockets_owner``, a
     uid): nginx's workers run as that user."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
+    limits = limits or Limits()
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
     site = string.Template(TEMPLATE.read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=f"{listen} ssl" if tls else listen,
         PD_RELAY_TLS=directives(*tls) if tls else "",
         PD_RELAY_ACCESS_LOG="/dev/stdout",  # the process's log: rotated by supervisord
-        **(limits or Limits()).placeholders(),
+        **limits.placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
     user = _worker_user(sockets_owner)
+    connections = limits.worker_connections()
     temp = "\n".join(f"    {kind}_temp_path {home}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = home / "nginx.conf"
@@ -90,7 +110,8 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str],
 worker_processes {workers};
 pid {home}/nginx.pid;
 error_log stderr warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile {_files(connections)};
+events {{ worker_connections {connections}; }}
 http {{
 {temp}
     server_tokens off;
@@ -98,6 +119,16 @@ http {{
 }}
 """)
     return main
+
+
+def _files(connections: int) -> int:
+    """Open files for a worker: one per connection and some spare; started as another
+    user than root, no more than its hard limit (nginx could not raise it further)."""
+    wanted = connections + SPARE_FILES
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if os.geteuid() == 0 or hard == resource.RLIM_INFINITY:
+        return wanted
+    return min(wanted, hard)
 
 
 def _worker_user(sockets_owner: int | None) -> str:

@@ -27,7 +27,7 @@ from relay.stack.options import (
 from relay.stack.password import previous_stack_urls, redis_password, stack_redis_url
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
-from relay.stack.report import announce, changed_settings
+from relay.stack.report import announce, changed_settings, warn_plain_http
 from relay.stack.tls import problems as tls_problems
 
 
@@ -42,6 +42,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     problems += tls_problems(options.tls_cert, options.tls_key)
     if problems:
         raise ConfigError(problems)
+    warn_plain_http(options)
     env = relay_env(environ)
     env["RELAY_KEYS_FILE"] = str(options.keys_file)
     if options.demo:  # the demo's data lives apart from a real stack's in the same Redis
