@@ -290,3 +290,12 @@ def test_sessions_without_redis_are_a_503_never_a_500(ui, fake, tokens, monkeypa
     # a token needs no session: it still reads
     bearer = {"Authorization": f"Bearer {tokens['viewer']}"}
     assert ui.get("/metrics", headers=bearer).status_code == 200
+
+
+def test_a_form_token_of_any_characters_is_refused_never_a_500(ui, tokens) -> None:
+    form = ui.get("/ui/sign-in")
+    odd = ui.post("/ui/sign-in", data={"token": tokens["admin"], "csrf": "é" * 10})
+    assert odd.status_code == 403 and csrf_of(form.data)
+    sign_in(ui, tokens["admin"])
+    assert ui.post("/ui/dead-letters/x-1/purge", data={"csrf": "ü"}).status_code == 403
+    assert ui.post("/ui/sign-out", data={"csrf": "ü"}).status_code == 403

@@ -11,7 +11,6 @@ never the token. Sign-out ends the session in Redis, so a replayed cookie is ref
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from relay.ui.access import (
     Access,
     cookie_of,
     refuse_cross_site,
+    same,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
             return sign_in_page(None, 200)
         refuse_cross_site(request, "a sign-in")
         expected = form_token(request)
-        if expected is None or not hmac.compare_digest(request.form.get("csrf", ""),
-                                                       expected):
+        if expected is None or not same(request.form.get("csrf", ""), expected):
             return sign_in_page([STALE_FORM], 403)
         token = request.form.get("token", "").strip()
         operator = access.find(token) if token else None
@@ -100,7 +99,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
             raise Unavailable([f"sessions: Redis does not answer ({type(exc).__name__})"]
                               ) from exc
         if session is not None and session_id:
-            if not hmac.compare_digest(request.form.get("csrf", ""), session.csrf):
+            if not same(request.form.get("csrf", ""), session.csrf):
                 raise AdminRequired([STALE_FORM])
             access.sessions.close(session_id, session)
             log.info("operator %s signed out from %s", session.operator,
