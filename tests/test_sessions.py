@@ -230,7 +230,7 @@ def test_metrics_and_readyz_for_operators_the_stack_and_allowed_networks(routed,
     assert client.get("/healthz", environ_base=FAR).json == {"status": "ok"}
 
 
-def test_a_forged_forwarded_for_is_not_the_client(routed, fake, caplog) -> None:
+def test_a_forged_forwarded_for_is_not_the_client(routed, fake, tokens, caplog) -> None:
     app = create_app(routed, client=fake)
     client = app.test_client()
     forged = {"X-Forwarded-For": "203.0.113.9"}
@@ -243,6 +243,11 @@ def test_a_forged_forwarded_for_is_not_the_client(routed, fake, caplog) -> None:
     [nginx] = [line for line in lines if "dedup_key=via-nginx" in line]
     assert "client=127.0.0.1 " in tcp and "203.0.113.9" not in tcp
     assert "client=203.0.113.9 " in nginx
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    for dedup_key, client_seen in (("over-tcp", "127.0.0.1"), ("via-nginx", "203.0.113.9")):
+        [story] = client.get("/api/v1/events", query_string={"dedup_key": dedup_key},
+                             headers=look).json["events"]
+        assert story["steps"][0]["client"] == client_seen  # what the history records
     # a proxy the operator names is believed too
     proxied = create_app(replace(routed, trusted_proxies=Settings.from_env(
         {"RELAY_KEYS_FILE": str(routed.keys_file), "RELAY_TRUSTED_PROXIES": "127.0.0.0/8"}
