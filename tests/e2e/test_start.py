@@ -137,6 +137,10 @@ SETTINGS = {
     "RELAY_DEAD_LETTER_DAYS": "10", "RELAY_SELF_CHECK_S": "5", "RELAY_RETENTION_S": "60",
     "RELAY_HISTORY_DAYS": "2", "RELAY_HISTORY_MAX_ENTRIES": "10000",
     "RELAY_HISTORY_MAX_MB": "16", "RELAY_INCIDENTS_MAX": "20000",
+    "RELAY_UI_OPEN_VIEW": "false", "RELAY_UI_SESSION_HOURS": "4", "RELAY_UI_IDLE_MINUTES": "20",
+    "RELAY_UI_SESSIONS_MAX": "5", "RELAY_TRUSTED_PROXIES": "192.0.2.0/24",
+    # the stack's readiness checks over TCP from this machine (until they use the socket)
+    "RELAY_ADMIN_ALLOW": "127.0.0.1,::1",
 }
 
 
