@@ -65,6 +65,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         ident="pd-relay",
         # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
         max_request_body_size=settings.max_body_bytes * 4,
+        # waitress drops X-Forwarded-* from peers it does not trust (all, without
+        # trusted_proxy): the app decides whom to believe (relay.http.from_proxy), and
+        # without them every request through nginx looked like the stack's own check
+        clear_untrusted_proxy_headers=False,
     )
     stopping.set()
     tally.stop()

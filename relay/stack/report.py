@@ -67,7 +67,7 @@ def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
     -d '{body}'
 then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
         ./start.sh relay send-test      ./start.sh relay trace DEDUP_KEY
-dashboard: {url}/ui/ (from this machine; elsewhere an operator's token)""")
+dashboard: {url}/ui/ (sign in with an operator's token: README, Dashboard)""")
     warning = plain_http_warning(options)
     if warning:
         print(warning)

@@ -29,12 +29,14 @@ START_WAIT_S = 60.0
 
 
 def ready(host: str, port: int, scheme: str = "http") -> bool:
-    """/readyz answers 200 (over HTTPS, the certificate is not checked: nginx's name for
-    itself need not be this address)."""
+    """nginx passes /healthz to a node, which answers 200 (over HTTPS, the certificate is
+    not checked: nginx's name for itself need not be this address). Not /readyz: through
+    nginx that wants an operator's token (the nodes' own /readyz is asked on their
+    sockets, ``node_ready``)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # urllib3's warning about the unchecked cert
-            reply = requests.get(f"{scheme}://{host}:{port}/readyz", timeout=2, verify=False)
+            reply = requests.get(f"{scheme}://{host}:{port}/healthz", timeout=2, verify=False)
         return reply.status_code == 200
     except requests.RequestException:
         return False

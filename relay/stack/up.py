@@ -49,6 +49,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
         env.setdefault("RELAY_PREFIX", "pdr-demo")
         env.setdefault("RELAY_ALLOW_ANONYMOUS", "true")  # it listens on loopback only
+        env.setdefault("RELAY_UI_OPEN_VIEW", "true")  # simulated pages: anyone here may look
     routes = options.home / "pd_routes.yml"
     if "RELAY_ROUTES_FILE" not in env and routes.exists():
         env["RELAY_ROUTES_FILE"] = str(routes)

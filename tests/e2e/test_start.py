@@ -371,6 +371,11 @@ def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> 
         reply = requests.post(url + "/v2/enqueue", json=trigger(dedup_key="tls-1"),
                               verify=str(cert), timeout=10)
         assert reply.status_code == 202, reply.text
+        # the demo's pages are simulated: it lets anyone here look (RELAY_UI_OPEN_VIEW),
+        # never change anything, and /metrics still wants a token
+        page = requests.get(url + "/ui/", verify=str(cert), timeout=10)
+        assert page.status_code == 200 and "sign-in" not in page.url, page.url
+        assert requests.get(url + "/metrics", verify=str(cert), timeout=10).status_code == 401
         with pytest.raises(requests.exceptions.SSLError):  # not a certificate we trust
             requests.get(url + "/healthz", timeout=10)
         plain = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
