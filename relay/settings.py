@@ -7,6 +7,7 @@ fails fast with the whole list.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,9 +156,18 @@ class Settings:
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password in it replaced by ``***``."""
-    password = urlparse(url).password
-    return url.replace(f":{password}@", ":***@", 1) if password else url
+    """``url`` with any password in it replaced by ``***``: the userinfo's, and a
+    ``password=`` in the query (redis-py reads both)."""
+    try:
+        password = urlparse(url).password
+    except ValueError:
+        password = None
+    if password:
+        url = url.replace(f":{password}@", ":***@", 1)
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url
+    return head + mark + re.sub(r"(^|&)(password=)[^&#]*", r"\1\2***", query, flags=re.I)
 
 
 def _routes_problems(path: Path, key_names: tuple[str, ...]) -> list[str]:
@@ -211,8 +221,13 @@ def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], st
 
 
 def _redis_url(raw: str) -> str:
-    if urlparse(raw).scheme not in ("redis", "rediss", "unix"):
+    parts = urlparse(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must start with redis://, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        raise ValueError("its port must be a number, 1 to 65535") from None
     return raw
 
 

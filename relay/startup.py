@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from types import FrameType
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 
@@ -52,12 +52,17 @@ def redis_link_problems(url: str) -> list[str]:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or _local(parts.hostname or "localhost"):
         return []
-    where = f"Redis at {parts.hostname}:{parts.port or 6379}"
+    query = {k.lower(): v for k, v in parse_qsl(parts.query)}  # redis-py reads these too
+    where = f"Redis at {parts.hostname}"
     problems = []
     if parts.scheme == "redis":
         problems.append(f"{where} is reached over plain TCP: events, routing keys and its "
                         "password cross the network in the clear; use rediss:// (TLS)")
-    if not parts.password:
+    elif query.get("ssl_cert_reqs", "required").lower() in ("none", "optional"):
+        problems.append(f"{where} is reached over TLS without checking its certificate "
+                        "(ssl_cert_reqs): anyone in the path can stand in for it and "
+                        "receive its password and every event")
+    if not parts.password and not query.get("password"):
         problems.append(f"{where} takes no password: anyone who reaches it reads and "
                         "changes the queues; set one (requirepass, or an ACL user)")
     return problems

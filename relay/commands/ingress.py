@@ -32,6 +32,20 @@ def add_parser(sub: Any) -> None:
                          "keep it in a directory only this user may enter")
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """waitress's options, but where it listens."""
+    return {
+        "threads": settings.threads,
+        "ident": "pd-relay",
+        # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
+        "max_request_body_size": settings.max_body_bytes * 4,
+        # waitress drops X-Forwarded-* from peers it does not trust (all, without
+        # trusted_proxy): the app decides whom to believe (relay.http.from_proxy); without
+        # them every request through nginx looked like the stack's own check
+        "clear_untrusted_proxy_headers": False,
+    }
+
+
 def command(settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
@@ -58,18 +72,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         len(settings.routing_keys), settings.redis_shown,
     )
     exit_on_sigterm()
-    waitress.serve(
-        app,
-        **where,
-        threads=settings.threads,
-        ident="pd-relay",
-        # Flask answers bodies over the limit with a JSON 413; waitress only stops absurd ones.
-        max_request_body_size=settings.max_body_bytes * 4,
-        # waitress drops X-Forwarded-* from peers it does not trust (all, without
-        # trusted_proxy): the app decides whom to believe (relay.http.from_proxy), and
-        # without them every request through nginx looked like the stack's own check
-        clear_untrusted_proxy_headers=False,
-    )
+    waitress.serve(app, **where, **server_options(settings))
     stopping.set()
     tally.stop()
     tally.flush()

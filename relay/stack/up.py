@@ -76,10 +76,13 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
         return 0
-    checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
+    # its warnings (a Redis reached in the clear, say) where the operator reads, not only
+    # in the nodes' logs; its INFO lines stay out
+    checked = subprocess.run([*pd_relay(), "check"],
+                             env=dict(with_settings(env), RELAY_LOG_LEVEL="WARNING"),
                              capture_output=True, text=True)
+    print(checked.stderr, end="", file=sys.stderr)
     if checked.returncode != 0:
-        print(checked.stderr, end="", file=sys.stderr)
         return checked.returncode
     try:
         NativeStack(options).up(env, keys)
