@@ -6,6 +6,8 @@ as a JSON answer (never a 500 for anything a client sends).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -37,6 +39,7 @@ from relay.store import EventStore, connect
 from relay.tally import Tally
 from relay.ui import api, pages
 from relay.ui.access import Access
+from relay.ui.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,9 @@ Reply = tuple[dict[str, Any], int, dict[str, str]]
 OPENAPI = resources.files("relay") / "openapi.yaml"  # the ingress's contract, served as is
 
 
-def create_app(settings: Settings | None = None, client: redis.Redis | None = None) -> Flask:
+def create_app(settings: Settings | None = None, client: redis.Redis | None = None,
+               clock: Callable[[], float] = time.time) -> Flask:
+    """The ingress's app; ``clock`` (seconds) times the dashboard's sessions."""
     settings = settings or Settings.from_env()
     client = client if client is not None else connect(settings)
     names = Names(settings.prefix)
@@ -73,7 +78,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     def credentials() -> Credentials:
         headers = request.headers
-        client = client_address(request.remote_addr, headers.get("X-Forwarded-For", ""))
+        client = client_address(request.remote_addr, headers.get("X-Forwarded-For", ""),
+                                settings.trusted_proxies)
         return Credentials(headers.get("X-API-Key"), headers.get("Authorization"),
                            headers.get("X-Routing-Key"), printable(client, 64),
                            printable(headers.get("X-Request-ID", "-"), 64))
@@ -103,13 +109,18 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         converted = ADAPTERS[name](events[0], settings.severities)
         return ingest.accept("alert", converted, False, admitted, sender, name), 202
 
+    access = Access(settings, policy, Sessions(client, settings, clock))
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
+        """Alive: open to all, it says nothing else."""
         return {"status": "ok"}
 
     @app.get("/readyz")
     def readyz() -> tuple[dict[str, str], int]:
-        """Ready while this node can store: a PING through the writer's own path."""
+        """Ready while this node can store: a PING through the writer's own path (for an
+        operator, the stack's own checks and RELAY_ADMIN_ALLOW: ``Access.monitor``)."""
+        access.monitor(request)
         try:
             store.enqueue([], timeout_s=settings.redis_timeout_s)
         except Exception as exc:  # any failure means not ready
@@ -122,6 +133,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     @app.get("/metrics")
     def prometheus() -> Response:
+        access.monitor(request)
         body, content_type = metrics.render()
         return Response(body, content_type=content_type)
 
@@ -153,7 +165,6 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
-    access = Access(policy)
     app.register_blueprint(api.blueprint(settings, client, access))
     app.register_blueprint(pages.blueprint(settings, client, policy, access))
 

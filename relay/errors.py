@@ -8,7 +8,7 @@
     │   ├── Refused              the sender may not send (``sender`` names them)
     │   │   ├── Unauthorized 401 no API key or routing key that this relay knows
     │   │   └── Forbidden    403 the sender may not send this event (a source's matchers)
-    │   ├── OperatorRequired 401 the operator's pages and API: no viewer or admin token
+    │   ├── OperatorRequired 401 the pages, API, /metrics, /readyz: no operator token or session
     │   ├── AdminRequired    403 a change (replay, purge) by a viewer, or from another site
     │   ├── BadQuery         400 a history query's parameter is wrong
     │   ├── BodyTooLarge     413 the body is over the size limit
@@ -84,8 +84,8 @@ class Forbidden(Refused):
 class OperatorRequired(RequestError):
     status_code = 401
     status = "unauthorized"
-    message = ("An operator's token is needed (Authorization: Bearer), or a loopback client "
-               "to look")
+    message = ("An operator's token is needed (Authorization: Bearer), or a dashboard session "
+               "(sign in at /ui/sign-in)")
 
 
 class AdminRequired(RequestError):

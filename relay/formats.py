@@ -21,6 +21,12 @@ incidents as version 1; it adds incidents' owners (``Names.owners``), which vers
 neither keeps nor forgets. Upgrading from 1 forgets every owner: owners written before
 the rollback that the version 1 processes forgot or reopened meanwhile would refuse a
 follow-up with 403 (an incident without an owner is anyone's until its next trigger).
+
+Short-lived records that expire on their own carry their own version instead, and are
+not counted here: an older release ignores them, and a record of a version this release
+does not read counts as absent. The dashboard's sessions (``relay.ui.sessions``,
+``Names.ui_session``: ``{"v": 1, ...}``) are such: after a rollback or an upgrade across
+their version, operators sign in again.
 """
 
 from __future__ import annotations

@@ -211,3 +211,13 @@ class Names:
     def dead_index(self) -> str:
         """Sorted set of dead-letter ids scored by the time they died (ms)."""
         return f"{self.prefix}:dead:index"
+
+    def ui_session(self, hashed: str) -> str:
+        """String with a TTL: a dashboard session (``relay.ui.sessions``), named by the
+        SHA-256 of its id (the id is a credential: only the browser's cookie holds it)."""
+        return f"{self.prefix}:ui:session:{hashed}"
+
+    def ui_sessions(self, operator: str) -> str:
+        """Sorted set with a TTL: an operator's live sessions (their ids' hashes) by when
+        they began, to drop the oldest past ``RELAY_UI_SESSIONS_MAX``."""
+        return f"{self.prefix}:ui:sessions:{operator}"

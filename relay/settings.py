@@ -7,6 +7,7 @@ fails fast with the whole list.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from relay.errors import ConfigError
+from relay.http import Networks, networks
 from relay.keys import mask, read_keys
 from relay.severity import SeverityMap, parse_map
 
@@ -62,6 +64,12 @@ class Settings:
     history_days: float = 7.0  # how long each event's story is kept
     history_max_entries: int = 200_000  # steps kept at most (0: no history)
     history_max_mb: float = 24.0  # the stories' bytes kept at most
+    ui_open_view: bool = False  # anyone may look at the pages and history without a token
+    ui_session_hours: float = 12.0  # a dashboard session ends this long after sign-in
+    ui_idle_minutes: float = 60.0  # or once unused this long
+    ui_sessions_max: int = 20  # live sessions per operator (the oldest goes first)
+    trusted_proxies: Networks = ()  # peers whose X-Forwarded-For/-Proto are believed
+    admin_allow: Networks = ()  # clients that may read /metrics and /readyz without a token
     prefix: str = "pdr"
     threads: int = 8
     log_level: str = "INFO"
@@ -148,9 +156,18 @@ class Settings:
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password in it replaced by ``***``."""
-    password = urlparse(url).password
-    return url.replace(f":{password}@", ":***@", 1) if password else url
+    """``url`` with any password in it replaced by ``***``: the userinfo's, and a
+    ``password=`` in the query (redis-py reads both)."""
+    try:
+        password = urlparse(url).password
+    except ValueError:
+        password = None
+    if password:
+        url = url.replace(f":{password}@", ":***@", 1)
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url
+    return head + mark + re.sub(r"(^|&)(password=)[^&#]*", r"\1\2***", query, flags=re.I)
 
 
 def _routes_problems(path: Path, key_names: tuple[str, ...]) -> list[str]:
@@ -204,8 +221,13 @@ def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], st
 
 
 def _redis_url(raw: str) -> str:
-    if urlparse(raw).scheme not in ("redis", "rediss", "unix"):
+    parts = urlparse(raw)
+    if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must start with redis://, rediss:// or unix://")
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        raise ValueError("its port must be a number, 1 to 65535") from None
     return raw
 
 
@@ -261,6 +283,12 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_HISTORY_DAYS", "history_days", _positive(float)),
     ("RELAY_HISTORY_MAX_ENTRIES", "history_max_entries", _count),
     ("RELAY_HISTORY_MAX_MB", "history_max_mb", _positive(float)),
+    ("RELAY_UI_OPEN_VIEW", "ui_open_view", _flag),
+    ("RELAY_UI_SESSION_HOURS", "ui_session_hours", _positive(float)),
+    ("RELAY_UI_IDLE_MINUTES", "ui_idle_minutes", _positive(float)),
+    ("RELAY_UI_SESSIONS_MAX", "ui_sessions_max", _positive(int)),
+    ("RELAY_TRUSTED_PROXIES", "trusted_proxies", networks),
+    ("RELAY_ADMIN_ALLOW", "admin_allow", networks),
     ("RELAY_PREFIX", "prefix", _word),
     ("RELAY_THREADS", "threads", _positive(int)),
     ("RELAY_LOG_LEVEL", "log_level", _choice(LOG_LEVELS, upper=True)),

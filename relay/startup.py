@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import sys
 from types import FrameType
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 
@@ -41,6 +43,46 @@ def redis_memory_problems(settings: Settings, level: int) -> bool:
     for problem in problems:
         log.log(level, "%s", problem)
     return bool(problems)
+
+
+def redis_link_problems(url: str) -> list[str]:
+    """What is wrong with reaching Redis at ``url`` across a network: plain TCP (events,
+    routing keys and the password in the clear) and no password. A Unix socket and
+    loopback say nothing: the stack's own Redis is on a private socket."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or _local(parts.hostname or "localhost"):
+        return []
+    query = {k.lower(): v for k, v in parse_qsl(parts.query)}  # redis-py reads these too
+    where = f"Redis at {parts.hostname}"
+    problems = []
+    if parts.scheme == "redis":
+        problems.append(f"{where} is reached over plain TCP: events, routing keys and its "
+                        "password cross the network in the clear; use rediss:// (TLS)")
+    elif query.get("ssl_cert_reqs", "required").lower() in ("none", "optional"):
+        problems.append(f"{where} is reached over TLS without checking its certificate "
+                        "(ssl_cert_reqs): anyone in the path can stand in for it and "
+                        "receive its password and every event")
+    if not parts.password and not query.get("password"):
+        problems.append(f"{where} takes no password: anyone who reaches it reads and "
+                        "changes the queues; set one (requirepass, or an ACL user)")
+    return problems
+
+
+def warn_of_redis_link(url: str) -> bool:
+    """Log each of ``redis_link_problems`` as a WARNING; True when there is one."""
+    problems = redis_link_problems(url)
+    for problem in problems:
+        log.warning("%s", problem)
+    return bool(problems)
+
+
+def _local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def exit_on_sigterm() -> None:

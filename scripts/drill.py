@@ -274,9 +274,9 @@ DRILLS = {
     "storm": "the storm of scripts/bench --only storm (300 flapping incidents, 60 critical; "
              "PagerDuty's time 10x faster; storm mode backlog), key 0's worker killed -9 "
              "halfway and restarted",
-    "upgrade": "the previous release (its tag) under load, storm mode's lanes holding a "
-               "backlog (PagerDuty failing 70%), its workers then ingress nodes replaced "
-               "one at a time by this release's, then back (a rollback)",
+    "upgrade": "the previous release (by its tag, else its commit) under load, storm "
+               "mode's lanes holding a backlog (PagerDuty failing 70%), its workers then "
+               "ingress nodes replaced one at a time by this release's, then back (a rollback)",
 }
 
 

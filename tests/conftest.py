@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -16,8 +18,11 @@ from relay.auth import digest, new_token
 from relay.keys import new_key as make_key
 from relay.settings import Settings
 
-__all__ = ["FAR", "make_key", "trigger"]
+__all__ = ["FAR", "UNIX", "csrf_of", "make_key", "sign_in", "trigger"]
 FAR = {"REMOTE_ADDR": "10.1.2.3"}  # a client not on loopback (the dashboard's tests)
+# waitress's peer for a request over a Unix socket: without X-Forwarded-For, the stack's
+# own checks (may read /metrics and /readyz); with it, nginx's request for that client
+UNIX = {"REMOTE_ADDR": "localhost"}
 
 # Keys and routes files must be private (relay.keys.exposed): every file a test writes is.
 os.umask(0o077)
@@ -103,3 +108,17 @@ def trigger(summary: str = "disk full on db1", **fields: object) -> dict[str, ob
     }
     event.update(fields)
     return event
+
+
+def csrf_of(html: bytes) -> str:
+    """The CSRF token of a page's (first) form."""
+    found = re.search(rb'name="csrf" value="([^"]*)"', html)
+    assert found, html[:500]
+    return found.group(1).decode()
+
+
+def sign_in(client: FlaskClient, token: str, **kwargs: Any) -> Any:
+    """Sign in to the dashboard as a browser does: the form, then its post."""
+    form = client.get("/ui/sign-in", **kwargs)
+    return client.post("/ui/sign-in", data={"token": token, "csrf": csrf_of(form.data)},
+                       **kwargs)

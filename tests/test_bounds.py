@@ -24,7 +24,7 @@ from relay.names import Names
 from relay.routes.matchers import MATCH_CHARS, parse
 from relay.settings import Settings
 from relay.store import Record
-from tests.conftest import make_key, trigger
+from tests.conftest import make_key, sign_in, trigger
 
 NAMES = Names()
 
@@ -158,22 +158,25 @@ def test_brackets_inside_strings_are_not_nesting(client) -> None:
 
 @pytest.mark.parametrize("since", ["0001-01-01", "0001-01-01T00:00:00+14:00", "9999-12-31",
                                    "99999999999999999999999999d", "1000000000000d"])
-def test_a_far_since_is_clamped_or_refused_never_a_500(api, since: str) -> None:
-    answer = api.get("/api/v1/events", query_string={"since": since})
+def test_a_far_since_is_clamped_or_refused_never_a_500(api, tokens, since: str) -> None:
+    answer = api.get("/api/v1/events", query_string={"since": since},
+                     headers={"Authorization": f"Bearer {tokens['viewer']}"})
     assert answer.status_code in (200, 400), answer.json
     if answer.status_code == 400:
         assert answer.json["errors"][0].startswith("since:")
 
 
-def test_since_long_ago_finds_everything(api) -> None:
+def test_since_long_ago_finds_everything(api, tokens) -> None:
     assert api.post("/v2/enqueue", json=trigger(dedup_key="old")).status_code == 202
-    answer = api.get("/api/v1/events", query_string={"since": "0001-01-01"})
+    answer = api.get("/api/v1/events", query_string={"since": "0001-01-01"},
+                     headers={"Authorization": f"Bearer {tokens['viewer']}"})
     assert answer.status_code == 200, answer.json
     assert [event["dedup_key"] for event in answer.json["events"]] == ["old"]
 
 
 @pytest.mark.parametrize("levels", [300, 970, 2000])
-def test_the_dead_letter_page_shows_any_stored_event(api, fake, routed, levels: int) -> None:
+def test_the_dead_letter_page_shows_any_stored_event(api, fake, routed, tokens,
+                                                     levels: int) -> None:
     """Events stored by an older version may nest far deeper than the limit now."""
     from tests.test_ui import NAMES, dead_letter
 
@@ -183,6 +186,7 @@ def test_the_dead_letter_page_shows_any_stored_event(api, fake, routed, levels: 
     stored = json.loads(fake.hget(NAMES.dead, letter))
     stored["raw"] = stored["raw"].replace('"DEEP"', nested(levels))
     fake.hset(NAMES.dead, letter, json.dumps(stored))
+    sign_in(api, tokens["viewer"])
     page = api.get(f"/ui/dead-letters/{letter}")
     assert page.status_code == 200
     assert b"deep" in page.data and page.data.count(b"[") >= levels  # the whole event

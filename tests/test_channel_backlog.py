@@ -17,7 +17,7 @@ from relay.channels.rqjobs import put_job, rq_backlog
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import UNIX, trigger
 
 NAMES = Names("pdr")
 CHANNELS = {"chat": Channel("chat", "slack", url="https://x"),
@@ -73,5 +73,6 @@ def test_status_and_metrics_say_the_dispatcher_holds_back(flooded, capsys) -> No
     status(fake, jobs, NAMES, list(CHANNELS), False)
     out = capsys.readouterr().out
     assert "held back 1 time(s): 30 jobs waiting in RQ now" in out, out
-    text = create_app(settings, client=fake).test_client().get("/metrics").get_data(as_text=True)
+    text = create_app(settings, client=fake).test_client().get(
+        "/metrics", environ_base=UNIX).get_data(as_text=True)
     assert "pd_relay_outbox_held_total 1.0" in text and "pd_relay_channel_jobs 30.0" in text

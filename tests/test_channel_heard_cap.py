@@ -21,7 +21,7 @@ from relay.channels.notice import Notice
 from relay.channels.outbox import HEARD_SUMMARY_BYTES, Dispatcher
 from relay.names import Names
 from relay.routes.channels import Channel
-from tests.conftest import one_channel, trigger
+from tests.conftest import UNIX, one_channel, trigger
 
 NAMES = Names("pdr")
 
@@ -84,7 +84,7 @@ def test_a_flood_of_incidents_keeps_the_newest_and_counts_the_forgotten(
     assert [n.event["dedup_key"] for n in sent] == ["f275", "f299"]
     assert all(n.state == "resolved" and n.summary.startswith("\U0001f525") for n in sent)
     assert fake.zcard(NAMES.heard_order) == 23
-    metrics = app.get("/metrics").get_data(as_text=True)
+    metrics = app.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     assert "pd_relay_channel_incidents_forgotten_total 275.0" in metrics
     assert read(fake, fake, NAMES, ["hook"])["outbox"]["incidents_forgotten"] == 275
 

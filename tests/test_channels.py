@@ -25,7 +25,7 @@ from relay.names import Names
 from relay.routes.channels import Channel
 from relay.routes.config import load
 from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import UNIX, trigger
 
 NAMES = Names("pdr")
 ROUTES = """
@@ -388,7 +388,7 @@ def test_metrics_show_each_channels_counts_the_outbox_and_open_alarms(client, fa
                                             "ops-slack:error": "HTTP 404", "skipped": 2})
     fake.rpush(NAMES.outbox, "entry")
     fake.hset(NAMES.alarms, "no-worker:db", "{}")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     for line in ('pd_relay_channel_sent_total{channel="ops-slack"} 5.0',
                  'pd_relay_channel_failed_total{channel="ops-slack"} 1.0',
                  "pd_relay_outbox_notices 1.0", "pd_relay_outbox_skipped_total 2.0",

@@ -250,3 +250,20 @@ def test_lower_rooms_never_reach_up() -> None:
                 reached.update({a.name: path.name for a in node.names
                                 if a.name.startswith("relay") and a.name not in shared})
     assert not reached, reached
+
+
+def test_compose_trusts_the_forwarded_address_of_its_nginx_only(compose: dict) -> None:
+    """The host's users reach compose's bridge addresses too: an ingress container that
+    believed X-Forwarded-For from a whole private range would record any address a local
+    user wrote there. Only nginx's pinned address is trusted, inside the pinned subnet."""
+    import ipaddress
+    import re
+
+    def default(text: str) -> str:  # compose's ${NAME:-default}
+        return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+    trusted = default(compose["x-relay-env"]["RELAY_TRUSTED_PROXIES"]).split()
+    nginx = default(compose["services"]["nginx"]["networks"]["default"]["ipv4_address"])
+    subnet = default(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert trusted == [f"{nginx}/32"]
+    assert ipaddress.ip_address(nginx) in ipaddress.ip_network(subnet)

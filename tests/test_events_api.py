@@ -22,6 +22,7 @@ NAMES = Names("pdr")
 
 
 def test_search_by_each_filter_newest_first(api, fake, tokens) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
     source = {"X-API-Key": tokens["source"]}
     assert api.post("/v2/enqueue", json=trigger(dedup_key="a")).status_code == 202
     assert api.post("/v2/enqueue", json=trigger(dedup_key="b"), headers=source).status_code == 202
@@ -30,7 +31,7 @@ def test_search_by_each_filter_newest_first(api, fake, tokens) -> None:
                                          "dedup_key": "a"}).status_code == 202
 
     def keys(**args: str) -> list[tuple[str, str]]:
-        answer = api.get("/api/v1/events", query_string=args)
+        answer = api.get("/api/v1/events", headers=look, query_string=args)
         assert answer.status_code == 200, answer.json
         return [(e["dedup_key"], e["action"]) for e in answer.json["events"]]
 
@@ -42,24 +43,26 @@ def test_search_by_each_filter_newest_first(api, fake, tokens) -> None:
     assert keys(limit="2") == [("a", "resolve"), ("c", "trigger")]
     assert keys(since="2099-01-01T00:00:00Z") == []
     assert len(keys(since="1h")) == 4
-    [story] = api.get("/api/v1/events", query_string={"dedup_key": "b"}).json["events"]
+    [story] = api.get("/api/v1/events", headers=look,
+                      query_string={"dedup_key": "b"}).json["events"]
     assert story["key"] == "key-1" and story["route"] == "db" and story["state"] == "queued"
     assert story["steps"][0]["client"] == "127.0.0.1" and story["steps"][0]["source"] == "grafana"
     # delivered: the worker's step changes the state
     History(fake, NAMES, Settings()).note("delivered", 0, i=story["id"], d="b", k="key-1", r="ok")
     assert keys(state="delivered") == [("b", "trigger")]
-    one = api.get(f"/api/v1/events/{story['id']}")
+    one = api.get(f"/api/v1/events/{story['id']}", headers=look)
     assert one.status_code == 200 and one.json["state"] == "delivered"
     assert [s["step"] for s in one.json["steps"]] == ["accepted", "delivered"]
     assert one.json["steps"][1]["reply"] == "ok"
 
 
-def test_unknown_event_and_bad_queries(api) -> None:
-    missing = api.get("/api/v1/events/0123456789abcdef")
+def test_unknown_event_and_bad_queries(api, tokens) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    missing = api.get("/api/v1/events/0123456789abcdef", headers=look)
     assert missing.status_code == 404 and "no event" in missing.json["errors"][0]
-    assert api.get("/api/v1/events/not-an-id").status_code == 404
-    bad = api.get("/api/v1/events", query_string={"state": "lost", "limit": "0",
-                                                  "since": "yesterday", "colour": "red"})
+    assert api.get("/api/v1/events/not-an-id", headers=look).status_code == 404
+    bad = api.get("/api/v1/events", headers=look, query_string={
+        "state": "lost", "limit": "0", "since": "yesterday", "colour": "red"})
     assert bad.status_code == 400 and bad.json["status"] == "invalid query"
     assert [e.split(":")[0] for e in bad.json["errors"]] == ["colour", "state", "limit", "since"]
 
@@ -73,7 +76,7 @@ def test_since_takes_a_time_or_an_age() -> None:
 
 
 def test_who_may_look(api, tokens) -> None:
-    assert api.get("/api/v1/events").status_code == 200  # loopback, no token
+    assert api.get("/api/v1/events").status_code == 401  # loopback is nobody
     far = api.get("/api/v1/events", environ_base=FAR)
     assert far.status_code == 401 and far.json["status"] == "unauthorized"
     assert "WWW-Authenticate" in far.headers
@@ -106,12 +109,14 @@ operators:
     assert "operators[1].colour: unknown field (want name, role, tokens)" in problems
 
 
-def test_retention_and_the_cap_forget_stories(routed, fake) -> None:
+def test_retention_and_the_cap_forget_stories(routed, fake, tokens) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
     capped = create_app(replace(routed, history_max_entries=100), client=fake).test_client()
     for n in range(300):
         assert capped.post("/v2/enqueue", json=trigger(dedup_key=f"k{n}")).status_code == 202
     assert fake.xlen(NAMES.history) <= 200  # MAXLEN ~: whole nodes of 100 go
-    found = capped.get("/api/v1/events", query_string={"limit": "500"}).json["events"]
+    found = capped.get("/api/v1/events", headers=look,
+                       query_string={"limit": "500"}).json["events"]
     assert found[0]["dedup_key"] == "k299" and len(found) == fake.xlen(NAMES.history)
     History(fake, NAMES, Settings()).trim(int(time.time() * 1000) + 1)
-    assert capped.get("/api/v1/events").json["events"] == []
+    assert capped.get("/api/v1/events", headers=look).json["events"] == []

@@ -13,7 +13,7 @@ from relay.keys import key_id, mask
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import Record
-from tests.conftest import make_key, trigger
+from tests.conftest import UNIX, make_key, trigger
 
 NAMES = Names()
 
@@ -135,7 +135,7 @@ def test_redis_down_is_503_with_retry_after_and_never_202(settings) -> None:
     assert reply.status_code == 503
     assert reply.headers["Retry-After"].isdigit()
     assert reply.json["status"] == "unavailable" and reply.json["errors"]
-    assert client.get("/readyz").status_code == 503
+    assert client.get("/readyz", environ_base=UNIX).status_code == 503
     assert client.get("/healthz").status_code == 200
 
 
@@ -162,7 +162,7 @@ def test_events_are_stored_again_after_redis_forgets_its_scripts(client, fake) -
 def test_metrics_report_accepted_and_queue_depth(client, keys) -> None:
     client.post("/v2/enqueue", json=[trigger(), trigger()])
     client.post("/v2/enqueue", data="nope", content_type="application/json")
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     assert 'pd_relay_events_accepted_total{kind="alert"} 2.0' in text
     assert 'pd_relay_requests_refused_total{reason="InvalidEvent"} 1.0' in text
     depth = [line for line in text.splitlines() if line.startswith("pd_relay_queued{")]

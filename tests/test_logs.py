@@ -7,7 +7,7 @@ import pytest
 
 from relay.keys import mask
 from relay.logs import BATCH_LINES, BatchingHandler, TextFormatter, configure
-from tests.conftest import make_key, trigger
+from tests.conftest import UNIX, make_key, trigger
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_each_accepted_event_names_its_client_and_request_id(capsys, client) -> 
     configure("ingress", "INFO", "text")
     client.post("/v2/enqueue", json=trigger(dedup_key="who"),
                 headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
-                         "X-Request-ID": "req-42"})
+                         "X-Request-ID": "req-42"}, environ_base=UNIX)  # from our nginx
     logging.getLogger().handlers[0].flush()
     line = capsys.readouterr().err.strip()
     # nginx appends the address it saw: the last one, not what the client claimed

@@ -22,6 +22,7 @@ from relay.keys import key_id
 from relay.names import Names
 from relay.settings import Settings
 from relay.shed import Shed
+from tests.conftest import UNIX
 
 NAMES = Names("pdr")
 
@@ -56,7 +57,8 @@ def test_held_incidents_are_bounded_oldest_forgotten_first(routed, fake) -> None
     assert int(fake.hget(NAMES.shed, "held")) == 20
     newest = {"event_action": "resolve", "dedup_key": "noise-29"}
     assert api.post("/v2/enqueue", json=newest).json["message"].startswith("Held")
-    assert 'pd_relay_shed_total{kind="held"} 20.0' in api.get("/metrics").text
+    metrics = api.get("/metrics", environ_base=UNIX).text
+    assert 'pd_relay_shed_total{kind="held"} 20.0' in metrics
 
 
 def test_each_keys_remembered_incidents_are_bounded(settings, fake) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS
+from tests.conftest import UNIX
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "monitoring" / "prometheus" / "pd-relay-rules.yml"
@@ -71,7 +72,7 @@ def exported(client, fake, settings) -> set[str]:
 
     fake.hset(names.latency(key_id(settings.routing_keys[0])),
               mapping={LATENCY_BOUNDS_MS[0]: 1, "sum_ms": 5})
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line and not line.startswith("#")}
 
@@ -96,3 +97,19 @@ def test_the_dashboard_is_importable_as_grafana_expects() -> None:
         assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] != "row":
             assert panel["targets"] and panel["datasource"]["uid"] == "${DS_PROMETHEUS}"
+
+
+@needs_promtool
+def test_the_scrape_example_sends_a_token_from_a_file(tmp_path: Path) -> None:
+    example = (RULES.parent / "scrape-example.yml").read_text()
+    config = yaml.safe_load(example)
+    [job] = config["scrape_configs"]
+    assert job["authorization"]["credentials_file"] == "/etc/prometheus/pd-relay-token"
+    token = tmp_path / "token"
+    token.write_text("pdr_example\n")
+    shutil.copy(RULES, tmp_path / RULES.name)
+    (tmp_path / "prometheus.yml").write_text(
+        example.replace("/etc/prometheus/pd-relay-token", str(token)))
+    checked = subprocess.run([str(PROMTOOL), "check", "config", str(tmp_path / "prometheus.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

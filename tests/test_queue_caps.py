@@ -14,7 +14,7 @@ from relay.router import Route
 from relay.settings import Settings
 from relay.status import read_status
 from relay.store import EventStore, Full, Record
-from tests.conftest import trigger
+from tests.conftest import UNIX, trigger
 from tests.test_worker import ScriptedPagerDuty, drain, make_worker
 
 NAMES = Names()
@@ -52,7 +52,7 @@ def test_a_request_over_the_event_cap_is_refused_whole_naming_the_key(settings, 
     assert client.post("/v2/enqueue", json=on_key(first, "fits")).status_code == 202
     assert client.post("/v2/enqueue", json=on_key(second, "other")).status_code == 202
     assert client.post("/v2/enqueue", json=on_key(first, "over")).status_code == 503
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     assert 'pd_relay_requests_refused_total{reason="QueueFull"} 2.0' in metrics
 
 
@@ -70,7 +70,7 @@ def test_the_byte_cap_counts_what_is_queued_and_in_flight(settings, fake) -> Non
     assert "RELAY_QUEUE_MAX_MB" in refused.json["errors"][0]
     row = read_status(fake, NAMES, capped)[0]  # status and metrics show the bytes
     assert row["queued_bytes"] == queued_bytes(fake, key) and row["queued"] == 3
-    metrics = client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     assert f'pd_relay_queued_bytes{{key="key-1"}} {float(row["queued_bytes"])}' in metrics
 
     worker = make_worker(capped, fake, ScriptedPagerDuty())  # delivery makes room

@@ -11,9 +11,9 @@ import pytest
 
 from relay.keys import key_id
 from relay.names import Names
-from relay.ui.access import COOKIE, csrf_token
+from relay.ui.access import COOKIE
 from relay.ui.pages import age
-from tests.conftest import FAR, trigger
+from tests.conftest import FAR, csrf_of, sign_in, trigger
 
 NAMES = Names("pdr")
 
@@ -33,8 +33,9 @@ def dead_letter(fake, settings, dedup_key: str = "bad") -> str:
     return letter_id
 
 
-def test_every_page_for_a_loopback_viewer(api) -> None:
+def test_every_page_for_a_viewer(api, tokens) -> None:
     assert api.post("/v2/enqueue", json=trigger(dedup_key="page-1")).status_code == 202
+    assert sign_in(api, tokens["viewer"]).status_code == 303
     home = api.get("/ui/")
     assert home.status_code == 200 and b"Routing keys" in home.data and b"key-1" in home.data
     assert b"No dead letters" in home.data and b"No channels in the routes file" in home.data
@@ -45,7 +46,8 @@ def test_every_page_for_a_loopback_viewer(api) -> None:
     assert b"No event matches" in api.get("/ui/events?dedup_key=none").data
     bad = api.get("/ui/events?state=lost")
     assert bad.status_code == 400 and b"state: want one of" in bad.data
-    assert b"No dead letters" in api.get("/ui/dead-letters").data
+    assert b"No dead letters" in api.get("/ui/dead-letters", headers={
+        "Authorization": f"Bearer {tokens['viewer']}"}).data
     assert api.get("/ui/dead-letters/nope").status_code == 404
     unknown = api.get("/ui/events/0123456789abcdef")
     assert unknown.status_code == 404 and b"no event 0123456789abcdef" in unknown.data
@@ -59,22 +61,23 @@ def test_every_page_for_a_loopback_viewer(api) -> None:
 def test_a_far_client_must_sign_in(api, tokens) -> None:
     page = api.get("/ui/", environ_base=FAR)
     assert page.status_code == 401 and b"Operator token" in page.data
-    wrong = api.post("/ui/sign-in", data={"token": "pdr_nonsense"}, environ_base=FAR)
+    wrong = api.post("/ui/sign-in", data={"token": "pdr_nonsense", "csrf": csrf_of(page.data)},
+                     environ_base=FAR)
     assert wrong.status_code == 401 and b"not a token of this relay" in wrong.data
-    signed = api.post("/ui/sign-in", data={"token": tokens["viewer"]}, environ_base=FAR)
+    signed = sign_in(api, tokens["viewer"], environ_base=FAR)
     assert signed.status_code == 303
-    cookie = signed.headers["Set-Cookie"]
+    [cookie] = [c for c in signed.headers.getlist("Set-Cookie") if COOKIE in c]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     page = api.get("/ui/", environ_base=FAR)
     assert page.status_code == 200 and b"vera" in page.data
-    api.post("/ui/sign-out", environ_base=FAR)
+    api.post("/ui/sign-out", data={"csrf": csrf_of(page.data)}, environ_base=FAR)
     assert api.get("/ui/", environ_base=FAR).status_code == 401
-    # a token removed from the routes file since: the page says so and forgets it
-    api.set_cookie(COOKIE, "pdr_removed-since")
+    # a session that ended (or never was): the page says so and forgets the cookie
+    api.set_cookie(COOKIE, "no-such-session")
     stale = api.get("/ui/")
-    assert stale.status_code == 401 and b"not one of this relay" in stale.data
-    assert "pd_relay_operator=;" in stale.headers["Set-Cookie"]
-    assert api.get("/ui/").status_code == 200  # loopback looks again
+    assert stale.status_code == 401 and b"sign in again" in stale.data
+    assert any(c.startswith(f"{COOKIE}=;") for c in stale.headers.getlist("Set-Cookie"))
+    assert api.get("/ui/").status_code == 401  # loopback is nobody
 
 
 def test_replay_and_purge_need_an_admin_and_the_form(api, fake, routed, tokens,
@@ -82,24 +85,24 @@ def test_replay_and_purge_need_an_admin_and_the_form(api, fake, routed, tokens,
     for n in (1, 2):
         assert api.post("/v2/enqueue", json=trigger(dedup_key=f"bad-{n}")).status_code == 202
     first, second = dead_letter(fake, routed, "bad-1"), dead_letter(fake, routed, "bad-2")
-    listed = api.get("/ui/dead-letters")
-    assert first.encode() in listed.data and b"PagerDuty rejected the event" in listed.data
     replay = f"/ui/dead-letters/{first}/replay"
     # nobody signed in, even on loopback: sign in first
     assert api.post(replay).status_code == 401
     # a viewer may look, not change
-    api.set_cookie(COOKIE, tokens["viewer"])
-    refused = api.post(replay, data={"csrf": csrf_token(tokens["viewer"])})
+    sign_in(api, tokens["viewer"])
+    listed = api.get("/ui/dead-letters")
+    assert first.encode() in listed.data and b"PagerDuty rejected the event" in listed.data
+    refused = api.post(replay, data={"csrf": csrf_of(listed.data)})
     assert refused.status_code == 403 and b"a viewer, not an admin" in refused.data
     # an admin, but without the form's token, or from another site
-    api.set_cookie(COOKIE, tokens["admin"])
+    sign_in(api, tokens["admin"])
+    csrf = csrf_of(api.get("/ui/dead-letters").data)
     assert api.post(replay).status_code == 403
-    cross = api.post(replay, data={"csrf": csrf_token(tokens["admin"])},
-                     headers={"Sec-Fetch-Site": "cross-site"})
+    cross = api.post(replay, data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403 and fake.hexists(NAMES.dead, first)
     # the admin's form
     with caplog.at_level(logging.WARNING, logger="relay.ui.pages"):
-        done = api.post(replay, data={"csrf": csrf_token(tokens["admin"])})
+        done = api.post(replay, data={"csrf": csrf})
     assert done.status_code == 303 and "replayed" in done.headers["Location"]
     assert not fake.hexists(NAMES.dead, first)
     kid = key_id(routed.routing_keys[0])
@@ -110,7 +113,8 @@ def test_replay_and_purge_need_an_admin_and_the_form(api, fake, routed, tokens,
     purge = api.post(f"/ui/dead-letters/{second}/purge",
                      headers={"Authorization": f"Bearer {tokens['admin']}"})
     assert purge.status_code == 303 and not fake.hexists(NAMES.dead, second)
-    assert b"No dead letters" in api.get("/ui/dead-letters").data
+    assert b"No dead letters" in api.get("/ui/dead-letters", headers={
+        "Authorization": f"Bearer {tokens['viewer']}"}).data
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [(0, "0 s"), (59.9, "59 s"), (250, "4 min 10 s"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay.keys import key_id
 from relay.settings import Settings
-from relay.startup import removed_keys_left_something
+from relay.startup import removed_keys_left_something, warn_of_redis_link
 from relay.store import connect
 from worker.delivery import Worker
 
@@ -37,6 +37,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     key = _chosen(settings, args)
     if key is None or removed_keys_left_something(settings):
         return 2
+    warn_of_redis_link(settings.redis_url)
     client = connect(settings, block_s=settings.lease_ttl_s + 1)
     worker = Worker(settings, key, client)
 

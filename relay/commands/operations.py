@@ -13,7 +13,11 @@ from typing import Any
 from relay.keyring import forget
 from relay.names import Names
 from relay.settings import Settings
-from relay.startup import redis_memory_problems, removed_keys_left_something
+from relay.startup import (
+    redis_memory_problems,
+    removed_keys_left_something,
+    warn_of_redis_link,
+)
 from relay.status import (
     format_decisions,
     format_shed,
@@ -82,6 +86,7 @@ def check(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     if args.redis and redis_memory_problems(settings, logging.ERROR):
         return 2
+    warn_of_redis_link(settings.redis_url)
     draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
     print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,11 @@ CHANNELS = "channel-worker"
 
 def ingress_args(host: str, port: int) -> list[str]:
     return ["ingress", "--host", host, "--port", str(port)]
+
+
+def ingress_socket_args(path: Path) -> list[str]:
+    """A node on a Unix socket (the native stack's, in its private run directory)."""
+    return ["ingress", "--unix-socket", str(path)]
 
 
 def worker_args(kid: str) -> list[str]:
@@ -49,7 +55,7 @@ class Program:
     role: str
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict, hash=False)
-    port: int | None = None  # ingress nodes: where /readyz answers
+    socket: Path | None = None  # native ingress nodes: where /readyz answers
 
     @property
     def fingerprint(self) -> str:
@@ -62,9 +68,10 @@ def keys_digest(path: Path) -> str:
 
 
 def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, keys_file: Path,
-                   ingress_ports: list[int], sim_port: int | None,
+                   nodes: Sequence[int | Path], sim_port: int | None,
                    host: str = "127.0.0.1") -> list[Program]:
-    """The relay's own processes: the simulator (demo), the ingress nodes (they read the
+    """The relay's own processes: the simulator (demo), the ingress nodes (each on a Unix
+    socket, or a TCP port on ``host``; they read the
     whole keys file, so its digest is in their environment), a worker per key (named by
     key id: adding a key starts one worker and restarts no other) and the channel worker,
     for channels and housekeeping (it reads the routes file at start only, so its digest
@@ -74,9 +81,14 @@ def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, key
         programs.append(Program(SIMULATOR, SIMULATOR,
                                 tuple(pd_relay + simulator_args(host, sim_port))))
     ingress_env = dict(env, PD_RELAY_KEYS_DIGEST=keys_digest(keys_file))
-    for n, port in enumerate(ingress_ports):
-        programs.append(Program(f"ingress-{n}", INGRESS,
-                                tuple(pd_relay + ingress_args(host, port)), ingress_env, port))
+    for n, node in enumerate(nodes):
+        if isinstance(node, Path):
+            programs.append(Program(f"ingress-{n}", INGRESS,
+                                    tuple(pd_relay + ingress_socket_args(node)), ingress_env,
+                                    node))
+        else:
+            programs.append(Program(f"ingress-{n}", INGRESS,
+                                    tuple(pd_relay + ingress_args(host, node)), ingress_env))
     for key in keys.keys:
         kid = key_id(key)
         programs.append(Program(f"worker-{kid}", WORKER, tuple(pd_relay + worker_args(kid)),

@@ -3,6 +3,10 @@
 ``up`` starts it, or applies every change to a running one: a program whose fingerprint
 changed is restarted, one at a time, an ingress node only after nginx has stopped
 sending it requests (``rolling``), so ingest never stops while there are two nodes.
+
+Redis and the ingress nodes listen on Unix sockets in the run directory, which only this
+user may enter (mode 700): no other local user can reach them, or take a port they left
+while restarting; only nginx listens on TCP.
 """
 
 from __future__ import annotations
@@ -18,17 +22,18 @@ from relay.errors import ConfigError
 from relay.keys import KeysFile
 from relay.stack import account, binaries, render
 from relay.stack.model import REDIS, Program, relay_programs
-from relay.stack.nginx import Nginx
+from relay.stack.nginx import Nginx, upstream
 from relay.stack.options import StackOptions
 from relay.stack.password import config_file, redis_password, stack_redis_url
 from relay.stack.processes import alive, pd_relay, wait_until
 from relay.stack.record import Recorded
 from relay.stack.report import public_host
-from relay.stack.rolling import Rolling, ready
+from relay.stack.rolling import Rolling, node_ready, ready
 from relay.stack.supervisor import Supervisor
 from relay.stack.supervisor import render as render_supervisor
 
 HOST = "127.0.0.1"
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 
 
 class NativeStack:
@@ -38,24 +43,44 @@ class NativeStack:
         self.supervisor = Supervisor(Path(sys.executable).parent,
                                      options.run_dir / "supervisord.conf")
 
+    def prepare(self) -> None:
+        """The run directory, for this user only (700, whatever it was: the sockets are
+        reached through it); refused when a socket's path would not fit in one."""
+        longest = max([self.options.redis_socket, *self.options.ingress_sockets()],
+                      key=lambda path: len(os.fsencode(path)))
+        if len(os.fsencode(longest)) > SOCKET_PATH_MAX:
+            raise ConfigError([f"the run directory {self.run_dir} is too deep for the stack's "
+                               f"Unix sockets ({longest} is over {SOCKET_PATH_MAX} bytes): "
+                               "set PD_RELAY_RUN_DIR to a shorter path"])
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
+
     def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
+        previous = Recorded.load(self.run_dir)
+        if self.supervisor.running() and previous is not None and not previous.sockets:
+            raise ConfigError([
+                "the stack running from this directory was started by pd-relay v0.2.0 or "
+                "before (its ingress nodes and Redis listen on TCP ports; this release puts "
+                "them on Unix sockets, which a rolling restart cannot switch to): stop it "
+                "first (./start.sh stop), then start it again (./start.sh): Redis keeps its "
+                "data (the same data directory); ingest pauses meanwhile"])
         # started as root: everything runs as the service user, reading private copies
         user = account.prepare(o, _running_from) if o.user else None
         env, tls = account.private_files(o, relay_env, user) if user else (relay_env, o.tls)
-        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.prepare()
         programs: list[Program] = []
-        if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.data_dir, o.redis_port):
+        if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.data_dir, o.run_dir):
             (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
             config = config_file(self.run_dir, redis_password(o.data_dir))
-            argv = render.redis_argv(binaries.redis_server(install=True), o.redis_port,
+            argv = render.redis_argv(binaries.redis_server(install=True), 0,
                                      o.data_dir / "redis", maxmemory_mb=o.redis_maxmemory_mb,
-                                     config=str(config))
+                                     config=str(config), unixsocket=o.redis_socket)
             programs.append(Program(REDIS, REDIS, tuple(argv)))
         programs += relay_programs(pd_relay(), env, keys, o.keys_file,
-                                   o.ingress_ports(), o.sim_port if o.demo else None)
+                                   o.ingress_sockets(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
-                      [f"{HOST}:{port}" for port in o.ingress_ports()], o.limits, tls,
+                      [upstream(p) for p in programs if p.socket], o.limits, tls,
                       user.nginx if user else "", o.privileged_port)
         programs.append(nginx.program())
         conf = render_supervisor(programs, self.run_dir, o.home, o.user if user else "",
@@ -63,7 +88,6 @@ class NativeStack:
         recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
                                                      if p.name.startswith("worker-")],
                             {p.name: p.fingerprint for p in programs})
-        previous = Recorded.load(self.run_dir)
         if self.supervisor.running() and previous is not None:
             switched = account.switch_problems(previous.options, o)
             if switched:
@@ -98,9 +122,7 @@ class NativeStack:
 
     def _check_ports(self, programs: list[Program]) -> None:
         o = self.options
-        wanted = [(o.bind, o.port)] + [(HOST, p.port) for p in programs if p.port]
-        if programs[0].role == REDIS:
-            wanted.append((HOST, o.redis_port))
+        wanted = [(o.bind, o.port)]
         if o.demo:
             wanted.append((HOST, o.sim_port))
         taken = [f"{host}:{port}" for host, port in wanted if not _free(host, port)]
@@ -114,8 +136,9 @@ class NativeStack:
         o = self.options
         public = public_host(o)
         for program in programs:
-            if program.port:
-                wait_until(lambda p=program.port: ready(HOST, p), timeout, program.name)  # type: ignore[misc]
+            if program.socket:
+                wait_until(lambda p=program: node_ready(self.supervisor, p), timeout,  # type: ignore[misc]
+                           f"{program.name} to answer on {program.socket}", every=0.2)
         wait_until(lambda: ready(public, o.port, o.scheme), timeout, f"nginx on port {o.port}")
 
     def _record_pids(self) -> None:

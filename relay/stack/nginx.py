@@ -32,6 +32,7 @@ class Nginx:
         self.master_root = master_root
         self.limits = limits
         self.tls = tls
+        self.run_dir = run_dir
         self.home = run_dir / "nginx"
         self.listen = listen
         self.upstreams = upstreams
@@ -58,6 +59,11 @@ class Nginx:
         main = self.home / "nginx.conf"
         return Program(NGINX, NGINX, tuple(render.nginx_argv(self.binary, main)),
                        {"PD_RELAY_LISTEN": self.listen})
+
+
+def upstream(program: Program) -> str:
+    """nginx's name for an ingress node on its Unix socket."""
+    return f"unix:{program.socket}"
 
 
 def reload(master: int, wait_s: float = OLD_WORKERS_WAIT_S) -> bool:

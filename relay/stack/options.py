@@ -16,6 +16,7 @@ from relay.errors import ConfigError
 from relay.memory import capped_mb, caps_named, least_redis_mb
 from relay.settings import Settings
 from relay.stack import account
+from relay.stack.password import redis_socket
 from relay.stack.render import Limits
 
 MODES = ("auto", "native", "docker")
@@ -125,8 +126,13 @@ class StackOptions:
         return cls(home=home.resolve(), run_dir=run_dir, data_dir=data_dir,
                    keys_file=keys_file, demo=demo, **values)
 
-    def ingress_ports(self) -> list[int]:
-        return [self.ingress_port + n for n in range(self.nodes)]
+    def ingress_sockets(self) -> list[Path]:
+        """Where the native stack's ingress nodes listen (nginx's upstreams)."""
+        return [self.run_dir / f"ingress-{n}.sock" for n in range(self.nodes)]
+
+    @property
+    def redis_socket(self) -> Path:
+        return redis_socket(self.run_dir)
 
     def public(self) -> dict[str, Any]:
         """The options as recorded in the run directory (``Recorded``)."""
@@ -145,6 +151,18 @@ class StackOptions:
                                       for k, v in found["limits"].items()}
             found["limits"] = Limits(**fields)
         return cls(**found)
+
+
+IGNORED = {
+    "PD_RELAY_INGRESS_PORT": "the ingress nodes listen on Unix sockets in the run directory",
+    "PD_RELAY_REDIS_PORT": "the stack's Redis listens on a Unix socket in the run directory",
+}
+
+
+def ignored_options(env: Mapping[str, str]) -> list[str]:
+    """A warning for each option set in ``env`` that no stack reads any more."""
+    return [f"{name} is ignored: {why} (no TCP port); unset it" for name, why in IGNORED.items()
+            if env.get(name)]
 
 
 def redis_memory(options: StackOptions, settings: Settings) -> StackOptions:

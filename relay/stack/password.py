@@ -2,7 +2,11 @@
 (``data/redis-password``, mode 600); Redis reads it from a private configuration file
 (native: ``run/redis.conf``) or its standard input (compose), never from its command line
 (``ps`` shows those to every user); the relay's processes get it in ``RELAY_REDIS_URL``,
-in their environments, which only this user can read. Printed settings mask it."""
+in their environments, which only this user can read. Printed settings mask it.
+
+The native stack's Redis listens on a Unix socket in the private run directory
+(``run/redis.sock``), no TCP port: no other user can reach it, nor wait for it to restart
+and take its place to receive the password."""
 
 from __future__ import annotations
 
@@ -26,9 +30,23 @@ def redis_url(host: str, port: int, password: str) -> str:
     return f"redis://:{password}@{host}:{port}/0"
 
 
-def stack_redis_url(data_dir: Path, port: int) -> str:
-    """The URL of the native stack's own Redis (on 127.0.0.1), with its password."""
-    return redis_url("127.0.0.1", port, redis_password(data_dir))
+def redis_socket(run_dir: Path) -> Path:
+    return run_dir / "redis.sock"
+
+
+def stack_redis_url(data_dir: Path, run_dir: Path) -> str:
+    """The URL of the native stack's own Redis (its socket in ``run_dir``), with its
+    password."""
+    return f"unix://:{redis_password(data_dir)}@{redis_socket(run_dir)}?db=0"
+
+
+def previous_stack_urls(data_dir: Path, port: int) -> set[str]:
+    """The URLs by which v0.2.0 and earlier named the native stack's own Redis (TCP on
+    127.0.0.1, with or without its password), as a recorded stack holds them."""
+    unguarded = f"redis://127.0.0.1:{port}/0"
+    if not (data_dir / FILE).exists():
+        return {unguarded}
+    return {unguarded, redis_url("127.0.0.1", port, redis_password(data_dir))}
 
 
 def config_file(run_dir: Path, password: str) -> Path:

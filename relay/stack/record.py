@@ -25,12 +25,15 @@ class Recorded:
     key_ids: list[str] = field(default_factory=list)
     programs: dict[str, str] = field(default_factory=dict)  # name: fingerprint
     nginx_digest: str = ""
+    # its ingress nodes and Redis listen on Unix sockets (false: recorded by v0.2.0 or
+    # before, when they listened on TCP ports)
+    sockets: bool = True
 
     def save(self) -> None:
         data: dict[str, Any] = {
             "mode": self.mode, "options": self.options.public(), "relay_env": self.relay_env,
             "key_ids": self.key_ids, "programs": self.programs,
-            "nginx_digest": self.nginx_digest,
+            "nginx_digest": self.nginx_digest, "sockets": self.sockets,
         }
         path = self.options.run_dir / FILE
         temp = path.with_suffix(".tmp")
@@ -47,4 +50,5 @@ class Recorded:
             return None
         return cls(mode=data["mode"], options=StackOptions.recorded(data["options"]),
                    relay_env=data["relay_env"], key_ids=data["key_ids"],
-                   programs=data["programs"], nginx_digest=data.get("nginx_digest", ""))
+                   programs=data["programs"], nginx_digest=data.get("nginx_digest", ""),
+                   sockets=data.get("sockets", False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import resource
 import string
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -31,18 +32,36 @@ def template() -> Path:
 
 def redis_argv(binary: str, port: int, directory: Path,
                host: str | None = "127.0.0.1", maxmemory_mb: int = 0,
-               config: str | None = None) -> list[str]:
-    """redis-server on ``host`` (None: its default, as in a container) with its append-only
-    file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit) and nothing
-    evicted when it is full (the ingress answers 503 instead), no RDB snapshots; reading
-    ``config`` first (a file, or ``-``: standard input), where the password is."""
+               config: str | None = None, unixsocket: Path | None = None) -> list[str]:
+    """redis-server on ``host`` (None: its default, as in a container), or with
+    ``unixsocket`` on that socket only (no TCP port; mode 700: its user only), with its
+    append-only file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit)
+    and nothing evicted when it is full (the ingress answers 503 instead), no RDB
+    snapshots; reading ``config`` first (a file, or ``-``: standard input), where the
+    password is."""
+    if unixsocket is not None:
+        listen = ["--port", "0", "--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
+    else:
+        listen = [*(["--bind", host] if host else []), "--port", str(port)]
     return [
-        binary, *([config] if config else []), *(["--bind", host] if host else []),
-        "--port", str(port), "--dir", str(directory),
+        binary, *([config] if config else []), *listen, "--dir", str(directory),
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         *(["--maxmemory", f"{maxmemory_mb}mb"] if maxmemory_mb else []),
         "--maxmemory-policy", "noeviction",
     ]
+
+
+# nginx's connection slots per worker, sized for the per-client limits: CLIENTS addresses
+# each holding its PD_RELAY_CLIENT_CONNECTIONS at once, each of those connections with one
+# to an ingress node beside it (nginx counts both), and room for the idle upstream ones
+# it keeps and its listening sockets. The defaults (50): 10,064. Between a floor (idle and
+# header-trickling connections are not counted per client) and a cap (the slots are
+# allocated at start, about 0.5 KB each).
+CLIENTS = 100
+SPARE_CONNECTIONS = 64
+MIN_WORKER_CONNECTIONS = 4096
+MAX_WORKER_CONNECTIONS = 16384
+SPARE_FILES = 512  # beyond one descriptor per connection: logs, listeners, the master's
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,10 @@ class Limits:
     burst: int = 200  # taken at once beyond the rate
     connections: int = 50  # open at once per client address
     admin_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    def worker_connections(self) -> int:
+        wanted = 2 * self.connections * CLIENTS + SPARE_CONNECTIONS
+        return max(MIN_WORKER_CONNECTIONS, min(MAX_WORKER_CONNECTIONS, wanted))
 
     def placeholders(self) -> dict[str, str]:
         return {
@@ -71,22 +94,25 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str],
           user: str | None = None) -> Path:
     """Write ``home``/nginx.conf (and the site from the project's template, which the
     nginx image's envsubst also reads under compose); return the main file's path.
-    ``upstreams`` are the ingress nodes' host:port; those in ``down`` get no new requests
-    (a node being restarted: nginx finishes what it sent there, then stops using it).
+    ``upstreams`` are the ingress nodes' host:port or ``unix:PATH``; those in ``down``
+    get no new requests (a node being restarted: nginx finishes what it sent there, then
+    stops using it).
     With ``tls`` (certificate, key) it serves HTTPS only. ``user``: the ``user`` directive's
     "USER GROUP" (a stack started as root: its service user), "" for none, None to choose
     as ``_worker_user`` does."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
+    limits = limits or Limits()
     health = {up: "down" if up in down else "max_fails=2 fail_timeout=3s" for up in upstreams}
     servers = "".join(f"    server {up} {health[up]};\n" for up in upstreams)
     site = string.Template(template().read_text()).safe_substitute(
         PD_RELAY_UPSTREAM=servers, PD_RELAY_LISTEN=f"{listen} ssl" if tls else listen,
         PD_RELAY_TLS=directives(*tls) if tls else "",
         PD_RELAY_ACCESS_LOG="/dev/stdout",  # the process's log: rotated by supervisord
-        **(limits or Limits()).placeholders(),
+        **limits.placeholders(),
     )
     (home / "pd-relay.conf").write_text(site)
     user = _worker_user() if user is None else f"user {user};" if user else ""
+    connections = limits.worker_connections()
     temp = "\n".join(f"    {kind}_temp_path {home}/tmp/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = home / "nginx.conf"
@@ -95,7 +121,8 @@ def nginx(home: Path, listen: str, upstreams: Sequence[str],
 worker_processes {workers};
 pid {home}/nginx.pid;
 error_log stderr warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile {_files(connections)};
+events {{ worker_connections {connections}; }}
 http {{
 {temp}
     server_tokens off;
@@ -105,6 +132,16 @@ http {{
     return main
 
 
+def _files(connections: int) -> int:
+    """Open files for a worker: one per connection and some spare; started as another
+    user than root, no more than its hard limit (nginx could not raise it further)."""
+    wanted = connections + SPARE_FILES
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if os.geteuid() == 0 or hard == resource.RLIM_INFINITY:
+        return wanted
+    return min(wanted, hard)
+
+
 def _worker_user() -> str:
     """A loopback stack (tests, benchmarks, drills; ``pd-relay stack`` names its service
     user instead) started as root runs nginx's workers as ``nobody`` (they touch no file:
@@ -112,8 +149,8 @@ def _worker_user() -> str:
     they run as whoever started it."""
     if os.geteuid() != 0:
         return ""
-    nobody = pwd.getpwnam("nobody")
-    return f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+    user = pwd.getpwnam("nobody")
+    return f"user {user.pw_name} {grp.getgrgid(user.pw_gid).gr_name};"
 
 
 def nginx_argv(binary: str, main: Path) -> list[str]:

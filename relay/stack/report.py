@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import sys
@@ -20,8 +21,39 @@ def public_url(options: StackOptions) -> str:
     return f"{options.scheme}://{public_host(options)}:{options.port}"
 
 
+def loopback_only(bind: str) -> bool:
+    """Whether nginx's address ``bind`` is reachable from this machine only."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False  # a host name, or "" (every address)
+
+
+def plain_http_warning(options: StackOptions) -> str | None:
+    """A warning when the stack takes plain HTTP from beyond this machine, else None."""
+    if options.tls or loopback_only(options.bind):
+        return None
+    return (f"pd-relay: WARNING: listening on {options.bind or '*'}:{options.port} over "
+            "plain HTTP: senders' API keys and routing keys, and operators' tokens and "
+            "session cookies, cross the network in the clear. Serve HTTPS: set "
+            "PD_RELAY_TLS_CERT and PD_RELAY_TLS_KEY (certificate with its chain, and its "
+            "private key, PEM, mode 600), or PD_RELAY_BIND=127.0.0.1 to listen on this "
+            "machine only (README, Security: TLS).")
+
+
+def warn_plain_http(options: StackOptions) -> None:
+    """Say it on standard error, at start-up."""
+    warning = plain_http_warning(options)
+    if warning:
+        print(warning, file=sys.stderr)
+        sys.stderr.flush()
+
+
 def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
-    """Where to send, and a curl to try (naming a routing key where one is required)."""
+    """Where to send, and a curl to try (naming a routing key where one is required);
+    the plain-HTTP warning last, where the operator reads."""
     url = public_url(options)
     ca = f"--cacert {options.tls_cert} " if options.demo_tls else ""
     print(f"pd-relay: up: send events to {url}/v2/enqueue (PagerDuty Events API v2 format)")
@@ -35,7 +67,10 @@ def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
     -d '{body}'
 then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
         ./start.sh relay send-test      ./start.sh relay trace DEDUP_KEY
-dashboard: {url}/ui/ (from this machine; elsewhere an operator's token)""")
+dashboard: {url}/ui/ (sign in with an operator's token: README, Dashboard)""")
+    warning = plain_http_warning(options)
+    if warning:
+        print(warning)
     sys.stdout.flush()
 
 

@@ -18,25 +18,35 @@ import warnings
 import requests
 
 from relay.stack.model import CHANNELS, INGRESS, NGINX, Program
-from relay.stack.nginx import Nginx, reload
+from relay.stack.nginx import Nginx, reload, upstream
 from relay.stack.processes import wait_until
 from relay.stack.record import Recorded
 from relay.stack.supervisor import Supervisor
+from relay.stack.unixhttp import ready_at
 
 log = logging.getLogger(__name__)
 START_WAIT_S = 60.0
 
 
 def ready(host: str, port: int, scheme: str = "http") -> bool:
-    """/readyz answers 200 (over HTTPS, the certificate is not checked: nginx's name for
-    itself need not be this address)."""
+    """nginx passes /healthz to a node, which answers 200 (over HTTPS, the certificate is
+    not checked: nginx's name for itself need not be this address). Not /readyz: through
+    nginx that wants an operator's token (the nodes' own /readyz is asked on their
+    sockets, ``node_ready``)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # urllib3's warning about the unchecked cert
-            reply = requests.get(f"{scheme}://{host}:{port}/readyz", timeout=2, verify=False)
+            reply = requests.get(f"{scheme}://{host}:{port}/healthz", timeout=2, verify=False)
         return reply.status_code == 200
     except requests.RequestException:
         return False
+
+
+def node_ready(supervisor: Supervisor, program: Program) -> bool:
+    """An ingress node answers /readyz on its socket, from the process supervisord runs
+    for it (another process there is not the node, whatever it answers)."""
+    assert program.socket is not None
+    return ready_at(program.socket, supervisor.states().get(program.name, ("", 0))[1])
 
 
 class Rolling:
@@ -47,6 +57,7 @@ class Rolling:
         self.previous = previous
         self.programs = programs
         self.nginx_restarts = False
+        self.start_wait_s = START_WAIT_S
 
     def apply(self, conf: str) -> list[str]:
         """Write supervisord's new configuration and bring the programs to it; return the
@@ -79,7 +90,7 @@ class Rolling:
         restarted = [p for p in by_role[INGRESS] if p.name in old]
         for program in restarted:
             if len(nodes) > 1:
-                self.nginx.write(down={f"127.0.0.1:{program.port}"})
+                self.nginx.write(down={upstream(program)})
                 self._reload_nginx()
             else:
                 _say("one ingress node: ingest pauses while it restarts "
@@ -112,9 +123,10 @@ class Rolling:
             state = self.supervisor.states().get(program.name, ("", 0))[0]
             if state == "FATAL":
                 raise RuntimeError(f"{program.name} does not start ({state}): see its log")
-            return state == "RUNNING" and (not program.port or ready("127.0.0.1", program.port))
+            return state == "RUNNING" and (not program.socket
+                                           or node_ready(self.supervisor, program))
 
-        wait_until(running, START_WAIT_S, f"{program.name} to run")
+        wait_until(running, self.start_wait_s, f"{program.name} to run", every=0.2)
 
     def _reload_nginx(self) -> None:
         if self.nginx_restarts:

@@ -11,12 +11,16 @@ from pathlib import Path
 
 from relay.keys import exposed
 
-# What nginx serves with a certificate: TLS 1.2 and 1.3, nginx's default ciphers.
+# What nginx serves with a certificate: TLS 1.2 and 1.3, nginx's default ciphers; and
+# HSTS, so a browser that once reached the dashboard over HTTPS never sends its cookie
+# over plain HTTP to this host for a year (only over HTTPS: over plain HTTP it would be
+# meaningless, and a browser ignores it there).
 DIRECTIVES = """    ssl_certificate {cert};
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:pd_relay_tls:1m;
     ssl_session_timeout 1h;
+    add_header Strict-Transport-Security "max-age=31536000" always;
 """
 
 

@@ -17,16 +17,24 @@ from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
-from relay.stack.options import StackOptions, redis_memory, relay_env, with_settings
-from relay.stack.password import redis_password, stack_redis_url
+from relay.stack.options import (
+    StackOptions,
+    ignored_options,
+    redis_memory,
+    relay_env,
+    with_settings,
+)
+from relay.stack.password import previous_stack_urls, redis_password, stack_redis_url
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
-from relay.stack.report import announce, changed_settings
+from relay.stack.report import announce, changed_settings, warn_plain_http
 from relay.stack.tls import problems as tls_problems
 
 
 def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded | None) -> int:
     """Bring the stack ``options`` describes to the ``RELAY_*`` settings in ``environ``."""
+    for line in ignored_options(environ):
+        print(f"pd-relay: WARNING: {line}", file=sys.stderr)
     mode = options.mode
     if mode == "auto":
         mode = "docker" if docker_answers() else "native"
@@ -34,22 +42,25 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     problems += tls_problems(options.tls_cert, options.tls_key)
     if problems:
         raise ConfigError(problems)
+    warn_plain_http(options)
     env = relay_env(environ)
     env["RELAY_KEYS_FILE"] = str(options.keys_file)
     if options.demo:  # the demo's data lives apart from a real stack's in the same Redis
         env.setdefault("RELAY_PD_URL", f"http://127.0.0.1:{options.sim_port}")
         env.setdefault("RELAY_PREFIX", "pdr-demo")
         env.setdefault("RELAY_ALLOW_ANONYMOUS", "true")  # it listens on loopback only
+        env.setdefault("RELAY_UI_OPEN_VIEW", "true")  # simulated pages: anyone here may look
     routes = options.home / "pd_routes.yml"
     if "RELAY_ROUTES_FILE" not in env and routes.exists():
         env["RELAY_ROUTES_FILE"] = str(routes)
     if "RELAY_ROUTES_FILE" in env:  # the channels' secrets, for every process that reads it
         env.update({name: environ[name] for name in referenced(Path(env["RELAY_ROUTES_FILE"]))
                     if name in environ})
-    if mode == "native":  # the stack's own Redis, with its password
-        unguarded = f"redis://127.0.0.1:{options.redis_port}/0"  # recorded before it had one
-        if env.get("RELAY_REDIS_URL", unguarded) == unguarded:
-            env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.redis_port)
+    if mode == "native":  # the stack's own Redis, on its socket, with its password
+        # a stack recorded by v0.2.0 or before named it by TCP (earlier, without password)
+        url = env.get("RELAY_REDIS_URL")
+        if url is None or url in previous_stack_urls(options.data_dir, options.redis_port):
+            env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.run_dir)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings)
     if previous is not None:
@@ -65,10 +76,13 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
         return 0
-    checked = subprocess.run([*pd_relay(), "check"], env=with_settings(env),
+    # its warnings (a Redis reached in the clear, say) where the operator reads, not only
+    # in the nodes' logs; its INFO lines stay out
+    checked = subprocess.run([*pd_relay(), "check"],
+                             env=dict(with_settings(env), RELAY_LOG_LEVEL="WARNING"),
                              capture_output=True, text=True)
+    print(checked.stderr, end="", file=sys.stderr)
     if checked.returncode != 0:
-        print(checked.stderr, end="", file=sys.stderr)
         return checked.returncode
     try:
         NativeStack(options).up(env, keys)

@@ -1,37 +1,39 @@
 """Who may look and who may change: the operators of the routes file (``operators``).
 
-A request shows its token as ``Authorization: Bearer`` (the API, scripts) or in the
-cookie the sign-in page sets (the pages: HttpOnly, SameSite=Strict). Without a token, a
-loopback client may look (``LOOPBACK``), nobody else. Changes (replay, purge) need an
-admin; from a page they must also carry the form's CSRF token (an HMAC of the operator's
-token, so another site cannot know it) and must not be a cross-site request.
+A request shows who it is by an operator's token as ``Authorization: Bearer`` (the API,
+scripts) or by the session cookie the sign-in page sets (the pages: a random session id,
+never the token, HttpOnly, SameSite=Strict, Secure and ``__Host-`` over HTTPS; see
+relay/ui/sessions.py). Without either nobody looks, loopback or not, unless the operator
+opens viewing to anyone (``RELAY_UI_OPEN_VIEW``). Changes (replay, purge) need an admin;
+from a page they must also carry the session's CSRF token and must not be cross-site.
+``/metrics`` and ``/readyz`` answer an operator, the stack's own checks (straight over
+the ingress's Unix socket) and the clients of ``RELAY_ADMIN_ALLOW``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
-from flask import Request
+import redis
+from flask import Request, g
 
 from relay.auth import digest, request_token
-from relay.errors import AdminRequired, OperatorRequired
-from relay.http import client_address, is_loopback
+from relay.errors import AdminRequired, OperatorRequired, Unavailable
+from relay.http import UNIX_PEER, client_address, from_proxy, within
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
+from relay.settings import Settings
+from relay.ui.sessions import Session, Sessions
 
-COOKIE = "pd_relay_operator"
+COOKIE = "pd_relay_session"
+HOST_ONLY = "__Host-"  # over HTTPS: Secure, Path=/, no Domain (no sibling host may set it)
 HEADERS = {  # every page: no framing (clickjacking), nothing from elsewhere, no caching
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
 }
-LOOPBACK = Operator("loopback", "viewer")
-
-
-def client_of(request: Request) -> str:
-    """Who is asking (``relay.http.client_address``: behind our nginx, what it saw)."""
-    return client_address(request.remote_addr, request.headers.get("X-Forwarded-For", ""))
+OPEN = Operator("anyone", "viewer")  # RELAY_UI_OPEN_VIEW: whoever looks without a token
+SIGN_IN_AGAIN = "session: expired, signed out or ended: sign in again"
 
 
 def refuse_cross_site(request: Request, what: str) -> None:
@@ -40,13 +42,32 @@ def refuse_cross_site(request: Request, what: str) -> None:
         raise AdminRequired([f"{what} from another site"])
 
 
-def csrf_token(token: str) -> str:
-    return hmac.new(token.encode(), b"pd-relay csrf", hashlib.sha256).hexdigest()
+def same(given: str, wanted: str) -> bool:
+    """A form's token against the right one, in constant time (as bytes: any characters)."""
+    return hmac.compare_digest(given.encode(), wanted.encode())
+
+
+def cookie_of(request: Request, name: str) -> str | None:
+    return request.cookies.get(HOST_ONLY + name) or request.cookies.get(name) or None
 
 
 class Access:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy, sessions: Sessions) -> None:
+        self.settings = settings
         self.policy = policy
+        self.sessions = sessions
+
+    def client_of(self, request: Request) -> str:
+        """Who is asking (``relay.http.client_address``: behind our nginx, what it saw)."""
+        return client_address(request.remote_addr, request.headers.get("X-Forwarded-For", ""),
+                              self.settings.trusted_proxies)
+
+    def secure(self, request: Request) -> bool:
+        """Whether the browser talks HTTPS: to us, or to our nginx (its X-Forwarded-Proto,
+        believed only from it: ``relay.http.from_proxy``)."""
+        return request.is_secure or (
+            request.headers.get("X-Forwarded-Proto") == "https"
+            and from_proxy(request.remote_addr, self.settings.trusted_proxies))
 
     def find(self, token: str) -> Operator | None:
         wanted = digest(token)
@@ -55,36 +76,81 @@ class Access:
                 return operator
         return None
 
-    def token(self, request: Request) -> tuple[str | None, bool]:
-        """The request's token and whether it came in the cookie."""
-        given = request_token(None, request.headers.get("Authorization"))
-        if given:
-            return given, False
-        return request.cookies.get(COOKIE) or None, True
+    def operator_of(self, session: Session) -> Operator | None:
+        """The session's operator, while the routes file still holds them with the token
+        they signed in with."""
+        for operator in self.policy.routes.operators:
+            if operator.name == session.operator and session.token in operator.token_hashes:
+                return operator
+        return None
+
+    def caller(self, request: Request) -> tuple[Operator | None, Session | None]:
+        """Who the request shows (an operator, and their session when by cookie), once per
+        request; raise OperatorRequired for a wrong token or an ended session."""
+        if "pd_relay_caller" not in g:
+            g.pd_relay_caller = self._caller(request)
+        found: tuple[Operator | None, Session | None] = g.pd_relay_caller
+        return found
+
+    def _caller(self, request: Request) -> tuple[Operator | None, Session | None]:
+        token = request_token(None, request.headers.get("Authorization"))
+        if token:
+            operator = self.find(token)
+            if operator is None:
+                raise OperatorRequired(["token: not one of this relay's operators"])
+            return operator, None
+        session_id = cookie_of(request, COOKIE)
+        if session_id is None:
+            return None, None
+        try:
+            session = self.sessions.find(session_id)
+            operator = self.operator_of(session) if session else None
+            if session is not None and operator is None:
+                self.sessions.close(session_id, session)
+        except redis.RedisError as exc:
+            raise Unavailable([f"sessions: Redis does not answer ({type(exc).__name__}); "
+                               "an operator's token (Authorization: Bearer) needs none"]
+                              ) from exc
+        if session is None or operator is None:
+            raise OperatorRequired([SIGN_IN_AGAIN])
+        return operator, session
 
     def viewer(self, request: Request) -> Operator:
         """Who is looking; raise OperatorRequired when nobody may."""
-        token, _ = self.token(request)
-        if token:
-            found = self.find(token)
-            if found is None:
-                raise OperatorRequired(["token: not one of this relay's operators"])
-            return found
-        if is_loopback(client_of(request)):
-            return LOOPBACK
-        raise OperatorRequired(["no operator token (a loopback client may look without one)"])
+        operator, _ = self.caller(request)
+        if operator is not None:
+            return operator
+        if self.settings.ui_open_view:
+            return OPEN
+        raise OperatorRequired(["no operator token or session: sign in (or send "
+                                "Authorization: Bearer)"])
 
     def admin(self, request: Request) -> Operator:
         """Who makes a change; raise OperatorRequired or AdminRequired when they may not."""
-        token, by_cookie = self.token(request)
-        if not token:
-            raise OperatorRequired(["no operator token: only an admin may change anything"])
-        operator = self.viewer(request)
+        operator, session = self.caller(request)
+        if operator is None:
+            raise OperatorRequired(["no operator token or session: only an admin may change "
+                                    "anything"])
         if not operator.admin:
             raise AdminRequired([f"operator {operator.name} is a viewer, not an admin"])
-        if by_cookie:
+        if session is not None:
             refuse_cross_site(request, "a change")
-            if not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(token)):
+            if not same(request.form.get("csrf", ""), session.csrf):
                 raise AdminRequired(["the form's CSRF token is missing or wrong: reload "
                                      "the page"])
         return operator
+
+    def monitor(self, request: Request) -> None:
+        """Let through a reader of /metrics or /readyz: an operator (token or session), the
+        stack's own checks (over the ingress's Unix socket, no X-Forwarded-For: nobody
+        behind nginx), a client of RELAY_ADMIN_ALLOW; raise OperatorRequired otherwise."""
+        operator, _ = self.caller(request)
+        if operator is not None:
+            return
+        if request.remote_addr == UNIX_PEER and "X-Forwarded-For" not in request.headers:
+            return
+        client = self.client_of(request)
+        if within(client, self.settings.admin_allow):
+            return
+        raise OperatorRequired([f"client {client[:64]}: not in RELAY_ADMIN_ALLOW; send an "
+                                "operator's token (Authorization: Bearer)"])

@@ -26,7 +26,7 @@ from relay.history.story import STATES
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
 from relay.settings import Settings
-from relay.ui.access import HEADERS, Access, client_of, csrf_token
+from relay.ui.access import HEADERS, Access
 from relay.ui.api import one_story, query_of
 from relay.ui.overview import Overview
 from relay.ui.signin import add_sign_in
@@ -46,9 +46,12 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
     sign_in_page = add_sign_in(ui, access)
 
     def page(template: str, who: Operator | None, status: int = 200, **values: Any) -> Response:
-        token, by_cookie = access.token(request)
-        body = render_template(template, who=who, csrf=csrf_token(token) if token else "",
-                               signed_in=bool(token and by_cookie), **values)
+        try:
+            _, session = access.caller(request)
+        except RequestError:  # a refusal's page, for a wrong token or an ended session
+            session = None
+        body = render_template(template, who=who, csrf=session.csrf if session else "",
+                               signed_in=session is not None, **values)
         return Response(body, status, headers=HEADERS)
 
     @ui.get("", strict_slashes=False)
@@ -99,7 +102,7 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         letters = overview.dead_letters()
         done = letters.replay(dead_id) if verb == "replay" else letters.purge(dead_id)
         log.warning("dead letter %s: %s by operator %s from %s: %s", dead_id[:40], verb,
-                    who.name, client_of(request), done)
+                    who.name, access.client_of(request), done)
         return redirect("/ui/dead-letters?" + urlencode({"done": f"{dead_id[:40]}: {done}"}),
                         303)
 

@@ -19,12 +19,15 @@ from relay.stack.render import Limits
 from tests.conftest import trigger
 
 
-def from_other_host(url: str, path: str) -> tuple[int, str]:
+def from_other_host(url: str, path: str, headers: dict[str, str] | None = None
+                    ) -> tuple[int, str]:
     """GET ``path`` from 127.0.0.2, another address of this machine."""
     host, port = url.removeprefix("http://").split(":")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     with socket.create_connection((host, int(port)), timeout=5,
                                   source_address=("127.0.0.2", 0)) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+                     .encode())
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
@@ -34,7 +37,7 @@ def from_other_host(url: str, path: str) -> tuple[int, str]:
 
 @pytest.fixture
 def edge(make_stack):
-    stack = make_stack(keys=1)
+    stack = make_stack(keys=1, RELAY_ADMIN_ALLOW="127.0.0.1")  # nginx's own address
     node = stack.start_ingress().removeprefix("http://")
     try:
         socket.create_connection((HOST, 1), source_address=("127.0.0.2", 0), timeout=1)
@@ -54,6 +57,14 @@ def test_metrics_and_readyz_only_from_allowed_addresses(edge) -> None:
         assert status == 403 and '"status":"forbidden"' in body
     status, _ = from_other_host(url, "/healthz")
     assert status == 200  # the rest stays open
+    # the app guards them too: straight to the node from another address, no token
+    node = stack.ingress_urls[0]
+    for path in ("/metrics", "/readyz"):
+        status, body = from_other_host(node, path)
+        assert status == 401 and '"status":"unauthorized"' in body and "RELAY_ADMIN_ALLOW" in body
+    # and X-Forwarded-For from a client over TCP does not make it nginx's client
+    status, _ = from_other_host(node, "/metrics", {"X-Forwarded-For": "127.0.0.1"})
+    assert status == 401
 
 
 def test_a_flooding_client_is_limited_with_a_json_429(edge) -> None:

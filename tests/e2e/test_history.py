@@ -64,7 +64,7 @@ def test_a_refused_event_ends_dead_lettered_in_its_story(make_stack) -> None:
 def test_the_api_finds_stories_and_the_cap_holds_on_a_real_redis(make_stack) -> None:
     """``MAXLEN ~`` trims whole nodes of a real Redis's stream (100 entries by default):
     the history stays near its cap, and the API answers from what is kept."""
-    stack = make_stack(keys=1, RELAY_HISTORY_MAX_ENTRIES="100")
+    stack = make_stack(keys=1, RELAY_HISTORY_MAX_ENTRIES="100", RELAY_UI_OPEN_VIEW="true")
     node = stack.start_ingress()
     for n in range(400):
         assert stack.post(trigger("flap", dedup_key=f"flap-{n}")).status_code == 202

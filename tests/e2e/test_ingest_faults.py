@@ -32,7 +32,7 @@ def _load(url: str, bodies: list[bytes], results: list[tuple[bytes, int]]) -> No
 def test_a_frozen_ingress_node_takes_events_again_once_it_runs(make_stack) -> None:
     """SIGSTOP with requests under way for longer than every timeout, then SIGCONT:
     within seconds the node stores again, and every 202 it gave is stored."""
-    stack = make_stack(keys=1, RELAY_REDIS_TIMEOUT_S="0.5")
+    stack = make_stack(keys=1, RELAY_REDIS_TIMEOUT_S="0.5", RELAY_ADMIN_ALLOW="127.0.0.1")
     url = stack.start_ingress()
     node = stack.processes[-1]
     results: list[tuple[bytes, int]] = []

@@ -68,7 +68,8 @@ def test_bad_input_over_http_gets_json_errors_and_never_a_500(make_stack) -> Non
 
 
 def test_status_and_metrics_report_queues_and_workers(make_stack) -> None:
-    stack = make_stack(keys=2, RELAY_LEASE_TTL_S="5", RELAY_CONNECT_TIMEOUT_S="1")
+    stack = make_stack(keys=2, RELAY_LEASE_TTL_S="5", RELAY_CONNECT_TIMEOUT_S="1",
+                       RELAY_ADMIN_ALLOW="127.0.0.1")  # may read /metrics
     url = stack.start_ingress()
     assert stack.post([trigger(routing_key=stack.keys[1]) for _ in range(3)]).status_code == 202
     rows = stack.status()

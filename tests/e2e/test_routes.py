@@ -42,7 +42,8 @@ routes:
     keys: [key-2, key-3]
 """
     routes.write_text(text)
-    stack = make_stack(keys=3, RELAY_ALLOW_ANONYMOUS="false", RELAY_ROUTES_FILE=str(routes))
+    stack = make_stack(keys=3, RELAY_ALLOW_ANONYMOUS="false", RELAY_ROUTES_FILE=str(routes),
+                       RELAY_ADMIN_ALLOW="127.0.0.1")  # may read /metrics
     stack.start_simulator()
     url = stack.start_ingress()
     for index in range(3):

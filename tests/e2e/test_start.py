@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -50,6 +52,21 @@ def run(project: Path, env: dict[str, str], *args: str, timeout: float = 600
         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["./start.sh", *args], cwd=project, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def squat(port: int) -> socket.socket:
+    """A listener on 127.0.0.1:``port``, as another user would bind a port left free."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen(16)
+    return sock
+
+
+def reached(squatters: list[socket.socket]) -> list[int]:
+    """The ports of the squatters some client connected to (a listener with a connection
+    waiting to be accepted is readable)."""
+    readable, _, _ = select.select(squatters, [], [], 0)
+    return [sock.getsockname()[1] for sock in readable]
 
 
 def pids(status_text: str) -> dict[str, int]:
@@ -140,6 +157,10 @@ SETTINGS = {
     "RELAY_DEAD_LETTER_DAYS": "10", "RELAY_SELF_CHECK_S": "5", "RELAY_RETENTION_S": "60",
     "RELAY_HISTORY_DAYS": "2", "RELAY_HISTORY_MAX_ENTRIES": "10000",
     "RELAY_HISTORY_MAX_MB": "16", "RELAY_INCIDENTS_MAX": "20000",
+    "RELAY_UI_OPEN_VIEW": "false", "RELAY_UI_SESSION_HOURS": "4", "RELAY_UI_IDLE_MINUTES": "20",
+    "RELAY_UI_SESSIONS_MAX": "5", "RELAY_TRUSTED_PROXIES": "192.0.2.0/24",
+    # the stack's readiness checks over TCP from this machine (until they use the socket)
+    "RELAY_ADMIN_ALLOW": "127.0.0.1,::1",
 }
 
 
@@ -156,11 +177,14 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
                                                    "--limit", "100000"],
                         dict(os.environ), tmp_path)
     sim = f"http://127.0.0.1:{sim_port}"
-    port, redis_port = free_port(), free_port()
+    port, redis_port, ingress_port = free_port(), free_port(), free_port_pair()
+    # Another local user squats the ports v0.2.0's ingress nodes and Redis listened on
+    # (configured here as they were then): nothing may ever connect to them.
+    squatters = [squat(p) for p in (ingress_port, ingress_port + 1, redis_port)]
     env = dict(
         os.environ, PD_RELAY_MODE="native", RELAY_KEYS_FILE=str(keys_file),
         RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
-        PD_RELAY_INGRESS_PORT=str(free_port_pair()), PD_RELAY_REDIS_PORT=str(redis_port),
+        PD_RELAY_INGRESS_PORT=str(ingress_port), PD_RELAY_REDIS_PORT=str(redis_port),
         RELAY_ROUTES_FILE=str(routes_file), **SETTINGS,
         # the load below is one client sending ~50 requests/s: above the default limit
         PD_RELAY_CLIENT_RATE="10000", PD_RELAY_CLIENT_BURST="10000",
@@ -176,12 +200,21 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         started = True
         assert f"http://127.0.0.1:{port}/v2/enqueue" in result.stdout
         assert "curl" in result.stdout
-        # what it wrote is for its user only: configurations, logs, Redis's data
-        written = [project / "run", project / "run" / "logs" / "ingress-0.log",
-                   project / "run" / "supervisord.conf", *(project / "data").rglob("*")]
+        assert "PD_RELAY_INGRESS_PORT is ignored" in result.stderr
+        assert "PD_RELAY_REDIS_PORT is ignored" in result.stderr
+        # what it wrote is for its user only: configurations, logs, Redis's data, and the
+        # sockets Redis and the ingress nodes listen on, in a directory only it may enter
+        run_dir = project / "run"
+        sockets = [run_dir / name for name in ("redis.sock", "ingress-0.sock", "ingress-1.sock")]
+        assert all(stat.S_ISSOCK(path.stat().st_mode) for path in sockets)
+        assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+        written = [run_dir, run_dir / "logs" / "ingress-0.log", *sockets,
+                   run_dir / "supervisord.conf", *(project / "data").rglob("*")]
         shared = [f"{path} {path.stat().st_mode & 0o777:o}" for path in written
                   if path.stat().st_mode & 0o077]
         assert not shared, shared
+        site = (run_dir / "nginx" / "pd-relay.conf").read_text()
+        assert f"server unix:{sockets[1]} " in site and f":{ingress_port}" not in site
 
         # status and `relay` talk to the stack that was started, not to what the shell
         # they run in says (before: Redis on 6379 and ./pd_routing_keys.txt)
@@ -200,17 +233,18 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         # Redis requires the stack's password, which no command line or log shows
         password = (project / "data" / "redis-password").read_text().strip()
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=redis_port).ping()
+            redis.Redis(unix_socket_path=str(sockets[0])).ping()
         expected = dict(SETTINGS, RELAY_PD_URL=sim,
                         RELAY_KEYS_FILE=read_as(project, keys_file, "keys.txt"),
                         RELAY_ROUTES_FILE=read_as(project, routes_file, "routes.yml"),
-                        RELAY_REDIS_URL=f"redis://:{password}@127.0.0.1:{redis_port}/0")
+                        RELAY_REDIS_URL=f"unix://:{password}@{sockets[0]}?db=0")
         for name in ("ingress-0", "ingress-1", *workers):
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
         # Redis has a maxmemory: twice the queues' cap (40), the outbox's (8), the history's
         # (16), 3 x 20,000 incidents of 320 B (19), and 64 MB
-        stack_redis = redis.Redis(port=redis_port, password=password, decode_responses=True)
+        stack_redis = redis.Redis(unix_socket_path=str(sockets[0]), password=password,
+                                  decode_responses=True)
         assert stack_redis.config_get("maxmemory")["maxmemory"] == str(187 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
@@ -224,6 +258,7 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
             return {e["dedup_key"] for e in events if e["status"] == 202}
 
         wait_until(lambda: len(delivered()) == 10, 30, "delivery through nginx")
+        assert not reached(squatters)
         os.kill(before[workers[0]], signal.SIGKILL)
         for n in range(10, 20):
             requests.post(url, json=trigger(f"e{n}", dedup_key=f"s{n}"), timeout=10)
@@ -296,13 +331,36 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
             "stopped: ingress-1"), "both ingress nodes were down at once"
         total = 21 + len(statuses)
         wait_until(lambda: len(delivered()) == total, 60, "every event under load delivered")
+        # through every restart above (each ingress node, the workers), nothing reached
+        # the squatted ports: nginx sent to the sockets, the relay's processes too
+        assert not reached(squatters)
 
+        stack_redis.set("pdr-e2e:kept", "across the upgrade")
         stopped = run(project, env, "stop")
         assert stopped.returncode == 0, stopped.stderr
         started = False
         everything = set(before.values()) | set(now.values())
         wait_until(lambda: not any(alive(pid) for pid in everything), 10, "every process to end")
         assert "not running" in run(project, env, "status").stdout
+
+        # A stack stopped under v0.2.0 (stack.json as it wrote it: Redis by TCP, no
+        # sockets) starts again on sockets, with Redis's data (the same data directory)
+        recorded = json.loads((run_dir / "stack.json").read_text())
+        del recorded["sockets"]
+        recorded["relay_env"]["RELAY_REDIS_URL"] = \
+            f"redis://:{password}@127.0.0.1:{redis_port}/0"
+        (run_dir / "stack.json").write_text(json.dumps(recorded))
+        routes_file.write_text("routes:\n  - name: everything\n    keys: [key-1, key-2]\n")
+        restarted = run(project, bare, "reload")  # with the recorded settings
+        started = True
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        assert stack_redis.get("pdr-e2e:kept") == "across the upgrade"
+        seen = environ(pids(run(project, env, "status").stdout)["ingress-0"])
+        assert seen["RELAY_REDIS_URL"] == expected["RELAY_REDIS_URL"]
+        assert not reached(squatters)
+        stopped = run(project, env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        started = False
         for path in (project / "run" / "logs").glob("*.log"):
             text = path.read_text()
             assert all(key not in text for key in keys), path
@@ -311,6 +369,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         if started:
             run(project, env, "stop", timeout=60)
         simulator.kill()
+        for squatter in squatters:
+            squatter.close()
 
 
 @pytest.mark.skipif(not nginx_available() or not shutil.which("openssl"),
@@ -332,6 +392,11 @@ def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> 
         reply = requests.post(url + "/v2/enqueue", json=trigger(dedup_key="tls-1"),
                               verify=str(cert), timeout=10)
         assert reply.status_code == 202, reply.text
+        # the demo's pages are simulated: it lets anyone here look (RELAY_UI_OPEN_VIEW),
+        # never change anything, and /metrics still wants a token
+        page = requests.get(url + "/ui/", verify=str(cert), timeout=10)
+        assert page.status_code == 200 and "sign-in" not in page.url, page.url
+        assert requests.get(url + "/metrics", verify=str(cert), timeout=10).status_code == 401
         with pytest.raises(requests.exceptions.SSLError):  # not a certificate we trust
             requests.get(url + "/healthz", timeout=10)
         plain = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)

@@ -18,7 +18,7 @@ def flap(n: int) -> dict[str, object]:
 
 
 def test_a_backlog_sends_the_page_first_and_merges_repeats(make_stack) -> None:
-    stack = make_stack(keys=1, RELAY_STORM_MODE="always")
+    stack = make_stack(keys=1, RELAY_STORM_MODE="always", RELAY_UI_OPEN_VIEW="true")
     stack.start_simulator()
     node = stack.start_ingress()
     for n in range(1, 6):  # no worker yet: a backlog

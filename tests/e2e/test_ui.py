@@ -77,7 +77,11 @@ operators:
     # a queued event: no worker yet
     assert stack.post(trigger("disk full on db1", dedup_key="disk-db1"), url=base).status_code \
         == 202
-    page.goto(base + "/ui/")  # a loopback client may look without a token
+    page.goto(base + "/ui/")  # nobody looks without a token, loopback or not
+    expect(page.get_by_label("Operator token")).to_be_visible()
+    sign_in(page, base, viewer)
+    cookies = {c["name"]: c["value"] for c in context.cookies()}
+    assert viewer not in cookies.values() and cookies["pd_relay_session"]  # a session id
     row = page.get_by_role("row", name="key-1")
     expect(row).to_contain_text("none")  # no worker
     expect(row.get_by_role("cell").first).to_have_text("1")  # queued
@@ -108,7 +112,6 @@ operators:
     wait_until(lambda: stack.cli("dead-letters", "list").stdout.count("bad-1"), 20,
                "the dead letter")
     stack.sim_config(reject_rate=0.0)
-    sign_in(page, base, viewer)
     page.goto(base + "/ui/dead-letters")
     letter = page.get_by_role("row").filter(has_text="bad-1")
     letter.get_by_role("button", name="Replay").click()
@@ -116,6 +119,10 @@ operators:
     assert not any(e["dedup_key"] == "bad-1" for e in stack.delivered())
 
     page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(base + "/ui/sign-in")
+    # the signed-out session is gone: its cookie, replayed, opens nothing
+    replayed = stack.session.get(base + "/ui/", cookies=cookies, timeout=10)
+    assert replayed.status_code == 401 and "sign in again" in replayed.text
     sign_in(page, base, admin)
     page.goto(base + "/ui/dead-letters")
     shoot(page, tmp_path, "dead-letters")
@@ -129,7 +136,8 @@ operators:
     # on a phone: nothing wider than the screen but the tables' own scrolling
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     small = phone.new_page()
-    small.goto(base + "/ui/")
+    small.set_default_timeout(WAIT_MS)
+    sign_in(small, base, viewer)
     assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shoot(small, tmp_path, "phone")
     phone.close()
