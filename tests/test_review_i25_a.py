@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pwd
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,14 @@ import pytest
 
 from relay.errors import ConfigError
 from relay.settings import Settings
+from relay.stack import account, render
+from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions
 from relay.startup import redis_link_problems
 from tests.conftest import make_key
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make another "
+                             "user's directory (as the relay's user, chmod would fail)")
 
 
 def _options(tmp_path: Path, run_dir: Path) -> StackOptions:
@@ -23,6 +31,60 @@ def _options(tmp_path: Path, run_dir: Path) -> StackOptions:
     keys.write_text(f"{make_key()}\n")
     return StackOptions.from_env({"RELAY_KEYS_FILE": str(keys),
                                   "PD_RELAY_RUN_DIR": str(run_dir)}, tmp_path)
+
+
+# -- the run directory: private at every level, or refused --------------------------------
+@AS_ROOT
+def test_a_run_dir_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    """Another user made the run directory first (PD_RELAY_RUN_DIR under /tmp, /run, a
+    shared disk; or a symlink at run/, which StackOptions resolves to the same place).
+    prepare() makes it 0700, but 0700 lets its owner in: that user can unlink
+    run/ingress-0.sock or run/redis.sock and listen there (nginx hands it requests with API
+    and routing keys; the ingress sends it AUTH with the Redis password) and replace
+    stack.json or redis.conf. Started as root, nginx's workers even run as that user
+    (render.nginx's sockets_owner is the run directory's owner)."""
+    nobody = pwd.getpwnam("nobody")
+    planted = tmp_path / "shared" / "run"
+    planted.mkdir(parents=True)
+    os.chown(planted, nobody.pw_uid, nobody.pw_gid)
+    options = _options(tmp_path, planted)
+    with pytest.raises(ConfigError, match="run"):
+        NativeStack(options).prepare()
+    # what it does instead: the other user keeps the directory, with every right on it
+    assert planted.stat().st_uid == nobody.pw_uid
+
+
+def test_a_run_dir_in_a_directory_others_may_write_is_refused(tmp_path: Path) -> None:
+    """The run directory is 0700, but its parent lets others write (no sticky bit):
+    another user renames run/ away (a rename inside one parent needs no right on the
+    directory itself) and makes their own run/ with their own sockets. nginx and the
+    ingress reach the sockets by path on every new connection, so the next upstream
+    connection and the next Redis connection go to that user."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # world-writable, not sticky
+    options = _options(tmp_path, shared / "run")
+    try:
+        with pytest.raises(ConfigError, match="run"):
+            NativeStack(options).prepare()
+    finally:
+        shared.chmod(0o700)
+    assert not (stat.S_IMODE(shared.stat().st_mode) & stat.S_ISVTX)
+
+
+@AS_ROOT
+def test_nginx_workers_never_run_as_root(tmp_path: Path) -> None:
+    """Started as root, v0.2.0 ran nginx's workers as nobody; now they run as the owner of
+    the run directory, which is root when root starts the stack (the README's quick
+    start): the process that parses every request from the network runs as root. The
+    issue: no relay process as root except nginx's master."""
+    options = StackOptions.from_env({"PD_RELAY_PORT": "80"}, tmp_path, euid=0)
+    assert options.user and options.privileged_port  # nginx's master keeps root below 1024
+    user = account.ServiceUser(options.user, 999, 999)
+    main = render.nginx(tmp_path / "nginx", "127.0.0.1:80", ["unix:/x/ingress-0.sock"],
+                        user=user.nginx).read_text()
+    user_line = next((line for line in main.splitlines() if line.startswith("user ")), "")
+    assert user_line and not user_line.startswith("user root"), user_line
 
 
 # -- the Redis link: its password masked, and what the warning says -----------------------

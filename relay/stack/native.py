@@ -25,6 +25,7 @@ from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx, upstream
 from relay.stack.options import StackOptions
 from relay.stack.password import config_file, redis_password, stack_redis_url
+from relay.stack.private import private_dir_problems
 from relay.stack.processes import alive, pd_relay, wait_until
 from relay.stack.record import Recorded
 from relay.stack.report import public_host
@@ -43,9 +44,23 @@ class NativeStack:
         self.supervisor = Supervisor(Path(sys.executable).parent,
                                      options.run_dir / "supervisord.conf")
 
+    def refuse_unsafe(self) -> None:
+        """ConfigError when the run or data directory is, or may become, another user's
+        (``relay.stack.private``)."""
+        owners = {os.geteuid()}
+        user = account.lookup(self.options.user) if self.options.user else None
+        if user is not None:
+            owners.add(user.uid)
+        problems = private_dir_problems(self.run_dir, "PD_RELAY_RUN_DIR", owners) \
+            + private_dir_problems(self.options.data_dir, "PD_RELAY_DATA_DIR", owners)
+        if problems:
+            raise ConfigError(problems)
+
     def prepare(self) -> None:
         """The run directory, for this user only (700, whatever it was: the sockets are
-        reached through it); refused when a socket's path would not fit in one."""
+        reached through it); refused when it is not safely the stack's, or when a
+        socket's path would not fit in one."""
+        self.refuse_unsafe()
         longest = max([self.options.redis_socket, *self.options.ingress_sockets()],
                       key=lambda path: len(os.fsencode(path)))
         if len(os.fsencode(longest)) > SOCKET_PATH_MAX:
@@ -65,6 +80,7 @@ class NativeStack:
                 "them on Unix sockets, which a rolling restart cannot switch to): stop it "
                 "first (./start.sh stop), then start it again (./start.sh): Redis keeps its "
                 "data (the same data directory); ingest pauses meanwhile"])
+        self.refuse_unsafe()  # before anything is made or chowned there
         # started as root: everything runs as the service user, reading private copies
         user = account.prepare(o, _running_from) if o.user else None
         env, tls = account.private_files(o, relay_env, user) if user else (relay_env, o.tls)

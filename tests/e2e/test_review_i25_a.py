@@ -92,6 +92,11 @@ def test_a_running_v020_stack_is_refused_then_upgraded_with_its_queued_events(
     from relay.stack.processes import Process, pd_relay
     from tests.conftest import make_key, trigger
 
+    if os.geteuid() == 0:  # the new stack runs as its service user: a base it reaches
+        import tempfile
+
+        tmp_path = Path(tempfile.mkdtemp(prefix="pd-relay-upgrade-", dir="/tmp"))
+        tmp_path.chmod(0o755)
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", OLD], capture_output=True,
@@ -110,7 +115,8 @@ def test_a_running_v020_stack_is_refused_then_upgraded_with_its_queued_events(
                PD_RELAY_DATA_DIR=str(tmp_path / "data"),
                PD_RELAY_INGRESS_PORT=str(free_port()), PD_RELAY_REDIS_PORT=str(free_port()),
                RELAY_RETRY_BASE_S="0.05", RELAY_RETRY_MAX_S="0.5",
-               RELAY_CONNECT_TIMEOUT_S="0.5", RELAY_ALLOW_ANONYMOUS="true")
+               RELAY_CONNECT_TIMEOUT_S="0.5", RELAY_ALLOW_ANONYMOUS="true",
+               PD_RELAY_SYSTEM_DIR=str(tmp_path / "system"))
     env.pop("VIRTUAL_ENV", None)
     url = f"http://127.0.0.1:{port}/v2/enqueue"
 
@@ -157,3 +163,5 @@ def test_a_running_v020_stack_is_refused_then_upgraded_with_its_queued_events(
             start(running, "stop")
         if simulator is not None:
             simulator.kill()
+        if os.geteuid() == 0:
+            sh.rmtree(tmp_path, ignore_errors=True)
