@@ -62,12 +62,14 @@ def announce(options: StackOptions, logs: str, anonymous: bool) -> None:
     if not anonymous:  # events need a routing key (or the request an API key)
         event = {"routing_key": "<a key from your keys file>", **event}
     body = json.dumps(event, separators=(",", ":"))
+    look = ("the demo's: anyone on this machine may look; changes want an admin's token"
+            if options.demo else "sign in with an operator's token: README, Dashboard")
     print(f"""try it:
   curl -s {ca}-X POST {url}/v2/enqueue -H 'Content-Type: application/json' \\
     -d '{body}'
 then:   ./start.sh status      logs: {logs}      stop: ./start.sh stop
         ./start.sh relay send-test      ./start.sh relay trace DEDUP_KEY
-dashboard: {url}/ui/ (sign in with an operator's token: README, Dashboard)""")
+dashboard: {url}/ui/ ({look})""")
     warning = plain_http_warning(options)
     if warning:
         print(warning)
