@@ -26,7 +26,15 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-LOOPBACK = ("127.", "::1", "::ffff:127.")
+def loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) can only be this machine: ``localhost``
+    or a loopback address ("" and other names: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def networks(raw: str) -> Networks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import sys
@@ -11,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import redis
 
+from relay.http import loopback_host
 from relay.keyring import register
 from relay.memory import memory_problems
 from relay.names import Names
@@ -50,7 +50,7 @@ def redis_link_problems(url: str) -> list[str]:
     routing keys and the password in the clear) and no password. A Unix socket and
     loopback say nothing: the stack's own Redis is on a private socket."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or _local(parts.hostname or "localhost"):
+    if parts.scheme not in ("redis", "rediss") or loopback_host(parts.hostname or "localhost"):
         return []
     query = {k.lower(): v for k, v in parse_qsl(parts.query)}  # redis-py reads these too
     where = f"Redis at {parts.hostname}"
@@ -74,15 +74,6 @@ def warn_of_redis_link(url: str) -> bool:
     for problem in problems:
         log.warning("%s", problem)
     return bool(problems)
-
-
-def _local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def exit_on_sigterm() -> None:

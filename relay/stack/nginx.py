@@ -81,7 +81,12 @@ def reload(master: int, wait_s: float = OLD_WORKERS_WAIT_S) -> bool:
 
 
 def children(pid: int) -> set[int]:
-    found = set()
+    return {child for child, parent in parents().items() if parent == pid}
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent, from /proc: pid to ppid."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -89,6 +94,5 @@ def children(pid: int) -> set[int]:
             except OSError:
                 continue
             # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
+            found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return found

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import sys
 
+from relay.http import loopback_host
 from relay.settings import masked_url
 from relay.stack.options import StackOptions
 
@@ -23,12 +23,7 @@ def public_url(options: StackOptions) -> str:
 
 def loopback_only(bind: str) -> bool:
     """Whether nginx's address ``bind`` is reachable from this machine only."""
-    if bind == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        return False  # a host name, or "" (every address)
+    return loopback_host(bind)  # a host name, or "" (every address): no
 
 
 def plain_http_warning(options: StackOptions) -> str | None:

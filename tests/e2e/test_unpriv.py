@@ -43,14 +43,9 @@ def base() -> Iterator[Path]:
 
 def stack_pids(supervisord: int) -> dict[int, str]:
     """supervisord and every process under it: pid, command line."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    from relay.stack.nginx import parents as parent_of
+
+    parents = parent_of()
     found = {supervisord}
     grew = True
     while grew:
