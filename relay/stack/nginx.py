@@ -15,6 +15,7 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.stack import render
+from relay.stack.files import own_directory
 from relay.stack.model import NGINX, Program
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ class Nginx:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest (of the certificate and key too)."""
         directive = (self.user if self.master_root else "") if self.user else None
-        self.home.mkdir(parents=True, exist_ok=True)
+        if self.group is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+        else:  # root's, which the user it runs as may read
+            own_directory(self.home, 0o750, self.group)
         main = render.nginx(self.home, self.listen, self.upstreams, down=down,
                             limits=self.limits, tls=self.tls, user=directive,
                             runtime=self.runtime, group=self.group)
