@@ -12,7 +12,10 @@ follow-ups of its open incidents are still delivered on it.
 from __future__ import annotations
 
 import functools
+import grp
 import hashlib
+import os
+import pwd
 import re
 import secrets
 import string
@@ -119,13 +122,29 @@ def read_keys(path: Path) -> KeysFile:
 def exposed(setting: str, path: Path) -> list[str]:
     """A secrets file other users may read or change: what to run about it."""
     try:
-        mode = path.stat().st_mode & 0o777
+        found = path.stat()
     except OSError:
         return []
-    if mode & 0o077:
+    mode = found.st_mode & 0o777
+    if mode & 0o077 and not granted_to_me(found):
         return [f"{setting}: other users may read {path} (mode {mode:o}): it holds secrets; "
                 f"run chmod 600 {path}"]
     return []
+
+
+def granted_to_me(found: os.stat_result) -> bool:
+    """Whether a file only root may change lets its group read it, and that group is this
+    process's alone: the stack started as root hands its service user the keys so
+    (``relay.stack.account.private_copy``), and no other user may read them."""
+    if found.st_uid != 0 or found.st_mode & 0o037 or found.st_gid != os.getegid():
+        return False
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        members = set(grp.getgrgid(found.st_gid).gr_mem)
+    except KeyError:
+        return False
+    others = {user.pw_name for user in pwd.getpwall() if user.pw_gid == found.st_gid}
+    return (members | others) <= {me}
 
 
 def choose_key(keys: Sequence[str], incident: str) -> str:

@@ -1,4 +1,8 @@
+import os
 from collections import Counter
+from pathlib import Path
+
+import pytest
 
 from relay.keys import choose_key, key_id, mask, parse_keys, read_keys
 from tests.conftest import make_key
@@ -81,3 +85,24 @@ def test_choose_key_moves_only_the_removed_keys_incidents() -> None:
     after = {i: choose_key(keys[:3], str(i)) for i in range(1000)}
     moved = [i for i in before if before[i] != after[i]]
     assert moved and all(before[i] == keys[3] for i in moved)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a file of root's, read by its group")
+def test_a_keys_file_root_lets_only_its_reader_read_is_not_exposed(tmp_path: Path) -> None:
+    """Started as root, the stack hands its service user the keys as a file of root's
+    (0640) whose group is that user's own: no other user may read it, so it is no
+    warning; a group others are in, or a mode others may read, still is."""
+    import grp
+
+    from relay.keys import exposed
+
+    path = tmp_path / "keys.txt"
+    path.write_text("k\n")
+    os.chown(path, 0, os.getegid())
+    path.chmod(0o640)
+    alone = not grp.getgrgid(os.getegid()).gr_mem
+    assert (exposed("RELAY_KEYS_FILE", path) == []) is alone
+    path.chmod(0o644)
+    assert exposed("RELAY_KEYS_FILE", path)
+    path.chmod(0o660)  # its group may change it
+    assert exposed("RELAY_KEYS_FILE", path)

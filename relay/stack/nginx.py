@@ -60,8 +60,11 @@ class Nginx:
                             runtime=self.runtime, group=self.group)
         who = {"user": self.test_as[0], "group": self.test_as[1], "extra_groups": []} \
             if self.test_as else {}
+        # its access log is /dev/stdout, which it opens by name: as the user, a pipe of
+        # root's would refuse it; /dev/null does not (its errors go to the pipe, fd 2)
         tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
-                                capture_output=True, text=True, **who)  # type: ignore[call-overload]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, **who)  # type: ignore[call-overload]
         if tested.returncode != 0:
             raise ConfigError([f"nginx refuses its configuration: {tested.stderr.strip()}"])
         site = (self.home / "pd-relay.conf").read_bytes()
