@@ -59,7 +59,8 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if mode == "native":  # the stack's own Redis, on its socket, with its password
         # a stack recorded by v0.2.0 or before named it by TCP (earlier, without password)
         url = env.get("RELAY_REDIS_URL")
-        if url is None or url in previous_stack_urls(options.data_dir, options.redis_port):
+        if url is None or url in (previous_stack_urls(options.data_dir, options.redis_port)
+                                  | previous_stack_urls(options.secrets_dir, options.redis_port)):
             env["RELAY_REDIS_URL"] = stack_redis_url(options.secrets_dir, options.run_dir)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings)
