@@ -75,7 +75,9 @@ class NativeStack:
     def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
         previous = Recorded.load(o.state_dir)
-        if self.supervisor.running() and previous is not None and not previous.sockets:
+        # v0.2.0 recorded a stack in its run directory, root's stack too
+        earlier = previous if o.state_dir == self.run_dir else Recorded.load(self.run_dir)
+        if earlier is not None and not earlier.sockets and _running_from(self.run_dir):
             raise ConfigError([
                 "the stack running from this directory was started by pd-relay v0.2.0 or "
                 "before (its ingress nodes and Redis listen on TCP ports; this release puts "
@@ -136,6 +138,8 @@ class NativeStack:
                   + " (native mode, supervisord)", file=sys.stderr)
             self.supervisor.start()
         recorded.save()
+        if earlier is not None and earlier is not previous:  # v0.2.0's, now in state_dir
+            (self.run_dir / "stack.json").unlink(missing_ok=True)
         self.wait_ready(programs)
         self._record_pids()
         return recorded
