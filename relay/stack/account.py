@@ -221,8 +221,12 @@ def prepare(options: StackOptions, running: Callable[[Path], bool]) -> ServiceUs
         own_directory(options.state_dir, 0o750, user.gid)
     adopt_earlier_data(options.home, options.run_dir, options.data_dir, running,
                        options.state_dir, user)
-    own_dir(options.run_dir, user)
-    own_dir(options.data_dir, user)
+    for directory in (options.run_dir, options.data_dir):
+        if directory.is_dir() and os.lstat(directory).st_uid == 0:
+            # root's until now (an earlier release ran as root from it): nobody else could
+            # put anything in it, so all of it becomes the user's, links never followed
+            give_tree(directory, user)
+        own_dir(directory, user)
     return user
 
 
