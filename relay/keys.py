@@ -136,15 +136,21 @@ def granted_to_me(found: os.stat_result) -> bool:
     """Whether a file only root may change lets its group read it, and that group is this
     process's alone: the stack started as root hands its service user the keys so
     (``relay.stack.account.private_copy``), and no other user may read them."""
-    if found.st_uid != 0 or found.st_mode & 0o037 or found.st_gid != os.getegid():
+    if found.st_uid != 0 or found.st_mode & 0o037 or found.st_gid != os.getegid() \
+            or os.geteuid() == 0:  # root reads its own files: no one was granted anything
         return False
-    me = pwd.getpwuid(os.geteuid()).pw_name
+    return group_of_one(found.st_gid, pwd.getpwuid(os.geteuid()).pw_name)
+
+
+def group_of_one(gid: int, name: str) -> bool:
+    """Whether user ``name`` is the only account in group ``gid`` (as a member, or by its
+    primary group): what that group may read, only that user reads."""
     try:
-        members = set(grp.getgrgid(found.st_gid).gr_mem)
+        members = set(grp.getgrgid(gid).gr_mem)
     except KeyError:
         return False
-    others = {user.pw_name for user in pwd.getpwall() if user.pw_gid == found.st_gid}
-    return (members | others) <= {me}
+    others = {user.pw_name for user in pwd.getpwall() if user.pw_gid == gid}
+    return (members | others) <= {name}
 
 
 def choose_key(keys: Sequence[str], incident: str) -> str:

@@ -87,22 +87,26 @@ def test_choose_key_moves_only_the_removed_keys_incidents() -> None:
     assert moved and all(before[i] == keys[3] for i in moved)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a file of root's, read by its group")
-def test_a_keys_file_root_lets_only_its_reader_read_is_not_exposed(tmp_path: Path) -> None:
+def test_a_keys_file_root_lets_only_its_reader_read_is_not_exposed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Started as root, the stack hands its service user the keys as a file of root's
     (0640) whose group is that user's own: no other user may read it, so it is no
     warning; a group others are in, or a mode others may read, still is."""
-    import grp
+    from types import SimpleNamespace
 
-    from relay.keys import exposed
+    from relay import keys
 
-    path = tmp_path / "keys.txt"
-    path.write_text("k\n")
-    os.chown(path, 0, os.getegid())
-    path.chmod(0o640)
-    alone = not grp.getgrgid(os.getegid()).gr_mem
-    assert (exposed("RELAY_KEYS_FILE", path) == []) is alone
-    path.chmod(0o644)
-    assert exposed("RELAY_KEYS_FILE", path)
-    path.chmod(0o660)  # its group may change it
-    assert exposed("RELAY_KEYS_FILE", path)
+    def found(mode: int, uid: int = 0, gid: int = 990) -> os.stat_result:
+        return SimpleNamespace(st_mode=0o100000 | mode, st_uid=uid, st_gid=gid)  # type: ignore[return-value]
+
+    monkeypatch.setattr(keys.os, "geteuid", lambda: 990)  # the service user reads it
+    monkeypatch.setattr(keys.os, "getegid", lambda: 990)
+    monkeypatch.setattr(keys.pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="pd-relay"))
+    monkeypatch.setattr(keys, "group_of_one", lambda gid, name: name == "pd-relay")
+    assert keys.granted_to_me(found(0o640))
+    assert not keys.granted_to_me(found(0o644))  # others may read it
+    assert not keys.granted_to_me(found(0o660))  # its group may change it
+    assert not keys.granted_to_me(found(0o640, uid=1000))  # not root's: its owner may
+    assert not keys.granted_to_me(found(0o640, gid=991))  # another group's
+    monkeypatch.setattr(keys, "group_of_one", lambda gid, name: False)
+    assert not keys.granted_to_me(found(0o640))  # a group others are in

@@ -87,12 +87,14 @@ class Passwd:
 
 def test_a_missing_service_user_is_made_a_system_user_without_a_shell(tmp_path: Path) -> None:
     passwd = Passwd()
-    user = account.ensure_user("pd-relay", tmp_path / "data", passwd.getpwnam, passwd.run)
+    user = account.ensure_user("pd-relay", tmp_path / "data", passwd.getpwnam, passwd.run,
+                               lambda gid, name: True)  # its own group (not in /etc/group)
     assert (user.name, user.uid) == ("pd-relay", 990)
     assert passwd.ran == [["useradd", "--system", "--no-create-home", "--home-dir",
                            str(tmp_path / "data"), "--shell", "/usr/sbin/nologin",
                            "pd-relay"]]
-    again = account.ensure_user("pd-relay", tmp_path, passwd.getpwnam, passwd.run)
+    again = account.ensure_user("pd-relay", tmp_path, passwd.getpwnam, passwd.run,
+                                lambda gid, name: True)
     assert again.uid == 990 and len(passwd.ran) == 1  # made once
 
 
@@ -155,7 +157,7 @@ def test_the_files_the_processes_read_are_private_copies_in_the_run_directory(
                                          "PD_RELAY_TLS_KEY": str(keys)}, tmp_path, euid=0)
         env, tls = account.private_files(
             options, {"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes),
-                      "RELAY_PREFIX": "p"}, user)
+                      "RELAY_PREFIX": "p"}, user, lambda gid, name: True)
         # in root's state directory, not the user's run directory (review (b) 2)
         private = options.state_dir / "private"
         assert env == {"RELAY_KEYS_FILE": str(private / "keys.txt"),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relay.errors import ConfigError
+from relay.keys import group_of_one
 from relay.stack.files import own_directory, write_file
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ def lookup(name: str, getpwnam: Callable[[str], Any] = pwd.getpwnam,
 
 
 def ensure_user(name: str, home: Path, getpwnam: Callable[[str], Any] = pwd.getpwnam,
-                run: Callable[..., Any] = subprocess.run) -> ServiceUser:
+                run: Callable[..., Any] = subprocess.run,
+                alone: Callable[[int, str], bool] = group_of_one) -> ServiceUser:
     """The service user, made when missing (a system user without a shell or home of its
     own); refused when it is root under another name."""
     found = lookup(name, getpwnam)
@@ -99,7 +101,15 @@ def ensure_user(name: str, home: Path, getpwnam: Callable[[str], Any] = pwd.getp
                                "it, or name another"])
     if found.uid == 0:
         raise ConfigError([f"PD_RELAY_USER={name} is root (uid 0): name an unprivileged user"])
+    if not alone(found.gid, name):  # its group reads the stack's secrets
+        raise ConfigError([shared_group(found)])
     return found
+
+
+def shared_group(user: ServiceUser) -> str:
+    return (f"PD_RELAY_USER={user.name}: its group (gid {user.gid}) has other accounts, "
+            "which would read the keys and the Redis password the stack gives it to read; "
+            f"name a user with a group of its own (the default, {DEFAULT_USER}, is made so)")
 
 
 def may_search(path: Path, user: ServiceUser, stat: Callable[[Path], os.stat_result]
@@ -183,12 +193,22 @@ def adopt_earlier_data(home: Path, run_dir: Path, data_dir: Path,
                            "are kept in Redis's append-only file), then run this again: "
                            f"its data moves to {data_dir}"])
     if old_data.resolve() == data_dir or not (old_data / "redis").is_dir() \
-            or (data_dir / "redis").exists():
+            or os.path.lexists(data_dir / "redis"):
         return
     data_dir.mkdir(parents=True, exist_ok=True)
+    if user is not None and os.lstat(data_dir).st_uid != 0:  # the user's already
+        raise ConfigError([f"{old_data / 'redis'} (an earlier release's queued events) is "
+                           f"not moved into {data_dir}, which is the service user's already: "
+                           f"stop the stack, move it there by hand (mv), chown -R it to "
+                           f"{user.name}, and start again"])
     if user is not None:  # still root's and out of the user's reach: chown it first
         give_tree(old_data / "redis", user)
-    shutil.move(str(old_data / "redis"), str(data_dir / "redis"))
+    try:  # a rename: never a copy into a directory another user could change meanwhile
+        os.rename(old_data / "redis", data_dir / "redis")
+    except OSError as exc:
+        raise ConfigError([f"cannot move {old_data / 'redis'} to {data_dir} ({exc}): move it "
+                           "by hand (and its redis-password next to the stack's), then start "
+                           "again"]) from None
     moved = ["Redis's data"]
     password = old_data / "redis-password"
     keep = secrets_dir or data_dir
@@ -230,12 +250,15 @@ def prepare(options: StackOptions, running: Callable[[Path], bool]) -> ServiceUs
     return user
 
 
-def private_files(options: StackOptions, relay_env: dict[str, str], user: ServiceUser
+def private_files(options: StackOptions, relay_env: dict[str, str], user: ServiceUser,
+                  alone: Callable[[int, str], bool] = group_of_one
                   ) -> tuple[dict[str, str], tuple[Path, Path] | None]:
     """The settings the processes get and the TLS pair nginx reads, naming the private
     copies of the keys, routes and TLS files (made again at every start and reload: their
     digests still restart what reads them). The TLS key is root's alone when nginx's
     master keeps root (a port below 1024): the user's processes never need it."""
+    if not alone(user.gid, user.name):
+        raise ConfigError([shared_group(user)])
     env = dict(relay_env)
     copy = {"RELAY_KEYS_FILE": "keys.txt", "RELAY_ROUTES_FILE": "routes.yml"}
     for setting, name in copy.items():

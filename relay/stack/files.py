@@ -46,3 +46,28 @@ def own_directory(path: Path, mode: int = 0o700, group: int | None = None) -> Pa
         os.chown(path, -1, group, follow_symlinks=False)
     os.chmod(path, mode, follow_symlinks=False)
     return path
+
+
+def read_small(path: Path, most: int = 256) -> bytes | None:
+    """A small file that another user may have made (supervisord's pid file in the run
+    directory it runs in as the service user, a password in its data directory): never
+    through a link, never waiting on a FIFO, a regular file, at most ``most`` bytes; None
+    when it is not that."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, most)
+    finally:
+        os.close(fd)
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid in such a pid file (``read_small``), if it holds one."""
+    try:
+        return int(read_small(path, 32) or b"")
+    except ValueError:
+        return None

@@ -21,7 +21,7 @@ from pathlib import Path
 from relay.errors import ConfigError
 from relay.keys import KeysFile
 from relay.stack import account, binaries, render
-from relay.stack.files import own_directory, write_file
+from relay.stack.files import own_directory, read_pid, write_file
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx, parents, upstream
 from relay.stack.options import StackOptions
@@ -53,8 +53,14 @@ class NativeStack:
         user = account.lookup(self.options.user) if self.options.user else None
         if user is not None:
             owners.add(user.uid)
-        problems = private_dir_problems(self.run_dir, "PD_RELAY_RUN_DIR", owners) \
-            + private_dir_problems(self.options.data_dir, "PD_RELAY_DATA_DIR", owners)
+        above = {os.geteuid()}  # never the service user's: it could swap what is below
+        problems = private_dir_problems(self.run_dir, "PD_RELAY_RUN_DIR", owners,
+                                        above=above) \
+            + private_dir_problems(self.options.data_dir, "PD_RELAY_DATA_DIR", owners,
+                                   above=above)
+        if self.options.system_dir:  # root's, where root keeps what it reads back
+            problems += private_dir_problems(self.options.state_dir, "PD_RELAY_SYSTEM_DIR",
+                                             {0}, above={0})
         if problems:
             raise ConfigError(problems)
 
@@ -70,7 +76,7 @@ class NativeStack:
                                f"Unix sockets ({longest} is over {SOCKET_PATH_MAX} bytes): "
                                "set PD_RELAY_RUN_DIR to a shorter path"])
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.run_dir.chmod(0o700)
+        os.chmod(self.run_dir, 0o700, follow_symlinks=False)
 
     def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
@@ -170,7 +176,9 @@ class NativeStack:
 
     def _record_pids(self) -> None:
         pids = {pid for _, pid in self.supervisor.states().values() if pid}
-        pids.add(int(self.supervisor.pidfile.read_text()))
+        supervisord = read_pid(self.supervisor.pidfile)
+        if supervisord is not None:
+            pids.add(supervisord)
         write_file(self.options.state_dir / "pids", "".join(f"{pid}\n" for pid in sorted(pids)))
 
     def down(self) -> int:
@@ -182,29 +190,32 @@ class NativeStack:
         if self.supervisor.running():
             self._record_pids()
             self.supervisor.ctl("shutdown")
-        pids = [pid for pid in map(int, pidfile.read_text().split()) if self._ours(pid)]
+        listed = [int(pid) for pid in pidfile.read_text().split()]
+        pids = [pid for pid in listed if self._ours(pid)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.1)
-        for pid in filter(alive, pids):
+        for pid in filter(self._ours, pids):  # asked again: a pid may have been reused
             print(f"pd-relay: process {pid} did not stop: killing it", file=sys.stderr)
             os.kill(pid, signal.SIGKILL)
         pidfile.unlink()
-        print(f"pd-relay: stopped {len(pids)} process(es)")
+        print(f"pd-relay: stopped {len(listed)} process(es)")
         return 0
 
     def _ours(self, pid: int) -> bool:
         """Whether root may signal ``pid``: started as root, the pids come from a
         supervisord that may run as the service user (and say anything), so only its
         processes, supervisord's own (root's pid file) and nginx's master under it."""
-        if not self.options.user or not alive(pid):
+        if not alive(pid):
+            return False  # nothing to signal (and a pid free now may be anyone's later)
+        if not self.options.user:
             return True
         user = account.lookup(self.options.user)
         if user is not None and uid_of(pid) == user.uid:
             return True
         trusted = self.supervisor.pidfile if self.options.privileged_port else None
-        if trusted is not None and trusted.exists():
-            supervisord = int(trusted.read_text())
+        supervisord = read_pid(trusted) if trusted is not None else None
+        if supervisord is not None:
             return pid == supervisord or parents().get(pid) == supervisord
         print(f"pd-relay: process {pid} is not the stack's: not stopping it", file=sys.stderr)
         return False

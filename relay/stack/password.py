@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from relay.stack.files import write_file
+from relay.stack.files import read_small, write_file
 
 FILE = "redis-password"
 
@@ -45,9 +45,10 @@ def previous_stack_urls(data_dir: Path, port: int) -> set[str]:
     """The URLs by which v0.2.0 and earlier named the native stack's own Redis (TCP on
     127.0.0.1, with or without its password), as a recorded stack holds them."""
     unguarded = f"redis://127.0.0.1:{port}/0"
-    if not (data_dir / FILE).exists():
+    found = read_small(data_dir / FILE)  # the directory may be another user's by now
+    if not found or not found.strip():
         return {unguarded}
-    return {unguarded, redis_url("127.0.0.1", port, redis_password(data_dir))}
+    return {unguarded, redis_url("127.0.0.1", port, found.decode(errors="replace").strip())}
 
 
 def config_file(directory: Path, password: str, group: int | None = None) -> Path:

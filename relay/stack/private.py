@@ -17,9 +17,12 @@ from pathlib import Path
 
 
 def private_dir_problems(path: Path, setting: str, owners: Collection[int],
-                         lstat: Callable[[Path], os.stat_result] = os.lstat) -> list[str]:
+                         lstat: Callable[[Path], os.stat_result] = os.lstat,
+                         above: Collection[int] | None = None) -> list[str]:
     """What lets anyone but ``owners`` (uids: the stack's, and root) take ``path`` or its
-    place; a line each, naming ``setting``."""
+    place; a line each, naming ``setting``. The directories above it must be root's or
+    ``above``'s (default ``owners``): started as root, not the service user's, who could
+    swap the directory after root looked."""
     problems = []
     found = _lstat(path, lstat)
     if found is not None:
@@ -30,15 +33,15 @@ def private_dir_problems(path: Path, setting: str, owners: Collection[int],
                             "stack's user: its owner could replace the stack's sockets and "
                             "files there; remove it, or name a directory of the stack's own")
     for parent in path.parents:
-        above = _lstat(parent, lstat)
-        if above is None:
+        above_it = _lstat(parent, lstat)
+        if above_it is None:
             continue  # made by the stack, as its own
-        if above.st_uid not in (*owners, 0):
-            problems.append(f"{setting}: {parent} belongs to uid {above.st_uid}: its owner "
+        if above_it.st_uid not in (*(owners if above is None else above), 0):
+            problems.append(f"{setting}: {parent} belongs to uid {above_it.st_uid}: its owner "
                             f"could move {path} away and put their own in its place")
-        elif above.st_mode & 0o022 and not above.st_mode & stat.S_ISVTX:
+        elif above_it.st_mode & 0o022 and not above_it.st_mode & stat.S_ISVTX:
             problems.append(f"{setting}: {parent} may be written by other users (mode "
-                            f"{stat.S_IMODE(above.st_mode):o}, not sticky): they could move "
+                            f"{stat.S_IMODE(above_it.st_mode):o}, not sticky): they could move "
                             f"{path} away and put their own in its place; chmod go-w it")
     return problems
 

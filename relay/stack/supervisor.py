@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from relay.errors import ConfigError
+from relay.stack.files import read_pid
 from relay.stack.model import CHANNELS, INGRESS, NGINX, REDIS, SIMULATOR, WORKER, Program
 
 PRIORITY = {REDIS: 10, SIMULATOR: 20, INGRESS: 30, WORKER: 40, CHANNELS: 45, NGINX: 50}
@@ -112,11 +113,8 @@ class Supervisor:
         self.pidfile = pidfile or conf.parent / "supervisord.pid"
 
     def running(self) -> bool:
-        try:
-            pid = int(self.pidfile.read_text())
-        except (OSError, ValueError):
-            return False
-        return Path(f"/proc/{pid}").exists()
+        pid = read_pid(self.pidfile)
+        return pid is not None and Path(f"/proc/{pid}").exists()
 
     def start(self) -> None:
         """Start supervisord without this shell's ``RELAY_*`` settings: its programs get

@@ -5,6 +5,7 @@ so a bad change stops before anything is touched."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -59,8 +60,11 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if mode == "native":  # the stack's own Redis, on its socket, with its password
         # a stack recorded by v0.2.0 or before named it by TCP (earlier, without password)
         url = env.get("RELAY_REDIS_URL")
-        if url is None or url in (previous_stack_urls(options.data_dir, options.redis_port)
-                                  | previous_stack_urls(options.secrets_dir, options.redis_port)):
+        # (root reads nothing in a data directory the service user may already own)
+        earlier = {options.secrets_dir} | ({options.data_dir} if not options.user
+                                           or _roots(options.data_dir) else set())
+        if url is None or url in {u for d in earlier
+                                  for u in previous_stack_urls(d, options.redis_port)}:
             env["RELAY_REDIS_URL"] = stack_redis_url(options.secrets_dir, options.run_dir)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings)
@@ -107,3 +111,11 @@ def _running(recorded: Recorded) -> bool:
     if recorded.mode == "docker":
         return True
     return NativeStack(recorded.options).supervisor.running()
+
+
+def _roots(directory: Path) -> bool:
+    """Whether ``directory`` is root's (so no other user put anything in it), or absent."""
+    try:
+        return os.lstat(directory).st_uid == 0
+    except FileNotFoundError:
+        return True
