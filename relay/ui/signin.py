@@ -27,7 +27,6 @@ from relay.ui.access import (
     HOST_ONLY,
     SIGN_IN_AGAIN,
     Access,
-    cookie_of,
     refuse_cross_site,
     same,
 )
@@ -58,7 +57,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
 
     def form_token(req: Request) -> str | None:
         """The request's pre-session token, while fresh: ``<issued>.<random>``."""
-        value = cookie_of(req, FORM_COOKIE)
+        value = access.cookie(req, FORM_COOKIE)
         issued, _, _ = (value or "").partition(".")
         if not issued.isdigit() or not 0 <= clock() - int(issued) < FORM_S:
             return None
@@ -76,7 +75,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
         operator = access.find(token) if token else None
         if operator is None:
             return sign_in_page(["not a token of this relay's operators"], 401)
-        old = cookie_of(request, COOKIE)
+        old = access.cookie(request, COOKIE)
         try:
             if old:
                 access.sessions.close(old)
@@ -92,7 +91,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
 
     @ui.post("/sign-out")
     def sign_out() -> BaseResponse:
-        session_id = cookie_of(request, COOKIE)
+        session_id = access.cookie(request, COOKIE)
         try:
             session = access.sessions.find(session_id) if session_id else None
         except redis.RedisError as exc:
