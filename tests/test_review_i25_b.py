@@ -60,7 +60,6 @@ def test_over_https_a_session_cookie_without_the_host_prefix_is_not_believed(
     assert page.status_code == 401, "a cookie without __Host- opened a session over HTTPS"
 
 
-@pytest.mark.xfail(strict=True, reason="pending: fixed in a later commit")
 def test_a_short_idle_limit_still_keeps_a_busy_session(routed: Settings,
                                                       fake: fakeredis.FakeRedis,
                                                       tokens: dict[str, str]) -> None:

@@ -31,7 +31,10 @@ from relay.settings import Settings
 
 log = logging.getLogger(__name__)
 VERSION = 1  # of the stored session record
-TOUCH_S = 60.0  # a session's last use is written at most this often
+# A session's last use is written at most every TOUCH_S, or half the idle limit when that is
+# shorter: it ends after between idle - touch and idle unused, so use at least every half
+# limit (RELAY_UI_IDLE_MINUTES=1: every 30 s) always keeps it.
+TOUCH_S = 60.0
 
 # Store a new session and keep its operator's to the cap, atomically.
 # KEYS[1] the session's record, KEYS[2] the operator's sessions (hashed ids by start)
@@ -74,6 +77,7 @@ class Sessions:
         self.names = Names(settings.prefix)
         self.lifetime_s = settings.ui_session_hours * 3600
         self.idle_s = settings.ui_idle_minutes * 60
+        self.touch_s = min(TOUCH_S, self.idle_s / 2)
         self.cap = settings.ui_sessions_max
         self.clock = clock
         self._open: Any = client.register_script(OPEN)
@@ -107,7 +111,7 @@ class Sessions:
         if now >= session.expires or now - session.seen >= self.idle_s:
             self.close(session_id, session)
             return None
-        if now - session.seen >= TOUCH_S:  # idle from now; xx: a sign-out meanwhile wins
+        if now - session.seen >= self.touch_s:  # idle from now; xx: a sign-out meanwhile wins
             session = Session(session.operator, session.token, session.csrf,
                               session.created, session.expires, now)
             self.client.set(key, self.record(session), px=self.ttl_ms(session, now), xx=True)
