@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 import fakeredis
-import pytest
 import redis
 
 from relay.app import create_app
@@ -75,7 +74,6 @@ def test_a_short_idle_limit_still_keeps_a_busy_session(routed: Settings,
         assert ui.get("/ui/").status_code == 200, f"signed out at +{clock.now - 1.8e9:.0f}s"
 
 
-@pytest.mark.xfail(strict=True, reason="pending: fixed in a later commit")
 def test_sign_out_with_redis_failing_is_a_503_not_a_500(routed: Settings,
                                                        tokens: dict[str, str]) -> None:
     """Promise 1: sign-out finds the session inside its Redis guard but deletes it
@@ -95,7 +93,6 @@ def test_sign_out_with_redis_failing_is_a_503_not_a_500(routed: Settings,
     assert out.status_code == 503, out.status_code
 
 
-@pytest.mark.xfail(strict=True, reason="pending: fixed in a later commit")
 def test_the_pages_and_history_api_with_redis_down_are_a_503_not_a_500(
         routed: Settings, tokens: dict[str, str]) -> None:
     """Promise 1 for an operator holding a token: the overview, the history search and
@@ -111,7 +108,6 @@ def test_the_pages_and_history_api_with_redis_down_are_a_503_not_a_500(
         assert answer.status_code == 503, f"{path}: {answer.status_code}"
 
 
-@pytest.mark.xfail(strict=True, reason="pending: fixed in a later commit")
 def test_a_page_signed_in_by_cookie_with_redis_down_says_when_to_retry(
         routed: Settings, tokens: dict[str, str]) -> None:
     """Promise 1 (503 with Retry-After): the session lookup's 503 is right, but the pages'
@@ -126,3 +122,31 @@ def test_a_page_signed_in_by_cookie_with_redis_down_says_when_to_retry(
     assert page.headers.get("Retry-After"), "a 503 page without Retry-After"
 
 
+def test_a_dead_letter_replay_or_purge_with_redis_down_is_a_503_with_retry_after(
+        routed: Settings, tokens: dict[str, str]) -> None:
+    """Promise 1 for the changes too (added with the fix): an admin's replay or purge by
+    token needs no session, so nothing guards the dead letters' own Redis calls."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    ui = create_app(routed, client=client).test_client()
+    bearer = {"Authorization": f"Bearer {tokens['admin']}"}
+    server.connected = False
+    for verb in ("replay", "purge"):
+        answer = ui.post(f"/ui/dead-letters/x-1/{verb}", headers=bearer)
+        assert answer.status_code == 503, f"{verb}: {answer.status_code}"
+        assert answer.headers.get("Retry-After"), f"{verb}: a 503 without Retry-After"
+
+
+def test_the_history_api_with_redis_down_answers_json_with_retry_after(
+        routed: Settings, tokens: dict[str, str]) -> None:
+    """The API's 503 (added with the fix): JSON in the relay's error shape, Retry-After."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    api = create_app(routed, client=client).test_client()
+    bearer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    server.connected = False
+    for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
+        answer = api.get(path, headers=bearer)
+        assert answer.status_code == 503, f"{path}: {answer.status_code}"
+        assert answer.headers.get("Retry-After"), f"{path}: a 503 without Retry-After"
+        assert answer.is_json and answer.json["status"] == "unavailable", answer.data[:200]

@@ -94,13 +94,14 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
         session_id = access.cookie(request, COOKIE)
         try:
             session = access.sessions.find(session_id) if session_id else None
+            if session is not None and session_id:
+                if not same(request.form.get("csrf", ""), session.csrf):
+                    raise AdminRequired([STALE_FORM])
+                access.sessions.close(session_id, session)
         except redis.RedisError as exc:
             raise Unavailable([f"sessions: Redis does not answer ({type(exc).__name__})"]
                               ) from exc
-        if session is not None and session_id:
-            if not same(request.form.get("csrf", ""), session.csrf):
-                raise AdminRequired([STALE_FORM])
-            access.sessions.close(session_id, session)
+        if session is not None:
             log.info("operator %s signed out from %s", session.operator,
                      access.client_of(request))
         answer = redirect("/ui/sign-in", 303)
