@@ -102,7 +102,8 @@ class Sessions:
         record, key = self.record(session), self.names.ui_session(hashed(session_id))
         started = self.names.ui_sessions(operator)
         for _ in range(OPEN_TRIES):
-            held = [str(h) for h in self.client.zrange(started, 0, -1)]
+            held = [h.decode() if isinstance(h, bytes) else str(h)
+                    for h in self.client.zrange(started, 0, -1)]
             dropped = int(self._open(
                 keys=[key, started, *(self.names.ui_session(h) for h in held)],
                 args=[record, self.ttl_ms(session, now), now, hashed(session_id), self.cap,
