@@ -19,6 +19,7 @@ from relay.settings import Settings
 from relay.stack import account, render
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions
+from relay.stack.processes import wait_until
 from relay.startup import redis_link_problems
 from tests.conftest import make_key
 
@@ -157,8 +158,13 @@ def test_a_node_on_its_socket_still_records_the_client_nginx_saw(
             reply.read()
             connection.close()
         assert reply.status == 202
-        lines = [r.getMessage() for r in caplog.records if "dedup_key=who" in r.getMessage()]
-        assert lines and "client=127.0.0.9" in lines[0], lines
+
+        def logged() -> list[str]:  # waitress's thread may log after the reply is sent
+            return [r.getMessage() for r in caplog.records
+                    if "dedup_key=who" in r.getMessage()]
+
+        lines = wait_until(logged, 10, "the accepted event's log line")
+        assert "client=127.0.0.9" in lines[0], lines
     finally:
         server.close()
         thread.join(timeout=5)

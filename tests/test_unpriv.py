@@ -131,12 +131,14 @@ def test_a_directory_the_user_cannot_reach_is_refused_with_the_one_in_the_way() 
 
 
 def test_the_run_and_data_directories_become_the_users_and_private(tmp_path: Path) -> None:
+    """The directory itself only: what is in it may be the user's links (review (b) 1:
+    root's recursive chown followed them)."""
     run = tmp_path / "run"
     (run / "logs").mkdir(parents=True)
     (run / "logs" / "x.log").write_text("")
     owned: list[tuple[Path, int]] = []
     account.own_dir(run, USER, lambda path, uid, gid: owned.append((Path(path), uid)))
-    assert set(owned) == {(run, 990), (run / "logs", 990), (run / "logs" / "x.log", 990)}
+    assert set(owned) == {(run, 990)}
     assert run.stat().st_mode & 0o777 == 0o700
 
 
@@ -145,26 +147,27 @@ def test_the_files_the_processes_read_are_private_copies_in_the_run_directory(
     keys, routes = tmp_path / "keys.txt", tmp_path / "routes.yml"
     keys.write_text("k\n")
     routes.write_text("routes: []\n")
-    run = tmp_path / "run"
-    run.mkdir()
-    options = StackOptions.from_env({"PD_RELAY_RUN_DIR": str(run), "PD_RELAY_TLS_CERT":
-                                     str(routes), "PD_RELAY_TLS_KEY": str(keys)},
-                                    tmp_path, euid=0)
-    owned: list[Path] = []  # each written under a temporary name, then renamed
-    env, tls = account.private_files(
-        options, {"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes),
-                  "RELAY_PREFIX": "p"}, USER,
-        lambda path, uid, gid: owned.append(Path(str(path).removesuffix(".tmp"))))
-    private = run / "private"
-    assert env == {"RELAY_KEYS_FILE": str(private / "keys.txt"),
-                   "RELAY_ROUTES_FILE": str(private / "routes.yml"), "RELAY_PREFIX": "p"}
-    assert tls == (private / "tls-cert.pem", private / "tls-key.pem")
-    for copy, source in ((private / "keys.txt", keys), (private / "tls-key.pem", keys),
-                         (private / "routes.yml", routes)):
-        assert copy.read_text() == source.read_text()
-        assert copy.stat().st_mode & 0o777 == 0o600
-        assert copy in owned
-    assert private in owned
+    user = account.ServiceUser("pd-relay", 990, os.getgid())  # a group this test may give
+    for port, key_mode in (("8080", 0o640), ("443", 0o600)):
+        options = StackOptions.from_env({"PD_RELAY_SYSTEM_DIR": str(tmp_path / "sys"),
+                                         "PD_RELAY_PORT": port,
+                                         "PD_RELAY_TLS_CERT": str(routes),
+                                         "PD_RELAY_TLS_KEY": str(keys)}, tmp_path, euid=0)
+        env, tls = account.private_files(
+            options, {"RELAY_KEYS_FILE": str(keys), "RELAY_ROUTES_FILE": str(routes),
+                      "RELAY_PREFIX": "p"}, user)
+        # in root's state directory, not the user's run directory (review (b) 2)
+        private = options.state_dir / "private"
+        assert env == {"RELAY_KEYS_FILE": str(private / "keys.txt"),
+                       "RELAY_ROUTES_FILE": str(private / "routes.yml"), "RELAY_PREFIX": "p"}
+        assert tls == (private / "tls-cert.pem", private / "tls-key.pem")
+        for copy, source, mode in ((private / "keys.txt", keys, 0o640),
+                                   (private / "tls-key.pem", keys, key_mode),
+                                   (private / "routes.yml", routes, 0o640)):
+            assert copy.read_text() == source.read_text()
+            found = copy.stat()
+            assert (found.st_mode & 0o777, found.st_uid) == (mode, os.geteuid())
+            assert found.st_gid == user.gid
 
 
 # --- upgrading from a root stack that kept its data in the project ---------------------
@@ -274,33 +277,39 @@ def test_nginx_workers_run_as_the_service_user_when_its_master_keeps_root(
 def test_nginx_is_tested_as_it_will_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                         ) -> None:
     ran: list[list[str]] = []
+    kwargs_seen: list[dict[str, Any]] = []
 
     def run(argv: list[str], **kwargs: Any) -> Any:
         ran.append(argv)
+        kwargs_seen.append(kwargs)
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     monkeypatch.setattr(nginx.subprocess, "run", run)
     for master_root in (True, False):
         site = nginx.Nginx("nginx", tmp_path, "127.0.0.1:80", ["127.0.0.1:8081"],
-                           render.Limits(), user="pd-relay pd-relay", master_root=master_root)
+                           render.Limits(), user="pd-relay pd-relay", master_root=master_root,
+                           test_as=None if master_root else (990, 990))
         site.write()
         main = (tmp_path / "nginx" / "nginx.conf").read_text()
         assert ("\nuser pd-relay pd-relay;\n" in main) is master_root
-    # tested as root, with the user it runs as (its temporary directories become that
-    # user's), not the `nobody` nginx would pick
-    assert "user pd-relay pd-relay;" not in ran[0]
-    assert ran[1][ran[1].index("-t") - 2:ran[1].index("-t")] == ["-g", "user pd-relay pd-relay;"]
+    # tested as it will run: its master as root, or as the user itself (root's test would
+    # make its temporary directories, following links, where the user may write)
+    assert "user" not in kwargs_seen[0]
+    assert (kwargs_seen[1]["user"], kwargs_seen[1]["group"]) == (990, 990)
 
 
 def test_the_programs_of_a_root_stack_are_not_recorded_with_their_private_copies(
         tmp_path: Path) -> None:
     """What `reload` starts from: the operator's files, copied again at each start."""
-    options = StackOptions.from_env({"PD_RELAY_RUN_DIR": str(tmp_path)}, tmp_path, euid=0)
+    options = StackOptions.from_env({"PD_RELAY_RUN_DIR": str(tmp_path),
+                                     "PD_RELAY_SYSTEM_DIR": str(tmp_path / "sys")},
+                                    tmp_path, euid=0)
+    options.state_dir.mkdir(parents=True)
     Recorded("native", options, {"RELAY_KEYS_FILE": "/root/keys"}).save()
-    loaded = Recorded.load(tmp_path)
+    loaded = Recorded.load(options.state_dir)  # root's, where the user cannot change it
     assert loaded is not None and loaded.options.user == "pd-relay"
     assert loaded.relay_env["RELAY_KEYS_FILE"] == "/root/keys"
-    assert os.stat(tmp_path / "stack.json").st_mode & 0o077 == 0
+    assert os.stat(options.state_dir / "stack.json").st_mode & 0o077 == 0
 
 
 def test_stop_as_root_stops_the_stack_an_earlier_release_started_from_the_project(

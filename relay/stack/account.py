@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relay.errors import ConfigError
+from relay.stack.files import own_directory, write_file
 
 if TYPE_CHECKING:
     from relay.stack.options import StackOptions
@@ -136,43 +137,41 @@ def reach_problems(wanted: Mapping[str, Path], user: ServiceUser,
 
 
 def make_system_dir(path: Path) -> None:
-    """The system directory: root's, 0755 (made so when missing)."""
-    if not path.exists():
-        path.mkdir(parents=True)
-        path.chmod(0o755)
+    """The system directory: root's, 0755 (whoever made it first, with whatever umask)."""
+    own_directory(path, 0o755)
 
 
 def own_dir(path: Path, user: ServiceUser,
-            chown: Callable[[Path, int, int], None] = os.chown) -> None:
-    """``path`` and everything in it the user's, the directory itself 0700."""
+            chown: Callable[[Path, int, int], None] = os.lchown) -> None:
+    """The directory ``path`` the user's, 0700: itself only, never what is in it (the
+    user may have put links there, which a recursive chown by root would follow)."""
     path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
+    os.chmod(path, 0o700, follow_symlinks=False)
     chown(path, user.uid, user.gid)
-    for top, dirs, files in os.walk(path):
+
+
+def give_tree(path: Path, user: ServiceUser) -> None:
+    """Everything under ``path`` the user's, links included but never followed: for a
+    tree of root's that no one else could change (an earlier release's data), before it
+    is moved where the user may write."""
+    for top, dirs, files, fd in os.fwalk(path, follow_symlinks=False):
+        os.chown(top, user.uid, user.gid, follow_symlinks=False)
         for name in dirs + files:
-            chown(Path(top) / name, user.uid, user.gid)
+            os.chown(name, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
 
 
-def private_copy(source: Path, run_dir: Path, name: str, user: ServiceUser,
-                 chown: Callable[[Path, int, int], None] = os.chown) -> Path:
-    """A copy of ``source`` in the run directory, the user's, 0600: what a process reads
-    (the original may sit where the user cannot go)."""
-    directory = run_dir / PRIVATE
-    directory.mkdir(mode=0o700, exist_ok=True)
-    chown(directory, user.uid, user.gid)
-    copy = directory / name
-    temp = copy.with_name(copy.name + ".tmp")
-    temp.unlink(missing_ok=True)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(source.read_bytes())
-    chown(temp, user.uid, user.gid)
-    temp.replace(copy)
-    return copy
+def private_copy(source: Path, state_dir: Path, name: str, group: int | None) -> Path:
+    """A copy of ``source`` in root's state directory that the user's group may read
+    (``group``; None: root only, 0600): what a process reads (the original may sit where
+    the user cannot go). Root's, so the user can neither change it nor plant a link."""
+    directory = own_directory(state_dir / PRIVATE, 0o750, group)
+    return write_file(directory / name, source.read_bytes(),
+                      0o640 if group is not None else 0o600, group)
 
 
 def adopt_earlier_data(home: Path, run_dir: Path, data_dir: Path,
-                       running: Callable[[Path], bool]) -> None:
+                       running: Callable[[Path], bool], secrets_dir: Path | None = None,
+                       user: ServiceUser | None = None) -> None:
     """Upgrading from a release whose root stack ran from ``home``/run and kept Redis's
     data in ``home``/data: refuse while that stack still runs; else move its Redis data
     (and password) to ``data_dir`` when that has none yet, and say so. Nothing is left
@@ -187,11 +186,15 @@ def adopt_earlier_data(home: Path, run_dir: Path, data_dir: Path,
             or (data_dir / "redis").exists():
         return
     data_dir.mkdir(parents=True, exist_ok=True)
+    if user is not None:  # still root's and out of the user's reach: chown it first
+        give_tree(old_data / "redis", user)
     shutil.move(str(old_data / "redis"), str(data_dir / "redis"))
     moved = ["Redis's data"]
     password = old_data / "redis-password"
-    if password.exists() and not (data_dir / password.name).exists():
-        shutil.move(str(password), str(data_dir / password.name))
+    keep = secrets_dir or data_dir
+    if password.exists() and not (keep / password.name).exists():
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(password), str(keep / password.name))
         moved.append("its password")
     print(f"pd-relay: moved {' and '.join(moved)} (queued events, history) from "
           f"{old_data} to {data_dir}, where the stack keeps them now that it runs as "
@@ -214,27 +217,32 @@ def prepare(options: StackOptions, running: Callable[[Path], bool]) -> ServiceUs
             python}, user)
     if problems:
         raise ConfigError(problems)
-    adopt_earlier_data(options.home, options.run_dir, options.data_dir, running)
+    if options.system_dir:
+        own_directory(options.state_dir, 0o750, user.gid)
+    adopt_earlier_data(options.home, options.run_dir, options.data_dir, running,
+                       options.state_dir, user)
     own_dir(options.run_dir, user)
     own_dir(options.data_dir, user)
     return user
 
 
-def private_files(options: StackOptions, relay_env: dict[str, str], user: ServiceUser,
-                  chown: Callable[[Path, int, int], None] = os.chown
+def private_files(options: StackOptions, relay_env: dict[str, str], user: ServiceUser
                   ) -> tuple[dict[str, str], tuple[Path, Path] | None]:
     """The settings the processes get and the TLS pair nginx reads, naming the private
     copies of the keys, routes and TLS files (made again at every start and reload: their
-    digests still restart what reads them)."""
+    digests still restart what reads them). The TLS key is root's alone when nginx's
+    master keeps root (a port below 1024): the user's processes never need it."""
     env = dict(relay_env)
     copy = {"RELAY_KEYS_FILE": "keys.txt", "RELAY_ROUTES_FILE": "routes.yml"}
     for setting, name in copy.items():
         if env.get(setting):
-            env[setting] = str(private_copy(Path(env[setting]), options.run_dir, name, user, chown))
+            env[setting] = str(private_copy(Path(env[setting]), options.state_dir, name,
+                                            user.gid))
     tls = options.tls
     if tls is not None:
-        tls = (private_copy(tls[0], options.run_dir, "tls-cert.pem", user, chown),
-               private_copy(tls[1], options.run_dir, "tls-key.pem", user, chown))
+        key_group = None if options.privileged_port else user.gid
+        tls = (private_copy(tls[0], options.state_dir, "tls-cert.pem", user.gid),
+               private_copy(tls[1], options.state_dir, "tls-key.pem", key_group))
     return env, tls
 
 

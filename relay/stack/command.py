@@ -47,7 +47,7 @@ def _down(args: argparse.Namespace, home: Path) -> int:
         print(f"pd-relay: stopping the stack an earlier release started from {home / 'run'}",
               file=sys.stderr)
         NativeStack(earlier.options).down()
-    recorded = Recorded.load(run_dir)
+    recorded = Recorded.load(_state_dir(home))
     if recorded is None:
         if not stopped:
             print("pd-relay: nothing to stop")
@@ -92,7 +92,7 @@ def _logs(args: argparse.Namespace, home: Path) -> int:
     else:
         files = NativeStack(recorded.options).log_files(args.process)
         if not files:
-            known = sorted(p.stem for p in (recorded.options.run_dir / "logs").glob("*.log"))
+            known = sorted(p.stem for p in (recorded.options.supervisor_dir / "logs").glob("*.log"))
             print(f"pd-relay: no log for {args.process}; there are: {', '.join(known)}",
                   file=sys.stderr)
             return 2
@@ -108,8 +108,13 @@ def _run_dir(home: Path) -> Path:
     return StackOptions.from_env(os.environ, home).run_dir
 
 
+def _state_dir(home: Path) -> Path:
+    """Where the stack's record is (``StackOptions.state_dir``)."""
+    return StackOptions.from_env(os.environ, home).state_dir
+
+
 def _recorded(home: Path) -> Recorded | None:
-    recorded = Recorded.load(_run_dir(home))
+    recorded = Recorded.load(_state_dir(home))
     if recorded is None:
         print("pd-relay: no stack was started here: run ./start.sh (or pd-relay stack up) "
               "first", file=sys.stderr)
@@ -144,10 +149,10 @@ def _up(args: argparse.Namespace, home: Path) -> int:
         account.make_system_dir(options.system_dir)
     if args.demo:
         demo_keys(options.keys_file)
-        pair = None if options.tls else demo_pair(options.run_dir / "tls")
+        pair = None if options.tls else demo_pair(options.state_dir / "tls")
         if pair:
             options = replace(options, tls_cert=pair[0], tls_key=pair[1])
-    return apply(options, os.environ, Recorded.load(options.run_dir))
+    return apply(options, os.environ, Recorded.load(options.state_dir))
 
 
 def _reload(args: argparse.Namespace, home: Path) -> int:

@@ -77,7 +77,7 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
     argv = redis_argv("redis-server", 6379, Path("/data"), None, options.redis_maxmemory_mb,
                       config="-")
     script = f"exec {shlex.join(argv)} <<EOF\nrequirepass $$PD_RELAY_REDIS_PASSWORD\nEOF\n"
-    password = redis_password(options.data_dir)
+    password = redis_password(options.secrets_dir)
     services: dict[str, Any] = {
         "redis": {"command": ["sh", "-c", script],
                   "environment": {"PD_RELAY_REDIS_PASSWORD": password,

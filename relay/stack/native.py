@@ -21,8 +21,9 @@ from pathlib import Path
 from relay.errors import ConfigError
 from relay.keys import KeysFile
 from relay.stack import account, binaries, render
+from relay.stack.files import own_directory, write_file
 from relay.stack.model import REDIS, Program, relay_programs
-from relay.stack.nginx import Nginx, upstream
+from relay.stack.nginx import Nginx, parents, upstream
 from relay.stack.options import StackOptions
 from relay.stack.password import config_file, redis_password, stack_redis_url
 from relay.stack.private import private_dir_problems
@@ -42,7 +43,8 @@ class NativeStack:
         self.options = options
         self.run_dir = options.run_dir
         self.supervisor = Supervisor(Path(sys.executable).parent,
-                                     options.run_dir / "supervisord.conf")
+                                     options.state_dir / "supervisord.conf",
+                                     options.supervisor_dir / "supervisord.pid")
 
     def refuse_unsafe(self) -> None:
         """ConfigError when the run or data directory is, or may become, another user's
@@ -72,7 +74,7 @@ class NativeStack:
 
     def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
         o = self.options
-        previous = Recorded.load(self.run_dir)
+        previous = Recorded.load(o.state_dir)
         if self.supervisor.running() and previous is not None and not previous.sockets:
             raise ConfigError([
                 "the stack running from this directory was started by pd-relay v0.2.0 or "
@@ -83,12 +85,21 @@ class NativeStack:
         self.refuse_unsafe()  # before anything is made or chowned there
         # started as root: everything runs as the service user, reading private copies
         user = account.prepare(o, _running_from) if o.user else None
+        group = user.gid if user else None  # may read what root writes for it
+        if user:
+            own_directory(o.state_dir, 0o750, group)
+            if o.privileged_port:  # supervisord's and nginx's master's, as root
+                own_directory(o.state_dir / "logs")
         env, tls = account.private_files(o, relay_env, user) if user else (relay_env, o.tls)
         self.prepare()
+        if user and not o.privileged_port:  # supervisord, as the user, writes its logs there
+            os.lchown(self.run_dir / "logs", user.uid, user.gid)
         programs: list[Program] = []
-        if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.data_dir, o.run_dir):
+        if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.secrets_dir, o.run_dir):
             (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
-            config = config_file(self.run_dir, redis_password(o.data_dir))
+            if user:  # in the user's data directory (lchown: a link there stays a link)
+                os.lchown(o.data_dir / "redis", user.uid, user.gid)
+            config = config_file(o.state_dir, redis_password(o.secrets_dir), group)
             argv = render.redis_argv(binaries.redis_server(install=True), 0,
                                      o.data_dir / "redis", maxmemory_mb=o.redis_maxmemory_mb,
                                      config=str(config), unixsocket=o.redis_socket)
@@ -97,10 +108,14 @@ class NativeStack:
                                    o.ingress_sockets(), o.sim_port if o.demo else None)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
                       [upstream(p) for p in programs if p.socket], o.limits, tls,
-                      user.nginx if user else "", o.privileged_port)
+                      user.nginx if user else "", o.privileged_port,
+                      home=o.state_dir / "nginx",
+                      runtime=(o.state_dir / "nginx" if o.privileged_port else self.run_dir)
+                      if user else None, group=group,
+                      test_as=(user.uid, user.gid) if user and not o.privileged_port else None)
         programs.append(nginx.program())
         conf = render_supervisor(programs, self.run_dir, o.home, o.user if user else "",
-                                 o.privileged_port)
+                                 o.privileged_port, o.supervisor_dir)
         recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
                                                      if p.name.startswith("worker-")],
                             {p.name: p.fingerprint for p in programs})
@@ -109,17 +124,12 @@ class NativeStack:
             if switched:
                 raise ConfigError(switched)
             print("pd-relay: already running: applying the changes", file=sys.stderr)
-            if user:  # what was written above (Redis's configuration) is the user's
-                account.own_dir(self.run_dir, user)
-            Rolling(self.supervisor, nginx, previous, programs).apply(conf)
+            Rolling(self.supervisor, nginx, previous, programs, self._ours).apply(conf)
             recorded.nginx_digest = nginx.write()
         else:
             self._check_ports(programs)
             recorded.nginx_digest = nginx.write()
-            self._write(conf)
-            if user:  # everything written above is the user's
-                account.own_dir(self.run_dir, user)
-                account.own_dir(o.data_dir, user)
+            self._write(conf, group)
             print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
                   + "a channel worker, "
                   + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
@@ -130,11 +140,8 @@ class NativeStack:
         self._record_pids()
         return recorded
 
-    def _write(self, conf: str) -> None:
-        path = self.supervisor.conf
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(conf)
+    def _write(self, conf: str, group: int | None = None) -> None:
+        write_file(self.supervisor.conf, conf, 0o640 if group is not None else 0o600, group)
 
     def _check_ports(self, programs: list[Program]) -> None:
         o = self.options
@@ -160,18 +167,18 @@ class NativeStack:
     def _record_pids(self) -> None:
         pids = {pid for _, pid in self.supervisor.states().values() if pid}
         pids.add(int(self.supervisor.pidfile.read_text()))
-        (self.run_dir / "pids").write_text("".join(f"{pid}\n" for pid in sorted(pids)))
+        write_file(self.options.state_dir / "pids", "".join(f"{pid}\n" for pid in sorted(pids)))
 
     def down(self) -> int:
         """Stop everything ``up`` started, by supervisord and then by the recorded pids."""
-        pidfile = self.run_dir / "pids"
+        pidfile = self.options.state_dir / "pids"
         if not self.supervisor.running() and not pidfile.exists():
             print("pd-relay: nothing to stop")
             return 0
         if self.supervisor.running():
             self._record_pids()
             self.supervisor.ctl("shutdown")
-        pids = [int(line) for line in pidfile.read_text().split()]
+        pids = [pid for pid in map(int, pidfile.read_text().split()) if self._ours(pid)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.1)
@@ -182,6 +189,22 @@ class NativeStack:
         print(f"pd-relay: stopped {len(pids)} process(es)")
         return 0
 
+    def _ours(self, pid: int) -> bool:
+        """Whether root may signal ``pid``: started as root, the pids come from a
+        supervisord that may run as the service user (and say anything), so only its
+        processes, supervisord's own (root's pid file) and nginx's master under it."""
+        if not self.options.user or not alive(pid):
+            return True
+        user = account.lookup(self.options.user)
+        if user is not None and uid_of(pid) == user.uid:
+            return True
+        trusted = self.supervisor.pidfile if self.options.privileged_port else None
+        if trusted is not None and trusted.exists():
+            supervisord = int(trusted.read_text())
+            return pid == supervisord or parents().get(pid) == supervisord
+        print(f"pd-relay: process {pid} is not the stack's: not stopping it", file=sys.stderr)
+        return False
+
     def status(self) -> bool:
         if not self.supervisor.running():
             print("pd-relay: not running")
@@ -190,7 +213,7 @@ class NativeStack:
         return True
 
     def log_files(self, name: str | None) -> list[Path]:
-        logs = self.run_dir / "logs"
+        logs = self.options.supervisor_dir / "logs"
         every = sorted(p for p in logs.glob("*.log") if p.stem != "pip")
         if name:
             return [p for p in every if p.stem == name or p.stem.startswith(name + "-")]
@@ -200,6 +223,17 @@ class NativeStack:
 def _running_from(run_dir: Path) -> bool:
     """Whether a native stack's supervisord runs from ``run_dir``."""
     return Supervisor(Path(sys.executable).parent, run_dir / "supervisord.conf").running()
+
+
+def uid_of(pid: int) -> int | None:
+    """The real uid of process ``pid`` (None: gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def _free(host: str, port: int) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.stack import render
+from relay.stack.files import own_directory
 from relay.stack.model import NGINX, Program
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ OLD_WORKERS_WAIT_S = 30.0
 class Nginx:
     def __init__(self, binary: str, run_dir: Path, listen: str, upstreams: list[str],
                  limits: render.Limits, tls: tuple[Path, Path] | None = None,
-                 user: str = "", master_root: bool = False) -> None:
+                 user: str = "", master_root: bool = False, home: Path | None = None,
+                 runtime: Path | None = None, group: int | None = None,
+                 test_as: tuple[int, int] | None = None) -> None:
         self.binary = binary
         # started as root: the service user ("NAME GROUP") its workers run as, and whether
         # its master keeps root (a port below 1024) or runs as that user too
@@ -33,7 +36,14 @@ class Nginx:
         self.limits = limits
         self.tls = tls
         self.run_dir = run_dir
-        self.home = run_dir / "nginx"
+        # its configuration (``home``: root's state directory when root writes it, which
+        # ``group`` may read) and where its master writes (``runtime``); ``test_as``: the
+        # uid and gid `nginx -t` runs as when the master will not be root (root's test
+        # would make nginx's temporary directories, and follow links, in the user's)
+        self.home = home or run_dir / "nginx"
+        self.runtime = runtime
+        self.group = group
+        self.test_as = test_as
         self.listen = listen
         self.upstreams = upstreams
 
@@ -41,12 +51,17 @@ class Nginx:
         """Write the configuration (nodes in ``down`` get no new requests); check it with
         ``nginx -t``; return its digest (of the certificate and key too)."""
         directive = (self.user if self.master_root else "") if self.user else None
+        if self.group is None:
+            self.home.mkdir(parents=True, exist_ok=True)
+        else:  # root's, which the user it runs as may read
+            own_directory(self.home, 0o750, self.group)
         main = render.nginx(self.home, self.listen, self.upstreams, down=down,
-                            limits=self.limits, tls=self.tls, user=directive)
-        # tested as root, nginx makes its temporary directories for the user named
-        as_user = ["-g", f"user {self.user};"] if self.user and not self.master_root else []
-        tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], *as_user,
-                                 "-t", "-q"], capture_output=True, text=True)
+                            limits=self.limits, tls=self.tls, user=directive,
+                            runtime=self.runtime, group=self.group)
+        who = {"user": self.test_as[0], "group": self.test_as[1], "extra_groups": []} \
+            if self.test_as else {}
+        tested = subprocess.run([*render.nginx_argv(self.binary, main)[:-2], "-t", "-q"],
+                                capture_output=True, text=True, **who)  # type: ignore[call-overload]
         if tested.returncode != 0:
             raise ConfigError([f"nginx refuses its configuration: {tested.stderr.strip()}"])
         site = (self.home / "pd-relay.conf").read_bytes()

@@ -46,6 +46,28 @@ class StackOptions:
     system_dir: Path | None = None
 
     @property
+    def state_dir(self) -> Path:
+        """What root writes and reads back (stack.json, pids, supervisord's and nginx's and
+        Redis's configuration, the private copies, the Redis password): the run directory,
+        or, started as root, a directory of root's (``system_dir``/state) that the service
+        user may read but not change: in the user's run directory it could plant links
+        and files for root to follow."""
+        return self.system_dir / "state" if self.user and self.system_dir else self.run_dir
+
+    @property
+    def supervisor_dir(self) -> Path:
+        """supervisord's socket, pid and logs, and nginx's pid and temporary files: where
+        they are made by whoever runs them: the run directory, or the state directory when
+        supervisord and nginx's master keep root (a port below 1024)."""
+        return self.state_dir if self.user and self.privileged_port else self.run_dir
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the stack's Redis password is kept: beside Redis's data, or, started as
+        root, in the state directory (root writes it; the data directory is the user's)."""
+        return self.state_dir if self.user else self.data_dir
+
+    @property
     def privileged_port(self) -> bool:
         """nginx binds a port only root may: its master keeps root (its workers do not)."""
         return self.port < 1024
@@ -62,7 +84,7 @@ class StackOptions:
     @property
     def demo_tls(self) -> bool:
         """Serving the demo's self-signed certificate (clients need it as their CA)."""
-        return self.demo and self.tls_cert == self.run_dir / "tls" / "demo-cert.pem"
+        return self.demo and self.tls_cert == self.state_dir / "tls" / "demo-cert.pem"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], home: Path, demo: bool = False,
@@ -120,7 +142,8 @@ class StackOptions:
         data_dir = Path(env.get("PD_RELAY_DATA_DIR") or top / "data").resolve()
         if demo:
             values.setdefault("bind", "127.0.0.1")
-            keys_file = run_dir / "demo-keys.txt"
+            state = top / "state" if values.get("user") else run_dir  # see state_dir
+            keys_file = state / "demo-keys.txt"
         else:
             keys_file = Path(env.get("RELAY_KEYS_FILE") or home / "pd_routing_keys.txt").resolve()
         return cls(home=home.resolve(), run_dir=run_dir, data_dir=data_dir,
@@ -190,7 +213,10 @@ def with_settings(settings: Mapping[str, str]) -> dict[str, str]:
     """This process's environment with its ``RELAY_*`` settings replaced by ``settings``:
     the environment of a process of the stack."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    env.update(settings)
+    # only the relay's settings: a recorded set (stack.json) never names PYTHONPATH,
+    # LD_PRELOAD or any other variable for root's `relay` and `status` to run with
+    names = set(Settings.env_names())
+    env.update({k: v for k, v in settings.items() if k in names})
     return env
 
 

@@ -7,11 +7,11 @@ read it, so they talk to the stack that runs whatever the shell they run in says
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relay.stack.files import write_file
 from relay.stack.options import StackOptions
 
 FILE = "stack.json"
@@ -35,17 +35,14 @@ class Recorded:
             "key_ids": self.key_ids, "programs": self.programs,
             "nginx_digest": self.nginx_digest, "sockets": self.sockets,
         }
-        path = self.options.run_dir / FILE
-        temp = path.with_suffix(".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out, indent=2)
-        temp.replace(path)
+        write_file(self.options.state_dir / FILE, json.dumps(data, indent=2))
 
     @classmethod
-    def load(cls, run_dir: Path) -> Recorded | None:
+    def load(cls, state_dir: Path) -> Recorded | None:
+        """What was recorded in ``state_dir`` (``StackOptions.state_dir``: the run
+        directory, or root's own, where the service user cannot change it)."""
         try:
-            data = json.loads((run_dir / FILE).read_text())
+            data = json.loads((state_dir / FILE).read_text())
         except FileNotFoundError:
             return None
         return cls(mode=data["mode"], options=StackOptions.recorded(data["options"]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 
 import requests
 
@@ -51,8 +52,11 @@ def node_ready(supervisor: Supervisor, program: Program) -> bool:
 
 class Rolling:
     def __init__(self, supervisor: Supervisor, nginx: Nginx, previous: Recorded,
-                 programs: list[Program]) -> None:
+                 programs: list[Program],
+                 may_signal: Callable[[int], bool] = lambda pid: True) -> None:
         self.supervisor = supervisor
+        # whether root may signal a pid supervisord names (it may run as the service user)
+        self.may_signal = may_signal
         self.nginx = nginx
         self.previous = previous
         self.programs = programs
@@ -132,7 +136,7 @@ class Rolling:
         if self.nginx_restarts:
             return
         pid = self.supervisor.states().get(NGINX, ("", 0))[1]
-        if pid:
+        if pid and self.may_signal(pid):
             reload(pid)
 
 

@@ -60,7 +60,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         # a stack recorded by v0.2.0 or before named it by TCP (earlier, without password)
         url = env.get("RELAY_REDIS_URL")
         if url is None or url in previous_stack_urls(options.data_dir, options.redis_port):
-            env["RELAY_REDIS_URL"] = stack_redis_url(options.data_dir, options.run_dir)
+            env["RELAY_REDIS_URL"] = stack_redis_url(options.secrets_dir, options.run_dir)
     settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
     options = redis_memory(options, settings)
     if previous is not None:
@@ -71,7 +71,7 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo, redis_password(options.data_dir)), keys)
+        compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir)), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)

@@ -94,9 +94,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def state(project: Path) -> Path:
+    """Where the stack keeps what it writes and reads back: as root, a directory of
+    root's beside the system directory's venv (``StackOptions.state_dir``)."""
+    return project.parent / "system" / "state" if os.geteuid() == 0 else project / "run"
+
+
 def read_as(project: Path, path: Path, copy: str) -> str:
-    """Where the processes read ``path``: as root, a private copy in the run directory."""
-    return str(project / "run" / "private" / copy) if os.geteuid() == 0 else str(path)
+    """Where the processes read ``path``: as root, a private copy in root's state
+    directory (the user may read it, never change it)."""
+    return str(state(project) / "private" / copy) if os.geteuid() == 0 else str(path)
 
 
 def test_start_without_a_keys_file_says_how_to_make_one(project: Path) -> None:
@@ -231,7 +238,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         assert {"redis", "nginx", "ingress-0", "ingress-1", "channel-worker", *workers} <= \
             set(before)
         # Redis requires the stack's password, which no command line or log shows
-        password = (project / "data" / "redis-password").read_text().strip()
+        secrets = state(project) if os.geteuid() == 0 else project / "data"
+        password = (secrets / "redis-password").read_text().strip()
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(unix_socket_path=str(sockets[0])).ping()
         expected = dict(SETTINGS, RELAY_PD_URL=sim,
@@ -384,8 +392,8 @@ def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> 
     result = run(project, env, "--demo")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
-        cert = project / "run" / "tls" / "demo-cert.pem"
-        key = project / "run" / "tls" / "demo-key.pem"
+        cert = state(project) / "tls" / "demo-cert.pem"
+        key = state(project) / "tls" / "demo-key.pem"
         assert key.stat().st_mode & 0o077 == 0
         url = f"https://127.0.0.1:{port}"
         assert f"--cacert {cert} -X POST {url}/v2/enqueue" in result.stdout
@@ -403,7 +411,7 @@ def test_the_demo_serves_https_only_with_its_self_signed_pair(project: Path) -> 
         assert plain.status_code == 400 and "HTTPS only" in plain.json()["message"]
         # a stack recorded before Redis had a password: `reload` gives it one, and keeps
         # running the stack's Redis (it took a URL without one for the operator's own)
-        recorded = project / "run" / "stack.json"
+        recorded = state(project) / "stack.json"
         data = json.loads(recorded.read_text())
         redis_port = env["PD_RELAY_REDIS_PORT"]
         data["relay_env"]["RELAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"

@@ -94,9 +94,15 @@ def test_started_as_root_no_process_of_the_stack_runs_as_root(tmp_path: Path,
 
         user = pwd.getpwnam("pd-relay")
         assert user.pw_uid != 0 and user.pw_shell == "/usr/sbin/nologin"
-        for path in (run_dir, data, run_dir / "logs", run_dir / "private" / "keys.txt",
+        for path in (run_dir, data, run_dir / "logs",
                      data / "redis" / "earlier-release.marker"):
             assert path.stat().st_uid == user.pw_uid, path
+        # what root writes and reads back is root's: the user may read, never change it
+        state = system / "state"
+        for path in (state, state / "private" / "keys.txt", state / "supervisord.conf",
+                     state / "stack.json", state / "redis-password"):
+            found = path.stat()
+            assert found.st_uid == 0 and not found.st_mode & 0o022, path
         assert run_dir.stat().st_mode & 0o777 == 0o700
         assert data.stat().st_mode & 0o777 == 0o700
         assert system.stat().st_mode & 0o777 == 0o755
@@ -108,14 +114,14 @@ def test_started_as_root_no_process_of_the_stack_runs_as_root(tmp_path: Path,
         as_root = {pid: argv for pid, argv in pids.items() if 0 in uids(pid)}
         assert not as_root, as_root  # nginx's master too: the port needs no privilege
         assert any("nginx: master" in argv for argv in pids.values())
-        keys = [line.split()[0] for line in (run_dir / "demo-keys.txt").read_text().splitlines()
+        keys = [line.split()[0] for line in (state / "demo-keys.txt").read_text().splitlines()
                 if line and not line.startswith("#")]
         assert len(keys) == 3
         for argv in pids.values():
             assert not any(key in argv for key in keys), argv
 
         # a demo event goes through nginx to the simulator
-        cert = run_dir / "tls" / "demo-cert.pem"
+        cert = state / "tls" / "demo-cert.pem"
         reply = requests.post(f"https://127.0.0.1:{port}/v2/enqueue",
                               json=trigger("as nobody", dedup_key="unpriv-1"),
                               verify=str(cert), timeout=10)
