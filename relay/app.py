@@ -25,6 +25,7 @@ from relay.errors import (
     OperatorRequired,
     Refused,
     RequestError,
+    StoreDown,
     Unauthorized,
     Unavailable,
 )
@@ -147,6 +148,14 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
             tally.add("source", exc.sender, "refused")
             log.info("refused %s %s from %s: %s", request.method, request.path, exc.sender, exc)
         return exc.body(), exc.status_code, headers
+
+    @app.errorhandler(redis.RedisError)
+    def store_down(exc: redis.RedisError) -> Reply:
+        """Promise 1: Redis failing under a request no narrower guard covers (the history
+        API, /metrics, ...) is a 503 with Retry-After, never a 500."""
+        log.warning("Redis does not answer %s %s: %s", request.method, request.path,
+                    type(exc).__name__)
+        return refused(StoreDown.of(exc))
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Reply:

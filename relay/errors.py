@@ -13,7 +13,9 @@
     │   ├── BadQuery         400 a history query's parameter is wrong
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
-    │       └── QueueFull        a key's queue (or all queues) at its cap: says which key
+    │       ├── QueueFull        a key's queue (or all queues) at its cap: says which key
+    │       └── StoreDown        Redis failed under any other request (the pages, the history
+    │                            API, sign-out, replay, purge): a 503, never a 500
     └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -117,6 +119,16 @@ class QueueFull(Unavailable):
     status = "queue full"
     message = "A queue is full, nothing was queued; retry later"
     retry_after = 30  # a key drains about 60 events in that time
+
+
+class StoreDown(Unavailable):
+    """A Redis error no narrower guard caught, as the app's and the pages' 503."""
+
+    message = "Redis does not answer; retry later"
+
+    @classmethod
+    def of(cls, exc: Exception) -> StoreDown:
+        return cls([f"Redis: {type(exc).__name__}"])
 
 
 class DeliveryError(RelayError):

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from relay.app import create_app
 from relay.names import Names
 from relay.settings import Settings
+from relay.ui.sessions import Sessions
 from tests.conftest import FAR, UNIX, csrf_of, sign_in, trigger
 
 NAMES = Names("pdr")
@@ -166,6 +167,57 @@ def test_signing_in_again_and_again_is_bounded(ui, fake, routed, tokens, clock) 
     assert all(fake.ttl(k) > 0 for k in fake.keys("pdr:ui:*"))
     ui.set_cookie("pd_relay_session", first)  # the oldest was dropped
     assert ui.get("/ui/").status_code == 401
+
+
+def recorded(sessions: Sessions) -> list[list[str]]:
+    """The KEYS of each run of ``sessions``' script, from now on."""
+    runs: list[list[str]] = []
+    script = sessions._open
+
+    def recording(keys: list[str], args: list[object]) -> object:
+        runs.append(list(keys))
+        return script(keys=keys, args=args)
+
+    sessions._open = recording
+    return runs
+
+
+def test_the_session_script_touches_only_the_keys_it_declares(fake, routed, clock) -> None:
+    """Redis runs a script correctly (and a cluster at all) only when every key it touches
+    is in its KEYS: opening a session past the cap deletes the oldest one's record."""
+    sessions = Sessions(fake, replace(routed, ui_sessions_max=2), clock)
+    first = sessions.open("vera", "sha256:x")
+    for _ in range(2):
+        clock.now += 1
+        sessions.open("vera", "sha256:x")
+    before = set(fake.keys("*"))
+    runs = recorded(sessions)
+    clock.now += 1
+    sessions.open("vera", "sha256:x")
+    touched = before ^ set(fake.keys("*"))  # the new record, the oldest one's
+    assert len(touched) == 2 and len(fake.keys("pdr:ui:session:*")) == 2
+    assert sessions.find(first) is None
+    assert touched <= set(runs[-1]), f"undeclared: {touched - set(runs[-1])}"
+
+
+def test_a_session_started_meanwhile_is_read_again_not_missed(fake, routed, clock) -> None:
+    """The script's KEYS come from a read of the operator's sessions just before: one
+    started in between (another node) makes it write nothing and be run again."""
+    sessions = Sessions(fake, replace(routed, ui_sessions_max=1), clock)
+    sessions.open("vera", "sha256:x")
+    runs = recorded(sessions)
+    real = fake.zrange
+    reads = []
+
+    def stale(*args, **kwargs):  # the first read misses the session already there
+        reads.append(args)
+        return [] if len(reads) == 1 else real(*args, **kwargs)
+
+    fake.zrange = stale
+    clock.now += 1
+    kept = sessions.open("vera", "sha256:x")
+    assert len(runs) == 2, runs
+    assert len(fake.keys("pdr:ui:session:*")) == 1 and sessions.find(kept) is not None
 
 
 def test_sign_in_needs_its_form_token(ui, clock, tokens, caplog) -> None:

@@ -47,10 +47,6 @@ def same(given: str, wanted: str) -> bool:
     return hmac.compare_digest(given.encode(), wanted.encode())
 
 
-def cookie_of(request: Request, name: str) -> str | None:
-    return request.cookies.get(HOST_ONLY + name) or request.cookies.get(name) or None
-
-
 class Access:
     def __init__(self, settings: Settings, policy: Policy, sessions: Sessions) -> None:
         self.settings = settings
@@ -68,6 +64,12 @@ class Access:
         return request.is_secure or (
             request.headers.get("X-Forwarded-Proto") == "https"
             and from_proxy(request.remote_addr, self.settings.trusted_proxies))
+
+    def cookie(self, request: Request, name: str) -> str | None:
+        """The request's cookie ``name``: over HTTPS only its ``__Host-`` form, which no
+        sibling host (a Domain= cookie) and no plain-http answer can set; over plain http
+        only the bare name (a browser sends no Secure cookie there)."""
+        return request.cookies.get(HOST_ONLY + name if self.secure(request) else name) or None
 
     def find(self, token: str) -> Operator | None:
         wanted = digest(token)
@@ -99,7 +101,7 @@ class Access:
             if operator is None:
                 raise OperatorRequired(["token: not one of this relay's operators"])
             return operator, None
-        session_id = cookie_of(request, COOKIE)
+        session_id = self.cookie(request, COOKIE)
         if session_id is None:
             return None, None
         try:

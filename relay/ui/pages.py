@@ -20,7 +20,14 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
 from relay.deadletters import shown
-from relay.errors import AdminRequired, BadQuery, OperatorRequired, RequestError
+from relay.errors import (
+    AdminRequired,
+    BadQuery,
+    OperatorRequired,
+    RequestError,
+    StoreDown,
+    Unavailable,
+)
 from relay.history.search import search
 from relay.history.story import STATES
 from relay.routes.operators import Operator
@@ -111,7 +118,18 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         if isinstance(exc, OperatorRequired):
             return sign_in_page(exc.errors, 401)
         status = 403 if isinstance(exc, AdminRequired) else exc.status_code
-        return page("refused.html", None, status, problems=exc.errors, message=exc.message)
+        answer = page("refused.html", None, status, problems=exc.errors, message=exc.message)
+        if isinstance(exc, Unavailable):
+            answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
+
+    @ui.errorhandler(redis.RedisError)
+    def store_down(exc: redis.RedisError) -> Response:
+        """Promise 1: Redis failing under a page, a sign-out, a replay or a purge is a 503
+        page with Retry-After, never a 500."""
+        log.warning("Redis does not answer %s %s: %s", request.method, request.path,
+                    type(exc).__name__)
+        return refused(StoreDown.of(exc))
 
     @ui.errorhandler(NotFound)
     def missing(exc: NotFound) -> Response:

@@ -31,21 +31,35 @@ from relay.settings import Settings
 
 log = logging.getLogger(__name__)
 VERSION = 1  # of the stored session record
-TOUCH_S = 60.0  # a session's last use is written at most this often
+# A session's last use is written at most every TOUCH_S, or half the idle limit when that is
+# shorter: it ends after between idle - touch and idle unused, so use at least every half
+# limit (RELAY_UI_IDLE_MINUTES=1: every 30 s) always keeps it.
+TOUCH_S = 60.0
+OPEN_TRIES = 3  # runs of OPEN, each after reading the operator's sessions again
 
-# Store a new session and keep its operator's to the cap, atomically.
-# KEYS[1] the session's record, KEYS[2] the operator's sessions (hashed ids by start)
+# Store a new session and keep its operator's to the cap, atomically. Every key it touches
+# is declared: the records it may drop are those of the sessions KEYS[2] held when the
+# caller read it (at most the cap, or once a former larger cap: each run trims KEYS[2] to
+# it); a session started since (not declared) makes it write nothing and answer -1: read
+# again and run again.
+# KEYS[1] the session's record, KEYS[2] the operator's sessions (hashed ids by start),
+# KEYS[3..] the records of the sessions KEYS[2] held
 # ARGV[1] the record, ARGV[2] its TTL (ms), ARGV[3] now (s), ARGV[4] the hashed id,
-# ARGV[5] the cap, ARGV[6] the sessions' TTL (ms), ARGV[7] the records' name before the
-# hash, ARGV[8] the start before which a session has ended anyway (s)
-# Returns how many sessions were dropped.
+# ARGV[5] the cap, ARGV[6] the sessions' TTL (ms), ARGV[7] the start before which a
+# session has ended anyway (s), ARGV[8..] the hashed ids of KEYS[3..], in their order
+# Returns how many sessions were dropped, or -1.
 OPEN = """
+local record = {[ARGV[4]] = KEYS[1]}
+for i = 3, #KEYS do record[ARGV[i + 5]] = KEYS[i] end
+for _, hashed in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if not record[hashed] then return -1 end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7])
 local over = redis.call('ZRANGE', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
 for _, hashed in ipairs(over) do
-  redis.call('DEL', ARGV[7] .. hashed)
+  redis.call('DEL', record[hashed])
   redis.call('ZREM', KEYS[2], hashed)
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
@@ -74,6 +88,7 @@ class Sessions:
         self.names = Names(settings.prefix)
         self.lifetime_s = settings.ui_session_hours * 3600
         self.idle_s = settings.ui_idle_minutes * 60
+        self.touch_s = min(TOUCH_S, self.idle_s / 2)
         self.cap = settings.ui_sessions_max
         self.clock = clock
         self._open: Any = client.register_script(OPEN)
@@ -84,11 +99,20 @@ class Sessions:
         now = self.clock()
         session = Session(operator, token_hash, secrets.token_urlsafe(32), now,
                           now + self.lifetime_s, now)
-        dropped = self._open(
-            keys=[self.names.ui_session(hashed(session_id)), self.names.ui_sessions(operator)],
-            args=[self.record(session), self.ttl_ms(session, now), now, hashed(session_id),
-                  self.cap, int(self.lifetime_s * 1000), self.names.ui_session(""),
-                  now - self.lifetime_s])
+        record, key = self.record(session), self.names.ui_session(hashed(session_id))
+        started = self.names.ui_sessions(operator)
+        for _ in range(OPEN_TRIES):
+            held = [h.decode() if isinstance(h, bytes) else str(h)
+                    for h in self.client.zrange(started, 0, -1)]
+            dropped = int(self._open(
+                keys=[key, started, *(self.names.ui_session(h) for h in held)],
+                args=[record, self.ttl_ms(session, now), now, hashed(session_id), self.cap,
+                      int(self.lifetime_s * 1000), now - self.lifetime_s, *held]))
+            if dropped >= 0:
+                break
+        else:
+            raise redis.WatchError(f"operator {operator}: sessions started meanwhile "
+                                   f"{OPEN_TRIES} times: sign in again")
         if dropped:
             log.info(
                 "operator %s: %s oldest session(s) ended (RELAY_UI_SESSIONS_MAX=%s)",
@@ -107,7 +131,7 @@ class Sessions:
         if now >= session.expires or now - session.seen >= self.idle_s:
             self.close(session_id, session)
             return None
-        if now - session.seen >= TOUCH_S:  # idle from now; xx: a sign-out meanwhile wins
+        if now - session.seen >= self.touch_s:  # idle from now; xx: a sign-out meanwhile wins
             session = Session(session.operator, session.token, session.csrf,
                               session.created, session.expires, now)
             self.client.set(key, self.record(session), px=self.ttl_ms(session, now), xx=True)

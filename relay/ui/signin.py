@@ -27,7 +27,6 @@ from relay.ui.access import (
     HOST_ONLY,
     SIGN_IN_AGAIN,
     Access,
-    cookie_of,
     refuse_cross_site,
     same,
 )
@@ -58,7 +57,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
 
     def form_token(req: Request) -> str | None:
         """The request's pre-session token, while fresh: ``<issued>.<random>``."""
-        value = cookie_of(req, FORM_COOKIE)
+        value = access.cookie(req, FORM_COOKIE)
         issued, _, _ = (value or "").partition(".")
         if not issued.isdigit() or not 0 <= clock() - int(issued) < FORM_S:
             return None
@@ -76,7 +75,7 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
         operator = access.find(token) if token else None
         if operator is None:
             return sign_in_page(["not a token of this relay's operators"], 401)
-        old = cookie_of(request, COOKIE)
+        old = access.cookie(request, COOKIE)
         try:
             if old:
                 access.sessions.close(old)
@@ -92,16 +91,17 @@ def add_sign_in(ui: Blueprint, access: Access) -> Callable[[list[str] | None, in
 
     @ui.post("/sign-out")
     def sign_out() -> BaseResponse:
-        session_id = cookie_of(request, COOKIE)
+        session_id = access.cookie(request, COOKIE)
         try:
             session = access.sessions.find(session_id) if session_id else None
+            if session is not None and session_id:
+                if not same(request.form.get("csrf", ""), session.csrf):
+                    raise AdminRequired([STALE_FORM])
+                access.sessions.close(session_id, session)
         except redis.RedisError as exc:
             raise Unavailable([f"sessions: Redis does not answer ({type(exc).__name__})"]
                               ) from exc
-        if session is not None and session_id:
-            if not same(request.form.get("csrf", ""), session.csrf):
-                raise AdminRequired([STALE_FORM])
-            access.sessions.close(session_id, session)
+        if session is not None:
             log.info("operator %s signed out from %s", session.operator,
                      access.client_of(request))
         answer = redirect("/ui/sign-in", 303)
