@@ -122,15 +122,20 @@ def test_a_page_signed_in_by_cookie_with_redis_down_says_when_to_retry(
     assert page.headers.get("Retry-After"), "a 503 page without Retry-After"
 
 
+def app_with_redis_down(settings: Settings) -> Any:
+    """A test client of the app whose Redis does not answer."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    server.connected = False
+    return create_app(settings, client=client).test_client()
+
+
 def test_a_dead_letter_replay_or_purge_with_redis_down_is_a_503_with_retry_after(
         routed: Settings, tokens: dict[str, str]) -> None:
     """Promise 1 for the changes too (added with the fix): an admin's replay or purge by
     token needs no session, so nothing guards the dead letters' own Redis calls."""
-    server = fakeredis.FakeServer()
-    client = fakeredis.FakeRedis(server=server, decode_responses=True)
-    ui = create_app(routed, client=client).test_client()
+    ui = app_with_redis_down(routed)
     bearer = {"Authorization": f"Bearer {tokens['admin']}"}
-    server.connected = False
     for verb in ("replay", "purge"):
         answer = ui.post(f"/ui/dead-letters/x-1/{verb}", headers=bearer)
         assert answer.status_code == 503, f"{verb}: {answer.status_code}"
@@ -140,11 +145,8 @@ def test_a_dead_letter_replay_or_purge_with_redis_down_is_a_503_with_retry_after
 def test_the_history_api_with_redis_down_answers_json_with_retry_after(
         routed: Settings, tokens: dict[str, str]) -> None:
     """The API's 503 (added with the fix): JSON in the relay's error shape, Retry-After."""
-    server = fakeredis.FakeServer()
-    client = fakeredis.FakeRedis(server=server, decode_responses=True)
-    api = create_app(routed, client=client).test_client()
+    api = app_with_redis_down(routed)
     bearer = {"Authorization": f"Bearer {tokens['viewer']}"}
-    server.connected = False
     for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
         answer = api.get(path, headers=bearer)
         assert answer.status_code == 503, f"{path}: {answer.status_code}"

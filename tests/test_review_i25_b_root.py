@@ -25,15 +25,6 @@ from relay.stack.options import StackOptions
 from relay.stack.password import config_file
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the stack's root mode)")
-HTTPS = {"base_url": "https://localhost"}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- 3. the unprivileged stack: what root does in the service user's run directory ------
