@@ -363,3 +363,22 @@ def test_a_running_stack_is_not_moved_across_1024_nor_to_another_user(tmp_path: 
     assert "stop it first" in account.switch_problems(earlier, running)[0]
     assert account.switch_problems(earlier, StackOptions.from_env({}, tmp_path,
                                                                   euid=1000)) == []
+
+
+def test_the_demo_keeps_its_keys_when_they_move_to_the_state_directory(tmp_path: Path) -> None:
+    """Started as root, the demo's keys live in root's state directory; the keys an
+    earlier layout kept in the run directory are taken over, or the demo's open incidents
+    would name keys it no longer has (the ingress then refuses to start). A FIFO there is
+    not waited on."""
+    from relay.stack.up import demo_keys
+
+    run, state = tmp_path / "run", tmp_path / "state"
+    run.mkdir()
+    os.mkfifo(run / "fifo")
+    (run / "demo-keys.txt").write_text("# demo keys\nkey-one\n")
+    demo_keys(state / "demo-keys.txt", [run / "fifo", run / "demo-keys.txt"])
+    assert (state / "demo-keys.txt").read_text() == "# demo keys\nkey-one\n"
+    fresh = tmp_path / "fresh" / "demo-keys.txt"
+    demo_keys(fresh, [run / "missing.txt"])
+    assert len([line for line in fresh.read_text().splitlines()
+                if line and not line.startswith("#")]) == 3

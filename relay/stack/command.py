@@ -148,7 +148,8 @@ def _up(args: argparse.Namespace, home: Path) -> int:
     if options.system_dir:  # as root: the 0755 directory of run/, data/ and the venv
         account.make_system_dir(options.system_dir)
     if args.demo:
-        demo_keys(options.keys_file)
+        demo_keys(options.keys_file, [options.run_dir / "demo-keys.txt",
+                                      options.home / "run" / "demo-keys.txt"])
         pair = None if options.tls else demo_pair(options.state_dir / "tls")
         if pair:
             options = replace(options, tls_cert=pair[0], tls_key=pair[1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from relay.errors import ConfigError
@@ -16,6 +16,7 @@ from relay.keys import new_key
 from relay.routes.channels import referenced
 from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
+from relay.stack.files import read_small, write_file
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
 from relay.stack.options import (
@@ -99,12 +100,20 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     return 0
 
 
-def demo_keys(path: Path) -> None:
-    """Three generated keys for the demo, kept across runs."""
-    if not path.exists() or not path.stat().st_size:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = "\n".join(new_key() for _ in range(3))
-        path.write_text(f"# demo keys for the PagerDuty simulator (./start.sh --demo)\n{keys}\n")
+def demo_keys(path: Path, earlier: Sequence[Path] = ()) -> None:
+    """Three generated keys for the demo, kept across runs: an earlier layout's
+    (``earlier``: the run directory's, where a release before kept them) are taken over,
+    or the demo's open incidents would name keys it no longer has."""
+    if path.exists() and path.stat().st_size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in earlier:
+        found = read_small(old, 64 * 1024)  # the run directory may be another user's
+        if found and found.strip():
+            write_file(path, found)
+            return
+    keys = "\n".join(new_key() for _ in range(3))
+    write_file(path, f"# demo keys for the PagerDuty simulator (./start.sh --demo)\n{keys}\n")
 
 
 def _running(recorded: Recorded) -> bool:
