@@ -35,7 +35,6 @@ class Nginx:
         self.master_root = master_root
         self.limits = limits
         self.tls = tls
-        self.run_dir = run_dir
         # its configuration (``home``: root's state directory when root writes it, which
         # ``group`` may read) and where its master writes (``runtime``); ``test_as``: the
         # uid and gid `nginx -t` runs as when the master will not be root (root's test
