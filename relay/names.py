@@ -197,6 +197,13 @@ class Names:
         return f"{self.prefix}:probe:{dedup_key}:{action}"
 
     @property
+    def wake(self) -> str:
+        """Pub/sub channel: the ids of keys given new events (ENQUEUE publishes each
+        touched key's id once per call), so that a worker serving many keys wakes that
+        key's loop instead of polling every queue."""
+        return f"{self.prefix}:wake"
+
+    @property
     def known_keys(self) -> str:
         """Hash: key id -> masked key, of every key the relay served (to find leftovers of
         keys removed from the keys file)."""
