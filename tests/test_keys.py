@@ -110,3 +110,20 @@ def test_a_keys_file_root_lets_only_its_reader_read_is_not_exposed(
     assert not keys.granted_to_me(found(0o640, gid=991))  # another group's
     monkeypatch.setattr(keys, "group_of_one", lambda gid, name: False)
     assert not keys.granted_to_me(found(0o640))  # a group others are in
+
+
+def test_choose_key_makes_the_choice_earlier_releases_made() -> None:
+    """Follow-ups of an incident the relay forgot go where its trigger went: the choice
+    is the rendezvous of SHA-256(key_id NUL dedup_key), as v0.1.0 and v0.2.0 made it,
+    however the function computes it."""
+    import hashlib
+
+    def earlier(keys: list[str], incident: str) -> str:
+        return max(keys, key=lambda k: hashlib.sha256(f"{key_id(k)}\0{incident}".encode())
+                   .digest())
+
+    for size in (1, 2, 5, 40):
+        keys = [make_key() for _ in range(size)]
+        for n in range(300):
+            incident = f"incident-{n}-é" if n % 7 else ""
+            assert choose_key(keys, incident) == earlier(keys, incident)
