@@ -108,3 +108,46 @@ def test_each_accepted_event_names_its_client_and_request_id(capsys, client) -> 
     line = capsys.readouterr().err.strip()
     # nginx appends the address it saw: the last one, not what the client claimed
     assert "dedup_key=who" in line and "client=198.51.100.7 rid=req-42" in line
+
+
+
+def _lines_run(scrubber: logging.Filter, text: str) -> int:
+    """How many Python lines scrubbing ``text`` runs (a count, not a time)."""
+    import sys
+
+    count = 0
+
+    def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    record = logging.LogRecord("t", logging.INFO, "f", 1, "%s", (text,), None)
+    sys.settrace(tracer)
+    try:
+        scrubber.filter(record)
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_scrubbing_a_line_does_not_go_through_every_key() -> None:
+    """A line is scrubbed with work that does not grow with the keys (hundreds of keys,
+    a line per event), and a key is still caught anywhere: alone, inside a longer word,
+    twice, next to another key; 31 of its characters are not a key."""
+    from relay.logs import KeyScrubber
+
+    many = [make_key() for _ in range(1000)]
+    few, lots = KeyScrubber(many[:3]), KeyScrubber(many)
+    for text in ("accepted trigger dedup_key=abc key=key-1 route=default", f"x {many[1]} y"):
+        assert _lines_run(lots, text) == _lines_run(few, text)
+    one, two = many[7], many[999]
+    for text in (f"key {one} here", f"x{one}{two}y", f"{one}.{one}", one, f"{one[:31]} ok"):
+        record = logging.LogRecord("t", logging.INFO, "f", 1, "msg %s", (text,), None)
+        assert lots.filter(record)
+        message = record.getMessage()
+        assert one not in message and two not in message
+        if text == f"{one[:31]} ok":
+            assert message == f"msg {one[:31]} ok"
+        else:
+            assert mask(one) in message
