@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 from relay.auth import new_token
@@ -161,6 +162,40 @@ class Bench:
                     f"{steady['rate']:,.0f} events/s offered, p50 {steady['p50']:.1f} ms, "
                     f"p99 {steady['p99']:.1f} ms", "p99 <= 20 ms")
         stack.close()
+
+    def keys(self) -> None:
+        """Ingest and ENQUEUE's Redis time with 3, 100, 500 and 1,000 keys in the keys file:
+        one ingress node each, wrk straight at it (no nginx), single events naming the
+        first key, the four interleaved so that drift hits all alike."""
+        counts = (3, 100, 500, 1000)
+        urls, stacks = {}, {}
+        for count in counts:
+            stack = stacks[count] = self.stack(keys=count, RELAY_LOG_LEVEL=self.log_level,
+                                               RELAY_THREADS=self.threads)
+            urls[count] = stack.start_ingress() + "/v2/enqueue"
+        bodies = {n: json.dumps(dict(EVENT, routing_key=stacks[n].keys[0])) for n in counts}
+        for count in counts:
+            wrk(urls[count], bodies[count], 2)  # warm up
+        rates: dict[int, list[float]] = {n: [] for n in counts}
+        micros: dict[int, list[float]] = {n: [] for n in counts}
+        for _ in range(3 if self.full else 2):
+            for count in counts:
+                client = redis.Redis.from_url(stacks[count].redis.url)
+                client.config_resetstat()
+                rates[count].append(wrk(urls[count], bodies[count], self.seconds)["rate"])
+                stats = client.info("commandstats").get("cmdstat_evalsha", {})
+                micros[count].append(float(stats.get("usec_per_call", 0)))
+                client.close()
+        rate = {n: statistics.median(rates[n]) for n in counts}
+        micro = {n: statistics.median(micros[n]) for n in counts}
+        for count in counts:
+            self.record(f"1b. ingest with {count:,} keys, 1 node, no nginx",
+                        f"{rate[count]:,.0f} events/s = {rate[count] / rate[3]:.0%} of 3 keys; "
+                        f"Redis {micro[count]:.0f} us per ENQUEUE = "
+                        f"{micro[count] / micro[3]:.0%} of 3 keys",
+                        ">= 90% of 3 keys" if count == 1000 else "-")
+        for stack in stacks.values():
+            stack.close()
 
     def guarded(self) -> tuple[str, str]:
         """A second relay that takes events only with an API key, routing them through a
@@ -516,7 +551,7 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="ingress log level for ingest")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
-                        choices=["ingest", "drain", "latency", "memory", "idle", "cost",
+                        choices=["ingest", "keys", "drain", "latency", "memory", "idle", "cost",
                                  "instructions", "storm", "held", "refusals"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
@@ -529,8 +564,8 @@ def main() -> int:
         bench.log_level = args.log_level
         bench.threads = args.threads
         try:
-            for name in args.only or ["ingest", "drain", "latency", "memory", "idle", "cost",
-                                      "held", "refusals"]:
+            for name in args.only or ["ingest", "keys", "drain", "latency", "memory", "idle",
+                                      "cost", "held", "refusals"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name)()
         finally:
