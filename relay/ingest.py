@@ -198,20 +198,18 @@ class Ingest:
                senders: list[str], origin: str) -> int:
         """Log and count each decision; return how many events were held back."""
         counts: Counter[tuple[str, str, str]] = Counter()
-        for sender, n in Counter(senders).items():
-            counts["source", sender, "accepted"] = n
-        held = list(slots).count(0)
-        for record, slot, route in zip(records, slots, routes, strict=True):
+        held = 0
+        for record, slot, route, sender in zip(records, slots, routes, senders, strict=True):
+            counts["source", sender, "accepted"] += 1
             if slot:
+                counts["route", route.rule, "accepted"] += 1
                 log.info("accepted %s dedup_key=%s key=%s route=%s %s", record.action,
                          record.event.get("dedup_key"), self.labels[slot - 1], route.rule, origin)
             else:
+                held += 1
                 counts["route", route.rule, outcome(route)] += 1
                 log.info("held back %s dedup_key=%s %s: %s", record.action,
                          record.event.get("dedup_key"), origin, why(route))
-        for rule, n in Counter(route.rule for route, slot in zip(routes, slots, strict=True)
-                               if slot).items():
-            counts["route", rule, "accepted"] = n
         self.tally.add_all(counts)
         return held
 

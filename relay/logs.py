@@ -80,21 +80,18 @@ class KeyScrubber(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        changed = False
         found = {run[at:at + 32] for run in KEY_RUN.findall(message) if self.keys
                  for at in range(len(run) - 31)} & self.keys
         found.update(k for k in self.other if k in message)  # none from a keys file
         if found:
             for key in found:
                 message = message.replace(key, mask(key))
-            changed = True
         if self.escape and (len(message) > MAX_MESSAGE or CONTROL.search(message)):
-            message, changed = printable(message), True
+            message = printable(message)
         elif len(message) > MAX_MESSAGE:  # JSON lines: escaped by json.dumps, only cut
             cut = len(message) - MAX_MESSAGE
-            message, changed = f"{message[:MAX_MESSAGE]}… ({cut} more characters)", True
-        if changed:
-            record.msg, record.args = message, None
+            message = f"{message[:MAX_MESSAGE]}… ({cut} more characters)"
+        record.msg, record.args = message, None  # formatted once: the formatter reads it
         return True
 
 
@@ -192,6 +189,13 @@ def configure(component: str, level: str, fmt: str, keys: Sequence[str] = ()) ->
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise
 
 
+_SECOND: list[tuple[int, str]] = [(-1, "")]  # the last whole second written, and how
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+    second, text = known = _SECOND[0]  # one (second, text) pair: threads swap it whole
+    if second != int(record.created):  # a line per event: a second's text is made once
+        second = int(record.created)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SECOND[0] = (second, text) if second > known[0] else known
+    return f"{text}.{int(record.msecs):03d}Z"

@@ -151,3 +151,15 @@ def test_scrubbing_a_line_does_not_go_through_every_key() -> None:
             assert message == f"msg {one[:31]} ok"
         else:
             assert mask(one) in message
+
+
+def test_each_line_has_its_own_records_time_to_the_millisecond() -> None:
+    """The second's text is made once and reused: a line of another second (later, or
+    earlier from a slower thread) still shows its own."""
+    formatter = TextFormatter("ingress")
+    for created in (1_700_000_000.25, 1_700_000_001.5, 1_700_000_000.75, 1_700_000_001.999):
+        record = logging.LogRecord("t", logging.INFO, "f", 1, "m", None, None)
+        record.created, record.msecs = created, (created % 1) * 1000
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        assert formatter.format(record).split(" | ")[0] == \
+            f"{expected}.{int(record.msecs):03d}Z"
