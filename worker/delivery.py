@@ -65,6 +65,7 @@ class Worker:
         pagerduty: PagerDuty | None = None,
         sleep: Callable[[float], Any] | None = None,
         worker_id: str | None = None,
+        scripts: Scripts | None = None,
     ) -> None:
         self.routing_key = routing_key
         self.label = settings.name_of(routing_key)
@@ -76,7 +77,7 @@ class Worker:
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid
-        self.scripts = Scripts(client)
+        self.scripts = scripts or Scripts(client)
         self.lanes = Lanes(client, names, kid, settings, self.label)
         self.storm = settings.storm_mode != "off"
         self.unsorted = 0
@@ -110,6 +111,9 @@ class Worker:
         self.stop = threading.Event()
         self._sleep = sleep or self.stop.wait
         self.interruptible = False
+        # A worker serving this key alone waits for arrivals in a BLMOVE; one of many
+        # (worker.fleet) returns instead, and its loop parks until it is woken.
+        self.blocking = True
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless asked to stop: then raise Shutdown."""
@@ -183,7 +187,7 @@ class Worker:
         BLMOVE that moves the arrival list's head back to its head) and return None."""
         while self.storm and self.unsorted > SORTED_PER_CALL and not self.stop.is_set():
             self.unsorted = self.lanes.take(take=False).unsorted  # a big arrival: sort it
-        if (raw := self._took(self._take_past_gaps())) is not None:
+        if (raw := self._took(self._take_past_gaps())) is not None or not self.blocking:
             return raw
         self.interruptible, full = True, False
         try:

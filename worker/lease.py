@@ -51,14 +51,18 @@ class Lease:
 
     def acquire(self) -> bool:
         started = self.clock()
-        if self.scripts.lease_acquire(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
-            self._valid_until = started + self.ttl_ms / 1000
-            return True
-        return self._lost()
+        return self.settle(bool(self.scripts.lease_acquire(
+            keys=[self.lease_key], args=[self.worker_id, self.ttl_ms])), started)
 
     def renew(self) -> bool:
         started = self.clock()
-        if self.scripts.lease_renew(keys=[self.lease_key], args=[self.worker_id, self.ttl_ms]):
+        return self.settle(bool(self.scripts.lease_renew(
+            keys=[self.lease_key], args=[self.worker_id, self.ttl_ms])), started)
+
+    def settle(self, ours: bool, started: float) -> bool:
+        """Record what a command sent at ``started`` (this clock) found: the lease ours
+        for one more TTL from then, or not ours. Returns ``ours``."""
+        if ours:
             self._valid_until = started + self.ttl_ms / 1000
             return True
         return self._lost()

@@ -1,0 +1,204 @@
+"""A worker process serving many keys (worker.fleet, worker.keeper) with fakeredis[lua], a
+scripted PagerDuty and a clock the tests move: no sleeping, no threads, no network."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+
+from relay.keys import key_id
+from relay.names import Names
+from relay.settings import Settings
+from tests.conftest import make_key, trigger
+from tests.test_worker import ScriptedPagerDuty, queue, stats
+from worker.fleet import Fleet, in_share
+from worker.keeper import SLICE
+
+NAMES = Names()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_fleet(settings: Settings, fake: fakeredis.FakeRedis, pd: Any,
+               keys: Any = None, worker_id: str = "p1", clock: Clock | None = None,
+               prefer: tuple[int, int] | None = None) -> Fleet:
+    return Fleet(settings, settings.routing_keys if keys is None else keys, fake,
+                 pagerduty=pd, clock=clock or Clock(), sleep=lambda s: None,
+                 worker_id=worker_id, prefer=prefer)
+
+
+def serve_woken(fleet: Fleet) -> list[str]:
+    """Run the loop of every woken key once (what their threads would do)."""
+    woken = [kid for kid, served in fleet.served.items() if served.wake.is_set()]
+    for kid in woken:
+        fleet.served[kid].wake.clear()
+        fleet.serve(kid)
+    return woken
+
+
+def holder(fake: fakeredis.FakeRedis, key: str) -> str | None:
+    return fake.get(NAMES.lease(key_id(key)))
+
+
+def test_one_process_delivers_every_keys_events_in_order_with_its_own_key(
+        settings, fake) -> None:
+    for n, key in enumerate(settings.routing_keys):
+        queue(fake, key, *[trigger(dedup_key=f"k{n}-{i}") for i in range(3)])
+    pd = ScriptedPagerDuty()
+    fleet = make_fleet(settings, fake, pd)
+    fleet.tick()
+    assert sorted(serve_woken(fleet)) == sorted(key_id(k) for k in settings.routing_keys)
+    for n, key in enumerate(settings.routing_keys):
+        mine = [b["dedup_key"] for _, b in pd.sent if b["routing_key"] == key]
+        assert mine == [f"k{n}-{i}" for i in range(3)]
+        assert stats(fake, key)["delivered"] == "3"
+        assert holder(fake, key) == "p1"  # the lease is per key, held by the process
+
+
+def test_a_key_with_nothing_waiting_parks_without_blocking_on_redis(settings, fake) -> None:
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty())
+    calls: list[str] = []
+    real = fake.execute_command
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]).upper())
+        return real(*args, **kwargs)
+
+    fake.execute_command = spy  # type: ignore[method-assign]
+    fleet.tick()
+    for kid in fleet.served:
+        fleet.serve(kid)  # returns at once: nothing waits
+    assert "BLMOVE" not in calls and "BRPOPLPUSH" not in calls
+
+
+def test_a_tick_is_one_round_trip_of_one_call_per_slice_of_keys(settings, fake) -> None:
+    keys = [make_key() for _ in range(SLICE * 2 + 1)]
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=keys)
+    pipelines: list[int] = []
+    real = fake.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a: Any, **k: Any) -> Any:
+            pipelines.append(len(pipe.command_stack))
+            return execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    fake.pipeline = counting  # type: ignore[method-assign]
+    fleet.tick()
+    fleet.tick()
+    assert pipelines == [3, 3]  # 201 keys: 3 KEEP calls a tick, one round trip
+    assert all(holder(fake, k) == "p1" for k in keys)
+    assert all(fake.zscore(NAMES.workers(key_id(k)), "p1") for k in keys)
+
+
+def test_events_found_by_the_tick_wake_their_key_only(settings, fake) -> None:
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty())
+    fleet.tick()
+    serve_woken(fleet)  # the first prune pass
+    key = settings.routing_keys[1]
+    queue(fake, key, trigger(dedup_key="late"))
+    fleet.tick()
+    assert serve_woken(fleet) == [key_id(key)]
+
+
+def test_a_wake_message_wakes_the_named_key(settings, fake) -> None:
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty())
+    kid = key_id(settings.routing_keys[2])
+    fleet.wake(kid)
+    fleet.wake("not-a-key")  # ignored
+    assert [k for k, s in fleet.served.items() if s.wake.is_set()] == [kid]
+
+
+def test_a_lease_held_by_another_process_is_left_alone(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    fake.set(NAMES.lease(key_id(key)), "other", px=60_000)
+    queue(fake, key, trigger(dedup_key="theirs"))
+    pd = ScriptedPagerDuty()
+    fleet = make_fleet(settings, fake, pd)
+    fleet.tick()
+    serve_woken(fleet)
+    fleet.serve(key_id(key))  # even woken, it sends nothing without the lease
+    assert pd.sent == []
+    assert holder(fake, key) == "other"
+
+
+def test_a_standby_takes_a_key_of_the_others_share_only_after_it_stayed_free(
+        settings, fake) -> None:
+    keys = [make_key() for _ in range(8)]
+    clock = Clock()
+    first = make_fleet(settings, fake, ScriptedPagerDuty(), keys, "p1", clock, (1, 2))
+    second = make_fleet(settings, fake, ScriptedPagerDuty(), keys, "p2", clock, (2, 2))
+    first.tick()
+    ones = {k for k in keys if in_share(key_id(k), (1, 2))}
+    assert 0 < len(ones) < len(keys)
+    assert {k for k in keys if holder(fake, k) == "p1"} == ones  # its share only
+    clock.now += second.grace_s / 2
+    second.tick()
+    assert {k for k in keys if holder(fake, k) == "p2"} == set(keys) - ones
+    for key in ones:  # the first process dies: its leases lapse
+        fake.delete(NAMES.lease(key_id(key)))
+    second.tick()
+    assert not any(holder(fake, k) == "p2" for k in ones)  # free for a moment only
+    clock.now += second.grace_s
+    second.tick()
+    assert all(holder(fake, k) == "p2" for k in keys)
+
+
+def test_a_lost_lease_stops_the_keys_sends(settings, fake) -> None:
+    key = settings.routing_keys[0]
+    pd = ScriptedPagerDuty()
+    fleet = make_fleet(settings, fake, pd)
+    fleet.tick()
+    fake.set(NAMES.lease(key_id(key)), "other", px=60_000)  # taken over meanwhile
+    fleet.tick()
+    queue(fake, key, trigger(dedup_key="x"))
+    fleet.serve(key_id(key))
+    assert pd.sent == []
+
+
+def test_keys_added_are_served_and_keys_removed_are_given_up(settings, fake) -> None:
+    keys = list(settings.routing_keys)
+    pd = ScriptedPagerDuty()
+    fleet = make_fleet(settings, fake, pd, keys=keys[:2])
+    fleet.tick()
+    assert holder(fake, keys[0]) == "p1" and holder(fake, keys[2]) is None
+    fleet.set_keys(keys[1:])
+    assert holder(fake, keys[0]) is None  # released at once, for another to take
+    assert fake.zscore(NAMES.workers(key_id(keys[0])), "p1") is None
+    queue(fake, keys[2], trigger(dedup_key="new"))
+    fleet.tick()
+    serve_woken(fleet)
+    assert [b["dedup_key"] for _, b in pd.sent] == ["new"]
+
+
+def test_shares_split_the_keys_by_id(settings) -> None:
+    kids = [key_id(make_key()) for _ in range(300)]
+    parts = [[k for k in kids if in_share(k, (i, 3))] for i in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(kids)
+    assert all(60 < len(part) < 140 for part in parts)
+
+
+@pytest.mark.parametrize("mode", ["off", "always"])
+def test_storm_lanes_are_served_and_found_waiting(settings, fake, mode) -> None:
+    settings = replace(settings, storm_mode=mode)
+    key = settings.routing_keys[0]
+    queue(fake, key, *[trigger(dedup_key=f"s{i}") for i in range(4)])
+    pd = ScriptedPagerDuty()
+    fleet = make_fleet(settings, fake, pd)
+    fleet.tick()
+    serve_woken(fleet)
+    assert [b["dedup_key"] for _, b in pd.sent] == [f"s{i}" for i in range(4)]
