@@ -202,3 +202,76 @@ def test_storm_lanes_are_served_and_found_waiting(settings, fake, mode) -> None:
     fleet.tick()
     serve_woken(fleet)
     assert [b["dedup_key"] for _, b in pd.sent] == [f"s{i}" for i in range(4)]
+
+
+# ---- the command: which keys, and SIGHUP --------------------------------------------
+
+@pytest.fixture
+def keys_file(tmp_path, monkeypatch) -> Any:
+    listed = [make_key(), make_key(), make_key()]
+    path = tmp_path / "keys.txt"
+    path.write_text(f"{listed[0]} alpha\n{listed[1]} beta\n{listed[2]}\n")
+    monkeypatch.setenv("RELAY_KEYS_FILE", str(path))
+    monkeypatch.setenv("RELAY_LEASE_TTL_S", "15")
+    return path, listed
+
+
+def args_of(*argv: str) -> Any:
+    from relay.cli import _parser
+    return _parser().parse_args(["worker", *argv])
+
+
+def test_keys_all_a_list_of_names_or_a_shard(keys_file, capsys) -> None:
+    from worker.command import chosen_keys
+
+    _, listed = keys_file
+    settings = Settings.from_env()
+    assert chosen_keys(settings, args_of("--keys", "all")) == listed
+    assert chosen_keys(settings, args_of("--keys", "beta,key-3")) == [listed[1], listed[2]]
+    assert chosen_keys(settings, args_of("--key-id", key_id(listed[2]))) == [listed[2]]
+    shards = [chosen_keys(settings, args_of("--shard", f"{i}/2")) for i in (1, 2)]
+    assert sorted(shards[0] + shards[1]) == sorted(listed)  # type: ignore[operator]
+    assert chosen_keys(settings, args_of("--keys", "beta,nope")) is None
+    err = capsys.readouterr().err
+    assert "'nope'" in err and not any(key in err for key in listed)
+
+
+@pytest.mark.parametrize("bad", ["0/2", "3/2", "x", "1/2/3"])
+def test_a_share_must_be_i_of_n(bad) -> None:
+    with pytest.raises(SystemExit):
+        args_of("--shard", bad)
+
+
+def test_sighup_serves_keys_added_and_gives_up_keys_removed(keys_file, fake, monkeypatch,
+                                                           caplog) -> None:
+    from worker import command
+
+    path, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    settings = Settings.from_env()
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=listed[:2])
+    fleet.tick()
+    added = make_key()
+    path.write_text(f"{listed[1]} beta\n{added} gamma\n")
+    monkeypatch.setenv("RELAY_RATE_PER_MIN", "60")
+    assert command.reread(fleet, args_of("--keys", "all"))
+    assert set(fleet.served) == {key_id(listed[1]), key_id(added)}
+    assert holder(fake, listed[0]) is None
+    assert "RELAY_RATE_PER_MIN" in caplog.text or "rate_per_min" in caplog.text
+    fleet.tick()
+    assert holder(fake, added) == "p1"
+
+
+def test_sighup_keeps_the_keys_when_a_removed_one_has_events_left(keys_file, fake,
+                                                                  monkeypatch) -> None:
+    from worker import command
+
+    path, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    settings = Settings.from_env()
+    command.removed_keys_left_something(settings)  # the keys recorded, as at start
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=listed)
+    queue(fake, listed[0], trigger(dedup_key="left"))
+    path.write_text(f"{listed[1]} beta\n")
+    assert not command.reread(fleet, args_of("--keys", "all"))
+    assert key_id(listed[0]) in fleet.served
