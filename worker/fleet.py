@@ -161,9 +161,12 @@ class Fleet:
     # ---- a key's loop --------------------------------------------------------------
 
     def serve(self, kid: str) -> None:
+        self._serve(self.served[kid])
+
+    def _serve(self, served: Served) -> None:
         """Deliver the key's events while its lease is ours and something waits (or a
         prune pass is under way); then return, and the loop parks."""
-        worker = self.served[kid].worker
+        worker = served.worker
         while not worker.stop.is_set() and worker.lease.remaining() > 0:
             try:
                 worker._prune()
@@ -175,12 +178,11 @@ class Fleet:
                 worker.sleep(REDIS_RETRY_S)
 
     def _loop(self, served: Served) -> None:
-        kid = served.worker.kid
         try:
             while not served.worker.stop.is_set():
                 served.wake.wait()
                 served.wake.clear()
-                self.serve(kid)
+                self._serve(served)
         except Shutdown:
             pass
         except Exception:  # a defect: say so, and the process stops (supervisord restarts it)
