@@ -26,10 +26,11 @@ NAMES_PER_KEY = 5
 
 # For each key (5 KEYS each: lease, workers set, arrival list, in-flight list, stats):
 # record the worker alive until ARGV[2], forgetting workers silent since ARGV[3]; keep the
-# lease if ours, take it if free and ARGV[4 + i] is '1'; and say whether events wait.
+# lease if ours, take it if free and the key's character of ARGV[5] is '1'; and say
+# whether events wait.
 # Its first write (ZREMRANGEBYSCORE) frees memory, so it runs when Redis is full.
 # ARGV[1] worker id, ARGV[2] alive until (ms), ARGV[3] stale before (ms), ARGV[4] TTL (ms),
-# ARGV[5..] per key: '1' take the lease if free, '0' only keep it
+# ARGV[5] a character per key: '1' take the lease if free, '0' only keep it
 # Returns per key 2 * state + waiting: state 0 another's lease, 1 free, 2 ours; waiting 1
 # when the lease is ours and an event is in flight, arrived, or sorted into a lane.
 KEEP = """
@@ -45,7 +46,7 @@ for i = 0, #KEYS / 5 - 1 do
     state = 2
   elseif not holder then
     state = 1
-    if ARGV[5 + i] == '1' then
+    if string.byte(ARGV[5], i + 1) == 49 then  -- '1'
       redis.call('SET', lease, ARGV[1], 'PX', ARGV[4])
       state = 2
     end
@@ -96,7 +97,8 @@ class Keeper:
             for start in range(0, len(kids), SLICE):
                 part = kids[start:start + SLICE]
                 self.script(keys=[n for kid in part for n in self.keys_of(kid)],
-                            args=head + ["1" if t else "0" for t in take[start:start + SLICE]],
+                            args=[*head, "".join("1" if t else "0"
+                                                 for t in take[start:start + SLICE])],
                             client=pipe)
             replies = pipe.execute()
         return [Found(int(code) // 2, bool(int(code) % 2)) for reply in replies
