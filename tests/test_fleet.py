@@ -158,13 +158,15 @@ def test_a_standby_takes_a_key_of_the_others_share_only_after_it_stayed_free(
     assert all(holder(fake, k) == "p2" for k in keys)
 
 
-def test_a_lost_lease_stops_the_keys_sends(settings, fake) -> None:
+def test_a_lost_lease_stops_the_keys_sends(settings, fake, caplog) -> None:
     key = settings.routing_keys[0]
     pd = ScriptedPagerDuty()
     fleet = make_fleet(settings, fake, pd)
     fleet.tick()
     fake.set(NAMES.lease(key_id(key)), "other", px=60_000)  # taken over meanwhile
     fleet.tick()
+    assert f"lost the lease of 1 key(s) (another process holds it now): " \
+        f"{settings.name_of(key)}" in caplog.text
     queue(fake, key, trigger(dedup_key="x"))
     fleet.serve(key_id(key))
     assert pd.sent == []

@@ -53,7 +53,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     if keys is None or removed_keys_left_something(settings):
         return 2
     warn_of_redis_link(settings.redis_url)
-    client = connect(settings, block_s=settings.lease_ttl_s + 1)
+    client = connect(settings)  # no blocking command: the loops park, woken (worker.fleet)
     fleet = Fleet(settings, keys, client, prefer=args.prefer)
     asked = threading.Event()
 

@@ -128,22 +128,27 @@ class Fleet:
             found = self.keeper.keep(kids, take)
         except redis.RedisError:
             for served in self.served.values():  # cut off: no lease is ours for sure
-                served.worker.lease.settle(False, started)
+                served.worker.lease.settle(False, started, quiet=True)
             raise
-        taken = []
+        taken, lost = [], []
         for kid, seen in zip(kids, found, strict=True):
             if (maybe := self.served.get(kid)) is None:
                 continue
             served, worker = maybe, maybe.worker
             held = worker.lease.remaining() > 0
-            worker.lease.settle(seen.state == OURS, started)
+            worker.lease.settle(seen.state == OURS, started, quiet=True)
             served.free_since = (served.free_since or now) if seen.state == 1 else None
             if seen.state == OURS and not held:
                 taken.append(worker.label)
+            elif seen.state != OURS and held:
+                lost.append(worker.label)
             if seen.state == OURS and (seen.waiting or _prune_due(worker)):
                 served.wake.set()
         if taken:
-            log.info("took the lease of %d key(s): %s", len(taken), ", ".join(taken[:20]))
+            log.info("took the lease of %d key(s): %s", len(taken), _some(taken))
+        if lost:
+            log.warning("lost the lease of %d key(s) (another process holds it now): %s",
+                        len(lost), _some(lost))
 
     def _wants(self, served: Served, kid: str, now: float) -> bool:
         """Whether to take this key's lease if free: a key of our share at once, another
@@ -220,7 +225,8 @@ class Fleet:
                 try:
                     self.tick()
                 except redis.RedisError as exc:
-                    log.warning("keeping the leases failed: %s; trying again", exc)
+                    log.warning("keeping the leases failed: %s; none is ours for sure until "
+                                "the next tick", exc)
                 self.stopping.wait(self.tick_s)
         finally:
             for served in self.served.values():
@@ -256,6 +262,11 @@ class Fleet:
                 log.warning("listening for arrivals failed: %s; the tick finds them meanwhile",
                             exc)
                 self.stopping.wait(REDIS_RETRY_S)
+
+
+def _some(labels: list[str], most: int = 20) -> str:
+    more = f" and {len(labels) - most} more" if len(labels) > most else ""
+    return ", ".join(labels[:most]) + more
 
 
 def _prune_due(worker: Worker) -> bool:
