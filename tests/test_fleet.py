@@ -294,3 +294,31 @@ def test_the_shared_session_reads_proxies_and_ca_bundle_once_not_per_send(
     assert session.verify == "/tmp/bundle.pem"
     monkeypatch.setenv("NO_PROXY", "events.pagerduty.com")
     assert "https" not in shared_pagerduty(settings, 10).session.proxies
+
+
+def test_the_listener_wakes_a_key_named_on_the_wake_channel(settings, fake) -> None:
+    """ENQUEUE publishes each key id it gave events on ``Names.wake``; the listener
+    (a thread of the process) wakes that key, and every key once when it subscribes."""
+    import threading
+
+    from relay.stack.processes import wait_until
+
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty())
+    thread = threading.Thread(target=fleet._listen, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: all(s.wake.is_set() for s in fleet.served.values()), 5,
+                   "every key woken once subscribed")
+        for served in fleet.served.values():
+            served.wake.clear()
+        kid = key_id(settings.routing_keys[1])
+
+        def published() -> bool:
+            fake.publish(NAMES.wake, kid)
+            return fleet.served[kid].wake.is_set()
+
+        wait_until(published, 5, "the named key woken", every=0.05)
+        assert [k for k, s in fleet.served.items() if s.wake.is_set()] == [kid]
+    finally:
+        fleet.stop()
+        thread.join(timeout=10)
