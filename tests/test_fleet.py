@@ -16,6 +16,7 @@ from tests.conftest import make_key, trigger
 from tests.test_worker import ScriptedPagerDuty, queue, stats
 from worker.fleet import Fleet, in_share
 from worker.keeper import SLICE
+from worker.wake import listen
 
 NAMES = Names()
 
@@ -283,7 +284,7 @@ def test_the_shared_session_reads_proxies_and_ca_bundle_once_not_per_send(
         settings, monkeypatch) -> None:
     """requests reads the environment on every request (a loop over os.environ: 14% of a
     send's CPU, measured); the session takes it once, at start, and keeps honouring it."""
-    from worker.fleet import shared_pagerduty
+    from worker.pagerduty import shared_pagerduty
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
@@ -304,7 +305,7 @@ def test_the_listener_wakes_a_key_named_on_the_wake_channel(settings, fake) -> N
     from relay.stack.processes import wait_until
 
     fleet = make_fleet(settings, fake, ScriptedPagerDuty())
-    thread = threading.Thread(target=fleet._listen, daemon=True)
+    thread = threading.Thread(target=listen, args=(fleet,), daemon=True)
     thread.start()
     try:
         wait_until(lambda: all(s.wake.is_set() for s in fleet.served.values()), 5,

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import requests
 
 from relay.keys import key_id
 from relay.names import Names
@@ -36,7 +35,8 @@ from relay.scripts import Scripts
 from relay.settings import Settings
 from worker.delivery import REDIS_RETRY_S, LeaseLost, Shutdown, Worker
 from worker.keeper import OURS, Keeper
-from worker.pagerduty import PagerDuty
+from worker.pagerduty import shared_pagerduty
+from worker.wake import listen
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 # of 1,000 keys costs ~6 ms of the process's CPU (packing the commands) and ~3.4 ms of
 # Redis's: every 2 s, 0.3% of a core idle.
 CHECK_S = 2.0
-LISTEN_POLL_S = 5.0  # the listener's read timeout (it wakes that often to see it is asked to stop)
-MAX_POOL = 1000
 
 
 def in_share(kid: str, share: tuple[int, int] | None) -> bool:
@@ -217,7 +215,7 @@ class Fleet:
         self.threads = True
         for served in self.served.values():
             self._start_loop(served)
-        threading.Thread(target=self._listen, name="wake", daemon=True).start()
+        threading.Thread(target=listen, args=(self,), name="wake", daemon=True).start()
         try:
             while not self.stopping.is_set():
                 if reload is not None:
@@ -246,23 +244,6 @@ class Fleet:
             served.worker.stop.set()
             served.wake.set()
 
-    def _listen(self) -> None:
-        """Wake the keys named on ``Names.wake``; after a (re)subscription, every key
-        (what was published meanwhile is lost)."""
-        while not self.stopping.is_set():
-            try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.names.wake)
-                self.wake_all()
-                while not self.stopping.is_set():
-                    message = pubsub.get_message(timeout=LISTEN_POLL_S)
-                    if message and message.get("type") == "message":
-                        self.wake(str(message["data"]))
-            except (redis.RedisError, OSError) as exc:
-                log.warning("listening for arrivals failed: %s; the tick finds them meanwhile",
-                            exc)
-                self.stopping.wait(REDIS_RETRY_S)
-
 
 def _some(labels: list[str], most: int = 20) -> str:
     more = f" and {len(labels) - most} more" if len(labels) > most else ""
@@ -272,23 +253,3 @@ def _some(labels: list[str], most: int = 20) -> str:
 def _prune_due(worker: Worker) -> bool:
     return worker.pruning is not None or \
         time.monotonic() - worker.pruned_at >= worker.prune_every_s
-
-
-def shared_pagerduty(settings: Settings, keys: int) -> PagerDuty:
-    """One HTTP session for every key's sends, its pool as big as the keys (up to
-    ``MAX_POOL``) so concurrent sends reuse connections (urllib3's pool is thread-safe).
-    The environment's proxies and CA bundle are read once, here: requests would read
-    them on every send (14% of a send's CPU, measured)."""
-    session = requests.Session()
-    found = session.merge_environment_settings(f"{settings.pd_url.rstrip('/')}/v2/enqueue",
-                                               {}, None, None, None)
-    session.proxies.update(found["proxies"])
-    session.verify = found["verify"]
-    session.trust_env = False
-    size = max(10, min(keys, MAX_POOL))
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return PagerDuty(settings.pd_url, session=session,
-                     connect_timeout_s=settings.connect_timeout_s,
-                     read_timeout_s=settings.read_timeout_s)
