@@ -323,3 +323,15 @@ def test_the_listener_wakes_a_key_named_on_the_wake_channel(settings, fake) -> N
     finally:
         fleet.stop()
         thread.join(timeout=10)
+
+
+def test_a_routing_key_given_to_keys_is_refused_and_never_echoed(keys_file, capsys) -> None:
+    from worker.command import chosen_keys
+
+    _, listed = keys_file
+    assert chosen_keys(Settings.from_env(), args_of("--keys", f"alpha,{listed[1]}")) is None
+    err = capsys.readouterr().err
+    assert listed[1] not in err and "ps" in err
+    unknown = make_key()  # not in the file, but a key all the same: masked
+    assert chosen_keys(Settings.from_env(), args_of("--keys", unknown)) is None
+    assert unknown not in capsys.readouterr().err

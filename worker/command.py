@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any
 
 from relay.errors import ConfigError
-from relay.keys import key_id
+from relay.keys import KEY_RE, key_id, mask
 from relay.settings import Settings
 from relay.startup import removed_keys_left_something, warn_of_redis_link
 from relay.store import connect
@@ -112,7 +112,13 @@ def chosen_keys(settings: Settings, args: argparse.Namespace) -> list[str] | Non
         return list(settings.routing_keys)
     by_name = {settings.name_of(k): k for k in settings.routing_keys}
     names = [name.strip() for name in args.keys.split(",") if name.strip()]
-    unknown = [name for name in names if name not in by_name]
+    if any(name in settings.routing_keys for name in names):  # never echoed: a secret
+        print("pd-relay: a routing key on the command line shows in `ps` to every user: "
+              f"name keys by their names in {settings.keys_file} (--keys NAME,NAME)",
+              file=sys.stderr)
+        return None
+    unknown = [mask(name) if KEY_RE.match(name) else name[:40] for name in names
+               if name not in by_name]
     if unknown or not names:
         print(f"pd-relay: --keys names no key of {settings.keys_file}: "
               f"{', '.join(map(repr, unknown)) or 'none given'} (names: "
