@@ -163,7 +163,7 @@ class Bench:
                     f"p99 {steady['p99']:.1f} ms", "p99 <= 20 ms")
         stack.close()
 
-    def keys(self) -> None:
+    def keys_ingest(self) -> None:
         """Ingest and ENQUEUE's Redis time with 3, 100, 500 and 1,000 keys in the keys file:
         one ingress node each, wrk straight at it (no nginx), single events naming the
         first key, the four interleaved so that drift hits all alike."""
@@ -458,6 +458,29 @@ class Bench:
             self.record(f"10. storm, mode {mode}: out of order, lost",
                         f"{found['out_of_order']}, {found['lost']}", "0, 0")
 
+    # -- many keys' delivery (issue 26) ------------------------------------------------
+    def keys_delivery(self) -> None:
+        """500 keys with a backlog delivered by two worker processes, PagerDuty's window
+        scaled down with its limit (20 per 10 s: its 2 sends a second per key); and two
+        processes serving 1,000 keys idle (scripts/keys_delivery.py)."""
+        import keys_delivery
+
+        found = keys_delivery.delivery(self.workdir / "keys-delivery", keys=500,
+                                       processes=2, limit=20, window_s=10.0,
+                                       windows=3 if self.full else 2)
+        self.record("keys: 500 keys' backlog, 2 worker processes: budget used per key "
+                    "(min / median), 429s", f"{found['budget_min']:.0%} / "
+                    f"{found['budget_median']:.0%}, {found['throttled']} "
+                    f"({found['sends_per_s']:.0f} sends/s)", ">= 97% each, 0")
+        self.record("keys: the 2 processes' RSS and CPU, delivering",
+                    f"{' + '.join(f'{mb:.0f}' for mb in found['rss_mb'])} MB, "
+                    f"{' + '.join(f'{cpu:.0%}' for cpu in found['cpu'])} of a core", "-")
+        idle = keys_delivery.idle(self.workdir / "keys-idle", keys=1000, processes=2)
+        self.record("keys: 1,000 keys, 2 worker processes idle: RSS, CPU each",
+                    f"{' + '.join(f'{mb:.0f}' for mb in idle['rss_mb'])} MB, "
+                    f"{' / '.join(f'{cpu:.2%}' for cpu in idle['cpu'])}",
+                    "<= 400 MB in all, < 1% each")
+
     # -- 12: memory kept per held-back event (issue 23) --------------------------------
     def held(self) -> None:
         """Redis's growth per event a `drop` route holds back (half with a dedup_key each,
@@ -551,8 +574,9 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="ingress log level for ingest")
     parser.add_argument("--threads", type=int, default=8, help="waitress threads per node")
     parser.add_argument("--only", nargs="*", default=[],
-                        choices=["ingest", "keys", "drain", "latency", "memory", "idle", "cost",
-                                 "instructions", "storm", "held", "refusals"])
+                        choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
+                                 "cost", "instructions", "storm", "held", "refusals",
+                                 "keys-delivery"])
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -564,10 +588,10 @@ def main() -> int:
         bench.log_level = args.log_level
         bench.threads = args.threads
         try:
-            for name in args.only or ["ingest", "keys", "drain", "latency", "memory", "idle",
+            for name in args.only or ["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                       "cost", "held", "refusals"]:
                 print(f"{name}...", flush=True)
-                getattr(bench, name)()
+                getattr(bench, name.replace("-", "_"))()
         finally:
             bench.close()
     mode = "full" if args.full else "short"

@@ -1,7 +1,8 @@
 """pd-relay fault drills: a fault under load, then a count of what survived.
 
 Each drill builds a stack on 127.0.0.1 (redis-server with AOF, the PagerDuty simulator,
-two ingress nodes behind nginx, two workers per key), sends incidents (trigger,
+two ingress nodes behind nginx, two worker processes each serving every key: ``pd-relay
+worker --keys all --prefer 1/2`` and ``2/2``, as the stack runs them), sends incidents (trigger,
 acknowledge, resolve) through nginx at a steady rate, with clients that retry only on
 502, 503 and connection errors, breaks something in the middle, repairs it, and waits
 for the backlog to drain. It reports accepted, delivered, duplicates, lost, order
@@ -31,6 +32,7 @@ import storm
 import upgrade
 from bench import publish
 
+from relay.keys import key_id
 from relay.keys import new_key as make_key
 from relay.settings import Settings
 from relay.stack.loopback import LoopbackStack as Stack
@@ -120,14 +122,36 @@ def build(workdir: Path, **env: Any) -> tuple[Stack, str]:
     stack = Stack(workdir, keys=3, **settings)
     stack.start_simulator()
     nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
-    for index in range(3):
-        stack.start_worker(index)
-        stack.start_worker(index)
+    for share in (1, 2):
+        stack.start_workers(share, 2, name=f"workers-{share}-{len(stack.processes)}")
     return stack, stack.start_nginx(nodes) + "/v2/enqueue"
 
 
 def workers_of(stack: Stack, index: int) -> list[Any]:
     return [p for p in stack.processes if p.name.startswith(f"worker-{index}-") and p.alive()]
+
+
+def processes(stack: Stack) -> list[Any]:
+    """The live worker processes serving every key."""
+    return [p for p in stack.processes if p.name.startswith("workers-") and p.alive()]
+
+
+def holder_of(stack: Stack, index: int) -> Any:
+    """The worker process holding key ``index``'s lease (waits for one to)."""
+    client, name = stack.redis.client(), f"pdr:lease:{key_id(stack.keys[index])}"
+
+    def found() -> Any:
+        holder = str(client.get(name) or "")
+        return next((p for p in processes(stack)
+                     if holder.split(":")[1:2] == [str(p.popen.pid)]), None)
+
+    return wait_until(found, 15, f"a process holding key {index}'s lease")
+
+
+def restart(stack: Stack, process: Any) -> None:
+    """A worker process like ``process`` (its share of the keys), started anew."""
+    share = int(process.name.split("-")[1])
+    stack.start_workers(share, 2, name=f"workers-{share}-{len(stack.processes)}")
 
 
 def storm_drill(workdir: Path, full: bool) -> dict[str, Any]:
@@ -168,19 +192,17 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
             stack.sim_config(limit=25, window_s=5)
         if name in ("worker-kill", "worker-freeze"):
             stack.sim_config(slow_rate=0.5, slow_s=0.3)  # so a fault lands mid-delivery
-        if name == "worker-freeze":
-            stack.start_worker(0)  # a third worker of key 0: a standby while two are frozen
+        if name == "worker-freeze":  # a third process: a standby while two are frozen
+            stack.start_workers(1, 2, name=f"workers-1-{len(stack.processes)}")
         load = Load(url, rate, name)
         load.start()
         time.sleep(seconds / 3)
         started = time.monotonic()
-        if name == "worker-kill":
-            victims = workers_of(stack, 0)
-            for process in victims:
-                process.kill()
+        if name == "worker-kill":  # the process delivering key 0, and its other keys
+            victim = holder_of(stack, 0)
+            victim.kill()
             time.sleep(2)
-            stack.start_worker(0)
-            stack.start_worker(0)
+            restart(stack, victim)
         elif name == "ingress-kill":
             node = next(p for p in stack.processes if p.name.startswith("ingress-"))
             node.kill()
@@ -213,8 +235,9 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
             pause_ms = int(FAULT_S * 1000)
             stack.redis.client().execute_command("CLIENT", "PAUSE", pause_ms)
             time.sleep(FAULT_S)
-        elif name == "worker-freeze":  # SIGSTOP two of key 0's workers, past their lease
-            frozen = workers_of(stack, 0)[:2]
+        elif name == "worker-freeze":  # SIGSTOP two of three processes, past their lease
+            first = holder_of(stack, 0)
+            frozen = [first, next(p for p in processes(stack) if p is not first)]
             for process in frozen:
                 process.popen.send_signal(signal.SIGSTOP)
             time.sleep(FAULT_S)
@@ -222,9 +245,8 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
                 process.popen.send_signal(signal.SIGCONT)
         elif name == "keys-added":  # two keys added, the nodes restarted one at a time
             stack.write_keys(stack.keys + [make_key(), make_key()])
-            for index in (3, 4):
-                stack.start_worker(index)
-                stack.start_worker(index)
+            for process in processes(stack):  # they read the keys file again
+                process.popen.send_signal(signal.SIGHUP)
             for node in [p for p in stack.processes if p.name.startswith("ingress-")]:
                 port = int(node.name.split("-")[1])
                 node.terminate()
@@ -258,7 +280,8 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
 
 
 DRILLS = {
-    "worker-kill": "kill -9 every worker of one key mid-delivery, restart after 2 s",
+    "worker-kill": "kill -9 the worker process delivering key 0 (and its share of the "
+                   "other keys) mid-delivery, restart it after 2 s",
     "ingress-kill": "kill -9 one of two ingress nodes; nginx routes around it",
     "redis-kill": "PagerDuty down, then kill -9 Redis with a backlog, restart it from its "
                   "AOF after 3 s",
@@ -267,9 +290,10 @@ DRILLS = {
     "pd-502": "PagerDuty answers 502 to 95% of requests for a third of the run",
     "throttle": "PagerDuty throttles at 25 per 5 s while the relay is set to 60",
     "redis-stall": "CLIENT PAUSE: every Redis command waits 8 s, past every timeout",
-    "worker-freeze": "SIGSTOP two of key 0's three workers for 8 s (lease 3 s), mid-delivery",
+    "worker-freeze": "SIGSTOP two of three worker processes (the one delivering key 0 "
+                     "among them) for 8 s (lease 3 s), mid-delivery",
     "keys-added": "two keys added to the keys file mid-incident, ingress nodes restarted "
-                  "one at a time, workers started for the new keys",
+                  "one at a time, the worker processes told by SIGHUP",
     "pd-404": "PagerDuty's URL answers 404 for a third of the run (a wrong URL), then fixed",
     "storm": "the storm of scripts/bench --only storm (300 flapping incidents, 60 critical; "
              "PagerDuty's time 10x faster; storm mode backlog), key 0's worker killed -9 "

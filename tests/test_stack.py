@@ -17,7 +17,7 @@ from supervisor.options import ServerOptions
 
 from relay.cli import _parser
 from relay.errors import ConfigError
-from relay.keys import key_id, read_keys
+from relay.keys import read_keys
 from relay.settings import Settings
 from relay.stack.compose import compose_env, override
 from relay.stack.model import INGRESS, WORKER, Program, relay_programs
@@ -116,8 +116,9 @@ def test_supervisord_passes_every_setting_to_every_relay_process(tmp_path: Path,
         assert Settings.from_env(environment) == Settings.from_env(env)
         assert read[program.name].command.split()[1:] == list(program.argv[1:])
         _parser().parse_args(list(program.argv[1:]))
-    workers = [p for p in programs if p.role == WORKER]
-    assert [p.argv[-1] for p in workers] == [key_id(k) for k in keys.keys]
+    workers = [p for p in programs if p.role == WORKER]  # two, each for every key
+    assert [p.argv[1:] for p in workers] == [
+        ("worker", "--keys", "all", "--prefer", f"{i}/2") for i in (1, 2)]
     assert all(key not in conf.read_text() for key in keys.keys)  # ids only
 
 
@@ -151,8 +152,8 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     options = StackOptions(**{**options.__dict__, "keys_file": keys_file})
     keys = read_keys(keys_file)
     services = override(options, env, keys, caller=(1000, 1000))["services"]  # not root
-    assert set(services) == {"redis", "nginx", "ingress", "channel-worker"} | {
-        f"worker-{key_id(k)}" for k in keys.keys}
+    assert set(services) == {"redis", "nginx", "ingress", "channel-worker", "worker-1",
+                             "worker-2"}
     routes = env["RELAY_ROUTES_FILE"]
     env = dict(env, RELAY_ROUTES_FILE="/etc/pd-relay/pd_routes.yml")  # mounted there
     assert services["nginx"]["environment"]["PD_RELAY_ADMIN_ALLOW"].strip() == \
@@ -194,6 +195,27 @@ def compose_command() -> list[str] | None:
                 [*argv, "version"], capture_output=True).returncode == 0:
             return argv
     return None
+
+
+def test_the_worker_processes_are_set_by_count_and_a_new_key_restarts_none(
+        tmp_path: Path, keys_file: Path) -> None:
+    options = StackOptions.from_env({"PD_RELAY_WORKER_PROCESSES": "3"}, tmp_path, euid=1000)
+    assert options.workers == 3
+    env = {"RELAY_KEYS_FILE": str(keys_file)}
+    before = relay_programs(["pd-relay"], env, read_keys(keys_file), keys_file, [8081], None,
+                            workers=options.workers)
+    keys_file.write_text(keys_file.read_text() + make_key() + "\n")
+    after = relay_programs(["pd-relay"], env, read_keys(keys_file), keys_file, [8081], None,
+                           workers=options.workers)
+    workers = {p.name: p.fingerprint for p in before if p.role == WORKER}
+    assert list(workers) == ["worker-1", "worker-2", "worker-3"]
+    assert workers == {p.name: p.fingerprint for p in after if p.role == WORKER}
+    assert [p.argv[-1] for p in before if p.role == WORKER] == ["1/3", "2/3", "3/3"]
+    one = relay_programs(["pd-relay"], env, read_keys(keys_file), keys_file, [8081], None,
+                         workers=1)
+    assert [p.argv[1:] for p in one if p.role == WORKER] == [("worker", "--keys", "all")]
+    with pytest.raises(ConfigError, match="PD_RELAY_WORKER_PROCESSES"):
+        StackOptions.from_env({"PD_RELAY_WORKER_PROCESSES": "0"}, tmp_path, euid=1000)
 
 
 def test_changed_settings_name_each_change_and_mask_passwords() -> None:

@@ -21,7 +21,7 @@ from relay.errors import ConfigError
 from relay.keys import read_keys
 from relay.settings import Settings
 from relay.stack import render
-from relay.stack.model import INGRESS, Program, relay_programs
+from relay.stack.model import INGRESS, WORKER, Program, relay_programs
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, ignored_options
 from relay.stack.password import redis_password, stack_redis_url
@@ -227,3 +227,19 @@ def test_a_node_whose_socket_another_process_answers_is_not_taken_back(
     with pytest.raises(AssertionError, match="ingress-0"):
         roll.apply("conf")
     assert nginx.downs == [set(), {f"unix:{node}"}]  # still drained: never taken back
+
+
+def test_a_reload_signals_the_worker_processes_instead_of_restarting_them(
+        options: StackOptions, node: Path) -> None:
+    """``stack reload`` with a changed keys file: the worker processes (each serving every
+    key) read it again on SIGHUP; the old release's worker per key is stopped."""
+    workers = [Program(f"worker-{i}", WORKER, ("pd-relay", "worker", "--keys", "all",
+                                                "--prefer", f"{i}/2")) for i in (1, 2)]
+    previous = Recorded("native", options, {}, [], {
+        "ingress-0": "x", **{p.name: p.fingerprint for p in workers}, "worker-abc": "y"})
+    supervisor = FakeSupervisor(options.run_dir / "supervisord.conf", os.getpid())
+    roll = Rolling(supervisor, FakeNginx(), previous, workers)  # type: ignore[arg-type]
+    assert roll.apply("conf") == ["ingress-0", "worker-abc"]  # removed, none restarted
+    assert ("signal", "HUP", "worker-1") in supervisor.calls
+    assert ("signal", "HUP", "worker-2") in supervisor.calls
+    assert not any(call[:2] == ("update", "worker-1") for call in supervisor.calls)

@@ -1,4 +1,4 @@
-"""The delivery loop of one worker pinned to one routing key.
+"""The delivery of one routing key's events (``worker.fleet`` runs one per key it serves).
 
 The lease holder moves the next event into the in-flight list (in a backlog, by severity:
 ``worker.lanes``), sends the in-flight list's head until PagerDuty gives a final answer,
@@ -65,6 +65,7 @@ class Worker:
         pagerduty: PagerDuty | None = None,
         sleep: Callable[[float], Any] | None = None,
         worker_id: str | None = None,
+        scripts: Scripts | None = None,
     ) -> None:
         self.routing_key = routing_key
         self.label = settings.name_of(routing_key)
@@ -76,7 +77,7 @@ class Worker:
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid
-        self.scripts = Scripts(client)
+        self.scripts = scripts or Scripts(client)
         self.lanes = Lanes(client, names, kid, settings, self.label)
         self.storm = settings.storm_mode != "off"
         self.unsorted = 0
@@ -91,7 +92,7 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(
             client, self.scripts, names.lease(kid), names.workers(kid),
-            self.worker_id, settings.lease_ttl_s,
+            self.worker_id, settings.lease_ttl_s, label=self.label,
         )
         self.limiter = RateLimiter(
             self.scripts, names.window(kid), names.throttle(kid),
@@ -109,42 +110,14 @@ class Worker:
         )
         self.stop = threading.Event()
         self._sleep = sleep or self.stop.wait
-        self.interruptible = False
+        # A worker serving this key alone waits for arrivals in a BLMOVE; one of many
+        # (worker.fleet) returns instead, and its loop parks until it is woken.
+        self.blocking = True
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless asked to stop: then raise Shutdown."""
         if self.stop.is_set() or self._sleep(seconds) is True or self.stop.is_set():
             raise Shutdown
-
-    def interrupt(self) -> None:
-        """Ask the worker to stop (signal handlers call this in the main thread).
-
-        A send or a blocking wait under way is cut short: the event stays in flight.
-        """
-        self.stop.set()
-        if self.interruptible:
-            raise Shutdown
-
-    def run(self) -> None:
-        log.info("worker %s serving key %s", self.worker_id, self.label)
-        self.lease.start_heartbeat()
-        try:
-            while not self.stop.is_set():
-                try:
-                    if self.lease.acquire():
-                        self._prune()
-                        self.step()
-                    else:
-                        self.sleep(self.block_s / 2)
-                except (redis.RedisError, LeaseLost) as exc:
-                    log.warning("key %s: %s; trying again", self.label, exc or type(exc).__name__)
-                    self.sleep(REDIS_RETRY_S)
-        except Shutdown:
-            pass
-        finally:
-            self.lease.stop_heartbeat()
-            self.lease.release()
-            log.info("worker %s stopped", self.worker_id)
 
     def step(self) -> bool:
         """Deliver the in-flight event or the next queued one; False when none came.
@@ -183,15 +156,13 @@ class Worker:
         BLMOVE that moves the arrival list's head back to its head) and return None."""
         while self.storm and self.unsorted > SORTED_PER_CALL and not self.stop.is_set():
             self.unsorted = self.lanes.take(take=False).unsorted  # a big arrival: sort it
-        if (raw := self._took(self._take_past_gaps())) is not None:
+        if (raw := self._took(self._take_past_gaps())) is not None or not self.blocking:
             return raw
-        self.interruptible, full = True, False
+        full = False
         try:
             arrived = self.client.blmove(self.queue, self.queue, self.block_s, "LEFT", "LEFT")
         except redis.exceptions.OutOfMemoryError:  # Redis is full: it refuses BLMOVE
             arrived, full = None, True
-        finally:
-            self.interruptible = False
         if full:
             self.sleep(REDIS_RETRY_S)
         if arrived is None:
@@ -251,11 +222,7 @@ class Worker:
         self._fence()
         log.info("sending %s dedup_key=%s key=%s", record.action, record.event.get("dedup_key"),
                  self.label)
-        self.interruptible = True
-        try:
-            return self.pagerduty.send(record.kind, body)
-        finally:
-            self.interruptible = False
+        return self.pagerduty.send(record.kind, body)
 
     def _fence(self) -> None:
         """Start a send only while the lease is ours for longer than the send can take."""

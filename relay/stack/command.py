@@ -124,7 +124,8 @@ def _recorded(home: Path) -> Recorded | None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pd-relay stack", description="Run a whole pd-relay stack: Redis, ingress "
-        "nodes, a worker per routing key and nginx, under supervisord (native) or docker "
+        "nodes, worker processes (PD_RELAY_WORKER_PROCESSES, each serving every routing "
+        "key) and nginx, under supervisord (native) or docker "
         "compose. Options come from PD_RELAY_* and RELAY_* environment variables (README).")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = sub.add_parser("up", help="start the stack, or apply every change to the running "

@@ -16,7 +16,7 @@ import yaml
 
 from relay.keys import KeysFile
 from relay.stack.files import own_directory, write_file
-from relay.stack.model import CHANNELS, INGRESS, WORKER, relay_programs
+from relay.stack.model import CHANNELS, INGRESS, WORKER, keys_digest, relay_programs
 from relay.stack.options import StackOptions
 from relay.stack.password import redis_password, redis_url
 from relay.stack.render import redis_argv
@@ -57,7 +57,8 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
     as the caller, who may read the keys file; as root they keep the image's unprivileged
     user, reading copies of the files (``image_copies``)."""
     uid, gid = caller or (os.getuid(), os.getgid())
-    programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0")
+    programs = relay_programs([], env, keys, options.keys_file, [8080], None, host="0.0.0.0",
+                              workers=options.workers)
     routes = env.get("RELAY_ROUTES_FILE")
     keys_file, routes_file = options.keys_file, Path(routes).resolve() if routes else None
     if uid == 0:
@@ -93,6 +94,8 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
         if program.role == INGRESS:
             services["ingress"] = {"environment": environment, "volumes": mount, **user}
         elif program.role in (WORKER, CHANNELS):
+            if program.role == WORKER:  # a container reads the keys file when it starts
+                environment["PD_RELAY_KEYS_DIGEST"] = keys_digest(options.keys_file)
             services[program.name] = {
                 "image": "pd-relay:latest",
                 "command": list(program.argv),

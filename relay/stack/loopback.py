@@ -18,7 +18,13 @@ import requests
 
 from relay.keys import key_id, new_key
 from relay.stack import render
-from relay.stack.model import channel_worker_args, ingress_args, simulator_args, worker_args
+from relay.stack.model import (
+    channel_worker_args,
+    ingress_args,
+    simulator_args,
+    worker_args,
+    workers_args,
+)
 from relay.stack.processes import HOST, Process, RedisServer, free_port, pd_relay, wait_until
 
 
@@ -95,6 +101,15 @@ class LoopbackStack:
         argv = command + worker_args(key_id(self.keys[index]))
         process = Process(name or f"worker-{index}-{len(self.processes)}", argv, env,
                           self.logs)
+        self.processes.append(process)
+        return process
+
+    def start_workers(self, i: int = 1, n: int = 1, name: str = "",
+                      tree: Path | None = None) -> Process:
+        """A worker process serving every key (``--keys all``), process ``i`` of ``n``."""
+        command, env = self.release(tree)
+        process = Process(name or f"workers-{i}-{len(self.processes)}",
+                          command + workers_args(i, n), env, self.logs)
         self.processes.append(process)
         return process
 

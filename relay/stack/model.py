@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relay.keys import KeysFile, key_id
+from relay.keys import KeysFile
 
 INGRESS, WORKER, REDIS, NGINX, SIMULATOR = "ingress", "worker", "redis", "nginx", "simulator"
 CHANNELS = "channel-worker"
@@ -31,8 +31,14 @@ def ingress_socket_args(path: Path) -> list[str]:
 
 
 def worker_args(kid: str) -> list[str]:
-    """A worker names its key by id: the key itself never appears in ``ps``."""
+    """A worker for one key names it by id: the key itself never appears in ``ps``."""
     return ["worker", "--key-id", kid]
+
+
+def workers_args(i: int, n: int) -> list[str]:
+    """Worker process ``i`` of ``n`` (1-based): every key, its own share's leases first
+    (``worker.fleet``); one process alone needs no share."""
+    return ["worker", "--keys", "all"] + (["--prefer", f"{i}/{n}"] if n > 1 else [])
 
 
 def channel_worker_args() -> list[str]:
@@ -69,11 +75,12 @@ def keys_digest(path: Path) -> str:
 
 def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, keys_file: Path,
                    nodes: Sequence[int | Path], sim_port: int | None,
-                   host: str = "127.0.0.1") -> list[Program]:
+                   host: str = "127.0.0.1", workers: int = 2) -> list[Program]:
     """The relay's own processes: the simulator (demo), the ingress nodes (each on a Unix
     socket, or a TCP port on ``host``; they read the
-    whole keys file, so its digest is in their environment), a worker per key (named by
-    key id: adding a key starts one worker and restarts no other) and the channel worker,
+    whole keys file, so its digest is in their environment), ``workers`` worker
+    processes each serving every key (the keys file is not in their fingerprint: they
+    read it again on SIGHUP, so a new key restarts none of them) and the channel worker,
     for channels and housekeeping (it reads the routes file at start only, so its digest
     is in its environment: a changed file restarts it)."""
     programs = []
@@ -89,9 +96,8 @@ def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, key
         else:
             programs.append(Program(f"ingress-{n}", INGRESS,
                                     tuple(pd_relay + ingress_args(host, node)), ingress_env))
-    for key in keys.keys:
-        kid = key_id(key)
-        programs.append(Program(f"worker-{kid}", WORKER, tuple(pd_relay + worker_args(kid)),
+    for i in range(1, workers + 1):
+        programs.append(Program(f"worker-{i}", WORKER, tuple(pd_relay + workers_args(i, workers)),
                                 env))
     routes = env.get("RELAY_ROUTES_FILE")
     digest = {"PD_RELAY_ROUTES_DIGEST": keys_digest(Path(routes))} \

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from relay.errors import ConfigError
-from relay.keys import KeysFile
+from relay.keys import KeysFile, key_id
 from relay.stack import account, binaries, render
 from relay.stack.files import own_directory, read_pid, write_file
 from relay.stack.model import REDIS, Program, relay_programs
@@ -113,7 +113,8 @@ class NativeStack:
                                      config=str(config), unixsocket=o.redis_socket)
             programs.append(Program(REDIS, REDIS, tuple(argv)))
         programs += relay_programs(pd_relay(), env, keys, o.keys_file,
-                                   o.ingress_sockets(), o.sim_port if o.demo else None)
+                                   o.ingress_sockets(), o.sim_port if o.demo else None,
+                                   workers=o.workers)
         nginx = Nginx(binaries.nginx(install=True), self.run_dir, f"{o.bind}:{o.port}",
                       [upstream(p) for p in programs if p.socket], o.limits, tls,
                       user.nginx if user else "", o.privileged_port,
@@ -124,8 +125,7 @@ class NativeStack:
         programs.append(nginx.program())
         conf = render_supervisor(programs, self.run_dir, o.home, o.user if user else "",
                                  o.privileged_port, o.supervisor_dir)
-        recorded = Recorded("native", o, relay_env, [p.name[7:] for p in programs
-                                                     if p.name.startswith("worker-")],
+        recorded = Recorded("native", o, relay_env, [key_id(k) for k in keys.keys],
                             {p.name: p.fingerprint for p in programs})
         if self.supervisor.running() and previous is not None:
             switched = account.switch_problems(previous.options, o)

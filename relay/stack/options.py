@@ -31,6 +31,7 @@ class StackOptions:
     port: int = 8080
     bind: str = "0.0.0.0"
     nodes: int = 2
+    workers: int = 2  # worker processes, each serving every key (one the others' standby)
     ingress_port: int = 8081
     redis_port: int = 6379
     sim_port: int = 8090
@@ -109,6 +110,7 @@ class StackOptions:
         read("PD_RELAY_PORT", "port", _port)
         read("PD_RELAY_BIND", "bind", str)
         read("PD_RELAY_INGRESS_NODES", "nodes", _count)
+        read("PD_RELAY_WORKER_PROCESSES", "workers", _count)
         read("PD_RELAY_INGRESS_PORT", "ingress_port", _port)
         read("PD_RELAY_REDIS_PORT", "redis_port", _port)
         read("PD_RELAY_SIM_PORT", "sim_port", _port)

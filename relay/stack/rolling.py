@@ -6,7 +6,8 @@ nodes one by one (nginx stops sending one new requests and finishes what it sent
 node restarts, answers /readyz, goes back), nginx's final upstream list, removed nodes,
 then the workers: removed, added, changed one by one. A program whose fingerprint did not
 change keeps running; an ingress node among them gets SIGHUP, which makes it read the
-routes file again.
+routes file again, and so does a worker process, which reads the keys file again (each
+serves every key: a key added or removed restarts none of them).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 import requests
 
-from relay.stack.model import CHANNELS, INGRESS, NGINX, Program
+from relay.stack.model import CHANNELS, INGRESS, NGINX, WORKER, Program
 from relay.stack.nginx import Nginx, reload, upstream
 from relay.stack.processes import wait_until
 from relay.stack.record import Recorded
@@ -113,6 +114,9 @@ class Rolling:
             self._update(program)
         for program in nodes:  # the routes file is read again on SIGHUP, no restart
             if program not in changed:
+                self.supervisor.ctl("signal", "HUP", program.name)
+        for program in self.programs:  # and the keys file by the worker processes
+            if program.role == WORKER and program not in changed:
                 self.supervisor.ctl("signal", "HUP", program.name)
         done = [p.name for p in changed] + removed
         _say("restarted, started or stopped: " + ", ".join(done) if done else "nothing changed")
