@@ -3,7 +3,8 @@
 - dead letters older than ``RELAY_DEAD_LETTER_DAYS`` (purged by the dead-letter store,
   so the key's counts stay right);
 - incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``,
-  with their owners (ENQUEUE trims 100 a call, and only on keys it writes to);
+  with their owners and index entries, in slices of 1,000 (ENQUEUE forgets only an idle
+  incident it looks up: issue 26);
 - RQ's registries of the channel queues (finished, failed and abandoned jobs past their
   TTLs: RQ sweeps them only when asked);
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
@@ -25,7 +26,7 @@ from rq.registry import clean_registries
 from relay.deadletters import DeadLetters
 from relay.history import History
 from relay.keys import key_id
-from relay.names import Names
+from relay.names import HELD, Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 
@@ -41,8 +42,8 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
                   for dead_id in client.zrangebyscore(names.dead_index, "-inf", cutoff))
     idle = now_ms - int(settings.incident_ttl_s * 1000)
     scripts = Scripts(client)
-    incidents = sum(scripts.forget_incidents(names, remembered, idle) for remembered in (
-        *(names.incidents(key_id(key)) for key in settings.routing_keys), names.held))
+    incidents = sum(scripts.forget_incidents(names, where, idle) for where in (
+        *(key_id(key) for key in settings.routing_keys), HELD))
     for queue in queues:
         clean_registries(queue)
     history = History(client, names, settings)
