@@ -160,3 +160,15 @@ def test_a_refused_request_changes_no_counter(settings, fake, size) -> None:
         [1] if size == 1 else [Full(1, total=False)] * size)
     stored = int(fake.hget(NAMES.stats(kid[0]), "bytes") or 0)
     assert int(fake.get(NAMES.queued_bytes) or 0) == stored
+
+
+def test_the_retention_sweep_sets_a_drifted_total_right(settings, fake) -> None:
+    """What corrects drift: a previous release's processes (a rolling upgrade) change
+    the keys' bytes without the total; the sweep sets it to their sum, at once."""
+    store, kid = EventStore(fake, NAMES, settings), kids(settings)
+    fake.hset(NAMES.known_keys, mapping={k: "label" for k in kid})
+    store.enqueue([[item(1, "a", size=100)]])
+    fake.hincrby(NAMES.stats(kid[1]), "bytes", 1234)  # as v0.2.0's ENQUEUE counts
+    retention.sweep(fake, NAMES, settings, now_ms())
+    assert int(fake.get(NAMES.queued_bytes)) == sum(
+        int(fake.hget(NAMES.stats(k), "bytes") or 0) for k in kid)

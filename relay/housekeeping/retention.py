@@ -9,6 +9,9 @@
   TTLs: RQ sweeps them only when asked);
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
 
+It also sets the total of the queues' bytes to the keys' sum (``relay.indexing.recount``):
+a previous release's processes, during a rolling upgrade, change the keys' bytes alone.
+
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
 incident memories (with the incident; at most ``HEARD_MAX``, relay.channels.outbox),
 RQ's results (an hour) and failed jobs (as long as dead letters).
@@ -23,6 +26,7 @@ import redis
 from rq import Queue
 from rq.registry import clean_registries
 
+from relay import indexing
 from relay.deadletters import DeadLetters
 from relay.history import History
 from relay.keys import key_id
@@ -44,6 +48,7 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
     scripts = Scripts(client)
     incidents = sum(scripts.forget_incidents(names, where, idle) for where in (
         *(key_id(key) for key in settings.routing_keys), HELD))
+    indexing.recount(client, names)  # what corrects the total's drift, if any
     for queue in queues:
         clean_registries(queue)
     history = History(client, names, settings)
