@@ -112,12 +112,15 @@ local function search(incident)  -- remembered by a previous release's process, 
   return nil
 end
 -- located[incident]: {where it is remembered (a key id or HELD), its owner ('' none
--- known)}, or false when it is not (Redis's state before this call's writes)
+-- known), whether the index says so}, or false when it is not (Redis's state before
+-- this call's writes)
 local located = {}
 local function locate(incident)
   if located[incident] ~= nil then return located[incident] end
-  local where = redis.call('HGET', index, incident)
-  if not where and redis.call('HEXISTS', owners, incident) == 1 then where = search(incident) end
+  local where, searched = redis.call('HGET', index, incident), false
+  if not where and redis.call('HEXISTS', owners, incident) == 1 then
+    where, searched = search(incident), true
+  end
   local found = false
   if where then
     local set = remembered(where)
@@ -126,10 +129,10 @@ local function locate(incident)
       redis.call('HDEL', index, incident)
     elseif tonumber(score) < idle_before then  -- idle: forgotten here, unknown now
       redis.call('ZREM', set, incident)
-      redis.call('HDEL', owners, incident, '#never')
+      redis.call('HDEL', owners, incident)
       redis.call('HDEL', index, incident)
     elseif slot(where) then
-      found = {where, redis.call('HGET', owners, incident) or ''}
+      found = {where, redis.call('HGET', owners, incident) or '', not searched}
     end
   end
   located[incident] = found
@@ -265,8 +268,11 @@ for incident, kid in pairs(seen) do
     remember[kid] = remember[kid] or {}
     table.insert(remember[kid], now)
     table.insert(remember[kid], incident)
-    placed[#placed + 1] = incident
-    placed[#placed + 1] = kid
+    local was = located[incident]
+    if not (was and was[3] and was[1] == kid) then  -- (unless indexed there already)
+      placed[#placed + 1] = incident
+      placed[#placed + 1] = kid
+    end
   end
 end
 local gone, opened = {}, {}

@@ -36,6 +36,7 @@ from relay.settings import Settings
 from relay.shed import Shed
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # What the worker may add to a merged trigger it sends (``custom_details.pd_relay``, and
 # the object holding it when the event had none: worker.lanes.outgoing), at most; the
@@ -220,10 +221,19 @@ class EventStore:
             return self._command(packed)
 
     def _write_slots(self) -> None:
-        """The slots hash of this keys file (idempotent: one HSET)."""
-        if self.slots:
-            self._command("HSET", self.slots_name, *(
-                part for kid, slot in self.slots.items() for part in (kid, slot)))
+        """The slots hash of this keys file (idempotent: one HSET). Redis full: tried
+        again at the next store (until then, an incident found on a key no event of the
+        call named reads as unknown)."""
+        try:
+            if self.slots:
+                self._command("HSET", self.slots_name, *(
+                    part for kid, slot in self.slots.items() for part in (kid, slot)))
+        except redis.exceptions.ResponseError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("Redis is full: this node's slots (%s) not written yet",
+                        self.slots_name)
+            return
         self.slots_written = True
 
     def _command(self, *command: Any) -> Any:

@@ -172,3 +172,24 @@ def test_the_retention_sweep_sets_a_drifted_total_right(settings, fake) -> None:
     retention.sweep(fake, NAMES, settings, now_ms())
     assert int(fake.get(NAMES.queued_bytes)) == sum(
         int(fake.hget(NAMES.stats(k), "bytes") or 0) for k in kid)
+
+
+def test_a_full_redis_at_the_first_store_leaves_the_slots_for_the_next(settings, fake,
+                                                                      monkeypatch) -> None:
+    import redis
+
+    store, kid = EventStore(fake, NAMES, settings), kids(settings)
+    real, refused, full = store._command, [], [True]
+
+    def while_full(*command: Any) -> Any:
+        if command[0] == "HSET" and full:
+            refused.append(command)
+            raise redis.exceptions.OutOfMemoryError("OOM command not allowed")
+        return real(*command)
+
+    monkeypatch.setattr(store, "_command", while_full)
+    assert store.enqueue([[item(-2, "a")]]) == [2]  # stored all the same
+    assert refused and not fake.exists(store.slots_name)
+    full.clear()
+    assert store.enqueue([[item(1, "a", "acknowledge")]]) == [2]
+    assert fake.hget(store.slots_name, kid[1]) == "2"
