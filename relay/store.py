@@ -226,8 +226,7 @@ class EventStore:
         call named reads as unknown)."""
         try:
             if self.slots:
-                self._command("HSET", self.slots_name, *(
-                    part for kid, slot in self.slots.items() for part in (kid, slot)))
+                self.client.hset(self.slots_name, mapping=self.slots)
         except redis.exceptions.ResponseError as exc:
             if not is_full(exc):
                 raise

@@ -179,15 +179,15 @@ def test_a_full_redis_at_the_first_store_leaves_the_slots_for_the_next(settings,
     import redis
 
     store, kid = EventStore(fake, NAMES, settings), kids(settings)
-    real, refused, full = store._command, [], [True]
+    real, refused, full = fake.hset, [], [True]
 
-    def while_full(*command: Any) -> Any:
-        if command[0] == "HSET" and full:
-            refused.append(command)
+    def while_full(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == store.slots_name and full:
+            refused.append(name)
             raise redis.exceptions.OutOfMemoryError("OOM command not allowed")
-        return real(*command)
+        return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(store, "_command", while_full)
+    monkeypatch.setattr(fake, "hset", while_full)
     assert store.enqueue([[item(-2, "a")]]) == [2]  # stored all the same
     assert refused and not fake.exists(store.slots_name)
     full.clear()
