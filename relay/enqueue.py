@@ -155,7 +155,8 @@ local function load(kid)
   end
 end
 -- seen[incident]: the key it is remembered on after this call (HELD: held), or false
--- once resolved; forgot[incident]: the key whose set must drop it; drops: {set,
+-- once resolved; forgot[incident]: the keys whose sets must drop it (a resolve each:
+-- a later one of the call may name another key); drops: {set,
 -- incident}; owner[incident]: who opened it ('' none known); claimed[incident]: opened
 -- in this call; order: the keys given events, in the order they were first given one
 local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
@@ -202,7 +203,9 @@ for size in string.gmatch(ARGV[5], '%d+') do
         kid = where
       end
       if action == 'resolve' then
-        rseen[incident], rforgot[incident], rowner[incident] = false, kid, ''
+        rseen[incident], rowner[incident] = false, ''
+        rforgot[incident] = rforgot[incident] or {}
+        rforgot[incident][kid] = true
       elseif action == 'trigger' or action == 'fresh' then
         if kid ~= HELD or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
           rseen[incident] = kid
@@ -243,7 +246,10 @@ for size in string.gmatch(ARGV[5], '%d+') do
     for _ = 1, #rchosen do chosen[#chosen + 1] = refused end
   else
     for incident, kid in pairs(rseen) do seen[incident] = kid end
-    for incident, kid in pairs(rforgot) do forgot[incident] = kid end
+    for incident, kids in pairs(rforgot) do
+      forgot[incident] = forgot[incident] or {}
+      for kid in pairs(kids) do forgot[incident][kid] = true end
+    end
     for incident, by in pairs(rowner) do owner[incident] = by end
     for incident in pairs(rclaimed) do claimed[incident] = true end
     for _, drop in ipairs(rdrops) do drops[#drops + 1] = drop end
@@ -276,8 +282,10 @@ for incident, kid in pairs(seen) do
   end
 end
 local gone, opened = {}, {}
-for incident, kid in pairs(forgot) do
-  if seen[incident] ~= kid then redis.call('ZREM', remembered(kid), incident) end
+for incident, kids in pairs(forgot) do
+  for kid in pairs(kids) do
+    if seen[incident] ~= kid then redis.call('ZREM', remembered(kid), incident) end
+  end
   if seen[incident] == false then gone[#gone + 1] = incident end
 end
 disown(gone)

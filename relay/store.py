@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -226,7 +226,7 @@ class EventStore:
         call named reads as unknown)."""
         try:
             if self.slots:
-                self.client.hset(self.slots_name, mapping=self.slots)
+                self.client.hset(self.slots_name, mapping=cast(Any, self.slots))
         except redis.exceptions.ResponseError as exc:
             if not is_full(exc):
                 raise

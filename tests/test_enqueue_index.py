@@ -193,3 +193,15 @@ def test_a_full_redis_at_the_first_store_leaves_the_slots_for_the_next(settings,
     full.clear()
     assert store.enqueue([[item(1, "a", "acknowledge")]]) == [2]
     assert fake.hget(store.slots_name, kid[1]) == "2"
+
+
+def test_two_resolves_in_one_call_forget_the_incident_where_it_was_remembered(
+        settings, fake) -> None:
+    """The second resolve of an incident the call already resolved goes by its hash (to
+    another key here): the incident must still leave the key it was remembered on (it
+    stayed there, unowned, until its TTL; found by tests/test_index_machine.py)."""
+    store, kid = EventStore(fake, NAMES, settings), kids(settings)
+    assert store.enqueue([[item(1, "r")]]) == [1]
+    assert store.enqueue([[item(1, "r", "resolve"), item(2, "r", "resolve")]]) == [1, 2]
+    assert fake.zscore(NAMES.incidents(kid[0]), "r") is None
+    assert not fake.hexists(NAMES.where, "r")
