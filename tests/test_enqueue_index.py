@@ -205,3 +205,14 @@ def test_two_resolves_in_one_call_forget_the_incident_where_it_was_remembered(
     assert store.enqueue([[item(1, "r", "resolve"), item(2, "r", "resolve")]]) == [1, 2]
     assert fake.zscore(NAMES.incidents(kid[0]), "r") is None
     assert not fake.hexists(NAMES.where, "r")
+
+
+def test_status_counts_no_incident_idle_past_its_ttl_as_open(settings, fake) -> None:
+    """ENQUEUE no longer sweeps every key's set: an idle incident stays in its set until
+    it is looked up or swept, and status must not count it as open meanwhile."""
+    from relay.status import read_status
+
+    store, kid = EventStore(fake, NAMES, settings), kids(settings)
+    store.enqueue([[item(-1, "open"), item(-1, "quiet")]])
+    fake.zadd(NAMES.incidents(kid[0]), {"quiet": LONG_AGO})
+    assert read_status(fake, NAMES, settings)[0]["open_incidents"] == 1
