@@ -9,7 +9,8 @@ slices' progress is in Redis, ``Names.upgrading``), and none goes on before the 
 whole: the version becomes 3 in the last slice. A previous release's processes still
 running meanwhile (a rolling upgrade) neither index nor count: ENQUEUE looks an
 unindexed incident with an owner up on every key once (relay/scripts.py), and the
-retention sweep recounts the total (``recount``).
+retention sweep recounts the total (``recount``) and drops the index entries of
+incidents they forgot (``sweep``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from relay.scripts import Scripts
 log = logging.getLogger(__name__)
 
 PER_SLICE = 2_000  # incidents indexed, or sets looked at, per call at most (about 2 ms)
+SWEPT_PER_CALL = 1_000  # index entries the retention sweep checks per call
 
 # One slice of the build. Started when the version is below ARGV[1] and nothing is under
 # way: the index is dropped (a rollback's processes left it stale) and the held set is
@@ -104,6 +106,42 @@ def build(client: redis.Redis, names: Names, version: int) -> int:
         indexed += int(count)
         if int(done):
             return indexed
+
+
+# Drop the index entries given whose incident the set they name no longer remembers (a
+# previous release's process forgot it there: it knows no index). HDEL frees memory.
+# KEYS[1] the index, KEYS[2] the held set; ARGV[1] the names' prefix, then pairs:
+# incident, what the index said of it
+# Returns how many were dropped.
+UNINDEX = PER_KEY + """
+local gone = 0
+for i = 2, #ARGV - 1, 2 do
+  local incident, where = ARGV[i], ARGV[i + 1]
+  local set = KEYS[2]
+  if where ~= '""" + HELD + """' then set = per_key(ARGV[1], 'incidents', where) end
+  if redis.call('HGET', KEYS[1], incident) == where
+      and not redis.call('ZSCORE', set, incident) then
+    redis.call('HDEL', KEYS[1], incident)
+    gone = gone + 1
+  end
+end
+return gone
+"""
+
+
+def sweep(client: redis.Redis, names: Names) -> int:
+    """One pass over the index (the retention sweep's), ``SWEPT_PER_CALL`` entries a call:
+    drop those of incidents forgotten without it; return how many went."""
+    script: Any = client.register_script(UNINDEX)
+    cursor, gone = 0, 0
+    while True:
+        cursor, found = client.hscan(names.where, cursor, count=SWEPT_PER_CALL)
+        entries: dict[Any, Any] = found if isinstance(found, dict) else {}
+        if entries:
+            pairs = [part for entry in entries.items() for part in entry]
+            gone += int(script(keys=[names.where, names.held], args=[names.prefix, *pairs]))
+        if not cursor:
+            return gone
 
 
 def recount(client: redis.Redis, names: Names) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 
+from relay import indexing
 from relay.housekeeping import retention
 from relay.keys import key_id, new_key
 from relay.names import HELD, PER_KEY, Names
@@ -216,3 +217,19 @@ def test_status_counts_no_incident_idle_past_its_ttl_as_open(settings, fake) -> 
     store.enqueue([[item(-1, "open"), item(-1, "quiet")]])
     fake.zadd(NAMES.incidents(kid[0]), {"quiet": LONG_AGO})
     assert read_status(fake, NAMES, settings)[0]["open_incidents"] == 1
+
+
+def test_the_sweep_drops_index_entries_of_incidents_a_previous_release_forgot(
+        settings, fake, monkeypatch) -> None:
+    """A v0.2.0 node still running after the upgrade forgets idle incidents from the sets
+    and owners, not from the index: the retention sweep drops such entries, a slice a
+    sweep, and keeps the live ones."""
+    monkeypatch.setattr(indexing, "SWEPT_PER_CALL", 3, raising=False)
+    store, kid = EventStore(fake, NAMES, settings), kids(settings)
+    store.enqueue([[item(-1, f"live{n}"), item(-2, f"gone{n}")] for n in range(4)])
+    for n in range(4):  # as v0.2.0's ENQUEUE forgets an idle one
+        fake.zrem(NAMES.incidents(kid[1]), f"gone{n}")
+        fake.hdel(NAMES.owners, f"gone{n}")
+    for _ in range(8):
+        retention.sweep(fake, NAMES, settings, now_ms())
+    assert sorted(fake.hkeys(NAMES.where)) == [f"live{n}" for n in range(4)]

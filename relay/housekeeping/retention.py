@@ -9,8 +9,10 @@
   TTLs: RQ sweeps them only when asked);
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
 
-It also sets the total of the queues' bytes to the keys' sum (``relay.indexing.recount``):
-a previous release's processes, during a rolling upgrade, change the keys' bytes alone.
+It also sets the total of the queues' bytes to the keys' sum (``relay.indexing.recount``)
+and drops index entries of incidents no set remembers (``relay.indexing.sweep``): a
+previous release's processes, during a rolling upgrade, change the keys' bytes alone and
+forget incidents without their index entries.
 
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
 incident memories (with the incident; at most ``HEARD_MAX``, relay.channels.outbox),
@@ -49,6 +51,10 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
     incidents = sum(scripts.forget_incidents(names, where, idle) for where in (
         *(key_id(key) for key in settings.routing_keys), HELD))
     indexing.recount(client, names)  # what corrects the total's drift, if any
+    unindexed = indexing.sweep(client, names)  # what a previous release forgot
+    if unindexed:
+        log.info("retention: %d index entries of incidents forgotten without it dropped",
+                 unindexed)
     for queue in queues:
         clean_registries(queue)
     history = History(client, names, settings)
