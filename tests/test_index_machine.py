@@ -77,14 +77,14 @@ class IndexMachine(RuleBasedStateMachine):
             batches.append(items)
         answers = self.store.enqueue(batches)
         at = 0
-        for items in batches:
+        for number, items in enumerate(batches):
             first = {}  # per incident, its first event's place in the call
             for n, (route, *_rest) in enumerate(items):
                 first.setdefault(route.incident, at + n)
             for incident, place in first.items():
                 want, got = expected[place], answers[place]
-                earlier = any(r.incident == incident for items_ in batches[:batches.index(
-                    items)] for r, *_ in items_)
+                earlier = any(r.incident == incident for items_ in batches[:number]
+                              for r, *_ in items_)
                 if want is not None and isinstance(got, int) and not earlier:
                     assert got == want, (incident, got, want)  # its follow-up follows it
             at += len(items)
