@@ -67,7 +67,7 @@ class DeadLetters:
         done = self.scripts.drop_dead(
             keys=[
                 self.names.dead, self.names.dead_index,
-                self.names.stats(kid), self.names.queue(kid),
+                self.names.stats(kid), self.names.queue(kid), self.names.queued_bytes,
             ],
             args=[letter["id"], raw],
         )

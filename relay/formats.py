@@ -22,6 +22,16 @@ neither keeps nor forgets. Upgrading from 1 forgets every owner: owners written 
 the rollback that the version 1 processes forgot or reopened meanwhile would refuse a
 follow-up with 403 (an incident without an owner is anyone's until its next trigger).
 
+Version 3 (issue 26) adds the index of remembered incidents (``Names.where``: which
+key's set remembers each) and the total of the queues' bytes (``Names.queued_bytes``),
+so that ENQUEUE's work grows with its events, not with the keys. Upgrading from 1 or 2
+builds both from the sets and the keys' counts, in slices (``relay.indexing``): every
+process of this release that starts meanwhile builds with the others, and none goes on
+before the last slice sets version 3. A rollback leaves them stale: the next upgrade
+builds them again. Version 2's processes still running during a rolling upgrade keep
+neither: ENQUEUE finds their owned incidents by looking on every key once, and the
+retention sweep (and each start) recounts the total.
+
 Short-lived records that expire on their own carry their own version instead, and are
 not counted here: an older release ignores them, and a record of a version this release
 does not read counts as absent. The dashboard's sessions (``relay.ui.sessions``,
@@ -37,6 +47,7 @@ from typing import Any
 
 import redis
 
+from relay import indexing
 from relay.errors import StoreFormatError
 from relay.names import Names
 from relay.settings import Settings
@@ -44,9 +55,9 @@ from relay.store import connect, unless_redis_down
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # what this release writes
+FORMAT = 3  # what this release writes
 READS = 1  # the oldest it reads, and upgrades from
-RELEASES = {1: "v0.1.0", 2: "v0.2.0"}  # the release that introduced each version
+RELEASES = {1: "v0.1.0", 2: "v0.2.0", 3: "v0.3.0"}  # the release that introduced each
 
 # Upgrade the stored version to this release's, atomically: never lowered, and each step's
 # migration with it. Its first write (UNLINK: freed in the background, however big)
@@ -55,7 +66,8 @@ RELEASES = {1: "v0.1.0", 2: "v0.2.0"}  # the release that introduced each versio
 # served (any release's process writes it at start: its absence means a fresh store)
 # ARGV[1] this release's version, ARGV[2] the oldest it reads
 # Returns {the version found (0: a fresh store), what was done: 'current', 'fresh',
-# 'upgraded', or 'newer' / 'older' (nothing done: the caller refuses to start)}.
+# 'building' (version 2 reached; the caller builds version 3's index: relay.indexing),
+# or 'newer' / 'older' (nothing done: the caller refuses to start)}.
 RAISE = """
 local wanted, oldest = tonumber(ARGV[1]), tonumber(ARGV[2])
 local found = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -63,23 +75,31 @@ if found == 0 and redis.call('EXISTS', KEYS[3]) == 1 then found = 1 end
 if found == wanted then return {found, 'current'} end
 if found > wanted then return {found, 'newer'} end
 if found ~= 0 and found < oldest then return {found, 'older'} end
-if found ~= 0 and found < 2 then
-  redis.call('UNLINK', KEYS[2])  -- 1 -> 2: owners a version 1 process may have left stale
+if found == 0 then
+  redis.call('SET', KEYS[1], wanted)
+  return {found, 'fresh'}
 end
-redis.call('SET', KEYS[1], wanted)
-return {found, found == 0 and 'fresh' or 'upgraded'}
+if found < 2 then
+  redis.call('UNLINK', KEYS[2])  -- 1 -> 2: owners a version 1 process may have left stale
+  redis.call('SET', KEYS[1], 2)
+end
+return {found, 'building'}  -- 2 -> 3: the index and the total, in slices
 """
 
 # Mark the store as an older version (a rollback), unless a newer release wrote it. Its
 # first write (HDEL) is one Redis never refuses, so it runs when Redis is full.
-# KEYS[1] the version, KEYS[2] the keys the relay served
+# KEYS[1] the version, KEYS[2] the keys the relay served, KEYS[3] the progress of a
+# build of version 3 (dropped: the next upgrade builds again from the start)
 # ARGV[1] the version to mark, ARGV[2] this release's
 # Returns the version found (0: none), and leaves a higher one than ARGV[2] as it was.
 LOWER = """
 redis.call('HDEL', KEYS[2], '#never')  -- a first write Redis never refuses (when full)
 local found = tonumber(redis.call('GET', KEYS[1]) or '0')
 if found == 0 and redis.call('EXISTS', KEYS[2]) == 1 then found = 1 end
-if found <= tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[1]) end
+if found <= tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[3])
+end
 return found
 """
 
@@ -131,8 +151,14 @@ def ensure(client: redis.Redis, names: Names, upgrade: bool = True) -> Found:
     version, outcome = int(version), str(outcome)
     if outcome in ("newer", "older"):
         raise refusal(version)
-    if outcome == "upgraded":
-        log.warning("stored formats upgraded from version %s to %s", named(version), FORMAT)
+    if outcome == "building":
+        log.warning("stored formats: upgrading from version %s to %s (indexing the "
+                    "remembered incidents, in slices)", named(version), FORMAT)
+        indexed = indexing.build(client, names, FORMAT)
+        log.warning("stored formats upgraded from version %s to %s (%d incident(s) indexed "
+                    "by this process)", named(version), FORMAT, indexed)
+        return Found(version, "upgraded")
+    indexing.recount(client, names)  # what a previous release's processes left uncounted
     return Found(version, outcome)
 
 
@@ -153,7 +179,8 @@ def rollback(client: redis.Redis, names: Names, version: int) -> int:
         raise StoreFormatError(f"cannot roll back to stored formats version {version}: "
                                f"this release hands back versions {READS} to {FORMAT - 1}")
     script: Any = client.register_script(LOWER)
-    found = int(script(keys=[names.format, names.known_keys], args=[version, FORMAT]))
+    found = int(script(keys=[names.format, names.known_keys, names.upgrading],
+                       args=[version, FORMAT]))
     if found > FORMAT:
         raise refusal(found)
     return found

@@ -99,13 +99,15 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
     if kid in {key_id(k) for k in settings.routing_keys}:
         raise ValueError(f"key id {kid} is still in {settings.keys_file}: remove it first")
     if client.hexists(names.known_keys, kid):  # its incidents' owners go with them
-        Scripts(client).forget_incidents(names, names.incidents(kid), "+inf")
+        Scripts(client).forget_incidents(names, kid, "+inf")
     with client.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(  # type: ignore[no-untyped-call]
-                    *names.waiting(kid), names.inflight(kid), names.known_keys)
+                    *names.waiting(kid), names.inflight(kid), names.known_keys,
+                    names.stats(kid))
                 label = pipe.hget(names.known_keys, kid)
+                queued = int(pipe.hget(names.stats(kid), "bytes") or 0)
                 if label is None:
                     raise ValueError(f"no removed key with id {kid} (see `pd-relay status`)")
                 raws = [raw for name in (names.inflight(kid), *names.waiting(kid))
@@ -123,7 +125,8 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
                 pipe.hincrby(names.stats(kid), "dead_letters", len(raws))
                 pipe.delete(*names.waiting(kid), names.inflight(kid), names.incidents(kid),
                             names.pending(kid))
-                pipe.hdel(names.stats(kid), "laned")
+                pipe.hdel(names.stats(kid), "laned", "bytes")  # none queued: the total
+                pipe.decrby(names.queued_bytes, queued)  # counts them no more
                 pipe.hdel(names.known_keys, kid)
                 pipe.execute()
                 log.warning("forgot removed key %s: %d event(s) moved to the dead letters",

@@ -9,6 +9,17 @@ from dataclasses import dataclass
 
 from relay.severity import LEVELS
 
+# What the index (``Names.where``) says of an incident remembered in the held set
+HELD = "-"
+
+# A key's Redis names, in Lua: ``per_key(prefix, kind, kid)`` is what ``Names.per_key``
+# returns for the same prefix. Scripts that read a key id from Redis (ENQUEUE: the key an
+# incident is remembered on) name that key's queue, stats and incidents with it; a test
+# holds the two to the same names (tests/test_enqueue_index.py).
+PER_KEY = """
+local function per_key(prefix, kind, kid) return prefix .. ':' .. kind .. ':' .. kid end
+"""
+
 # Events whose dedup_key starts with this get their outcome noted (``Names.outcome``) by
 # the worker that finishes them: test events, whose sender waits to hear what happened.
 NOTED_PREFIX = "pd-relay-send-test-"
@@ -18,10 +29,15 @@ NOTED_PREFIX = "pd-relay-send-test-"
 class Names:
     prefix: str = "pdr"
 
+    def per_key(self, kind: str, kid: str) -> str:
+        """A key's Redis name of a kind (queue, stats, incidents): ``<prefix>:<kind>:<kid>``,
+        as Lua's ``PER_KEY`` builds it."""
+        return f"{self.prefix}:{kind}:{kid}"
+
     def queue(self, kid: str) -> str:
         """List of accepted events as they arrived, oldest first: the key's worker sorts
         them into its ``lanes`` (storm mode) or, with storm mode off, takes them from here."""
-        return f"{self.prefix}:queue:{kid}"
+        return self.per_key("queue", kid)
 
     def lanes(self, kid: str) -> tuple[str, ...]:
         """Lists of sorted events waiting for delivery, one per severity, most urgent
@@ -47,7 +63,36 @@ class Names:
         """Sorted set of incidents (``router.incident_id`` of each dedup_key) routed to this
         key, scored by the time of their last event (ms, Redis clock); a resolve, or
         ``RELAY_INCIDENT_TTL_S`` without events, forgets one."""
-        return f"{self.prefix}:incidents:{kid}"
+        return self.per_key("incidents", kid)
+
+    def remembered(self, where: str) -> str:
+        """The sorted set an incident the index places at ``where`` (a key id, or
+        ``HELD``) is remembered in."""
+        return self.held if where == HELD else self.incidents(where)
+
+    @property
+    def where(self) -> str:
+        """Hash, the index of remembered incidents: incident -> the id of the key whose
+        ``incidents`` set remembers it, or ``HELD``; kept in step with those sets (and
+        forgotten with them), so that ENQUEUE finds an incident's key with one HGET."""
+        return f"{self.prefix}:where"
+
+    @property
+    def queued_bytes(self) -> str:
+        """String: the bytes every key's queues hold (the sum of the keys' stats
+        ``bytes``), changed with them by every script that changes one (the total cap)."""
+        return f"{self.prefix}:queued-bytes"
+
+    def slots(self, digest: str) -> str:
+        """Hash: key id -> its slot (place, from 1) in the keys file whose keys, in order,
+        have this digest (relay/store.py); written by each ingress node at its first store."""
+        return f"{self.prefix}:slots:{digest}"
+
+    @property
+    def upgrading(self) -> str:
+        """Hash: how far the upgrade to stored formats version 3 went (``relay.formats``):
+        the set whose incidents are being indexed and the rank reached."""
+        return f"{self.prefix}:format:upgrade"
 
     @property
     def format(self) -> str:
@@ -175,8 +220,9 @@ class Names:
         return f"{self.prefix}:throttle:{kid}"
 
     def stats(self, kid: str) -> str:
-        """Hash of counters and last error for this key."""
-        return f"{self.prefix}:stats:{kid}"
+        """Hash of counters and last error for this key; ``bytes``: what its queues hold
+        (summed in ``queued_bytes``)."""
+        return self.per_key("stats", kid)
 
     def recent(self, kid: str) -> str:
         """Sorted set of deliveries in the last 60 s, scored by time (ms, Redis clock)."""

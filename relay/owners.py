@@ -34,24 +34,38 @@ class Owned:
     owner: str = ""
 
 
-# Forget incidents of a remembered set (a key's, or the held ones) with their owners:
-# forget_idle(set, owners, before, most): at most ``most`` last seen before ``before``
-# (ms, or '+inf'); forget_oldest(set, owners, count): the ``count`` longest silent.
+# Forget incidents of a remembered set (a key's, or the held ones) with their owners and
+# their entries in the index (``Names.where``), each of which ``where`` names (a key id,
+# or '-' for the held set): forget_idle(set, where, owners, index, before, most): at most
+# ``most`` last seen before ``before`` (ms, or '+inf'); forget_oldest(set, where, owners,
+# index, count): the ``count`` longest silent. An incident the index places on another
+# set is only taken out of this one (a copy a previous release left: its owner stays).
 # Each returns how many went; each frees memory first (ZREM, ZPOPMIN), so a script may
 # call them first when Redis is full. Needs nothing else.
 FORGETTING = """
-local function forget_idle(set, owners, before, most)
+local function unindex(where, owners, index, members)
+  local gone = {}
+  for _, member in ipairs(members) do
+    local at = redis.call('HGET', index, member)
+    if not at or at == where then gone[#gone + 1] = member end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', owners, unpack(gone))
+    redis.call('HDEL', index, unpack(gone))
+  end
+end
+local function forget_idle(set, where, owners, index, before, most)
   local idle = redis.call('ZRANGEBYSCORE', set, '-inf', before, 'LIMIT', 0, most)
   if #idle == 0 then return 0 end
   redis.call('ZREM', set, unpack(idle))
-  redis.call('HDEL', owners, unpack(idle))
+  unindex(where, owners, index, idle)
   return #idle
 end
-local function forget_oldest(set, owners, count)
+local function forget_oldest(set, where, owners, index, count)
   if count <= 0 then return 0 end
   local popped, members = redis.call('ZPOPMIN', set, count), {}
   for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
-  if #members > 0 then redis.call('HDEL', owners, unpack(members)) end
+  if #members > 0 then unindex(where, owners, index, members) end
   return #members
 end
 """

@@ -93,7 +93,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         found = [(place, raw) for where, place, raw in doomed if where == name]
         for chunk in _calls(found):
             pairs: list[int | str] = [part for place, raw in chunk for part in (place, raw)]
-            removed += int(purge(keys=[name, names.stats(kid), names.pending(kid)],
+            removed += int(purge(keys=[name, names.stats(kid), names.pending(kid),
+                                       names.queued_bytes],
                                  args=[lost, int(lane), *pairs]))
     log.warning("purged %d queued event(s) of key %s matching %s, by %s@%s", removed, label,
                 printable(what, 500), getpass.getuser(), socket.gethostname())

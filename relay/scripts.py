@@ -6,262 +6,34 @@ from typing import Any
 
 import redis
 
-from relay.history.cap import KEEP_WITHIN
-from relay.names import Names
+from relay.enqueue import ENQUEUE
+from relay.names import PER_KEY, Names
 from relay.owners import FORGETTING
 
-# Store accepted events, each on its key's queue, counted, in one command; and keep each
-# incident on the key it was first routed to (its follow-ups go there whatever keys were
-# added or drained since). An incident is remembered on its key's sorted set, scored by
-# the time of its last event, until a resolve or ARGV[1] ms without events. Each incident
-# is looked up once per call and remembered with one ZADD per key (cheap for batches).
-# A trigger held back (dropped by a route, suppressed by maintenance: slot 0) is
-# remembered in the held set, so that its acknowledge and resolve are held with it; a
-# later trigger of that incident that is sent takes it out.
-# One call carries the events of several requests (relay/commit.py): each request is
-# stored whole or not at all. A request that would take a key's queue over its caps
-# (events: arrived plus the stats' `laned`, docs/DESIGN.md "Caps"; or bytes: queued plus in
-# flight, counted in the stats' `bytes`) or every
-# key's queues over the total cap stores nothing and changes nothing; its events answer
-# 'full:<slot>' or 'total:<slot>' naming the key it would have overfilled.
-# An event that channels hear of (a notice: relay/channels/outbox.py) is also appended to
-# the outbox as '<slot>\n<notice>\n<stored event>', while the outbox holds less than
-# its cap in bytes; past it the notice is skipped and counted (PagerDuty's events are
-# never refused for a channel's sake).
-# Each stored (or held) event's story begins here: its "accepted" step, with the slot it
-# went to, unless its story is ''; one history entry holds the steps of the whole call,
-# '<slot>US<story>' joined by RS (relay/history.py): one XADD, not one per event, kept
-# within the history's caps (entries, and bytes: relay/history/cap.py).
-# Memory is bounded (promise 8): a held trigger whose dedup_key the relay minted is not
-# remembered (no one can name it but its sender, and its follow-ups would be harmless);
-# each key's remembered incidents and the held ones are at most ARGV[9] per set, the
-# oldest forgotten first and counted in the shed hash ('incidents', 'held'); at most 100
-# incidents idle for ARGV[1] ms are forgotten per set and call.
-# An incident belongs to the sender whose trigger opened it (promise 7): the owners hash
-# keeps it while the incident is remembered (forgotten with it: resolve, idle, cap).
-# An event of an open incident from another sender refuses its whole request
-# ('owner:<its place in the request>:<the owner>'), unless the incident's owner is 'a' (anonymous:
-# anyone's) or unknown (remembered by an older release: the next trigger opens it), or
-# the sender's name starts with '*' (a source with `follow_up: any`).
-# KEYS[3i-2] queue, KEYS[3i-1] stats, KEYS[3i] remembered incidents of the i-th configured
-# key (every key of the keys file, in order); KEYS[#KEYS-6] the held incidents,
-# KEYS[#KEYS-5] the outbox, KEYS[#KEYS-4] the channels' stats hash {bytes, skipped},
-# KEYS[#KEYS-3] the history stream, KEYS[#KEYS-2] its ledger, KEYS[#KEYS-1] the shed
-# hash, KEYS[#KEYS] the incidents' owners hash
-# ARGV[1] ms an incident is remembered after its last event; ARGV[2] most events per
-# queue, ARGV[3] most bytes per queue, ARGV[4] most bytes in all queues; ARGV[5] how many
-# events each request has, space-separated, in order; ARGV[6] most bytes in the outbox;
-# ARGV[7] most entries the history keeps (approximately); ARGV[8] most bytes it keeps;
-# ARGV[9] most incidents remembered per key, and held; then 7 values per event:
-#   slot: the hashed key's place i (kept unless the incident is remembered on a key), or
-#         -i when the event named its key (kept, and the incident moves to it), or 0 when
-#         it is held back (unless the incident is remembered on a key);
-#   incident id ('' for change events);
-#   'fresh' (a trigger whose dedup_key the relay minted: no need to look it up), or the
-#   event_action;
-#   the stored event;
-#   its notice for the channels ('' when none hears of it);
-#   its story's first step ('' for none)
-# Returns each event's slot, in order (0: held back, not stored), or its request's refusal.
-# Its first write must be one Redis refuses when memory is full (HINCRBY): Redis checks
-# maxmemory only before a script's first write, and a first ZREM would let it overfill.
-ENQUEUE = KEEP_WITHIN + FORGETTING + """
-redis.call('HINCRBY', KEYS[2], 'stores', 1)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 7) / 3
-local held, outbox, told = KEYS[#KEYS - 6], KEYS[#KEYS - 5], KEYS[#KEYS - 4]
-local history, ledger, shed, owners = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
-local most_events, most_bytes, most_total = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function remembered(slot)  -- the set an incident on this slot is remembered in
-  if slot > 0 then return KEYS[3 * slot] end
-  return held
+# Change the total of every key's queued bytes (Names.queued_bytes) by `by`, as a key's
+# stats `bytes` changed: change_total(total, by). Never below 0 (a previous release's
+# process may have freed bytes it never counted in: the retention sweep's RECOUNT sets
+# it right).
+CHANGE_TOTAL = """
+local function change_total(total, by)
+  if by ~= 0 and redis.call('INCRBY', total, by) < 0 then redis.call('SET', total, 0) end
 end
-local function disown(incidents)  -- forget the owners of these incidents
-  for from = 1, #incidents, 1000 do
-    redis.call('HDEL', owners, unpack(incidents, from, math.min(from + 999, #incidents)))
-  end
+"""
+
+# Set the total of every key's queued bytes to the sum of the keys' stats `bytes` (the
+# keys the relay served, Names.known_keys), at once: what corrects drift (the retention
+# sweep, and the upgrade to version 3). Its first write (SET) adds no memory beyond one
+# string. O(keys): never on the hot path.
+# KEYS[1] the total, KEYS[2] the keys the relay served; ARGV[1] the names' prefix
+# Returns {the total before, the total now}.
+RECOUNT = PER_KEY + """
+local sum = 0
+for _, kid in ipairs(redis.call('HKEYS', KEYS[2])) do
+  sum = sum + tonumber(redis.call('HGET', per_key(ARGV[1], 'stats', kid), 'bytes') or '0')
 end
-for i = 0, n do  -- at most 100 idle incidents a set per call, with their owners
-  forget_idle(remembered(i), owners, now - tonumber(ARGV[1]), 100)
-end
--- what each queue holds (events counted once a request goes there; bytes), and in all
-local length, bytes, total = {}, {}, 0
-for i = 1, n do
-  bytes[i] = tonumber(redis.call('HGET', KEYS[3 * i - 1], 'bytes') or '0')
-  total = total + bytes[i]
-end
--- seen[incident]: the slot it is remembered on after this call (0: held), or false once
--- resolved; forgot[incident]: the slot whose set must drop it; drops: {set, incident};
--- owner[incident]: who opened it ('' none known); claimed[incident]: opened in this call
-local chosen, queued, grew, seen, forgot, drops, notices = {}, {}, {}, {}, {}, {}, {}
-local stories, owner, claimed = {}, {}, {}
-local at = 10
-for size in string.gmatch(ARGV[5], '%d+') do
-  -- one request, tried on its own copy of what the call decided so far
-  local rseen = setmetatable({}, {__index = seen})
-  local rowner = setmetatable({}, {__index = owner})
-  local rforgot, rqueued, radded, rchosen, rdrops, rnotices = {}, {}, {}, {}, {}, {}
-  local rstories, rclaimed, owned = {}, {}, nil
-  for position = 1, tonumber(size) do
-    local slot, incident, action = tonumber(ARGV[at]), ARGV[at + 1], ARGV[at + 2]
-    local sender, anyone = ARGV[at + 6], false
-    if string.sub(sender, 1, 1) == '*' then sender, anyone = string.sub(sender, 2), true end
-    local named = slot < 0  -- the event named its key: it goes there, and so does its incident
-    if named then slot = -slot end
-    if incident ~= '' then
-      local known = rseen[incident]  -- in this call: its slot, false once resolved, or nil
-      local where = known  -- where the incident is open (0: held), if it is
-      if known == nil and action ~= 'fresh' then
-        for i = 1, n do
-          if redis.call('ZSCORE', KEYS[3 * i], incident) then where = i; break end
-        end
-        if where == nil and redis.call('ZSCORE', held, incident) then where = 0 end
-        if where ~= nil then rowner[incident] = redis.call('HGET', owners, incident) or '' end
-      end
-      local by = where and rowner[incident]
-      if by and by ~= '' and by ~= 'a' and by ~= sender and not anyone then
-        owned = owned or ('owner:' .. position .. ':' .. by)  -- another sender's incident
-      end
-      if named then
-        for i = 0, n do
-          if i ~= slot then table.insert(rdrops, {remembered(i), incident}) end
-        end
-      elseif known then
-        slot = known
-      elseif where == 0 then
-        if action == 'trigger' and slot > 0 then
-          table.insert(rdrops, {held, incident})  -- held before, sent now
-        else
-          slot = 0
-        end
-      elseif where then
-        slot = where
-      end
-      if action == 'resolve' then
-        rseen[incident], rforgot[incident], rowner[incident] = false, slot, ''
-      elseif action == 'trigger' or action == 'fresh' then
-        if slot ~= 0 or action ~= 'fresh' then  -- a minted dedup_key held: not remembered
-          rseen[incident] = slot
-          if (rowner[incident] or '') == '' then
-            rowner[incident], rclaimed[incident] = sender, true
-          end
-        end
-      elseif where then  -- an acknowledge remembers only an open incident: one of an
-        rseen[incident] = slot  -- unknown would choose where its trigger goes, and whose
-      end
-    end
-    if slot > 0 then
-      rqueued[slot] = rqueued[slot] or {}
-      table.insert(rqueued[slot], ARGV[at + 3])
-      radded[slot] = (radded[slot] or 0) + #ARGV[at + 3]
-    end
-    rchosen[#rchosen + 1] = slot
-    if ARGV[at + 4] ~= '' then
-      rnotices[#rnotices + 1] = slot .. '\\n' .. ARGV[at + 4] .. '\\n' .. ARGV[at + 3]
-    end
-    if ARGV[at + 5] ~= '' then rstories[#rstories + 1] = slot .. '\\31' .. ARGV[at + 5] end
-    at = at + 7
-  end
-  local refused, added = owned, 0
-  for slot = 1, n do
-    if rqueued[slot] and not owned then
-      length[slot] = length[slot] or redis.call('LLEN', KEYS[3 * slot - 2])
-        + tonumber(redis.call('HGET', KEYS[3 * slot - 1], 'laned') or '0')
-      if length[slot] + #rqueued[slot] > most_events or bytes[slot] + radded[slot] > most_bytes then
-        refused = 'full:' .. slot
-        break
-      end
-      added = added + radded[slot]
-      refused = refused or (total + added > most_total and 'total:' .. slot) or nil
-    end
-  end
-  if refused then
-    for _ = 1, #rchosen do chosen[#chosen + 1] = refused end
-  else
-    for incident, slot in pairs(rseen) do seen[incident] = slot end
-    for incident, slot in pairs(rforgot) do forgot[incident] = slot end
-    for incident, by in pairs(rowner) do owner[incident] = by end
-    for incident in pairs(rclaimed) do claimed[incident] = true end
-    for _, drop in ipairs(rdrops) do drops[#drops + 1] = drop end
-    for slot, raws in pairs(rqueued) do
-      queued[slot] = queued[slot] or {}
-      for _, raw in ipairs(raws) do table.insert(queued[slot], raw) end
-      length[slot] = length[slot] + #raws
-      bytes[slot] = bytes[slot] + radded[slot]
-      grew[slot] = (grew[slot] or 0) + radded[slot]
-    end
-    total = total + added
-    for _, slot in ipairs(rchosen) do chosen[#chosen + 1] = slot end
-    for _, notice in ipairs(rnotices) do notices[#notices + 1] = notice end
-    for _, story in ipairs(rstories) do stories[#stories + 1] = story end
-  end
-end
-for _, drop in ipairs(drops) do redis.call('ZREM', drop[1], drop[2]) end
-local remember = {}
-for incident, slot in pairs(seen) do
-  if slot then
-    remember[slot] = remember[slot] or {}
-    table.insert(remember[slot], now)
-    table.insert(remember[slot], incident)
-  end
-end
-local gone, opened = {}, {}
-for incident, slot in pairs(forgot) do
-  if seen[incident] ~= slot then redis.call('ZREM', remembered(slot), incident) end
-  if seen[incident] == false then gone[#gone + 1] = incident end
-end
-disown(gone)
-for incident in pairs(claimed) do
-  if seen[incident] then
-    opened[#opened + 1] = incident
-    opened[#opened + 1] = owner[incident]
-  end
-end
-for from = 1, #opened, 1000 do
-  redis.call('HSET', owners, unpack(opened, from, math.min(from + 999, #opened)))
-end
-for slot, pairs_ in pairs(remember) do
-  local set, added = remembered(slot), 0
-  for from = 1, #pairs_, 1000 do
-    added = added + redis.call('ZADD', set, unpack(pairs_, from, math.min(from + 999, #pairs_)))
-  end
-  if added > 0 then  -- the set grew: past the cap, at most 1,000 forgotten a call
-    local over = redis.call('ZCARD', set) - tonumber(ARGV[9])
-    local gone = forget_oldest(set, owners, math.min(over, 1000))
-    if gone > 0 then redis.call('HINCRBY', shed, slot > 0 and 'incidents' or 'held', gone) end
-  end
-end
-for slot, raws in pairs(queued) do
-  for from = 1, #raws, 1000 do
-    redis.call('RPUSH', KEYS[3 * slot - 2], unpack(raws, from, math.min(from + 999, #raws)))
-  end
-  redis.call('HINCRBY', KEYS[3 * slot - 1], 'accepted', #raws)
-  redis.call('HINCRBY', KEYS[3 * slot - 1], 'bytes', grew[slot])
-end
-if #notices > 0 then
-  local room = tonumber(ARGV[6]) - tonumber(redis.call('HGET', told, 'bytes') or '0')
-  local kept, size, skipped = {}, 0, 0
-  for _, notice in ipairs(notices) do
-    if size + #notice <= room then
-      kept[#kept + 1] = notice
-      size = size + #notice
-    else
-      skipped = skipped + 1
-    end
-  end
-  for from = 1, #kept, 1000 do
-    redis.call('RPUSH', outbox, unpack(kept, from, math.min(from + 999, #kept)))
-  end
-  if size > 0 then redis.call('HINCRBY', told, 'bytes', size) end
-  if skipped > 0 then redis.call('HINCRBY', told, 'skipped', skipped) end
-end
-if #stories > 0 then
-  local v = table.concat(stories, '\\30')
-  local id = redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'v', v)
-  keep_within(history, ledger, id, #v, tonumber(ARGV[8]))
-end
-return chosen
+local before = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('SET', KEYS[1], sum)
+return {before, sum}
 """
 
 # The key's send limit now, shared by the rate scripts below (PagerDuty's dynamic
@@ -397,22 +169,25 @@ return 1
 # Finish the in-flight event: drop it, count it, and dead-letter it when rejected. Either
 # is PagerDuty's final answer, so the key is no longer blocked.
 # Its first write (LPOP) frees memory, so it runs when Redis is full, and so may the rest.
-# The key's queued bytes shrink by the event's (and are reset once nothing is queued).
+# The key's queued bytes shrink by the event's (and are reset once nothing is queued),
+# and the total of every key's (Names.queued_bytes) with them.
 # KEYS[1] lease, KEYS[2] inflight, KEYS[3] stats, KEYS[4] dead hash, KEYS[5] dead index,
 # KEYS[6] recent deliveries zset, KEYS[7] latency histogram hash, KEYS[8] arrival queue
-# (with the stats' `laned`: whether anything waits)
+# (with the stats' `laned`: whether anything waits), KEYS[9] the total of the queues' bytes
 # ARGV[1] worker id, ARGV[2] the raw event, ARGV[3] counter to bump,
 # ARGV[4] dead-letter id ('' when delivered), ARGV[5] dead-letter record,
 # ARGV[6] accepted at (ms), ARGV[7] histogram bounds in ms, ascending, space-separated
 # Returns 1 when done, 0 when the lease or the event was no longer ours.
-FINISH = """
+FINISH = CHANGE_TOTAL + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[2])
 local left = redis.call('HINCRBY', KEYS[3], 'bytes', -#ARGV[2])
 local empty = redis.call('LLEN', KEYS[8]) == 0 and redis.call('LLEN', KEYS[2]) == 0
   and tonumber(redis.call('HGET', KEYS[3], 'laned') or '0') == 0
-if left < 0 or (left > 0 and empty) then redis.call('HSET', KEYS[3], 'bytes', 0) end
+local reset = left < 0 or (left > 0 and empty)
+if reset then redis.call('HSET', KEYS[3], 'bytes', 0) end
+change_total(KEYS[9], -#ARGV[2] - (reset and left or 0))
 redis.call('HDEL', KEYS[3], 'blocked', 'blocked_at')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -438,10 +213,11 @@ return 1
 
 # Remove a dead letter, putting it back on its key's queue (behind what is queued now)
 # when a raw event is given, or dropping it for good when not.
-# KEYS[1] dead hash, KEYS[2] dead index, KEYS[3] stats, KEYS[4] queue
+# KEYS[1] dead hash, KEYS[2] dead index, KEYS[3] stats, KEYS[4] queue, KEYS[5] the total
+# of the queues' bytes
 # ARGV[1] dead-letter id, ARGV[2] the raw event to queue ('' = purge)
 # Returns 1 when removed, 0 when the dead letter was already gone.
-DROP_DEAD = """
+DROP_DEAD = CHANGE_TOTAL + """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'dead_letters', -1)
@@ -449,18 +225,20 @@ if ARGV[2] ~= '' then
   redis.call('RPUSH', KEYS[4], ARGV[2])
   redis.call('HINCRBY', KEYS[3], 'replayed', 1)
   redis.call('HINCRBY', KEYS[3], 'bytes', #ARGV[2])
+  change_total(KEYS[5], #ARGV[2])
 end
 return 1
 """
 
 
 # Forget up to ARGV[2] incidents of a remembered set (a key's, or the held ones) whose last
-# event is older than ARGV[1] ms ('+inf': every one), with their owners (ENQUEUE). ZREM
-# frees memory first, so it runs when Redis is full.
-# KEYS[1] the set, KEYS[2] the owners hash
+# event is older than ARGV[1] ms ('+inf': every one), with their owners and index
+# entries (ENQUEUE). ZREM frees memory first, so it runs when Redis is full.
+# KEYS[1] the set, KEYS[2] the owners hash, KEYS[3] the index
+# ARGV[3] what the index says of an incident in the set (its key's id, or HELD)
 # Returns how many were forgotten (fewer than ARGV[2]: none is left).
 FORGET = FORGETTING + """
-return forget_idle(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
+return forget_idle(KEYS[1], ARGV[3], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]))
 """
 
 # Delivery latency histogram bounds (seconds), shared by the worker and /metrics.
@@ -484,13 +262,15 @@ class Scripts:
         self.drop_dead: Any = client.register_script(DROP_DEAD)
         self.outbox_done: Any = client.register_script(OUTBOX_DONE)
         self.forget: Any = client.register_script(FORGET)
+        self.recount: Any = client.register_script(RECOUNT)
 
-    def forget_incidents(self, names: Names, remembered: str, before: float | str) -> int:
-        """Forget the incidents of a remembered set last seen before ``before`` (ms, or
-        '+inf' for all), with their owners, in slices; return how many went."""
-        gone = 0
+    def forget_incidents(self, names: Names, where: str, before: float | str) -> int:
+        """Forget the incidents remembered at ``where`` (a key id, or ``HELD``) last seen
+        before ``before`` (ms, or '+inf' for all), with their owners and index entries, in
+        slices; return how many went."""
+        gone, keys = 0, [names.remembered(where), names.owners, names.where]
         while True:
-            count = int(self.forget(keys=[remembered, names.owners], args=[before, 1000]))
+            count = int(self.forget(keys=keys, args=[before, 1000, where]))
             gone += count
             if count < 1000:
                 return gone

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from relay.names import Names
+from relay.names import HELD, Names
 from relay.owners import FORGETTING
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,15 @@ OTHERS_AT_ONCE = 1_000  # held incidents, and channel notices, shed at most per 
 # Shed what matters less than a page. Its first write (XTRIM) frees memory, so Redis
 # runs it when full, and then the rest (docs/DESIGN.md, "A full Redis").
 # KEYS[1] history stream, KEYS[2] held incidents, KEYS[3] outbox, KEYS[4] the channels'
-# stats hash {bytes, skipped}, KEYS[5] the shed hash, KEYS[6] the incidents' owners
+# stats hash {bytes, skipped}, KEYS[5] the shed hash, KEYS[6] the incidents' owners,
+# KEYS[7] their index
 # ARGV[1] most history entries to drop, ARGV[2] most held incidents and notices to drop
 # Returns {history entries, held incidents, notices} dropped.
 SHED = FORGETTING + """
 local length = redis.call('XLEN', KEYS[1])
 local keep = math.max(length - tonumber(ARGV[1]), math.floor(length / 2))
 local history = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', keep)
-local held = forget_oldest(KEYS[2], KEYS[6], tonumber(ARGV[2]))
+local held = forget_oldest(KEYS[2], '""" + HELD + """', KEYS[6], KEYS[7], tonumber(ARGV[2]))
 local notices = redis.call('LPOP', KEYS[3], tonumber(ARGV[2])) or {}
 local size = 0
 for _, notice in ipairs(notices) do size = size + #notice end
@@ -59,7 +60,7 @@ class Shed:
     def __init__(self, client: redis.Redis, names: Names) -> None:
         self.script: Any = client.register_script(SHED)
         self.keys = [names.history, names.held, names.outbox, names.channel_stats, names.shed,
-                     names.owners]
+                     names.owners, names.where]
 
     def make_room(self) -> bool:
         """Shed once; whether anything went (if not, the page must wait: a 503)."""

@@ -57,6 +57,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
     configured = {kid for kid, _, _ in entries}
     entries += [(kid, label, "removed") for kid, label in known.items() if kid not in configured]
     now = int(time.time() * 1000)
+    idle = now - int(settings.incident_ttl_s * 1000)  # incidents silent since: not open
     rate_limit = Scripts(client).rate_limit
     with client.pipeline(transaction=False) as pipe:
         for kid, _, _ in entries:
@@ -67,7 +68,7 @@ def read_status(client: redis.Redis, names: Names, settings: Settings) -> list[d
             pipe.hgetall(names.stats(kid))
             pipe.zcount(names.workers(kid), now, "+inf")  # heartbeats not yet lapsed
             pipe.zcount(names.recent(kid), now - 60_000, "+inf")
-            pipe.zcard(names.incidents(kid))
+            pipe.zcount(names.incidents(kid), idle, "+inf")  # (idle ones: swept later)
             rate_limit(keys=[names.window(kid), names.throttle(kid)],
                        args=[settings.rate_per_min, settings.rate_window_ms], client=pipe)
         replies = pipe.execute()

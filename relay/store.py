@@ -15,12 +15,13 @@ reaches it). Nothing reads a gap as an event.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -35,6 +36,7 @@ from relay.settings import Settings
 from relay.shed import Shed
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # What the worker may add to a merged trigger it sends (``custom_details.pd_relay``, and
 # the object holding it when the event had none: worker.lanes.outgoing), at most; the
@@ -145,28 +147,33 @@ class EventStore:
     The hot path talks to one connection of the client's pool directly: redis-py's
     command machinery (pool checkout, retry wrapper, event hooks) cost 115 us of CPU per
     call where the connection's own send and read cost 67 us (docs/BENCHMARKS.md). The
-    command's constant part (EVALSHA, the script, every key's three Redis names) is
-    encoded once, in Redis's wire format (RESP): redis-py's packer spent 100 us a call
-    encoding those twelve names again and again.
+    command's constant part (EVALSHA, the script, its Redis names) is encoded once, in
+    Redis's wire format (RESP): redis-py's packer spent 100 us a call encoding the names
+    again and again. The names do not grow with the keys (issue 26): ENQUEUE names a
+    key's queue, stats and incidents from its id.
     """
 
     def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client
         self.script = Scripts(client).enqueue
         self.connection: Any = None
-        self.keys = [
-            name for key in settings.routing_keys
-            for name in (names.queue(key_id(key)), names.stats(key_id(key)),
-                         names.incidents(key_id(key)))
-        ] + [names.held, names.outbox, names.channel_stats, names.history,
-             names.history_ledger, names.shed, names.owners]
+        self.slots_written = False
+        self.kids = [key_id(key) for key in settings.routing_keys]
+        # the slots of this keys file (ENQUEUE looks up an incident's key there), named
+        # by the file's keys, in order: another file's nodes have their own
+        self.slots = {kid: n for n, kid in enumerate(self.kids, start=1)}
+        self.slots_name = names.slots(hashlib.sha256(" ".join(self.kids).encode()).hexdigest()[:16])
+        self.keys = [names.held, names.outbox, names.channel_stats, names.history,
+                     names.history_ledger, names.shed, names.owners, names.where,
+                     names.queued_bytes, names.known_keys, self.slots_name]
         # ENQUEUE's first arguments: how long incidents are remembered, then the caps
         self.settled = [int(settings.incident_ttl_s * 1000), settings.queue_max_events,
                         int(settings.queue_max_mb * 2**20), int(settings.queues_max_mb * 2**20)]
         # ARGV[6] to ARGV[9], after the requests' sizes
         self.caps = [_bulk(value) for value in (
             int(settings.outbox_max_mb * 2**20), settings.history_max_entries,
-            settings.history_max_bytes, settings.incidents_max)]
+            settings.history_max_bytes, settings.incidents_max, names.prefix, names.wake)]
+        self.place = [b""] + [_bulk(kid) for kid in self.kids]  # each slot's key id
         self.shed = Shed(client, names)
         self.prefix = b"".join(
             _bulk(part) for part in ("EVALSHA", self.script.sha, len(self.keys), *self.keys))
@@ -191,7 +198,8 @@ class EventStore:
         for batch in batches:
             for route, raw, notice, story, sender in batch:
                 parts += [_bulk(route.slot), _bulk(route.incident), _bulk(route.action),
-                          _bulk(raw), _bulk(notice), _bulk(story), _bulk(sender)]
+                          _bulk(raw), _bulk(notice), _bulk(story), _bulk(sender),
+                          self.place[abs(route.slot)] if route.slot else b"$0\r\n\r\n"]
         header = b"*%d\r\n" % (3 + len(self.keys) + len(parts))
         packed = b"".join([header, self.prefix, *parts])
         try:
@@ -203,11 +211,29 @@ class EventStore:
         return [_slot(answer) for answer in reply]
 
     def _store(self, packed: bytes) -> Any:
+        if not self.slots_written:
+            self._write_slots()
         try:
             return self._command(packed)
         except redis.exceptions.NoScriptError:  # Redis restarted: its script cache is empty
             self._command("SCRIPT", "LOAD", self.script.script)
+            self._write_slots()  # (and its data may be gone)
             return self._command(packed)
+
+    def _write_slots(self) -> None:
+        """The slots hash of this keys file (idempotent: one HSET). Redis full: tried
+        again at the next store (until then, an incident found on a key no event of the
+        call named reads as unknown)."""
+        try:
+            if self.slots:
+                self.client.hset(self.slots_name, mapping=cast(Any, self.slots))
+        except redis.exceptions.ResponseError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("Redis is full: this node's slots (%s) not written yet",
+                        self.slots_name)
+            return
+        self.slots_written = True
 
     def _command(self, *command: Any) -> Any:
         """One command on the held connection, given as its words or already packed

@@ -101,6 +101,7 @@ class Bench:
         self.stacks: list[Stack] = []
         self.log_level = "INFO"  # the default: one "accepted" line per event
         self.threads = 8  # waitress threads per node (RELAY_THREADS), the same for both
+        self.before = ""  # a release to measure beside this one (enqueue-keys)
 
     def stack(self, **env: Any) -> Stack:
         stack = Stack(self.workdir / f"stack{len(self.stacks)}", **env)
@@ -372,6 +373,29 @@ class Bench:
         stack.close()
 
 
+    # -- 12: ENQUEUE's Redis time by the number of keys (issue 26) -----------------------
+    def enqueue_keys(self) -> None:
+        """scripts/bench_keys.py: with ``--before REF``, that release in the same run."""
+        import bench_keys  # (scripts/ is the script's directory: first on sys.path)
+
+        stack = self.stack(keys=1)
+        trees: dict[str, Path | None] = {}
+        if self.before:
+            trees[self.before] = self.take_out(self.before)
+        trees["this release"] = None
+        for row in bench_keys.run(stack.env, trees, self.full):
+            self.record(*row)
+        stack.close()
+
+    def take_out(self, ref: str) -> Path:
+        """The source of ``ref`` taken out of this clone's git into the bench's directory."""
+        into = self.workdir / f"tree-{len(list(self.workdir.glob('tree-*')))}"
+        into.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
+                                 check=True, timeout=60).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=60)
+        return into
+
     # -- 11: what a refusal costs (issue 23) -------------------------------------------
     def refusals(self) -> None:
         """CPU per 401 for a 512 KB body (no credentials; an unknown API key) against a
@@ -576,7 +600,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                  "cost", "instructions", "storm", "held", "refusals",
-                                 "keys-delivery"])
+                                 "keys-delivery", "enqueue-keys"])
+    parser.add_argument("--before", default="", metavar="REF",
+                        help="enqueue-keys: measure this git ref's release in the same run")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -587,6 +613,7 @@ def main() -> int:
         bench = Bench(args.full, Path(tmp))
         bench.log_level = args.log_level
         bench.threads = args.threads
+        bench.before = args.before
         try:
             for name in args.only or ["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                       "cost", "held", "refusals"]:

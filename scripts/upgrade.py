@@ -2,7 +2,7 @@
 (the last tag, ``PREVIOUS``) runs under load with a backlog in storm mode's lanes; its
 processes are replaced one at a time by this release's (each key's workers standby
 first, then the ingress nodes behind nginx), and then back again, as a rollback
-(README, "Upgrading": ``pd-relay format --rollback-to 1`` first); the count is the other
+(README, "Upgrading": ``pd-relay format --rollback-to 2`` first); the count is the other
 drills': lost, order violations, misrouted.
 
 The previous release runs from its source, taken out of git into the drill's directory,
@@ -25,13 +25,15 @@ from relay.names import Names
 from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import Process, wait_until
 
-PREVIOUS = ("v0.1.0", "d28dc03")  # the last release's tag, or its commit
+PREVIOUS = ("v0.2.0", "5a09afa33130")  # the last release's tag, or its commit
+PREVIOUS_FORMAT = 2  # the stored formats' version it writes (the rollback's mark)
 REPO = Path(__file__).resolve().parent.parent
 ACTIONS = ("trigger", "acknowledge", "resolve")  # the drill's load, per incident
 STEP_S = 1.0  # under load between two replacements
-# Imports worker.lanes as the release in a tree runs it; AGED_SHARE came after v0.1.0
-PROBE = ("import relay, worker.lanes; print(relay.__file__); "
-         "print(hasattr(worker.lanes, 'AGED_SHARE'))")
+# Imports relay as the release in a tree runs it; the incidents' index (Names.where)
+# came after v0.2.0
+PROBE = ("import relay, relay.names; print(relay.__file__); "
+         "print(hasattr(relay.names.Names, 'where'))")
 
 
 def previous_release(into: Path) -> tuple[str, Path]:
@@ -52,8 +54,8 @@ def previous_release(into: Path) -> tuple[str, Path]:
 
 
 def probe(stack: Stack, tree: Path | None) -> tuple[str, bool]:
-    """Where ``relay`` comes from, and whether its lanes have AGED_SHARE, as a process of
-    the release in ``tree`` (None: this one) imports them."""
+    """Where ``relay`` comes from, and whether it names the incidents' index, as a process
+    of the release in ``tree`` (None: this one) imports it."""
     _, env = stack.release(tree)
     answer = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
                             text=True, timeout=30, cwd=stack.workdir)
@@ -145,12 +147,15 @@ def run(workdir: Path, seconds: float, rate: float, load_of: Callable[[str], Any
         if str(upgraded) != str(formats.FORMAT):
             raise RuntimeError(f"the store's format version is {upgraded!r} after the upgrade")
         time.sleep(seconds / 5)
-        marked = stack.cli("format", "--rollback-to", "1", "--yes")  # README's rollback
+        marked = stack.cli("format", "--rollback-to", str(PREVIOUS_FORMAT),  # README's
+                           "--yes")  # rollback
         if marked.returncode != 0:
-            raise RuntimeError(f"pd-relay format --rollback-to 1: {marked.stderr}")
+            raise RuntimeError(f"pd-relay format --rollback-to {PREVIOUS_FORMAT}: "
+                               f"{marked.stderr}")
         rolling.replace(tree)  # and back
-        if str(stack.redis.client().get(Names().format)) != "1":
-            raise RuntimeError("the store's format version is not 1 after the rollback")
+        if str(stack.redis.client().get(Names().format)) != str(PREVIOUS_FORMAT):
+            raise RuntimeError(f"the store's format version is not {PREVIOUS_FORMAT} after "
+                               "the rollback")
         stack.sim_config(fail_rate=0.0)
         time.sleep(seconds / 5)
         load.stopped.set()

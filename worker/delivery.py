@@ -87,7 +87,7 @@ class Worker:
         self.pruning: tuple[int, int, int] | None = None  # a pass: cursor, since, forgotten
         self.finish_keys = [
             names.lease(kid), self.inflight, self.stats, names.dead, names.dead_index,
-            names.recent(kid), names.latency(kid), self.queue,
+            names.recent(kid), names.latency(kid), self.queue, names.queued_bytes,
         ]
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = Lease(

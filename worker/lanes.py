@@ -25,6 +25,7 @@ import redis
 from relay.history import iso
 from relay.history.cap import KEEP_WITHIN
 from relay.names import Names
+from relay.scripts import CHANGE_TOTAL
 from relay.settings import Settings
 from relay.store import Record
 
@@ -91,7 +92,8 @@ end
 # Sort arrived events into the lanes, then move the most urgent lane's head in flight.
 # Its first write frees memory (LPOP), so it runs when Redis is full (scripts.py).
 # KEYS[1] arrival list, KEYS[2] in-flight list, KEYS[3..6] lanes critical..info,
-# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger
+# KEYS[7] pending hash, KEYS[8] stats hash, KEYS[9] history stream, KEYS[10] its ledger,
+# KEYS[11] the total of every key's queued bytes (a merge changes the key's)
 # ARGV[1] storm mode: off, backlog or always; ARGV[2] backlog mode merges once the oldest
 # waiting event is this old (ms); ARGV[3] most events to sort (and ARGV[10]: stop once
 # this many bytes of events were decoded); ARGV[4] 1 to take one, 0
@@ -105,7 +107,7 @@ end
 # counted in the pending hash ('#a', '#0'..'#3': PURGE's places).
 # A pending entry is '<lane> <count> <newest's place> <t|o> <severity> <last ms>' ('-'
 # for none), the place counted from the lane's start, '#<lane>' entries it has lost.
-TAKE = KEEP_WITHIN + """
+TAKE = KEEP_WITHIN + CHANGE_TOTAL + """
 local arrival, inflight, pending, stats = KEYS[1], KEYS[2], KEYS[7], KEYS[8]
 local mode, most = ARGV[1], tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -150,6 +152,7 @@ local function coalesce(e, raw, level, dedup_key, id)  -- true when raw replaced
     redis.call('LSET', lane(e.lane), at, merged)
   end
   redis.call('HINCRBY', stats, 'bytes', #merged - #old - #raw)
+  change_total(KEYS[11], #merged - #old - #raw)
   redis.call('HINCRBY', stats, 'coalesced', 1)
   story(oid, dedup_key, id)
   return true
@@ -285,7 +288,7 @@ class Lanes:
         self.client = client
         self.keys = [names.queue(kid), names.inflight(kid), *names.lanes(kid),
                      names.pending(kid), names.stats(kid), names.history,
-                     names.history_ledger]
+                     names.history_ledger, names.queued_bytes]
         self.settings = settings
         self.label = label
 

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from relay.names import Names
+from relay.scripts import CHANGE_TOTAL
 from worker.lanes import INCIDENTS
 
 LOST = ("#0", "#1", "#2", "#3", "#a")  # per list of Names.waiting: entries lost at its head
@@ -49,7 +50,8 @@ return {place, redis.call('LRANGE', KEYS[1], at, at + tonumber(ARGV[3]) - 1)}
 # A place counts the entries the list has lost at its head ('#a' the arrival list's,
 # '#0'..'#3' the lanes', in the pending hash) plus the index: it stays put while the
 # worker takes.
-# KEYS[1] the list, KEYS[2] the key's stats, KEYS[3] its pending hash
+# KEYS[1] the list, KEYS[2] the key's stats, KEYS[3] its pending hash, KEYS[4] the total
+# of every key's queued bytes (changed with the key's: relay/scripts.py CHANGE_TOTAL)
 # ARGV[1] the list's field of entries lost ('#a', '#0'..'#3'); ARGV[2] 1 for a lane;
 # ARGV[3..] at most PURGED_PER_CALL pairs: place, raw event
 # When a lane's purged event was its incident's newest waiting one, its note names the
@@ -62,7 +64,7 @@ local stats, pending = KEYS[2], KEYS[3]
 redis.call('HDEL', stats, 'laned:never')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-""" + INCIDENTS + """
+""" + INCIDENTS + CHANGE_TOTAL + """
 local lost = tonumber(redis.call('HGET', pending, ARGV[1]) or '0')
 local looked = 0  -- bytes read back for `newest` this call
 local function newest(raw, place, at)  -- raw, purged, was its incident's newest waiting
@@ -109,7 +111,9 @@ if head > 0 then redis.call('HINCRBY', pending, ARGV[1], head) end
 local counted = ARGV[2] == '1' and -removed or ends - removed  -- (arrival gaps: -1 each)
 if counted ~= 0 then redis.call('HINCRBY', stats, 'laned', counted) end
 if removed == 0 then return 0 end
-if redis.call('HINCRBY', stats, 'bytes', -freed) < 0 then redis.call('HSET', stats, 'bytes', 0) end
+local left = redis.call('HINCRBY', stats, 'bytes', -freed)
+if left < 0 then redis.call('HSET', stats, 'bytes', 0) end
+change_total(KEYS[4], -freed - math.min(left, 0))
 redis.call('HINCRBY', stats, 'purged', removed)
 return removed
 """

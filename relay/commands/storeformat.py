@@ -24,7 +24,8 @@ def add_parser(sub: Any) -> None:
         "format", help="show the version of what Redis stores; --rollback-to marks it for "
         "a rollback to an older release")
     parser.add_argument("--rollback-to", type=int, metavar="VERSION",
-                        help="mark the store as VERSION (1: v0.1.0) just before rolling back to it")
+                        help="mark the store as VERSION (1: v0.1.0, 2: v0.2.0) just before "
+                        "rolling back to it")
     parser.add_argument("--yes", action="store_true", help="do it (else: say what it does)")
 
 

@@ -3,10 +3,16 @@
 - dead letters older than ``RELAY_DEAD_LETTER_DAYS`` (purged by the dead-letter store,
   so the key's counts stay right);
 - incidents remembered on a key, and held incidents, silent for ``RELAY_INCIDENT_TTL_S``,
-  with their owners (ENQUEUE trims 100 a call, and only on keys it writes to);
+  with their owners and index entries, in slices of 1,000 (ENQUEUE forgets only an idle
+  incident it looks up: issue 26);
 - RQ's registries of the channel queues (finished, failed and abandoned jobs past their
   TTLs: RQ sweeps them only when asked);
 - story steps older than ``RELAY_HISTORY_DAYS`` (the stream is also capped by count).
+
+It also sets the total of the queues' bytes to the keys' sum (``relay.indexing.recount``)
+and drops index entries of incidents no set remembers (``relay.indexing.sweep``): a
+previous release's processes, during a rolling upgrade, change the keys' bytes alone and
+forget incidents without their index entries.
 
 Everything else per event expires by itself: probe outcomes (an hour), the channels'
 incident memories (with the incident; at most ``HEARD_MAX``, relay.channels.outbox),
@@ -22,10 +28,11 @@ import redis
 from rq import Queue
 from rq.registry import clean_registries
 
+from relay import indexing
 from relay.deadletters import DeadLetters
 from relay.history import History
 from relay.keys import key_id
-from relay.names import Names
+from relay.names import HELD, Names
 from relay.scripts import Scripts
 from relay.settings import Settings
 
@@ -41,8 +48,13 @@ def sweep(client: redis.Redis, names: Names, settings: Settings, now_ms: int,
                   for dead_id in client.zrangebyscore(names.dead_index, "-inf", cutoff))
     idle = now_ms - int(settings.incident_ttl_s * 1000)
     scripts = Scripts(client)
-    incidents = sum(scripts.forget_incidents(names, remembered, idle) for remembered in (
-        *(names.incidents(key_id(key)) for key in settings.routing_keys), names.held))
+    incidents = sum(scripts.forget_incidents(names, where, idle) for where in (
+        *(key_id(key) for key in settings.routing_keys), HELD))
+    indexing.recount(client, names)  # what corrects the total's drift, if any
+    unindexed = indexing.sweep(client, names)  # what a previous release forgot
+    if unindexed:
+        log.info("retention: %d index entries of incidents forgotten without it dropped",
+                 unindexed)
     for queue in queues:
         clean_registries(queue)
     history = History(client, names, settings)

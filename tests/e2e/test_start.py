@@ -255,10 +255,10 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
             seen = environ(before[name])
             assert {k: seen.get(k) for k in expected} == expected, name
         # Redis has a maxmemory: twice the queues' cap (40), the outbox's (8), the history's
-        # (16), 3 x 20,000 incidents of 320 B (19), and 64 MB
+        # (16), 3 x 20,000 incidents of 420 B (25), and 64 MB
         stack_redis = redis.Redis(unix_socket_path=str(sockets[0]), password=password,
                                   decode_responses=True)
-        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(187 * 2**20)
+        assert stack_redis.config_get("maxmemory")["maxmemory"] == str(193 * 2**20)
 
         url = f"http://127.0.0.1:{port}/v2/enqueue"
         for n in range(10):
