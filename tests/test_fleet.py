@@ -337,3 +337,34 @@ def test_a_routing_key_given_to_keys_is_refused_and_never_echoed(keys_file, caps
     unknown = make_key()  # not in the file, but a key all the same: masked
     assert chosen_keys(Settings.from_env(), args_of("--keys", unknown)) is None
     assert unknown not in capsys.readouterr().err
+
+
+def test_keys_removed_while_redis_is_unreachable_leave_the_process_running(
+        settings, fake, caplog) -> None:
+    """A SIGHUP that gives up a key while Redis is unreachable (a restart, a blip) must
+    not stop the process serving every other key: the removed key's lease lapses by
+    itself within the TTL. (Every worker process gets the SIGHUP at once.)"""
+    import redis
+
+    keys = list(settings.routing_keys)
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=keys)
+    fleet.tick()
+    release = fleet.keeper.release
+    reloads: list[int] = []
+
+    def unreachable(kids: Any) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    def reload() -> None:
+        reloads.append(1)
+        if len(reloads) == 1:
+            fleet.keeper.release = unreachable  # type: ignore[method-assign]
+            fleet.set_keys(keys[1:])
+        else:
+            fleet.keeper.release = release  # type: ignore[method-assign]
+            fleet.stop()
+
+    fleet.run(reload)  # returns once stopped; it raised out of the loop before
+    assert len(reloads) == 2  # the loop went on after the failed give-up
+    assert set(fleet.served) == {key_id(k) for k in keys[1:]}
+    assert "could not give up the leases of 1 removed key(s)" in caplog.text

@@ -99,7 +99,11 @@ class Fleet:
         for kid in gone:
             self._stop_loop(self.served.pop(kid))
         if gone:
-            self.keeper.release(gone)
+            try:
+                self.keeper.release(gone)
+            except redis.RedisError as exc:  # each lease lapses within its TTL anyway
+                log.warning("could not give up the leases of %d removed key(s): %s",
+                            len(gone), exc)
             log.info("stopped serving %d key(s)", len(gone))
         added = [key for kid, key in wanted.items() if kid not in self.served]
         for key in added:
