@@ -291,12 +291,12 @@ def test_the_shared_session_reads_proxies_and_ca_bundle_once_not_per_send(
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
     settings = replace(settings, pd_url="https://events.pagerduty.com")
-    session = shared_pagerduty(settings, 10).session
+    session = shared_pagerduty(settings).session
     assert session.trust_env is False
     assert session.proxies.get("https") == "http://127.0.0.1:9"
     assert session.verify == "/tmp/bundle.pem"
     monkeypatch.setenv("NO_PROXY", "events.pagerduty.com")
-    assert "https" not in shared_pagerduty(settings, 10).session.proxies
+    assert "https" not in shared_pagerduty(settings).session.proxies
 
 
 def test_the_listener_wakes_a_key_named_on_the_wake_channel(settings, fake) -> None:
@@ -368,3 +368,62 @@ def test_keys_removed_while_redis_is_unreachable_leave_the_process_running(
     assert len(reloads) == 2  # the loop went on after the failed give-up
     assert set(fleet.served) == {key_id(k) for k in keys[1:]}
     assert "could not give up the leases of 1 removed key(s)" in caplog.text
+
+
+def test_keys_added_by_sighup_reuse_the_shared_sessions_connections(settings, fake,
+                                                                    caplog) -> None:
+    """The HTTP session every key shares keeps a connection per key sending at once, also
+    for keys added at run time: a process started with one key and given 30 more by
+    SIGHUP opens no new connection per send when they all send together (it kept 10
+    and opened, then dropped, the others on every send, a warning each time)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    senders = 30
+    barrier = threading.Barrier(senders, timeout=10)
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            connections.append(1)
+            super().setup()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            barrier.wait()  # every sender's request is under way at once
+            body = b'{"status":"success"}'
+            self.send_response(202)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = replace(settings, pd_url=f"http://127.0.0.1:{server.server_port}",
+                           connect_timeout_s=5, read_timeout_s=15, lease_ttl_s=30)
+        fleet = Fleet(settings, settings.routing_keys[:1], fake, worker_id="p1")
+        fleet.set_keys([make_key() for _ in range(senders)])  # SIGHUP: keys added
+
+        def round_of_sends() -> None:
+            threads = [threading.Thread(target=fleet.pagerduty.send, args=("alert", b"{}"))
+                       for _ in range(senders)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+
+        round_of_sends()
+        assert len(connections) == senders
+        round_of_sends()
+        assert len(connections) == senders  # every connection reused
+        assert "Connection pool is full" not in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()

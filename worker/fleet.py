@@ -75,7 +75,7 @@ class Fleet:
         self.client = client
         self.names = Names(settings.prefix)
         self.scripts = Scripts(client)
-        self.pagerduty = pagerduty or shared_pagerduty(settings, len(keys))
+        self.pagerduty = pagerduty or shared_pagerduty(settings)
         self.worker_id = worker_id or \
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.prefer = prefer
