@@ -427,3 +427,32 @@ def test_keys_added_by_sighup_reuse_the_shared_sessions_connections(settings, fa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_key_loop_that_fails_stops_the_process_with_a_failure_status(
+        keys_file, fake, monkeypatch, caplog) -> None:
+    """A defect in one key's loop stops the process (its supervisor restarts it): it must
+    say it failed, by its exit status, so that any supervisor restarting on failure does
+    (it returned 0, as for a stop asked by SIGTERM)."""
+    import signal
+
+    from worker import command
+
+    _, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    monkeypatch.setattr(command, "connect", lambda settings: fake)
+
+    def broken(self: Any) -> bool:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr("worker.delivery.Worker.step", broken)
+    queue(fake, listed[0], trigger(dedup_key="x"))  # the tick wakes its key
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT,
+                                                  signal.SIGHUP)}
+    try:
+        status = command.command(Settings.from_env(), args_of("--keys", "all"))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert "the delivery loop failed" in caplog.text
+    assert status != 0

@@ -73,7 +73,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
     fleet.run(reload)
-    return 0
+    return 1 if fleet.failed else 0  # a failed key loop: any supervisor restarts it
 
 
 def reread(fleet: Fleet, args: argparse.Namespace) -> bool:

@@ -85,6 +85,7 @@ class Fleet:
         self.keeper = Keeper(client, self.names, self.worker_id, settings.lease_ttl_s, wall)
         self.served: dict[str, Served] = {}
         self.stopping = threading.Event()
+        self.failed = False  # a key's loop failed (a defect): the process exits non-zero
         self.threads = False  # run() starts a thread per key; tests call serve() instead
         self.set_keys(keys, settings)
 
@@ -197,6 +198,7 @@ class Fleet:
             pass
         except Exception:  # a defect: say so, and the process stops (supervisord restarts it)
             log.exception("key %s: the delivery loop failed", served.worker.label)
+            self.failed = True
             self.stopping.set()
 
     def _start_loop(self, served: Served) -> None:
