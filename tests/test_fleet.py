@@ -456,3 +456,42 @@ def test_a_key_loop_that_fails_stops_the_process_with_a_failure_status(
             signal.signal(signum, handler)
     assert "the delivery loop failed" in caplog.text
     assert status != 0
+
+
+def test_a_key_added_by_sighup_is_scrubbed_from_the_logs_as_the_keys_at_start(
+        keys_file, fake, monkeypatch) -> None:
+    """The logs mask every routing key in full (promise 6: a reply quoting the request
+    body, a message naming one). A worker process reads keys added to the keys file on
+    SIGHUP without restarting: its scrubber must know them too (it knew only the keys of
+    its start, and wrote an added key in full)."""
+    import logging
+
+    from relay.keys import mask
+    from relay.logs import configure
+    from worker import command
+
+    path, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    settings = Settings.from_env()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("worker", "INFO", "text", settings.routing_keys)  # as at start
+        handler = root.handlers[0]
+        fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=listed)
+        added = make_key()
+        path.write_text(path.read_text() + f"{added} delta\n")
+        assert command.reread(fleet, args_of("--keys", "all"))
+        assert key_id(added) in fleet.served
+        for key in (listed[0], added):
+            record = logging.LogRecord("worker.delivery", logging.ERROR, __file__, 1,
+                                       "key blocked: PagerDuty answered 403: %s",
+                                       (f'{{"routing_key":"{key}"}}',), None)
+            handler.filter(record)
+            assert key not in record.getMessage() and mask(key) in record.getMessage()
+    finally:
+        for extra in root.handlers:
+            if extra not in handlers:
+                extra.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
