@@ -380,7 +380,7 @@ def test_keys_added_by_sighup_reuse_the_shared_sessions_connections(settings, fa
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     senders = 30
-    barrier = threading.Barrier(senders, timeout=10)
+    barrier = threading.Barrier(senders, timeout=20)
     connections: list[int] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -402,12 +402,15 @@ def test_keys_added_by_sighup_reuse_the_shared_sessions_connections(settings, fa
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # every sender's connect at once (the default backlog: 5)
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         settings = replace(settings, pd_url=f"http://127.0.0.1:{server.server_port}",
-                           connect_timeout_s=5, read_timeout_s=15, lease_ttl_s=30)
+                           connect_timeout_s=5, read_timeout_s=25, lease_ttl_s=40)
         fleet = Fleet(settings, settings.routing_keys[:1], fake, worker_id="p1")
         fleet.set_keys([make_key() for _ in range(senders)])  # SIGHUP: keys added
 
