@@ -74,9 +74,17 @@ class KeyScrubber(logging.Filter):
 
     def __init__(self, keys: Sequence[str], escape: bool = True) -> None:
         super().__init__()
-        self.keys = frozenset(keys)
-        self.other = tuple(k for k in keys if not KEY_RUN.fullmatch(k) or len(k) != 32)
+        self.keys: frozenset[str] = frozenset()
+        self.other: tuple[str, ...] = ()
+        self.know(keys)
         self.escape = escape
+
+    def know(self, keys: Sequence[str]) -> None:
+        """Scrub these keys too (a worker process reads the keys file again on SIGHUP);
+        the keys known before stay known."""
+        self.other = tuple(dict.fromkeys(self.other + tuple(
+            k for k in keys if not KEY_RUN.fullmatch(k) or len(k) != 32)))
+        self.keys = self.keys | frozenset(keys)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -168,6 +176,14 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         while not self.stopped.wait(seconds):
             if self.pending:
                 self.flush()
+
+
+def scrub_also(keys: Sequence[str]) -> None:
+    """Have the logs configured by ``configure`` scrub these keys as well."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, KeyScrubber):
+                found.know(keys)
 
 
 def configure(component: str, level: str, fmt: str, keys: Sequence[str] = ()) -> None:

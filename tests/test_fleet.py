@@ -291,12 +291,12 @@ def test_the_shared_session_reads_proxies_and_ca_bundle_once_not_per_send(
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/tmp/bundle.pem")
     settings = replace(settings, pd_url="https://events.pagerduty.com")
-    session = shared_pagerduty(settings, 10).session
+    session = shared_pagerduty(settings).session
     assert session.trust_env is False
     assert session.proxies.get("https") == "http://127.0.0.1:9"
     assert session.verify == "/tmp/bundle.pem"
     monkeypatch.setenv("NO_PROXY", "events.pagerduty.com")
-    assert "https" not in shared_pagerduty(settings, 10).session.proxies
+    assert "https" not in shared_pagerduty(settings).session.proxies
 
 
 def test_the_listener_wakes_a_key_named_on_the_wake_channel(settings, fake) -> None:
@@ -337,3 +337,164 @@ def test_a_routing_key_given_to_keys_is_refused_and_never_echoed(keys_file, caps
     unknown = make_key()  # not in the file, but a key all the same: masked
     assert chosen_keys(Settings.from_env(), args_of("--keys", unknown)) is None
     assert unknown not in capsys.readouterr().err
+
+
+def test_keys_removed_while_redis_is_unreachable_leave_the_process_running(
+        settings, fake, caplog) -> None:
+    """A SIGHUP that gives up a key while Redis is unreachable (a restart, a blip) must
+    not stop the process serving every other key: the removed key's lease lapses by
+    itself within the TTL. (Every worker process gets the SIGHUP at once.)"""
+    import redis
+
+    keys = list(settings.routing_keys)
+    fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=keys)
+    fleet.tick()
+    release = fleet.keeper.release
+    reloads: list[int] = []
+
+    def unreachable(kids: Any) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    def reload() -> None:
+        reloads.append(1)
+        if len(reloads) == 1:
+            fleet.keeper.release = unreachable  # type: ignore[method-assign]
+            fleet.set_keys(keys[1:])
+        else:
+            fleet.keeper.release = release  # type: ignore[method-assign]
+            fleet.stop()
+
+    fleet.run(reload)  # returns once stopped; it raised out of the loop before
+    assert len(reloads) == 2  # the loop went on after the failed give-up
+    assert set(fleet.served) == {key_id(k) for k in keys[1:]}
+    assert "could not give up the leases of 1 removed key(s)" in caplog.text
+
+
+def test_keys_added_by_sighup_reuse_the_shared_sessions_connections(settings, fake,
+                                                                    caplog) -> None:
+    """The HTTP session every key shares keeps a connection per key sending at once, also
+    for keys added at run time: a process started with one key and given 30 more by
+    SIGHUP opens no new connection per send when they all send together (it kept 10
+    and opened, then dropped, the others on every send, a warning each time)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    senders = 30
+    barrier = threading.Barrier(senders, timeout=20)
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            connections.append(1)
+            super().setup()
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            barrier.wait()  # every sender's request is under way at once
+            body = b'{"status":"success"}'
+            self.send_response(202)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # every sender's connect at once (the default backlog: 5)
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = replace(settings, pd_url=f"http://127.0.0.1:{server.server_port}",
+                           connect_timeout_s=5, read_timeout_s=25, lease_ttl_s=40)
+        fleet = Fleet(settings, settings.routing_keys[:1], fake, worker_id="p1")
+        fleet.set_keys([make_key() for _ in range(senders)])  # SIGHUP: keys added
+
+        def round_of_sends() -> None:
+            threads = [threading.Thread(target=fleet.pagerduty.send, args=("alert", b"{}"))
+                       for _ in range(senders)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+
+        round_of_sends()
+        assert len(connections) == senders
+        round_of_sends()
+        assert len(connections) == senders  # every connection reused
+        assert "Connection pool is full" not in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_key_loop_that_fails_stops_the_process_with_a_failure_status(
+        keys_file, fake, monkeypatch, caplog) -> None:
+    """A defect in one key's loop stops the process (its supervisor restarts it): it must
+    say it failed, by its exit status, so that any supervisor restarting on failure does
+    (it returned 0, as for a stop asked by SIGTERM)."""
+    import signal
+
+    from worker import command
+
+    _, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    monkeypatch.setattr(command, "connect", lambda settings: fake)
+
+    def broken(self: Any) -> bool:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr("worker.delivery.Worker.step", broken)
+    queue(fake, listed[0], trigger(dedup_key="x"))  # the tick wakes its key
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT,
+                                                  signal.SIGHUP)}
+    try:
+        status = command.command(Settings.from_env(), args_of("--keys", "all"))
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert "the delivery loop failed" in caplog.text
+    assert status != 0
+
+
+def test_a_key_added_by_sighup_is_scrubbed_from_the_logs_as_the_keys_at_start(
+        keys_file, fake, monkeypatch) -> None:
+    """The logs mask every routing key in full (promise 6: a reply quoting the request
+    body, a message naming one). A worker process reads keys added to the keys file on
+    SIGHUP without restarting: its scrubber must know them too (it knew only the keys of
+    its start, and wrote an added key in full)."""
+    import logging
+
+    from relay.keys import mask
+    from relay.logs import configure
+    from worker import command
+
+    path, listed = keys_file
+    monkeypatch.setattr("relay.startup.connect", lambda settings: fake)
+    settings = Settings.from_env()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("worker", "INFO", "text", settings.routing_keys)  # as at start
+        handler = root.handlers[0]
+        fleet = make_fleet(settings, fake, ScriptedPagerDuty(), keys=listed)
+        added = make_key()
+        path.write_text(path.read_text() + f"{added} delta\n")
+        assert command.reread(fleet, args_of("--keys", "all"))
+        assert key_id(added) in fleet.served
+        for key in (listed[0], added):
+            record = logging.LogRecord("worker.delivery", logging.ERROR, __file__, 1,
+                                       "key blocked: PagerDuty answered 403: %s",
+                                       (f'{{"routing_key":"{key}"}}',), None)
+            handler.filter(record)
+            assert key not in record.getMessage() and mask(key) in record.getMessage()
+    finally:
+        for extra in root.handlers:
+            if extra not in handlers:
+                extra.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)

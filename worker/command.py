@@ -19,6 +19,7 @@ from typing import Any
 
 from relay.errors import ConfigError
 from relay.keys import KEY_RE, key_id, mask
+from relay.logs import scrub_also
 from relay.settings import Settings
 from relay.startup import removed_keys_left_something, warn_of_redis_link
 from relay.store import connect
@@ -73,7 +74,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hup)
     fleet.run(reload)
-    return 0
+    return 1 if fleet.failed else 0  # a failed key loop: any supervisor restarts it
 
 
 def reread(fleet: Fleet, args: argparse.Namespace) -> bool:
@@ -96,6 +97,7 @@ def reread(fleet: Fleet, args: argparse.Namespace) -> bool:
     if changed:
         log.warning("SIGHUP: changed settings (%s) apply once the worker restarts; only "
                     "the keys are read again", ", ".join(changed))
+    scrub_also(fresh.routing_keys)  # the logs mask the added keys too (promise 6)
     fleet.set_keys(keys, fresh)
     log.info("SIGHUP: the keys file read again: serving %d key(s)", len(fleet.served))
     return True

@@ -75,7 +75,7 @@ class Fleet:
         self.client = client
         self.names = Names(settings.prefix)
         self.scripts = Scripts(client)
-        self.pagerduty = pagerduty or shared_pagerduty(settings, len(keys))
+        self.pagerduty = pagerduty or shared_pagerduty(settings)
         self.worker_id = worker_id or \
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.prefer = prefer
@@ -85,6 +85,7 @@ class Fleet:
         self.keeper = Keeper(client, self.names, self.worker_id, settings.lease_ttl_s, wall)
         self.served: dict[str, Served] = {}
         self.stopping = threading.Event()
+        self.failed = False  # a key's loop failed (a defect): the process exits non-zero
         self.threads = False  # run() starts a thread per key; tests call serve() instead
         self.set_keys(keys, settings)
 
@@ -99,7 +100,11 @@ class Fleet:
         for kid in gone:
             self._stop_loop(self.served.pop(kid))
         if gone:
-            self.keeper.release(gone)
+            try:
+                self.keeper.release(gone)
+            except redis.RedisError as exc:  # each lease lapses within its TTL anyway
+                log.warning("could not give up the leases of %d removed key(s): %s",
+                            len(gone), exc)
             log.info("stopped serving %d key(s)", len(gone))
         added = [key for kid, key in wanted.items() if kid not in self.served]
         for key in added:
@@ -193,6 +198,7 @@ class Fleet:
             pass
         except Exception:  # a defect: say so, and the process stops (supervisord restarts it)
             log.exception("key %s: the delivery loop failed", served.worker.label)
+            self.failed = True
             self.stopping.set()
 
     def _start_loop(self, served: Served) -> None:

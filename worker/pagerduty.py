@@ -85,9 +85,12 @@ class PagerDuty:
         raise KeyBlocked(f"HTTP {status}", status, reply, hint)
 
 
-def shared_pagerduty(settings: Settings, keys: int) -> PagerDuty:
-    """One HTTP session for every key's sends, its pool as big as the keys (up to
-    ``MAX_POOL``) so concurrent sends reuse connections (urllib3's pool is thread-safe).
+def shared_pagerduty(settings: Settings) -> PagerDuty:
+    """One HTTP session for every key's sends, its pool of ``MAX_POOL`` connections so
+    concurrent sends reuse connections (urllib3's pool is thread-safe), also those of
+    keys added by SIGHUP: a pool keeps only the connections once open at the same time,
+    so a large one costs nothing while few keys send (sized to the keys at start, keys
+    added later opened and dropped a connection a send, and logged a warning each).
     The environment's proxies and CA bundle are read once, here: requests would read
     them on every send (14% of a send's CPU, measured)."""
     session = requests.Session()
@@ -96,8 +99,7 @@ def shared_pagerduty(settings: Settings, keys: int) -> PagerDuty:
     session.proxies.update(found["proxies"])
     session.verify = found["verify"]
     session.trust_env = False
-    size = max(10, min(keys, MAX_POOL))
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=size)
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=MAX_POOL)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return PagerDuty(settings.pd_url, session=session,
