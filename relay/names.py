@@ -232,6 +232,12 @@ class Names:
         """Hash: delivery latency histogram (accepted to delivered), ms bucket -> count."""
         return f"{self.prefix}:latency:{kid}"
 
+    def worker_share(self, worker_id: str) -> str:
+        """String with a TTL: the share of the keys a worker process takes first
+        (``pd-relay worker --prefer I/N``), so that a process holding a key of another's
+        share gives it back once that one is alive (``worker.keeper``)."""
+        return f"{self.prefix}:worker-share:{worker_id}"
+
     def workers(self, kid: str) -> str:
         """Sorted set of worker ids serving this key, scored by when their last heartbeat
         lapses (ms: its time plus the worker's lease TTL)."""

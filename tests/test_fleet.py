@@ -14,8 +14,9 @@ from relay.names import Names
 from relay.settings import Settings
 from tests.conftest import make_key, trigger
 from tests.test_worker import ScriptedPagerDuty, queue, stats
-from worker.fleet import Fleet, in_share
+from worker.fleet import Fleet
 from worker.keeper import SLICE
+from worker.served import in_share
 from worker.wake import listen
 
 NAMES = Names()
@@ -32,8 +33,9 @@ class Clock:
 def make_fleet(settings: Settings, fake: fakeredis.FakeRedis, pd: Any,
                keys: Any = None, worker_id: str = "p1", clock: Clock | None = None,
                prefer: tuple[int, int] | None = None) -> Fleet:
+    clock = clock or Clock()
     return Fleet(settings, settings.routing_keys if keys is None else keys, fake,
-                 pagerduty=pd, clock=clock or Clock(), sleep=lambda s: None,
+                 pagerduty=pd, clock=clock, wall=clock, sleep=lambda s: None,
                  worker_id=worker_id, prefer=prefer)
 
 
@@ -152,8 +154,9 @@ def test_a_standby_takes_a_key_of_the_others_share_only_after_it_stayed_free(
     clock.now += second.grace_s / 2
     second.tick()
     assert {k for k in keys if holder(fake, k) == "p2"} == set(keys) - ones
-    for key in ones:  # the first process dies: its leases lapse
+    for key in ones:  # the first process dies: its leases lapse, a TTL after its last tick
         fake.delete(NAMES.lease(key_id(key)))
+    clock.now += settings.lease_ttl_s
     second.tick()
     assert not any(holder(fake, k) == "p2" for k in ones)  # free for a moment only
     clock.now += second.grace_s
@@ -498,3 +501,39 @@ def test_a_key_added_by_sighup_is_scrubbed_from_the_logs_as_the_keys_at_start(
                 extra.close()
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+def test_a_process_hands_the_keys_of_anothers_share_back_once_it_is_alive_again(
+        settings, fake) -> None:
+    """After a restart the keys go back to the process whose share they are (a rolling
+    restart would otherwise leave every key on one process, and the load with it): an
+    idle key of another's share is given back once that process ticks again; a key whose
+    loop is delivering is kept until it is done."""
+    keys = [make_key() for _ in range(6)]
+    while len({in_share(key_id(k), (1, 2)) for k in keys}) < 2:  # both shares (random keys)
+        keys.append(make_key())
+    twos = {k for k in keys if in_share(key_id(k), (2, 2))}
+    clock = Clock()
+    first = make_fleet(settings, fake, ScriptedPagerDuty(), keys, "p1", clock, (1, 2))
+    first.tick()
+    clock.now += first.grace_s
+    first.tick()  # the second process is not running: the first took every key
+    assert all(holder(fake, k) == "p1" for k in keys)
+    busy = next(iter(twos))
+    first.served[key_id(busy)].lock.acquire()  # its loop is delivering
+    second = make_fleet(settings, fake, ScriptedPagerDuty(), keys, "p2", clock, (2, 2))
+    second.tick()  # back: alive on every key, its share held by the first still
+    assert not any(holder(fake, k) == "p2" for k in keys)
+    first.tick()  # sees it: gives its share's idle keys back
+    assert {k for k in keys if holder(fake, k) is None} == twos - {busy}
+    second.tick()
+    assert {k for k in keys if holder(fake, k) == "p2"} == twos - {busy}
+    first.served[key_id(busy)].lock.release()
+    first.tick()
+    second.tick()
+    assert {k for k in keys if holder(fake, k) == "p2"} == twos
+    assert {k for k in keys if holder(fake, k) == "p1"} == set(keys) - twos
+    clock.now += 10 * first.grace_s
+    first.tick()
+    second.tick()  # and it stays so
+    assert {k for k in keys if holder(fake, k) == "p2"} == twos

@@ -23,7 +23,8 @@ from relay.logs import scrub_also
 from relay.settings import Settings
 from relay.startup import removed_keys_left_something, warn_of_redis_link
 from relay.store import connect
-from worker.fleet import Fleet, in_share
+from worker.fleet import Fleet
+from worker.served import in_share
 
 log = logging.getLogger(__name__)
 KEY_FIELDS = {"routing_keys", "draining_keys", "key_names"}

@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -33,9 +32,10 @@ from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import Scripts
 from relay.settings import Settings
-from worker.delivery import REDIS_RETRY_S, LeaseLost, Shutdown, Worker
+from worker.delivery import Worker
 from worker.keeper import OURS, Keeper
 from worker.pagerduty import shared_pagerduty
+from worker.served import Served, in_share
 from worker.wake import listen
 
 log = logging.getLogger(__name__)
@@ -44,23 +44,6 @@ log = logging.getLogger(__name__)
 # of 1,000 keys costs ~6 ms of the process's CPU (packing the commands) and ~3.4 ms of
 # Redis's: every 2 s, 0.3% of a core idle.
 CHECK_S = 2.0
-
-
-def in_share(kid: str, share: tuple[int, int] | None) -> bool:
-    """Whether the key with id ``kid`` is in share ``i`` of ``n`` (1-based), by its id:
-    the same on every process and run, whatever the keys file's order."""
-    if share is None:
-        return True
-    i, n = share
-    return int(kid, 16) % n == i - 1
-
-
-@dataclass
-class Served:
-    worker: Worker
-    wake: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-    free_since: float | None = None  # when this process first saw the lease free
 
 
 class Fleet:
@@ -128,12 +111,12 @@ class Fleet:
         take = [self._wants(self.served[kid], kid, now) for kid in kids]
         started = self.clock()
         try:
-            found = self.keeper.keep(kids, take)
+            found = self.keeper.keep(kids, take, self.prefer)
         except redis.RedisError:
             for served in self.served.values():  # cut off: no lease is ours for sure
                 served.worker.lease.settle(False, started, quiet=True)
             raise
-        taken, lost = [], []
+        taken, lost, idle = [], [], []
         for kid, seen in zip(kids, found, strict=True):
             if (maybe := self.served.get(kid)) is None:
                 continue
@@ -147,11 +130,38 @@ class Fleet:
                 lost.append(worker.label)
             if seen.state == OURS and (seen.waiting or _prune_due(worker)):
                 served.wake.set()
+            if seen.state == OURS and not seen.waiting and not in_share(kid, self.prefer):
+                idle.append(kid)
         if taken:
             log.info("took the lease of %d key(s): %s", len(taken), _some(taken))
         if lost:
             log.warning("lost the lease of %d key(s) (another process holds it now): %s",
                         len(lost), _some(lost))
+        if idle and self.prefer is not None:
+            self._give_back(idle)
+
+    def _give_back(self, kids: list[str]) -> None:
+        """Give the idle keys of another's share back to a process whose share they are and
+        that ticked in the last tick and a half: after a restart every key would otherwise
+        stay where it went, and the load with it. A key whose loop is delivering (its lock
+        held) is kept; a process that stopped ticking (killed, frozen) gets nothing back."""
+        given = []
+        recent = self.keeper.shares_alive(kids, within_s=1.5 * self.tick_s)
+        for kid, shares in zip(kids, recent, strict=True):
+            served = self.served.get(kid)
+            if served is None or not any(in_share(kid, share) for share in shares):
+                continue
+            if not served.lock.acquire(blocking=False):
+                continue
+            try:
+                served.worker.lease.settle(False, self.clock(), quiet=True)
+                self.keeper.give_back(kid)
+                given.append(served.worker.label)
+            finally:
+                served.lock.release()
+        if given:
+            log.info("gave %d key(s) back to the process whose share they are: %s",
+                     len(given), _some(given))
 
     def _wants(self, served: Served, kid: str, now: float) -> bool:
         """Whether to take this key's lease if free: a key of our share at once, another
@@ -169,48 +179,21 @@ class Fleet:
         for served in list(self.served.values()):
             served.wake.set()
 
-    # ---- a key's loop --------------------------------------------------------------
+    # ---- a key's loop (worker.served) ----------------------------------------------
 
     def serve(self, kid: str) -> None:
-        self._serve(self.served[kid])
-
-    def _serve(self, served: Served) -> None:
-        """Deliver the key's events while its lease is ours and something waits (or a
-        prune pass is under way); then return, and the loop parks."""
-        worker = served.worker
-        while not worker.stop.is_set() and worker.lease.remaining() > 0:
-            try:
-                worker._prune()
-                if not worker.step() and worker.pruning is None:
-                    return
-            except (redis.RedisError, LeaseLost) as exc:
-                log.warning("key %s: %s; trying again", worker.label,
-                            exc or type(exc).__name__)
-                worker.sleep(REDIS_RETRY_S)
-
-    def _loop(self, served: Served) -> None:
-        try:
-            while not served.worker.stop.is_set():
-                served.wake.wait()
-                served.wake.clear()
-                self._serve(served)
-        except Shutdown:
-            pass
-        except Exception:  # a defect: say so, and the process stops (supervisord restarts it)
-            log.exception("key %s: the delivery loop failed", served.worker.label)
-            self.failed = True
-            self.stopping.set()
+        self.served[kid].serve()
 
     def _start_loop(self, served: Served) -> None:
-        served.thread = threading.Thread(target=self._loop, args=(served,), daemon=True,
-                                         name=f"key-{served.worker.kid}")
-        served.thread.start()
+        served.start(self._failed)
 
     def _stop_loop(self, served: Served) -> None:
-        served.worker.stop.set()
-        served.wake.set()
-        if served.thread is not None:
-            served.thread.join(timeout=served.worker.send_budget_s + 1)
+        served.stop()
+
+    def _failed(self) -> None:
+        """A key's loop failed (a defect, logged): the process stops, with status 1."""
+        self.failed = True
+        self.stopping.set()
 
     # ---- the process ---------------------------------------------------------------
 

@@ -65,6 +65,15 @@ return out
 ANOTHERS, FREE, OURS = 0, 1, 2
 
 
+def _share(said: object) -> tuple[int, int] | None:
+    """A share as a process said it ("I/N"), or None."""
+    try:
+        i, n = (int(part) for part in str(said).split("/"))
+    except ValueError:
+        return None
+    return (i, n) if 1 <= i <= n else None
+
+
 @dataclass(frozen=True)
 class Found:
     """What a tick found of one key's lease."""
@@ -89,20 +98,46 @@ class Keeper:
         return [names.lease(kid), names.workers(kid), names.queue(kid), names.inflight(kid),
                 names.stats(kid)]
 
-    def keep(self, kids: Sequence[str], take: Sequence[bool]) -> list[Found]:
-        """One tick over ``kids``: what each lease is now (see KEEP), in one round trip."""
+    def keep(self, kids: Sequence[str], take: Sequence[bool],
+             share: tuple[int, int] | None = None) -> list[Found]:
+        """One tick over ``kids``: what each lease is now (see KEEP), in one round trip;
+        and this process's ``share`` said for as long as it is recorded alive."""
         now = int(self.wall() * 1000)
         head = [self.worker_id, now + self.ttl_ms, now - STALE_WORKER_MS, self.ttl_ms]
         with self.client.pipeline(transaction=False) as pipe:
+            if share is not None:
+                pipe.set(self.names.worker_share(self.worker_id), f"{share[0]}/{share[1]}",
+                         px=self.ttl_ms)
             for start in range(0, len(kids), SLICE):
                 part = kids[start:start + SLICE]
                 self.script(keys=[n for kid in part for n in self.keys_of(kid)],
                             args=[*head, "".join("1" if t else "0"
                                                  for t in take[start:start + SLICE])],
                             client=pipe)
-            replies = pipe.execute()
+            replies = pipe.execute()[1 if share is not None else 0:]
         return [Found(int(code) // 2, bool(int(code) % 2)) for reply in replies
                 for code in reply]
+
+    def shares_alive(self, kids: Sequence[str], within_s: float) -> list[list[tuple[int, int]]]:
+        """For each key, the shares said by the other processes that recorded themselves
+        alive on it in the last ``within_s`` (a process killed or frozen stops ticking:
+        its keys are not given back to it); two round trips: who, then what they said."""
+        since = int(self.wall() * 1000) + self.ttl_ms - int(within_s * 1000)
+        with self.client.pipeline(transaction=False) as pipe:
+            for kid in kids:
+                pipe.zrangebyscore(self.names.workers(kid), since, "+inf")
+            alive = [[str(w) for w in found if str(w) != self.worker_id]
+                     for found in pipe.execute()]
+        others = sorted({w for found in alive for w in found})
+        said = dict(zip(others, self.client.mget([self.names.worker_share(w)
+                                                  for w in others]) if others else [],
+                        strict=True))
+        return [[share for w in found if (share := _share(said[w])) is not None]
+                for found in alive]
+
+    def give_back(self, kid: str) -> None:
+        """Drop this key's lease (where ours), staying recorded alive on it: a standby."""
+        self.scripts.lease_renew(keys=[self.names.lease(kid)], args=[self.worker_id, 0])
 
     def release(self, kids: Sequence[str]) -> None:
         """Give up these keys' leases (where ours) and leave their workers sets."""
