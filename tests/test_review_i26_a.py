@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
+from relay.keys import mask
+from relay.logs import configure
 from relay.names import HELD, Names
 from relay.store import EventStore, now_ms
+from tests.conftest import make_key
 from tests.test_enqueue_index import item, kids, queued
 
 NAMES = Names()
@@ -38,3 +45,26 @@ def test_a_held_incident_a_previous_release_sent_is_found_on_its_key(settings, f
     assert store.enqueue([[item(0, "sent", "resolve", sender="s:one")]]) == [2]
     assert not fake.hexists(NAMES.where, "sent") and not fake.hexists(NAMES.owners, "sent")
     assert fake.zscore(NAMES.incidents(kid[1]), "sent") is None
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_traceback_logged_shows_no_routing_key_in_full(capsys, fmt) -> None:
+    # a delivery loop's defect (worker/fleet.py: log.exception) or the ingress's
+    # unexpected error (relay/app.py) logs the exception's text, which only the message
+    # was scrubbed of (failed before: the key was in the line's traceback)
+    key = make_key()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure("worker", "INFO", fmt, [key])
+        try:
+            raise ValueError(f"invalid literal for int() with base 10: {key!r}")
+        except ValueError:
+            logging.getLogger("relay.test").exception("key %s: the loop failed", key)
+        logging.getLogger().handlers[0].flush()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "ValueError: invalid literal" in err and "Traceback" in err
+    assert key not in err and mask(key) in err
