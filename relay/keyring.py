@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from relay import indexing
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.scripts import Scripts
@@ -129,6 +130,9 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
                 pipe.decrby(names.queued_bytes, queued)  # counts them no more
                 pipe.hdel(names.known_keys, kid)
                 pipe.execute()
+                # and to the keys' sum: bytes a previous release queued uncounted would
+                # have taken it below 0 (room past the total cap until the next sweep)
+                indexing.recount(client, names)
                 log.warning("forgot removed key %s: %d event(s) moved to the dead letters",
                             label, len(raws))
                 return len(raws)

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from relay import keyring
 from relay.keys import mask
 from relay.logs import configure
 from relay.names import HELD, Names
@@ -68,3 +69,18 @@ def test_a_traceback_logged_shows_no_routing_key_in_full(capsys, fmt) -> None:
     err = capsys.readouterr().err
     assert "ValueError: invalid literal" in err and "Traceback" in err
     assert key not in err and mask(key) in err
+
+
+def test_forget_key_leaves_the_total_at_the_keys_sum(settings, fake) -> None:
+    # a v0.2.0 node (a rolling upgrade) queues bytes on a key without counting them in
+    # the total; forget-key then took the key's bytes off the total (DECRBY), which went
+    # below 0 and let the queues hold that much more than RELAY_QUEUES_MAX_MB until the
+    # next sweep (failed before: -500)
+    kid = kids(settings)
+    fake.hset(NAMES.known_keys, mapping={k: "label" for k in [*kid, "0123456789abcdef"]})
+    fake.hset(NAMES.stats("0123456789abcdef"), "bytes", 500)  # its queue, by v0.2.0
+    fake.rpush(NAMES.queue("0123456789abcdef"), "x" * 500)
+    fake.hset(NAMES.stats(kid[0]), "bytes", 200)
+    fake.set(NAMES.queued_bytes, 0)
+    keyring.forget(fake, NAMES, settings, "0123456789abcdef")
+    assert int(fake.get(NAMES.queued_bytes)) == 200
