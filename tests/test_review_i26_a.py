@@ -84,3 +84,24 @@ def test_forget_key_leaves_the_total_at_the_keys_sum(settings, fake) -> None:
     fake.set(NAMES.queued_bytes, 0)
     keyring.forget(fake, NAMES, settings, "0123456789abcdef")
     assert int(fake.get(NAMES.queued_bytes)) == 200
+
+
+def test_a_key_deleted_once_status_shows_it_empty_stops_no_process(settings, fake) -> None:
+    # README: a drained key can be deleted once status shows QUEUED and OPEN 0. Status
+    # counts no incident idle past its TTL as open (issue 26: ENQUEUE no longer trims
+    # them), but the start-up check counted every remembered one: every process refused
+    # to start naming the key's "open incident(s)", and none of them swept it (the sweep
+    # covers configured keys only). Failed before: one leftover, 1 incident.
+    gone = "0123456789abcdef"
+    fake.hset(NAMES.known_keys, gone, "old-db R0…abcd")
+    fake.zadd(NAMES.incidents(gone), {"idle": 1_000})  # silent since 1970
+    fake.hset(NAMES.owners, "idle", "s:one")
+    fake.hset(NAMES.where, "idle", gone)
+    assert keyring.register(fake, NAMES, settings) == []
+    assert not fake.hexists(NAMES.known_keys, gone)
+    assert not fake.exists(NAMES.incidents(gone))  # forgotten with the key
+    assert not fake.hexists(NAMES.owners, "idle") and not fake.hexists(NAMES.where, "idle")
+    fake.hset(NAMES.known_keys, gone, "old-db R0…abcd")  # one still open: it is left
+    fake.zadd(NAMES.incidents(gone), {"open": now_ms()})
+    left = keyring.register(fake, NAMES, settings)
+    assert [(one.kid, one.incidents) for one in left] == [(gone, 1)]
