@@ -18,8 +18,9 @@ from relay.owners import FORGETTING
 # idle past ARGV[1] ms is forgotten there and then (set, owner, index) and reads as
 # unknown; the others idle are forgotten by the retention sweep (relay/housekeeping) in
 # slices, or past the per-set cap below. An incident a previous release's process
-# remembered without indexing it (a rolling upgrade) but whose owner is known is looked
-# for on every known key (Names.known_keys) once, and indexed. Each incident is looked up
+# remembered without indexing it (a rolling upgrade), or moved from the set the index
+# names (an event naming another key, a held trigger sent), but whose owner is known is
+# looked for on every known key (Names.known_keys) once, and indexed. Each incident is looked up
 # once per call and remembered with one ZADD per key (cheap for batches).
 # A trigger held back (dropped by a route, suppressed by maintenance: no key) is
 # remembered in the held set, so that its acknowledge and resolve are held with it; a
@@ -118,16 +119,19 @@ local located = {}
 local function locate(incident)
   if located[incident] ~= nil then return located[incident] end
   local where, searched = redis.call('HGET', index, incident), false
+  local score = where and redis.call('ZSCORE', remembered(where), incident)
+  if where and not score then  -- a stale entry: a previous release forgot or moved it
+    redis.call('HDEL', index, incident)
+    where = false
+  end
   if not where and redis.call('HEXISTS', owners, incident) == 1 then
     where, searched = search(incident), true
+    score = where and redis.call('ZSCORE', remembered(where), incident)
   end
   local found = false
   if where then
     local set = remembered(where)
-    local score = redis.call('ZSCORE', set, incident)
-    if not score then  -- a stale entry (a previous release forgot the incident)
-      redis.call('HDEL', index, incident)
-    elseif tonumber(score) < idle_before then  -- idle: forgotten here, unknown now
+    if tonumber(score) < idle_before then  -- idle: forgotten here, unknown now
       redis.call('ZREM', set, incident)
       redis.call('HDEL', owners, incident)
       redis.call('HDEL', index, incident)

@@ -51,7 +51,7 @@ from relay import indexing
 from relay.errors import StoreFormatError
 from relay.names import Names
 from relay.settings import Settings
-from relay.store import connect, unless_redis_down
+from relay.store import connect, is_full, unless_redis_down
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,16 @@ def refusal(found: int) -> StoreFormatError:
         "(README, \"Upgrading\")")
 
 
+def unfinished(exc: redis.RedisError) -> StoreFormatError:
+    """What a process says when the build of version 3 stopped part way (the next start
+    of a process of this release goes on with it): it does not start on half an index."""
+    why = "Redis is full: make room first (README, \"Memory: bounded, pages first\")" if isinstance(
+        exc, redis.exceptions.ResponseError) and is_full(exc) else type(exc).__name__
+    return StoreFormatError(
+        f"the upgrade of the stored formats to version {FORMAT} stopped part way ({why}); "
+        "a process of this release goes on with it when it starts again")
+
+
 def stored(client: redis.Redis, names: Names) -> int:
     """The stored version: 0 for a fresh store, 1 for one without the key."""
     found = client.get(names.format)
@@ -154,7 +164,10 @@ def ensure(client: redis.Redis, names: Names, upgrade: bool = True) -> Found:
     if outcome == "building":
         log.warning("stored formats: upgrading from version %s to %s (indexing the "
                     "remembered incidents, in slices)", named(version), FORMAT)
-        indexed = indexing.build(client, names, FORMAT)
+        try:
+            indexed = indexing.build(client, names, FORMAT)
+        except redis.RedisError as exc:  # none goes on before the index is whole
+            raise unfinished(exc) from exc
         log.warning("stored formats upgraded from version %s to %s (%d incident(s) indexed "
                     "by this process)", named(version), FORMAT, indexed)
         return Found(version, "upgraded")

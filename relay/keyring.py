@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from relay import indexing
 from relay.keys import key_id, mask
 from relay.names import Names
 from relay.scripts import Scripts
@@ -58,8 +59,10 @@ def register(client: redis.Redis, names: Names, settings: Settings) -> list[Left
         known: dict[str, str] = pipe.execute()[1]
     configured = {key_id(k) for k in settings.routing_keys}
     removed = [kid for kid in known if kid not in configured]
-    leftovers = _leftovers(client, names, {kid: known[kid] for kid in removed})
+    leftovers = _leftovers(client, names, settings, {kid: known[kid] for kid in removed})
     empty = [left.kid for left in leftovers if left.empty]
+    for kid in empty:  # its incidents idle past their TTL (no sweep covers it now)
+        Scripts(client).forget_incidents(names, kid, "+inf")
     if empty:
         client.hdel(names.known_keys, *empty)
     return [left for left in leftovers if not left.empty]
@@ -74,17 +77,22 @@ def removed_keys(client: redis.Redis, names: Names, settings: Settings) -> list[
     """Keys served before but not configured now."""
     known = known_keys(client, names)
     configured = {key_id(k) for k in settings.routing_keys}
-    return _leftovers(client, names, {k: v for k, v in known.items() if k not in configured})
+    return _leftovers(client, names, settings,
+                      {k: v for k, v in known.items() if k not in configured})
 
 
-def _leftovers(client: redis.Redis, names: Names, labels: dict[str, str]) -> list[Leftover]:
+def _leftovers(client: redis.Redis, names: Names, settings: Settings,
+               labels: dict[str, str]) -> list[Leftover]:
+    """What each key left: events, and incidents open (those silent past
+    ``RELAY_INCIDENT_TTL_S`` are not: status counts them so, ENQUEUE forgets them)."""
+    idle = now_ms() - int(settings.incident_ttl_s * 1000)
     width = len(names.waiting("")) + 2
     with client.pipeline(transaction=False) as pipe:
         for kid in labels:
             for name in names.waiting(kid):
                 pipe.llen(name)
             pipe.llen(names.inflight(kid))
-            pipe.zcard(names.incidents(kid))
+            pipe.zcount(names.incidents(kid), idle, "+inf")
         counts = pipe.execute()
     return [
         Leftover(kid, label, sum(counts[width * n: width * n + width - 2]),
@@ -129,6 +137,9 @@ def forget(client: redis.Redis, names: Names, settings: Settings, kid: str) -> i
                 pipe.decrby(names.queued_bytes, queued)  # counts them no more
                 pipe.hdel(names.known_keys, kid)
                 pipe.execute()
+                # and to the keys' sum: bytes a previous release queued uncounted would
+                # have taken it below 0 (room past the total cap until the next sweep)
+                indexing.recount(client, names)
                 log.warning("forgot removed key %s: %d event(s) moved to the dead letters",
                             label, len(raws))
                 return len(raws)

@@ -87,13 +87,11 @@ class KeyScrubber(logging.Filter):
         self.keys = self.keys | frozenset(keys)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        found = {run[at:at + 32] for run in KEY_RUN.findall(message) if self.keys
-                 for at in range(len(run) - 31)} & self.keys
-        found.update(k for k in self.other if k in message)  # none from a keys file
-        if found:
-            for key in found:
-                message = message.replace(key, mask(key))
+        message = self.scrub(record.getMessage())
+        if record.exc_info and not record.exc_text:  # a traceback: its exception's text
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)  # too
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
         if self.escape and (len(message) > MAX_MESSAGE or CONTROL.search(message)):
             message = printable(message)
         elif len(message) > MAX_MESSAGE:  # JSON lines: escaped by json.dumps, only cut
@@ -101,6 +99,25 @@ class KeyScrubber(logging.Filter):
             message = f"{message[:MAX_MESSAGE]}… ({cut} more characters)"
         record.msg, record.args = message, None  # formatted once: the formatter reads it
         return True
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every full routing key masked."""
+        found = {run[at:at + 32] for run in KEY_RUN.findall(text) if self.keys
+                 for at in range(len(run) - 31)} & self.keys
+        found.update(k for k in self.other if k in text)  # none from a keys file
+        for key in found:
+            text = text.replace(key, mask(key))
+        return text
+
+
+_TRACEBACKS = logging.Formatter()  # formats a record's exception once, to be scrubbed
+
+
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """A record's traceback, as KeyScrubber left it (scrubbed), else formatted now."""
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else ""
 
 
 class TextFormatter(logging.Formatter):
@@ -111,8 +128,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_timestamp(record)} | {record.levelname} | {self.component} | "
         line += record.getMessage()
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        exception = _exception(self, record)
+        if exception:
+            line += "\n" + exception
         return line
 
 
@@ -125,8 +143,9 @@ class JsonFormatter(TextFormatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        exception = _exception(self, record)
+        if exception:
+            entry["exception"] = exception
         line = json.dumps(entry, ensure_ascii=False)
         # json.dumps escapes C0 only: DEL, C1 (U+009B is a terminal's CSI), line
         # separators and bidi overrides would reach the terminal raw. They can stand only

@@ -22,8 +22,10 @@ end
 
 # Set the total of every key's queued bytes to the sum of the keys' stats `bytes` (the
 # keys the relay served, Names.known_keys), at once: what corrects drift (the retention
-# sweep, and the upgrade to version 3). Its first write (SET) adds no memory beyond one
-# string. O(keys): never on the hot path.
+# sweep, and every process's start). It writes only when the total is off, and first
+# with DEL, which Redis never refuses: it runs when Redis is full (a first SET was
+# refused there, and with it every command's start and the sweep that frees room).
+# O(keys): never on the hot path.
 # KEYS[1] the total, KEYS[2] the keys the relay served; ARGV[1] the names' prefix
 # Returns {the total before, the total now}.
 RECOUNT = PER_KEY + """
@@ -32,7 +34,10 @@ for _, kid in ipairs(redis.call('HKEYS', KEYS[2])) do
   sum = sum + tonumber(redis.call('HGET', per_key(ARGV[1], 'stats', kid), 'bytes') or '0')
 end
 local before = tonumber(redis.call('GET', KEYS[1]) or '0')
-redis.call('SET', KEYS[1], sum)
+if before ~= sum then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[1], sum)
+end
 return {before, sum}
 """
 
