@@ -144,7 +144,16 @@ def test_a_node_on_its_socket_still_records_the_client_nginx_saw(
     server = waitress.create_server(  # type: ignore[attr-defined]
         create_app(settings, client=fake), unix_socket=str(path), unix_socket_perms="600",
         **server_options(settings))  # as `pd-relay ingress` serves it
-    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:  # closed by the thread that polls it (closing it from another
+        from waitress import wasyncore  # thread while it polls raised EBADF there)
+
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         with caplog.at_level(logging.INFO):
@@ -166,8 +175,9 @@ def test_a_node_on_its_socket_still_records_the_client_nginx_saw(
         lines = wait_until(logged, 10, "the accepted event's log line")
         assert "client=127.0.0.9" in lines[0], lines
     finally:
-        server.close()
+        stop.set()
         thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
 
 def test_start_names_a_plain_redis_link_where_the_operator_reads(
