@@ -38,8 +38,8 @@ def redis_argv(binary: str, port: int, directory: Path,
     ``unixsocket`` on that socket only (no TCP port; mode 700: its user only), with its
     append-only file (fsync every second), at most ``maxmemory_mb`` of memory (0: no limit)
     and nothing evicted when it is full (the ingress answers 503 instead), no RDB
-    snapshots; reading ``config`` first (a file, or ``-``: standard input), where the
-    password is."""
+    snapshots, a subscriber that reads nothing cut off past 1 MB; reading ``config``
+    first (a file, or ``-``: standard input), where the password is."""
     if unixsocket is not None:
         listen = ["--port", "0", "--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
     else:
@@ -49,6 +49,9 @@ def redis_argv(binary: str, port: int, directory: Path,
         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
         *(["--maxmemory", f"{maxmemory_mb}mb"] if maxmemory_mb else []),
         "--maxmemory-policy", "noeviction",
+        # a subscriber to the wake channel that reads nothing (a worker process frozen)
+        # is cut off past 1 MB, not 32: it subscribes again once it runs (worker.wake)
+        "--client-output-buffer-limit", "pubsub", "1mb", "256kb", "30",
     ]
 
 
