@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -51,18 +52,23 @@ def test_the_operators_commands_run_when_redis_is_full(make_stack) -> None:
     assert "OOM" not in listed.stderr
 
 
-def test_the_retention_sweep_runs_when_redis_is_full(make_stack, monkeypatch) -> None:
-    # the sweep frees room (idle incidents, old story steps); since version 3 it recounts
-    # the queues' total first, whose SET a full Redis refused: the sweep stopped there,
-    # before the history's trim (failed before)
+def _stack_of_one_key(make_stack: Any, monkeypatch: Any) -> tuple[Settings, Any, Names]:
+    """A stack of one key, its settings in this process's environment, a client of its
+    Redis, and a key "k1" the relay served."""
     stack = make_stack(keys=1)
     for name, value in stack.env.items():
         if name.startswith("RELAY_"):
             monkeypatch.setenv(name, value)
-    settings = Settings.from_env()
     client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    names = Names()
-    client.hset(names.known_keys, "k1", "1")
+    client.hset(Names().known_keys, "k1", "1")
+    return Settings.from_env(), client, Names()
+
+
+def test_the_retention_sweep_runs_when_redis_is_full(make_stack, monkeypatch) -> None:
+    # the sweep frees room (idle incidents, old story steps); since version 3 it recounts
+    # the queues' total first, whose SET a full Redis refused: the sweep stopped there,
+    # before the history's trim (failed before)
+    settings, client, names = _stack_of_one_key(make_stack, monkeypatch)
     client.hset(names.stats("k1"), "bytes", 10)  # drift to set right: 0 -> 10
     client.xadd(names.history, {"s": "accepted", "v": "old"}, id="1-0")  # 1970: past days
     fill(client)
@@ -78,14 +84,7 @@ def test_an_upgrade_that_cannot_finish_refuses_to_start(make_stack, monkeypatch)
     # refuses; the ingress's and worker's start took that for "Redis does not answer",
     # logged a warning and ran on a version 2 store with half an index and no total
     # (failed before: at_start returned None, the version still 2)
-    stack = make_stack(keys=1)
-    for name, value in stack.env.items():
-        if name.startswith("RELAY_"):
-            monkeypatch.setenv(name, value)
-    settings = Settings.from_env()
-    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
-    names = Names()
-    client.hset(names.known_keys, "k1", "1")
+    settings, client, names = _stack_of_one_key(make_stack, monkeypatch)
     client.set(names.format, 2)
     client.zadd(names.incidents("k1"), {f"incident-{n}": n for n in range(2 * PER_SLICE)})
     fill(client)
