@@ -138,7 +138,8 @@ class NativeStack:
             self._check_ports(programs)
             recorded.nginx_digest = nginx.write()
             self._write(conf, group)
-            print(f"pd-relay: starting {o.nodes} ingress node(s), {len(keys.keys)} worker(s), "
+            print(f"pd-relay: starting {o.nodes} ingress node(s), {o.workers} worker "
+                  f"process(es) serving {len(keys.keys)} key(s), "
                   + "a channel worker, "
                   + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
                   + " (native mode, supervisord)", file=sys.stderr)

@@ -208,6 +208,8 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         assert "curl" in result.stdout
         assert "PD_RELAY_INGRESS_PORT is ignored" in result.stderr
         assert "PD_RELAY_REDIS_PORT is ignored" in result.stderr
+        # what it starts, as it runs it (before: "2 worker(s)", one a key)
+        assert "2 worker process(es) serving 2 key(s)" in result.stderr, result.stderr
         # what it wrote is for its user only: configurations, logs, Redis's data, and the
         # sockets Redis and the ingress nodes listen on, in a directory only it may enter
         run_dir = project / "run"
