@@ -132,14 +132,6 @@ if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1
 """
 
-# Record a worker as alive until ARGV[2], forgetting workers silent since ARGV[3].
-# KEYS[1] workers zset
-# ARGV[1] worker id, ARGV[2] lapses at (ms), ARGV[3] stale before (ms)
-HEARTBEAT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-"""
-
 # The dispatcher made jobs of these outbox entries: forget them, and count the outbox's
 # bytes down (reset once the outbox and the taken list are empty). LREM frees memory
 # first, so it runs when Redis is full.
@@ -262,7 +254,6 @@ class Scripts:
         self.rate_limit: Any = client.register_script(RATE_LIMIT)
         self.lease_acquire: Any = client.register_script(LEASE_ACQUIRE)
         self.lease_renew: Any = client.register_script(LEASE_RENEW)
-        self.heartbeat: Any = client.register_script(HEARTBEAT)
         self.finish: Any = client.register_script(FINISH)
         self.drop_dead: Any = client.register_script(DROP_DEAD)
         self.outbox_done: Any = client.register_script(OUTBOX_DONE)
