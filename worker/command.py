@@ -24,7 +24,7 @@ from relay.settings import Settings
 from relay.startup import removed_keys_left_something, warn_of_redis_link
 from relay.store import connect
 from worker.fleet import Fleet
-from worker.served import in_share
+from worker.served import in_share, parse_share
 
 log = logging.getLogger(__name__)
 KEY_FIELDS = {"routing_keys", "draining_keys", "key_names"}
@@ -131,14 +131,11 @@ def chosen_keys(settings: Settings, args: argparse.Namespace) -> list[str] | Non
 
 
 def _share(text: str) -> tuple[int, int]:
-    """``I/N``: share I (1 to N) of N."""
-    try:
-        i, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 1/2)") from None
-    if not 1 <= i <= n:
-        raise argparse.ArgumentTypeError(f"{text!r}: I must be 1 to N")
-    return i, n
+    """``I/N``: share I (1 to N) of N (``worker.served.parse_share``)."""
+    share = parse_share(text)
+    if share is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with I from 1 to N (e.g. 1/2)")
+    return share
 
 
 def _chosen(settings: Settings, args: argparse.Namespace) -> str | None:

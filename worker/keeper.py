@@ -20,6 +20,7 @@ import redis
 from relay.names import Names
 from relay.scripts import Scripts
 from worker.lease import STALE_WORKER_MS
+from worker.served import parse_share
 
 SLICE = 100  # keys per KEEP call: ~0.5 ms of Redis time each, so no call holds it long
 NAMES_PER_KEY = 5
@@ -63,15 +64,6 @@ return out
 """
 
 ANOTHERS, FREE, OURS = 0, 1, 2
-
-
-def _share(said: object) -> tuple[int, int] | None:
-    """A share as a process said it ("I/N"), or None."""
-    try:
-        i, n = (int(part) for part in str(said).split("/"))
-    except ValueError:
-        return None
-    return (i, n) if 1 <= i <= n else None
 
 
 @dataclass(frozen=True)
@@ -132,7 +124,7 @@ class Keeper:
         said = dict(zip(others, self.client.mget([self.names.worker_share(w)
                                                   for w in others]) if others else [],
                         strict=True))
-        return [[share for w in found if (share := _share(said[w])) is not None]
+        return [[share for w in found if (share := parse_share(said[w])) is not None]
                 for found in alive]
 
     def give_back(self, kid: str) -> None:

@@ -25,6 +25,16 @@ def in_share(kid: str, share: tuple[int, int] | None) -> bool:
     return int(kid, 16) % n == i - 1
 
 
+def parse_share(text: object) -> tuple[int, int] | None:
+    """A share as written ("I/N": share I, 1 to N, of N; ``--shard``, ``--prefer``, and
+    what a process says of itself in ``Names.worker_share``), or None."""
+    try:
+        i, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        return None
+    return (i, n) if 1 <= i <= n else None
+
+
 @dataclass
 class Served:
     worker: Worker
