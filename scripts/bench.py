@@ -31,7 +31,7 @@ from relay.keys import key_id
 from relay.names import Names
 from relay.settings import Settings
 from relay.stack.loopback import LoopbackStack as Stack
-from relay.stack.processes import HOST, Process, free_port, wait_until
+from relay.stack.processes import HOST, Process, RedisServer, free_port, wait_until
 from worker.lanes import Lanes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +197,43 @@ class Bench:
                         ">= 90% of 3 keys" if count == 1000 else "-")
         for stack in stacks.values():
             stack.close()
+
+    def replicas(self) -> None:
+        """What a 202 confirmed on a replica costs (issue 27): one ingress node with
+        RELAY_MIN_REPLICAS=1 beside one with 0, both on the same primary with one replica,
+        wrk straight at each (no nginx), single events then 100-event batches, the two
+        interleaved so that drift hits both alike."""
+        stack = self.stack(keys=4, RELAY_LOG_LEVEL=self.log_level, RELAY_THREADS=self.threads)
+        (stack.workdir / "replica").mkdir()
+        replica = RedisServer(stack.workdir / "replica", stack.logs)
+        replica.start("--replicaof", HOST, str(stack.redis.port))
+        wait_until(lambda: replica.client().info("replication").get("master_link_status")
+                   == "up", 30, "the replica to follow the primary")
+        urls = {}
+        for confirmed in (0, 1):
+            stack.env["RELAY_MIN_REPLICAS"] = str(confirmed)
+            urls[confirmed] = stack.start_ingress() + "/v2/enqueue"
+        single, batch = json.dumps(EVENT), json.dumps([EVENT] * 100)
+        runs: dict[tuple[int, str], list[dict[str, float]]] = {}
+        for url in urls.values():
+            wrk(url, single, 2)  # warm up
+        for _ in range(3 if self.full else 2):
+            for body, connections in ((single, 16), (batch, 8)):
+                for confirmed, url in urls.items():
+                    runs.setdefault((confirmed, body[:1]), []).append(
+                        wrk(url, body, self.seconds, connections=connections))
+        for shape, per, goal in (("{", 1, "within 15%"), ("[", 100, "within 10%")):
+            rate = {n: statistics.median(r["rate"] for r in runs[(n, shape)]) * per
+                    for n in (0, 1)}
+            p99 = {n: statistics.median(r["p99"] for r in runs[(n, shape)]) for n in (0, 1)}
+            errors = sum(r["errors"] for r in runs[(1, shape)])
+            self.record(f"1c. ingest, {per} event(s)/request, a 202 confirmed on 1 replica "
+                        "(WAIT)",
+                        f"{rate[1]:,.0f} events/s = {rate[1] / rate[0]:.0%} of "
+                        f"{rate[0]:,.0f} unconfirmed; p99 {p99[1]:.1f} ms against "
+                        f"{p99[0]:.1f} ms; non-202: {errors:.0f}", goal)
+        replica.kill()
+        stack.close()
 
     def guarded(self) -> tuple[str, str]:
         """A second relay that takes events only with an API key, routing them through a
@@ -600,7 +637,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                  "cost", "instructions", "storm", "held", "refusals",
-                                 "keys-delivery", "enqueue-keys"])
+                                 "keys-delivery", "enqueue-keys", "replicas"])
     parser.add_argument("--before", default="", metavar="REF",
                         help="enqueue-keys: measure this git ref's release in the same run")
     args = parser.parse_args()
@@ -615,8 +652,8 @@ def main() -> int:
         bench.threads = args.threads
         bench.before = args.before
         try:
-            for name in args.only or ["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
-                                      "cost", "held", "refusals"]:
+            for name in args.only or ["ingest", "keys-ingest", "replicas", "drain", "latency",
+                                      "memory", "idle", "cost", "held", "refusals"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name.replace("-", "_"))()
         finally:
