@@ -18,6 +18,7 @@ from relay.settings import Settings
 from relay.stack import account
 from relay.stack.password import redis_socket
 from relay.stack.render import Limits
+from relay.stack.roles import Roles
 
 MODES = ("auto", "native", "docker")
 
@@ -45,6 +46,7 @@ class StackOptions:
     # the system directory of run/, data/ and the venv (relay/stack/account.py)
     user: str = ""
     system_dir: Path | None = None
+    roles: Roles = Roles()  # several hosts: what this one plays (none: the whole stack)
 
     @property
     def state_dir(self) -> Path:
@@ -162,8 +164,9 @@ class StackOptions:
     def public(self) -> dict[str, Any]:
         """The options as recorded in the run directory (``Recorded``)."""
         return {name: str(value) if isinstance(value, Path) else
-                dict(value.__dict__) if isinstance(value, Limits) else value
-                for name, value in self.__dict__.items()}
+                dict(value.__dict__) if isinstance(value, Limits) else
+                value.public() if isinstance(value, Roles) else value
+                for name, value in self.__dict__.items() if name != "roles" or value}
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
@@ -175,6 +178,8 @@ class StackOptions:
             fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                       for k, v in found["limits"].items()}
             found["limits"] = Limits(**fields)
+        if isinstance(found.get("roles"), dict):
+            found["roles"] = Roles.recorded(found["roles"])
         return cls(**found)
 
 
