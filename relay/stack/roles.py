@@ -115,15 +115,14 @@ def passwords(roles: Roles, env: Mapping[str, str]) -> tuple[str, str]:
 
 
 def min_replicas(env: Mapping[str, str]) -> int:
-    """``RELAY_MIN_REPLICAS`` as the relay reads it with a Sentinel URL (default 1)."""
+    """``RELAY_MIN_REPLICAS`` as the relay reads it with a Sentinel URL (default 1): a
+    data node refuses the writes the relay would not count as stored."""
     raw = env.get("RELAY_MIN_REPLICAS", "")
-    try:
-        value = int(raw) if raw else 1
-    except ValueError:
-        raise ConfigError([f"RELAY_MIN_REPLICAS={raw!r}: must be a whole number"]) from None
-    if value < 0:
+    if not raw:
+        return 1
+    if not raw.isdigit():
         raise ConfigError([f"RELAY_MIN_REPLICAS={raw!r}: must be 0 or more"])
-    return value
+    return int(raw)
 
 
 def redis_conf(roles: Roles, password: str, replicas: int) -> str:
