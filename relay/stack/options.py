@@ -21,6 +21,7 @@ from relay.stack.render import Limits
 from relay.stack.roles import Roles
 
 MODES = ("auto", "native", "docker")
+TOPOLOGIES = ("single", "sentinel")  # docker compose: one Redis, or the sentinel profile
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StackOptions:
     user: str = ""
     system_dir: Path | None = None
     roles: Roles = Roles()  # several hosts: what this one plays (none: the whole stack)
+    topology: str = "single"  # docker compose's Redis: one, or a replicated primary
 
     @property
     def state_dir(self) -> Path:
@@ -117,6 +119,7 @@ class StackOptions:
         read("PD_RELAY_REDIS_PORT", "redis_port", _port)
         read("PD_RELAY_SIM_PORT", "sim_port", _port)
         read("PD_RELAY_MODE", "mode", _mode)
+        read("PD_RELAY_TOPOLOGY", "topology", _topology)
         read("PD_RELAY_REDIS_MAXMEMORY_MB", "redis_maxmemory_mb", _count)
         limits: dict[str, Any] = {}
         for name, attr in (("RATE", "rate"), ("BURST", "burst"), ("CONNECTIONS", "connections")):
@@ -166,7 +169,8 @@ class StackOptions:
         return {name: str(value) if isinstance(value, Path) else
                 dict(value.__dict__) if isinstance(value, Limits) else
                 value.public() if isinstance(value, Roles) else value
-                for name, value in self.__dict__.items() if name != "roles" or value}
+                for name, value in self.__dict__.items()
+                if (name != "roles" or value) and (name != "topology" or value != "single")}
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
@@ -252,6 +256,12 @@ def _network(text: str) -> bool:
 def _mode(raw: str) -> str:
     if raw not in MODES:
         raise ValueError("must be one of " + ", ".join(MODES))
+    return raw
+
+
+def _topology(raw: str) -> str:
+    if raw not in TOPOLOGIES:
+        raise ValueError("must be one of " + ", ".join(TOPOLOGIES))
     return raw
 
 

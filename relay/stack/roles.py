@@ -18,6 +18,7 @@ would point it back at a primary that may be a replica by now.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,12 +141,17 @@ def redis_conf(roles: Roles, password: str, replicas: int) -> str:
 
 
 def sentinel_conf(roles: Roles, password: str, sentinel_password: str,
-                  directory: Path) -> str:
-    """A Sentinel's first configuration (it rewrites the file afterwards)."""
+                  directory: Path | str, bind: str = "") -> str:
+    """A Sentinel's first configuration (it rewrites the file afterwards); it binds
+    ``bind`` (default its announced address). Names rather than addresses (compose's
+    services) are resolved, and announced as names."""
     host, port = roles.monitor.rsplit(":", 1)
     name = roles.service
+    names = not (_ip(host) and _ip(roles.announce))
     lines = ["# written by pd-relay stack once; Sentinel keeps its state here",
-             f"bind {roles.announce}", f"port {roles.sentinel_port}", f"dir {directory}",
+             f"bind {bind or roles.announce}", f"port {roles.sentinel_port}", f"dir {directory}",
+             *(["sentinel resolve-hostnames yes", "sentinel announce-hostnames yes"]
+               if names else []),
              f"sentinel announce-ip {roles.announce}",
              f"sentinel announce-port {roles.sentinel_port}",
              f"sentinel monitor {name} {host} {port} {roles.quorum}",
@@ -170,6 +176,14 @@ def write_sentinel_conf(path: Path, text: str) -> bool:
 def _address(text: str) -> bool:
     host, _, port = text.rpartition(":")
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def _ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fits(value: str) -> bool:

@@ -42,6 +42,9 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         mode = "native" if options.roles else "docker" if docker_answers() else "native"
     if options.roles:
         _check_relay_role(options, environ, mode)
+    if options.topology != "single" and mode != "docker":
+        raise ConfigError([f"PD_RELAY_TOPOLOGY={options.topology} is docker compose's: natively, "
+                           "give each host its roles (pd-relay stack up --role ...)"])
     keys, problems = check(options.keys_file)
     problems += tls_problems(options.tls_cert, options.tls_key)
     if problems:
@@ -79,7 +82,8 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir)), keys)
+        compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir),
+                                  options.topology), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
