@@ -6,7 +6,10 @@ database; the userinfo's password is the data nodes' (RELAY_SENTINEL_PASSWORD is
 Sentinels' own). A client asks the Sentinels for the primary each time it connects, so
 after a failover it reaches the new primary by itself: redis-py's
 SentinelManagedConnection turns a ``READONLY`` answer (a primary made a replica) into a
-dropped connection, and a dropped connection reconnects through the Sentinels.
+dropped connection, and a dropped connection reconnects through the Sentinels. A
+script's write refused the same way (Redis 6 wraps it: ``Error running script ...
+-READONLY ...``) is taken alike (``PrimaryConnection``). A subscriber only reads: it asks
+``moved`` now and then and subscribes again on the new primary (worker.wake).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
@@ -75,6 +78,42 @@ def parse(url: str) -> SentinelUrl:
     return SentinelUrl(tuple(hosts), unquote(service), int(db), username, password)
 
 
+READONLY = "-READONLY You can't write against a read only replica"
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary that also takes a script's READONLY error (Redis 6)
+    for what it is: the node was made a replica; ask the Sentinels again. And asks them
+    whenever it connects again: redis-py's send reconnects a dropped connection to the
+    address it had (only the pool's checkout asks the Sentinels), so a connection held
+    across commands (relay.store.EventStore's) kept dialling a dead primary."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.ResponseError as exc:
+            if READONLY not in str(exc):
+                raise
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise redis.exceptions.ConnectionError("the primary is now a replica") from exc
+
+
+def moved(client: redis.Redis, connection: Any) -> bool:
+    """Whether ``connection`` (a subscriber's, of ``client``'s pool) is no longer to the
+    primary the Sentinels name (always False for a plain URL's client). Asks the
+    Sentinels: call it every few seconds, not per command."""
+    pool: Any = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool) or connection is None:
+        return False
+    host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
+    return (str(connection.host), int(connection.port)) != (str(host), int(port))
+
+
 def sentinel_for(url: str, sentinel_password: str, timeout_s: float) -> Sentinel:
     """The Sentinels of ``url`` (their own password, if any; quick timeouts: one that
     does not answer is passed over for the next)."""
@@ -89,6 +128,6 @@ def master_client(url: str, sentinel_password: str, **options: Any) -> redis.Red
     found = parse(url)
     sentinels = sentinel_for(url, sentinel_password, options["socket_connect_timeout"])
     client: redis.Redis = sentinels.master_for(
-        found.service, db=found.db, username=found.username, password=found.password,
-        **options)
+        found.service, connection_class=PrimaryConnection, db=found.db,
+        username=found.username, password=found.password, **options)
     return client
