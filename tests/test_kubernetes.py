@@ -174,9 +174,9 @@ def test_the_redis_scripts_configure_a_replicated_primary_with_sentinels(
     sentinel = (KUBE / "base" / "redis" / "sentinel.sh").read_text()
     for line in ('requirepass \\"$REDIS_PASSWORD\\"', 'masterauth \\"$REDIS_PASSWORD\\"',
                  "min-replicas-to-write ${MIN_REPLICAS", "min-replicas-max-lag 10",
-                 "replicaof $primary 6379", "replica-announce-ip $ME"):
+                 "replicaof $primary $REDIS_PORT", "replica-announce-ip $ME"):
         assert line in redis, line
-    for line in ("sentinel monitor mymaster $primary 6379 2",
+    for line in ("sentinel monitor mymaster $primary $REDIS_PORT 2",
                  'sentinel auth-pass mymaster "$REDIS_PASSWORD"',
                  "sentinel resolve-hostnames yes", "sentinel announce-ip $ME",
                  'requirepass "$SENTINEL_PASSWORD"'):
@@ -190,6 +190,86 @@ def test_the_redis_scripts_configure_a_replicated_primary_with_sentinels(
     discover = (KUBE / "base" / "redis" / "discover.sh").read_text()
     assert "SENTINEL GET-MASTER-ADDR-BY-NAME mymaster" in discover
     for script in (redis, sentinel):  # the current primary comes from the Sentinels first
-        assert ". /scripts/discover.sh" in script and "primary=$(discover)" in script
+        assert '. "${SCRIPTS:-/scripts}/discover.sh"' in script
+        assert "primary=$(discover)" in script
     for path in (KUBE / "base" / "redis").glob("*.sh"):
         assert subprocess.run(["sh", "-n", str(path)]).returncode == 0, path
+
+
+def test_the_redis_pods_scripts_replicate_fail_over_and_rejoin(tmp_path: Path) -> None:
+    """The StatefulSet's scripts run here, three "pods" on 127.0.0.1, .2 and .3 (this
+    machine's redis-server and redis-cli): two replicas of the first, three Sentinels
+    that know them all; the first pod killed -9, a replica is promoted; the first pod
+    started again asks the Sentinels and comes back as a replica of the new primary."""
+    import os
+
+    import redis
+
+    from relay.stack import binaries
+    from relay.stack.processes import Process, free_port, wait_until
+    from relay.stack.render import redis_argv
+
+    scripts = KUBE / "base" / "redis"
+    binary = binaries.redis_server()
+    path = f"{Path(binary).parent}:{os.environ['PATH']}"
+    if not shutil.which("redis-cli", path=path):
+        pytest.skip("no redis-cli beside redis-server here")
+    port, sentinel_port = free_port(), free_port()
+    addresses = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    running: dict[int, list[Process]] = {}
+
+    def start(n: int) -> None:
+        pod = tmp_path / f"pod{n}"
+        for part in ("data", "conf", "sentinel"):
+            (pod / part).mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PATH=path, REDIS_PASSWORD="k8s-data", SENTINEL_PASSWORD="k8s-own",
+                   MIN_REPLICAS="1", PEERS=" ".join(addresses), ME=addresses[n],
+                   FIRST=addresses[0], REDIS_PORT=str(port), SENTINEL_PORT=str(sentinel_port),
+                   SCRIPTS=str(scripts), CONF_DIR=str(pod / "conf"),
+                   SENTINEL_DIR=str(pod / "sentinel"), SENTINEL_BIND=addresses[n])
+        args = redis_argv("redis-server", port, pod / "data", addresses[n])[1:]
+        running[n] = [Process(f"redis-{n}", ["sh", str(scripts / "redis.sh"), *args], env, logs),
+                   Process(f"sentinel-{n}", ["sh", str(scripts / "sentinel.sh")], env, logs)]
+
+    def node(n: int) -> redis.Redis:
+        return redis.Redis(host=addresses[n], port=port, password="k8s-data", socket_timeout=2,
+                           decode_responses=True)
+
+    def sentinel(n: int) -> redis.Redis:
+        return redis.Redis(host=addresses[n], port=sentinel_port, password="k8s-own",
+                           socket_timeout=2, decode_responses=True)
+
+    try:
+        start(0)
+        wait_until(lambda: node(0).ping() and sentinel(0).ping(), 20, "the first pod")
+        start(1)
+        start(2)
+        wait_until(lambda: all(node(n).info("replication")["master_link_status"] == "up"
+                               for n in (1, 2)), 30, "the replicas to sync", every=0.2)
+        wait_until(lambda: len(sentinel(0).execute_command("SENTINEL", "SENTINELS",
+                                                           "mymaster")) == 2
+                   and len(sentinel(0).execute_command("SENTINEL", "REPLICAS", "mymaster")) == 2,
+                   30, "the Sentinels to know each other and the replicas", every=0.2)
+        node(0).set("k8s", "kept")
+        assert node(0).wait(2, 2000) == 2
+        for process in running[0]:
+            process.kill()
+
+        def promoted() -> str:
+            found = sentinel(1).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                                "mymaster")[0]
+            return "" if found == addresses[0] else str(found)
+
+        new = wait_until(promoted, 60, "a replica to be promoted", every=0.5)
+        assert node(addresses.index(new)).get("k8s") == "kept"
+        start(0)
+        wait_until(lambda: node(0).info("replication").get("master_host") == new
+                   and node(0).info("replication")["master_link_status"] == "up", 30,
+                   "the first pod to come back as a replica of the new primary", every=0.2)
+        assert node(0).get("k8s") == "kept"
+    finally:
+        for processes in running.values():
+            for process in processes:
+                process.kill()

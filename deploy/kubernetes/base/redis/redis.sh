@@ -5,7 +5,8 @@
 # cut off from the others answers the relay with an error, never a lost 202. The flags
 # (append-only file, noeviction, ...) are the StatefulSet's arguments: relay/stack/render.py's.
 set -eu
-. /scripts/discover.sh
+. "${SCRIPTS:-/scripts}/discover.sh"
+conf=${CONF_DIR:-/conf}/redis.conf
 primary=$(discover)
 {
     echo "requirepass \"$REDIS_PASSWORD\""
@@ -14,7 +15,7 @@ primary=$(discover)
     echo "min-replicas-to-write ${MIN_REPLICAS:-1}"
     echo "min-replicas-max-lag 10"
     if [ "$primary" != "$ME" ]; then
-        echo "replicaof $primary 6379"
+        echo "replicaof $primary $REDIS_PORT"
     fi
-} > /conf/redis.conf
-exec redis-server /conf/redis.conf "$@"
+} > "$conf"
+exec redis-server "$conf" "$@"

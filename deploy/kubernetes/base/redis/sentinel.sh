@@ -3,15 +3,16 @@
 # start) and learns the rest from it. Names, not addresses: a pod's address changes
 # when it is rescheduled, its name does not.
 set -eu
-. /scripts/discover.sh
+. "${SCRIPTS:-/scripts}/discover.sh"
+dir=${SENTINEL_DIR:-/sentinel}
 primary=$(discover)
-cat > /sentinel/sentinel.conf <<CONF
-port 26379
-dir /sentinel
+cat > "$dir/sentinel.conf" <<CONF
+port $SENTINEL_PORT
+dir $dir
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $ME
-sentinel monitor mymaster $primary 6379 2
+sentinel monitor mymaster $primary $REDIS_PORT 2
 sentinel auth-pass mymaster "$REDIS_PASSWORD"
 sentinel down-after-milliseconds mymaster 5000
 sentinel failover-timeout mymaster 60000
@@ -19,4 +20,7 @@ sentinel parallel-syncs mymaster 1
 requirepass "$SENTINEL_PASSWORD"
 sentinel sentinel-pass "$SENTINEL_PASSWORD"
 CONF
-exec redis-server /sentinel/sentinel.conf --sentinel
+if [ -n "${SENTINEL_BIND:-}" ]; then  # the pod's every address, unless told
+    echo "bind $SENTINEL_BIND" >> "$dir/sentinel.conf"
+fi
+exec redis-server "$dir/sentinel.conf" --sentinel
