@@ -47,6 +47,21 @@ def test_every_problem_with_the_roles_is_listed_at_once() -> None:
                   {"PD_RELAY_REDIS_PASSWORD": "a b"})
 
 
+def test_a_host_running_the_relay_takes_the_data_password_from_its_url() -> None:
+    """``reload`` has only the relay's recorded settings: the Sentinel URL's password is
+    the data nodes' (the URL convention), so a Redis role beside the relay needs no
+    PD_RELAY_REDIS_PASSWORD; given both, they must agree."""
+    roles = Roles.parse(["redis-primary", "sentinel", "relay"], announce=HOST,
+                        monitor=f"{HOST}:6379")
+    url = f"redis+sentinel://:{PASSWORD}@{HOST}:26379/mymaster/0"
+    assert passwords(roles, {"RELAY_REDIS_URL": url, "RELAY_SENTINEL_PASSWORD": "own"}) == \
+        (PASSWORD, "own")
+    with pytest.raises(ConfigError, match="differ"):
+        passwords(roles, {"RELAY_REDIS_URL": url, "PD_RELAY_REDIS_PASSWORD": "other-pass"})
+    with pytest.raises(ConfigError, match="PD_RELAY_REDIS_PASSWORD is needed"):
+        passwords(roles, {"RELAY_REDIS_URL": f"redis+sentinel://{HOST}:26379/mymaster"})
+
+
 def test_without_a_role_the_stack_is_the_single_host_one(tmp_path: Path) -> None:
     """No role: nothing recorded about roles, no Redis or Sentinel of a role, the relay."""
     options = options_for(tmp_path, Roles())
@@ -201,3 +216,19 @@ def test_a_host_without_the_relay_runs_its_redis_and_sentinel_under_supervisord(
     finally:
         stack.down()
     assert not stack.supervisor.running()
+
+
+def test_reload_on_a_host_without_the_relay_says_what_to_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.stack.command import main
+    from relay.stack.record import Recorded
+
+    monkeypatch.setenv("PD_RELAY_HOME", str(tmp_path))
+    monkeypatch.setenv("PD_RELAY_SYSTEM_DIR", str(tmp_path / "system"))
+    options = replace(StackOptions.from_env(os.environ, tmp_path),
+                      roles=Roles.parse(["sentinel"], announce=HOST, monitor=f"{HOST}:6379"))
+    options.state_dir.mkdir(parents=True)
+    Recorded("native", options, {}).save()
+    assert main(["reload"]) == 2
+    assert "runs no relay (its roles: sentinel)" in capsys.readouterr().err

@@ -194,6 +194,11 @@ def _reload(args: argparse.Namespace, home: Path) -> int:
     recorded = _recorded(home)
     if recorded is None:
         return 3
+    if not recorded.options.roles.relay:
+        print("pd-relay: this host runs no relay (its roles: "
+              f"{', '.join(recorded.options.roles.roles)}), so no keys file to reload; to "
+              "change its Redis or Sentinel, run ./start.sh --role ... again", file=sys.stderr)
+        return 2
     return apply(recorded.options, recorded.relay_env, recorded)
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from relay.errors import ConfigError
+from relay.sentinel import is_sentinel
+from relay.sentinel import parse as parse_sentinel
 from relay.stack.files import write_file
 
 PRIMARY, REPLICA, SENTINEL, RELAY = "redis-primary", "redis-replica", "sentinel", "relay"
@@ -98,9 +100,21 @@ class Roles:
 def passwords(roles: Roles, env: Mapping[str, str]) -> tuple[str, str]:
     """The data nodes' password and the Sentinels' own ("" when not set); ConfigError
     when a Redis or Sentinel role has no data password: across hosts Redis listens on
-    TCP, and never without one."""
+    TCP, and never without one. The data password is ``PD_RELAY_REDIS_PASSWORD``, else
+    the one in a ``redis+sentinel://`` ``RELAY_REDIS_URL`` (the relay's, on a host that
+    runs it: what ``reload`` has, as the stack records only the relay's settings)."""
     password = env.get("PD_RELAY_REDIS_PASSWORD", "")
+    url = env.get("RELAY_REDIS_URL", "")
     problems = []
+    if is_sentinel(url):
+        try:
+            in_url = parse_sentinel(url).password or ""
+        except ValueError:
+            in_url = ""  # the relay's settings say what is wrong with it
+        if password and in_url and in_url != password:
+            problems.append("PD_RELAY_REDIS_PASSWORD and the password in RELAY_REDIS_URL "
+                            "differ: the relay would not get into this host's Redis")
+        password = password or in_url
     if (roles.data_node or SENTINEL in roles.roles) and not password:
         problems.append("PD_RELAY_REDIS_PASSWORD is needed with a Redis or Sentinel role: "
                         "the data nodes' password, the same on every host (and in "
