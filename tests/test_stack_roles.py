@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.errors import ConfigError
 from relay.stack import binaries
@@ -18,7 +20,7 @@ from relay.stack.hosts import NODE_CONF, role_programs, sentinel_file
 from relay.stack.model import REDIS, SENTINEL
 from relay.stack.options import StackOptions
 from relay.stack.processes import Process, free_port, wait_until
-from relay.stack.roles import Roles, passwords, redis_conf
+from relay.stack.roles import Roles, passwords, redis_conf, sentinel_conf
 
 HOST = "127.0.0.1"
 PASSWORD = "data-node-pass-1"
@@ -232,3 +234,38 @@ def test_reload_on_a_host_without_the_relay_says_what_to_run(
     Recorded("native", options, {}).save()
     assert main(["reload"]) == 2
     assert "runs no relay (its roles: sentinel)" in capsys.readouterr().err
+
+
+ROLE_NAMES = ["redis-primary", "redis-replica", "sentinel", "relay"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(ROLE_NAMES), max_size=5), st.sampled_from(["", HOST]),
+       st.sampled_from(["", f"{HOST}:6379", "nohost"]),
+       st.sampled_from(["", f"{HOST}:6379", ":6379"]), st.integers(-1, 3))
+def test_roles_are_refused_with_a_reason_or_render_what_they_ask(
+        roles: list[str], announce: str, primary: str, monitor: str, quorum: int) -> None:
+    """Any mix of roles and options: refused with one problem per broken rule, or
+    parsed into roles whose files name the host, the primary and the quorum asked for,
+    and that a recorded stack reads back the same."""
+    expected = sum([
+        "redis-primary" in roles and "redis-replica" in roles,
+        "redis-replica" in roles and not primary,
+        "sentinel" in roles and not monitor,
+        bool(set(roles) - {"relay"}) and not announce,
+        primary == "nohost", monitor == ":6379", quorum < 1])
+    try:
+        parsed = Roles.parse(roles, announce, primary=primary, monitor=monitor, quorum=quorum)
+    except ConfigError as exc:
+        assert len(exc.problems) == expected
+        return
+    assert expected == 0
+    assert Roles.recorded(parsed.public()) == parsed
+    assert parsed.relay == (not roles or "relay" in roles)
+    if parsed.data_node:
+        conf = redis_conf(parsed, PASSWORD, 1)
+        assert f"replica-announce-ip {announce}" in conf
+        assert ("replicaof 127.0.0.1 6379" in conf) == ("redis-replica" in roles)
+    if "sentinel" in roles:
+        text = sentinel_conf(parsed, PASSWORD, "", "/tmp")
+        assert f"sentinel monitor mymaster 127.0.0.1 6379 {quorum}" in text

@@ -97,7 +97,11 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if checked.returncode != 0:
         return checked.returncode
     try:
-        NativeStack(options).up(env, keys, environ)
+        native = NativeStack(options)
+        if options.roles:  # this host's Redis and Sentinel: their passwords from environ
+            native.up(env, keys, environ)
+        else:
+            native.up(env, keys)
     except AssertionError:  # not ready in time
         subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
                        stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
