@@ -187,8 +187,9 @@ def test_the_rendered_roles_replicate_are_watched_and_refuse_writes_cut_off(
 def test_a_host_without_the_relay_runs_its_redis_and_sentinel_under_supervisord(
         tmp_path: Path) -> None:
     """``pd-relay stack up --role redis-primary --role sentinel``: supervisord starts the
-    two, ``stack status`` finds them, a second ``up`` with the same roles restarts neither
-    (same fingerprints), ``down`` stops them."""
+    two, a second ``up`` with the same roles restarts neither (same fingerprints), one
+    with a new password restarts Redis (its file changed) and not the Sentinel (its file
+    is its own), ``down`` stops them."""
     from relay.stack.hosts import up_without_relay
     from relay.stack.native import NativeStack
     from relay.stack.record import Recorded
@@ -209,12 +210,23 @@ def test_a_host_without_the_relay_runs_its_redis_and_sentinel_under_supervisord(
             20, "the Sentinel to watch the primary")
         primary = redis.Redis(host=HOST, port=redis_port, password=PASSWORD, socket_timeout=2)
         assert primary.set("pdr-roles", "1")
+        wait_until(lambda: all(state == "RUNNING" for state, _ in
+                               stack.supervisor.states().values()), 20, "both RUNNING")
         pids = {name: pid for name, (_, pid) in stack.supervisor.states().items()}
         again = up_without_relay(options, env)
         assert again.programs == first.programs
         assert {name: pid for name, (_, pid) in stack.supervisor.states().items()} == pids
         recorded = Recorded.load(options.state_dir)
         assert recorded is not None and recorded.options.roles == roles
+        changed = up_without_relay(options, dict(env, PD_RELAY_REDIS_PASSWORD="new-pass-1"))
+        assert changed.programs["redis"] != first.programs["redis"]
+        assert changed.programs["sentinel"] == first.programs["sentinel"]
+        wait_until(lambda: all(state == "RUNNING" for state, _ in
+                               stack.supervisor.states().values()), 20, "both RUNNING again")
+        now = {name: pid for name, (_, pid) in stack.supervisor.states().items()}
+        assert now["sentinel"] == pids["sentinel"] and now["redis"] != pids["redis"]
+        wait_until(lambda: redis.Redis(host=HOST, port=redis_port, password="new-pass-1",
+                                       socket_timeout=2).ping(), 20, "Redis with its new password")
     finally:
         stack.down()
     assert not stack.supervisor.running()

@@ -4,6 +4,7 @@ stores and watches but runs no relay."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sys
@@ -52,13 +53,14 @@ def role_programs(options: StackOptions, env: Mapping[str, str], binary: str | N
     if roles.data_node:
         _user_dir(options.data_dir / "redis", user)
         options.state_dir.mkdir(parents=True, exist_ok=True)
-        conf = write_file(options.state_dir / NODE_CONF,
-                          redis_conf(roles, password, min_replicas(env)),
+        text = redis_conf(roles, password, min_replicas(env))
+        conf = write_file(options.state_dir / NODE_CONF, text,
                           0o640 if group is not None else 0o600, group)
         argv = render.redis_argv(binary, roles.redis_port, options.data_dir / "redis",
                                  host=roles.announce, maxmemory_mb=options.redis_maxmemory_mb,
                                  config=str(conf))
-        programs.append(Program(REDIS, REDIS, tuple(argv)))
+        # the file's digest in its fingerprint: a new password or replica count restarts it
+        programs.append(Program(REDIS, REDIS, tuple(argv), {"PD_RELAY_CONF_DIGEST": _digest(text)}))
     if SENTINEL_ROLE in roles.roles:
         path = sentinel_file(options)
         _user_dir(path.parent, user)
@@ -91,13 +93,8 @@ def up_without_relay(options: StackOptions, env: Mapping[str, str]) -> Recorded:
     conf = render_supervisor(programs, options.run_dir, options.home,
                              options.user if user else "", runtime=options.supervisor_dir)
     write_file(supervisor.conf, conf, 0o640 if user else 0o600, user.gid if user else None)
-    if supervisor.running():
+    if supervisor.running():  # restarts what changed (its section), adds, removes
         supervisor.ctl("update", check=True)
-        previous = Recorded.load(options.state_dir)
-        old = previous.programs if previous else {}
-        for program in programs:
-            if old.get(program.name) not in (None, program.fingerprint):
-                supervisor.ctl("restart", program.name, check=True)
     else:
         supervisor.start()
     recorded = Recorded("native", options, {}, [], {p.name: p.fingerprint for p in programs})
@@ -110,6 +107,10 @@ def up_without_relay(options: StackOptions, env: Mapping[str, str]) -> Recorded:
                    f"{roles.announce}:{port}", every=0.2)
     print(f"pd-relay: {', '.join(roles.roles)} running on {roles.announce}", file=sys.stderr)
     return recorded
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _user_dir(path: Path, user: ServiceUser | None) -> None:
