@@ -138,6 +138,9 @@ def test_probes_ask_what_the_ingress_serves(objects: list[dict[str, Any]]) -> No
     assert settings["RELAY_TRUSTED_PROXIES"] == "127.0.0.1/32"  # nginx, beside it
     nginx = next(c for c in ingress["containers"] if c["name"] == "nginx")
     assert nginx["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # the unprivileged image's default.conf also listens on 8080: an empty conf.d hides it
+    sites = next(m for m in nginx["volumeMounts"] if m["mountPath"] == "/etc/nginx/conf.d")
+    assert next(v for v in ingress["volumes"] if v["name"] == sites["name"])["emptyDir"] == {}
     for name in ("redis", "sentinel"):
         container = next(c for c in pods(objects)["redis"]["containers"] if c["name"] == name)
         assert "redis-cli" in " ".join(container["readinessProbe"]["exec"]["command"])
