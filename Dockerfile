@@ -6,7 +6,8 @@ COPY relay ./relay
 COPY worker ./worker
 COPY simulator ./simulator
 RUN pip install --no-cache-dir . \
- && useradd --system --uid 10001 --no-create-home relay
+ && groupadd --system --gid 10001 relay \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home relay
 USER relay
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8080

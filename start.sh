@@ -10,6 +10,7 @@
 #   ./start.sh logs [PROCESS] [-n N] [-f]    the logs, of one process or all
 #   ./start.sh stop        stop everything it started
 #   ./start.sh relay ARGS  run `pd-relay ARGS` against the running stack
+#   ./start.sh --role ROLE ...   one of several hosts (README: Running on several machines)
 #
 # This script only sets up a virtualenv in .venv (pd-relay and supervisor), then runs
 # `pd-relay stack ...`, which does the rest. Its options are PD_RELAY_* and RELAY_*
@@ -29,16 +30,19 @@ demo=()
 case "${1:-}" in
   ""|start) ;;
   --demo) demo=(--demo) ;;
+  --role) ;;  # several hosts: the roles and their options go to `pd-relay stack up`
   stop) action=down ;;
   status|reload|logs|relay) action=$1 ;;
-  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "pd-relay: unknown argument: $1 (./start.sh --help)" >&2; exit 2 ;;
 esac
-[ $# -gt 0 ] && shift
+[ $# -gt 0 ] && [ "$1" != --role ] && shift
 if [ "$action" = up ]; then
   [ "${1:-}" = --demo ] && demo=(--demo) && shift
-  [ $# -eq 0 ] || { echo "pd-relay: unknown argument: $1 (./start.sh --help)" >&2; exit 2; }
-  if [ ${#demo[@]} -eq 0 ]; then  # a keys file without keys: say so before installing
+  [ $# -eq 0 ] || [ "$1" = --role ] \
+    || { echo "pd-relay: unknown argument: $1 (./start.sh --help)" >&2; exit 2; }
+  # a keys file without keys: say so before installing (a host without the relay has none)
+  if [ ${#demo[@]} -eq 0 ] && { [ $# -eq 0 ] || [[ " $* " == *" --role relay "* ]]; }; then
     PYTHONPATH=$here "$python" -m relay.stack.keycheck \
       "${RELAY_KEYS_FILE:-$here/pd_routing_keys.txt}" || exit 1
   fi

@@ -234,7 +234,7 @@ def test_lower_rooms_never_reach_up() -> None:
 
     shared = {"relay.errors", "relay.keys", "relay.names", "relay.scripts", "relay.settings",
               "relay.store", "relay.logs", "relay.severity", "relay.startup", "relay.limiter",
-              "relay.http", "relay.history", "relay.history.cap"}
+              "relay.http", "relay.history", "relay.history.cap", "relay.sentinel"}
     reached = {}
     for path in (ROOT / "worker").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -267,3 +267,45 @@ def test_compose_trusts_the_forwarded_address_of_its_nginx_only(compose: dict) -
     subnet = default(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
     assert trusted == [f"{nginx}/32"]
     assert ipaddress.ip_address(nginx) in ipaddress.ip_network(subnet)
+
+
+def test_start_sh_hands_roles_to_pd_relay_stack_up(tmp_path: Path) -> None:
+    """``./start.sh --role ...``: the roles and their options reach ``pd-relay stack up``;
+    the keys file is checked only when the host runs the relay; other arguments are
+    still refused. (A stub stands for the installed pd-relay.)"""
+    import sys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "start.sh", project / "start.sh")
+    for name in ("relay", "worker", "simulator"):
+        (project / name).mkdir()
+    (project / "pyproject.toml").write_text("")
+    venv = tmp_path / "system" / "venv" if os.geteuid() == 0 else project / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    said = tmp_path / "said.txt"
+    stub = venv / "bin" / "pd-relay"
+    stub.write_text(f'#!/bin/sh\necho "$@" > {said}\n')
+    stub.chmod(0o755)
+    for path in [project / "pyproject.toml", *(project / n for n in ("relay", "worker",
+                                                                    "simulator"))]:
+        os.utime(path, (1_000_000_000, 1_000_000_000))  # older than the install stamp
+    (venv / ".installed-run").write_text("")
+    env = dict(os.environ, PD_RELAY_SYSTEM_DIR=str(tmp_path / "system"),
+               PYTHON=sys.executable, RELAY_KEYS_FILE=str(tmp_path / "none.txt"))
+
+    def start(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["./start.sh", *args], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    done = start("--role", "redis-primary", "--role", "sentinel", "--announce", "10.0.0.1",
+                 "--monitor", "10.0.0.1:6379")
+    assert done.returncode == 0, done.stderr
+    assert said.read_text().split() == ["stack", "up", "--role", "redis-primary", "--role",
+                                        "sentinel", "--announce", "10.0.0.1", "--monitor",
+                                        "10.0.0.1:6379"]
+    said.unlink()
+    relay = start("--role", "relay")  # the relay reads the keys file: checked first
+    assert relay.returncode == 1 and "cannot read" in relay.stderr and not said.exists()
+    bogus = start("--roles", "relay")
+    assert bogus.returncode == 2 and "unknown argument: --roles" in bogus.stderr

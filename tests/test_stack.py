@@ -67,6 +67,9 @@ VALUES = {
     "RELAY_LOG_FORMAT": "json",
     "RELAY_ALLOW_ANONYMOUS": "true",
     "RELAY_SEVERITY_MAP": "page=critical,*=warning",
+    "RELAY_SENTINEL_PASSWORD": "sent%25inel'pa$s",
+    "RELAY_MIN_REPLICAS": "2",
+    "RELAY_REPLICA_TIMEOUT_MS": "750",
 }
 
 

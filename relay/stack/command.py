@@ -13,11 +13,13 @@ from pathlib import Path
 from relay.errors import ConfigError
 from relay.stack import account
 from relay.stack.compose import ComposeStack
+from relay.stack.hosts import up_without_relay
 from relay.stack.native import NativeStack
 from relay.stack.options import StackOptions, home_dir, with_settings
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import public_url
+from relay.stack.roles import ROLES, Roles
 from relay.stack.tls import demo_pair
 from relay.stack.up import apply, demo_keys
 
@@ -65,6 +67,8 @@ def _status(args: argparse.Namespace, home: Path) -> int:
         ComposeStack(recorded.options).status()
     elif not NativeStack(recorded.options).status():
         return 3
+    if not recorded.options.roles.relay:  # a Redis or Sentinel host: no relay to ask
+        return 0
     return _relay(argparse.Namespace(args=["status"]), home)
 
 
@@ -132,6 +136,23 @@ def _parser() -> argparse.ArgumentParser:
                         "one (restarting what changed, one process at a time)")
     up.add_argument("--demo", action="store_true",
                     help="against the bundled PagerDuty simulator, with generated keys")
+    hosts = up.add_argument_group(
+        "several hosts", "what this host plays (README: Running on several machines); "
+        "without --role: the whole stack with its own Redis, as ever")
+    hosts.add_argument("--role", action="append", default=[], choices=ROLES,
+                       help="repeat for each role this host plays")
+    hosts.add_argument("--announce", default="", metavar="ADDRESS",
+                       help="this host's address: Redis and Sentinel listen on it")
+    hosts.add_argument("--primary", default="", metavar="HOST:PORT",
+                       help="redis-replica: the first primary")
+    hosts.add_argument("--monitor", default="", metavar="HOST:PORT",
+                       help="sentinel: the first primary it watches")
+    hosts.add_argument("--quorum", type=int, default=2,
+                       help="sentinel: how many Sentinels must agree a primary is down")
+    hosts.add_argument("--service", default="mymaster",
+                       help="sentinel: the primary's name (the URL's service)")
+    hosts.add_argument("--redis-port", type=int, default=6379)
+    hosts.add_argument("--sentinel-port", type=int, default=26379)
     sub.add_parser("down", help="stop everything the stack started")
     sub.add_parser("status", help="its processes, and each key's queue and deliveries")
     sub.add_parser("reload", help="apply a changed keys file with the recorded settings")
@@ -146,6 +167,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _up(args: argparse.Namespace, home: Path) -> int:
     options = StackOptions.from_env(os.environ, home, demo=args.demo)
+    if args.role:
+        roles = Roles.parse(args.role, args.announce, args.redis_port, args.sentinel_port,
+                            args.primary, args.monitor, args.quorum, args.service)
+        if args.demo:
+            raise ConfigError(["--role and --demo: the demo runs on one host"])
+        options = replace(options, roles=roles)
+        if not roles.relay:
+            if options.system_dir:
+                account.make_system_dir(options.system_dir)
+            up_without_relay(options, os.environ)
+            return 0
     if options.system_dir:  # as root: the 0755 directory of run/, data/ and the venv
         account.make_system_dir(options.system_dir)
     if args.demo:
@@ -162,6 +194,11 @@ def _reload(args: argparse.Namespace, home: Path) -> int:
     recorded = _recorded(home)
     if recorded is None:
         return 3
+    if not recorded.options.roles.relay:
+        print("pd-relay: this host runs no relay (its roles: "
+              f"{', '.join(recorded.options.roles.roles)}), so no keys file to reload; to "
+              "change its Redis or Sentinel, run ./start.sh --role ... again", file=sys.stderr)
+        return 2
     return apply(recorded.options, recorded.relay_env, recorded)
 
 

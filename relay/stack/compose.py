@@ -15,11 +15,14 @@ from typing import Any
 import yaml
 
 from relay.keys import KeysFile
+from relay.stack.compose_sentinel import sentinel_url
+from relay.stack.compose_sentinel import services as sentinel_services
 from relay.stack.files import own_directory, write_file
 from relay.stack.model import CHANNELS, INGRESS, WORKER, keys_digest, relay_programs
 from relay.stack.options import StackOptions
 from relay.stack.password import redis_password, redis_url
 from relay.stack.render import redis_argv
+from relay.stack.roles import min_replicas
 from relay.stack.tls import directives
 
 ROUTES_IN_CONTAINER = "/etc/pd-relay/pd_routes.yml"
@@ -29,11 +32,14 @@ IMAGE_UID = 10001  # the Dockerfile's `relay` user: the containers' own, never r
 COPIES = "compose"  # in the run directory: the files the image's user reads (as root)
 
 
-def compose_env(relay_env: dict[str, str], demo: bool, password: str) -> dict[str, str]:
+def compose_env(relay_env: dict[str, str], demo: bool, password: str,
+                topology: str = "single") -> dict[str, str]:
     """The settings as the containers see them: their keys file, compose's Redis (with the
-    stack's password) unless another is named, the simulator service in the demo."""
+    stack's password; its Sentinels in the sentinel topology) unless another is named,
+    the simulator service in the demo."""
     env = dict(relay_env, RELAY_KEYS_FILE=KEYS_IN_CONTAINER)
-    env.setdefault("RELAY_REDIS_URL", redis_url("redis", 6379, password))
+    env.setdefault("RELAY_REDIS_URL", sentinel_url(password) if topology == "sentinel"
+                   else redis_url("redis", 6379, password))
     if demo:
         env.setdefault("RELAY_PD_URL", "http://simulator:8090")
     return env
@@ -81,6 +87,10 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
                                   "REDISCLI_AUTH": password}},  # its healthcheck's redis-cli
         "nginx": {"environment": options.limits.placeholders()},
     }
+    if options.topology == "sentinel":  # a primary and a replica, three Sentinels
+        services.update(sentinel_services(options.redis_maxmemory_mb, password,
+                                          env.get("RELAY_SENTINEL_PASSWORD", ""),
+                                          min_replicas(env)))
     if options.tls:  # HTTPS only, with the pair mounted read-only
         inside = (Path("/etc/nginx/tls/cert.pem"), Path("/etc/nginx/tls/key.pem"))
         services["nginx"]["environment"].update(
@@ -128,6 +138,8 @@ class ComposeStack:
 
     def up(self) -> None:
         profile = ["--profile", "demo"] if self.options.demo else []
+        if self.options.topology == "sentinel":
+            profile += ["--profile", "sentinel"]
         env = dict(os.environ, PD_RELAY_PORT=str(self.options.port),
                    PD_RELAY_BIND=self.options.bind)
         subprocess.run(self.command(*profile, "up", "-d", "--build", "--remove-orphans",
@@ -135,7 +147,8 @@ class ComposeStack:
                        env=env, check=True)
 
     def down(self) -> int:
-        return subprocess.run(self.command("--profile", "demo", "down")).returncode
+        return subprocess.run(self.command("--profile", "demo", "--profile", "sentinel",
+                                           "down")).returncode
 
     def status(self) -> bool:
         return subprocess.run(self.command("ps")).returncode == 0

@@ -19,6 +19,7 @@ from relay.keys import KeysFile
 
 INGRESS, WORKER, REDIS, NGINX, SIMULATOR = "ingress", "worker", "redis", "nginx", "simulator"
 CHANNELS = "channel-worker"
+SENTINEL = "sentinel"  # a host's Redis Sentinel (relay/stack/roles.py)
 
 
 def ingress_args(host: str, port: int) -> list[str]:

@@ -16,12 +16,14 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.keys import KeysFile, key_id
 from relay.stack import account, binaries, render
 from relay.stack.files import own_directory, read_pid, write_file
+from relay.stack.hosts import role_programs
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx, parents, upstream
 from relay.stack.options import StackOptions
@@ -78,7 +80,11 @@ class NativeStack:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o700, follow_symlinks=False)
 
-    def up(self, relay_env: dict[str, str], keys: KeysFile) -> Recorded:
+    def up(self, relay_env: dict[str, str], keys: KeysFile,
+           environ: Mapping[str, str] | None = None) -> Recorded:
+        """Start the stack, or apply every change to the running one; with roles
+        (``StackOptions.roles``), this host's Redis and Sentinel beside the relay, their
+        passwords from ``environ`` (``relay.stack.hosts``)."""
         o = self.options
         previous = Recorded.load(o.state_dir)
         # v0.2.0 recorded a stack in its run directory, root's stack too
@@ -102,7 +108,7 @@ class NativeStack:
         self.prepare()
         if user and not o.privileged_port:  # supervisord, as the user, writes its logs there
             os.lchown(self.run_dir / "logs", user.uid, user.gid)
-        programs: list[Program] = []
+        programs: list[Program] = role_programs(o, environ or {}, user=user)
         if relay_env["RELAY_REDIS_URL"] == stack_redis_url(o.secrets_dir, o.run_dir):
             (o.data_dir / "redis").mkdir(parents=True, exist_ok=True)
             if user:  # in the user's data directory (lchown: a link there stays a link)

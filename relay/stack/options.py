@@ -18,8 +18,10 @@ from relay.settings import Settings
 from relay.stack import account
 from relay.stack.password import redis_socket
 from relay.stack.render import Limits
+from relay.stack.roles import Roles
 
 MODES = ("auto", "native", "docker")
+TOPOLOGIES = ("single", "sentinel")  # docker compose: one Redis, or the sentinel profile
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class StackOptions:
     # the system directory of run/, data/ and the venv (relay/stack/account.py)
     user: str = ""
     system_dir: Path | None = None
+    roles: Roles = Roles()  # several hosts: what this one plays (none: the whole stack)
+    topology: str = "single"  # docker compose's Redis: one, or a replicated primary
 
     @property
     def state_dir(self) -> Path:
@@ -115,6 +119,7 @@ class StackOptions:
         read("PD_RELAY_REDIS_PORT", "redis_port", _port)
         read("PD_RELAY_SIM_PORT", "sim_port", _port)
         read("PD_RELAY_MODE", "mode", _mode)
+        read("PD_RELAY_TOPOLOGY", "topology", _topology)
         read("PD_RELAY_REDIS_MAXMEMORY_MB", "redis_maxmemory_mb", _count)
         limits: dict[str, Any] = {}
         for name, attr in (("RATE", "rate"), ("BURST", "burst"), ("CONNECTIONS", "connections")):
@@ -162,8 +167,10 @@ class StackOptions:
     def public(self) -> dict[str, Any]:
         """The options as recorded in the run directory (``Recorded``)."""
         return {name: str(value) if isinstance(value, Path) else
-                dict(value.__dict__) if isinstance(value, Limits) else value
-                for name, value in self.__dict__.items()}
+                dict(value.__dict__) if isinstance(value, Limits) else
+                value.public() if isinstance(value, Roles) else value
+                for name, value in self.__dict__.items()
+                if (name != "roles" or value) and (name != "topology" or value != "single")}
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
@@ -175,6 +182,8 @@ class StackOptions:
             fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                       for k, v in found["limits"].items()}
             found["limits"] = Limits(**fields)
+        if isinstance(found.get("roles"), dict):
+            found["roles"] = Roles.recorded(found["roles"])
         return cls(**found)
 
 
@@ -247,6 +256,12 @@ def _network(text: str) -> bool:
 def _mode(raw: str) -> str:
     if raw not in MODES:
         raise ValueError("must be one of " + ", ".join(MODES))
+    return raw
+
+
+def _topology(raw: str) -> str:
+    if raw not in TOPOLOGIES:
+        raise ValueError("must be one of " + ", ".join(TOPOLOGIES))
     return raw
 
 

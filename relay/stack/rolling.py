@@ -76,17 +76,17 @@ class Rolling:
         self.supervisor.ctl("reread", check=True)
         nginx_changed = self.nginx.write() != self.previous.nginx_digest
         by_role = {role: [p for p in changed if p.role == role] for role in
-                   (INGRESS, NGINX, "worker", "redis", "simulator", CHANNELS)}
+                   (INGRESS, NGINX, "worker", "redis", "simulator", CHANNELS, "sentinel")}
         # a new listening address restarts nginx at the end: no reload before (it would
         # fail to bind while the old socket holds the port)
         self.nginx_restarts = bool(by_role[NGINX])
-        for program in by_role["redis"] + by_role["simulator"]:
+        for program in by_role["redis"] + by_role["sentinel"] + by_role["simulator"]:
             if program.role == "redis":
                 _say("Redis's command line changed: restarting it (ingest answers 503 and "
                      "delivery waits until it is back)")
             self._update(program)
         for name in removed:
-            if name in ("redis", "simulator"):
+            if name in ("redis", "sentinel", "simulator"):
                 self.supervisor.ctl("update", name, check=True)
         nodes = [p for p in self.programs if p.role == INGRESS]
         for program in by_role[INGRESS]:

@@ -17,10 +17,21 @@ from pathlib import Path
 
 from relay.errors import ConfigError
 from relay.stack.files import read_pid
-from relay.stack.model import CHANNELS, INGRESS, NGINX, REDIS, SIMULATOR, WORKER, Program
+from relay.stack.model import (
+    CHANNELS,
+    INGRESS,
+    NGINX,
+    REDIS,
+    SENTINEL,
+    SIMULATOR,
+    WORKER,
+    Program,
+)
 
-PRIORITY = {REDIS: 10, SIMULATOR: 20, INGRESS: 30, WORKER: 40, CHANNELS: 45, NGINX: 50}
-STOP_WAIT_S = {REDIS: 10, SIMULATOR: 5, INGRESS: 15, WORKER: 20, CHANNELS: 30, NGINX: 10}
+PRIORITY = {REDIS: 10, SENTINEL: 15, SIMULATOR: 20, INGRESS: 30, WORKER: 40, CHANNELS: 45,
+            NGINX: 50}
+STOP_WAIT_S = {REDIS: 10, SENTINEL: 5, SIMULATOR: 5, INGRESS: 15, WORKER: 20, CHANNELS: 30,
+               NGINX: 10}
 
 
 def environment_line(env: dict[str, str]) -> str:

@@ -39,7 +39,12 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         print(f"pd-relay: WARNING: {line}", file=sys.stderr)
     mode = options.mode
     if mode == "auto":
-        mode = "docker" if docker_answers() else "native"
+        mode = "native" if options.roles else "docker" if docker_answers() else "native"
+    if options.roles:
+        _check_relay_role(options, environ, mode)
+    if options.topology != "single" and mode != "docker":
+        raise ConfigError([f"PD_RELAY_TOPOLOGY={options.topology} is docker compose's: natively, "
+                           "give each host its roles (pd-relay stack up --role ...)"])
     keys, problems = check(options.keys_file)
     problems += tls_problems(options.tls_cert, options.tls_key)
     if problems:
@@ -77,7 +82,8 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
-        compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir)), keys)
+        compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir),
+                                  options.topology), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
@@ -91,13 +97,30 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
     if checked.returncode != 0:
         return checked.returncode
     try:
-        NativeStack(options).up(env, keys)
+        native = NativeStack(options)
+        if options.roles:  # this host's Redis and Sentinel: their passwords from environ
+            native.up(env, keys, environ)
+        else:
+            native.up(env, keys)
     except AssertionError:  # not ready in time
         subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
                        stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
         raise
     announce(options, f"{options.run_dir}/logs/", settings.allow_anonymous)
     return 0
+
+
+def _check_relay_role(options: StackOptions, environ: Mapping[str, str], mode: str) -> None:
+    """The relay on one of several hosts: natively, against the Sentinels."""
+    problems = []
+    if mode != "native":
+        problems.append("--role runs the native stack (PD_RELAY_MODE=native); under "
+                        "docker compose use its sentinel profile (README)")
+    if not environ.get("RELAY_REDIS_URL", "").startswith("redis+sentinel://"):
+        problems.append("--role relay needs RELAY_REDIS_URL=redis+sentinel://[:PASSWORD@]"
+                        "h1:26379,h2:26379,h3:26379/mymaster (the Sentinels, not one Redis)")
+    if problems:
+        raise ConfigError(problems)
 
 
 def demo_keys(path: Path, earlier: Sequence[Path] = ()) -> None:

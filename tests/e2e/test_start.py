@@ -167,6 +167,10 @@ SETTINGS = {
     "RELAY_UI_SESSIONS_MAX": "5", "RELAY_TRUSTED_PROXIES": "192.0.2.0/24",
     # the stack's readiness checks over TCP from this machine (until they use the socket)
     "RELAY_ADMIN_ALLOW": "127.0.0.1,::1",
+    # issue 27's: the stack's own Redis has no replica (0 is the default with its URL);
+    # a Sentinel password is read, and unused without a Sentinel URL
+    "RELAY_MIN_REPLICAS": "0", "RELAY_REPLICA_TIMEOUT_MS": "800",
+    "RELAY_SENTINEL_PASSWORD": "unused-without-sentinel",
 }
 
 

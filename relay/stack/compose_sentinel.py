@@ -1,0 +1,71 @@
+"""Docker compose's Sentinel topology (``PD_RELAY_TOPOLOGY=sentinel``): the services of
+docker-compose.yml's ``sentinel`` profile (a replica and three Sentinels) get their
+commands here, written by the renderers of ``pd-relay stack up --role`` (``roles``), and
+the relay's processes the Sentinel URL. The passwords reach each container in its
+environment and the configuration through a here-document, never a command line."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from relay.stack.render import redis_argv
+from relay.stack.roles import PRIMARY, REPLICA, SENTINEL, Roles, redis_conf, sentinel_conf
+
+SERVICE = "mymaster"
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+QUORUM = 2
+DATA = "$PD_RELAY_REDIS_PASSWORD"  # expanded by the container's shell
+OWN = "$PD_RELAY_SENTINEL_PASSWORD"
+
+
+def sentinel_url(password: str) -> str:
+    """The relay's ``RELAY_REDIS_URL`` in the topology."""
+    hosts = ",".join(f"{name}:26379" for name in SENTINELS)
+    return f"redis+sentinel://:{password}@{hosts}/{SERVICE}/0"
+
+
+def data_node_script(argv: list[str], conf: str) -> str:
+    """``sh -c``'s script: redis-server reading ``conf`` (its password) on its standard
+    input ($$: compose leaves the $ to the container's shell)."""
+    body = "".join(line + "\n" for line in conf.splitlines() if not line.startswith("#"))
+    return f"exec {shlex.join(argv)} <<EOF\n{body}EOF\n".replace("$", "$$")
+
+
+def data_nodes(maxmemory_mb: int, replicas: int) -> dict[str, str]:
+    """The primary's and the replica's scripts: both refuse writes without ``replicas``
+    replicas (Sentinel may promote the replica)."""
+    argv = redis_argv("redis-server", 6379, Path("/data"), None, maxmemory_mb, config="-")
+    return {
+        "redis": data_node_script(argv, redis_conf(Roles((PRIMARY,), "redis"), DATA, replicas)),
+        "redis-replica": data_node_script(argv, redis_conf(
+            Roles((REPLICA,), "redis-replica", primary="redis:6379"), DATA, replicas)),
+    }
+
+
+def sentinel_script(name: str, own_password: bool) -> str:
+    """A Sentinel's script: its file written on its volume the first time only (it keeps
+    the current primary and its peers there), then the Sentinel on it."""
+    roles = Roles((SENTINEL,), name, monitor="redis:6379", quorum=QUORUM, service=SERVICE)
+    conf = sentinel_conf(roles, DATA, OWN if own_password else "", "/data", bind="0.0.0.0")
+    return (f"[ -s /data/sentinel.conf ] || cat > /data/sentinel.conf <<EOF\n{conf}EOF\n"
+            "exec redis-server /data/sentinel.conf --sentinel\n").replace("$", "$$")
+
+
+def services(maxmemory_mb: int, password: str, sentinel_password: str,
+             replicas: int) -> dict[str, Any]:
+    """The override's entries for the topology's Redis and Sentinel services."""
+    found: dict[str, Any] = {}
+    for name, script in data_nodes(maxmemory_mb, replicas).items():
+        found[name] = {"command": ["sh", "-c", script],
+                       "environment": {"PD_RELAY_REDIS_PASSWORD": password,
+                                       "REDISCLI_AUTH": password}}
+    for name in SENTINELS:
+        environment = {"PD_RELAY_REDIS_PASSWORD": password}
+        if sentinel_password:  # its own, asked of clients and given to its peers
+            environment.update(PD_RELAY_SENTINEL_PASSWORD=sentinel_password,
+                               REDISCLI_AUTH=sentinel_password)
+        found[name] = {"command": ["sh", "-c", sentinel_script(name, bool(sentinel_password))],
+                       "environment": environment}
+    return found
