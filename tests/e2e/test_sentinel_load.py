@@ -8,6 +8,7 @@ new primary."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -138,3 +139,40 @@ def test_load_across_a_failover_and_a_kill_9_of_the_primary_loses_nothing_in_ord
     assert stack.sim_get("stats")["counts"].get("429", 0) == 0, "a key over its limit"
     text = stack.logs_text()
     assert PASSWORD not in text and group.sentinel_password not in text
+
+
+def test_no_replica_in_sync_is_a_503_and_check_fails_until_they_are_back(
+        make_stack, tmp_path: Path) -> None:
+    """RELAY_MIN_REPLICAS=1 (a Sentinel URL's default): with both replicas stopped the
+    ingress answers 503 with Retry-After (WAIT confirmed none; the primary takes writes:
+    no min-replicas-to-write here) and ``check`` exits 2 saying why; once they are back,
+    202 again, and ``status --json`` names the primary, the replicas and the Sentinels."""
+    group = SentinelGroup(tmp_path / "solo", tmp_path / "solo-logs")
+    try:
+        group.start()
+        stack = make_stack(keys=1, redis_url=group.url, RELAY_REPLICA_TIMEOUT_MS="200")
+        stack.start_ingress()
+        assert stack.post(trigger("with replicas")).status_code == 202
+        primary = group.primary()
+        replicas = group.replicas()
+        for port in replicas:
+            group.stop_node(port)
+        wait_until(lambda: group.in_sync(primary[1]) == 0, 15, "the replicas gone")
+        reply = stack.post(trigger("no replica"))
+        assert reply.status_code == 503 and int(reply.headers["Retry-After"]) > 0
+        assert reply.json()["status"] == "not replicated"
+        checked = stack.cli("check")
+        assert checked.returncode == 2, checked.stdout + checked.stderr
+        assert "only 0 replica(s) in sync, RELAY_MIN_REPLICAS=1" in checked.stderr
+        for port in replicas:
+            group.start_node(port, replica_of=primary[1])
+        wait_until(lambda: group.in_sync(primary[1]) == 2, 30, "the replicas back")
+        assert stack.post(trigger("replicas back")).status_code == 202
+        assert stack.cli("check").returncode == 0
+        shown = json.loads(stack.cli("status", "--json").stdout)["replication"]
+        assert shown["primary"] == f"{primary[0]}:{primary[1]}"
+        assert shown["replicas_in_sync"] == shown["replicas_known"] == 2
+        assert shown["sentinels"]["answering"] == 3 and shown["sentinels"]["quorum"] == 2
+        assert {r["address"] for r in shown["replicas"]} == {f"127.0.0.1:{p}" for p in replicas}
+    finally:
+        group.stop()
