@@ -9,7 +9,7 @@ from typing import Any
 
 import fakeredis
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
@@ -59,8 +59,11 @@ FIELDS = st.fixed_dictionaries({}, optional={
 
 def _check(reply: Any) -> None:
     """A 202 or the 4xx that says why; a 403 only for an incident another sender opened
-    (NAMED sends the same dedup_keys with different keys: promise 7)."""
-    owned = reply.status_code == 403 and b"opened by another sender" in reply.get_data()
+    (NAMED sends the same dedup_keys with different keys: promise 7), or for a dedup_key in
+    the relay's own alarms' namespace (hypothesis draws the string constants of the code
+    under test, ``relay.auth.RESERVED`` among them)."""
+    owned = reply.status_code == 403 and any(
+        why in reply.get_data() for why in (b"opened by another sender", b"relay's own alarms"))
     assert reply.status_code in (202, 400, 413) or owned, (reply.status_code,
                                                            reply.get_data()[:300])
     assert reply.is_json and reply.json["status"]
@@ -111,6 +114,9 @@ NEAR_VALID = st.builds(
 )
 
 
+@example(body=b'{"event_action": "trigger", "dedup_key": "pd-relay-self-x", "payload": '
+              b'{"summary": "s", "source": "f", "severity": "info"}}',
+         content_type="application/json")  # a draw that failed a helper's unit run
 @given(body=st.binary(max_size=300) | NEAR_VALID,
     content_type=st.sampled_from(["application/json", "application/json; charset=latin-1",
                                   "text/plain", "application/x+json", ""]))
