@@ -44,6 +44,9 @@ def is_sentinel(url: str) -> bool:
 def parse(url: str) -> SentinelUrl:
     """The URL's parts; ValueError naming every bad part at once."""
     parts = urlsplit(url)
+    if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+        # a '/', '?' or '#' in the password ended the Sentinels' list: say no more of it
+        raise ValueError("percent-encode the password ('/' as %2F, '?' as %3F, '#' as %23)")
     problems: list[str] = []
     auth, _, hostlist = parts.netloc.rpartition("@")
     username = password = None

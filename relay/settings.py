@@ -173,13 +173,17 @@ class Settings:
 
 def masked_url(url: str) -> str:
     """``url`` with any password in it replaced by ``***``: the userinfo's, and a
-    ``password=`` in the query (redis-py reads both)."""
-    try:
-        password = urlparse(url).password
-    except ValueError:
-        password = None
-    if password:
-        url = url.replace(f":{password}@", ":***@", 1)
+    ``password=`` in the query (redis-py reads both). The userinfo is all before the
+    last ``@``, so a password holding ``/``, ``?`` or ``#`` (not percent-encoded) is
+    masked whole too; a Sentinel URL's userinfo without ``:`` is the password alone."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if sep and at:
+        user, colon, password = userinfo.partition(":")
+        if colon and password:
+            url = f"{scheme}://{user}:***@{tail}"
+        elif not colon and user and is_sentinel(url):
+            url = f"{scheme}://***@{tail}"
     head, mark, query = url.partition("?")
     if not mark:
         return url

@@ -79,3 +79,26 @@ def test_the_lease_must_outlast_a_send_and_its_wait_for_replicas(tmp_path) -> No
         Settings.from_env(env)
     assert Settings.from_env(dict(env, RELAY_MIN_REPLICAS="0")).lease_ttl_s == 15
     assert Settings.from_env(dict(env, RELAY_LEASE_TTL_S="16.1")).lease_ttl_s == 16.1
+
+
+@pytest.mark.parametrize("url", [
+    # a base64 password (openssl rand -base64) holds '/' and '+': not percent-encoded,
+    # the '/' ends the Sentinels' list early
+    "redis+sentinel://:hunter2secret/@h1:26379/mymaster/0",
+    "redis+sentinel://:hunter2secret#@h1:26379/mymaster/0",
+    "redis+sentinel://:hunter2secret?@h1:26379/mymaster/0",
+    "redis+sentinel://ops:hunter2secret/@h1:26379/mymaster/0",
+])
+def test_a_bad_sentinel_url_is_refused_without_showing_its_password(tmp_path, url) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"RELAY_KEYS_FILE": _keys_file(tmp_path), "RELAY_REDIS_URL": url})
+    shown = "\n".join(refused.value.problems)
+    assert "RELAY_REDIS_URL" in shown
+    assert "hunter2secret" not in shown, shown
+
+
+def test_a_sentinel_urls_lone_password_is_masked() -> None:
+    # parse() reads `secret@` as the password alone (redis-py's convention)
+    url = "redis+sentinel://hunter2secret@h1:26379/mymaster/0"
+    assert parse(url).password == "hunter2secret"
+    assert "hunter2secret" not in masked_url(url)

@@ -203,7 +203,7 @@ class Worker:
             reraise=True,
         )
         try:
-            reply = retrying(self._attempt, record, body)
+            reply = retrying(self._attempt, record, body, raw)
         except Rejected as exc:
             self._dead_letter(raw, record, exc)
             return
@@ -220,19 +220,22 @@ class Worker:
                 (now_ms() - record.accepted_ms) / 1000,
             )
 
-    def _attempt(self, record: Record, body: bytes) -> str:
+    def _attempt(self, record: Record, body: bytes, raw: str | None = None) -> str:
         self.limiter.acquire(self.sleep, self.burst)
-        self._fence()
+        self._fence(raw)
         log.info("sending %s dedup_key=%s key=%s", record.action, record.event.get("dedup_key"),
                  self.label)
         return self.pagerduty.send(record.kind, body)
 
-    def _fence(self) -> None:
+    def _fence(self, raw: str | None = None) -> None:
         """Start a send only while the lease is ours for longer than the send can take,
         and (RELAY_MIN_REPLICAS) once enough replicas hold the reservation and every
         earlier write of the key: a failover then keeps them (replication is a prefix),
         so it may bring a re-send, never a reorder nor a send over the limit.
-        Unconfirmed: no send yet; back off (RetryLater) and try again."""
+        Unconfirmed: no send yet; back off (RetryLater) and try again. Confirmed, ``raw``
+        (the event about to be sent) must still head the in-flight list: a failover
+        while it was retried may have rolled back the FINISH of the one before it, which
+        then goes again first (LeaseLost: the loop steps again from the head)."""
         if not self.min_replicas:
             ours = self.lease.renew()
         else:
@@ -241,6 +244,9 @@ class Worker:
             if ours and confirmed < self.min_replicas:
                 raise RetryLater(f"{confirmed} of {self.min_replicas} replicas confirmed "
                                  "the reservation; not sending yet")
+            if ours and raw is not None and self.client.lindex(self.inflight, 0) != raw:
+                raise LeaseLost("another event heads the in-flight list (a failover rolled "
+                                "back a FINISH): sending from the head again")
         if not ours:
             raise LeaseLost("lease lost before sending")
         if self.lease.remaining() < self.send_budget_s:

@@ -13,6 +13,7 @@ finish (RQ's warm shutdown).
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.scheduler import RQScheduler
@@ -79,21 +81,53 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
                      name="scheduler", daemon=True).start()
-    worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
-                          name=f"pd-relay-{socket.gethostname()}-{os.getpid()}")
     log.info("channel worker for %s%s", ", ".join(f"{c.name} ({c.shown})" for c in
                                                    routes.channels if c.name in served)
              or "no channels", "" if args.channel else ", and the housekeeping")
     # RQ's own lines for every job (started, completed, result kept) only when debugging:
     # each message's outcome is logged by the courier, each alarm by the self-check
     quiet = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
-    worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=quiet)
+    logging.getLogger("rq.worker").addFilter(_no_redis_traceback)
+    name = f"pd-relay-{socket.gethostname()}-{os.getpid()}"
+    for run in itertools.count():
+        # RQ's worker quits on a Redis error outside its wait for jobs (a job's
+        # bookkeeping when the primary died under it): start another, not exit
+        worker = None
+        try:
+            worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
+                                   name=f"{name}-{run}" if run else name)
+            worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=quiet)
+        except redis.RedisError as exc:  # its start or teardown (noting its end) failed too
+            log.error("RQ's worker: %s: %s", type(exc).__name__, exc)
+        if worker is not None and worker.stopping:
+            break
+        log.error("RQ's worker stopped on a Redis error; starting it again in 1 s")
+        try:
+            time.sleep(1)
+        except StopRequested:  # a signal meanwhile: RQ's handler is still installed
+            break
     return 0
+
+
+def _no_redis_traceback(record: logging.LogRecord) -> bool:
+    """RQ's "unhandled exception, quitting" for a Redis error: one line (the loop above
+    starts its worker again), not a traceback."""
+    if record.exc_info and isinstance(record.exc_info[1], redis.RedisError):
+        exc = record.exc_info[1]
+        record.msg = f"{record.msg} ({type(exc).__name__}: {exc})"
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 class ChannelWorker(SimpleWorker):
     """RQ's in-process worker; a channel's refusal is logged once, as a warning, by the
     courier: RQ's ERROR with a traceback is kept for what is not a channel's answer."""
+
+    stopping = False  # a signal asked it to stop (RQ's own flag misses an idle worker)
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], DeliveryError):

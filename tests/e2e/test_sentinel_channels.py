@@ -70,3 +70,64 @@ routes:
         assert hooks.tries("/hook") >= 5  # events 1 and 2 each tried twice
     finally:
         group.stop()
+
+
+def test_the_channel_worker_outlives_a_primary_dying_while_a_job_runs(
+        make_stack, hooks: WebhookReceiver, tmp_path: Path) -> None:
+    """A job still running when the primary dies: RQ's bookkeeping after it fails on the
+    dead primary, and RQ's worker "quits" (an unhandled exception); the channel worker
+    must go on with the new primary, not exit."""
+    import threading
+
+    group = SentinelGroup(tmp_path / "group", tmp_path / "group-logs",
+                          min_replicas_to_write=1)
+    routes = tmp_path / "routes.yml"
+    routes.write_text(f"""
+channels:
+  - name: hook
+    type: webhook
+    url: {hooks.url}/hook
+    timeout_s: 30
+routes:
+  - name: all
+    keys: [key-1]
+    channels: [hook]
+""")
+    routes.chmod(0o600)
+    gate, arrived = threading.Event(), threading.Event()
+    answer = hooks.answer
+
+    def held(path: str, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, str], str]:
+        if b"event-0" in raw and not gate.is_set():
+            arrived.set()
+            gate.wait(30)  # bounded: the job runs until the primary is dead
+        return answer(path, headers, raw)
+
+    hooks.answer = held  # type: ignore[method-assign]
+    try:
+        group.start()
+        stack = make_stack(keys=1, redis_url=group.url, RELAY_ROUTES_FILE=str(routes),
+                           RELAY_CHANNEL_RETRY_BASE_S="1")
+        stack.start_ingress()
+        worker = stack.start_channel_worker()
+
+        def heard(n: int) -> bool:
+            return any(f"event-{n}" in str(body) for body in hooks.taken("/hook"))
+
+        def post(n: int) -> None:
+            wait_until(lambda: stack.post(trigger(f"event-{n}", dedup_key=f"e{n}"))
+                       .status_code == 202, 30, f"event {n} accepted")
+
+        post(0)
+        wait_until(arrived.is_set, 30, "the channel's job to be running")
+        first = group.primary()
+        group.kill_primary()
+        gate.set()  # the job ends while the primary is dead and not yet replaced
+        group.wait_failover(first, 30)
+        post(1)
+        wait_until(lambda: heard(1) or not worker.alive(), 60, "event 1 after the kill -9")
+        assert worker.alive(), stack.logs_text()[-6000:]
+        assert heard(1)
+    finally:
+        gate.set()
+        group.stop()
