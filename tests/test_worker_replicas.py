@@ -13,6 +13,7 @@ from typing import Any
 from unittest import mock
 
 import fakeredis
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -175,3 +176,27 @@ TestConfirmMachine = ConfirmMachine.TestCase
 TestConfirmMachine.settings = hypothesis_settings(
     max_examples=40, stateful_step_count=20, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_unconfirmed_sends_retry_at_the_keys_pace_not_the_growing_backoff(
+        settings, fake, monkeypatch) -> None:
+    """Replicas away for long (both restarting) leave a send unconfirmed many times in a
+    row: it tries again at the key's pace (one reservation per window/limit seconds: the
+    window never holds more than the limit, and a slot frees as each one ages out), not
+    after PagerDuty's growing backoff (capped at RELAY_RETRY_MAX_S: a minute after the
+    replicas were back before the backlog moved again)."""
+    key = settings.routing_keys[0]
+    settings = replace(settings, min_replicas=1, replica_timeout_ms=300, rate_per_min=120,
+                       retry_base_s=1.0, retry_max_s=60.0)
+    queue(fake, key, trigger("one", dedup_key="d1"))
+    answers = iter([0] * 12 + [1])
+    monkeypatch.setattr(Lease, "renew_confirmed",
+                        lambda self, replicas, timeout_ms: (self.renew(), next(answers)))
+    pd = ScriptedPagerDuty()
+    sleeps: list[float] = []
+    worker = make_worker(settings, fake, pd, sleeps)
+    assert worker.lease.acquire()
+    worker.step()
+    assert len(pd.sent) == 1 and len(sleeps) == 12
+    pace = worker.limiter.window_ms / 1000 / worker.limiter.limit
+    assert all(wait == pytest.approx(pace) for wait in sleeps), sleeps

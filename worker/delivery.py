@@ -232,7 +232,7 @@ class Worker:
         and (RELAY_MIN_REPLICAS) once enough replicas hold the reservation and every
         earlier write of the key: a failover then keeps them (replication is a prefix),
         so it may bring a re-send, never a reorder nor a send over the limit.
-        Unconfirmed: no send yet; back off (RetryLater) and try again. Confirmed, ``raw``
+        Unconfirmed: no send yet; try again at the key's pace (RetryLater). Confirmed, ``raw``
         (the event about to be sent) must still head the in-flight list: a failover
         while it was retried may have rolled back the FINISH of the one before it, which
         then goes again first (LeaseLost: the loop steps again from the head)."""
@@ -242,8 +242,11 @@ class Worker:
             ours, confirmed = self.lease.renew_confirmed(self.min_replicas,
                                                          self.replica_timeout_ms)
             if ours and confirmed < self.min_replicas:
+                # again at the key's pace, not PagerDuty's growing backoff: replicas
+                # back after a long absence, the backlog moves within one pace
+                pace = self.limiter.window_ms / 1000 / max(self.limiter.limit, 1)
                 raise RetryLater(f"{confirmed} of {self.min_replicas} replicas confirmed "
-                                 "the reservation; not sending yet")
+                                 "the reservation; not sending yet", retry_after=pace)
             if ours and raw is not None and self.client.lindex(self.inflight, 0) != raw:
                 raise LeaseLost("another event heads the in-flight list (a failover rolled "
                                 "back a FINISH): sending from the head again")
