@@ -173,3 +173,27 @@ def test_the_generated_scripts_run_a_replicated_primary_and_a_sentinel(tmp_path:
     finally:
         for process in processes:
             process.kill()
+
+
+def test_a_sentinel_password_with_a_dollar_reaches_the_sentinels_as_the_relay_has_it(
+        tmp_path: Path) -> None:
+    """Compose interpolates ``$`` in the override's values: the Sentinels' password must
+    come through as the relay's does, or the relay cannot log in to the Sentinels."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here")
+    own = "own$pass$$x"
+    services = generated(tmp_path, "sentinel", {"RELAY_SENTINEL_PASSWORD": own})["services"]
+    path = tmp_path / "override.yml"
+    path.write_text(yaml.safe_dump({"services": services}))
+    done = subprocess.run([*compose, "-p", "pd-relay", "-f", str(ROOT / "docker-compose.yml"),
+                           "-f", str(path), "--profile", "sentinel", "config"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]  # (printed escaped again: $$)
+    relay = resolved["ingress"]["environment"]["RELAY_SENTINEL_PASSWORD"]
+    assert relay.replace("$$", "$") == own
+    for name in SENTINELS:
+        environment = resolved[name]["environment"]
+        assert environment["PD_RELAY_SENTINEL_PASSWORD"] == relay, name
+        assert environment["REDISCLI_AUTH"] == relay, name

@@ -55,7 +55,9 @@ def sentinel_script(name: str, own_password: bool) -> str:
 
 def services(maxmemory_mb: int, password: str, sentinel_password: str,
              replicas: int) -> dict[str, Any]:
-    """The override's entries for the topology's Redis and Sentinel services."""
+    """The override's entries for the topology's Redis and Sentinel services (compose
+    reads a ``$`` in a value as a variable: ``$$`` keeps it, as in the relay's)."""
+    password, sentinel_password = password.replace("$", "$$"), sentinel_password.replace("$", "$$")
     found: dict[str, Any] = {}
     for name, script in data_nodes(maxmemory_mb, replicas).items():
         found[name] = {"command": ["sh", "-c", script],
