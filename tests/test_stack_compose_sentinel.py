@@ -197,3 +197,12 @@ def test_a_sentinel_password_with_a_dollar_reaches_the_sentinels_as_the_relay_ha
         environment = resolved[name]["environment"]
         assert environment["PD_RELAY_SENTINEL_PASSWORD"] == relay, name
         assert environment["REDISCLI_AUTH"] == relay, name
+
+
+def test_a_sentinel_password_the_sentinels_cannot_read_is_refused_with_its_name(
+        tmp_path: Path) -> None:
+    """A space or a quote breaks the Sentinel's file (it would fail to start, again and
+    again): refused with a listed problem, as ``--role`` refuses it natively."""
+    with pytest.raises(ConfigError, match="RELAY_SENTINEL_PASSWORD"):
+        generated(tmp_path, "sentinel", {"RELAY_SENTINEL_PASSWORD": "two words"})
+    generated(tmp_path, "single", {"RELAY_SENTINEL_PASSWORD": "two words"})  # unused there
