@@ -276,3 +276,64 @@ def test_the_redis_pods_scripts_replicate_fail_over_and_rejoin(tmp_path: Path) -
         for processes in running.values():
             for process in processes:
                 process.kill()
+
+
+def test_a_redis_pod_is_ready_only_once_it_has_the_data(
+        objects: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The readiness probe of a Redis pod: a replica is ready once it is in sync with its
+    primary, not as soon as it answers PING. The PodDisruptionBudget and the
+    StatefulSet's rolling update count ready pods: a replica ready before it synced let
+    a drain or a restart take the other replica too, and the primary, with no replica in
+    sync, refused every write (min-replicas-to-write)."""
+    import os
+
+    from relay.stack import binaries
+    from relay.stack.processes import Process, free_port, wait_until
+    from relay.stack.render import redis_argv
+
+    [container] = [c for c in pods(objects)["redis"]["containers"] if c["name"] == "redis"]
+    probe = container["readinessProbe"]["exec"]["command"]
+    scripts = KUBE / "base" / "redis"
+    binary = binaries.redis_server()
+    path = f"{Path(binary).parent}:{os.environ['PATH']}"
+    if not shutil.which("redis-cli", path=path):
+        pytest.skip("no redis-cli beside redis-server here")
+    port = free_port()
+    addresses = ["127.0.0.1", "127.0.0.2"]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+
+    def env(n: int) -> dict[str, str]:
+        return dict(os.environ, PATH=path, REDIS_PASSWORD="k8s-data", SENTINEL_PASSWORD="k8s-own",
+                    MIN_REPLICAS="0", PEERS="", ME=addresses[n], FIRST=addresses[0],
+                    REDIS_PORT=str(port), SCRIPTS=str(scripts),
+                    CONF_DIR=str(tmp_path / f"conf{n}"))
+
+    def start(n: int) -> None:
+        (tmp_path / f"conf{n}").mkdir()
+        (tmp_path / f"data{n}").mkdir()
+        args = redis_argv("redis-server", port, tmp_path / f"data{n}", addresses[n])[1:]
+        processes.append(Process(f"redis-{n}", ["sh", str(scripts / "redis.sh"), *args],
+                                 env(n), logs))
+
+    def ready(n: int) -> bool:  # the probe, pointed at this pod's address and port
+        command = [part.replace("redis-cli", f"redis-cli -h {addresses[n]} -p {port}")
+                   for part in probe]
+        return subprocess.run(command, env=env(n), timeout=10).returncode == 0
+
+    def answers(n: int) -> bool:
+        return subprocess.run(["redis-cli", "-h", addresses[n], "-p", str(port), "ping"],
+                              env=dict(env(n), REDISCLI_AUTH="k8s-data"), capture_output=True,
+                              text=True, timeout=10).stdout.strip() == "PONG"
+
+    try:
+        start(1)  # a replica of the first pod, which is not there yet
+        wait_until(lambda: answers(1), 20, "the replica to answer")
+        assert not ready(1)
+        start(0)
+        wait_until(lambda: ready(0), 20, "the primary to be ready")
+        wait_until(lambda: ready(1), 30, "the replica to be ready once in sync", every=0.2)
+    finally:
+        for process in processes:
+            process.kill()

@@ -73,7 +73,7 @@ def test_the_sentinel_topology_replicates_and_the_relay_asks_the_sentinels(
         assert "sentinel resolve-hostnames yes" in script
         assert f"sentinel announce-ip {name}" in script
         assert "requirepass $$PD_RELAY_SENTINEL_PASSWORD" in script
-        assert "[ -s /data/sentinel.conf ] ||" in script  # its state kept across restarts
+        assert "if [ -s /data/sentinel.conf ]; then" in script  # its state kept across restarts
         assert service["environment"]["PD_RELAY_SENTINEL_PASSWORD"] == "sentinels-own"
         assert service["environment"]["REDISCLI_AUTH"] == "sentinels-own"  # healthcheck
     text = yaml.safe_dump(services)
@@ -170,6 +170,99 @@ def test_the_generated_scripts_run_a_replicated_primary_and_a_sentinel(tmp_path:
         wait_until(lambda: watcher.ping(), 10, "the Sentinel again")
         assert "known-replica" in conf.read_text() and \
             learned.splitlines()[:3] == conf.read_text().splitlines()[:3]
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def test_a_sentinel_password_with_a_dollar_reaches_the_sentinels_as_the_relay_has_it(
+        tmp_path: Path) -> None:
+    """Compose interpolates ``$`` in the override's values: the Sentinels' password must
+    come through as the relay's does, or the relay cannot log in to the Sentinels."""
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here")
+    own = "own$pass$$x"
+    services = generated(tmp_path, "sentinel", {"RELAY_SENTINEL_PASSWORD": own})["services"]
+    path = tmp_path / "override.yml"
+    path.write_text(yaml.safe_dump({"services": services}))
+    done = subprocess.run([*compose, "-p", "pd-relay", "-f", str(ROOT / "docker-compose.yml"),
+                           "-f", str(path), "--profile", "sentinel", "config"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]  # (printed escaped again: $$)
+    relay = resolved["ingress"]["environment"]["RELAY_SENTINEL_PASSWORD"]
+    assert relay.replace("$$", "$") == own
+    for name in SENTINELS:
+        environment = resolved[name]["environment"]
+        assert environment["PD_RELAY_SENTINEL_PASSWORD"] == relay, name
+        assert environment["REDISCLI_AUTH"] == relay, name
+
+
+def test_a_sentinel_password_the_sentinels_cannot_read_is_refused_with_its_name(
+        tmp_path: Path) -> None:
+    """A space or a quote breaks the Sentinel's file (it would fail to start, again and
+    again): refused with a listed problem, as ``--role`` refuses it natively."""
+    with pytest.raises(ConfigError, match="RELAY_SENTINEL_PASSWORD"):
+        generated(tmp_path, "sentinel", {"RELAY_SENTINEL_PASSWORD": "two words"})
+    generated(tmp_path, "single", {"RELAY_SENTINEL_PASSWORD": "two words"})  # unused there
+
+
+def test_a_new_sentinel_password_reaches_a_kept_sentinel_file(tmp_path: Path) -> None:
+    """RELAY_SENTINEL_PASSWORD changed: compose recreates the Sentinels with it in their
+    environment, the relay asks them with it, and their kept files (their state) must
+    take it too, or the relay could not log in to any Sentinel again."""
+    import os
+
+    import redis
+
+    from relay.stack import binaries
+    from relay.stack.processes import Process, free_port, wait_until
+
+    primary, sentinel = free_port(), free_port()
+    swaps = [("$$", "$"), ("exec redis-server", f"exec {binaries.redis_server()}"),
+             ("mymaster redis 6379", f"mymaster 127.0.0.1 {primary}"),
+             ("announce-ip redis\n", "announce-ip 127.0.0.1\n"),
+             ("announce-ip sentinel-1", "announce-ip 127.0.0.1"),
+             ("bind 0.0.0.0", "bind 127.0.0.1"), ("port 26379", f"port {sentinel}")]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    processes = []
+
+    def start(services: dict, name: str, port: int) -> None:
+        script = services[name]["command"][2]
+        for old, new in [*swaps, ("--port 6379", f"--port {port} --bind 127.0.0.1"),
+                         ("/data", str(tmp_path / name))]:
+            script = script.replace(old, new)
+        (tmp_path / name).mkdir(exist_ok=True)
+        env = dict(os.environ, **services[name]["environment"])
+        processes.append(Process(name, ["sh", "-c", script], env, logs))
+
+    def asks(password: str) -> bool:
+        client = redis.Redis(port=sentinel, password=password, socket_timeout=2,
+                             decode_responses=True)
+        try:
+            return bool(client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                               "mymaster") == ["127.0.0.1", str(primary)])
+        except redis.RedisError:
+            return False
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = generated(tmp_path / "a", "sentinel", {"RELAY_SENTINEL_PASSWORD": "own-pass"})
+    second = generated(tmp_path / "b", "sentinel", {"RELAY_SENTINEL_PASSWORD": "own-pass-new"})
+    conf = tmp_path / "sentinel-1" / "sentinel.conf"
+    try:
+        start(first["services"], "redis", primary)
+        start(first["services"], "sentinel-1", sentinel)
+        wait_until(lambda: asks("own-pass"), 20, "the Sentinel with its first password")
+        wait_until(lambda: "sentinel myid" in conf.read_text(), 10, "the Sentinel's rewrite")
+        myid = [line for line in conf.read_text().splitlines() if "sentinel myid" in line]
+        processes.pop().kill()
+        start(second["services"], "sentinel-1", sentinel)
+        wait_until(lambda: asks("own-pass-new"), 20, "the Sentinel with its new password")
+        assert not asks("own-pass")
+        assert myid[0] in conf.read_text().splitlines()  # its state kept
     finally:
         for process in processes:
             process.kill()

@@ -220,11 +220,14 @@ def test_a_host_without_the_relay_runs_its_redis_and_sentinel_under_supervisord(
         assert recorded is not None and recorded.options.roles == roles
         changed = up_without_relay(options, dict(env, PD_RELAY_REDIS_PASSWORD="new-pass-1"))
         assert changed.programs["redis"] != first.programs["redis"]
-        assert changed.programs["sentinel"] == first.programs["sentinel"]
+        # the Sentinel logs in to Redis with that password too: restarted with it
+        assert changed.programs["sentinel"] != first.programs["sentinel"]
         wait_until(lambda: all(state == "RUNNING" for state, _ in
                                stack.supervisor.states().values()), 20, "both RUNNING again")
         now = {name: pid for name, (_, pid) in stack.supervisor.states().items()}
-        assert now["sentinel"] == pids["sentinel"] and now["redis"] != pids["redis"]
+        assert now["sentinel"] != pids["sentinel"] and now["redis"] != pids["redis"]
+        assert "sentinel auth-pass mymaster new-pass-1" in \
+            sentinel_file(options).read_text().splitlines()
         wait_until(lambda: redis.Redis(host=HOST, port=redis_port, password="new-pass-1",
                                        socket_timeout=2).ping(), 20, "Redis with its new password")
     finally:
@@ -281,3 +284,60 @@ def test_roles_are_refused_with_a_reason_or_render_what_they_ask(
     if "sentinel" in roles:
         text = sentinel_conf(parsed, PASSWORD, "", "/tmp")
         assert f"sentinel monitor mymaster 127.0.0.1 6379 {quorum}" in text
+
+
+def test_new_passwords_reach_a_kept_sentinel_file_and_restart_it(tmp_path: Path) -> None:
+    """The hosts' passwords changed (``./start.sh --role ...`` run again with new ones):
+    the Sentinel keeps what it learned, but logs in to the data nodes with the new data
+    password and asks clients for its new own one. With the old ones kept it took a
+    healthy primary for down (its login refused) and no failover could ever happen."""
+    binary = binaries.redis_server()
+    redis_port, sentinel_port = free_port(), free_port()
+    first = {"PD_RELAY_REDIS_PASSWORD": PASSWORD, "RELAY_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+             "RELAY_MIN_REPLICAS": "0"}
+    second = dict(first, PD_RELAY_REDIS_PASSWORD="data-node-pass-new",
+                  RELAY_SENTINEL_PASSWORD="sentinel-pass-new")
+    data = options_for(tmp_path / "data", Roles.parse(["redis-primary"], announce=HOST,
+                                                      redis_port=redis_port))
+    watcher = options_for(tmp_path / "watcher", Roles.parse(
+        ["sentinel"], announce=HOST, sentinel_port=sentinel_port,
+        monitor=f"{HOST}:{redis_port}", quorum=1))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    running: dict[str, Process] = {}
+
+    def start(options: StackOptions, env: dict[str, str]) -> str:
+        [program] = role_programs(options, env, binary)
+        running[program.role] = Process(program.role, list(program.argv), dict(os.environ),
+                                        logs)
+        return program.fingerprint
+
+    def monitored(password: str) -> bool:
+        sentinel = redis.Redis(host=HOST, port=sentinel_port, password=password,
+                               socket_timeout=2, decode_responses=True)
+        try:
+            found = sentinel.execute_command("SENTINEL", "MASTER", "mymaster")
+        except redis.RedisError:
+            return False
+        return bool(found["flags"] == "master" and int(found["info-refresh"]) < 5000)
+
+    try:
+        start(data, first)
+        before = start(watcher, first)
+        wait_until(lambda: monitored(SENTINEL_PASSWORD), 20, "the Sentinel to watch the primary")
+        wait_until(lambda: "sentinel myid" in sentinel_file(watcher).read_text(), 10,
+                   "the Sentinel's rewrite")
+        for process in running.values():
+            process.kill()
+        start(data, second)
+        after = start(watcher, second)
+        assert "sentinel myid" in sentinel_file(watcher).read_text()  # its state kept
+        wait_until(lambda: monitored("sentinel-pass-new"), 20,
+                   "the Sentinel to log in to the primary with the new password")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host=HOST, port=sentinel_port, password=SENTINEL_PASSWORD,
+                        socket_timeout=2).ping()
+        assert after != before  # supervisord restarts it on the new passwords
+    finally:
+        for process in running.values():
+            process.kill()

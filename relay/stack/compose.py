@@ -22,7 +22,7 @@ from relay.stack.model import CHANNELS, INGRESS, WORKER, keys_digest, relay_prog
 from relay.stack.options import StackOptions
 from relay.stack.password import redis_password, redis_url
 from relay.stack.render import redis_argv
-from relay.stack.roles import min_replicas
+from relay.stack.roles import Roles, min_replicas, passwords
 from relay.stack.tls import directives
 
 ROUTES_IN_CONTAINER = "/etc/pd-relay/pd_routes.yml"
@@ -88,6 +88,7 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
         "nginx": {"environment": options.limits.placeholders()},
     }
     if options.topology == "sentinel":  # a primary and a replica, three Sentinels
+        passwords(Roles(), env)  # ConfigError: one their files could not hold
         services.update(sentinel_services(options.redis_maxmemory_mb, password,
                                           env.get("RELAY_SENTINEL_PASSWORD", ""),
                                           min_replicas(env)))

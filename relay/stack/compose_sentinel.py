@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from relay.stack.render import redis_argv
-from relay.stack.roles import PRIMARY, REPLICA, SENTINEL, Roles, redis_conf, sentinel_conf
+from relay.stack.roles import (
+    AUTH_LINES,
+    PRIMARY,
+    REPLICA,
+    SENTINEL,
+    Roles,
+    redis_conf,
+    sentinel_auth,
+    sentinel_conf,
+)
 
 SERVICE = "mymaster"
 SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
@@ -46,16 +55,25 @@ def data_nodes(maxmemory_mb: int, replicas: int) -> dict[str, str]:
 
 def sentinel_script(name: str, own_password: bool) -> str:
     """A Sentinel's script: its file written on its volume the first time only (it keeps
-    the current primary and its peers there), then the Sentinel on it."""
+    the current primary and its peers there), later its password lines replaced by the
+    ones in its environment now (``roles.write_sentinel_conf``), then the Sentinel on it."""
     roles = Roles((SENTINEL,), name, monitor="redis:6379", quorum=QUORUM, service=SERVICE)
-    conf = sentinel_conf(roles, DATA, OWN if own_password else "", "/data", bind="0.0.0.0")
-    return (f"[ -s /data/sentinel.conf ] || cat > /data/sentinel.conf <<EOF\n{conf}EOF\n"
+    own = OWN if own_password else ""
+    conf = sentinel_conf(roles, DATA, own, "/data", bind="0.0.0.0")
+    auth = "".join(line + "\n" for line in sentinel_auth(roles, DATA, own))
+    strip = " ".join(f"-e '/^{prefix}/d'" for prefix in AUTH_LINES)
+    return ("if [ -s /data/sentinel.conf ]; then\n"
+            f"sed -i {strip} /data/sentinel.conf\n"
+            f"cat >> /data/sentinel.conf <<EOF\n{auth}EOF\n"
+            f"else cat > /data/sentinel.conf <<EOF\n{conf}EOF\nfi\n"
             "exec redis-server /data/sentinel.conf --sentinel\n").replace("$", "$$")
 
 
 def services(maxmemory_mb: int, password: str, sentinel_password: str,
              replicas: int) -> dict[str, Any]:
-    """The override's entries for the topology's Redis and Sentinel services."""
+    """The override's entries for the topology's Redis and Sentinel services (compose
+    reads a ``$`` in a value as a variable: ``$$`` keeps it, as in the relay's)."""
+    password, sentinel_password = password.replace("$", "$$"), sentinel_password.replace("$", "$$")
     found: dict[str, Any] = {}
     for name, script in data_nodes(maxmemory_mb, replicas).items():
         found[name] = {"command": ["sh", "-c", script],

@@ -25,6 +25,7 @@ from relay.stack.roles import (
     min_replicas,
     passwords,
     redis_conf,
+    sentinel_auth,
     sentinel_conf,
     write_sentinel_conf,
 )
@@ -65,13 +66,17 @@ def role_programs(options: StackOptions, env: Mapping[str, str], binary: str | N
         path = sentinel_file(options)
         _user_dir(path.parent, user)
         text = sentinel_conf(roles, password, sentinel_password, path.parent)
-        if write_sentinel_conf(path, text):
-            if user:
-                os.lchown(path, user.uid, user.gid)
-        else:
+        auth = sentinel_auth(roles, password, sentinel_password)
+        existed = path.exists()
+        if write_sentinel_conf(path, text, auth) and user:
+            os.lchown(path, user.uid, user.gid)
+        if existed:
             print(f"pd-relay: keeping {path} (the Sentinel's state: the current primary and "
-                  "its peers); remove it to start the Sentinel afresh", file=sys.stderr)
-        programs.append(Program(SENTINEL, SENTINEL, (binary, str(path), "--sentinel")))
+                  "its peers; its passwords are the ones given now); remove it to start the "
+                  "Sentinel afresh", file=sys.stderr)
+        # the passwords' digest in its fingerprint: new ones restart it
+        programs.append(Program(SENTINEL, SENTINEL, (binary, str(path), "--sentinel"),
+                                {"PD_RELAY_CONF_DIGEST": _digest("\n".join(auth))}))
     return programs
 
 

@@ -19,6 +19,7 @@ would point it back at a primary that may be a replica by now.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,12 +179,34 @@ def sentinel_conf(roles: Roles, password: str, sentinel_password: str,
     return "\n".join(lines) + "\n"
 
 
-def write_sentinel_conf(path: Path, text: str) -> bool:
-    """Write a Sentinel's file unless one is there (its state); whether it was written."""
-    if path.exists():
+# a Sentinel's lines with the passwords (it writes the last one itself, for requirepass)
+AUTH_LINES = ("sentinel auth-pass ", "requirepass ", "sentinel sentinel-pass ", "user default ")
+
+
+def sentinel_auth(roles: Roles, password: str, sentinel_password: str) -> list[str]:
+    """The lines of a Sentinel's file that hold the passwords (``sentinel_conf``'s)."""
+    lines = [f"sentinel auth-pass {roles.service} {password}"]
+    if sentinel_password:
+        lines += [f"requirepass {sentinel_password}", f"sentinel sentinel-pass {sentinel_password}"]
+    return lines
+
+
+def write_sentinel_conf(path: Path, text: str, auth: Sequence[str] = ()) -> bool:
+    """Write a Sentinel's file unless one is there (its state); one that is there gets
+    the passwords of ``auth`` (``sentinel_auth``) when they changed, the rest kept: with
+    old ones the Sentinel could log in to no data node, and no failover could happen.
+    Whether it was written."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path, text)
+        return True
+    lines = path.read_text().splitlines()
+    found = {tuple(shlex.split(line)) for line in lines
+             if line.startswith(AUTH_LINES[:3])}  # (Sentinel quotes some as it rewrites)
+    if not auth or found == {tuple(line.split()) for line in auth}:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file(path, text)
+    kept = [line for line in lines if not line.startswith(AUTH_LINES)]
+    write_file(path, "\n".join([*kept, *auth]) + "\n")
     return True
 
 
