@@ -268,3 +268,23 @@ def test_prepare_chmods_nothing_through_a_swapped_run_directory(
     with contextlib.suppress(Exception):  # refusing is a fix too
         stack.prepare()
     assert victim.stat().st_mode & 0o777 == 0o755, "root chmodded a run/ link's target"
+
+
+def test_a_fifo_is_never_opened_not_even_for_an_instant(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_small`` opened a FIFO without blocking and then refused it: safe, but the
+    instant it held it open, the FIFO's writer (``opened`` above) saw a reader, so the two
+    tests above failed now and then under load. A FIFO is now refused before any open."""
+    from relay.stack import files
+
+    fifo = tmp_path / "supervisord.pid"
+    os.mkfifo(fifo)
+    real_open, seen = os.open, []
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> int:
+        seen.append(Path(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files.os, "open", spy)
+    assert files.read_small(fifo) is None
+    assert fifo not in seen

@@ -53,11 +53,13 @@ def read_small(path: Path, most: int = 256) -> bytes | None:
     directory it runs in as the service user, a password in its data directory): never
     through a link, never waiting on a FIFO, a regular file, at most ``most`` bytes; None
     when it is not that."""
-    try:
+    try:  # not opened at all unless a regular file (a FIFO's writer learns of no reader)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    try:
+    try:  # swapped since: still never through a link, never waiting
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         return os.read(fd, most)
