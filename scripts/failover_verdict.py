@@ -1,0 +1,77 @@
+"""What a failover scenario counts (scripts/failover.py): pure functions of what the load
+clients were answered 202 to (sequence number -> when) and what the PagerDuty simulator
+saw (its ``/_sim/events`` and ``/_sim/stats``), so that tests can check them alone."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+ACTIONS = ("trigger", "acknowledge", "resolve")
+
+
+def worst_window(times: Iterable[float], window_s: float) -> int:
+    """The most of ``times`` in any half-open window [t, t + window_s)."""
+    ordered, worst, first = sorted(times), 0, 0
+    for last, at in enumerate(ordered):
+        while at >= ordered[first] + window_s:
+            first += 1
+        worst = max(worst, last - first + 1)
+    return worst
+
+
+def longest_gap(times: Iterable[float], start: float, end: float) -> float:
+    """The longest stretch of [start, end] holding none of ``times``."""
+    inside = sorted(t for t in times if start <= t <= end)
+    edges = [start, *inside, end]
+    return max(b - a for a, b in zip(edges, edges[1:], strict=False))
+
+
+def seq_of(event: dict[str, Any]) -> str:
+    return f"{event['dedup_key']}/{ACTIONS.index(event['event_action'])}"
+
+
+def tally(accepted: dict[str, float], events: list[dict[str, Any]],
+          counts: dict[str, Any], limit: int, window_s: float,
+          start: float, load_end: float, end: float) -> dict[str, Any]:
+    """The verdict of one scenario: ``accepted`` maps each event a client was answered
+    202 for (``<dedup_key>/<step>``) to the time of that 202; ``events`` is every request
+    the simulator saw, in arrival order; ``limit`` per ``window_s`` is each key's; the
+    gaps are measured from the load's ``start``: to its ``load_end`` for the 202s, to
+    ``end`` (the backlog drained) for deliveries."""
+    arrivals = [e for e in events if e["status"] == 202 and e["kind"] == "alert"]
+    per_incident: dict[str, list[str]] = defaultdict(list)
+    delivered: set[str] = set()
+    for event in arrivals:
+        actions = per_incident[event["dedup_key"]]
+        if not actions or actions[-1] != event["event_action"]:
+            actions.append(event["event_action"])
+        delivered.add(seq_of(event))
+    violations = sum(1 for actions in per_incident.values()
+                     if actions != list(ACTIONS)[: len(actions)])
+    sent: dict[str, list[float]] = defaultdict(list)  # every request to PagerDuty, per key
+    for event in events:
+        if event["kind"] == "alert":
+            sent[str(event["routing_key"])].append(event["at"])
+    worst = {key: worst_window(times, window_s) for key, times in sent.items()}
+    return {
+        "accepted": len(accepted),
+        "delivered": len(delivered & set(accepted)),
+        "lost": len(set(accepted) - delivered),
+        "duplicates": len(arrivals) - len(delivered),
+        "order violations": violations + sum(int(counts.get(name, 0))
+                                             for name in ("orphans", "late_triggers")),
+        "misrouted": int(counts.get("misrouted", 0)),
+        "worst window": max(worst.values(), default=0),
+        "over limit": sum(1 for n in worst.values() if n > limit),
+        "no 202 (s)": round(longest_gap(accepted.values(), start, load_end), 1),
+        "no delivery (s)": round(longest_gap((e["at"] for e in arrivals), start, end), 1),
+    }
+
+
+def failed(row: dict[str, Any]) -> bool:
+    """A scenario fails on a lost event, an order violation, a misrouted follow-up or a
+    key over its limit (the time goals are reported, not failed on)."""
+    return bool(row["lost"] or row["order violations"] or row["misrouted"]
+                or row["over limit"])
