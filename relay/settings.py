@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 from relay.errors import ConfigError
 from relay.http import Networks, networks
 from relay.keys import mask, read_keys
+from relay.sentinel import is_sentinel
+from relay.sentinel import parse as parse_sentinel
 from relay.severity import SeverityMap, parse_map
 
 LOG_FORMATS = ("text", "json")
@@ -32,6 +34,9 @@ class Settings:
     draining_keys: frozenset[str] = frozenset()  # keys marked ``drain`` in the keys file
     key_names: tuple[str, ...] = ()  # each key's name in the keys file, in the same order
     redis_url: str = "redis://127.0.0.1:6379/0"
+    sentinel_password: str = field(default="", repr=False)  # the Sentinels' own
+    min_replicas: int = 0  # replicas a write must reach (from_env: 1 with Sentinel)
+    replica_timeout_ms: int = 500  # how long WAIT waits for them
     pd_url: str = "https://events.pagerduty.com"
     keys_file: Path = Path("pd_routing_keys.txt")
     routes_file: Path | None = None  # RELAY_ROUTES_FILE, else ./pd_routes.yml when present
@@ -118,6 +123,8 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{name}={masked_url(raw)!r}: {exc}")
 
+        if "min_replicas" not in values and is_sentinel(values.get("redis_url", "")):
+            values["min_replicas"] = 1
         found = read_keys(values.get("keys_file", cls.keys_file))
         problems.extend(found.problems)
         routes = values.get("routes_file")
@@ -221,9 +228,12 @@ def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str], st
 
 
 def _redis_url(raw: str) -> str:
+    if is_sentinel(raw):
+        parse_sentinel(raw)  # ValueError naming every bad part
+        return raw
     parts = urlparse(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+        raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
     try:
         parts.port  # noqa: B018 (urllib checks the port when it is read)
     except ValueError:
@@ -251,6 +261,9 @@ def _word(raw: str) -> str:
 # The environment variables the relay reads: (name, Settings attribute, parser).
 _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_REDIS_URL", "redis_url", _redis_url),
+    ("RELAY_SENTINEL_PASSWORD", "sentinel_password", str),
+    ("RELAY_MIN_REPLICAS", "min_replicas", _count),
+    ("RELAY_REPLICA_TIMEOUT_MS", "replica_timeout_ms", _positive(int)),
     ("RELAY_PD_URL", "pd_url", _http_url),
     ("RELAY_KEYS_FILE", "keys_file", Path),
     ("RELAY_ROUTES_FILE", "routes_file", Path),

@@ -32,6 +32,7 @@ from relay.names import Names
 from relay.owners import Owned
 from relay.router import Route
 from relay.scripts import Scripts
+from relay.sentinel import is_sentinel, master_client
 from relay.settings import Settings
 from relay.shed import Shed
 
@@ -124,17 +125,22 @@ def unless_redis_down(check: Callable[[], T], what: str, redis_down: int) -> T |
 
 
 def connect(settings: Settings, block_s: float = 0.0, decode: bool = True) -> redis.Redis:
-    """A client whose socket timeout outlasts any blocking command of ``block_s``; RQ's
-    wants bytes (``decode=False``)."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_timeout_s + block_s,
+    """A client whose socket timeout outlasts any blocking command of ``block_s`` (and a
+    WAIT for replicas); RQ's wants bytes (``decode=False``). A ``redis+sentinel://`` URL:
+    a client of the primary the Sentinels name, found again after a failover
+    (relay.sentinel)."""
+    wait_s = settings.replica_timeout_ms / 1000 if settings.min_replicas else 0.0
+    options: dict[str, Any] = dict(
+        socket_timeout=settings.redis_timeout_s + block_s + wait_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
         # One quick retry for a blip; then fail, so the ingress answers 503 at once.
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1),
         decode_responses=decode,
     )
+    if is_sentinel(settings.redis_url):
+        return master_client(settings.redis_url, settings.sentinel_password, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
 
 
 def now_ms() -> int:
