@@ -38,8 +38,9 @@ def tally(accepted: dict[str, float], events: list[dict[str, Any]],
     """The verdict of one scenario: ``accepted`` maps each event a client was answered
     202 for (``<dedup_key>/<step>``) to the time of that 202; ``events`` is every request
     the simulator saw, in arrival order; ``limit`` per ``window_s`` is each key's; the
-    gaps are measured from the load's ``start``: to its ``load_end`` for the 202s, to
-    ``end`` (the backlog drained) for deliveries."""
+    gaps are measured from the load's ``start``: to its ``load_end`` for the 202s, to the
+    last delivery (at least ``load_end``, at most ``end``: the backlog drained or the wait
+    for it given up) for deliveries."""
     arrivals = [e for e in events if e["status"] == 202 and e["kind"] == "alert"]
     per_incident: dict[str, list[str]] = defaultdict(list)
     delivered: set[str] = set()
@@ -55,6 +56,8 @@ def tally(accepted: dict[str, float], events: list[dict[str, Any]],
         if event["kind"] == "alert":
             sent[str(event["routing_key"])].append(event["at"])
     worst = {key: worst_window(times, window_s) for key, times in sent.items()}
+    delivery = [e["at"] for e in arrivals]  # the gap ends at the last (what never came
+    # is counted as lost), or at the load's end if that is later
     return {
         "accepted": len(accepted),
         "delivered": len(delivered & set(accepted)),
@@ -66,7 +69,8 @@ def tally(accepted: dict[str, float], events: list[dict[str, Any]],
         "worst window": max(worst.values(), default=0),
         "over limit": sum(1 for n in worst.values() if n > limit),
         "no 202 (s)": round(longest_gap(accepted.values(), start, load_end), 1),
-        "no delivery (s)": round(longest_gap((e["at"] for e in arrivals), start, end), 1),
+        "no delivery (s)": round(longest_gap(delivery, start, min(end, max(
+            load_end, max(delivery, default=start)))), 1),
     }
 
 

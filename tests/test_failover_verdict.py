@@ -56,7 +56,7 @@ def test_a_clean_run_passes() -> None:
     assert (row["lost"], row["duplicates"], row["order violations"]) == (0, 0, 0)
     assert row["worst window"] == 3 and row["over limit"] == 0
     assert row["no 202 (s)"] == 17.0  # from the last 202 (3 s) to the load's end (20 s)
-    assert row["no delivery (s)"] == 26.5  # from 3.5 s to the drain's end (30 s)
+    assert row["no delivery (s)"] == 16.5  # from 3.5 s to the load's end (20 s)
     assert not verdict.failed(row)
 
 
@@ -89,3 +89,10 @@ def test_more_requests_to_a_key_in_a_window_than_its_limit_fails() -> None:
     row = run({f"i{n}/0": 0.0 for n in range(4)} | {f"j{n}/0": 0.0 for n in range(4)},
               sends, limit=3)
     assert row["worst window"] == 4 and row["over limit"] == 1 and verdict.failed(row)
+
+
+def test_the_delivery_gap_runs_to_the_last_delivery_not_to_the_wait_for_the_lost() -> None:
+    row = run({"a/0": 1.0, "b/0": 2.0, "c/0": 3.0},
+              [event("a", "trigger", 1.5), event("b", "trigger", 12.0)])
+    assert row["lost"] == 1  # c never came: the wait for it (to 30 s) is no gap
+    assert row["no delivery (s)"] == 10.5  # 1.5 s to 12 s (to 30 s: 18)
