@@ -371,10 +371,10 @@ def failover_skipped() -> str:
     return ""
 
 
-FAILOVER_COLUMNS = ["relay's Redis URL", "accepted", "delivered", "lost", "duplicates",
-                    "order violations", "misrouted", "worst window", "limit", "no 202 (s)",
-                    "no delivery (s)", "rejoined as replica (s)", "client retries",
-                    "drained after load (s)"]
+FAILOVER_COLUMNS = ["relay's Redis URL", "host killed", "accepted", "delivered", "lost",
+                    "lost of the cut host's 202s", "duplicates", "order violations",
+                    "misrouted", "worst window", "limit", "no 202 (s)", "no delivery (s)",
+                    "rejoined as replica (s)", "client retries", "drained after load (s)"]
 
 
 def publish_failover(mode: str, started: float, rows: list[dict[str, Any]],

@@ -116,6 +116,7 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
     primary = cluster.primary()
     if name == "primary-kill":
         row["killed"] = cluster.net.kill(primary)
+        row["host killed"] = "the primary's"
         time.sleep(after)
     elif name == "primary-cut":
         own = Clients(primary, [f"http://127.0.0.1:{INGRESS_PORT}"], 2.0, f"{name}-own")
@@ -139,7 +140,7 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
         time.sleep(1)
         victim = cluster.lease_holder(0)
         row["killed"] = cluster.net.kill(victim)
-        row["primary's host" if victim == primary else "a replica's host"] = "yes"
+        row["host killed"] = "the primary's" if victim == primary else "a replica's"
         time.sleep(after)
     load_end = time.time()
     for client in clients:
