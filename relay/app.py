@@ -179,4 +179,5 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally
+    app.extensions["pd_relay_store"] = store  # the group commit (tests watch its queue)
     return app

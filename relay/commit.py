@@ -20,6 +20,7 @@ What a request is told is the truth about its own events:
 - ``NotStored``: no command took them up within the request's timeout; they are
   withdrawn, so they can never be stored after the request was told 503;
 - ``NoVerdict``: the command carrying them gave no answer within ``verdict_s``;
+- ``NotReplicated``: stored, but the command's one WAIT confirmed too few replicas;
 - the store's own error: the command carrying them failed. A failure that is not
   Redis's (a bug, a value that could not be encoded) is retried one request at a time,
   so it fails only the request that caused it.
@@ -37,6 +38,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+
+from relay.errors import NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ class GroupCommit:
     def _store(self, group: list[_Request]) -> None:
         try:
             results = self.store([request.batch for request in group]) or ()
-        except redis.RedisError as exc:  # Redis's verdict on the whole command
+        except (redis.RedisError, NotReplicated) as exc:  # a verdict on the whole command
             for request in group:
                 request.error = exc
         except Exception as exc:  # each request's own thread raises it

@@ -14,6 +14,8 @@
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     │       ├── QueueFull        a key's queue (or all queues) at its cap: says which key
+    │       ├── NotReplicated    stored on the primary, but fewer replicas than
+    │       │                    RELAY_MIN_REPLICAS confirmed it in time: may be stored
     │       └── StoreDown        Redis failed under any other request (the pages, the history
     │                            API, sign-out, replay, purge): a 503, never a 500
     └── DeliveryError            PagerDuty (or a channel) did not take an event
@@ -119,6 +121,21 @@ class QueueFull(Unavailable):
     status = "queue full"
     message = "A queue is full, nothing was queued; retry later"
     retry_after = 30  # a key drains about 60 events in that time
+
+
+class NotReplicated(Unavailable):
+    """WAIT confirmed fewer replicas than RELAY_MIN_REPLICAS within
+    RELAY_REPLICA_TIMEOUT_MS: the events are on the primary, which a failover may lose;
+    a client that sends them again may cause a duplicate, never a loss."""
+
+    status = "not replicated"
+    message = ("The events may be stored, but not yet on enough replicas to survive a "
+               "failover; retry later")
+    retry_after = 2
+
+    @classmethod
+    def short(cls, confirmed: int, wanted: int) -> NotReplicated:
+        return cls([f"Redis: {confirmed} of {wanted} replicas confirmed the write"])
 
 
 class StoreDown(Unavailable):

@@ -21,7 +21,7 @@ from relay.auth import FOLLOW_UPS, Gate, Sender
 from relay.body import encode
 from relay.channels.notice import header
 from relay.commit import GroupCommit
-from relay.errors import Forbidden, InvalidEvent, QueueFull, Unavailable
+from relay.errors import Forbidden, InvalidEvent, NotReplicated, QueueFull, Unavailable
 from relay.logs import printable
 from relay.metrics import Metrics
 from relay.owners import Owned, owner_of
@@ -92,6 +92,10 @@ class Ingest:
                                                 adapter)
         try:
             slots = self.store.enqueue(batch, timeout_s=self.settings.redis_timeout_s * 3)
+        except NotReplicated as exc:  # stored on the primary only (maybe): a 503 that says so
+            log.error("%d event(s) not confirmed by enough replicas: %s", len(batch),
+                      "; ".join(exc.errors))
+            raise
         except Exception as exc:  # any failure to store is this request's 503, never a 500
             log.error("could not store %d event(s): %s: %s", len(batch), type(exc).__name__, exc)
             raise Unavailable([f"event store: {type(exc).__name__}"]) from exc

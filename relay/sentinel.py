@@ -8,7 +8,10 @@ after a failover it reaches the new primary by itself: redis-py's
 SentinelManagedConnection turns a ``READONLY`` answer (a primary made a replica) into a
 dropped connection, and a dropped connection reconnects through the Sentinels. A
 script's write refused the same way (Redis 6 wraps it: ``Error running script ...
--READONLY ...``) is taken alike (``PrimaryConnection``). A subscriber only reads: it asks
+-READONLY ...``) is taken alike, and so is ``NOREPLICAS`` from a primary the Sentinels
+no longer name (after SENTINEL FAILOVER the old primary stays one until they reach it
+again, up to 10 s; ``min-replicas-to-write`` has it refuse writes meanwhile)
+(``PrimaryConnection``). A subscriber only reads: it asks
 ``moved`` now and then and subscribes again on the new primary (worker.wake).
 """
 
@@ -79,6 +82,7 @@ def parse(url: str) -> SentinelUrl:
 
 
 READONLY = "-READONLY You can't write against a read only replica"
+NOREPLICAS = "NOREPLICAS Not enough good replicas to write"
 
 
 class PrimaryConnection(SentinelManagedConnection):
@@ -97,10 +101,22 @@ class PrimaryConnection(SentinelManagedConnection):
         try:
             return super().read_response(*args, **kwargs)
         except redis.exceptions.ResponseError as exc:
-            if READONLY not in str(exc):
-                raise
-            self.disconnect()  # type: ignore[no-untyped-call]
-            raise redis.exceptions.ConnectionError("the primary is now a replica") from exc
+            if READONLY in str(exc):
+                self.disconnect()  # type: ignore[no-untyped-call]
+                raise redis.exceptions.ConnectionError("the primary is now a replica") from exc
+            if NOREPLICAS in str(exc) and self._replaced():
+                self.disconnect()  # type: ignore[no-untyped-call]
+                raise redis.exceptions.ConnectionError("the primary was replaced") from exc
+            raise
+
+    def _replaced(self) -> bool:
+        """Whether the Sentinels name another primary than this connection's (a primary
+        that lost its replicas to a failover refuses writes: NOREPLICAS)."""
+        try:
+            host, port = self.connection_pool.get_master_address()
+        except redis.exceptions.ConnectionError:
+            return False
+        return (str(host), int(port)) != (str(self.host), int(self.port))
 
 
 def moved(client: redis.Redis, connection: Any) -> bool:

@@ -27,12 +27,13 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from relay.errors import NotReplicated
 from relay.keys import key_id
 from relay.names import Names
 from relay.owners import Owned
 from relay.router import Route
 from relay.scripts import Scripts
-from relay.sentinel import is_sentinel, master_client
+from relay.sentinel import is_sentinel, master_client, moved
 from relay.settings import Settings
 from relay.shed import Shed
 
@@ -161,6 +162,10 @@ class EventStore:
 
     def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client
+        # every store is confirmed by this many replicas (one WAIT per store call, that
+        # is per group-commit batch), or its requests are told 503 (NotReplicated)
+        self.min_replicas = settings.min_replicas
+        self.replica_timeout_ms = settings.replica_timeout_ms
         self.script = Scripts(client).enqueue
         self.connection: Any = None
         self.slots_written = False
@@ -214,7 +219,21 @@ class EventStore:
             if not is_full(exc) or not self.shed.make_room():
                 raise
             reply = self._store(packed)  # pages before history and channel notices
+        if self.min_replicas:
+            self._replicated()
         return [_slot(answer) for answer in reply]
+
+    def _replicated(self) -> None:
+        """WAIT for the replicas (every write this connection made is covered: a
+        replica's stream is a prefix of the primary's); NotReplicated when too few
+        confirm. Under Sentinel, too few may mean this primary was replaced: the
+        connection is then dropped, so the next store asks the Sentinels."""
+        confirmed = int(self._command("WAIT", self.min_replicas, self.replica_timeout_ms))
+        if confirmed >= self.min_replicas:
+            return
+        if moved(self.client, self.connection):
+            self.connection.disconnect()
+        raise NotReplicated.short(confirmed, self.min_replicas)
 
     def _store(self, packed: bytes) -> Any:
         if not self.slots_written:

@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VALUES = {
     "RELAY_REDIS_URL": "redis://:pa%25ss'w$rd@127.0.0.1:6390/2",
     "RELAY_PD_URL": "http://127.0.0.1:8999",
+    "RELAY_SENTINEL_PASSWORD": "s3nt'n$l",
+    "RELAY_MIN_REPLICAS": "2",
+    "RELAY_REPLICA_TIMEOUT_MS": "750",
     "RELAY_RATE_PER_MIN": "100",
     "RELAY_RATE_WINDOW_S": "30",
     "RELAY_CONNECT_TIMEOUT_S": "1.5",

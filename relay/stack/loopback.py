@@ -31,7 +31,9 @@ from relay.stack.processes import HOST, Process, RedisServer, free_port, pd_rela
 class LoopbackStack:
     """Everything but the redis-server is started on demand; ``close`` stops it all."""
 
-    def __init__(self, workdir: Path, keys: int = 2, **env: Any) -> None:
+    def __init__(self, workdir: Path, keys: int = 2, redis_url: str = "", **env: Any) -> None:
+        """``redis_url``: use that Redis (a ``relay.stack.sentinels.SentinelGroup``'s, say)
+        instead of starting one (``redis`` is then None)."""
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True)
@@ -39,14 +41,17 @@ class LoopbackStack:
         keys_file = workdir / "keys.txt"
         keys_file.write_text("# test keys\n" + "\n".join(self.keys) + "\n")
         keys_file.chmod(0o600)  # a secrets file: the relay refuses one others may read
-        self.redis = RedisServer(workdir, self.logs)
-        self.redis.start()
+        self.redis: RedisServer | None = None
+        if not redis_url:
+            self.redis = RedisServer(workdir, self.logs)
+            self.redis.start()
+            redis_url = self.redis.url
         self.sim_port = free_port()
         self.sim_url = f"http://{HOST}:{self.sim_port}"
         self.env = dict(os.environ)
         self.env.update({
             "RELAY_KEYS_FILE": str(keys_file),
-            "RELAY_REDIS_URL": self.redis.url,
+            "RELAY_REDIS_URL": redis_url,
             "RELAY_PD_URL": self.sim_url,
             "RELAY_RETRY_BASE_S": "0.05",
             "RELAY_RETRY_MAX_S": "0.5",
@@ -146,7 +151,8 @@ class LoopbackStack:
     def close(self) -> None:
         for process in self.processes:
             process.stop()
-        self.redis.kill()
+        if self.redis:
+            self.redis.kill()
 
     def logs_text(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in self.logs.glob("*.log"))
