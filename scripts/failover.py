@@ -28,7 +28,7 @@ from typing import Any
 import failover_verdict
 import requests
 from failover_hosts import INGRESS_PORT, Cluster
-from failover_verdict import ACTIONS, seq_of, tally
+from failover_verdict import ACTIONS, disorders, seq_of, tally
 
 from relay.stack import netns
 from relay.stack.processes import wait_until
@@ -117,12 +117,14 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
     if name == "primary-kill":
         row["killed"] = cluster.net.kill(primary)
         row["host killed"] = "the primary's"
+        row["killed at (s)"] = f"{time.time() - start:.1f}"
         time.sleep(after)
     elif name == "primary-cut":
         own = Clients(primary, [f"http://127.0.0.1:{INGRESS_PORT}"], 2.0, f"{name}-own")
         own.start()
         clients.append(own)
         cluster.net.cut(primary)
+        row["cut at (s)"] = f"{time.time() - start:.1f}"
         time.sleep(20)
         cluster.net.heal(primary)
         healed = time.time()
@@ -140,6 +142,7 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
         time.sleep(1)
         victim = cluster.lease_holder(0)
         row["killed"] = cluster.net.kill(victim)
+        row["killed at (s)"] = f"{time.time() - start:.1f}"
         row["host killed"] = "the primary's" if victim == primary else "a replica's"
         time.sleep(after)
     load_end = time.time()
@@ -163,6 +166,9 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
                   cluster.sim_get("stats")["counts"], cluster.limit, cluster.window_s,
                   start, load_end, end)
     row.update(found)
+    for incident, arrived in list(disorders(cluster.sim_get("events")["events"],
+                                                  start).items())[:5]:
+        print(f"    out of order: {incident}: {' '.join(arrived)}", flush=True)
     if name == "primary-cut":
         seen = {seq_of(e) for e in cluster.sim_get("events")["events"] if e["status"] == 202}
         row["lost of the cut host's 202s"] = len(set(clients[-1].accepted) - seen)

@@ -74,6 +74,24 @@ def tally(accepted: dict[str, float], events: list[dict[str, Any]],
     }
 
 
+def disorders(events: list[dict[str, Any]], start: float = 0.0) -> dict[str, list[str]]:
+    """Each incident whose deliveries were out of order, with what arrived (action, the
+    key's last 4 characters, seconds since ``start``), for the drill's log."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        if event["status"] == 202 and event["kind"] == "alert":
+            found[event["dedup_key"]].append(
+                f"{event['event_action']}@{str(event['routing_key'])[-4:]}"
+                f"+{event['at'] - start:.1f}s")
+    return {incident: arrived for incident, arrived in found.items()
+            if _collapsed(arrived) != list(ACTIONS)[: len(_collapsed(arrived))]}
+
+
+def _collapsed(arrived: list[str]) -> list[str]:
+    actions = [a.split("@")[0] for a in arrived]
+    return [a for n, a in enumerate(actions) if n == 0 or actions[n - 1] != a]
+
+
 def failed(row: dict[str, Any]) -> bool:
     """A scenario fails on a lost event, an order violation, a misrouted follow-up or a
     key over its limit (the time goals are reported, not failed on)."""

@@ -76,6 +76,9 @@ def test_a_follow_up_before_its_trigger_is_an_order_violation() -> None:
               [event("a", "acknowledge", 2.5), event("a", "trigger", 3.0)],
               {"orphans": 1, "late_triggers": 1})
     assert row["order violations"] >= 1 and verdict.failed(row)
+    assert verdict.disorders([event("a", "acknowledge", 2.5), event("a", "trigger", 3.0),
+                              event("b", "trigger", 3.5), event("b", "trigger", 4.0)]) == {
+        "a": ["acknowledge@k1+2.5s", "trigger@k1+3.0s"]}  # b's repeat is a duplicate, in order
 
 
 def test_misrouted_fails() -> None:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from relay.stack.processes import wait_until
 
@@ -110,3 +114,65 @@ def test_namespaces_of_a_run_that_died_are_removed_by_the_next() -> None:
     finally:
         if name in netns.namespaces():
             netns.ip("netns", "del", name)
+
+
+LISTEN = ("import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 9000)); s.listen(); "
+          "[s.accept() for _ in iter(int, 1)]")
+
+
+def answers(net: netns.Network, host: str) -> bool:
+    """Whether a connection from the world to ``host``'s listener is taken."""
+    import socket
+
+    with netns.inside(net.world), socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((net.address(host), 9000)) == 0
+
+
+class Hosts(RuleBasedStateMachine):
+    """Cut, heal and kill hosts in any order: the world reaches exactly the hosts whose
+    link is up and whose processes live, a killed host has no process left, and close
+    leaves no namespace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logs = Path(tempfile.mkdtemp(prefix="pdr-netns-"))
+        self.net = netns.Network(suffix=f"{os.getpid()}s").up()
+        for host in self.net.hosts:
+            self.net.start(host, f"listen-{host}", [sys.executable, "-c", LISTEN,
+                                                   self.net.address(host)],
+                           dict(os.environ), self.logs)
+        self.link = dict.fromkeys(self.net.hosts, True)
+        self.alive = dict.fromkeys(self.net.hosts, True)
+        for host in self.net.hosts:
+            wait_until(lambda h=host: answers(self.net, h), 10, "a listener")
+
+    @rule(n=st.integers(0, 2))
+    def cut(self, n: int) -> None:
+        self.net.cut(self.net.hosts[n])
+        self.link[self.net.hosts[n]] = False
+
+    @rule(n=st.integers(0, 2))
+    def heal(self, n: int) -> None:
+        self.net.heal(self.net.hosts[n])
+        self.link[self.net.hosts[n]] = True
+
+    @rule(n=st.integers(0, 2))
+    def kill(self, n: int) -> None:
+        host = self.net.hosts[n]
+        self.net.kill(host)
+        self.link[host] = self.alive[host] = False
+        assert netns.pids(host) == []
+
+    @invariant()
+    def the_world_reaches_the_hosts_up(self) -> None:
+        for host in self.net.hosts:
+            assert answers(self.net, host) == (self.link[host] and self.alive[host]), host
+
+    def teardown(self) -> None:
+        self.net.close()
+        assert not {self.net.world, *self.net.hosts} & set(netns.namespaces())
+
+
+Hosts.TestCase.settings = settings(max_examples=4, stateful_step_count=5, deadline=None)
+test_hosts_machine = Hosts.TestCase
