@@ -19,7 +19,11 @@ dying, delivery within 15 s.
 
 from __future__ import annotations
 
+import shutil
 import signal
+import socket
+import struct
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +33,8 @@ import failover_verdict
 import requests
 from failover_hosts import INGRESS_PORT, Cluster
 from failover_verdict import ACTIONS, disorders, seq_of, tally
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
 from relay.stack import netns
 from relay.stack.processes import wait_until
@@ -40,6 +46,19 @@ SCENARIOS = {
     "lease-kill": "PagerDuty down 5 s (a backlog), then kill -9 the host of the worker "
                   "holding key 0's lease as it drains",
 }
+
+
+class Abortive(HTTPAdapter):
+    """Connections closed with a reset (SO_LINGER 0): a request given up on (a timeout, a
+    host cut off) is dropped with its socket, not retransmitted by the kernel until the
+    path heals and landed long after the client sent the incident's next event
+    elsewhere (seen in this drill: an acknowledge stored 30 s late, after its resolve)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["socket_options"] = [*HTTPConnection.default_socket_options,
+                                    (socket.SOL_SOCKET, socket.SO_LINGER,
+                                     struct.pack("ii", 1, 0))]
+        super().init_poolmanager(*args, **kwargs)
 
 
 class Clients(threading.Thread):
@@ -59,6 +78,7 @@ class Clients(threading.Thread):
     def run(self) -> None:
         netns.enter(self.ns)  # this thread only
         session = requests.Session()
+        session.mount("http://", Abortive())
         n = 0
         while not self.stopped.is_set():
             incident, step = f"{self.tag}-{n // 3:05d}", n % 3
@@ -94,13 +114,19 @@ def scenario(name: str, workdir: Path, full: bool) -> dict[str, Any]:
     window_s = 60.0 if full else 10.0
     limit = 120 if full else 20  # per key and window: 2 events/s, 6 for the 3 keys
     cluster = Cluster(workdir, limit, window_s)
+    row: dict[str, Any] = {}
     try:
         cluster.net.up()
         with netns.inside(cluster.net.world):
             cluster.start()
-            return drive(name, cluster, full)
+            row = drive(name, cluster, full)
+            return row
     finally:
         cluster.close()
+        if not row or failed(row):  # the processes' logs, kept for a look
+            kept = Path(tempfile.mkdtemp(prefix=f"pd-relay-failover-{name}-"))
+            shutil.copytree(cluster.logs, kept / "logs")
+            print(f"    logs kept in {kept}/logs", flush=True)
 
 
 def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:

@@ -44,3 +44,40 @@ def test_the_failover_drill_is_in_the_default_list() -> None:
 def test_a_scenario_fails_on(change: dict[str, object]) -> None:
     assert not failover.failed(row(**{"rejoined as replica (s)": "3"}))
     assert failover.failed(row(**change))
+
+
+def test_the_load_clients_reset_a_connection_they_give_up_on() -> None:
+    """SO_LINGER 0: a request abandoned on a cut link is dropped with its socket, not
+    retransmitted into the host once healed (an acknowledge landed after its resolve)."""
+    import socket
+    import struct
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    class Ok(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # a kept connection, to look at
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        session = requests.Session()
+        session.mount("http://", failover.Abortive())
+        server.daemon_threads = True
+        reply = session.get(url, timeout=5, stream=True)
+        linger = reply.raw.connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+        reply.close()
+        session.close()
+        assert struct.unpack("ii", linger) == (1, 0)
+    finally:
+        server.shutdown()
+        server.server_close()
