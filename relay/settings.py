@@ -152,6 +152,15 @@ class Settings:
                 f"{self.queues_max_mb:g} must each hold one request of RELAY_MAX_BODY_BYTES="
                 f"{self.max_body_bytes}: raise them or lower the body limit")
         send_s = self.connect_timeout_s + self.read_timeout_s
+        wait_s = self.replica_timeout_ms / 1000 if self.min_replicas else 0.0
+        if self.lease_ttl_s >= send_s + LEASE_MARGIN_S and \
+                self.lease_ttl_s < send_s + LEASE_MARGIN_S + wait_s:
+            problems.append(
+                f"RELAY_LEASE_TTL_S={self.lease_ttl_s:g} is too short for "
+                f"RELAY_REPLICA_TIMEOUT_MS={self.replica_timeout_ms} with RELAY_MIN_REPLICAS="
+                f"{self.min_replicas}: a send starts after its WAIT for replicas, and the "
+                f"lease must outlast both by {LEASE_MARGIN_S:g}s: raise the lease to at least "
+                f"{send_s + LEASE_MARGIN_S + wait_s:g} or shorten the timeouts")
         if self.lease_ttl_s < send_s + LEASE_MARGIN_S:
             problems.append(
                 f"RELAY_LEASE_TTL_S={self.lease_ttl_s:g} is too short: a send may take "

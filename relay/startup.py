@@ -14,6 +14,8 @@ from relay.http import loopback_host
 from relay.keyring import register
 from relay.memory import memory_problems
 from relay.names import Names
+from relay.sentinel import is_sentinel
+from relay.sentinel import parse as parse_sentinel
 from relay.settings import Settings
 from relay.store import connect, unless_redis_down
 
@@ -49,6 +51,8 @@ def redis_link_problems(url: str) -> list[str]:
     """What is wrong with reaching Redis at ``url`` across a network: plain TCP (events,
     routing keys and the password in the clear) and no password. A Unix socket and
     loopback say nothing: the stack's own Redis is on a private socket."""
+    if is_sentinel(url):
+        return _sentinel_link_problems(url)
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or loopback_host(parts.hostname or "localhost"):
         return []
@@ -63,6 +67,23 @@ def redis_link_problems(url: str) -> list[str]:
                         "(ssl_cert_reqs): anyone in the path can stand in for it and "
                         "receive its password and every event")
     if not parts.password and not query.get("password"):
+        problems.append(f"{where} takes no password: anyone who reaches it reads and "
+                        "changes the queues; set one (requirepass, or an ACL user)")
+    return problems
+
+
+def _sentinel_link_problems(url: str) -> list[str]:
+    """A ``redis+sentinel://`` URL: redis-py reaches the Sentinels and the data nodes over
+    plain TCP (the URL takes no TLS), so hosts beyond loopback are named."""
+    found = parse_sentinel(url)
+    far = [host for host, _ in found.hosts if not loopback_host(host)]
+    if not far:
+        return []
+    where = f"Redis through the Sentinels at {', '.join(far)}"
+    problems = [f"{where} is reached over plain TCP: events, routing keys and the "
+                "passwords cross the network in the clear; keep the Redis nodes and "
+                "Sentinels on a private network (or a TLS tunnel)"]
+    if not found.password:
         problems.append(f"{where} takes no password: anyone who reaches it reads and "
                         "changes the queues; set one (requirepass, or an ACL user)")
     return problems

@@ -41,3 +41,12 @@ def test_the_warning_is_logged_once_per_problem(caplog: pytest.LogCaptureFixture
         assert warn_of_redis_link("redis://:pw@192.0.2.7:6379/0") is True
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert "pw@" not in caplog.text
+
+
+def test_a_sentinel_url_beyond_loopback_is_named_plain_tcp_and_passwordless() -> None:
+    """Issue 27: the Sentinel URL has no TLS; its hosts beyond loopback are warned of."""
+    assert redis_link_problems("redis+sentinel://:pw@127.0.0.1:26379,[::1]:26380/svc") == []
+    problems = redis_link_problems("redis+sentinel://:s3cret@10.0.0.5:26379,10.0.0.6/svc/0")
+    assert len(problems) == 1 and "10.0.0.5, 10.0.0.6" in problems[0]
+    assert "plain TCP" in problems[0] and "s3cret" not in problems[0]
+    assert len(redis_link_problems("redis+sentinel://10.0.0.5:26379/svc")) == 2

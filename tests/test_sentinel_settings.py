@@ -68,3 +68,14 @@ def test_any_password_in_a_sentinel_url_is_masked(password: str) -> None:
     shown = masked_url(url)
     assert parse(url).password == password
     assert shown == "redis+sentinel://:***@127.0.0.1:26379,127.0.0.2:26379/svc/0"
+
+
+def test_the_lease_must_outlast_a_send_and_its_wait_for_replicas(tmp_path) -> None:
+    """A send starts after WAIT returned, and only with the lease still ours for the
+    whole send: a WAIT as long as the lease's margin would stop every send."""
+    env = {"RELAY_KEYS_FILE": _keys_file(tmp_path), "RELAY_LEASE_TTL_S": "15",
+           "RELAY_MIN_REPLICAS": "1", "RELAY_REPLICA_TIMEOUT_MS": "2000"}
+    with pytest.raises(ConfigError, match="RELAY_REPLICA_TIMEOUT_MS=2000"):
+        Settings.from_env(env)
+    assert Settings.from_env(dict(env, RELAY_MIN_REPLICAS="0")).lease_ttl_s == 15
+    assert Settings.from_env(dict(env, RELAY_LEASE_TTL_S="16.1")).lease_ttl_s == 16.1

@@ -104,6 +104,9 @@ class Worker:
             read_timeout_s=settings.read_timeout_s,
         )
         self.send_budget_s = settings.connect_timeout_s + settings.read_timeout_s
+        # replicas that must hold the reservation before a send (0: no WAIT)
+        self.min_replicas, self.replica_timeout_ms = (settings.min_replicas,
+                                                      settings.replica_timeout_ms)
         self.blocked = False
         self.wait = wait_backoff(
             settings.retry_base_s, settings.retry_max_s, settings.retry_after_max_s
@@ -225,8 +228,20 @@ class Worker:
         return self.pagerduty.send(record.kind, body)
 
     def _fence(self) -> None:
-        """Start a send only while the lease is ours for longer than the send can take."""
-        if not self.lease.renew():
+        """Start a send only while the lease is ours for longer than the send can take,
+        and (RELAY_MIN_REPLICAS) once enough replicas hold the reservation and every
+        earlier write of the key: a failover then keeps them (replication is a prefix),
+        so it may bring a re-send, never a reorder nor a send over the limit.
+        Unconfirmed: no send yet; back off (RetryLater) and try again."""
+        if not self.min_replicas:
+            ours = self.lease.renew()
+        else:
+            ours, confirmed = self.lease.renew_confirmed(self.min_replicas,
+                                                         self.replica_timeout_ms)
+            if ours and confirmed < self.min_replicas:
+                raise RetryLater(f"{confirmed} of {self.min_replicas} replicas confirmed "
+                                 "the reservation; not sending yet")
+        if not ours:
             raise LeaseLost("lease lost before sending")
         if self.lease.remaining() < self.send_budget_s:
             raise LeaseLost(

@@ -58,6 +58,19 @@ class Lease:
         return self.settle(bool(self.scripts.lease_renew(
             keys=[self.lease_key], args=[self.worker_id, self.ttl_ms])), started)
 
+    def renew_confirmed(self, replicas: int, timeout_ms: int) -> tuple[bool, int]:
+        """Renew, and WAIT on the same connection for ``replicas`` replicas: whether the
+        lease is ours, and how many replicas confirmed every write up to the renewal
+        (WAIT covers a connection's writes; the renewal, a write, brings this one's up
+        to everything the primary had, the limiter's reservation included)."""
+        started = self.clock()
+        with self.client.pipeline(transaction=False) as pipe:
+            self.scripts.lease_renew(keys=[self.lease_key],
+                                     args=[self.worker_id, self.ttl_ms], client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+            ours, confirmed = pipe.execute()
+        return self.settle(bool(ours), started), int(confirmed)
+
     def settle(self, ours: bool, started: float, quiet: bool = False) -> bool:
         """Record what a command sent at ``started`` (this clock) found: the lease ours
         for one more TTL from then, or not ours (said, unless ``quiet``: a tick says it

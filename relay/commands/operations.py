@@ -10,8 +10,12 @@ import sys
 import time
 from typing import Any
 
+import redis
+
 from relay.keyring import forget
 from relay.names import Names
+from relay.replication import format_replication, read_replication
+from relay.sentinel import is_sentinel
 from relay.settings import Settings
 from relay.startup import (
     redis_memory_problems,
@@ -55,9 +59,11 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         decisions = read_decisions(client, names.decisions)
         alarms = open_alarms(client, names)
         shed = read_shed(client, names)
+        replication = read_replication(client, settings)
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
-                              "alarms": alarms, "shed": shed}, indent=2))
+                              "alarms": alarms, "shed": shed, "replication": replication},
+                             indent=2))
         else:
             if args.watch:
                 getattr(sys.stdout, "raw", sys.stdout).write("\033[H\033[J")  # ours
@@ -70,6 +76,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
             shed_line = format_shed(shed)
             if shed_line:
                 print("\n" + shed_line)
+            if replicated(settings, replication):
+                print("\n" + format_replication(replication))
             for cid, alarm in sorted(alarms.items()):
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alarm.get("since", 0)))
                 print(f"ALARM {cid} (since {since} UTC; `pd-relay channels status` and the "
@@ -87,9 +95,26 @@ def check(settings: Settings, args: argparse.Namespace) -> int:
     if args.redis and redis_memory_problems(settings, logging.ERROR):
         return 2
     warn_of_redis_link(settings.redis_url)
+    try:
+        replication = read_replication(connect(settings), settings)
+    except redis.RedisError:
+        replication = None  # not reachable: said above (or checked at start-up)
+    if replication is not None and replicated(settings, replication):
+        print(format_replication(replication))
+        if not replication["enough"]:
+            print(f"pd-relay: only {replication['replicas_in_sync']} replica(s) in sync, "
+                  f"RELAY_MIN_REPLICAS={settings.min_replicas}: the ingress answers 503 "
+                  "and the workers do not send until enough catch up", file=sys.stderr)
+            return 2
     draining = f", {len(settings.draining_keys)} draining" if settings.draining_keys else ""
     print(f"configuration ok: {count} routing key(s){draining} in {settings.keys_file}")
     return 0
+
+
+def replicated(settings: Settings, replication: dict[str, Any]) -> bool:
+    """Whether replication is worth a line: a Sentinel URL, replicas wanted or found."""
+    return bool(is_sentinel(settings.redis_url) or settings.min_replicas
+                or replication["replicas_known"])
 
 
 def forget_key(settings: Settings, args: argparse.Namespace) -> int:

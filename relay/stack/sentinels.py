@@ -168,11 +168,16 @@ class SentinelGroup:
     def thaw(self, port: int) -> None:
         self.nodes[port].popen.send_signal(signal.SIGCONT)
 
-    def failover(self, timeout: float = 30) -> tuple[str, int]:
+    def failover(self, timeout: float = 30, pause_ms: int = 0) -> tuple[str, int]:
         """SENTINEL FAILOVER (asked again while the replicas are not ready for it); wait
         until the new primary is the primary and the old one its replica; return the new
-        one's address."""
+        one's address. ``pause_ms``: a planned failover, the old primary's writes paused
+        first (CLIENT PAUSE ... WRITE): Sentinel does not stop them itself, and until it
+        has moved every replica to the new primary, writes there that one of them
+        confirmed are thrown away with its resync (docs/DESIGN.md)."""
         old = self.primary()
+        if pause_ms:
+            self.node(old[1]).execute_command("CLIENT", "PAUSE", pause_ms, "WRITE")
 
         def asked() -> bool:
             try:

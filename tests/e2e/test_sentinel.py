@@ -77,6 +77,8 @@ def test_a_relay_client_reaches_the_new_primary_by_itself(group: SentinelGroup) 
     group.wait_failover(new, 30)
     assert wait_until(lambda: _try(lambda: script(keys=["n"])), 30,
                       "a write after the kill -9") == 3
+    pubsub.close()
+    client.close()
 
 
 def _try(call: Callable[[], Any]) -> Any:
@@ -103,3 +105,5 @@ def test_a_script_refused_by_a_replica_sends_the_client_back_to_the_sentinels(
         connection.read_response()
     connection.send_command("EVAL", "return redis.call('SET', 'k', 'v')", 0)  # reconnects
     assert connection.read_response() == "OK" and connection.port == group.primary()[1]
+    connection.disconnect()
+    client.close()
