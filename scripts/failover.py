@@ -9,7 +9,8 @@ scenario runs on a fresh set-up:
   keeps sending to its own ingress, then heal it: it must come back as a replica, and
   nothing it answered 202 to may be lost;
 - ``lease-kill``: PagerDuty failing for a while (a backlog), then, as it drains, kill -9
-  the host whose worker holds key 0's lease.
+  the host whose worker holds a key's lease (a replica's host when one holds a lease:
+  the primary's is the first scenario's).
 
 Each reports the counts of scripts/failover_verdict.py; one fails on a lost event, an
 order violation, a misrouted follow-up, a key over its limit or a cut host that did not
@@ -43,8 +44,8 @@ SCENARIOS = {
     "primary-kill": "kill -9 every process of the primary's host mid-load, its link down",
     "primary-cut": "the primary's host cut off the bridge for 20 s, its own client sending "
                    "to it, then healed",
-    "lease-kill": "PagerDuty down 5 s (a backlog), then kill -9 the host of the worker "
-                  "holding key 0's lease as it drains",
+    "lease-kill": "PagerDuty down 5 s (a backlog), then kill -9 the host of a worker "
+                  "holding a key's lease as it drains (a replica's host if one holds one)",
 }
 
 
@@ -166,7 +167,11 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
         time.sleep(5)
         cluster.sim_config(fail_rate=0.0)
         time.sleep(1)
-        victim = cluster.lease_holder(0)
+        holders = [cluster.lease_holder(n) for n in range(len(cluster.keys))]
+        # a replica's host if one holds a lease (the primary's is primary-kill's)
+        key = next((n for n, h in enumerate(holders) if h != primary), 0)
+        victim = holders[key]
+        row["key"] = key
         row["killed"] = cluster.net.kill(victim)
         row["killed at (s)"] = f"{time.time() - start:.1f}"
         row["host killed"] = "the primary's" if victim == primary else "a replica's"

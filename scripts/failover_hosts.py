@@ -98,7 +98,8 @@ class Cluster:
             "RELAY_KEYS_FILE": str(self.keys_file), "RELAY_REDIS_URL": self.redis_url(),
             "RELAY_PD_URL": self.sim_url, "RELAY_MIN_REPLICAS": "1",
             "RELAY_RATE_PER_MIN": str(self.limit), "RELAY_RATE_WINDOW_S": str(self.window_s),
-            "RELAY_LEASE_TTL_S": "3", "RELAY_CONNECT_TIMEOUT_S": "0.5",
+            # the lease outlasts a send (2 s) and its WAIT for replicas (0.5 s) by 1 s
+            "RELAY_LEASE_TTL_S": "4", "RELAY_CONNECT_TIMEOUT_S": "0.5",
             "RELAY_READ_TIMEOUT_S": "1.5", "RELAY_RETRY_BASE_S": "0.05",
             "RELAY_RETRY_MAX_S": "0.5", "RELAY_LOG_LEVEL": "INFO",
             "RELAY_ALLOW_ANONYMOUS": "true"})
@@ -124,15 +125,16 @@ class Cluster:
         wait_until(lambda: self.data(self.hosts[0]).info("replication")[
             "connected_slaves"] == len(self.hosts) - 1, 20, "the replicas to connect")
         wait_until(self.sentinels_agree, 20, "the Sentinels to see each other")
+        nodes = []
         for n, host in enumerate(self.hosts, 1):
             name = host.split("-")[1]
-            self.net.start(host, f"ingress-{name}",
-                           pd_relay() + ingress_args("0.0.0.0", INGRESS_PORT), env, self.logs)
+            nodes.append(self.net.start(host, f"ingress-{name}", pd_relay() + ingress_args(
+                "0.0.0.0", INGRESS_PORT), env, self.logs))
             self.workers[host] = self.net.start(
                 host, f"worker-{name}", pd_relay() + workers_args(n, len(self.hosts)), env,
                 self.logs)
-        for url in self.ingress_urls():
-            wait_until(lambda u=url: requests.get(u + "/healthz", timeout=1).ok, 30,
+        for url, node, host in zip(self.ingress_urls(), nodes, self.hosts, strict=True):
+            wait_until(lambda u=url, p=[node, self.workers[host]]: _answers(u, p), 30,
                        f"the ingress node {url}")
 
     def close(self) -> None:
@@ -183,3 +185,13 @@ class Cluster:
 
     def sim_config(self, **faults: Any) -> None:
         requests.post(f"{self.sim_url}/_sim/config", json=faults, timeout=5).raise_for_status()
+
+
+def _answers(url: str, processes: list[Process]) -> bool:
+    """Whether the node at ``url`` answers /healthz; an error with the log's end of a
+    process of its host that ended (a refused configuration), not a wait to the bound."""
+    for process in processes:
+        if not process.alive():
+            tail = process.log.read_text(errors="replace").splitlines()[-3:]
+            raise RuntimeError(f"{process.name} ended: " + " / ".join(tail))
+    return bool(requests.get(url + "/healthz", timeout=1).ok)

@@ -81,3 +81,24 @@ def test_the_load_clients_reset_a_connection_they_give_up_on() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_host_process_that_ended_is_reported_with_its_log_not_waited_for(tmp_path) -> None:
+    import failover_hosts
+
+    log = tmp_path / "worker-h1.log"
+    log.write_text("starting\npd-relay: invalid configuration:\n"
+                   "  RELAY_LEASE_TTL_S=3 is too short\n")
+
+    class Ended:
+        name = "worker-h1"
+
+        def __init__(self) -> None:
+            self.log = log
+
+        def alive(self) -> bool:
+            return False
+
+    ended = Ended()
+    with pytest.raises(RuntimeError, match="worker-h1 ended: .*RELAY_LEASE_TTL_S=3 is too short"):
+        failover_hosts._answers("http://127.0.0.1:9/", [ended])  # type: ignore[list-item]
