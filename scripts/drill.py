@@ -18,8 +18,6 @@ lost: an incident's newest trigger and its resolve always arrive). Run through
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import failover
+import failover_verdict
 import requests
 import storm
 import upgrade
@@ -320,7 +319,7 @@ def main() -> int:
     started = time.monotonic()
     rows, failover_rows = [], []
     names = args.only or list(DRILLS)
-    skipped = failover_skipped() if "failover" in names else ""
+    skipped = failover_verdict.skipped() if "failover" in names else ""
     if skipped:
         print(f"failover: skipped: {skipped}", flush=True)
         names = [name for name in names if name != "failover"]
@@ -344,7 +343,7 @@ def main() -> int:
             rows.append(row)
     mode = "full" if args.full else "short"
     if failover_rows:
-        publish_failover(mode, started, failover_rows, args.write)
+        failover_verdict.publish_rows(mode, started, failover_rows, args.write)
     failed = [row["drill"] for row in failover_rows if failover.failed(row)]
     if not rows:
         return 1 if failed else 0
@@ -360,37 +359,6 @@ def main() -> int:
     failed += [row["drill"] for row in rows
                if row["lost"] or row["order violations"] or row["misrouted"]]
     return 1 if failed else 0
-
-
-def failover_skipped() -> str:
-    """Why the failover drill cannot run here ("" when it can)."""
-    if os.geteuid() != 0:
-        return "it makes network namespaces, which needs root (run scripts/drill as root)"
-    if shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
-        return "the ip command (iproute2) is missing: apt-get install -y iproute2"
-    return ""
-
-
-FAILOVER_COLUMNS = ["relay's Redis URL", "host killed", "accepted", "delivered", "lost",
-                    "lost of the cut host's 202s", "duplicates", "order violations",
-                    "misrouted", "worst window", "limit", "no 202 (s)", "no delivery (s)",
-                    "rejoined as replica (s)", "client retries", "drained after load (s)"]
-
-
-def publish_failover(mode: str, started: float, rows: list[dict[str, Any]],
-                     write: bool) -> None:
-    cells = [[f"{row['drill']}: {failover.SCENARIOS[row['drill']]}",
-              *(row.get(c, "-") for c in FAILOVER_COLUMNS)] for row in rows]
-    publish("drill", f"{mode} failover", started,
-            "Three hosts made of network namespaces on a bridge, each with redis-server, a "
-            "Sentinel (quorum 2, down after 1.5 s), an ingress node and a worker process "
-            "for every key; two clients send 7 events/s to every host's ingress in turn "
-            "(retrying 502, 503 and connection errors on the next host), over the 3 keys' "
-            "limits; each scenario on a fresh set-up. Worst window: the most requests "
-            "PagerDuty saw for one key in any window of the limit's length. Goals: lost 0, "
-            "order violations 0, misrouted 0, never over the limit; 202 again within 10 s "
-            "of the primary dying (no 202), delivery again within 15 s (no delivery).",
-            ["Scenario", *FAILOVER_COLUMNS], cells, write)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def drive(name: str, cluster: Cluster, full: bool) -> dict[str, Any]:
     for client in clients:
         client.start()
     time.sleep(warm)
-    row: dict[str, Any] = {"drill": name, "relay's Redis URL":
+    row: dict[str, Any] = {"drill": name, "about": SCENARIOS[name], "relay's Redis URL":
                            "Sentinel" if cluster.sentinel else "plain (no Sentinel yet)"}
     primary = cluster.primary()
     if name == "primary-kill":
@@ -226,7 +226,8 @@ def run(workdir: Path, full: bool, only: list[str] | None = None) -> list[dict[s
         for n, name in enumerate(only or list(SCENARIOS)):
             print(f"  failover {name}: {SCENARIOS[name]}...", flush=True)
             row = scenario(name, workdir / f"failover-{n}", full)
-            print("    " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "drill"),
+            print("    " + ", ".join(f"{k} {v}" for k, v in row.items()
+                                  if k not in ("drill", "about")),
                   flush=True)
             rows.append(row)
         return rows

@@ -1,12 +1,17 @@
 """What a failover scenario counts (scripts/failover.py): pure functions of what the load
 clients were answered 202 to (sequence number -> when) and what the PagerDuty simulator
-saw (its ``/_sim/events`` and ``/_sim/stats``), so that tests can check them alone."""
+saw (its ``/_sim/events`` and ``/_sim/stats``), so that tests can check them alone; and
+how the drill's rows are published, or why it is skipped."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
+
+from bench import publish
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
 
@@ -97,3 +102,36 @@ def failed(row: dict[str, Any]) -> bool:
     key over its limit (the time goals are reported, not failed on)."""
     return bool(row["lost"] or row["order violations"] or row["misrouted"]
                 or row["over limit"])
+
+
+def skipped() -> str:
+    """Why the failover drill cannot run here ("" when it can)."""
+    if os.geteuid() != 0:
+        return "it makes network namespaces, which needs root (run scripts/drill as root)"
+    if shutil.which("ip", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+        return "the ip command (iproute2) is missing: apt-get install -y iproute2"
+    return ""
+
+
+COLUMNS = ["relay's Redis URL", "host killed", "accepted", "delivered", "lost",
+           "lost of the cut host's 202s", "duplicates", "order violations", "misrouted",
+           "worst window", "limit", "no 202 (s)", "no delivery (s)",
+           "rejoined as replica (s)", "client retries", "drained after load (s)"]
+
+
+def publish_rows(mode: str, started: float, rows: list[dict[str, Any]],
+                 write: bool) -> None:
+    """The scenarios' table, through scripts/bench.py's ``publish`` (its own block in
+    docs/BENCHMARKS.md with ``write``: ``drill:<mode> failover``)."""
+    cells = [[f"{row['drill']}: {row['about']}",
+              *(row.get(c, "-") for c in COLUMNS)] for row in rows]
+    publish("drill", f"{mode} failover", started,
+            "Three hosts made of network namespaces on a bridge, each with redis-server, a "
+            "Sentinel (quorum 2, down after 1.5 s), an ingress node and a worker process "
+            "for every key; two clients send 7 events/s to every host's ingress in turn "
+            "(retrying 502, 503 and connection errors on the next host), over the 3 keys' "
+            "limits; each scenario on a fresh set-up. Worst window: the most requests "
+            "PagerDuty saw for one key in any window of the limit's length. Goals: lost 0, "
+            "order violations 0, misrouted 0, never over the limit; 202 again within 10 s "
+            "of the primary dying (no 202), delivery again within 15 s (no delivery).",
+            ["Scenario", *COLUMNS], cells, write)

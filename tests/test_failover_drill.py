@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import drill  # noqa: E402
 import failover  # noqa: E402
+import failover_verdict  # noqa: E402
 
 
 def row(**changes: object) -> dict[str, object]:
@@ -30,8 +31,8 @@ def test_not_root_the_failover_drill_says_why_and_exits_skipped(monkeypatch, cap
 
 def test_without_ip_it_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(drill.shutil, "which", lambda *a, **k: None)
-    assert "iproute2" in drill.failover_skipped()
+    monkeypatch.setattr(failover_verdict.shutil, "which", lambda *a, **k: None)
+    assert "iproute2" in failover_verdict.skipped()
 
 
 def test_the_failover_drill_is_in_the_default_list() -> None:

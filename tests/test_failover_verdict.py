@@ -4,12 +4,14 @@ window per key and the longest gaps, against examples and brute force."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # bench
 spec = importlib.util.spec_from_file_location(
     "failover_verdict", Path(__file__).resolve().parents[1] / "scripts" / "failover_verdict.py")
 assert spec and spec.loader
