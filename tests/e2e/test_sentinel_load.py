@@ -9,6 +9,7 @@ new primary."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -174,5 +175,51 @@ def test_no_replica_in_sync_is_a_503_and_check_fails_until_they_are_back(
         assert shown["replicas_in_sync"] == shown["replicas_known"] == 2
         assert shown["sentinels"]["answering"] == 3 and shown["sentinels"]["quorum"] == 2
         assert {r["address"] for r in shown["replicas"]} == {f"127.0.0.1:{p}" for p in replicas}
+    finally:
+        group.stop()
+
+
+def test_sends_the_replicas_never_confirmed_do_not_happen_so_a_failover_keeps_the_limit(
+        make_stack, tmp_path: Path) -> None:
+    """The worker's WAIT, end to end: events queued, then both replicas frozen (SIGSTOP:
+    they confirm nothing) and a worker started: it sends nothing, its attempts end
+    unconfirmed (without the WAIT it sent a window's worth: checked by hand, 6 sent).
+    Then the primary is killed (-9) and the replicas thawed: every event is delivered
+    from the new primary, in order, never past PagerDuty's limit. (A frozen replica's
+    kernel still takes the stream, so here nothing is rolled back; the unit tests and
+    the state machine cover what the WAIT orders.)"""
+    limit, window_s = 6, 15
+    group = SentinelGroup(tmp_path / "frozen", tmp_path / "frozen-logs")
+    try:
+        group.start()
+        stack = make_stack(keys=1, redis_url=group.url, RELAY_RATE_PER_MIN=str(limit),
+                           RELAY_RATE_WINDOW_S=str(window_s))
+        stack.start_simulator(limit=limit, window_s=window_s)
+        stack.start_ingress()
+        for n in range(limit + 2):
+            body = trigger(f"event {n}", dedup_key=f"e{n}",
+                           payload={"summary": f"event {n}", "source": "db1",
+                                    "severity": "critical", "custom_details": {"seq": n}})
+            assert stack.post(body).status_code == 202
+        primary = group.primary()
+        replicas = group.replicas()
+        for port in replicas:
+            group.nodes[port].popen.send_signal(signal.SIGSTOP)
+        stack.start_workers()
+        # the worker asks for confirmation and gets none (its WAITs time out): it
+        # retries, and sends nothing
+        wait_until(lambda: stack.status()[0]["retried"] >= 2 or len(stack.delivered()) >=
+                   limit, 30, "unconfirmed attempts (or, without the WAIT, sends)")
+        early = stack.delivered()
+        group.stop_node(primary[1])
+        for port in replicas:
+            group.nodes[port].popen.send_signal(signal.SIGCONT)
+        group.wait_failover(primary, 30)
+        wait_until(lambda: len({e["dedup_key"] for e in stack.delivered()}) == limit + 2,
+                   60, "every event delivered on the new primary")
+        over = stack.sim_get("stats")["counts"].get("429", 0)
+        seqs = [e["custom_details"]["seq"] for e in stack.delivered()]
+        assert (len(early), over) == (0, 0), "sent unconfirmed; over the limit after"
+        assert firsts(seqs) == sorted(firsts(seqs))
     finally:
         group.stop()

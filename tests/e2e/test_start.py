@@ -167,6 +167,10 @@ SETTINGS = {
     "RELAY_UI_SESSIONS_MAX": "5", "RELAY_TRUSTED_PROXIES": "192.0.2.0/24",
     # the stack's readiness checks over TCP from this machine (until they use the socket)
     "RELAY_ADMIN_ALLOW": "127.0.0.1,::1",
+    # (issue 27) read with a Sentinel URL only; the stack's one Redis has no replica, so
+    # RELAY_MIN_REPLICAS stays at its plain URL's default: a WAIT would refuse every event
+    "RELAY_SENTINEL_PASSWORD": "unused-s3ntinel-pw", "RELAY_REPLICA_TIMEOUT_MS": "400",
+    "RELAY_MIN_REPLICAS": "0",
 }
 
 
