@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from relay.stack.processes import Process
+from relay.stack.processes import Process, wait_until
 
 CLONE_NEWNET = 0x40000000
 RUN = Path("/run/netns")
@@ -160,7 +160,12 @@ class Network:
         ip("-n", self.world, "link", "set", self.port(host), "down")
 
     def heal(self, host: str) -> None:
+        """Bring ``host``'s link back; return once both ends carry and the bridge
+        forwards (bounded): until then a packet to it is dropped."""
         ip("-n", self.world, "link", "set", self.port(host), "up")
+        wait_until(lambda: "LOWER_UP" in ip("-n", host, "-o", "link", "show", "eth0")
+                   and "state forwarding" in ip("-n", self.world, "-d", "-o", "link", "show",
+                                                self.port(host)), 5, f"{host}'s link")
 
     def kill(self, host: str) -> int:
         """kill -9 every process of ``host`` and take its link down; how many died."""
