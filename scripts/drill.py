@@ -27,6 +27,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import failover
+import failover_verdict
 import requests
 import storm
 import upgrade
@@ -298,6 +300,9 @@ DRILLS = {
     "storm": "the storm of scripts/bench --only storm (300 flapping incidents, 60 critical; "
              "PagerDuty's time 10x faster; storm mode backlog), key 0's worker killed -9 "
              "halfway and restarted",
+    "failover": "three hosts (network namespaces: Redis, a Sentinel and the relay on each), "
+                "the primary's host killed -9, then cut off for 20 s and healed, then the "
+                "host of key 0's worker killed -9 as a backlog drains (root only)",
     "upgrade": "the previous release (by its tag, else its commit) under load, storm "
                "mode's lanes holding a backlog (PagerDuty failing 70%), its workers then "
                "ingress nodes replaced one at a time by this release's, then back (a rollback)",
@@ -312,10 +317,20 @@ def main() -> int:
     args = parser.parse_args()
     seconds, rate = (75.0, 30.0) if args.full else (15.0, 20.0)
     started = time.monotonic()
-    rows = []
+    rows, failover_rows = [], []
+    names = args.only or list(DRILLS)
+    skipped = failover_verdict.skipped() if "failover" in names else ""
+    if skipped:
+        print(f"failover: skipped: {skipped}", flush=True)
+        names = [name for name in names if name != "failover"]
+        if not names:
+            return 2  # as when a tool could not be installed: skipped, not failed
     with tempfile.TemporaryDirectory(prefix="pd-relay-drill-") as tmp:
-        for n, name in enumerate(args.only or list(DRILLS)):
+        for n, name in enumerate(names):
             print(f"{name}: {DRILLS[name]}...", flush=True)
+            if name == "failover":
+                failover_rows = failover.run(Path(tmp) / str(n), args.full)
+                continue
             if name == "storm":
                 row = storm_drill(Path(tmp) / str(n), args.full)
             elif name == "upgrade":
@@ -327,6 +342,11 @@ def main() -> int:
             print("  " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "drill"))
             rows.append(row)
     mode = "full" if args.full else "short"
+    if failover_rows:
+        failover_verdict.publish_rows(mode, started, failover_rows, args.write)
+    failed = [row["drill"] for row in failover_rows if failover.failed(row)]
+    if not rows:
+        return 1 if failed else 0
     columns = ["accepted", "delivered", "merged repeats", "duplicates", "lost",
                "order violations", "misrouted", "client retries", "PagerDuty errors",
                "drained after load (s)"]
@@ -336,8 +356,8 @@ def main() -> int:
             f"{seconds:.0f} s under load at {rate:.0f} events/s per drill. "
             "Goal for every drill: lost 0, order violations 0, misrouted 0.",
             ["Drill", *columns], cells, args.write)
-    failed = [row["drill"] for row in rows
-              if row["lost"] or row["order violations"] or row["misrouted"]]
+    failed += [row["drill"] for row in rows
+               if row["lost"] or row["order violations"] or row["misrouted"]]
     return 1 if failed else 0
 
 

@@ -1,0 +1,103 @@
+"""The failover drill's verdict (scripts/failover_verdict.py): the counts, the worst
+window per key and the longest gaps, against examples and brute force."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # bench
+spec = importlib.util.spec_from_file_location(
+    "failover_verdict", Path(__file__).resolve().parents[1] / "scripts" / "failover_verdict.py")
+assert spec and spec.loader
+verdict = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(verdict)
+
+times = st.lists(st.floats(0, 100, allow_nan=False), max_size=40)
+
+
+@given(times, st.floats(0.5, 30))
+def test_worst_window_is_the_most_in_any_window(found: list[float], window: float) -> None:
+    # the busiest half-open window can always start at one of the times
+    brute = max((sum(1 for t in found if s <= t < s + window) for s in found), default=0)
+    assert verdict.worst_window(found, window) == brute
+
+
+@given(times, st.floats(0, 50), st.floats(0, 50))
+def test_longest_gap_is_the_widest_stretch_without_a_time(found: list[float], a: float,
+                                                          b: float) -> None:
+    start, end = min(a, b), min(a, b) + abs(a - b) + 1
+    inside = [t for t in found if start <= t <= end]
+    points = [start, end, *inside]
+    brute = max(q - p for p in points for q in points
+                if p <= q and not any(p < t < q for t in inside))
+    assert verdict.longest_gap(found, start, end) == brute
+
+
+def event(key: str, action: str, at: float, status: int = 202,
+          routing_key: str = "k1") -> dict[str, Any]:
+    return {"dedup_key": key, "event_action": action, "at": at, "status": status,
+            "kind": "alert", "routing_key": routing_key}
+
+
+def run(accepted: dict[str, float], events: list[dict[str, Any]],
+        counts: dict[str, Any] | None = None, limit: int = 10) -> dict[str, Any]:
+    return verdict.tally(accepted, events, counts or {}, limit, 10.0, 0.0, 20.0, 30.0)
+
+
+def test_a_clean_run_passes() -> None:
+    row = run({"a/0": 1.0, "a/1": 2.0, "a/2": 3.0},
+              [event("a", "trigger", 1.5), event("a", "acknowledge", 2.5),
+               event("a", "resolve", 3.5)])
+    assert row["accepted"] == row["delivered"] == 3
+    assert (row["lost"], row["duplicates"], row["order violations"]) == (0, 0, 0)
+    assert row["worst window"] == 3 and row["over limit"] == 0
+    assert row["no 202 (s)"] == 17.0  # from the last 202 (3 s) to the load's end (20 s)
+    assert row["no delivery (s)"] == 16.5  # from 3.5 s to the load's end (20 s)
+    assert not verdict.failed(row)
+
+
+def test_a_202_never_delivered_is_lost_and_fails() -> None:
+    row = run({"a/0": 1.0, "a/1": 2.0}, [event("a", "trigger", 1.5)])
+    assert row["lost"] == 1 and verdict.failed(row)
+
+
+def test_a_refused_send_is_no_delivery_and_a_resend_a_duplicate() -> None:
+    row = run({"a/0": 1.0}, [event("a", "trigger", 1.5, status=429),
+                             event("a", "trigger", 2.0), event("a", "trigger", 2.5)])
+    assert (row["lost"], row["duplicates"]) == (0, 1) and not verdict.failed(row)
+
+
+def test_a_follow_up_before_its_trigger_is_an_order_violation() -> None:
+    row = run({"a/0": 1.0, "a/1": 2.0},
+              [event("a", "acknowledge", 2.5), event("a", "trigger", 3.0)],
+              {"orphans": 1, "late_triggers": 1})
+    assert row["order violations"] >= 1 and verdict.failed(row)
+    assert verdict.disorders([event("a", "acknowledge", 2.5), event("a", "trigger", 3.0),
+                              event("b", "trigger", 3.5), event("b", "trigger", 4.0)]) == {
+        "a": ["acknowledge@k1+2.5s", "trigger@k1+3.0s"]}  # b's repeat is a duplicate, in order
+
+
+def test_misrouted_fails() -> None:
+    row = run({"a/0": 1.0}, [event("a", "trigger", 1.5)], {"misrouted": 1})
+    assert row["misrouted"] == 1 and verdict.failed(row)
+
+
+def test_more_requests_to_a_key_in_a_window_than_its_limit_fails() -> None:
+    sends = [event(f"i{n}", "trigger", n * 0.5, routing_key="k1") for n in range(4)]
+    sends += [event(f"j{n}", "trigger", n * 4.0, routing_key="k2") for n in range(4)]
+    row = run({f"i{n}/0": 0.0 for n in range(4)} | {f"j{n}/0": 0.0 for n in range(4)},
+              sends, limit=3)
+    assert row["worst window"] == 4 and row["over limit"] == 1 and verdict.failed(row)
+
+
+def test_the_delivery_gap_runs_to_the_last_delivery_not_to_the_wait_for_the_lost() -> None:
+    row = run({"a/0": 1.0, "b/0": 2.0, "c/0": 3.0},
+              [event("a", "trigger", 1.5), event("b", "trigger", 12.0)])
+    assert row["lost"] == 1  # c never came: the wait for it (to 30 s) is no gap
+    assert row["no delivery (s)"] == 10.5  # 1.5 s to 12 s (to 30 s: 18)
