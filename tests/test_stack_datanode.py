@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from relay.stack import binaries
 from relay.stack.datanode import (
@@ -77,6 +79,37 @@ def test_no_sentinel_answers_it_starts_as_its_role_says_and_logs_it(
     assert replicaof(replace(REPLICA, first_primary=""), asking) == []
     assert replicaof(replace(REPLICA, sentinels=()), asking) == ["--replicaof", "10.0.0.1",
                                                                  "6379"]
+
+
+OUTCOMES = st.one_of(st.none(), st.just("error"), st.just("self"),
+                     st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.3"]),
+                               st.integers(1, 65535)))
+
+
+@given(st.lists(OUTCOMES, max_size=5), st.booleans())
+def test_the_first_answer_decides_and_only_none_falls_back(
+        outcomes: list[object], replica: bool) -> None:
+    """Whatever the Sentinels answer, in any order: the first that names a primary
+    decides (itself: a primary; another: its replica), no later one is asked; none
+    naming one, the role's place (``--primary``'s replica, or a primary)."""
+    sentinels = tuple(("10.9.0.1", 26379 + n) for n in range(len(outcomes)))
+    table: dict[Address, Address | None | Exception] = {}
+    for sentinel, outcome in zip(sentinels, outcomes, strict=True):
+        table[sentinel] = (redis.TimeoutError("slow") if outcome == "error"
+                           else REPLICA.me if outcome == "self" else outcome)  # type: ignore[assignment]
+    start = replace(REPLICA, sentinels=sentinels,
+                    first_primary=REPLICA.first_primary if replica else "")
+    asking, asked = answers(table)
+    first = next((n for n, o in enumerate(outcomes) if o not in (None, "error")), None)
+    found = replicaof(start, asking)
+    if first is None:
+        assert len(asked) == len(outcomes)
+        assert found == (["--replicaof", "10.0.0.1", "6379"] if replica else [])
+        return
+    assert len(asked) == first + 1
+    named = table[sentinels[first]]
+    assert found == ([] if named == REPLICA.me
+                     else ["--replicaof", named[0], str(named[1])])  # type: ignore[index]
 
 
 def test_whom_it_asks_its_own_sentinel_then_the_urls_and_the_file_is_private(
