@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from relay.errors import ConfigError
 from relay.stack import binaries
 from relay.stack.command import _parser
+from relay.stack.datanode import START_FILE
 from relay.stack.hosts import NODE_CONF, role_programs, sentinel_file
 from relay.stack.model import REDIS, SENTINEL
 from relay.stack.options import StackOptions
@@ -99,12 +100,16 @@ def test_a_data_node_listens_on_its_address_with_the_password_in_a_private_file(
     assert argv[argv.index("--port") + 1] == "6379"
     assert argv[argv.index("--appendonly") + 1] == "yes"
     conf = options.state_dir / NODE_CONF
-    assert argv[1] == str(conf) and conf.stat().st_mode & 0o077 == 0
+    assert argv[5] == str(conf) and conf.stat().st_mode & 0o077 == 0
     lines = conf.read_text().splitlines()
     for line in (f"requirepass {PASSWORD}", f"masterauth {PASSWORD}",
-                 "replicaof 10.0.0.1 6379", "min-replicas-to-write 1",
+                 "min-replicas-to-write 1",
                  "min-replicas-max-lag 10", "replica-announce-ip 10.0.0.2"):
         assert line in lines
+    # whose replica it is, it is told at each start (relay.stack.datanode), not in the file
+    assert not any(line.startswith("replicaof") for line in lines)
+    assert argv[2:4] == ["relay.stack.datanode", str(options.state_dir / START_FILE)]
+    assert "replicaof 10.0.0.1 6379" in redis_conf(replica, PASSWORD, 1)  # compose's
     primary = redis_conf(Roles.parse(["redis-primary"], announce="10.0.0.1"), PASSWORD, 2)
     assert "min-replicas-to-write 2" in primary and "replicaof" not in primary
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from relay.stack import account, binaries, render
 from relay.stack.account import ServiceUser
+from relay.stack.datanode import START_FILE, start_for, write_start
 from relay.stack.files import own_directory, write_file
 from relay.stack.model import REDIS, SENTINEL, Program
 from relay.stack.options import StackOptions
@@ -54,13 +55,16 @@ def role_programs(options: StackOptions, env: Mapping[str, str], binary: str | N
     if roles.data_node:
         _user_dir(options.data_dir / "redis", user)
         options.state_dir.mkdir(parents=True, exist_ok=True)
-        text = redis_conf(roles, password, min_replicas(env))
+        text = redis_conf(roles, password, min_replicas(env), replicaof=False)
         conf = write_file(options.state_dir / NODE_CONF, text,
                           0o640 if group is not None else 0o600, group)
+        start = options.state_dir / START_FILE  # whom it asks for the primary, at each start
+        text += write_start(start, start_for(roles, env, sentinel_password), group)
         argv = render.redis_argv(binary, roles.redis_port, options.data_dir / "redis",
                                  host=roles.announce, maxmemory_mb=options.redis_maxmemory_mb,
                                  config=str(conf))
-        # the file's digest in its fingerprint: a new password or replica count restarts it
+        argv = [sys.executable, "-m", "relay.stack.datanode", str(start), *argv]
+        # the files' digest in its fingerprint: a new password or replica count restarts it
         programs.append(Program(REDIS, REDIS, tuple(argv), {"PD_RELAY_CONF_DIGEST": _digest(text)}))
     if SENTINEL_ROLE in roles.roles:
         path = sentinel_file(options)
