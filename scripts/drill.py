@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from relay.settings import Settings
 from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import wait_until
 
-ACTIONS = ("trigger", "acknowledge", "resolve")
+ACTIONS = failover_verdict.ACTIONS  # the steps of each incident, in the order sent
 FAULT_S = 8.0  # a stall or freeze: longer than the drill stack's lease (3 s) and every
 # ingress timeout (3 x RELAY_REDIS_TIMEOUT_S = 6 s)
 
@@ -94,15 +93,7 @@ class Load(threading.Thread):
 def verdict(stack: Stack, load: Load) -> dict[str, int]:
     arrivals = [e for e in stack.sim_get("events")["events"] if e["status"] == 202]
     accepted = set(load.accepted)
-    per_incident: dict[str, list[str]] = defaultdict(list)
-    delivered: set[str] = set()
-    for event in arrivals:
-        actions = per_incident[event["dedup_key"]]
-        if not actions or actions[-1] != event["event_action"]:
-            actions.append(event["event_action"])
-        delivered.add(f"{event['dedup_key']}/{ACTIONS.index(event['event_action'])}")
-    violations = sum(1 for actions in per_incident.values()
-                     if actions != list(ACTIONS)[: len(actions)])
+    delivered, violations = failover_verdict.followed(arrivals)
     counts = stack.sim_get("stats")["counts"]
     wrong = sum(int(counts.get(name, 0)) for name in ("orphans", "late_triggers"))
     return {
@@ -260,8 +251,7 @@ def drill(name: str, workdir: Path, seconds: float, rate: float) -> dict[str, An
 
         def drained() -> bool:
             arrivals = stack.sim_get("events")["events"]
-            seqs = {f"{e['dedup_key']}/{ACTIONS.index(e['event_action'])}"
-                    for e in arrivals if e["status"] == 202}
+            seqs = {failover_verdict.seq_of(e) for e in arrivals if e["status"] == 202}
             return set(load.accepted) <= seqs
 
         load_stopped = time.monotonic()

@@ -37,6 +37,23 @@ def seq_of(event: dict[str, Any]) -> str:
     return f"{event['dedup_key']}/{ACTIONS.index(event['event_action'])}"
 
 
+def followed(arrivals: Iterable[dict[str, Any]]) -> tuple[set[str], int]:
+    """What PagerDuty took (``arrivals``, its 202s in arrival order): each event's
+    ``<dedup_key>/<step>`` once, and how many incidents saw their actions out of the
+    order sent (a repeat of the one before is a duplicate, not a violation). Both drills
+    count with it."""
+    per_incident: dict[str, list[str]] = defaultdict(list)
+    delivered: set[str] = set()
+    for event in arrivals:
+        actions = per_incident[event["dedup_key"]]
+        if not actions or actions[-1] != event["event_action"]:
+            actions.append(event["event_action"])
+        delivered.add(seq_of(event))
+    violations = sum(1 for actions in per_incident.values()
+                     if actions != list(ACTIONS)[: len(actions)])
+    return delivered, violations
+
+
 def tally(accepted: dict[str, float], events: list[dict[str, Any]],
           counts: dict[str, Any], limit: int, window_s: float,
           start: float, load_end: float, end: float) -> dict[str, Any]:
@@ -47,15 +64,7 @@ def tally(accepted: dict[str, float], events: list[dict[str, Any]],
     last delivery (at least ``load_end``, at most ``end``: the backlog drained or the wait
     for it given up) for deliveries."""
     arrivals = [e for e in events if e["status"] == 202 and e["kind"] == "alert"]
-    per_incident: dict[str, list[str]] = defaultdict(list)
-    delivered: set[str] = set()
-    for event in arrivals:
-        actions = per_incident[event["dedup_key"]]
-        if not actions or actions[-1] != event["event_action"]:
-            actions.append(event["event_action"])
-        delivered.add(seq_of(event))
-    violations = sum(1 for actions in per_incident.values()
-                     if actions != list(ACTIONS)[: len(actions)])
+    delivered, violations = followed(arrivals)
     sent: dict[str, list[float]] = defaultdict(list)  # every request to PagerDuty, per key
     for event in events:
         if event["kind"] == "alert":
