@@ -228,6 +228,16 @@ def test_changed_settings_name_each_change_and_mask_passwords() -> None:
                      "RELAY_REDIS_URL: redis://:***@h/0 -> redis://:***@h/0"]
 
 
+def test_changed_settings_never_show_a_password_setting() -> None:
+    """Found trying ``./start.sh --role ...`` from the README: the report of changed
+    settings printed RELAY_SENTINEL_PASSWORD in full (promise 6)."""
+    lines = changed_settings({}, {"RELAY_SENTINEL_PASSWORD": "S3ntinelTrialPw"})
+    lines += changed_settings({"RELAY_SENTINEL_PASSWORD": "old-Secret-1"},
+                              {"RELAY_SENTINEL_PASSWORD": "new-Secret-2"})
+    assert lines == ["RELAY_SENTINEL_PASSWORD: (default) -> (set)",
+                     "RELAY_SENTINEL_PASSWORD: (set) -> (set, changed)"]
+
+
 def test_stack_options_list_every_bad_value(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         StackOptions.from_env({"PD_RELAY_PORT": "70000", "PD_RELAY_INGRESS_NODES": "0",

@@ -72,13 +72,21 @@ dashboard: {url}/ui/ ({look})""")
 
 
 def changed_settings(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """A line per setting whose value changes, a Redis URL's password masked."""
+    """A line per setting whose value changes, a Redis URL's password masked, a password
+    setting's value never shown."""
     lines = []
     for name in sorted(set(before) | set(after)):
         old, new = before.get(name), after.get(name)
-        if old != new:
+        if old != new and name in SECRET_SETTINGS:  # said to be set, never shown
+            lines.append(f"{name}: {'(default)' if old is None else '(set)'} -> "
+                         f"{'(default)' if new is None else '(set, changed)' if old else '(set)'}")
+        elif old != new:
             lines.append(f"{name}: {_shown(name, old)} -> {_shown(name, new)}")
     return lines
+
+
+# settings that are secrets whole (promise 6); a Redis URL's password is masked in place
+SECRET_SETTINGS = frozenset({"RELAY_SENTINEL_PASSWORD"})
 
 
 def _shown(name: str, value: str | None) -> str:
