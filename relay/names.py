@@ -262,6 +262,51 @@ class Names:
         return f"{self.prefix}:keys"
 
     @property
+    def heartbeats(self) -> str:
+        """Hash: the checks added at run time (``pd-relay heartbeat add``): name -> JSON
+        (``relay.heartbeats.store``, with its format's version)."""
+        return f"{self.prefix}:hb:checks"
+
+    def heartbeat(self, name: str) -> str:
+        """Hash: a check's state (``relay.heartbeats.store``): state, last ping, expected
+        and down times, outages; read and written by its scripts only."""
+        return f"{self.prefix}:hb:state:{name}"
+
+    def heartbeat_pings(self, name: str) -> str:
+        """List: a check's last pings, newest first, capped (each with the first bytes of
+        its body)."""
+        return f"{self.prefix}:hb:pings:{name}"
+
+    @property
+    def heartbeat_due(self) -> str:
+        """Sorted set: check name -> when it must next be looked at (ms, Redis clock):
+        its expected time, or its expected time + grace once late."""
+        return f"{self.prefix}:hb:due"
+
+    @property
+    def heartbeat_pages(self) -> str:
+        """List: the pages (triggers and resolves) the evaluation decided and the
+        evaluator has not yet stored as events, oldest first."""
+        return f"{self.prefix}:hb:pages"
+
+    @property
+    def heartbeat_tokens(self) -> str:
+        """Hash: check name -> SHA-256 of its ping token (made by ``pd-relay heartbeat
+        token``; the token itself is never stored)."""
+        return f"{self.prefix}:hb:tokens"
+
+    @property
+    def heartbeat_lease(self) -> str:
+        """String with a TTL: the id of the one process evaluating the checks."""
+        return f"{self.prefix}:hb:lease"
+
+    @property
+    def heartbeat_clock(self) -> str:
+        """String: when the last evaluation round ran (ms, Redis clock), to notice the
+        relay's own downtime (every check then gets one grace from its return)."""
+        return f"{self.prefix}:hb:clock"
+
+    @property
     def dead(self) -> str:
         """Hash of dead letters: id -> JSON record."""
         return f"{self.prefix}:dead"
