@@ -307,6 +307,13 @@ class Names:
         return f"{self.prefix}:hb:clock"
 
     @property
+    def heartbeat_ingress(self) -> str:
+        """String with a TTL: set (Redis's time, ms) every few seconds by each ingress
+        node able to take pings; absent or old, pings could not arrive (the relay's own
+        downtime, as a lapsed ``heartbeat_clock``)."""
+        return f"{self.prefix}:hb:ingress"
+
+    @property
     def dead(self) -> str:
         """Hash of dead letters: id -> JSON record."""
         return f"{self.prefix}:dead"
