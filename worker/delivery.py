@@ -14,7 +14,6 @@ sends nothing once another may hold the lease.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -22,8 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,13 +31,14 @@ from relay.errors import KeyBlocked, Rejected, RetryLater
 from relay.history import History
 from relay.keys import key_id
 from relay.limiter import RateLimiter
-from relay.names import NOTED_PREFIX, Names
+from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, Scripts
 from relay.settings import Settings
 from relay.store import Record, now_ms
 from worker.backoff import wait_backoff
 from worker.lanes import MORE_GAPS, SORTED_PER_CALL, Lanes, Taken, outgoing
 from worker.lease import Lease
+from worker.notes import Notes, throttled
 from worker.pagerduty import PagerDuty, encode_body
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class Worker:
         self.block_s = max(1, math.ceil(settings.lease_ttl_s))
         kid = key_id(routing_key)
         names = self.names = Names(settings.prefix)
-        self.history = History(client, names, settings)
+        self.notes = Notes(client, names, History(client, names, settings), kid, self.label)
         self.queue, self.inflight = names.queue(kid), names.inflight(kid)
         self.stats = names.stats(kid)
         self.kid = kid
@@ -212,8 +211,8 @@ class Worker:
                 self.blocked = False
                 log.info("key %s: PagerDuty takes events again; the key is unblocked",
                          self.label)
-            self._note_outcome(record, f"delivered: {reply[:200]}")
-            self._story(record, "delivered", r=reply[:200])
+            self.notes.outcome(record, f"delivered: {reply[:200]}")
+            self.notes.story(record, "delivered", r=reply[:200])
             log.info(
                 "delivered %s dedup_key=%s key=%s after %.2fs",
                 record.action, record.event.get("dedup_key"), self.label,
@@ -259,88 +258,18 @@ class Worker:
 
     def _note_retry(self, record: Record, attempt: int, state: Any) -> None:
         error = state.outcome.exception()
-        wait = state.next_action.sleep if state.next_action else 0.0
-        blocked = isinstance(error, KeyBlocked)
-        if blocked:
+        if isinstance(error, KeyBlocked):
             self.blocked = True
-            log.error(
-                "key %s is blocked: PagerDuty answered %s for %s dedup_key=%s: %s. "
-                "Its events are kept; trying again in %.0fs. %s",
-                self.label, error, record.action, record.event.get("dedup_key"),
-                error.reply[:200], wait, error.hint,
-            )
-        else:
-            log.warning(
-                "retrying %s dedup_key=%s key=%s: %s; attempt %d, next in %.1fs",
-                record.action, record.event.get("dedup_key"), self.label, error, attempt, wait,
-            )
-        throttled = isinstance(error, RetryLater) and error.status == 429
-        self._story(record, "attempt", o="blocked" if blocked else "retry later",
-                    e=str(error), st=getattr(error, "status", None),
-                    r=getattr(error, "reply", "")[:200], w=round(wait, 2))
-        with self._unless_full(), self.client.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self.stats, "retried", 1)
-            if throttled:
-                pipe.hincrby(self.stats, "throttled", 1)
-            pipe.hset(self.stats, mapping=_error_fields(error))
-            if blocked:
-                pipe.hset(self.stats, mapping={"blocked": f"{error}: {error.hint}",
-                                               "blocked_at": now_ms()})
-            pipe.execute()
-        if throttled:
+        self.notes.retry(record, attempt, error,
+                         state.next_action.sleep if state.next_action else 0.0)
+        if throttled(error):
             log.warning("key %s: PagerDuty throttles; sending at most %d per %.0fs for now",
                         self.label, self.limiter.throttled(), self.limiter.window_ms / 1000)
 
     def _dead_letter(self, raw: str, record: Record | None, error: Rejected) -> None:
-        dead_id = f"{now_ms():x}-{uuid.uuid4().hex[:8]}"
-        letter = json.dumps({
-            "id": dead_id,
-            "key_id": self.kid,
-            "routing_key": self.label,
-            "failed_at": now_ms(),
-            "reason": str(error),
-            "status": error.status,
-            "reply": error.reply,
-            "raw": raw,
-        })
+        dead_id, letter = self.notes.letter(raw, error)
         if self._finish(raw, "dead", dead_id, letter):
-            if record is not None:
-                self._note_outcome(record, f"dead-lettered: {error} {error.reply[:200]}")
-                self._story(record, "dead", e=str(error), st=error.status,
-                            r=error.reply[:200], dl=dead_id)
-            with self._unless_full():
-                self.client.hset(self.stats, mapping=_error_fields(error))
-            log.error(
-                "dead-lettered %s dedup_key=%s key=%s: %s %s (id %s)",
-                record.action if record else "event",
-                record.event.get("dedup_key") if record else None,
-                self.label, error, error.reply[:200], dead_id,
-            )
-
-    def _note_outcome(self, record: Record, outcome: str) -> None:
-        """Note what became of an event that asks for it (``NOTED_PREFIX``)."""
-        dedup_key = str(record.event.get("dedup_key", ""))
-        if dedup_key.startswith(NOTED_PREFIX):
-            with self._unless_full():
-                self.client.set(self.names.outcome(dedup_key, record.action), outcome,
-                                ex=3600)
-
-    def _story(self, record: Record, step: str, **fields: Any) -> None:
-        """A step of the event's story (``relay.history``); none for events stored
-        before ids."""
-        if record.id:
-            with self._unless_full():
-                self.history.note(step, 0, i=record.id, d=record.event.get("dedup_key", ""),
-                                  a=record.action, k=self.label, **fields)
-
-    @contextmanager
-    def _unless_full(self) -> Iterator[None]:
-        """Figures and notes are skipped when Redis is full (it refuses what adds memory);
-        delivery goes on."""
-        try:
-            yield
-        except redis.exceptions.OutOfMemoryError as exc:
-            log.warning("key %s: a figure was not recorded: %s", self.label, exc)
+            self.notes.dead(record, error, dead_id)
 
     def _finish(
         self, raw: str, counter: str, dead_id: str = "", letter: str = "", accepted_ms: int = 0
@@ -353,6 +282,3 @@ class Worker:
             log.warning("key %s: lease lost before finishing; its holder resends", self.label)
         return bool(done)
 
-
-def _error_fields(error: BaseException) -> dict[Any, Any]:
-    return {"last_error": str(error), "last_error_at": now_ms()}
