@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -33,6 +34,45 @@ def generated(tmp_path: Path, topology: str, extra: dict[str, str] | None = None
     env = compose_env(dict(extra or {}, RELAY_KEYS_FILE=str(keys_file)), False, PASSWORD,
                       options.topology)
     return override(options, env, read_keys(keys_file), caller=(1000, 1000))
+
+
+class ComposeScripts:
+    """The override's service scripts run by sh on loopback, with this machine's
+    redis-server: compose's names and ports swapped for the test's."""
+
+    def __init__(self, tmp_path: Path, primary: int, sentinel: int,
+                 replica: int | None = None) -> None:
+        from relay.stack import binaries
+
+        self.tmp_path = tmp_path
+        self.swaps = [("$$", "$"), ("exec redis-server", f"exec {binaries.redis_server()}"),
+                      ("mymaster redis 6379", f"mymaster 127.0.0.1 {primary}"),
+                      ("announce-ip redis-replica", "announce-ip 127.0.0.1"),
+                      ("announce-ip redis\n", "announce-ip 127.0.0.1\n"),
+                      ("announce-ip sentinel-1", "announce-ip 127.0.0.1"),
+                      ("bind 0.0.0.0", "bind 127.0.0.1"), ("port 26379", f"port {sentinel}")]
+        if replica is not None:
+            self.swaps.append(("replicaof redis 6379", f"replicaof 127.0.0.1 {primary}"))
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
+        self.processes: list[Any] = []
+
+    def start(self, services: dict, name: str, port: int) -> None:
+        import os
+
+        from relay.stack.processes import Process
+
+        script = services[name]["command"][2]
+        for old, new in [*self.swaps, ("--port 6379", f"--port {port} --bind 127.0.0.1"),
+                         ("/data", str(self.tmp_path / name))]:
+            script = script.replace(old, new)
+        (self.tmp_path / name).mkdir(exist_ok=True)
+        env = dict(os.environ, **services[name]["environment"])
+        self.processes.append(Process(name, ["sh", "-c", script], env, self.logs))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
 
 
 def test_the_topology_is_an_option_and_single_is_unchanged(tmp_path: Path) -> None:
@@ -118,35 +158,17 @@ def test_the_generated_scripts_run_a_replicated_primary_and_a_sentinel(tmp_path:
     and ports swapped for loopback ones): the replica syncs with the password, the
     Sentinel finds both and asks clients for its own password, and a Sentinel started
     again keeps the file it rewrote."""
-    import os
-
     import redis
 
-    from relay.stack import binaries
-    from relay.stack.processes import Process, free_port, wait_until
+    from relay.stack.processes import free_port, wait_until
 
     services = generated(tmp_path, "sentinel", {"RELAY_SENTINEL_PASSWORD": "own-pass"})
     services = services["services"]
     primary, replica, sentinel = (free_port() for _ in range(3))
-    swaps = [("$$", "$"), ("exec redis-server", f"exec {binaries.redis_server()}"),
-             ("replicaof redis 6379", f"replicaof 127.0.0.1 {primary}"),
-             ("mymaster redis 6379", f"mymaster 127.0.0.1 {primary}"),
-             ("announce-ip redis-replica", "announce-ip 127.0.0.1"),
-             ("announce-ip redis\n", "announce-ip 127.0.0.1\n"),
-             ("announce-ip sentinel-1", "announce-ip 127.0.0.1"),
-             ("bind 0.0.0.0", "bind 127.0.0.1"), ("port 26379", f"port {sentinel}")]
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes = []
+    scripts = ComposeScripts(tmp_path, primary, sentinel, replica)
 
     def start(name: str, port: int) -> None:
-        script = services[name]["command"][2]
-        for old, new in [*swaps, ("--port 6379", f"--port {port} --bind 127.0.0.1"),
-                         ("/data", str(tmp_path / name))]:
-            script = script.replace(old, new)
-        (tmp_path / name).mkdir(exist_ok=True)
-        env = dict(os.environ, **services[name]["environment"])
-        processes.append(Process(name, ["sh", "-c", script], env, logs))
+        scripts.start(services, name, port)
 
     try:
         start("redis", primary)
@@ -164,15 +186,14 @@ def test_the_generated_scripts_run_a_replicated_primary_and_a_sentinel(tmp_path:
             ["127.0.0.1", str(primary)]
         conf = tmp_path / "sentinel-1" / "sentinel.conf"
         wait_until(lambda: "known-replica" in conf.read_text(), 10, "the Sentinel's rewrite")
-        processes[-1].kill()
+        scripts.processes[-1].kill()
         learned = conf.read_text()
         start("sentinel-1", sentinel)
         wait_until(lambda: watcher.ping(), 10, "the Sentinel again")
         assert "known-replica" in conf.read_text() and \
             learned.splitlines()[:3] == conf.read_text().splitlines()[:3]
     finally:
-        for process in processes:
-            process.kill()
+        scripts.stop()
 
 
 def test_a_sentinel_password_with_a_dollar_reaches_the_sentinels_as_the_relay_has_it(
@@ -212,31 +233,13 @@ def test_a_new_sentinel_password_reaches_a_kept_sentinel_file(tmp_path: Path) ->
     """RELAY_SENTINEL_PASSWORD changed: compose recreates the Sentinels with it in their
     environment, the relay asks them with it, and their kept files (their state) must
     take it too, or the relay could not log in to any Sentinel again."""
-    import os
-
     import redis
 
-    from relay.stack import binaries
-    from relay.stack.processes import Process, free_port, wait_until
+    from relay.stack.processes import free_port, wait_until
 
     primary, sentinel = free_port(), free_port()
-    swaps = [("$$", "$"), ("exec redis-server", f"exec {binaries.redis_server()}"),
-             ("mymaster redis 6379", f"mymaster 127.0.0.1 {primary}"),
-             ("announce-ip redis\n", "announce-ip 127.0.0.1\n"),
-             ("announce-ip sentinel-1", "announce-ip 127.0.0.1"),
-             ("bind 0.0.0.0", "bind 127.0.0.1"), ("port 26379", f"port {sentinel}")]
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    processes = []
-
-    def start(services: dict, name: str, port: int) -> None:
-        script = services[name]["command"][2]
-        for old, new in [*swaps, ("--port 6379", f"--port {port} --bind 127.0.0.1"),
-                         ("/data", str(tmp_path / name))]:
-            script = script.replace(old, new)
-        (tmp_path / name).mkdir(exist_ok=True)
-        env = dict(os.environ, **services[name]["environment"])
-        processes.append(Process(name, ["sh", "-c", script], env, logs))
+    scripts = ComposeScripts(tmp_path, primary, sentinel)
+    start = scripts.start
 
     def asks(password: str) -> bool:
         client = redis.Redis(port=sentinel, password=password, socket_timeout=2,
@@ -258,11 +261,10 @@ def test_a_new_sentinel_password_reaches_a_kept_sentinel_file(tmp_path: Path) ->
         wait_until(lambda: asks("own-pass"), 20, "the Sentinel with its first password")
         wait_until(lambda: "sentinel myid" in conf.read_text(), 10, "the Sentinel's rewrite")
         myid = [line for line in conf.read_text().splitlines() if "sentinel myid" in line]
-        processes.pop().kill()
+        scripts.processes.pop().kill()
         start(second["services"], "sentinel-1", sentinel)
         wait_until(lambda: asks("own-pass-new"), 20, "the Sentinel with its new password")
         assert not asks("own-pass")
         assert myid[0] in conf.read_text().splitlines()  # its state kept
     finally:
-        for process in processes:
-            process.kill()
+        scripts.stop()
