@@ -6,6 +6,7 @@ stops with the worker, releasing its lease."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +43,23 @@ def queued(fake, settings: Settings) -> list[tuple[str, str]]:
             (Record.decode(raw).event for raw in fake.lrange(NAMES.queue(kid), 0, -1))]
 
 
+def evaluating(fake, settings: Settings, routes: RoutesFile, what: str,
+               extra: Callable[[], object] = lambda: None) -> bool:
+    """Run the channel worker's evaluator thread until a page is queued (and ``extra``
+    asked while it runs), then stop it; whether it ended."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.evaluate, daemon=True,
+                              args=(fake, NAMES, settings, routes, stop, 0.01))
+    thread.start()
+    try:
+        wait_until(lambda: queued(fake, settings), 10, what)
+        extra()
+    finally:
+        stop.set()
+        thread.join(10)
+    return not thread.is_alive()
+
+
 def test_a_full_queue_keeps_the_pages_in_the_outbox_in_order_until_there_is_room(
         fake, settings: Settings) -> None:
     clock = Clock()
@@ -72,19 +90,13 @@ def test_a_full_queue_keeps_the_pages_in_the_outbox_in_order_until_there_is_room
 
 def test_the_channel_workers_evaluator_pages_and_stops_releasing_its_lease(
         fake, settings: Settings) -> None:
-    routes = RoutesFile(heartbeats=(BACKUP,))
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.evaluate,
-                              args=(fake, NAMES, settings, routes, stop), daemon=True)
     Heartbeats(fake, NAMES).ping(BACKUP, "fail")
-    thread.start()
-    try:
-        wait_until(lambda: queued(fake, settings), 10, "the trigger stored")
+
+    def holding() -> None:
         assert fake.get(NAMES.heartbeat_lease)
-    finally:
-        stop.set()
-        thread.join(10)
-    assert not thread.is_alive()
+
+    assert evaluating(fake, settings, RoutesFile(heartbeats=(BACKUP,)), "the trigger stored",
+                      holding)
     assert fake.get(NAMES.heartbeat_lease) is None  # the next worker evaluates at once
     assert queued(fake, settings) == [("heartbeat:backup", "trigger")]
 
@@ -108,15 +120,7 @@ def test_a_run_time_checks_page_waits_for_the_checks_to_be_read(fake, settings: 
         return real(self)
 
     monkeypatch.setattr(Heartbeats, "stored_checks", flaky)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.evaluate, daemon=True,
-                              args=(fake, NAMES, settings, RoutesFile(), stop, 0.01))
-    thread.start()
-    try:
-        wait_until(lambda: queued(fake, settings), 10, "the run-time check's trigger")
-    finally:
-        stop.set()
-        thread.join(10)
+    evaluating(fake, settings, RoutesFile(), "the run-time check's trigger")
     assert queued(fake, settings) == [("heartbeat:added", "trigger")]
 
 
@@ -134,14 +138,5 @@ def test_an_evaluator_that_fails_is_started_again(fake, settings: Settings, monk
 
     monkeypatch.setattr(Evaluator, "run", flaky)
     Heartbeats(fake, NAMES).ping(BACKUP, "fail")
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.evaluate, daemon=True,
-                              args=(fake, NAMES, settings, RoutesFile(heartbeats=(BACKUP,)),
-                                    stop, 0.01))
-    thread.start()
-    try:
-        wait_until(lambda: queued(fake, settings), 10, "the trigger after the restart")
-    finally:
-        stop.set()
-        thread.join(10)
+    evaluating(fake, settings, RoutesFile(heartbeats=(BACKUP,)), "the trigger after a restart")
     assert "the evaluator failed; starting it again" in caplog.text
