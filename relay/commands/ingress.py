@@ -1,6 +1,7 @@
 """``pd-relay ingress``: serve the HTTP ingress (Flask under waitress). SIGHUP reloads the
-routes file; maintenance windows added at run time are followed; SIGTERM stops it after
-the requests under way."""
+routes file; maintenance windows added at run time are followed; the heartbeats' liveness
+mark is set every few seconds (``relay.pings.keep_alive``); SIGTERM stops it after the
+requests under way."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
     from relay.app import create_app
+    from relay.pings import keep_alive
     from relay.routes.windows import Windows, follow
 
     if removed_keys_left_something(settings):
@@ -62,8 +64,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     tally = app.extensions["pd_relay_tally"]
     tally.start()
     stopping = threading.Event()
-    follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
-           stopping)
+    names = Names(settings.prefix)
+    follow(Windows(connect(settings), names.maintenance), policy.set_windows, stopping)
+    keep_alive(connect(settings), names, stopping)
     where = {"unix_socket": args.unix_socket, "unix_socket_perms": "600"} \
         if args.unix_socket else {"host": args.host, "port": args.port}
     log.info(
