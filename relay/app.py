@@ -31,12 +31,14 @@ from relay.errors import (
     Unauthorized,
     Unavailable,
 )
+from relay.heartbeats.store import Heartbeats
 from relay.http import client_address
 from relay.ingest import Admitted, Credentials, Ingest
 from relay.logs import masked_path, printable
 from relay.metrics import Metrics
 from relay.names import Names
-from relay.pings import Checks, NoChecks, Pings, PingStore, register
+from relay.pingchecks import Following
+from relay.pings import Checks, Pings, PingStore, register
 from relay.routes.policy import Policy
 from relay.routes.sources import ROUTING_KEY_SENDER
 from relay.settings import Settings
@@ -71,8 +73,14 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
     metrics = Metrics(client, names, settings)
     ingest = Ingest(settings, store, policy, tally, metrics)
-    nothing = NoChecks()
-    pinger = Pings(policy, checks or nothing, pings or nothing)
+    heartbeats = Heartbeats(client, names)
+    following = Following(policy, heartbeats)
+    try:  # then every few seconds (``Following.follow``: ``pd-relay ingress``)
+        following.refresh()
+    except redis.RedisError as exc:
+        log.warning("Redis does not answer (%s): the run-time heartbeat checks are read "
+                    "when it does", type(exc).__name__)
+    pinger = Pings(policy, checks or following, pings or heartbeats)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -200,5 +208,6 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally
+    app.extensions["pd_relay_checks"] = following  # followed by `pd-relay ingress`
     app.extensions["pd_relay_store"] = store  # the group commit (tests watch its queue)
     return app

@@ -1,5 +1,5 @@
 """Heartbeat pings at the ingress (issue 28): ``/ping/...`` as healthchecks.io has them,
-the Watchdog alerts of the adapters, and the ingress's liveness mark.
+and the Watchdog alerts of the adapters (the checks they find: ``relay.pingchecks``).
 
     POST|GET|HEAD /ping/<name>[/start|/fail|/<exit status 0..255>]     a source's API key
     POST|GET|HEAD /ping/<token>/<name>[/start|/fail|/<exit status>]    the check's ping token
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,11 +32,18 @@ from flask import Flask, request
 
 from relay.adapters import WATCHDOGS
 from relay.auth import Sender
-from relay.errors import BadPing, Forbidden, StoreDown, Unauthorized, UnknownCheck
+from relay.errors import (
+    BadPing,
+    Forbidden,
+    StoreDown,
+    StoreFormatError,
+    Unauthorized,
+    Unavailable,
+    UnknownCheck,
+)
 from relay.heartbeats.model import BODY_LIMIT, Check, Ping
 from relay.ingest import Credentials
 from relay.logs import printable
-from relay.names import Names
 from relay.routes.policy import Policy
 from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER
 
@@ -45,8 +51,6 @@ log = logging.getLogger(__name__)
 TOKEN_SENDER = "ping-token"  # who pinged, for a ping by token (and the refusals' counts)
 SIGNAL_WORDS = ("start", "fail", "log")  # a path's last segment, when not a name
 EXIT_STATUS = re.compile(r"-?[0-9]+")
-MARK_EVERY_S = 2.0  # how often each ingress node sets Names.heartbeat_ingress
-MARK_TTL_MS = 15_000  # and how long the mark lives: the evaluator's bound of a gap
 
 
 class Checks(Protocol):
@@ -176,6 +180,9 @@ class Pings:
         except redis.RedisError as exc:
             log.warning("ping not taken: Redis %s", type(exc).__name__)
             raise StoreDown.of(exc) from exc
+        except StoreFormatError as exc:  # a newer release's state: this one cannot ping it
+            log.error("ping not taken: %s", exc)
+            raise Unavailable([str(exc)]) from exc
 
 
 def register(app: Flask, pings: Pings, credentials: Callable[[], Credentials]) -> None:
@@ -185,45 +192,3 @@ def register(app: Flask, pings: Pings, credentials: Callable[[], Credentials]) -
 
     app.add_url_rule("/ping/<path:rest>", "ping", ping, methods=["GET", "POST"],
                      merge_slashes=False)  # GET brings HEAD: headers only
-
-
-class NoChecks:
-    """No check at all: the ingress's pings until the heartbeat family is wired in."""
-
-    def get(self, name: str) -> Check | None:
-        return None
-
-    def watchdogs(self) -> Sequence[Check]:
-        return ()
-
-    def ping(self, check: Check, signal: str, body: bytes = b"", by: str = "",
-             exit_status: int | None = None) -> Ping:
-        raise LookupError(check.name)
-
-    def token_matches(self, name: str, token: str) -> bool:
-        return False
-
-
-def mark_alive(client: redis.Redis, names: Names) -> None:
-    """Set the ingress's liveness mark: Redis's time (ms), living MARK_TTL_MS."""
-    seconds, micros = client.time()
-    client.set(names.heartbeat_ingress, seconds * 1000 + micros // 1000, px=MARK_TTL_MS)
-
-
-def keep_alive(client: redis.Redis, names: Names, stop: threading.Event,
-               every: float = MARK_EVERY_S) -> threading.Thread:
-    """Set the liveness mark every ``every`` seconds until ``stop``: absent (no ingress
-    node for MARK_TTL_MS), the evaluator gives every check one grace from its return."""
-
-    def run() -> None:
-        while True:
-            try:
-                mark_alive(client, names)
-            except redis.RedisError as exc:
-                log.debug("heartbeats' ingress mark not set: %s", type(exc).__name__)
-            if stop.wait(every):
-                return
-
-    thread = threading.Thread(target=run, name="heartbeat-mark", daemon=True)
-    thread.start()
-    return thread

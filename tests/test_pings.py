@@ -15,8 +15,10 @@ from flask.testing import FlaskClient
 from relay.app import create_app
 from relay.auth import digest, new_token
 from relay.heartbeats.model import BODY_LIMIT, Check
+from relay.heartbeats.store import Heartbeats
 from relay.names import Names
-from relay.pings import MARK_TTL_MS, keep_alive, mark_alive
+from relay.pingchecks import MARK_TTL_S, Following
+from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.stack.processes import wait_until
 from tests.pingfakes import FakeChecks, FakePings
@@ -36,7 +38,8 @@ def pinged(settings: Settings, tmp_path: Path, api_keys: dict[str, str]) -> Sett
     path = tmp_path / "routes.yml"
     path.write_text("sources:\n" + "".join(
         f"  - name: {name}\n    api_keys: [\"{digest(key)}\"]\n" for name, key in api_keys.items()))
-    return replace(settings, routes_file=path, allow_anonymous=False)
+    return replace(settings, routes_file=path, allow_anonymous=False,
+                   key_names=("key-1", "key-2", "key-3"))
 
 
 @pytest.fixture
@@ -198,20 +201,46 @@ def test_malformed_paths_are_a_404(http, store, api_keys, path) -> None:
     assert reply.status_code == 404 and reply.is_json and store.calls == []
 
 
-def test_the_ingress_marks_itself_alive_on_redis_time_with_a_ttl(fake) -> None:
-    names = Names()
-    mark_alive(fake, names)
+def test_the_ingress_marks_itself_alive_and_follows_the_checks(pinged, fake) -> None:
+    """Every beat: the liveness mark on Redis's time with a TTL, the run-time checks read
+    again, and a reloaded routes file's checks in force."""
+    names, stop = Names(), threading.Event()
+    policy = Policy(pinged)
+    heartbeats = Heartbeats(fake, names)
+    following = Following(policy, heartbeats)
+    thread = following.follow(stop, every=0.01)
+    wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the first mark")
     seconds, micros = fake.time()
     assert abs(int(fake.get(names.heartbeat_ingress)) - (seconds * 1000 + micros // 1000)) < 5000
-    assert 0 < fake.pttl(names.heartbeat_ingress) <= MARK_TTL_MS
-
-
-def test_the_mark_is_set_again_until_stopped(fake) -> None:
-    names, stop = Names(), threading.Event()
-    thread = keep_alive(fake, names, stop, every=0.01)
-    wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the first mark")
+    assert 0 < fake.pttl(names.heartbeat_ingress) <= MARK_TTL_S * 1000
+    heartbeats.add(Check("added", grace_s=60, period_s=60, origin="cli"))
+    wait_until(lambda: following.get("added"), 5, "the run-time check")
+    assert following.get("filed") is None
+    pinged.routes_file.write_text(pinged.routes_file.read_text() + (
+        "heartbeats:\n  - {name: filed, period: 5m, keys: [key-1]}\n"))
+    assert policy.reload()
+    wait_until(lambda: following.get("filed"), 5, "the reloaded file's check")
+    assert following.get("added") is not None
     fake.delete(names.heartbeat_ingress)
     wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the mark set again")
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_real_store_pings_through_the_app(pinged, fake, api_keys) -> None:
+    """The app with core's store and catalog (no fakes): a routes-file check pinged by
+    API key and by the token the store made, its state read back from Redis."""
+    pinged.routes_file.write_text(pinged.routes_file.read_text() + (
+        "heartbeats:\n  - {name: backup, period: 1h, grace: 5m, keys: [key-1], sources: [cron]}\n"))
+    heartbeats = Heartbeats(fake, Names())
+    token = heartbeats.new_token("backup")
+    http = create_app(pinged, client=fake).test_client()
+    first = http.post("/ping/backup/start", headers=auth(api_keys["cron"]), data=b"begin")
+    assert first.status_code == 200 and first.json["state"] == "started", first.json
+    done = http.get(f"/ping/{token}/backup")
+    assert done.status_code == 200 and done.json["state"] == "up" and done.json["down_at"]
+    assert [p["signal"] for p in heartbeats.recent_pings("backup", 5)][:2] in (
+        ["success", "start"], ["start", "success"])
+    assert http.get(f"/ping/{token}x/backup").status_code == 401
+    assert http.get("/ping/backup", headers=auth(api_keys["other"])).status_code == 403

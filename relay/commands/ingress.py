@@ -1,7 +1,7 @@
 """``pd-relay ingress``: serve the HTTP ingress (Flask under waitress). SIGHUP reloads the
-routes file; maintenance windows added at run time are followed; the heartbeats' liveness
-mark is set every few seconds (``relay.pings.keep_alive``); SIGTERM stops it after the
-requests under way."""
+routes file; maintenance windows added at run time are followed; the heartbeat checks are
+read and the ingress's liveness mark set every few seconds (``relay.pingchecks``);
+SIGTERM stops it after the requests under way."""
 
 from __future__ import annotations
 
@@ -51,7 +51,6 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     import waitress
 
     from relay.app import create_app
-    from relay.pings import keep_alive
     from relay.routes.windows import Windows, follow
 
     if removed_keys_left_something(settings):
@@ -64,9 +63,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     tally = app.extensions["pd_relay_tally"]
     tally.start()
     stopping = threading.Event()
-    names = Names(settings.prefix)
-    follow(Windows(connect(settings), names.maintenance), policy.set_windows, stopping)
-    keep_alive(connect(settings), names, stopping)
+    follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
+           stopping)
+    app.extensions["pd_relay_checks"].follow(stopping)
     where = {"unix_socket": args.unix_socket, "unix_socket_perms": "600"} \
         if args.unix_socket else {"host": args.host, "port": args.port}
     log.info(
