@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from relay.heartbeats.store import Heartbeats
 from relay.names import Names
 from relay.stack.processes import wait_until
 
+CURL = shutil.which("curl")
 NGINX = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
 WATCHDOG = {"version": "4", "status": "firing", "receiver": "relay", "alerts": [
     {"status": "firing", "labels": {"alertname": "Watchdog", "severity": "none"},
@@ -68,6 +70,18 @@ heartbeats:
     assert failed.status_code == 200 and failed.json()["state"] == "down"
     last = heartbeats.recent_pings("backup", 1)[0]
     assert last["exit_status"] == 1 and len(last["body"].encode()) == 10_000
+    # the README's cron line, as cron's /bin/sh runs it, with curl
+    if CURL is not None:
+        line = ("out=$(sh -c 'echo backing up; echo disk full; exit 3' 2>&1); rc=$?; "
+                'echo "$out" | tail -c 10000 | curl -fsS -m 10 --retry 5 --data-binary @- '
+                f"{url}/ping/{token}/backup/$rc >/dev/null")
+        subprocess.run(["/bin/sh", "-c", line], check=True, timeout=30)
+        last = heartbeats.recent_pings("backup", 1)[0]
+        assert (last["exit_status"], last["signal"]) == (3, "fail")
+        assert last["body"] == "backing up\ndisk full\n"
+        curled = subprocess.run(["curl", "-fsS", "-m", "10", "-I", f"{url}/ping/{token}/backup"],
+                                capture_output=True, text=True, timeout=30, check=True)
+        assert "ping-body-limit: 10000" in curled.stdout.lower()
     # a source's API key; a wrong token (logged by the relay, masked)
     keyed = requests.post(f"{url}/ping/backup", headers={"X-API-Key": api_key}, timeout=5)
     assert keyed.status_code == 200 and keyed.json()["state"] == "up"
