@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from relay.errors import ConfigError
+from relay.heartbeats.config import Known, heartbeats
+from relay.heartbeats.model import Check
 from relay.keys import exposed
 from relay.routes.channels import Channel, Use, channel, uses
 from relay.routes.matchers import Matcher, parse
@@ -25,7 +27,8 @@ from relay.routes.sources import FIELDS as SOURCE_FIELDS
 from relay.routes.sources import grants
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
-SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators")
+SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators",
+            "heartbeats")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class RoutesFile:
     self_alert: SelfAlert | None = None  # where the relay's own alarms go
     operators: tuple[Operator, ...] = ()  # who may look (viewer) and replay, purge (admin)
     path: Path | None = None
+    heartbeats: tuple[Check, ...] = ()  # dead man's switches (relay.heartbeats.config)
 
 
 def load_or_none(path: Path | None, key_names: Collection[str]) -> RoutesFile:
@@ -83,8 +87,9 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
     checker.problems += exposed("RELAY_ROUTES_FILE", path)  # API key hashes: still secrets
     if checker.problems:
         raise ConfigError(checker.problems)
-    sources, routes, windows, channels, alarms, operators = found
-    return RoutesFile(sources, routes, windows, channels, alarms, operators, path=path)
+    sources, routes, windows, channels, alarms, operators, checks = found
+    return RoutesFile(sources, routes, windows, channels, alarms, operators, path=path,
+                      heartbeats=checks)
 
 
 class _Checker:
@@ -99,11 +104,11 @@ class _Checker:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
 
     def file(self, data: Any) -> tuple[Any, ...]:
-        """(sources, routes, maintenance, channels, self_alert, operators) as found;
-        problems noted."""
+        """(sources, routes, maintenance, channels, self_alert, operators, heartbeats)
+        as found; problems noted."""
         if not isinstance(data, dict):
             self.problem("", "want a mapping with " + ", ".join(SECTIONS))
-            return (), (), (), (), None, ()
+            return (), (), (), (), None, (), ()
         for extra in sorted(set(data) - set(SECTIONS), key=str):
             self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
         channels = self.items(data, "channels", self.channel_entry)
@@ -128,8 +133,11 @@ class _Checker:
                               ("channels", channels), ("operators", operators)):
             self.unique(kind, [entry.name for entry in entries])
         alarms = self_alert(data.get("self_alert"), self.key_names, self.channels, self.problem)
+        checks = heartbeats(data.get("heartbeats"), Known(
+            self.key_names, self.channels, {r.name: (r.keys, r.channels, r.drop) for r in routes},
+            [source.name for source in sources]), self.problem)
         return (tuple(sources), tuple(routes), tuple(windows), tuple(channels), alarms,
-                tuple(operators))
+                tuple(operators), checks)
 
     def items(self, data: dict[str, Any], section: str,
               read: Callable[[str, dict[str, Any]], Any]) -> list[Any]:
