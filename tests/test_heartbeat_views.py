@@ -29,7 +29,15 @@ class FakeStore:
         return [self.found.get(c.name, CheckState(c.name, "new")) for c in checks]
 
     def recent_pings(self, name: str, count: int) -> list[dict[str, Any]]:
-        return []
+        return [{"at": NOW, "signal": "success", "name": name, "count": count}]
+
+    stored: list[Check] = []
+
+    def stored_checks(self) -> list[Check]:
+        return list(self.stored)
+
+    def gap(self) -> dict[str, Any]:
+        return {}
 
 
 class Clock:
@@ -150,3 +158,37 @@ def test_never_evaluated_is_infinitely_old_and_no_checks_no_figure(fake) -> None
 def redis_clock(fake: Any) -> float:
     seconds, micros = fake.time()
     return int(seconds) + int(micros) / 1e6
+
+
+def test_the_relays_downtime_is_noted_while_its_grace_holds() -> None:
+    from relay.heartbeats.report import gap_note, recent_gap
+
+    gap = {"at": NOW - 50, "gap_s": 130.0, "reason": "evaluator", "since": NOW - 50,
+           "open": False}
+    assert recent_gap(gap, [WEB, CRON], NOW) == gap  # 50 s ago: WEB's grace (60 s) holds
+    assert recent_gap(gap, [CRON], NOW) is None  # CRON's (30 s) is over
+    assert recent_gap(gap, [WEB], NOW + 11) is None
+    assert recent_gap({}, [WEB], NOW) is None and recent_gap(gap, [], NOW) is None
+    assert recent_gap({**gap, "open": True}, [CRON], NOW) is not None
+    note = gap_note(gap)
+    assert note.startswith("HEARTBEATS: the relay was away 2m10s (no evaluation ran;")
+    assert "every check got one grace from 2027-01-15 07:59:10 UTC" in note
+    assert "no ingress node can take pings now" in gap_note({**gap, "open": True})
+    assert gap_note(None) == ""
+
+
+def test_the_report_lists_the_files_checks_then_the_run_time_ones() -> None:
+    from relay.heartbeats.report import Report
+
+    store = FakeStore([CheckState("zeta", "paused")])
+    store.stored = [Check("zeta", grace_s=5, period_s=10, origin="cli"),
+                    Check("cron-job", grace_s=5, period_s=10, origin="cli"),  # the file's
+                    Check("alpha", grace_s=5, period_s=10, origin="cli")]
+    report = Report(Clock(), store, lambda: [CRON, BACKUP])
+    assert [(c.name, c.origin) for c in report.checks()] == [
+        ("cron-job", "file"), ("backup", "file"), ("alpha", "cli"), ("zeta", "cli")]
+    assert [row["state"] for row in report.rows()] == ["new", "new", "new", "paused"]
+    check, row, pings = report.one("zeta")  # type: ignore[misc]
+    assert check.origin == "cli" and row["state"] == "paused"
+    assert pings == [{"at": NOW, "signal": "success", "name": "zeta", "count": 20}]
+    assert report.one("nope") is None

@@ -6,7 +6,7 @@ grace after the relay's own downtime. Reads only; the family's store writes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from relay.heartbeats.model import Check, CheckState
@@ -22,6 +22,45 @@ class StateReader(Protocol):
     def states(self, checks: Sequence[Check]) -> list[CheckState]: ...
 
     def recent_pings(self, name: str, count: int) -> list[dict[str, Any]]: ...
+
+    def stored_checks(self) -> list[Check]: ...
+
+    def gap(self) -> dict[str, Any]: ...
+
+
+class Report:
+    """The checks as the views see them: the routes file's (``file_checks()``, the file in
+    force) then those added at run time (read from Redis at each look), their rows, one
+    check's page."""
+
+    def __init__(self, client: Any, reader: StateReader,
+                 file_checks: Callable[[], Sequence[Check]]) -> None:
+        self.client = client
+        self.reader = reader
+        self.file_checks = file_checks
+
+    def checks(self) -> list[Check]:
+        found = list(self.file_checks())
+        taken = {check.name for check in found}
+        added = [c for c in self.reader.stored_checks() if c.name not in taken]
+        return found + sorted(added, key=lambda check: check.name)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read(self.client, self.reader, self.checks())
+
+    def gap(self, checks: Sequence[Check]) -> dict[str, Any] | None:
+        """The relay's last downtime while its grace still holds (or while open), else
+        None: ``gap_note`` says it."""
+        return recent_gap(self.reader.gap(), checks, redis_now(self.client))
+
+    def one(self, name: str, pings: int = PINGS_SHOWN
+            ) -> tuple[Check, dict[str, Any], list[dict[str, Any]]] | None:
+        """A check, its row and its last ``pings`` (newest first); None if no such check."""
+        found = [check for check in self.checks() if check.name == name]
+        if not found:
+            return None
+        [row] = read(self.client, self.reader, found)
+        return found[0], row, self.reader.recent_pings(name, pings)
 
 
 def schedule(check: Check) -> str:
@@ -65,6 +104,36 @@ def read(client: Any, reader: StateReader, checks: Sequence[Check]) -> list[dict
     if not checks:
         return []
     return rows(checks, reader.states(checks), redis_now(client))
+
+
+REASONS = {"evaluator": "no evaluation ran", "ingress": "no ingress node could take pings",
+           "start": "the evaluation started"}
+
+
+def recent_gap(gap: dict[str, Any], checks: Sequence[Check], now: float
+               ) -> dict[str, Any] | None:
+    """``gap`` (store.Heartbeats.gap) when it still matters: open, or the longest grace
+    of ``checks`` has not passed since its grace began."""
+    if not gap or not checks:
+        return None
+    began = gap.get("since") or gap.get("at") or 0.0
+    if gap.get("open") or now - began <= max(check.grace_s for check in checks):
+        return gap
+    return None
+
+
+def gap_note(gap: dict[str, Any] | None) -> str:
+    """One line for ``pd-relay status`` and the dashboard; empty for none."""
+    if not gap:
+        return ""
+    why = REASONS.get(str(gap.get("reason")), str(gap.get("reason") or "the relay was down"))
+    if gap.get("open"):
+        return (f"HEARTBEATS: no ingress node can take pings now ({why}, noticed "
+                f"{_stamp(gap.get('at') or 0)}): checks get one grace from the relay's return "
+                "before they may go down")
+    return (f"HEARTBEATS: the relay was away {span(gap.get('gap_s') or 0)} ({why}; noticed "
+            f"{_stamp(gap.get('at') or 0)}): every check got one grace from "
+            f"{_stamp(gap.get('since') or gap.get('at') or 0)} before it may go down")
 
 
 def redis_now(client: Any) -> float:
