@@ -314,6 +314,14 @@ class Names:
         return f"{self.prefix}:hb:ingress"
 
     @property
+    def heartbeat_gap(self) -> str:
+        """Hash: the relay's own downtime as the evaluation saw it (ms, Redis clock):
+        ``since`` (no check goes down within one grace of it), ``at``, ``gap_ms`` and
+        ``reason`` (evaluator, ingress, start) of the last gap, ``open`` while the
+        ingress's mark is missing."""
+        return f"{self.prefix}:hb:gap"
+
+    @property
     def dead(self) -> str:
         """Hash of dead letters: id -> JSON record."""
         return f"{self.prefix}:dead"

@@ -1,0 +1,215 @@
+"""The checks' state in Redis (layout: relay.heartbeats.lua, docs/DESIGN.md "Heartbeats").
+
+``Heartbeats(client, names)`` is what the ingress, the evaluator, the commands and the
+views use: a ping is one script call that records it and moves the state on (and, when
+it ends an outage, puts the resolve in the pages' outbox in the same call); pause,
+resume, run-time checks, ping tokens (only their SHA-256 is stored), the states and the
+last pings. Times given and returned are seconds since the epoch, read from Redis's clock
+(``clock`` only for tests: it then stands for Redis's).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from relay.auth import digest
+from relay.errors import StoreFormatError
+from relay.heartbeats import lua
+from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
+from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
+from relay.heartbeats.schedule import cron_times
+from relay.names import Names
+
+log = logging.getLogger(__name__)
+VERSION = 1  # the state hash's and a run-time check's format ("v")
+KEEP_PINGS = 10  # the last pings kept per check
+SHORT_BYTES = 1000  # what an older ping keeps of its body, and a page's last_body
+TOKEN_PREFIX = "pdh_"  # a ping token: long (47 characters), so nginx's log masks it
+CRON_AHEAD = 3  # a cron check's next times handed to the ping script
+
+
+def cut(body: bytes, limit: int) -> str:
+    """The first ``limit`` bytes of ``body`` as text (a character cut in two dropped,
+    other bytes that are not UTF-8 replaced)."""
+    return body[:limit].decode("utf-8", errors="ignore" if len(body) > limit else "replace")
+
+
+class Heartbeats:
+    def __init__(self, client: redis.Redis, names: Names,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.client = client
+        self.names = names
+        self.clock = clock  # None: Redis's clock (production)
+        self._ping = client.register_script(lua.PING)
+        self._pause = client.register_script(lua.PAUSE)
+        self._mark = client.register_script(lua.MARK)
+        self.round_script = client.register_script(lua.ROUND)
+        self.fill_script = client.register_script(lua.FILL)
+        self.page_done_script = client.register_script(lua.PAGE_DONE)
+
+    def now_arg(self) -> str:
+        return "" if self.clock is None else str(int(self.clock() * 1000))
+
+    def local_now(self) -> float:
+        return time.time() if self.clock is None else self.clock()
+
+    # pings
+
+    def ping(self, check: Check, signal: str, body: bytes = b"", by: str = "",
+             exit_status: int | None = None) -> Ping:
+        """Record a ping and move the check's state on, in one script call; the answer
+        says the state after it. ``body``: its first BODY_LIMIT bytes are kept (the older
+        pings keep their first SHORT_BYTES)."""
+        if signal not in SIGNALS:
+            raise ValueError(f"signal {signal!r}: want one of {', '.join(SIGNALS)}")
+        entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status, "by": by[:100],
+                                 "body": cut(body, BODY_LIMIT)}
+        if len(body) > SHORT_BYTES:
+            entry["short"] = cut(body, SHORT_BYTES)
+        ahead = ""
+        if check.cron is not None:  # a minute back: Redis's clock may lag this host's
+            ahead = " ".join(str(int(at * 1000)) for at in cron_times(
+                check.cron, check.tz, self.local_now() - 60, CRON_AHEAD))
+        names = self.names
+        found = self._ping(
+            keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
+                  names.heartbeat_due, names.heartbeat_pages],
+            args=[self.now_arg(), check.name, signal,
+                  int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
+                  json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
+                  "" if exit_status is None else exit_status])
+        if found[0] == "format":
+            raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
+                                   f"{found[1]}, newer than this release's ({VERSION})")
+        return Ping(check.name, str(found[0]), _seconds(found[1]), _seconds(found[2]))
+
+    def mark_ingress(self, ttl_s: float) -> None:
+        """The ingress can take pings (Names.heartbeat_ingress, Redis's time, ``ttl_s``):
+        every ingress node calls it every few seconds."""
+        self._mark(keys=[self.names.heartbeat_ingress],
+                   args=[self.now_arg(), int(ttl_s * 1000)])
+
+    # run-time checks, pause, resume
+
+    def add(self, check: Check) -> bool:
+        """Store a run-time check; False when one of that name is stored already."""
+        return bool(self.client.hsetnx(self.names.heartbeats, check.name,
+                                       check_to_json(check, VERSION)))
+
+    def remove(self, name: str) -> bool:
+        """Forget a run-time check, its state, pings and token; False when there was no
+        such run-time check (the state of a check gone from the routes file is dropped
+        too). An open incident stays open (it is no longer the relay's)."""
+        names = self.names
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(names.heartbeats, name)
+            pipe.delete(names.heartbeat(name), names.heartbeat_pings(name))
+            pipe.zrem(names.heartbeat_due, name)
+            pipe.hdel(names.heartbeat_tokens, name)
+            found = pipe.execute()
+        return bool(found[0])
+
+    def pause(self, name: str) -> bool:
+        """Nothing is expected or paged until a ping or ``resume``; False when the store
+        knew nothing of the check (it is paused all the same: a routes-file check that
+        never got a ping)."""
+        return self._toggle(name, "pause")
+
+    def resume(self, name: str) -> bool:
+        """A paused check waits for its first ping again (new); False if it was not
+        paused."""
+        return self._toggle(name, "resume")
+
+    def _toggle(self, name: str, action: str) -> bool:
+        return bool(self._pause(
+            keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats],
+            args=[self.now_arg(), name, action, VERSION]))
+
+    def stored_checks(self) -> list[Check]:
+        """The run-time checks (a record of a format this release does not read is left
+        out, and said)."""
+        found = []
+        for name, raw in sorted(self.client.hgetall(self.names.heartbeats).items()):
+            try:
+                found.append(check_from_json(str(raw), VERSION))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("heartbeat %s: run-time check not read: %s", name, exc)
+        return found
+
+    # tokens
+
+    def new_token(self, name: str) -> str:
+        """A new ping token for the check (replacing its last): returned once, only its
+        SHA-256 stored."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.client.hset(self.names.heartbeat_tokens, name, digest(token))
+        return token
+
+    def token_matches(self, name: str, token: str) -> bool:
+        stored = self.client.hget(self.names.heartbeat_tokens, name)
+        return isinstance(stored, str) and hmac.compare_digest(stored, digest(token))
+
+    def has_token(self, name: str) -> bool:
+        return bool(self.client.hexists(self.names.heartbeat_tokens, name))
+
+    # what is stored
+
+    def states(self, checks: Sequence[Check]) -> list[CheckState]:
+        """Each check's state (a check never pinged: new)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for check in checks:
+                pipe.hgetall(self.names.heartbeat(check.name))
+            rows = pipe.execute()
+        return [_state(check.name, row) for check, row in zip(checks, rows, strict=True)]
+
+    def recent_pings(self, name: str, count: int = KEEP_PINGS) -> list[dict[str, Any]]:
+        """The last pings, newest first: at (s), signal, exit_status, by, body."""
+        found = []
+        for raw in self.client.lrange(self.names.heartbeat_pings(name), 0, count - 1):
+            entry = json.loads(raw)
+            entry.pop("short", None)
+            entry["at"] = entry["at"] / 1000
+            found.append(entry)
+        return found
+
+    def gap(self) -> dict[str, Any]:
+        """The relay's last gap as the evaluation saw it: at (s), gap_s, reason, since
+        (s: no check goes down within one grace of it), open (the ingress's mark is
+        missing now); {} before the first round."""
+        raw = self.client.hgetall(self.names.heartbeat_gap)
+        if not raw:
+            return {}
+        return {"at": _seconds(raw.get("at", "")), "gap_s": int(raw.get("gap_ms", 0)) / 1000,
+                "reason": raw.get("reason", ""), "since": _seconds(raw.get("since", "")),
+                "open": "open" in raw}
+
+    # the pages' outbox (relay.heartbeats.evaluator)
+
+    def pages(self, count: int) -> list[tuple[str, Page]]:
+        """The oldest ``count`` pages of the outbox: (as stored, the page)."""
+        return [(str(raw), page_from_json(str(raw)))
+                for raw in self.client.lrange(self.names.heartbeat_pages, 0, count - 1)]
+
+    def page_done(self, raw: str) -> bool:
+        return bool(self.page_done_script(keys=[self.names.heartbeat_pages], args=[raw]))
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value in ("", None) else int(value) / 1000
+
+
+def _state(name: str, row: dict[str, str]) -> CheckState:
+    return CheckState(name=name, state=row.get("state", "new"),
+                      last_ping_at=_seconds(row.get("last_ping")),
+                      last_signal=row.get("last_signal", ""),
+                      expected_at=_seconds(row.get("expected")),
+                      down_at=_seconds(row.get("down")), since=_seconds(row.get("since")),
+                      outages=int(row.get("outages") or 0))
