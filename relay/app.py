@@ -29,6 +29,8 @@ from relay.errors import (
     Unauthorized,
     Unavailable,
 )
+from relay.heartbeats.report import Report
+from relay.heartbeats.store import Heartbeats
 from relay.http import client_address
 from relay.ingest import Admitted, Credentials, Ingest
 from relay.logs import printable
@@ -63,7 +65,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                         verdict_s=settings.redis_timeout_s * 3)
     policy = Policy(settings)
     tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
-    metrics = Metrics(client, names, settings)
+    heartbeats = Report(client, Heartbeats(client, names), lambda: policy.routes.heartbeats)
+    metrics = Metrics(client, names, settings, heartbeats)
     ingest = Ingest(settings, store, policy, tally, metrics)
 
     app = Flask(__name__)
@@ -175,7 +178,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         return body, 500, {}
 
     app.register_blueprint(api.blueprint(settings, client, access))
-    app.register_blueprint(pages.blueprint(settings, client, policy, access))
+    app.register_blueprint(pages.blueprint(settings, client, policy, access, heartbeats))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally

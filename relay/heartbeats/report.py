@@ -45,8 +45,8 @@ class Report:
         added = [c for c in self.reader.stored_checks() if c.name not in taken]
         return found + sorted(added, key=lambda check: check.name)
 
-    def rows(self) -> list[dict[str, Any]]:
-        return read(self.client, self.reader, self.checks())
+    def rows(self, checks: Sequence[Check] | None = None) -> list[dict[str, Any]]:
+        return read(self.client, self.reader, self.checks() if checks is None else checks)
 
     def gap(self, checks: Sequence[Check]) -> dict[str, Any] | None:
         """The relay's last downtime while its grace still holds (or while open), else

@@ -1,0 +1,146 @@
+"""The dashboard's Heartbeats pages, status's HEARTBEATS table and ``--json``, and the
+/metrics figures, through the real app, command and store on fakeredis."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from relay.app import create_app
+from relay.heartbeats.model import Check
+from relay.heartbeats.store import Heartbeats
+from relay.names import Names
+from relay.routes.config import load
+from relay.settings import Settings
+from relay.ui.access import COOKIE
+from tests.conftest import FAR, UNIX, sign_in
+
+NAMES = Names("pdr")
+HOSTILE_BODY = '<script>alert("pwned")</script> & done'
+
+
+@pytest.fixture
+def beats(routed: Settings, tmp_path: Path) -> Settings:
+    """The routes file of ``routed`` with two checks."""
+    path = tmp_path / "beats.yml"
+    path.write_text(routed.routes_file.read_text() + """
+heartbeats:
+  - {name: nightly-backup, cron: "30 2 * * *", tz: Europe/Berlin, grace: 30m, keys: [key-1],
+     summary: Nightly backup did not run}
+  - {name: watchdog, period: 2m, grace: 1m, keys: [key-2], watchdog: ['alertname="Watchdog"']}
+""")
+    return replace(routed, routes_file=path)
+
+
+@pytest.fixture
+def ui(beats: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(beats, client=fake).test_client()
+
+
+def checks(settings: Settings) -> dict[str, Check]:
+    return {c.name: c for c in load(settings.routes_file, settings.key_names).heartbeats}
+
+
+def test_a_viewer_sees_every_check_and_its_state(ui, beats, fake, tokens) -> None:
+    store = Heartbeats(fake, NAMES)
+    found = checks(beats)
+    store.ping(found["watchdog"], "success")
+    store.ping(found["nightly-backup"], "fail", exit_status=3)
+    store.add(Check("added-later", grace_s=60, period_s=300, keys=("key-3",), origin="cli"))
+    assert ui.get("/ui/heartbeats").status_code == 401  # nobody signed in
+    sign_in(ui, tokens["viewer"])
+    page = ui.get("/ui/heartbeats")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "default-src 'self'" in page.headers[
+        "Content-Security-Policy"]
+    assert 'href="/ui/heartbeats" aria-current="page"' in text  # in the navigation
+    rows = text.split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]
+    assert [r.split('href="/ui/heartbeats/')[1].split('"')[0] for r in rows] == [
+        "nightly-backup", "watchdog", "added-later"]
+    backup, watchdog, later = rows
+    assert 'class="blocked"' in backup and ">down<" in backup and "UTC" in backup
+    assert ">up<" in watchdog and "ago (success)" in watchdog and "in 2m" in watchdog
+    assert ">new<" in later and "never" in later and "added at run time" in later
+
+
+def test_a_checks_page_shows_its_pings_escaped(ui, beats, fake, tokens) -> None:
+    store = Heartbeats(fake, NAMES)
+    watchdog = checks(beats)["watchdog"]
+    store.ping(watchdog, "start", by="cron-host")
+    store.ping(watchdog, "success", body=HOSTILE_BODY.encode(), by="cron-host")
+    sign_in(ui, tokens["viewer"])
+    page = ui.get("/ui/heartbeats/watchdog")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200, text[:500]
+    assert "<script>alert" not in text and "&lt;script&gt;alert(&#34;pwned&#34;)" in text
+    assert text.index("success") < text.index(">start<")  # newest first
+    assert "alertname=&#34;Watchdog&#34;" in text and "heartbeat:watchdog" in text
+    missing = ui.get("/ui/heartbeats/nope")
+    assert missing.status_code == 404 and "no heartbeat check nope" in missing.get_data(
+        as_text=True)
+    ui.delete_cookie(COOKIE)  # signed out: nobody, not even a viewer, far or near
+    assert ui.get("/ui/heartbeats/watchdog", environ_base=FAR).status_code == 401
+
+
+def test_no_checks_says_how_to_add_one(api, tokens) -> None:
+    sign_in(api, tokens["viewer"])
+    page = api.get("/ui/heartbeats")
+    assert page.status_code == 200 and b"No heartbeat checks" in page.data
+
+
+def metrics(client: FlaskClient) -> dict[str, float]:
+    text = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_metrics_of_the_checks(ui, beats, fake) -> None:
+    Heartbeats(fake, NAMES).ping(checks(beats)["nightly-backup"], "fail")
+    found = metrics(ui)
+    assert found['pd_relay_heartbeat_up{check="nightly-backup"}'] == 0
+    assert found['pd_relay_heartbeat_up{check="watchdog"}'] == 1
+    assert 0 <= found['pd_relay_heartbeat_last_ping_age_seconds{check="nightly-backup"}'] < 5
+    assert found['pd_relay_heartbeats{state="down"}'] == 1
+    assert found['pd_relay_heartbeats{state="new"}'] == 1
+    assert found["pd_relay_heartbeat_evaluated_age_seconds"] == float("inf")
+
+
+def status(settings: Settings, fake: Any, monkeypatch: pytest.MonkeyPatch,
+           capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    from relay.cli import main
+
+    monkeypatch.setattr("relay.commands.operations.connect", lambda s, **kw: fake)
+    monkeypatch.setattr("relay.cli.Settings.from_env", lambda: settings)
+    monkeypatch.setattr("relay.formats.connect", lambda s, **kw: fake)
+    monkeypatch.setattr("relay.cli.configure", lambda *args: None)
+    assert main(["status", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_status_lists_the_checks(beats, fake, monkeypatch, capsys) -> None:
+    Heartbeats(fake, NAMES).ping(checks(beats)["watchdog"], "success")
+    Heartbeats(fake, NAMES).ping(checks(beats)["nightly-backup"], "fail")
+    out = status(beats, fake, monkeypatch, capsys)
+    table = out.split("HEARTBEAT ", 1)[1].splitlines()
+    assert table[0].split() == ["STATE", "LAST", "PING", "NEXT", "DUE", "DOWN", "SINCE",
+                                "SCHEDULE"]
+    assert table[1].split()[:2] == ["nightly-backup", "DOWN"] and "UTC" in table[1]
+    assert table[2].split()[:2] == ["watchdog", "up"] and "every 2m, grace 1m" in table[2]
+    shown = json.loads(status(beats, fake, monkeypatch, capsys, "--json"))
+    assert {"keys", "routes", "sources", "alarms", "shed", "replication"} <= set(shown)
+    backup, watchdog = shown["heartbeats"]
+    assert backup["name"] == "nightly-backup" and backup["state"] == "down"
+    assert backup["down_since"] is not None and backup["cron"] == "30 2 * * *"
+    assert watchdog["state"] == "up" and watchdog["next_due_in_seconds"] > 100
+
+
+def test_status_without_checks_prints_no_heartbeats(routed, fake, monkeypatch, capsys) -> None:
+    out = status(routed, fake, monkeypatch, capsys)
+    assert "HEARTBEAT" not in out and "KEY" in out
+    assert json.loads(status(routed, fake, monkeypatch, capsys, "--json"))["heartbeats"] == []
