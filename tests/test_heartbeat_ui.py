@@ -144,3 +144,56 @@ def test_status_without_checks_prints_no_heartbeats(routed, fake, monkeypatch, c
     out = status(routed, fake, monkeypatch, capsys)
     assert "HEARTBEAT" not in out and "KEY" in out
     assert json.loads(status(routed, fake, monkeypatch, capsys, "--json"))["heartbeats"] == []
+
+
+def test_the_list_puts_what_needs_attention_first_and_filters_by_state(ui, beats, fake,
+                                                                         tokens, monkeypatch
+                                                                         ) -> None:
+    store = Heartbeats(fake, NAMES)
+    found = checks(beats)
+    for n in range(4):
+        store.add(Check(f"extra-{n}", grace_s=60, period_s=300, keys=("key-3",), origin="cli"))
+    store.ping(found["watchdog"], "success")
+    store.ping(found["nightly-backup"], "success")
+    store.ping(Check("extra-2", grace_s=60, period_s=300, keys=("key-3",)), "fail")
+    sign_in(ui, tokens["viewer"])
+
+    def listed(path: str) -> tuple[list[str], str]:
+        text = ui.get(path).get_data(as_text=True)
+        body = text.split("<tbody>")[1].split("</tbody>")[0] if "<tbody>" in text else ""
+        return [r.split('href="/ui/heartbeats/')[1].split('"')[0]
+                for r in body.split("<tr")[1:]], text
+
+    names, text = listed("/ui/heartbeats")
+    assert names == ["extra-2", "nightly-backup", "watchdog", "extra-0", "extra-1", "extra-3"]
+    assert "1 down, 2 up, 3 new" in text
+    assert listed("/ui/heartbeats?state=down")[0] == ["extra-2"]
+    assert listed("/ui/heartbeats?state=up")[0] == ["nightly-backup", "watchdog"]
+    bad = ui.get("/ui/heartbeats?state=lost")
+    assert bad.status_code == 400 and b"state: want one of new, up, late" in bad.data
+    monkeypatch.setattr("relay.ui.heartbeats.PAGE_ROWS", 2)
+    names, text = listed("/ui/heartbeats")
+    assert names == ["extra-2", "nightly-backup"]
+    assert "4 more not shown" in text and "pd-relay status --json" in text
+
+
+def test_status_and_the_page_say_when_the_relay_was_away(ui, beats, fake, tokens,
+                                                         monkeypatch, capsys) -> None:
+    seconds, _ = fake.time()
+    now_ms = int(seconds) * 1000
+    fake.hset(NAMES.heartbeat_gap, mapping={  # as the evaluation writes it (store.gap)
+        "at": now_ms - 10_000, "since": now_ms - 10_000, "gap_ms": 95_000,
+        "reason": "evaluator"})
+    out = status(beats, fake, monkeypatch, capsys)
+    assert "HEARTBEATS: the relay was away 1m35s (no evaluation ran;" in out
+    assert "every check got one grace from" in out
+    shown = json.loads(status(beats, fake, monkeypatch, capsys, "--json"))["heartbeat_gap"]
+    assert shown["gap_s"] == 95 and shown["reason"] == "evaluator"
+    sign_in(ui, tokens["viewer"])
+    assert "the relay was away 1m35s" in ui.get("/ui/heartbeats").get_data(as_text=True)
+    # once the longest grace (30m, nightly-backup's) has passed, nothing is said
+    fake.hset(NAMES.heartbeat_gap, mapping={"at": now_ms - 1_900_000,
+                                            "since": now_ms - 1_900_000})
+    assert "the relay was away" not in status(beats, fake, monkeypatch, capsys)
+    assert json.loads(status(beats, fake, monkeypatch, capsys, "--json"))[
+        "heartbeat_gap"] is None
