@@ -197,3 +197,12 @@ def test_status_and_the_page_say_when_the_relay_was_away(ui, beats, fake, tokens
     assert "the relay was away" not in status(beats, fake, monkeypatch, capsys)
     assert json.loads(status(beats, fake, monkeypatch, capsys, "--json"))[
         "heartbeat_gap"] is None
+
+
+def test_the_overview_says_which_checks_are_down(ui, beats, fake, tokens) -> None:
+    sign_in(ui, tokens["viewer"])
+    assert "Heartbeat checks down" not in ui.get("/ui/").get_data(as_text=True)
+    Heartbeats(fake, NAMES).ping(checks(beats)["nightly-backup"], "fail")
+    text = ui.get("/ui/").get_data(as_text=True)
+    assert "Heartbeat checks down" in text and "nightly-backup" in text
+    assert 'href="/ui/heartbeats?state=down"' in text

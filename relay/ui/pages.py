@@ -73,7 +73,9 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
 
     @ui.get("/")
     def home() -> Response:
-        return page("overview.html", access.viewer(request), **overview.read())
+        who = access.viewer(request)
+        down = [row["name"] for row in heartbeats.rows() if row["state"] == "down"]
+        return page("overview.html", who, beats_down=down, **overview.read())
 
     @ui.get("/events")
     def events() -> Response:
