@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from relay.heartbeats.model import Check, CheckState
+from relay.heartbeats.model import STATES, Check, CheckState
 from relay.heartbeats.report import format_table, read, rows, schedule, span
 
 NOW = 1_800_000_000.0
@@ -192,3 +194,35 @@ def test_the_report_lists_the_files_checks_then_the_run_time_ones() -> None:
     assert check.origin == "cli" and row["state"] == "paused"
     assert pings == [{"at": NOW, "signal": "success", "name": "zeta", "count": 20}]
     assert report.one("nope") is None
+
+TIMES = st.none() | st.floats(min_value=NOW - 400 * 86400, max_value=NOW + 400 * 86400)
+
+
+@st.composite
+def states(draw: Any, name: str) -> CheckState:
+    return CheckState(name, draw(st.sampled_from(STATES)), last_ping_at=draw(TIMES),
+                      last_signal=draw(st.sampled_from(("", "success", "start", "fail"))),
+                      expected_at=draw(TIMES), down_at=draw(TIMES), since=draw(TIMES),
+                      outages=draw(st.integers(0, 10**6)))
+
+
+@given(st.lists(st.sampled_from([BACKUP, WEB, CRON]), unique=True).flatmap(
+    lambda checks: st.tuples(st.just(checks), st.tuples(*[states(c.name) for c in checks]))))
+def test_any_states_make_one_aligned_line_per_check(drawn: Any) -> None:
+    """Whatever the store holds (times far off, missing, in the future), each check gets
+    one row and one line, the columns line up, and the signs say the truth."""
+    checks, found = drawn
+    made = rows(checks, list(found), NOW)
+    assert [row["name"] for row in made] == [c.name for c in checks]
+    for row, state in zip(made, found, strict=True):
+        age, due = row["last_ping_age_seconds"], row["next_due_in_seconds"]
+        assert age is None or age >= 0
+        assert (due is None) == (state.expected_at is None)
+        assert due is None or (due < 0) == (state.expected_at < NOW - 0.05) or abs(due) < 0.1
+        assert (row["down_since"] is not None) == (state.state == "down" and
+                                                  state.since is not None)
+    lines = format_table(made).splitlines()
+    assert len(lines) == (len(checks) + 1 if checks else 0)
+    if lines:
+        start = lines[0].index("STATE")
+        assert all(line[start - 2:start] == "  " for line in lines[1:])
