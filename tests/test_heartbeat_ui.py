@@ -206,3 +206,20 @@ def test_the_overview_says_which_checks_are_down(ui, beats, fake, tokens) -> Non
     text = ui.get("/ui/").get_data(as_text=True)
     assert "Heartbeat checks down" in text and "nightly-backup" in text
     assert 'href="/ui/heartbeats?state=down"' in text
+
+
+def test_after_the_evaluators_first_round(ui, beats, fake, tokens, monkeypatch,
+                                          capsys) -> None:
+    """core's Evaluator stamps its clock and its start: the figure of its age and the
+    note of the grace every check got come from what it wrote."""
+    from relay.heartbeats.catalog import Catalog
+    from relay.heartbeats.evaluator import Evaluator
+
+    assert metrics(ui)["pd_relay_heartbeat_evaluated_age_seconds"] == float("inf")
+    routes = load(beats.routes_file, beats.key_names)
+    seconds, _ = fake.time()
+    ten_ago = int(seconds) - 10.0  # its round ran 10 s ago (its clock stands for Redis's)
+    Evaluator(fake, NAMES, Catalog(routes, Heartbeats(fake, NAMES)),
+              lambda page, check: None, clock=lambda: ten_ago, watch_ingress=False).round()
+    assert 10 <= metrics(ui)["pd_relay_heartbeat_evaluated_age_seconds"] < 15
+    assert "HEARTBEATS: the evaluation started" in status(beats, fake, monkeypatch, capsys)

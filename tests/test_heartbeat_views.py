@@ -175,7 +175,12 @@ def test_the_relays_downtime_is_noted_while_its_grace_holds() -> None:
     note = gap_note(gap)
     assert note.startswith("HEARTBEATS: the relay was away 2m10s (no evaluation ran;")
     assert "every check got one grace from 2027-01-15 07:59:10 UTC" in note
-    assert "no ingress node can take pings now" in gap_note({**gap, "open": True})
+    opened = gap_note({**gap, "open": True, "reason": "ingress"})
+    assert opened.startswith("HEARTBEATS: no ingress node can take pings now (noticed "
+                             "2027-01-15 07:59:10 UTC): no check goes down until one is back")
+    started = gap_note({**gap, "reason": "start", "gap_s": 0})
+    assert started == ("HEARTBEATS: the evaluation started 2027-01-15 07:59:10 UTC: every "
+                       "check got one grace from then before it may go down")
     assert gap_note(None) == ""
 
 

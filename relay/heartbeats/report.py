@@ -106,8 +106,7 @@ def read(client: Any, reader: StateReader, checks: Sequence[Check]) -> list[dict
     return rows(checks, reader.states(checks), redis_now(client))
 
 
-REASONS = {"evaluator": "no evaluation ran", "ingress": "no ingress node could take pings",
-           "start": "the evaluation started"}
+REASONS = {"evaluator": "no evaluation ran", "ingress": "no ingress node could take pings"}
 
 
 def recent_gap(gap: dict[str, Any], checks: Sequence[Check], now: float
@@ -127,10 +126,13 @@ def gap_note(gap: dict[str, Any] | None) -> str:
     if not gap:
         return ""
     why = REASONS.get(str(gap.get("reason")), str(gap.get("reason") or "the relay was down"))
+    at = _stamp(gap.get("at") or 0)
     if gap.get("open"):
-        return (f"HEARTBEATS: no ingress node can take pings now ({why}, noticed "
-                f"{_stamp(gap.get('at') or 0)}): checks get one grace from the relay's return "
-                "before they may go down")
+        return (f"HEARTBEATS: no ingress node can take pings now (noticed {at}): no check "
+                "goes down until one is back, and then not within one grace")
+    if gap.get("reason") == "start":
+        return (f"HEARTBEATS: the evaluation started {at}: every check got one grace from "
+                "then before it may go down")
     return (f"HEARTBEATS: the relay was away {span(gap.get('gap_s') or 0)} ({why}; noticed "
             f"{_stamp(gap.get('at') or 0)}): every check got one grace from "
             f"{_stamp(gap.get('since') or gap.get('at') or 0)} before it may go down")
