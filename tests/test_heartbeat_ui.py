@@ -223,3 +223,20 @@ def test_after_the_evaluators_first_round(ui, beats, fake, tokens, monkeypatch,
               lambda page, check: None, clock=lambda: ten_ago, watch_ingress=False).round()
     assert 10 <= metrics(ui)["pd_relay_heartbeat_evaluated_age_seconds"] < 15
     assert "HEARTBEATS: the evaluation started" in status(beats, fake, monkeypatch, capsys)
+
+
+def test_with_redis_down_the_pages_are_a_503_and_metrics_still_answer(beats, tokens
+                                                                      ) -> None:
+    """Promise 1: the Heartbeats pages read Redis; down, a 503 with Retry-After, never a
+    500; /metrics answers without the heartbeat figures (missing, not zero)."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    down = create_app(beats, client=client).test_client()
+    bearer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert down.get("/ui/heartbeats", headers=bearer).status_code == 200
+    server.connected = False
+    for path in ("/ui/heartbeats", "/ui/heartbeats/watchdog", "/ui/"):
+        page = down.get(path, headers=bearer)
+        assert page.status_code == 503 and page.headers.get("Retry-After"), path
+    scraped = down.get("/metrics", environ_base=UNIX)
+    assert scraped.status_code == 200 and b"pd_relay_heartbeat_up{" not in scraped.data
