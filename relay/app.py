@@ -31,6 +31,7 @@ from relay.errors import (
     Unauthorized,
     Unavailable,
 )
+from relay.heartbeats.report import Report
 from relay.heartbeats.store import Heartbeats
 from relay.http import client_address
 from relay.ingest import Admitted, Credentials, Ingest
@@ -71,9 +72,10 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                         verdict_s=settings.redis_timeout_s * 3)
     policy = Policy(settings)
     tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
-    metrics = Metrics(client, names, settings)
-    ingest = Ingest(settings, store, policy, tally, metrics)
     heartbeats = Heartbeats(client, names)
+    report = Report(client, heartbeats, lambda: policy.routes.heartbeats)
+    metrics = Metrics(client, names, settings, report)
+    ingest = Ingest(settings, store, policy, tally, metrics)
     following = Following(policy, heartbeats)
     try:  # then every few seconds (``Following.follow``: ``pd-relay ingress``)
         following.refresh()
@@ -204,7 +206,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         return body, 500, {}
 
     app.register_blueprint(api.blueprint(settings, client, access))
-    app.register_blueprint(pages.blueprint(settings, client, policy, access))
+    app.register_blueprint(pages.blueprint(settings, client, policy, access, report))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally

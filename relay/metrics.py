@@ -18,6 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from relay.channels.metrics import collect as channel_figures
+from relay.heartbeats.metrics import collect as heartbeat_figures
+from relay.heartbeats.report import Report
 from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
@@ -52,7 +54,8 @@ FIGURES = {
 
 
 class Metrics:
-    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings,
+                 heartbeats: Report | None = None) -> None:
         self.registry = CollectorRegistry()
         self.accepted = Counter(
             "pd_relay_events_accepted", "Events queued by this node", ["kind"],
@@ -66,6 +69,8 @@ class Metrics:
                            "send events (RELAY_ALLOW_ANONYMOUS)", registry=self.registry)
         open_relay.set(int(settings.allow_anonymous))
         self.registry.register(_QueueCollector(client, names, settings))
+        if heartbeats is not None:
+            self.registry.register(_HeartbeatCollector(names, heartbeats))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -137,3 +142,22 @@ class _QueueCollector(Collector):
                 for outcome in OUTCOMES:
                     family.add_metric([row["name"], outcome], float(row[outcome]))
             yield family
+
+
+class _HeartbeatCollector(Collector):
+    """The heartbeat checks' figures (relay/heartbeats/metrics.py); none while Redis does
+    not answer (Prometheus then sees them missing, not zero)."""
+
+    def __init__(self, names: Names, report: Report) -> None:
+        self.names = names
+        self.report = report
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            report = self.report
+            figures = list(heartbeat_figures(report.client, self.names, report.reader,
+                                             report.checks()))
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read the heartbeat checks from Redis: %s", exc)
+            figures = []
+        yield from figures

@@ -72,6 +72,12 @@ def exported(client, fake, settings) -> set[str]:
 
     fake.hset(names.latency(key_id(settings.routing_keys[0])),
               mapping={LATENCY_BOUNDS_MS[0]: 1, "sum_ms": 5})
+    from relay.heartbeats.model import Check
+    from relay.heartbeats.store import Heartbeats
+
+    beat = Check("cron", grace_s=60, period_s=300, keys=(), origin="cli")
+    Heartbeats(fake, names).add(beat)
+    Heartbeats(fake, names).ping(beat, "success")  # every heartbeat family has a sample
     text = client.get("/metrics", environ_base=UNIX).get_data(as_text=True)
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
             if line and not line.startswith("#")}
@@ -81,7 +87,8 @@ def test_rules_and_dashboard_name_only_metrics_the_relay_exports(client, fake,
                                                                  settings) -> None:
     found = exported(client, fake, settings)
     assert {"pd_relay_queued", "pd_relay_channel_sent_total", "pd_relay_alarm_open",
-            "pd_relay_route_events_total"} <= found, sorted(found)
+            "pd_relay_route_events_total", "pd_relay_heartbeat_up",
+            "pd_relay_heartbeat_evaluated_age_seconds"} <= found, sorted(found)
     for source, exprs in (("rules", rule_exprs()), ("dashboard", dashboard_exprs())):
         used = {name for expr in exprs for name in METRIC.findall(expr)}
         assert used and used <= found, (source, sorted(used - found))

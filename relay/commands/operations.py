@@ -12,9 +12,16 @@ from typing import Any
 
 import redis
 
+from relay.errors import ConfigError
+from relay.heartbeats.model import Check
+from relay.heartbeats.report import Report, gap_note
+from relay.heartbeats.report import format_table as format_beats
+from relay.heartbeats.report import read as read_beats
+from relay.heartbeats.store import Heartbeats
 from relay.keyring import forget
 from relay.names import Names
 from relay.replication import format_replication, read_replication
+from relay.routes.config import load_or_none
 from relay.sentinel import is_sentinel
 from relay.settings import Settings
 from relay.startup import (
@@ -45,7 +52,8 @@ def add_parsers(sub: Any) -> None:
         "forget-key", help="move a removed key's queued and in-flight events to the dead "
         "letters and forget its open incidents (stop its workers first)")
     forget_key.add_argument("key_id", metavar="KEY_ID", help="the id start-up or status names")
-    status = sub.add_parser("status", help="show each key's queue and delivery figures")
+    status = sub.add_parser("status", help="show each key's queue and delivery figures, and "
+                            "the heartbeat checks")
     status.add_argument("--json", action="store_true")
     status.add_argument("--watch", type=float, nargs="?", const=2.0, default=0.0,
                         metavar="SECONDS", help="refresh every SECONDS (default 2)")
@@ -54,16 +62,20 @@ def add_parsers(sub: Any) -> None:
 def status(settings: Settings, args: argparse.Namespace) -> int:
     client = connect(settings)
     names = Names(settings.prefix)
+    in_file = file_checks(settings)  # read once (--watch reads Redis again, not the file)
+    heartbeats = Report(client, Heartbeats(client, names), lambda: in_file)
     while True:
         rows = read_status(client, names, settings)
         decisions = read_decisions(client, names.decisions)
         alarms = open_alarms(client, names)
         shed = read_shed(client, names)
         replication = read_replication(client, settings)
+        checks = heartbeats.checks()
+        beats, gap = read_beats(client, heartbeats.reader, checks), heartbeats.gap(checks)
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
-                              "alarms": alarms, "shed": shed, "replication": replication},
-                             indent=2))
+                              "alarms": alarms, "shed": shed, "replication": replication,
+                              "heartbeats": beats, "heartbeat_gap": gap}, indent=2))
         else:
             if args.watch:
                 getattr(sys.stdout, "raw", sys.stdout).write("\033[H\033[J")  # ours
@@ -78,6 +90,10 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
                 print("\n" + shed_line)
             if replicated(settings, replication):
                 print("\n" + format_replication(replication))
+            if beats:
+                print("\n" + format_beats(beats))
+            if gap:
+                print("\n" + gap_note(gap))
             for cid, alarm in sorted(alarms.items()):
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(alarm.get("since", 0)))
                 print(f"ALARM {cid} (since {since} UTC; `pd-relay channels status` and the "
@@ -86,6 +102,16 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         sys.stdout.flush()
         time.sleep(args.watch)
+
+
+def file_checks(settings: Settings) -> tuple[Check, ...]:
+    """The routes file's heartbeat checks; none, said once, when it does not check."""
+    try:
+        return load_or_none(settings.routes_file, settings.key_names).heartbeats
+    except ConfigError as exc:
+        print(f"pd-relay: the routes file's heartbeat checks are not shown: {exc}",
+              file=sys.stderr)
+        return ()
 
 
 def check(settings: Settings, args: argparse.Namespace) -> int:

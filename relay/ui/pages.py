@@ -4,6 +4,7 @@ that refreshes them in place; no build step, nothing from another site.
     /ui                          keys, routes and sources, channels, alarms
     /ui/events[?filters]         the history search; /ui/events/<id> one story
     /ui/dead-letters[/<id>]      dead letters; POST .../replay and .../purge (admins)
+    /ui/heartbeats[/<name>]      the heartbeat checks, one with its pings (relay/ui/heartbeats.py)
     /ui/sign-in, /ui/sign-out    (relay/ui/signin.py)
 """
 
@@ -28,6 +29,7 @@ from relay.errors import (
     StoreDown,
     Unavailable,
 )
+from relay.heartbeats.report import Report
 from relay.history.search import search
 from relay.history.story import STATES
 from relay.routes.operators import Operator
@@ -35,6 +37,7 @@ from relay.routes.policy import Policy
 from relay.settings import Settings
 from relay.ui.access import HEADERS, Access
 from relay.ui.api import one_story, query_of
+from relay.ui.heartbeats import add_heartbeats
 from relay.ui.overview import Overview
 from relay.ui.signin import add_sign_in
 
@@ -42,8 +45,8 @@ log = logging.getLogger(__name__)
 SEARCH_REFRESH_S = 30  # a search may read the whole history (seconds): not every 5 s
 
 
-def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: Access
-              ) -> Blueprint:
+def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: Access,
+              heartbeats: Report) -> Blueprint:
     ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
                    static_folder="static")
     ui.add_app_template_filter(age, "age")
@@ -61,6 +64,8 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
                                signed_in=session is not None, **values)
         return Response(body, status, headers=HEADERS)
 
+    add_heartbeats(ui, access, heartbeats, page)
+
     @ui.get("", strict_slashes=False)
     def bare() -> BaseResponse:
         """/ui to /ui/, as a relative Location: behind nginx the Host has no port."""
@@ -68,7 +73,9 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
 
     @ui.get("/")
     def home() -> Response:
-        return page("overview.html", access.viewer(request), **overview.read())
+        who = access.viewer(request)
+        down = [row["name"] for row in heartbeats.rows() if row["state"] == "down"]
+        return page("overview.html", who, beats_down=down, **overview.read())
 
     @ui.get("/events")
     def events() -> Response:

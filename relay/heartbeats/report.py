@@ -1,0 +1,197 @@
+"""What the views show of the checks (``pd-relay status`` and ``--json``, /metrics, the
+dashboard's Heartbeats pages): one row per check from ``store.Heartbeats.states``, its
+times made ages on Redis's clock, and the note when the evaluator gave every check one
+grace after the relay's own downtime. Reads only; the family's store writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from relay.heartbeats.model import Check, CheckState
+
+PINGS_SHOWN = 20  # a check's page lists its last pings (the store keeps a few more)
+COLUMNS = (("name", "HEARTBEAT"), ("state", "STATE"), ("last_ping", "LAST PING"),
+           ("next_due", "NEXT DUE"), ("down_since", "DOWN SINCE"), ("schedule", "SCHEDULE"))
+
+
+class StateReader(Protocol):
+    """What the views need of ``relay.heartbeats.store.Heartbeats``."""
+
+    def states(self, checks: Sequence[Check]) -> list[CheckState]: ...
+
+    def recent_pings(self, name: str, count: int) -> list[dict[str, Any]]: ...
+
+    def stored_checks(self) -> list[Check]: ...
+
+    def gap(self) -> dict[str, Any]: ...
+
+
+class Report:
+    """The checks as the views see them: the routes file's (``file_checks()``, the file in
+    force) then those added at run time (read from Redis at each look), their rows, one
+    check's page."""
+
+    def __init__(self, client: Any, reader: StateReader,
+                 file_checks: Callable[[], Sequence[Check]]) -> None:
+        self.client = client
+        self.reader = reader
+        self.file_checks = file_checks
+
+    def checks(self) -> list[Check]:
+        found = list(self.file_checks())
+        taken = {check.name for check in found}
+        added = [c for c in self.reader.stored_checks() if c.name not in taken]
+        return found + sorted(added, key=lambda check: check.name)
+
+    def rows(self, checks: Sequence[Check] | None = None) -> list[dict[str, Any]]:
+        return read(self.client, self.reader, self.checks() if checks is None else checks)
+
+    def gap(self, checks: Sequence[Check]) -> dict[str, Any] | None:
+        """The relay's last downtime while its grace still holds (or while open), else
+        None: ``gap_note`` says it."""
+        return recent_gap(self.reader.gap(), checks, redis_now(self.client))
+
+    def one(self, name: str, pings: int = PINGS_SHOWN
+            ) -> tuple[Check, dict[str, Any], list[dict[str, Any]]] | None:
+        """A check, its row and its last ``pings`` (newest first); None if no such check."""
+        found = [check for check in self.checks() if check.name == name]
+        if not found:
+            return None
+        [row] = read(self.client, self.reader, found)
+        return found[0], row, self.reader.recent_pings(name, pings)
+
+
+def schedule(check: Check) -> str:
+    """``every 5m, grace 1m`` or ``cron 0 3 * * * Europe/Berlin, grace 1h``."""
+    when = (f"cron {check.cron} {check.tz}" if check.cron is not None
+            else f"every {span(check.period_s or 0)}")
+    return f"{when}, grace {span(check.grace_s)}"
+
+
+def rows(checks: Sequence[Check], states: Sequence[CheckState], now: float
+         ) -> list[dict[str, Any]]:
+    """One plain row per check, in the checks' order (``now``: seconds, Redis's clock).
+    Ages and ``next_due_in_seconds`` (negative: overdue) are rounded to 0.1 s."""
+    by_name = {state.name: state for state in states}
+    found = []
+    for check in checks:
+        state = by_name.get(check.name) or CheckState(check.name, "new")
+        found.append({
+            "name": check.name,
+            "state": state.state,
+            "origin": check.origin,
+            "schedule": schedule(check),
+            "period_s": check.period_s, "cron": check.cron, "tz": check.tz,
+            "grace_s": check.grace_s,
+            "severity": check.severity,
+            "last_ping_at": state.last_ping_at,
+            "last_signal": state.last_signal,
+            "last_ping_age_seconds": _ago(now, state.last_ping_at),
+            "next_due_at": state.expected_at,
+            "next_due_in_seconds": (None if state.expected_at is None
+                                    else round(state.expected_at - now, 1)),
+            "down_at": state.down_at,
+            "down_since": state.since if state.state == "down" else None,
+            "outages": state.outages,
+        })
+    return found
+
+
+def read(client: Any, reader: StateReader, checks: Sequence[Check]) -> list[dict[str, Any]]:
+    """The rows of ``checks``, aged on Redis's clock (``client.time()``)."""
+    if not checks:
+        return []
+    return rows(checks, reader.states(checks), redis_now(client))
+
+
+REASONS = {"evaluator": "no evaluation ran", "ingress": "no ingress node could take pings"}
+
+
+def recent_gap(gap: dict[str, Any], checks: Sequence[Check], now: float
+               ) -> dict[str, Any] | None:
+    """``gap`` (store.Heartbeats.gap) when it still matters: open, or the longest grace
+    of ``checks`` has not passed since its grace began."""
+    if not gap or not checks:
+        return None
+    began = gap.get("since") or gap.get("at") or 0.0
+    if gap.get("open") or now - began <= max(check.grace_s for check in checks):
+        return gap
+    return None
+
+
+def gap_note(gap: dict[str, Any] | None) -> str:
+    """One line for ``pd-relay status`` and the dashboard; empty for none."""
+    if not gap:
+        return ""
+    why = REASONS.get(str(gap.get("reason")), str(gap.get("reason") or "the relay was down"))
+    at = _stamp(gap.get("at") or 0)
+    if gap.get("open"):
+        return (f"HEARTBEATS: no ingress node can take pings now (noticed {at}): no check "
+                "goes down until one is back, and then not within one grace")
+    if gap.get("reason") == "start":
+        return (f"HEARTBEATS: the evaluation started {at}: every check got one grace from "
+                "then before it may go down")
+    return (f"HEARTBEATS: the relay was away {span(gap.get('gap_s') or 0)} ({why}; noticed "
+            f"{_stamp(gap.get('at') or 0)}): every check got one grace from "
+            f"{_stamp(gap.get('since') or gap.get('at') or 0)} before it may go down")
+
+
+def redis_now(client: Any) -> float:
+    """Redis's clock in seconds (the checks' times are on it), else this host's."""
+    try:
+        seconds, micros = client.time()
+    except (AttributeError, TypeError, ValueError):
+        return time.time()
+    return int(seconds) + int(micros) / 1e6
+
+
+def _ago(now: float, at: float | None) -> float | None:
+    return None if at is None else round(max(0.0, now - at), 1)
+
+
+def span(seconds: float) -> str:
+    """45s, 4m10s, 2h5m, 3d4h (whole seconds, the two largest units)."""
+    s = int(round(seconds))
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        if s >= size:
+            rest = s % size // sub_size
+            return f"{s // size}{unit}{rest}{sub}" if rest else f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def _stamp(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+def cells(row: dict[str, Any]) -> dict[str, str]:
+    """A row's text for the table (and the dashboard's list)."""
+    age = row["last_ping_age_seconds"]
+    due = row["next_due_in_seconds"]
+    if due is None:
+        next_due = "–"
+    elif due >= 0:
+        next_due = f"in {span(due)}"
+    else:
+        next_due = f"{span(-due)} overdue"
+    return {
+        "name": row["name"] + ("" if row["origin"] == "file" else f" ({row['origin']})"),
+        "state": row["state"].upper() if row["state"] == "down" else row["state"],
+        "last_ping": "never" if age is None else f"{span(age)} ago ({row['last_signal']})",
+        "next_due": next_due,
+        "down_since": "–" if row["down_since"] is None else _stamp(row["down_since"]),
+        "schedule": row["schedule"],
+    }
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The HEARTBEATS table of ``pd-relay status``; empty with no checks."""
+    if not rows:
+        return ""
+    table = [[title for _, title in COLUMNS]]
+    table += [[cells(row)[name] for name, _ in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in table)
