@@ -56,8 +56,9 @@ def _what(step: dict[str, Any], started: int, keys: tuple[str, ...]) -> str:
         where = f"held back ({step.get('h') or 'held'}) by {step.get('r')}" \
             if not step.get("slot") else \
             f"queued for key {key_name(keys, int(step['slot']))}, route {step.get('r')}"
+        why = f"\n{'':37}{printable(step['hb'], 300)}" if step.get("hb") else ""  # heartbeat
         return printable(f"{where}, from {step.get('s')} ({step.get('ad', '?')}) on "
-                         f"{step.get('n')}, client {step.get('c') or '-'}", 300)
+                         f"{step.get('n')}, client {step.get('c') or '-'}", 300) + why
     after = f"after {(step['at_ms'] - started) / 1000:.2f} s"
     if kind == "attempt":
         return printable(f"{step.get('o')}: {step.get('e')} {step.get('r') or ''} "

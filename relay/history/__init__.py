@@ -42,15 +42,20 @@ def event_id() -> str:
     return token(8)
 
 
-ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h")  # id, dedup_key, action, route,
-# source, node, adapter, client, and how the ingress held it back ("" when queued)
+ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h", "hb")  # id, dedup_key, action,
+# route, source, node, adapter, client, how the ingress held it back ("" when queued), and
+# why a heartbeat paged or resolved (relay.heartbeats.pages; "" for the rest). A new field
+# goes last: a reader zips what it knows (an older entry has fewer, a newer more)
 US, RS = "\x1f", "\x1e"
 
 
 def accepted(**fields: Any) -> bytes:
-    """An accepted step's ``v``: the values of ``ACCEPTED``, in order."""
-    return US.join(str(fields.get(name, "")).replace(US, " ").replace(RS, " ")
-                   for name in ACCEPTED).encode()
+    """An accepted step's ``v``: the values of ``ACCEPTED``, in order, the empty ones at
+    the end left out."""
+    values = [str(fields.get(name, "")).replace(US, " ").replace(RS, " ") for name in ACCEPTED]
+    while values and not values[-1]:
+        values.pop()
+    return US.join(values).encode()
 
 
 def line(**fields: Any) -> bytes:

@@ -12,7 +12,7 @@ ENDS = ("delivered", "dead", "coalesced")  # coalesced: merged into a newer repe
 READABLE = {  # a step's short field names, as the API and `trace --json` say them
     "a": "action", "r": "route", "s": "source", "n": "node", "ad": "adapter", "c": "client",
     "h": "held", "o": "outcome", "e": "error", "st": "status", "w": "next_in_s",
-    "dl": "dead_letter", "k": "key", "into": "coalesced_into",
+    "dl": "dead_letter", "k": "key", "into": "coalesced_into", "hb": "heartbeat",
 }
 STATES = ("queued", "retrying", "delivered", "dead", "coalesced", "dropped", "suppressed",
           "channels-only", "held")

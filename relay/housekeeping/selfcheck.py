@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,18 +31,14 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from relay.auth import RESERVED
-from relay.channels.notice import header
-from relay.history import accepted, event_id
-from relay.keys import choose_key
 from relay.names import Names
-from relay.owners import RELAY, Owned
-from relay.router import Route, incident_id
+from relay.owners import Owned
+from relay.ownevents import own_event, slot_of, store_own
 from relay.routes.channels import hearing
 from relay.routes.config import RoutesFile
-from relay.routes.sources import RELAY_SENDER
 from relay.settings import Settings
 from relay.status import read_status
-from relay.store import EventStore, Full, Record, now_ms
+from relay.store import EventStore, Full
 
 log = logging.getLogger(__name__)
 PREFIX = RESERVED  # every alarm's dedup_key starts with it: no sender may use it
@@ -153,25 +148,14 @@ class Alarms:
                         "it to", "raised" if action == "trigger" else "resolved", condition.id)
             return
         dedup_key = condition.dedup_key
-        event: dict[str, Any] = {"event_action": action, "dedup_key": dedup_key}
-        if action == "trigger":
-            event["payload"] = {
-                "summary": condition.summary, "source": socket.gethostname(),
-                "severity": condition.severity, "component": "pd-relay", "class": "self-alert",
-                "custom_details": {"condition": condition.id}}
-        names = self.settings.key_names
+        event = own_event(action, dedup_key, condition.summary, condition.severity,
+                          "self-alert", {"condition": condition.id})
         pool = [k for k in alarms.keys if k != condition.key]
-        slot = -(names.index(choose_key(pool, dedup_key)) + 1) if pool else 0
+        slot = -slot_of(self.settings.key_names, pool, dedup_key)
         heard = [name for name in hearing(alarms.channels, condition.severity, self.least)
                  if name != condition.channel]
-        channels: list[str] | None = None if action == "resolve" else heard
-        record = Record("alert", event, now_ms(), event_id())
-        notice = b"" if action == "trigger" and not heard or not alarms.channels else \
-            header(record.id, channels, "self_alert", RELAY_SENDER)
-        route = Route(slot, incident_id(dedup_key), action, "self_alert")
-        story = accepted(i=record.id, d=dedup_key, a=action, r="self_alert", s=RELAY_SENDER,
-                     n=socket.gethostname()) if self.settings.history_max_entries else b""
-        answer = self.store.enqueue([[(route, record.encode(), notice, story, RELAY)]])[0]
+        answer = store_own(self.store, self.settings, event, slot, "self_alert",
+                           None if action == "resolve" else heard, bool(alarms.channels))
         if isinstance(answer, Full | Owned):
             log.error("self-alert %s not sent: %s", condition.id,
                       "the queue of its key is full" if isinstance(answer, Full) else
