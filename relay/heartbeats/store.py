@@ -56,7 +56,7 @@ class Heartbeats:
         self.page_done_script = client.register_script(lua.PAGE_DONE)
 
     def now_arg(self) -> str:
-        return "" if self.clock is None else str(int(self.clock() * 1000))
+        return "" if self.clock is None else str(round(self.clock() * 1000))
 
     def local_now(self) -> float:
         return time.time() if self.clock is None else self.clock()
