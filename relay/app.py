@@ -1,6 +1,8 @@
 """The ingress: a Flask app in front of ``relay.ingest``: PagerDuty's endpoints, the
-adapters' (``relay.adapters``), health, metrics, its OpenAPI contract, and every error
-as a JSON answer (never a 500 for anything a client sends).
+adapters' (``relay.adapters``), heartbeat pings (``relay.pings``), health, metrics, its
+OpenAPI contract, and every error as a JSON answer (never a 500 for anything a client
+sends). Paths are logged with their long segments masked (``masked_path``): a ping token
+is one.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ from relay.errors import (
     Unauthorized,
     Unavailable,
 )
+from relay.heartbeats.store import Heartbeats
 from relay.http import client_address
 from relay.ingest import Admitted, Credentials, Ingest
-from relay.logs import printable
+from relay.logs import masked_path, printable
 from relay.metrics import Metrics
 from relay.names import Names
+from relay.pingchecks import Following
+from relay.pings import Checks, Pings, PingStore, register
 from relay.routes.policy import Policy
+from relay.routes.sources import ROUTING_KEY_SENDER
 from relay.settings import Settings
 from relay.store import EventStore, connect
 from relay.tally import Tally
@@ -49,8 +55,10 @@ OPENAPI = resources.files("relay") / "openapi.yaml"  # the ingress's contract, s
 
 
 def create_app(settings: Settings | None = None, client: redis.Redis | None = None,
-               clock: Callable[[], float] = time.time) -> Flask:
-    """The ingress's app; ``clock`` (seconds) times the dashboard's sessions."""
+               clock: Callable[[], float] = time.time, checks: Checks | None = None,
+               pings: PingStore | None = None) -> Flask:
+    """The ingress's app; ``clock`` (seconds) times the dashboard's sessions; ``checks``
+    and ``pings``: the heartbeat checks and their store."""
     settings = settings or Settings.from_env()
     client = client if client is not None else connect(settings)
     names = Names(settings.prefix)
@@ -65,6 +73,14 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
     tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
     metrics = Metrics(client, names, settings)
     ingest = Ingest(settings, store, policy, tally, metrics)
+    heartbeats = Heartbeats(client, names)
+    following = Following(policy, heartbeats)
+    try:  # then every few seconds (``Following.follow``: ``pd-relay ingress``)
+        following.refresh()
+    except redis.RedisError as exc:
+        log.warning("Redis does not answer (%s): the run-time heartbeat checks are read "
+                    "when it does", type(exc).__name__)
+    pinger = Pings(policy, checks or following, pings or heartbeats)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -107,8 +123,19 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         events, single, admitted = body(sender)
         if not single:
             raise InvalidEvent(["body: want one object, not a list"])
-        converted = ADAPTERS[name](events[0], settings.severities)
-        return ingest.accept("alert", converted, False, admitted, sender, name), 202
+        who = admitted.sender.name if admitted.sender else ROUTING_KEY_SENDER
+        beats, rest, watchdogs = pinger.watched(name, events[0], who)
+        if rest is None:  # Watchdog alerts only: pings, no event
+            answer: dict[str, Any] = {"status": "success", "message": (
+                f"{watchdogs} Watchdog alert(s), {len(beats)} ping(s), no event")}
+        else:
+            converted = ADAPTERS[name](rest, settings.severities)
+            answer = ingest.accept("alert", converted, False, admitted, sender, name)
+        if watchdogs:  # after the events are stored: a refusal leaves no ping behind
+            answer["pings"] = pinger.beat(beats, f"{name}:{who}")
+        return answer, 202
+
+    register(app, pinger, credentials)
 
     access = Access(settings, policy, Sessions(client, settings, clock))
 
@@ -146,15 +173,16 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
             headers = {"WWW-Authenticate": 'Bearer realm="pd-relay"'}
         if isinstance(exc, Refused):
             tally.add("source", exc.sender, "refused")
-            log.info("refused %s %s from %s: %s", request.method, request.path, exc.sender, exc)
+            log.info("refused %s %s from %s: %s", request.method, masked_path(request.path),
+                     exc.sender, exc)
         return exc.body(), exc.status_code, headers
 
     @app.errorhandler(redis.RedisError)
     def store_down(exc: redis.RedisError) -> Reply:
         """Promise 1: Redis failing under a request no narrower guard covers (the history
         API, /metrics, ...) is a 503 with Retry-After, never a 500."""
-        log.warning("Redis does not answer %s %s: %s", request.method, request.path,
-                    type(exc).__name__)
+        log.warning("Redis does not answer %s %s: %s", request.method,
+                    masked_path(request.path), type(exc).__name__)
         return refused(StoreDown.of(exc))
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -170,7 +198,8 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Reply:
-        log.exception("unexpected error handling %s %s", request.method, request.path)
+        log.exception("unexpected error handling %s %s", request.method,
+                      masked_path(request.path))
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
@@ -179,5 +208,6 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally
+    app.extensions["pd_relay_checks"] = following  # followed by `pd-relay ingress`
     app.extensions["pd_relay_store"] = store  # the group commit (tests watch its queue)
     return app

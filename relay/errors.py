@@ -11,6 +11,8 @@
     │   ├── OperatorRequired 401 the pages, API, /metrics, /readyz: no operator token or session
     │   ├── AdminRequired    403 a change (replay, purge) by a viewer, or from another site
     │   ├── BadQuery         400 a history query's parameter is wrong
+    │   ├── BadPing          400 a ping's signal is not start, fail or an exit status 0..255
+    │   ├── UnknownCheck     404 a ping (by a known sender) names no heartbeat check
     │   ├── BodyTooLarge     413 the body is over the size limit
     │   └── Unavailable      503 the event could not be stored (Redis down, full, loading)
     │       ├── QueueFull        a key's queue (or all queues) at its cap: says which key
@@ -102,6 +104,21 @@ class BadQuery(RequestError):
     status_code = 400
     status = "invalid query"
     message = "A query parameter is invalid"
+
+
+class BadPing(RequestError):
+    status_code = 400
+    status = "invalid ping"
+    message = "The ping's signal is not one the relay knows"
+
+
+class UnknownCheck(RequestError):
+    """Answered only to a sender the relay knows (``relay.pings``): nobody else can tell
+    which checks exist."""
+
+    status_code = 404
+    status = "not found"
+    message = "No heartbeat check of that name"
 
 
 class BodyTooLarge(RequestError):

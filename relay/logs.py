@@ -39,6 +39,8 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\
 
 
 KEY_RUN = re.compile(r"[A-Za-z0-9]{32,}")  # where a routing key may be (relay.keys)
+SECRET_SEGMENT = 20  # a path segment this long may be a secret (nginx masks it too)
+LONG_SEGMENT = re.compile(rf"/[^/]{{{SECRET_SEGMENT},}}")
 
 
 def printable(text: object, limit: int = MAX_MESSAGE) -> str:
@@ -49,6 +51,12 @@ def printable(text: object, limit: int = MAX_MESSAGE) -> str:
     if len(line) > limit:
         line = f"{line[:limit]}… ({len(line) - limit} more characters)"
     return line
+
+
+def masked_path(path: str) -> str:
+    """A request's path for a log line: each segment of ``SECRET_SEGMENT`` characters or
+    more (a ping token, a routing key) masked, as nginx's access log masks them."""
+    return printable(LONG_SEGMENT.sub("/***", path), 300)
 
 
 def _escape(found: re.Match[str]) -> str:

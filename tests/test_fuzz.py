@@ -1,11 +1,12 @@
 """Fuzzing the ingress: against its published OpenAPI contract (schemathesis), and with
 arbitrary JSON and bytes (hypothesis). No body, header or encoding earns a 5xx, and every
-202 stored exactly what was answered."""
+202 stored exactly what was answered; every ping answered 200 is one ping stored."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import fakeredis
 import schemathesis
@@ -15,12 +16,19 @@ from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
 from relay.app import create_app
+from relay.heartbeats.model import Check
 from relay.settings import Settings
 from tests.conftest import make_key
+from tests.pingfakes import FakeChecks, FakePings
 
 KEYS = (make_key(), make_key("R"))
 REDIS = fakeredis.FakeRedis(decode_responses=True)
-APP = create_app(Settings(routing_keys=KEYS, allow_anonymous=True), client=REDIS)
+PINGS = FakePings()
+TOKEN = PINGS.new_token("nightly-backup", "hb_" + "t" * 40)
+CHECKS = FakeChecks(Check("nightly-backup", grace_s=300, period_s=86_400),
+                    Check("cron-only", grace_s=60, period_s=60, sources=("cron",)))
+APP = create_app(Settings(routing_keys=KEYS, allow_anonymous=True), client=REDIS,
+                 checks=CHECKS, pings=PINGS)
 SCHEMA = schemathesis.openapi.from_wsgi("/openapi.yaml", APP, config=SchemathesisConfig())
 FAST = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
@@ -125,3 +133,28 @@ def test_arbitrary_bytes_and_content_types_get_a_4xx_or_a_202(body: bytes,
                                                               content_type: str) -> None:
     reply = APP.test_client().post("/v2/enqueue", data=body, content_type=content_type)
     _check(reply)
+
+
+NAME = st.sampled_from(["nightly-backup", "cron-only"]) | st.text(max_size=30)
+SIGNAL = st.sampled_from(["start", "fail", "log", "0", "7", "255", "256", "-1", "0255"]) | \
+    st.text(max_size=8)
+TOKENS = st.sampled_from([TOKEN, "hb_" + "w" * 40]) | st.text(max_size=45)
+PATHS = st.tuples(NAME) | st.tuples(NAME, SIGNAL) | st.tuples(TOKENS, NAME) | \
+    st.tuples(TOKENS, NAME, SIGNAL) | st.lists(st.text(max_size=10), max_size=5)
+
+
+@given(segments=PATHS, body=st.binary(max_size=200),
+       method=st.sampled_from(["GET", "POST", "HEAD"]),
+       headers=st.sampled_from([{}, {"X-API-Key": "pdr_unknown"}, {"X-Routing-Key": KEYS[0]}]))
+@FAST
+def test_any_ping_path_gets_a_200_or_a_4xx(segments: tuple[str, ...], body: bytes, method: str,
+                                           headers: dict[str, str]) -> None:
+    """Whatever the path's segments, body, method and credentials: a 200 and one ping
+    stored, or a 4xx (JSON, but for HEAD) and none."""
+    before = len(PINGS.calls)
+    path = "/ping/" + "/".join(quote(segment, safe="") for segment in segments)
+    reply = APP.test_client().open(path, method=method, data=body, headers=headers)
+    assert reply.status_code in (200, 400, 401, 403, 404), (path, reply.status_code)
+    assert len(PINGS.calls) - before == (1 if reply.status_code == 200 else 0)
+    if method != "HEAD":
+        assert reply.is_json and reply.json

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.adapters import webhook
 from relay.adapters.webhook import alerts_to_events
 from relay.severity import SeverityMap
 
 
 def convert(body: Any, severities: SeverityMap) -> list[dict[str, Any]]:
     return alerts_to_events(body, severities, "Alertmanager")
+
+
+watchdogs = webhook.watchdogs  # its Watchdog alerts (issue 28)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from relay.adapters import webhook
 from relay.adapters.webhook import alerts_to_events
 from relay.severity import SeverityMap
 
@@ -14,3 +15,6 @@ LINKS = (("dashboardURL", "Dashboard"), ("panelURL", "Panel"), ("silenceURL", "S
 
 def convert(body: Any, severities: SeverityMap) -> list[dict[str, Any]]:
     return alerts_to_events(body, severities, "Grafana", LINKS, ("values", "valueString"))
+
+
+watchdogs = webhook.watchdogs  # its Watchdog alerts (issue 28)

@@ -10,6 +10,10 @@ from the ``severity`` label (``relay.severity``); ``source`` from ``instance``, 
 ``group`` from ``cluster`` (else ``namespace``); ``class`` from ``alertname``;
 ``timestamp`` from ``startsAt``; every label and annotation in ``custom_details``;
 ``generatorURL`` and a ``runbook_url`` annotation as links.
+
+Watchdog alerts (issue 28) are split off first (``watchdogs``): an alert whose labels
+match every matcher of a check's ``watchdog`` is that check's ping when firing, ignored
+when resolved, and never an event.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from relay.body import MAX_EVENTS, too_many
 from relay.errors import InvalidEvent
+from relay.heartbeats.config import labels_match
+from relay.heartbeats.model import Check
 from relay.severity import SeverityMap
 
 SUMMARY_MAX = 1024
@@ -69,6 +76,28 @@ def alerts_to_events(body: Any, severities: SeverityMap, client: str,
     if problems:
         raise InvalidEvent(problems)
     return events
+
+
+def watchdogs(body: Any, checks: Sequence[Check]
+              ) -> tuple[list[tuple[dict[str, Any], Check]], Any]:
+    """(alert, check) for each alert of the webhook whose labels match every one of a
+    check's ``watchdog`` matchers, and the webhook without those alerts. A body
+    ``alerts_to_events`` would refuse whole, and an alert it would refuse, are left as
+    they are, for it to say why."""
+    alerts = body.get("alerts") if isinstance(body, dict) else None
+    if not checks or not isinstance(alerts, list) or len(alerts) > MAX_EVENTS:
+        return [], body
+    found: list[tuple[dict[str, Any], Check]] = []
+    rest = []
+    for alert in alerts:
+        labels = alert.get("labels") if isinstance(alert, dict) else None
+        watched = [check for check in checks if labels_match(check.watchdog, labels)] \
+            if isinstance(labels, dict) and alert.get("status") in ("firing", "resolved") \
+            else []
+        found.extend((alert, check) for check in watched)
+        if not watched:
+            rest.append(alert)
+    return found, (dict(body, alerts=rest) if found else body)
 
 
 def _trigger(alert: dict[str, Any], labels: dict[str, Any], annotations: dict[str, Any],

@@ -1,6 +1,7 @@
 """``pd-relay ingress``: serve the HTTP ingress (Flask under waitress). SIGHUP reloads the
-routes file; maintenance windows added at run time are followed; SIGTERM stops it after
-the requests under way."""
+routes file; maintenance windows added at run time are followed; the heartbeat checks are
+read and the ingress's liveness mark set every few seconds (``relay.pingchecks``);
+SIGTERM stops it after the requests under way."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     stopping = threading.Event()
     follow(Windows(connect(settings), Names(settings.prefix).maintenance), policy.set_windows,
            stopping)
+    app.extensions["pd_relay_checks"].follow(stopping)
     where = {"unix_socket": args.unix_socket, "unix_socket_perms": "600"} \
         if args.unix_socket else {"host": args.host, "port": args.port}
     log.info(
