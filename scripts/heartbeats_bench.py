@@ -20,6 +20,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import wait_until
 
 Wrk = Callable[..., dict[str, float]]
+
+
+def seconds(when: str | None) -> float:
+    """A ping answer's time (ISO 8601, "...Z") as seconds since the epoch (0: none)."""
+    return datetime.fromisoformat(when).timestamp() if when else 0.0
 
 
 def routes_file(path: Path, digest: str, checks: list[dict[str, Any]]) -> Path:
@@ -94,7 +100,7 @@ def evaluation(workdir: Path, count: int) -> dict[str, float]:
     round with nothing due, then the checks' deadlines moved into the past and the rounds
     that take them down, one after another until none is left (the pages are taken from
     the outbox and dropped: this measures the evaluation, not delivery)."""
-    from relay.heartbeats.catalog import Catalog  # noqa: I001 (until core's evaluator lands)
+    from relay.heartbeats.catalog import Catalog
     from relay.heartbeats.evaluator import Evaluator
     from relay.heartbeats.store import Heartbeats
     from relay.routes.config import load
@@ -177,7 +183,7 @@ def latency(workdir: Path, checks: int, period_s: float, grace_s: float) -> dict
         for n in range(checks):
             reply = session.post(f"{node}/ping/l{n:04d}", timeout=10)
             reply.raise_for_status()
-            deadline[f"l{n:04d}"] = float(reply.json()["down_at"])
+            deadline[f"l{n:04d}"] = seconds(reply.json()["down_at"])
             time.sleep(spacing)
 
         def arrivals(action: str) -> dict[str, float]:

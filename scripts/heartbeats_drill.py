@@ -35,6 +35,7 @@ from typing import Any
 
 import failover_verdict
 import requests
+from heartbeats_bench import seconds
 
 from relay.auth import new_token
 from relay.stack.loopback import LoopbackStack as Stack
@@ -94,7 +95,7 @@ class Pinger(threading.Thread):
             raise RuntimeError(f"ping {check.name}: {reply.status_code} {reply.text[:200]}")
         self.plan.pings += 1
         answer = reply.json()
-        check.down_at = float(answer.get("down_at") or 0)
+        check.down_at = seconds(answer.get("down_at"))
         return True
 
     def paged(self, check: Check) -> int:
