@@ -595,7 +595,8 @@ class Bench:
         self.record("13. heartbeats: a ping (POST /ping/NAME, API key) against a 1-event "
                     "ingest (API key), 1 node, no nginx",
                     f"ping {cost['ping_rate']:,.0f}/s, p50 {cost['ping_p50']:.1f} ms, Redis "
-                    f"{cost['ping_redis_us']:.0f} µs; ingest {cost['ingest_rate']:,.0f}/s, "
+                    f"{cost['ping_redis_us']:.0f} µs a request; ingest "
+                    f"{cost['ingest_rate']:,.0f}/s, "
                     f"p50 {cost['ingest_p50']:.1f} ms, Redis {cost['ingest_redis_us']:.0f} µs; "
                     f"ping/ingest rate {cost['ping_rate'] / cost['ingest_rate']:.0%}, Redis "
                     f"{cost['ping_redis_us'] / cost['ingest_redis_us']:.0%}; non-2xx "
@@ -603,11 +604,15 @@ class Bench:
                     "rate >= 100% of ingest (costs at most as much)")
         found = hb.evaluation(self.workdir / "hb-eval", 10_000)
         self.record("13. heartbeats: 10,000 checks, Redis busy per evaluation round",
-                    f"nothing due: {found['idle_busy_ms']:.2f} ms (longest call "
-                    f"{found['idle_longest_ms']:.2f} ms); all due at once: worst round "
-                    f"{found['down_busy_ms']:.2f} ms (longest call "
-                    f"{found['down_longest_ms']:.2f} ms), {found['down_rounds']} rounds to "
-                    f"take {found['paged']:,} down", "<= 10 ms per round")
+                    f"nothing due {found['idle_busy_ms']:.2f} ms; a 60th turning late each "
+                    f"second: median {found['late_busy_ms']:.1f} ms, worst "
+                    f"{found['late_worst_ms']:.1f} ms (longest call "
+                    f"{found['late_longest_ms']:.1f} ms)", "<= 10 ms per round")
+        self.record("13. heartbeats: 10,000 checks all past their grace at once",
+                    f"first round {found['down_first_ms']:.0f} ms (longest call "
+                    f"{found['down_longest_ms']:.0f} ms), then median "
+                    f"{found['down_median_ms']:.1f} ms; {found['down_rounds']} rounds to hand "
+                    f"on {found['paged']:,} pages", "<= 10 ms per round")
         checks = 400 if self.full else 100
         late = hb.latency(self.workdir / "hb-latency", checks, 4.0, 2.0)
         (p50, p99), (a50, a99) = late["page_stored"], late["page_arrived"]
