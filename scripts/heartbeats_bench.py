@@ -194,6 +194,10 @@ def latency(workdir: Path, checks: int, period_s: float, grace_s: float) -> dict
         node = stack.start_ingress()
         stack.start_worker(0)
         stack.start_channel_worker()
+        wait_until(lambda: all(row["worker_alive"] for row in stack.status()), 30,
+                   "the worker")  # measured from a running relay, not its start
+        wait_until(lambda: stack.redis.client().exists(Names().heartbeat_clock), 30,
+                   "the evaluator's first round")
         session = requests.Session()
         session.headers["X-API-Key"] = token
         deadline: dict[str, float] = {}
@@ -205,14 +209,18 @@ def latency(workdir: Path, checks: int, period_s: float, grace_s: float) -> dict
             time.sleep(spacing)
 
         def arrivals(action: str) -> dict[str, float]:
-            return {e["dedup_key"].removeprefix("heartbeat:"): e["at"]
-                    for e in stack.delivered() if e["event_action"] == action}
+            """Each check's first page of ``action`` at PagerDuty (a check pinged late
+            goes down again a period later: its second outage is not measured)."""
+            found: dict[str, float] = {}
+            for event in stack.delivered():
+                if event["event_action"] == action:
+                    found.setdefault(event["dedup_key"].removeprefix("heartbeat:"), event["at"])
+            return found
 
         def stored(action: str) -> dict[str, float]:
             found: dict[str, float] = {}
-            for story in search(stack.redis.client(), Names(),
-                                Query(limit=0)):
-                first = story.accepted
+            for story in search(stack.redis.client(), Names(), Query(limit=0)):
+                first = story.accepted  # (newest first: the last one kept is the first)
                 if story.dedup_key.startswith("heartbeat:") and first.get("a") == action:
                     found[story.dedup_key.removeprefix("heartbeat:")] = first["at_ms"] / 1000
             return found
