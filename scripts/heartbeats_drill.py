@@ -60,8 +60,10 @@ class Check:
 @dataclass
 class Plan:
     """What the pinger did: outages (name, silent since, paged), races, pings, retries."""
-    outages: list[tuple[str, float, bool]] = field(default_factory=list)
+    outages: list[tuple[str, float, float, bool]] = field(default_factory=list)
+    # (check, silent since, back at, paged)
     races: list[str] = field(default_factory=list)  # the checks pinged at the deadline
+    killed_at: float = 0.0  # when the relay's processes were killed
     pings: int = 0
     retries: int = 0
 
@@ -135,7 +137,8 @@ class Pinger(threading.Thread):
             paged = self.paged(check) > check.paged_before
             if paged or now - check.silent_since > PAGE_WAIT_S:
                 if self.ping(check):
-                    self.plan.outages.append((check.name, check.silent_since, paged))
+                    self.plan.outages.append((check.name, check.silent_since, time.time(),
+                                              paged))
                     self.back_up(check)
                     return
             check.next_at = now + 0.2
@@ -222,6 +225,7 @@ def run(workdir: Path, seconds: float,
             time.sleep(seconds * 2 / 3)
             pinger.silence_all()
             time.sleep(1)
+            pinger.plan.killed_at = time.time()
             restart(stack)
             time.sleep(seconds / 3)
             pinger.ending.set()
@@ -244,15 +248,19 @@ def verdict(plan: Plan, checks: list[Check], arrivals: list[dict[str, Any]],
     key_of = {f"heartbeat:{c.name}": keys[c.key] for c in checks}
     misrouted = sum(1 for e in arrivals if e["routing_key"] != key_of.get(e["dedup_key"]))
     outages = len(plan.outages)
-    paged = sum(1 for _, _, was_paged in plan.outages if was_paged)
+    paged = sum(1 for *_, was_paged in plan.outages if was_paged)
+    across = sum(1 for _, since, back, _ in plan.outages if since < plan.killed_at < back)
     # an incident a check's silences do not explain: a second one for one outage, or a
-    # page while it was pinged in time
-    extra = sum(max(0, opened - sum(1 for name, _, _ in plan.outages if name == check)
-                    - plan.races.count(check))
-                for check, opened in found["incidents"].items())
+    # page while it was pinged in time; and the pings at the deadline the evaluation won
+    extra = won = 0
+    for check, opened in found["incidents"].items():
+        beyond = opened - sum(1 for name, *_ in plan.outages if name == check)
+        extra += max(0, beyond - plan.races.count(check))
+        won += max(0, min(beyond, plan.races.count(check)))
     return {
-        "drill": f"heartbeats ({outages} outages, {paged} paged, {len(plan.races)} pings "
-                 f"at the deadline, {extra} extra incidents)",
+        "drill": f"heartbeats ({outages} outages, {across} across the restart, {paged} "
+                 f"paged; {len(plan.races)} pings at the deadline, {won} after the page; "
+                 f"{extra} extra incidents)",
         "accepted": plan.pings,
         "extra incidents": extra,
         "delivered": len(arrivals),

@@ -3,6 +3,7 @@ window per key and the longest gaps, against examples and brute force."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -141,3 +142,22 @@ def test_every_arrival_is_an_incident_a_duplicate_a_violation_or_a_resolve(
                                  or before[-1] == "resolve"))
     assert (sum(found["incidents"].values()) + found["duplicates"]
             + found["order violations"] + closing) == len(sent)
+
+
+def test_the_heartbeats_drill_counts_lost_outages_extra_incidents_and_races_won() -> None:
+    drill = importlib.import_module("heartbeats_drill")  # (scripts/ is on sys.path above)
+    checks = [drill.Check("a", 0), drill.Check("b", 1), drill.Check("c", 0)]
+    plan = drill.Plan(outages=[("a", 10.0, 20.0, True), ("c", 30.0, 40.0, False),
+                               ("b", 10.0, 12.0, True)], races=["a", "b"], killed_at=11.0)
+    keys = ["k0", "k1"]
+    arrivals = [dict(page(name, action), routing_key=key) for name, action, key in (
+        ("a", "trigger", "k0"), ("a", "resolve", "k0"),  # the first outage
+        ("a", "trigger", "k0"), ("a", "resolve", "k0"),  # its race, won by the evaluation
+        ("b", "trigger", "k1"), ("b", "resolve", "k1"),  # its outage
+        ("b", "trigger", "k0"), ("b", "resolve", "k0"),  # its race: on a's key
+        ("b", "trigger", "k1"), ("b", "resolve", "k1"))]  # and one no silence explains
+    row = drill.verdict(plan, checks, arrivals, keys)
+    assert row["lost"] == 1  # c's outage never paged
+    assert row["extra incidents"] == 1 and row["misrouted"] == 2
+    assert row["drill"].startswith("heartbeats (3 outages, 2 across the restart, 2 paged; "
+                                   "2 pings at the deadline, 2 after the page; 1 extra incidents)")
