@@ -583,6 +583,48 @@ class Bench:
                     ", ".join(f"{b:,.0f}" for b in grew), "bounded: about 0 once capped")
         stack.close()
 
+    # -- 13: heartbeats (issue 28) -------------------------------------------------------
+    def heartbeats(self) -> None:
+        """scripts/heartbeats_bench.py: a ping against a single-event ingest in the same
+        run; Redis's busy time per evaluation round of 10,000 checks; deadline to page and
+        late ping to resolve over many short checks."""
+        import heartbeats_bench as hb
+
+        cost = hb.ping_cost(self.workdir / "hb-cost", wrk, EVENT, self.seconds,
+                            3 if self.full else 2, self.threads)
+        self.record("13. heartbeats: a ping (POST /ping/NAME, API key) against a 1-event "
+                    "ingest (API key), 1 node, no nginx",
+                    f"ping {cost['ping_rate']:,.0f}/s, p50 {cost['ping_p50']:.1f} ms, Redis "
+                    f"{cost['ping_redis_us']:.0f} µs a request; ingest "
+                    f"{cost['ingest_rate']:,.0f}/s, "
+                    f"p50 {cost['ingest_p50']:.1f} ms, Redis {cost['ingest_redis_us']:.0f} µs; "
+                    f"ping/ingest rate {cost['ping_rate'] / cost['ingest_rate']:.0%}, Redis "
+                    f"{cost['ping_redis_us'] / cost['ingest_redis_us']:.0%}; non-2xx "
+                    f"{cost['ping_errors']:.0f}, {cost['ingest_errors']:.0f}",
+                    "rate >= 100% of ingest (costs at most as much)")
+        found = hb.evaluation(self.workdir / "hb-eval", 10_000)
+        self.record("13. heartbeats: 10,000 checks, Redis busy per evaluation round",
+                    f"nothing due {found['idle_busy_ms']:.2f} ms; a 60th turning late each "
+                    f"second: median {found['late_busy_ms']:.1f} ms, worst "
+                    f"{found['late_worst_ms']:.1f} ms (longest call "
+                    f"{found['late_longest_ms']:.1f} ms)", "<= 10 ms per round")
+        self.record("13. heartbeats: 10,000 checks all past their grace at once",
+                    f"first round {found['down_first_ms']:.0f} ms (longest call "
+                    f"{found['down_longest_ms']:.0f} ms), then median "
+                    f"{found['down_median_ms']:.1f} ms; {found['down_rounds']} rounds to hand "
+                    f"on {found['paged']:,} pages", "<= 10 ms per round")
+        checks = 400 if self.full else 100
+        late = hb.latency(self.workdir / "hb-latency", checks, 4.0, 2.0)
+        (p50, p99), (a50, a99) = late["page_stored"], late["page_arrived"]
+        self.record(f"13. heartbeats: expected time + grace to the page ({late['checks']} "
+                    "checks, period 4 s, grace 2 s)",
+                    f"stored p50 {p50:.2f} s, p99 {p99:.2f} s; at PagerDuty p50 {a50:.2f} s, "
+                    f"p99 {a99:.2f} s ({late['paged']} paged)", "p99 <= 5 s")
+        (p50, p99), (a50, a99) = late["resolve_stored"], late["resolve_arrived"]
+        self.record("13. heartbeats: a late ping to its resolve",
+                    f"stored p50 {p50:.2f} s, p99 {p99:.2f} s; at PagerDuty p50 {a50:.2f} s, "
+                    f"p99 {a99:.2f} s ({late['resolved']} resolved)", "p99 <= 5 s")
+
     # -- 9: instructions per request ---------------------------------------------------
     def instructions(self) -> None:
         """The ingress's instructions per single-event request, counted by valgrind's
@@ -641,7 +683,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[],
                         choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                  "cost", "instructions", "storm", "held", "refusals",
-                                 "keys-delivery", "enqueue-keys", "replicas"])
+                                 "keys-delivery", "enqueue-keys", "replicas",
+                                 "heartbeats"])
     parser.add_argument("--before", default="", metavar="REF",
                         help="enqueue-keys: measure this git ref's release in the same run")
     args = parser.parse_args()
@@ -657,7 +700,8 @@ def main() -> int:
         bench.before = args.before
         try:
             for name in args.only or ["ingest", "keys-ingest", "replicas", "drain", "latency",
-                                      "memory", "idle", "cost", "held", "refusals"]:
+                                      "memory", "idle", "cost", "held", "refusals",
+                                      "heartbeats"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name.replace("-", "_"))()
         finally:

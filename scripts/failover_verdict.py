@@ -54,6 +54,32 @@ def followed(arrivals: Iterable[dict[str, Any]]) -> tuple[set[str], int]:
     return delivered, violations
 
 
+def alternated(arrivals: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What PagerDuty took of heartbeat pages (``arrivals``, its 202s in arrival order),
+    where one dedup_key carries outage after outage: trigger, resolve, trigger, ...
+    Per check (dedup_key without ``heartbeat:``) the incidents opened (a trigger first or
+    after a resolve); the repeats of the action before (a second trigger in one outage, a
+    second resolve) as duplicates; a resolve before any trigger as an order violation;
+    and the dedup_keys still open at the end (last a trigger). The heartbeats drill
+    counts with it."""
+    last: dict[str, str] = {}
+    incidents: dict[str, int] = defaultdict(int)
+    duplicates = violations = 0
+    for event in arrivals:
+        key, action = str(event["dedup_key"]), event["event_action"]
+        before = last.get(key)
+        if action == before:
+            duplicates += 1
+        elif action == "trigger":
+            incidents[key.removeprefix("heartbeat:")] += 1
+        elif before is None:
+            violations += 1
+        last[key] = action
+    return {"incidents": dict(incidents), "duplicates": duplicates,
+            "order violations": violations,
+            "open": sorted(key for key, action in last.items() if action == "trigger")}
+
+
 def tally(accepted: dict[str, float], events: list[dict[str, Any]],
           counts: dict[str, Any], limit: int, window_s: float,
           start: float, load_end: float, end: float) -> dict[str, Any]:

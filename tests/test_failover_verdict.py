@@ -3,6 +3,7 @@ window per key and the longest gaps, against examples and brute force."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -101,3 +102,62 @@ def test_the_delivery_gap_runs_to_the_last_delivery_not_to_the_wait_for_the_lost
               [event("a", "trigger", 1.5), event("b", "trigger", 12.0)])
     assert row["lost"] == 1  # c never came: the wait for it (to 30 s) is no gap
     assert row["no delivery (s)"] == 10.5  # 1.5 s to 12 s (to 30 s: 18)
+
+
+def page(check: str, action: str) -> dict[str, Any]:
+    return {"dedup_key": f"heartbeat:{check}", "event_action": action, "status": 202}
+
+
+def test_heartbeat_pages_alternate_trigger_resolve_per_outage() -> None:
+    arrivals = [page("a", "trigger"), page("b", "trigger"), page("a", "resolve"),
+                page("a", "trigger"), page("b", "resolve"), page("a", "resolve")]
+    found = verdict.alternated(arrivals)
+    assert found == {"incidents": {"a": 2, "b": 1}, "duplicates": 0, "order violations": 0,
+                     "open": []}
+
+
+def test_a_second_trigger_in_one_outage_is_a_duplicate_not_an_incident() -> None:
+    arrivals = [page("a", "trigger"), page("a", "trigger"), page("a", "resolve"),
+                page("a", "resolve")]
+    found = verdict.alternated(arrivals)
+    assert found["incidents"] == {"a": 1} and found["duplicates"] == 2
+    assert found["order violations"] == 0
+
+
+def test_a_resolve_before_any_trigger_is_an_order_violation_and_a_trigger_left_open() -> None:
+    found = verdict.alternated([page("a", "resolve"), page("a", "trigger")])
+    assert found["order violations"] == 1 and found["open"] == ["heartbeat:a"]
+    assert found["incidents"] == {"a": 1}
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["trigger", "resolve"])),
+                max_size=30))
+def test_every_arrival_is_an_incident_a_duplicate_a_violation_or_a_resolve(
+        sent: list[tuple[str, str]]) -> None:
+    found = verdict.alternated([page(check, action) for check, action in sent])
+    resolves = sum(1 for _, action in sent if action == "resolve")
+    closing = resolves - sum(1 for n, (check, action) in enumerate(sent)
+                             if action == "resolve" and (
+                                 not (before := [a for c, a in sent[:n] if c == check])
+                                 or before[-1] == "resolve"))
+    assert (sum(found["incidents"].values()) + found["duplicates"]
+            + found["order violations"] + closing) == len(sent)
+
+
+def test_the_heartbeats_drill_counts_lost_outages_extra_incidents_and_races_won() -> None:
+    drill = importlib.import_module("heartbeats_drill")  # (scripts/ is on sys.path above)
+    checks = [drill.Check("a", 0), drill.Check("b", 1), drill.Check("c", 0)]
+    plan = drill.Plan(outages=[("a", 10.0, 20.0, True), ("c", 30.0, 40.0, False),
+                               ("b", 10.0, 12.0, True)], races=["a", "b"], killed_at=11.0)
+    keys = ["k0", "k1"]
+    arrivals = [dict(page(name, action), routing_key=key) for name, action, key in (
+        ("a", "trigger", "k0"), ("a", "resolve", "k0"),  # the first outage
+        ("a", "trigger", "k0"), ("a", "resolve", "k0"),  # its race, won by the evaluation
+        ("b", "trigger", "k1"), ("b", "resolve", "k1"),  # its outage
+        ("b", "trigger", "k0"), ("b", "resolve", "k0"),  # its race: on a's key
+        ("b", "trigger", "k1"), ("b", "resolve", "k1"))]  # and one no silence explains
+    row = drill.verdict(plan, checks, arrivals, keys)
+    assert row["lost"] == 1  # c's outage never paged
+    assert row["extra incidents"] == 1 and row["misrouted"] == 2
+    assert row["drill"].startswith("heartbeats (3 outages, 2 across the restart, 2 paged; "
+                                   "2 pings at the deadline, 2 after the page; 1 extra incidents)")
