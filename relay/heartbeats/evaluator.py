@@ -63,6 +63,7 @@ class Evaluator:
         self._acquire = client.register_script(scripts.LEASE_ACQUIRE)
         self._renew = client.register_script(scripts.LEASE_RENEW)
         self._valid_until = 0.0
+        self._refreshed = False  # the catalog was read again this round (on a miss)
 
     # the lease
 
@@ -94,6 +95,7 @@ class Evaluator:
         outbox's pages on. Returns how many pages were handed on."""
         if not self._lease(self._acquire):
             return 0
+        self._refreshed = False
         self.evaluate()
         return self.deliver()
 
@@ -119,8 +121,19 @@ class Evaluator:
                 break
         return looked
 
-    def _fill(self, name: str, last_ping: str) -> None:
+    def _check(self, name: str) -> Check | None:
+        """The check of ``name``; on a miss the catalog reads the run-time checks again
+        (once a round): one added since its last read (within its refresh, or at a worker's
+        start) is not taken for one removed and its page dropped."""
         check = self.catalog.get(name)
+        if check is None and not self._refreshed:
+            self._refreshed = True
+            self.catalog.refresh()
+            check = self.catalog.get(name)
+        return check
+
+    def _fill(self, name: str, last_ping: str) -> None:
+        check = self._check(name)
         if check is None or not last_ping:
             return
         expected = expected_after(check, int(last_ping) / 1000)
@@ -144,7 +157,7 @@ class Evaluator:
         fails stops the delivery (the order is kept: it is tried again next round)."""
         sent = 0
         for raw, page in self.store.pages(self.batch):
-            check = self.catalog.get(page.name)
+            check = self._check(page.name)
             if check is None:
                 log.warning("heartbeat %s: %s dropped: no such check any more", page.name,
                             page.action)
