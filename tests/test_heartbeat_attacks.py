@@ -4,11 +4,14 @@ is the test's (it stands for Redis's)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis
 
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
 from relay.heartbeats.model import Check, Page
+from relay.heartbeats.schedule import cron_times, expected_after
 from relay.heartbeats.store import Heartbeats
 from relay.routes.config import RoutesFile
 from tests.heartbeat_fixtures import (
@@ -52,3 +55,22 @@ def test_a_page_of_a_run_time_check_the_catalog_has_not_read_yet_is_sent(
     ev.round()
     assert sent.pages == [("nightly", "trigger", 1, "fail")]
 
+
+def at(*parts: int) -> float:
+    return datetime(*parts, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def test_cron_times_are_after_the_ping_all_through_both_nights_the_clocks_change() -> None:
+    # Europe/Berlin: 2026-03-29 02:00 CET -> 03:00 CEST; 2026-10-25 03:00 CEST -> 02:00
+    # CET. A nightly job at 02:30 CEST that takes 40 minutes pings at 02:10 CET (01:10
+    # UTC, the repeated hour's second pass): the next run is expected the next night, not
+    # at 02:30 CEST of the same night (an hour before the ping: late at once, a false page)
+    for expression in ("30 2 * * *", "0 2 * * *", "15,45 2 * * *", "*/7 * * * *",
+                       "0 * * * *", "59 1 * * *"):
+        for start in (at(2026, 3, 28, 23), at(2026, 10, 24, 23)):
+            for minute in range(0, 4 * 60):
+                ping = start + minute * 60 + 30
+                times = cron_times(expression, "Europe/Berlin", ping, 3)
+                assert ping < times[0] < times[1] < times[2], (expression, ping, times)
+                check = Check("nightly", grace_s=60, cron=expression, tz="Europe/Berlin")
+                assert expected_after(check, ping) == times[0]
