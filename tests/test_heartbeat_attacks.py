@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from relay.heartbeats import store as store_module
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
 from relay.heartbeats.model import Check, Page
@@ -74,3 +75,34 @@ def test_cron_times_are_after_the_ping_all_through_both_nights_the_clocks_change
                 assert ping < times[0] < times[1] < times[2], (expression, ping, times)
                 check = Check("nightly", grace_s=60, cron=expression, tz="Europe/Berlin")
                 assert expected_after(check, ping) == times[0]
+
+
+def test_a_flapping_check_does_not_grow_the_outbox_without_bound(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # promise 8: a sender pinging fail, success, fail, ... while the pages wait (a full
+    # queue, no evaluator) pushed a trigger and a resolve each time, without end. Each
+    # check keeps at most its open incident's trigger and resolve beyond what a deliverer
+    # may be sending; what PagerDuty is told still ends as the check stands
+    sent = Sent()
+    ev = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=(CHECK,)), None))
+    ev.round()
+    for _ in range(400):
+        clock.advance(0.01)
+        store.ping(CHECK, "fail")
+        clock.advance(0.01)
+        store.ping(CHECK, "success")
+    clock.advance(0.01)
+    store.ping(CHECK, "success")  # the last evaluation round's transitions too: missed
+    clock.advance(91)
+    ev.evaluate()
+    assert redis_client.llen(NAMES.heartbeat_pages) <= store_module.IN_FLIGHT + 2
+    while ev.round():
+        pass
+    actions = [action for _, action, _, _ in sent.pages]
+    assert actions == ["trigger", "resolve"] * (len(actions) // 2) + ["trigger"]
+    outages = [outage for _, _, outage, _ in sent.pages]
+    assert outages == sorted(outages) and store.states([CHECK])[0].state == "down"
+    assert store.states([CHECK])[0].outages == outages[-1]
+    store.ping(CHECK, "success")
+    ev.round()
+    assert sent.pages[-1] == ("backup", "resolve", outages[-1], "")

@@ -32,7 +32,7 @@ from relay import scripts
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
-from relay.heartbeats.store import VERSION, Heartbeats
+from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats
 from relay.names import Names
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class Evaluator:
         self.interval_s = interval_s
         self.lease_ttl_ms = int(lease_ttl_s * 1000)
         self.send_budget_s = send_budget_s
-        self.per_call, self.calls, self.batch = per_call, calls, batch
+        self.per_call, self.calls = per_call, calls
+        self.batch = min(batch, IN_FLIGHT)  # the outbox's pages it may be handing on
         self.gap_ms = int(gap_s * 1000)
         self.watch_ingress = watch_ingress
         self.monotonic = monotonic

@@ -14,6 +14,8 @@ checks. The state hash (``Names.heartbeat``) holds, as strings (times in ms):
     start        when a start came that still waits for its success
     grace        the check's grace (from the last ping: a changed grace counts from it)
     outages      how many incidents it opened; open: the open one's number ('' none)
+    resolving    the resolve it last pushed onto the outbox (taken back by a trigger
+                 while it waits there unsent: see reopen)
     reason       why it went down: missed, started, fail
 
 An incident opens at most once per outage: a transition to down pushes a trigger only
@@ -33,8 +35,16 @@ else
 end
 """
 
+IN_FLIGHT = 100  # the most pages a deliverer hands on from one read of the outbox
+
 # Push a page onto the outbox: page(pages, name, action, outage, reason, state fields,
-# last ping entry or nil).
+# last ping entry or nil); returns the page as pushed.
+# reopen(pages, state hash): before a check's trigger, when the resolve it last pushed
+# (the state's ``resolving``) still waits in the outbox past the first IN_FLIGHT pages (so
+# no deliverer is handing it on), that resolve is taken back and the outage's number it
+# resolved is returned: its incident stays open for this outage, no trigger is pushed.
+# So a check flapping while the pages wait (a full queue) keeps at most its trigger and
+# resolve there (promise 8). nil: push a trigger.
 PAGE = """
 local function page(pages, name, action, outage, reason, expected, last_ping, exit_status,
                     last)
@@ -44,10 +54,21 @@ local function page(pages, name, action, outage, reason, expected, last_ping, ex
     if type(e.short) == 'string' then body = e.short
     elseif type(e.body) == 'string' then body = e.body end
   end
-  redis.call('RPUSH', pages, cjson.encode({
+  local raw = cjson.encode({
     name = name, action = action, outage = outage, reason = reason, at = now,
     expected = expected or '', last_ping = last_ping or '',
-    exit_status = exit_status or '', last_body = body}))
+    exit_status = exit_status or '', last_body = body})
+  redis.call('RPUSH', pages, raw)
+  return raw
+end
+local function reopen(pages, key)
+  local raw = redis.call('HGET', key, 'resolving')
+  if not raw or raw == '' then return nil end
+  redis.call('HSET', key, 'resolving', '')
+  local at = redis.call('LPOS', pages, raw, 'RANK', -1)
+  if not at or at < """ + str(IN_FLIGHT) + """ then return nil end
+  redis.call('LREM', pages, -1, raw)
+  return cjson.decode(raw).outage
 end
 """
 
@@ -110,7 +131,8 @@ if signal == 'success' then
     redis.call('ZADD', KEYS[3], now, ARGV[2])
   end
   if open ~= '' then
-    page(KEYS[4], ARGV[2], 'resolve', tonumber(open), '', s[3], now, ARGV[10], raw)
+    set('resolving', page(KEYS[4], ARGV[2], 'resolve', tonumber(open), '', s[3], now,
+                          ARGV[10], raw))
     set('open', '')
   end
 elseif signal == 'start' and state ~= 'down' then
@@ -132,10 +154,15 @@ elseif signal == 'fail' and state ~= 'down' then
   set('down', '')
   redis.call('ZREM', KEYS[3], ARGV[2])
   if open == '' then
-    outages = outages + 1
-    set('outages', outages)
-    set('open', outages)
-    page(KEYS[4], ARGV[2], 'trigger', outages, 'fail', s[3], now, ARGV[10], raw)
+    local again = reopen(KEYS[4], KEYS[1])
+    if again then
+      set('open', again)
+    else
+      outages = outages + 1
+      set('outages', outages)
+      set('open', outages)
+      page(KEYS[4], ARGV[2], 'trigger', outages, 'fail', s[3], now, ARGV[10], raw)
+    end
   end
 end
 if new ~= state then set('since', now) end
@@ -203,7 +230,12 @@ for _, name in ipairs(due) do
       if state == 'started' then reason = 'started' end
       local fields = {'state', 'down', 'since', now, 'reason', reason, 'start', '',
                       'expected', '', 'down', ''}
-      if (s[6] or '') == '' then
+      local again = nil
+      if (s[6] or '') == '' then again = reopen(KEYS[2], key) end
+      if again then
+        table.insert(fields, 'open')
+        table.insert(fields, again)
+      elseif (s[6] or '') == '' then
         local outages = tonumber(s[7] or '0') + 1
         table.insert(fields, 'outages')
         table.insert(fields, outages)

@@ -34,6 +34,7 @@ KEEP_PINGS = 10  # the last pings kept per check
 SHORT_BYTES = 1000  # what an older ping keeps of its body, and a page's last_body
 TOKEN_PREFIX = "pdh_"  # a ping token: long (47 characters), so nginx's log masks it
 CRON_AHEAD = 3  # a cron check's next times handed to the ping script
+IN_FLIGHT = lua.IN_FLIGHT  # the most pages a deliverer reads at once (lua.reopen)
 
 
 def cut(body: bytes, limit: int) -> str:
