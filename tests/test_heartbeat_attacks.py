@@ -106,3 +106,34 @@ def test_a_flapping_check_does_not_grow_the_outbox_without_bound(
     store.ping(CHECK, "success")
     ev.round()
     assert sent.pages[-1] == ("backup", "resolve", outages[-1], "")
+
+
+def test_a_schedule_changed_in_the_routes_file_counts_from_the_last_ping_at_once(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # the routes file moved a job from every minute to hourly (a restart with the new
+    # file), while the check was up: its deadline stayed the old period's, a false page
+    # 90 s after the last ping. And hourly to every minute: the missed deadline paged an
+    # hour late. As healthchecks.io, a changed period, cron or grace applies at once,
+    # counted from the last ping.
+    minute = period_check("backup", period_s=60, grace_s=30)
+    hourly = period_check("backup", period_s=3600, grace_s=30)
+    sent = Sent()
+    first = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=(minute,)),
+                                                         None))
+    first.round()
+    pinged = clock()
+    store.ping(minute, "success")
+    first.release()  # the relay restarts with the new routes file
+    again = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=(hourly,)),
+                                                         None))
+    for _ in range(60):
+        clock.advance(10)
+        again.round()
+    state = store.states([hourly])[0]
+    assert sent.pages == [] and state.state == "up"
+    assert (state.expected_at, state.down_at) == (pinged + 3600, pinged + 3630)
+    again.release()
+    back = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=(minute,)),
+                                                        None))
+    back.round()  # 600 s after the last ping: the minute's deadline passed long ago
+    assert sent.pages == [("backup", "trigger", 1, "missed")]

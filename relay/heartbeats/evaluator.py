@@ -32,7 +32,7 @@ from relay import scripts
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
-from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats
+from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats, schedule
 from relay.names import Names
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,12 @@ class Evaluator:
     def round(self) -> int:
         """Take (or keep) the lease; if ours, evaluate the due checks and hand the
         outbox's pages on. Returns how many pages were handed on."""
+        held = self._valid_until > 0
         if not self._lease(self._acquire):
             return 0
         self._refreshed = False
+        if not held:
+            self.reschedule()
         self.evaluate()
         return self.deliver()
 
@@ -121,6 +124,29 @@ class Evaluator:
             if count < self.per_call:
                 break
         return looked
+
+    def reschedule(self) -> int:
+        """At the first round of a lease: the checks up or late whose period, cron, tz or
+        grace changed since their last ping (the routes file changed) have their deadlines
+        computed again from that ping, at once. Returns how many."""
+        checks, names = self.catalog.all(), self.names
+        with self.client.pipeline(transaction=False) as pipe:
+            for check in checks:
+                pipe.hmget(names.heartbeat(check.name), "state", "sched", "last_ping")
+            rows = pipe.execute()
+        changed = 0
+        for check, (state, sched, last_ping) in zip(checks, rows, strict=True):
+            if state not in ("up", "late") or not last_ping or sched == schedule(check):
+                continue
+            expected = expected_after(check, int(last_ping) / 1000)
+            changed += int(self.store.reschedule_script(
+                keys=[names.heartbeat(check.name), names.heartbeat_due],
+                args=[self.store.now_arg(), check.name, last_ping, schedule(check),
+                      int(expected * 1000), int(check.grace_s * 1000)]))
+        if changed:
+            log.warning("heartbeats: %d check(s) of a changed period, cron or grace: their "
+                        "deadlines counted again from their last pings", changed)
+        return changed
 
     def _check(self, name: str) -> Check | None:
         """The check of ``name``; on a miss the catalog reads the run-time checks again

@@ -13,6 +13,8 @@ checks. The state hash (``Names.heartbeat``) holds, as strings (times in ms):
                  min(expected, start) + grace (a ping at exactly ``down`` is in time)
     start        when a start came that still waits for its success
     grace        the check's grace (from the last ping: a changed grace counts from it)
+    sched        the period, cron, tz and grace the deadlines were computed with (one
+                 changed in the routes file: the evaluator computes them again, RESCHEDULE)
     outages      how many incidents it opened; open: the open one's number ('' none)
     resolving    the resolve it last pushed onto the outbox (taken back by a trigger
                  while it waits there unsent: see reopen)
@@ -78,7 +80,7 @@ end
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
 # ARGV[7] a cron check's next times (ms, ascending, space-separated; the first after now
 # is expected), ARGV[8] how many pings to keep, ARGV[9] the state's format version,
-# ARGV[10] the exit status ('' none)
+# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``)
 # Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
 PING = NOW + PAGE + """
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
@@ -105,7 +107,7 @@ redis.call('LPUSH', KEYS[2], raw)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[8]) - 1)
 local new = state
 local fields = {'v', ARGV[9], 'last_ping', now, 'last_signal', signal, 'grace', grace,
-                'exit_status', ARGV[10]}
+                'exit_status', ARGV[10], 'sched', ARGV[11]}
 local function set(name, value)
   table.insert(fields, name)
   table.insert(fields, value)
@@ -273,6 +275,24 @@ if s[1] ~= 'up' or s[2] ~= ARGV[2] or (s[3] or '') ~= '' then return 0 end
 local expected = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'expected', expected, 'down', expected + tonumber(s[4]))
 redis.call('ZADD', KEYS[2], expected + 1, ARGV[1])
+return 1
+"""
+
+# A check's schedule changed (the routes file) since its last ping: its deadlines
+# counted again from that ping, at once (healthchecks.io's rule), if it is still up or
+# late after the same ping; the next round moves it on. KEYS[1] state hash, KEYS[2] due
+# zset; ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] the last ping (ms), ARGV[4]
+# the schedule, ARGV[5] expected (ms), ARGV[6] grace (ms). Returns 1 when changed.
+RESCHEDULE = NOW + """
+local s = redis.call('HMGET', KEYS[1], 'state', 'last_ping', 'sched')
+if (s[1] ~= 'up' and s[1] ~= 'late') or s[2] ~= ARGV[3] or s[3] == ARGV[4] then return 0 end
+local expected, grace = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'expected', expected, 'down', expected + grace, 'grace', grace,
+           'sched', ARGV[4])
+if s[1] == 'late' and now <= expected then
+  redis.call('HSET', KEYS[1], 'state', 'up', 'since', now)
+end
+redis.call('ZADD', KEYS[2], now, ARGV[2])
 return 1
 """
 

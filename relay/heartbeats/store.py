@@ -37,6 +37,13 @@ CRON_AHEAD = 3  # a cron check's next times handed to the ping script
 IN_FLIGHT = lua.IN_FLIGHT  # the most pages a deliverer reads at once (lua.reopen)
 
 
+def schedule(check: Check) -> str:
+    """What a check's deadlines are computed from (period, cron, tz, grace), kept with its
+    state: the evaluator computes them again when the routes file changed it."""
+    return "|".join((str(int((check.period_s or 0) * 1000)), check.cron or "", check.tz,
+                     str(int(check.grace_s * 1000))))
+
+
 def cut(body: bytes, limit: int) -> str:
     """The first ``limit`` bytes of ``body`` as text (a character cut in two dropped,
     other bytes that are not UTF-8 replaced)."""
@@ -55,6 +62,7 @@ class Heartbeats:
         self.round_script = client.register_script(lua.ROUND)
         self.fill_script = client.register_script(lua.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
+        self.reschedule_script = client.register_script(lua.RESCHEDULE)
 
     def now_arg(self) -> str:
         return "" if self.clock is None else str(round(self.clock() * 1000))
@@ -86,7 +94,7 @@ class Heartbeats:
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
-                  "" if exit_status is None else exit_status])
+                  "" if exit_status is None else exit_status, schedule(check)])
         if found[0] == "format":
             raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
                                    f"{found[1]}, newer than this release's ({VERSION})")
