@@ -137,3 +137,18 @@ def test_a_schedule_changed_in_the_routes_file_counts_from_the_last_ping_at_once
                                                         None))
     back.round()  # 600 s after the last ping: the minute's deadline passed long ago
     assert sent.pages == [("backup", "trigger", 1, "missed")]
+
+
+def test_many_checks_down_at_once_are_all_paged_in_one_round(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # 250 nightly jobs of one schedule whose shared server died: the evaluator handed on
+    # 100 pages a round (a round a second), the last paged 2 s late (10,000: 100 s), far
+    # past issue 28's 5 s
+    checks = tuple(period_check(f"job{n}") for n in range(250))
+    sent = Sent()
+    ev = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=checks), None))
+    ev.round()
+    for check in checks:
+        store.ping(check, "fail")
+    ev.round()
+    assert len(sent.pages) == 250 and store.pages(1) == []

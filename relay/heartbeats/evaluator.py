@@ -181,29 +181,35 @@ class Evaluator:
     def deliver(self) -> int:
         """Hand the outbox's pages to ``send``, oldest first, each while the lease is
         ours for longer than a send may take; a page is dropped once sent. A send that
-        fails stops the delivery (the order is kept: it is tried again next round)."""
+        fails stops the delivery (the order is kept: it is tried again next round). Reads
+        ``batch`` pages at a time, at most ``calls`` times a round (many checks down at
+        once are paged in one round, not ``batch`` a second)."""
         sent = 0
-        for raw, page in self.store.pages(self.batch):
-            check = self._check(page.name)
-            if check is None:
-                log.warning("heartbeat %s: %s dropped: no such check any more", page.name,
-                            page.action)
+        for _ in range(self.calls):
+            pages = self.store.pages(self.batch)
+            for raw, page in pages:
+                check = self._check(page.name)
+                if check is None:
+                    log.warning("heartbeat %s: %s dropped: no such check any more",
+                                page.name, page.action)
+                    self.store.page_done(raw)
+                    continue
+                if not self._lease(self._renew) or self.remaining() < self.send_budget_s:
+                    log.warning("heartbeats: not sending: the evaluation lease is not ours "
+                                "for long enough")
+                    return sent
+                try:
+                    self.send(page, check)
+                except Exception:  # noqa: BLE001 - any sender's failure: again next round
+                    log.exception("heartbeat %s: %s not handed on (tried again)", page.name,
+                                  page.action)
+                    return sent
                 self.store.page_done(raw)
-                continue
-            if not self._lease(self._renew) or self.remaining() < self.send_budget_s:
-                log.warning("heartbeats: not sending: the evaluation lease is not ours for "
-                            "long enough")
+                log.info("heartbeat %s: %s (outage %d%s)", page.name, page.action,
+                         page.outage, f", {page.reason}" if page.reason else "")
+                sent += 1
+            if len(pages) < self.batch:
                 break
-            try:
-                self.send(page, check)
-            except Exception:  # noqa: BLE001 - any sender's failure: again next round
-                log.exception("heartbeat %s: %s not handed on (tried again)", page.name,
-                              page.action)
-                break
-            self.store.page_done(raw)
-            log.info("heartbeat %s: %s (outage %d%s)", page.name, page.action, page.outage,
-                     f", {page.reason}" if page.reason else "")
-            sent += 1
         return sent
 
     def run(self, stop: threading.Event) -> None:
