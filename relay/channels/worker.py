@@ -1,8 +1,12 @@
 """``pd-relay channel-worker``: an RQ worker on every channel's queue and the housekeeping
 queue (taken in turn, so a busy channel never starves the others), with two threads: the
 dispatcher (``outbox``) and RQ's scheduler (which queues retries when they are due, and
-each period's housekeeping job: relay/housekeeping/). Run one or several: the dispatcher
-and the scheduler each work in one of them at a time, under their locks.
+each period's housekeeping job: relay/housekeeping/), and, with the housekeeping, a third:
+the heartbeats' evaluator (relay.heartbeats.evaluator: every second, pages stored by
+relay.heartbeats.pages). Run one or several: the dispatcher, the scheduler and the
+evaluator each work in one of them at a time, under their locks (the evaluator's lease
+lapses within ``HEARTBEAT_LEASE_S`` of a crash, so another notices a missed deadline
+within that and a round; a stopped worker releases it at once).
 
 Nothing is forked: jobs run in the worker's own process (RQ's SimpleWorker), and the
 scheduler runs in a thread, not in the child process RQ's ``with_scheduler`` forks (a
@@ -19,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,14 +38,21 @@ from relay.channels import jobs
 from relay.channels.outbox import Dispatcher
 from relay.channels.rqjobs import put_job, rq_backlog, rq_queue, trim_failed
 from relay.errors import DeliveryError
+from relay.heartbeats.catalog import Catalog
+from relay.heartbeats.evaluator import Evaluator
+from relay.heartbeats.pages import Pages
+from relay.heartbeats.store import Heartbeats
 from relay.housekeeping import jobs as keeper
 from relay.names import Names
-from relay.routes.config import load_or_none
+from relay.routes.config import RoutesFile, load_or_none
 from relay.settings import Settings
+from relay.startup import exit_on_sigterm
 from relay.store import connect
 
 log = logging.getLogger(__name__)
 LEASE_MS = 10_000
+HEARTBEAT_EVERY_S = 1.0  # an evaluation round: a missed deadline paged within a second
+HEARTBEAT_LEASE_S = 3.0  # at least: a crashed evaluator's successor starts within it
 
 
 def add_parser(sub: Any) -> None:
@@ -53,6 +65,7 @@ def add_parser(sub: Any) -> None:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
+    exit_on_sigterm()  # until RQ's worker takes SIGTERM over: the threads still stop
     routes = load_or_none(settings.routes_file, settings.key_names)
     served = args.channel or [c.name for c in routes.channels]
     unknown = [name for name in served if name not in {c.name for c in routes.channels}]
@@ -78,6 +91,12 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         queues.append(housekeeping)
     scheduler = RQScheduler(queues, connection=connect(settings, decode=False),
                             serializer="json")
+    stop = threading.Event()  # the heartbeats' evaluator and its catalog stop with the worker
+    evaluating = None if housekeeping is None else threading.Thread(
+        target=evaluate, args=(client, names, settings, routes, stop), name="heartbeats",
+        daemon=True)
+    if evaluating is not None:
+        evaluating.start()
     threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
                      name="scheduler", daemon=True).start()
@@ -89,6 +108,18 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     quiet = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
     logging.getLogger("rq.worker").addFilter(_no_redis_traceback)
     name = f"pd-relay-{socket.gethostname()}-{os.getpid()}"
+    try:
+        _work(queues, jobs_client, name, quiet, stop.set)
+    finally:
+        stop.set()
+        if evaluating is not None:  # its round under way ends, and its lease is released
+            evaluating.join(HEARTBEAT_LEASE_S + settings.redis_timeout_s)
+    return 0
+
+
+def _work(queues: list[Queue], jobs_client: redis.Redis, name: str, quiet: str,
+          on_stop: Callable[[], object]) -> None:
+    """RQ's worker until a signal stops it (``on_stop`` is told when it comes)."""
     for run in itertools.count():
         # RQ's worker quits on a Redis error outside its wait for jobs (a job's
         # bookkeeping when the primary died under it): start another, not exit
@@ -96,6 +127,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         try:
             worker = ChannelWorker(queues, connection=jobs_client, serializer="json",
                                    name=f"{name}-{run}" if run else name)
+            worker.on_stop = on_stop
             worker.work(dequeue_strategy=DequeueStrategy.ROUND_ROBIN, logging_level=quiet)
         except redis.RedisError as exc:  # its start or teardown (noting its end) failed too
             log.error("RQ's worker: %s: %s", type(exc).__name__, exc)
@@ -106,7 +138,37 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             time.sleep(1)
         except StopRequested:  # a signal meanwhile: RQ's handler is still installed
             break
-    return 0
+
+
+def evaluate(client: redis.Redis, names: Names, settings: Settings, routes: RoutesFile,
+             stop: threading.Event, wait_s: float = 1.0) -> None:
+    """Run the heartbeats' evaluator until ``stop``, its pages stored as events. The
+    checks added at run time are read before its first round (it drops a page of a check
+    it does not know) and again in the background. A send (one ENQUEUE) may take the Redis
+    client's timeout: the lease outlasts that by a second at least."""
+    catalog = Catalog(routes, Heartbeats(client, names))
+    while not stop.is_set():
+        try:
+            catalog.refresh()
+            break
+        except redis.RedisError as exc:
+            log.error("heartbeats: the run-time checks: %s: %s; trying again in %g s",
+                      type(exc).__name__, exc, wait_s)
+            stop.wait(wait_s)
+    catalog.follow(stop)
+    budget = settings.redis_timeout_s + (
+        settings.replica_timeout_ms / 1000 if settings.min_replicas else 0.0)
+    evaluator = Evaluator(client, names, catalog, Pages(client, names, settings, routes).send,
+                          interval_s=HEARTBEAT_EVERY_S, send_budget_s=budget,
+                          lease_ttl_s=max(HEARTBEAT_LEASE_S, budget + 1.0),
+                          holder=f"{socket.gethostname()}:{os.getpid()}")
+    while not stop.is_set():
+        try:
+            evaluator.run(stop)
+        except Exception:  # noqa: BLE001 - whatever it was, the checks must go on
+            log.exception("heartbeats: the evaluator failed; starting it again in %g s",
+                          wait_s)
+            stop.wait(wait_s)
 
 
 def _no_redis_traceback(record: logging.LogRecord) -> bool:
@@ -124,10 +186,27 @@ class ChannelWorker(SimpleWorker):
     courier: RQ's ERROR with a traceback is kept for what is not a channel's answer."""
 
     stopping = False  # a signal asked it to stop (RQ's own flag misses an idle worker)
+    on_stop: Callable[[], object] | None = None  # told at once (RQ's teardown may take long)
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         self.stopping = True
+        if self.on_stop is not None:
+            self.on_stop()
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def unsubscribe(self) -> None:
+        """RQ's, with a bound: redis-py 8's ``stop()`` waits for RQ's pubsub thread,
+        which a stop coming as the worker starts finds in a read of up to 60 s (RQ's
+        ``sleep_time``): the channel worker then took a minute to stop. The thread (a
+        daemon) ends by itself after that read, closing its pubsub."""
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.pubsub.unsubscribe()
+        thread._running.clear()  # what stop() does, without its unbounded join
+        thread.join(timeout=1)
+        if not thread.is_alive():
+            self.pubsub.close()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], DeliveryError):

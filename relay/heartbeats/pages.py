@@ -110,7 +110,7 @@ def story(page: Page) -> str:
     """Why it paged or resolved, for the accepted step (``hb``) and the log."""
     found: Mapping[str, Any] = page.details
     if page.action != "trigger":
-        return f"up again: a success ping at {_time(found.get('last_ping_at', page.at))}"
+        return f"up again: a success ping at {_time(found.get('last_ping_at') or page.at)}"
     last = _time(found.get("last_ping_at")) or "none"
     text = f"{REASONS.get(page.reason, page.reason)}: last ping {last}"
     if found.get("expected_at") is not None:
