@@ -152,3 +152,25 @@ def test_many_checks_down_at_once_are_all_paged_in_one_round(
         store.ping(check, "fail")
     ev.round()
     assert len(sent.pages) == 250 and store.pages(1) == []
+
+
+def test_a_round_hands_pages_on_for_about_its_interval_then_evaluates_again(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    checks = tuple(period_check(f"job{n}") for n in range(250))
+    sent = Sent()
+    ticks = Clock(0.0)
+
+    def slow() -> float:  # each reading 0.2 s later: a batch of pages takes 20 s
+        ticks.advance(0.2)
+        return ticks()
+
+    ev = evaluator(redis_client, clock, sent, Catalog(RoutesFile(heartbeats=checks), None),
+                   monotonic=slow, lease_ttl_s=10_000, batch=100)
+    ev.round()
+    for check in checks:
+        store.ping(check, "fail")
+    ev.round()
+    assert len(sent.pages) == 100  # one batch, then the round ends
+    ev.round()
+    ev.round()
+    assert len(sent.pages) == 250 and store.pages(1) == []

@@ -182,10 +182,13 @@ class Evaluator:
         """Hand the outbox's pages to ``send``, oldest first, each while the lease is
         ours for longer than a send may take; a page is dropped once sent. A send that
         fails stops the delivery (the order is kept: it is tried again next round). Reads
-        ``batch`` pages at a time, at most ``calls`` times a round (many checks down at
-        once are paged in one round, not ``batch`` a second)."""
-        sent = 0
+        ``batch`` pages at a time, at most ``calls`` times a round and for about
+        ``interval_s`` (many checks down at once are paged in a round or a few, not
+        ``batch`` a second, and the next evaluation is not held up long)."""
+        sent, until = 0, self.monotonic() + self.interval_s
         for _ in range(self.calls):
+            if sent and self.monotonic() > until:
+                break
             pages = self.store.pages(self.batch)
             for raw, page in pages:
                 check = self._check(page.name)
