@@ -6,9 +6,10 @@ SHA-256 is kept (``pd-relay token new`` prints a key once, with its hash). Witho
 each event must carry one of the relay's routing keys, as PagerDuty itself demands, so
 PagerDuty receivers work unchanged. An unknown API key, or neither, is a 401; a 403 for
 a trigger a source's matchers do not allow, an event that would take a route the source
-was not given (``routes:``), and any sender's dedup_key in the relay's own namespace
-(``RESERVED``). Whose incident an acknowledge or resolve is, the event store decides:
-the sender that opened it (``relay.owners.owner_of``; ENQUEUE refuses another's).
+was not given (``routes:``), and any sender's dedup_key in the relay's own namespaces
+(``RESERVED``, and the heartbeats' pages' ``heartbeat:``). Whose incident an acknowledge
+or resolve is, the event store decides: the sender that opened it
+(``relay.owners.owner_of``; ENQUEUE refuses another's).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relay.errors import Forbidden, Unauthorized
+from relay.heartbeats.model import DEDUP_PREFIX
 from relay.router import Route
 from relay.routes.channels import Use
 from relay.routes.config import Route as Rule
@@ -92,6 +94,10 @@ class Gate:
             name = sender.name if sender else ROUTING_KEY_SENDER
             raise Forbidden([f"{at or 'event'}: dedup_keys starting {RESERVED!r} are the "
                              "relay's own alarms"], name)
+        if isinstance(dedup_key, str) and dedup_key.startswith(DEDUP_PREFIX):
+            name = sender.name if sender else ROUTING_KEY_SENDER  # a check's page is the relay's
+            raise Forbidden([f"{at or 'event'}: dedup_keys starting {DEDUP_PREFIX!r} are the "
+                             "relay's heartbeat pages (ping the check instead)"], name)
 
     @staticmethod
     def may_take(sender: Sender | None, route: Route, at: str) -> None:

@@ -188,3 +188,14 @@ def test_trace_tells_a_heartbeats_story(setup, fake, monkeypatch, capsys) -> Non
     trace.command(settings, args)
     shown = json.loads(capsys.readouterr().out)
     assert shown[0]["steps"][0]["adapter"] == "heartbeat"
+
+
+def test_a_check_whose_keys_left_the_keys_file_still_pages(setup, fake) -> None:
+    """Issue 28's review: a run-time check (checked against the keys file when added)
+    whose keys were all taken out of the keys file since paged only its channels: no
+    PagerDuty incident at all. It goes on a key in service, as one naming no key."""
+    settings, routes = setup
+    check = Check("backup", 60, 3600, keys=("gone",), channels=(Use("chat"),), origin="cli")
+    Pages(fake, NAMES, settings, routes).send(down(), check)
+    chosen = choose_key(list(settings.key_names), "heartbeat:backup")
+    assert [e["dedup_key"] for e in queued(fake, settings, chosen)] == ["heartbeat:backup"]

@@ -161,6 +161,18 @@ def test_nobody_but_the_relay_touches_its_own_alarms(owned, tokens, settings) ->
             assert answer.status_code == 403 and "relay's own" in answer.json["errors"][0]
 
 
+def test_nobody_but_the_relay_opens_or_closes_a_heartbeats_incident(owned, tokens,
+                                                                   settings) -> None:
+    """Issue 28's review: a sender whose trigger opened ``heartbeat:<name>`` before the
+    check went down owned that incident, so the check's page was refused as another's
+    and dropped (the check silenced), and the sender could resolve it."""
+    for token, key in ((tokens["fixer"], None), (None, settings.routing_keys[0])):
+        for action in ("trigger", "acknowledge", "resolve"):
+            answer = post(owned, event(action, "heartbeat:backup"), token, key)
+            assert answer.status_code == 403, answer.json
+            assert "heartbeat" in answer.json["errors"][0]
+
+
 def test_an_incident_remembered_by_the_previous_release_has_no_owner_yet(owned, tokens,
                                                                          fake,
                                                                          settings) -> None:

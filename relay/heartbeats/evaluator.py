@@ -32,7 +32,7 @@ from relay import scripts
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
-from relay.heartbeats.store import VERSION, Heartbeats
+from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats, schedule
 from relay.names import Names
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class Evaluator:
         self.interval_s = interval_s
         self.lease_ttl_ms = int(lease_ttl_s * 1000)
         self.send_budget_s = send_budget_s
-        self.per_call, self.calls, self.batch = per_call, calls, batch
+        self.per_call, self.calls = per_call, calls
+        self.batch = min(batch, IN_FLIGHT)  # the outbox's pages it may be handing on
         self.gap_ms = int(gap_s * 1000)
         self.watch_ingress = watch_ingress
         self.monotonic = monotonic
@@ -63,6 +64,7 @@ class Evaluator:
         self._acquire = client.register_script(scripts.LEASE_ACQUIRE)
         self._renew = client.register_script(scripts.LEASE_RENEW)
         self._valid_until = 0.0
+        self._refreshed = False  # the catalog was read again this round (on a miss)
 
     # the lease
 
@@ -92,8 +94,12 @@ class Evaluator:
     def round(self) -> int:
         """Take (or keep) the lease; if ours, evaluate the due checks and hand the
         outbox's pages on. Returns how many pages were handed on."""
+        held = self._valid_until > 0
         if not self._lease(self._acquire):
             return 0
+        self._refreshed = False
+        if not held:
+            self.reschedule()
         self.evaluate()
         return self.deliver()
 
@@ -119,8 +125,42 @@ class Evaluator:
                 break
         return looked
 
-    def _fill(self, name: str, last_ping: str) -> None:
+    def reschedule(self) -> int:
+        """At the first round of a lease: the checks up or late whose period, cron, tz or
+        grace changed since their last ping (the routes file changed) have their deadlines
+        computed again from that ping, at once. Returns how many."""
+        checks, names = self.catalog.all(), self.names
+        with self.client.pipeline(transaction=False) as pipe:
+            for check in checks:
+                pipe.hmget(names.heartbeat(check.name), "state", "sched", "last_ping")
+            rows = pipe.execute()
+        changed = 0
+        for check, (state, sched, last_ping) in zip(checks, rows, strict=True):
+            if state not in ("up", "late") or not last_ping or sched == schedule(check):
+                continue
+            expected = expected_after(check, int(last_ping) / 1000)
+            changed += int(self.store.reschedule_script(
+                keys=[names.heartbeat(check.name), names.heartbeat_due],
+                args=[self.store.now_arg(), check.name, last_ping, schedule(check),
+                      int(expected * 1000), int(check.grace_s * 1000)]))
+        if changed:
+            log.warning("heartbeats: %d check(s) of a changed period, cron or grace: their "
+                        "deadlines counted again from their last pings", changed)
+        return changed
+
+    def _check(self, name: str) -> Check | None:
+        """The check of ``name``; on a miss the catalog reads the run-time checks again
+        (once a round): one added since its last read (within its refresh, or at a worker's
+        start) is not taken for one removed and its page dropped."""
         check = self.catalog.get(name)
+        if check is None and not self._refreshed:
+            self._refreshed = True
+            self.catalog.refresh()
+            check = self.catalog.get(name)
+        return check
+
+    def _fill(self, name: str, last_ping: str) -> None:
+        check = self._check(name)
         if check is None or not last_ping:
             return
         expected = expected_after(check, int(last_ping) / 1000)
@@ -141,29 +181,38 @@ class Evaluator:
     def deliver(self) -> int:
         """Hand the outbox's pages to ``send``, oldest first, each while the lease is
         ours for longer than a send may take; a page is dropped once sent. A send that
-        fails stops the delivery (the order is kept: it is tried again next round)."""
-        sent = 0
-        for raw, page in self.store.pages(self.batch):
-            check = self.catalog.get(page.name)
-            if check is None:
-                log.warning("heartbeat %s: %s dropped: no such check any more", page.name,
-                            page.action)
+        fails stops the delivery (the order is kept: it is tried again next round). Reads
+        ``batch`` pages at a time, at most ``calls`` times a round and for about
+        ``interval_s`` (many checks down at once are paged in a round or a few, not
+        ``batch`` a second, and the next evaluation is not held up long)."""
+        sent, until = 0, self.monotonic() + self.interval_s
+        for _ in range(self.calls):
+            if sent and self.monotonic() > until:
+                break
+            pages = self.store.pages(self.batch)
+            for raw, page in pages:
+                check = self._check(page.name)
+                if check is None:
+                    log.warning("heartbeat %s: %s dropped: no such check any more",
+                                page.name, page.action)
+                    self.store.page_done(raw)
+                    continue
+                if not self._lease(self._renew) or self.remaining() < self.send_budget_s:
+                    log.warning("heartbeats: not sending: the evaluation lease is not ours "
+                                "for long enough")
+                    return sent
+                try:
+                    self.send(page, check)
+                except Exception:  # noqa: BLE001 - any sender's failure: again next round
+                    log.exception("heartbeat %s: %s not handed on (tried again)", page.name,
+                                  page.action)
+                    return sent
                 self.store.page_done(raw)
-                continue
-            if not self._lease(self._renew) or self.remaining() < self.send_budget_s:
-                log.warning("heartbeats: not sending: the evaluation lease is not ours for "
-                            "long enough")
+                log.info("heartbeat %s: %s (outage %d%s)", page.name, page.action,
+                         page.outage, f", {page.reason}" if page.reason else "")
+                sent += 1
+            if len(pages) < self.batch:
                 break
-            try:
-                self.send(page, check)
-            except Exception:  # noqa: BLE001 - any sender's failure: again next round
-                log.exception("heartbeat %s: %s not handed on (tried again)", page.name,
-                              page.action)
-                break
-            self.store.page_done(raw)
-            log.info("heartbeat %s: %s (outage %d%s)", page.name, page.action, page.outage,
-                     f", {page.reason}" if page.reason else "")
-            sent += 1
         return sent
 
     def run(self, stop: threading.Event) -> None:

@@ -13,7 +13,11 @@ checks. The state hash (``Names.heartbeat``) holds, as strings (times in ms):
                  min(expected, start) + grace (a ping at exactly ``down`` is in time)
     start        when a start came that still waits for its success
     grace        the check's grace (from the last ping: a changed grace counts from it)
+    sched        the period, cron, tz and grace the deadlines were computed with (one
+                 changed in the routes file: the evaluator computes them again, RESCHEDULE)
     outages      how many incidents it opened; open: the open one's number ('' none)
+    resolving    the resolve it last pushed onto the outbox (taken back by a trigger
+                 while it waits there unsent: see reopen)
     reason       why it went down: missed, started, fail
 
 An incident opens at most once per outage: a transition to down pushes a trigger only
@@ -33,8 +37,16 @@ else
 end
 """
 
+IN_FLIGHT = 100  # the most pages a deliverer hands on from one read of the outbox
+
 # Push a page onto the outbox: page(pages, name, action, outage, reason, state fields,
-# last ping entry or nil).
+# last ping entry or nil); returns the page as pushed.
+# reopen(pages, state hash): before a check's trigger, when the resolve it last pushed
+# (the state's ``resolving``) still waits in the outbox past the first IN_FLIGHT pages (so
+# no deliverer is handing it on), that resolve is taken back and the outage's number it
+# resolved is returned: its incident stays open for this outage, no trigger is pushed.
+# So a check flapping while the pages wait (a full queue) keeps at most its trigger and
+# resolve there (promise 8). nil: push a trigger.
 PAGE = """
 local function page(pages, name, action, outage, reason, expected, last_ping, exit_status,
                     last)
@@ -44,10 +56,21 @@ local function page(pages, name, action, outage, reason, expected, last_ping, ex
     if type(e.short) == 'string' then body = e.short
     elseif type(e.body) == 'string' then body = e.body end
   end
-  redis.call('RPUSH', pages, cjson.encode({
+  local raw = cjson.encode({
     name = name, action = action, outage = outage, reason = reason, at = now,
     expected = expected or '', last_ping = last_ping or '',
-    exit_status = exit_status or '', last_body = body}))
+    exit_status = exit_status or '', last_body = body})
+  redis.call('RPUSH', pages, raw)
+  return raw
+end
+local function reopen(pages, key)
+  local raw = redis.call('HGET', key, 'resolving')
+  if not raw or raw == '' then return nil end
+  redis.call('HSET', key, 'resolving', '')
+  local at = redis.call('LPOS', pages, raw, 'RANK', -1)
+  if not at or at < """ + str(IN_FLIGHT) + """ then return nil end
+  redis.call('LREM', pages, -1, raw)
+  return cjson.decode(raw).outage
 end
 """
 
@@ -57,7 +80,7 @@ end
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
 # ARGV[7] a cron check's next times (ms, ascending, space-separated; the first after now
 # is expected), ARGV[8] how many pings to keep, ARGV[9] the state's format version,
-# ARGV[10] the exit status ('' none)
+# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``)
 # Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
 PING = NOW + PAGE + """
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
@@ -84,7 +107,7 @@ redis.call('LPUSH', KEYS[2], raw)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[8]) - 1)
 local new = state
 local fields = {'v', ARGV[9], 'last_ping', now, 'last_signal', signal, 'grace', grace,
-                'exit_status', ARGV[10]}
+                'exit_status', ARGV[10], 'sched', ARGV[11]}
 local function set(name, value)
   table.insert(fields, name)
   table.insert(fields, value)
@@ -110,7 +133,8 @@ if signal == 'success' then
     redis.call('ZADD', KEYS[3], now, ARGV[2])
   end
   if open ~= '' then
-    page(KEYS[4], ARGV[2], 'resolve', tonumber(open), '', s[3], now, ARGV[10], raw)
+    set('resolving', page(KEYS[4], ARGV[2], 'resolve', tonumber(open), '', s[3], now,
+                          ARGV[10], raw))
     set('open', '')
   end
 elseif signal == 'start' and state ~= 'down' then
@@ -132,10 +156,15 @@ elseif signal == 'fail' and state ~= 'down' then
   set('down', '')
   redis.call('ZREM', KEYS[3], ARGV[2])
   if open == '' then
-    outages = outages + 1
-    set('outages', outages)
-    set('open', outages)
-    page(KEYS[4], ARGV[2], 'trigger', outages, 'fail', s[3], now, ARGV[10], raw)
+    local again = reopen(KEYS[4], KEYS[1])
+    if again then
+      set('open', again)
+    else
+      outages = outages + 1
+      set('outages', outages)
+      set('open', outages)
+      page(KEYS[4], ARGV[2], 'trigger', outages, 'fail', s[3], now, ARGV[10], raw)
+    end
   end
 end
 if new ~= state then set('since', now) end
@@ -203,7 +232,12 @@ for _, name in ipairs(due) do
       if state == 'started' then reason = 'started' end
       local fields = {'state', 'down', 'since', now, 'reason', reason, 'start', '',
                       'expected', '', 'down', ''}
-      if (s[6] or '') == '' then
+      local again = nil
+      if (s[6] or '') == '' then again = reopen(KEYS[2], key) end
+      if again then
+        table.insert(fields, 'open')
+        table.insert(fields, again)
+      elseif (s[6] or '') == '' then
         local outages = tonumber(s[7] or '0') + 1
         table.insert(fields, 'outages')
         table.insert(fields, outages)
@@ -241,6 +275,24 @@ if s[1] ~= 'up' or s[2] ~= ARGV[2] or (s[3] or '') ~= '' then return 0 end
 local expected = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'expected', expected, 'down', expected + tonumber(s[4]))
 redis.call('ZADD', KEYS[2], expected + 1, ARGV[1])
+return 1
+"""
+
+# A check's schedule changed (the routes file) since its last ping: its deadlines
+# counted again from that ping, at once (healthchecks.io's rule), if it is still up or
+# late after the same ping; the next round moves it on. KEYS[1] state hash, KEYS[2] due
+# zset; ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] the last ping (ms), ARGV[4]
+# the schedule, ARGV[5] expected (ms), ARGV[6] grace (ms). Returns 1 when changed.
+RESCHEDULE = NOW + """
+local s = redis.call('HMGET', KEYS[1], 'state', 'last_ping', 'sched')
+if (s[1] ~= 'up' and s[1] ~= 'late') or s[2] ~= ARGV[3] or s[3] == ARGV[4] then return 0 end
+local expected, grace = tonumber(ARGV[5]), tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'expected', expected, 'down', expected + grace, 'grace', grace,
+           'sched', ARGV[4])
+if s[1] == 'late' and now <= expected then
+  redis.call('HSET', KEYS[1], 'state', 'up', 'since', now)
+end
+redis.call('ZADD', KEYS[2], now, ARGV[2])
 return 1
 """
 

@@ -7,7 +7,8 @@ A trigger has dedup_key ``heartbeat:<name>``, the check's severity and summary (
 "Heartbeat <name> is down"; a Watchdog check's "Watchdog silent: ..."), and details: why
 (missed, started, fail), the last ping, when one was expected, how late, the last ping's
 body (its first KB) and exit status. It goes on the key rendezvous hashing picks among
-the check's keys (every key in service when it names neither keys nor channels), its
+the check's keys (every key in service when it names neither keys nor channels, or
+none of its keys is in the keys file any more), its
 channels hear of it from their least severity up; the resolve goes where the trigger
 went (ENQUEUE keeps an incident on its key). The story's accepted step says the route
 ``heartbeat:<name>``, the adapter ``heartbeat`` and, in ``hb``, why it paged or resolved:
@@ -63,7 +64,11 @@ class Pages:
         (hand it again: at worst PagerDuty takes the same event twice, one incident)."""
         event = page_event(page, check)
         pool = [k for k in check.keys if k in self.settings.key_names]
-        if not pool and not check.channels:
+        if not pool and (check.keys or not check.channels):
+            if check.keys:  # a run-time check's keys gone from the keys file since
+                log.warning("heartbeat %s: none of its keys (%s) is in the keys file: its "
+                            "%s goes on a key in service", check.name, ", ".join(check.keys),
+                            page.action)
             pool = self.in_service  # as an event no route matches
         heard = hearing(check.channels, check.severity, self.least)
         slot = slot_of(self.settings.key_names, pool, check.dedup_key)

@@ -58,10 +58,17 @@ def cron_problem(expression: Any, tz: str = "UTC") -> str:
 
 
 def cron_times(expression: str, tz: str, after: float, count: int) -> list[float]:
-    """The next ``count`` times of the schedule strictly after ``after``."""
+    """The next ``count`` times of the schedule strictly after ``after``. (From a time in
+    the second pass of an hour the clocks repeat, cronsim starts from its first pass: the
+    times of that hour before ``after``, at most an hour's, are skipped.)"""
     where = zone(tz) or ZoneInfo("UTC")
     times = CronSim(expression, datetime.fromtimestamp(after, where))
-    return [next(times).timestamp() for _ in range(count)]
+    found: list[float] = []
+    while len(found) < count:
+        at = next(times).timestamp()
+        if at > after:
+            found.append(at)
+    return found
 
 
 def expected_after(check: Check, last_ping_at: float) -> float:

@@ -34,6 +34,14 @@ KEEP_PINGS = 10  # the last pings kept per check
 SHORT_BYTES = 1000  # what an older ping keeps of its body, and a page's last_body
 TOKEN_PREFIX = "pdh_"  # a ping token: long (47 characters), so nginx's log masks it
 CRON_AHEAD = 3  # a cron check's next times handed to the ping script
+IN_FLIGHT = lua.IN_FLIGHT  # the most pages a deliverer reads at once (lua.reopen)
+
+
+def schedule(check: Check) -> str:
+    """What a check's deadlines are computed from (period, cron, tz, grace), kept with its
+    state: the evaluator computes them again when the routes file changed it."""
+    return "|".join((str(int((check.period_s or 0) * 1000)), check.cron or "", check.tz,
+                     str(int(check.grace_s * 1000))))
 
 
 def cut(body: bytes, limit: int) -> str:
@@ -54,6 +62,7 @@ class Heartbeats:
         self.round_script = client.register_script(lua.ROUND)
         self.fill_script = client.register_script(lua.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
+        self.reschedule_script = client.register_script(lua.RESCHEDULE)
 
     def now_arg(self) -> str:
         return "" if self.clock is None else str(round(self.clock() * 1000))
@@ -85,7 +94,7 @@ class Heartbeats:
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
-                  "" if exit_status is None else exit_status])
+                  "" if exit_status is None else exit_status, schedule(check)])
         if found[0] == "format":
             raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
                                    f"{found[1]}, newer than this release's ({VERSION})")
