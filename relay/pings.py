@@ -153,16 +153,18 @@ class Pings:
                             "token in the path (/ping/<token>/<name>)"], ANONYMOUS)
 
     def watched(self, adapter: str, body: Any, sender: str) -> tuple[list[Check], Any, int]:
-        """A webhook's Watchdog alerts (``relay.adapters.WATCHDOGS``): the checks its firing
-        ones ping, the webhook without any of them (None when none is left) and how many
-        there were. Forbidden when the sender may not ping one of those checks."""
+        """A webhook's Watchdog alerts (``relay.adapters.WATCHDOGS``) of the checks the
+        sender may ping: the checks its firing ones ping, the webhook without any of them
+        (None when none is left) and how many there were. An alert of a check the sender
+        may not ping is an alert like any: it neither pings (silences) the check nor takes
+        the rest of the webhook down with a refusal (Alertmanager does not retry a 4xx)."""
         split = WATCHDOGS.get(adapter)
-        watchdogs = self.checks.watchdogs() if split is not None else ()
+        watchdogs = [check for check in self.checks.watchdogs()
+                     if check.sources is None or sender in check.sources] \
+            if split is not None else []
         if split is None or not watchdogs:
             return [], body, 0
         found, rest = split(body, watchdogs)
-        for _, check in found:
-            may_ping(check, sender)
         beats = [check for alert, check in found if alert.get("status") == "firing"]
         alerts = len({id(alert) for alert, _ in found})
         return beats, (rest if not found or rest["alerts"] else None), alerts
