@@ -52,6 +52,8 @@ class Following:
                 except redis.RedisError as exc:
                     log.debug("heartbeat checks not read, or the ingress's mark not set: %s",
                               type(exc).__name__)
+                except Exception:  # the mark must go on: without it no check goes down
+                    log.exception("heartbeat checks not read")
                 if stop.wait(every):
                     return
 

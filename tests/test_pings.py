@@ -244,3 +244,27 @@ def test_real_store_pings_through_the_app(pinged, fake, api_keys) -> None:
         ["success", "start"], ["start", "success"])
     assert http.get(f"/ping/{token}x/backup").status_code == 401
     assert http.get("/ping/backup", headers=auth(api_keys["other"])).status_code == 403
+
+
+def test_a_run_time_check_it_cannot_read_stops_neither_the_mark_nor_the_others(
+        pinged, fake) -> None:
+    """A record of Names.heartbeats this release cannot read (here JSON, but not an
+    object) is left out and said; the others are read and the liveness mark goes on.
+    Before: AttributeError escaped the reading thread, which died: the mark was never set
+    again, and the evaluator, reading its absence as the ingress being down, gave every
+    check one more grace at every round, so no check could ever go down."""
+    names, stop = Names(), threading.Event()
+    heartbeats = Heartbeats(fake, names)
+    fake.hset(names.heartbeats, "broken", "[]")
+    following = Following(Policy(pinged), heartbeats)
+    thread = following.follow(stop, every=0.01)
+    try:
+        wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the first mark")
+        heartbeats.add(Check("added", grace_s=60, period_s=60, origin="cli"))
+        wait_until(lambda: following.get("added"), 5, "the readable run-time check")
+        fake.delete(names.heartbeat_ingress)
+        wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the mark set again")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(5)
