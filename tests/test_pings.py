@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from relay.app import create_app
 from relay.auth import digest, new_token
+from relay.heartbeats.config import label_matcher
 from relay.heartbeats.model import BODY_LIMIT, Check
 from relay.heartbeats.store import Heartbeats
 from relay.names import Names
@@ -268,3 +269,34 @@ def test_a_run_time_check_it_cannot_read_stops_neither_the_mark_nor_the_others(
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_before_the_run_time_checks_are_read_a_ping_or_a_watchdog_is_a_503(
+        pinged, api_keys) -> None:
+    """An ingress started while Redis was down knows none of the run-time checks. Before:
+    a ping by API key of one was a 404 (curl --retry gives up on a 404: the ping was
+    lost where a 503 is retried), and once Redis was back, until the next read, a Watchdog
+    alert of one was stored as an event (an incident that never resolves)."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    server.connected = False
+    app = create_app(pinged, client=client)
+    http = app.test_client()
+    nightly = http.post("/ping/nightly", headers=auth(api_keys["cron"]))
+    assert nightly.status_code == 503 and int(nightly.headers["Retry-After"]) > 0
+    server.connected = True
+    heartbeats = Heartbeats(client, Names())
+    heartbeats.add(Check("nightly", grace_s=60, period_s=60, origin="cli"))
+    heartbeats.add(Check("prom", grace_s=60, period_s=60, origin="cli",
+                         watchdog=(label_matcher('alertname="Watchdog"'),)))
+    alert = {"status": "firing", "labels": {"alertname": "Watchdog"}, "fingerprint": "wd"}
+    watchdog = http.post("/adapters/alertmanager", json={"alerts": [alert]},
+                         headers=auth(api_keys["cron"]))
+    assert watchdog.status_code == 503, watchdog.json
+    assert [name for name in client.keys("pdr:queue:*") if client.llen(name)] == []
+    app.extensions["pd_relay_checks"].refresh()
+    assert http.post("/ping/nightly", headers=auth(api_keys["cron"])).status_code == 200
+    watchdog = http.post("/adapters/alertmanager", json={"alerts": [alert]},
+                         headers=auth(api_keys["cron"]))
+    assert watchdog.status_code == 202 and watchdog.json["pings"] == 1
+    assert http.post("/ping/unknown", headers=auth(api_keys["cron"])).status_code == 404
