@@ -6,9 +6,9 @@ SHA-256 is kept (``pd-relay token new`` prints a key once, with its hash). Witho
 each event must carry one of the relay's routing keys, as PagerDuty itself demands, so
 PagerDuty receivers work unchanged. An unknown API key, or neither, is a 401; a 403 for
 a trigger a source's matchers do not allow, an event that would take a route the source
-was not given (``routes:``), and any sender's dedup_key in the relay's own namespaces
-(``RESERVED``, and the heartbeats' pages' ``heartbeat:``). Whose incident an acknowledge
-or resolve is, the event store decides: the sender that opened it
+was not given (``routes:``), and any sender's dedup_key in the relay's own namespace
+(``RESERVED``, and ``heartbeat:`` of the heartbeat checks' pages). Whose incident an
+acknowledge or resolve is, the event store decides: the sender that opened it
 (``relay.owners.owner_of``; ENQUEUE refuses another's).
 """
 
@@ -30,6 +30,9 @@ from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER, UNKNOWN_API_KEY
 
 FOLLOW_UPS = ("acknowledge", "resolve")  # act on an incident: no payload, no route
 RESERVED = "pd-relay-self-"  # the relay's own alarms' dedup_keys (housekeeping.selfcheck)
+# and its heartbeat checks' pages (heartbeat:<name>, relay.heartbeats.pages): a sender's
+# trigger of one first would own the incident, and the check's page would be refused
+OWN_PREFIXES = (RESERVED, DEDUP_PREFIX)
 
 
 def new_token() -> tuple[str, str]:
@@ -90,14 +93,11 @@ class Gate:
         """Refuse (403) an event in the relay's own namespace of dedup_keys: nobody but the
         relay raises or resolves its own alarms."""
         dedup_key = event.get("dedup_key")
-        if isinstance(dedup_key, str) and dedup_key.startswith(RESERVED):
+        if isinstance(dedup_key, str) and dedup_key.startswith(OWN_PREFIXES):
             name = sender.name if sender else ROUTING_KEY_SENDER
-            raise Forbidden([f"{at or 'event'}: dedup_keys starting {RESERVED!r} are the "
+            prefix = next(p for p in OWN_PREFIXES if dedup_key.startswith(p))
+            raise Forbidden([f"{at or 'event'}: dedup_keys starting {prefix!r} are the "
                              "relay's own alarms"], name)
-        if isinstance(dedup_key, str) and dedup_key.startswith(DEDUP_PREFIX):
-            name = sender.name if sender else ROUTING_KEY_SENDER  # a check's page is the relay's
-            raise Forbidden([f"{at or 'event'}: dedup_keys starting {DEDUP_PREFIX!r} are the "
-                             "relay's heartbeat pages (ping the check instead)"], name)
 
     @staticmethod
     def may_take(sender: Sender | None, route: Route, at: str) -> None:

@@ -26,6 +26,7 @@ class Following:
         self.heartbeats = heartbeats
         self.routes = policy.routes
         self.catalog = Catalog(policy.routes, heartbeats)
+        self.read = False  # the run-time checks read once: until then no name is unknown
 
     def get(self, name: str) -> Check | None:
         return self.catalog.get(name)
@@ -40,6 +41,7 @@ class Following:
         catalog = self.catalog if routes is self.routes else Catalog(routes, self.heartbeats)
         catalog.refresh()
         self.catalog, self.routes = catalog, routes
+        self.read = True
 
     def follow(self, stop: threading.Event, every: float = REFRESH_S) -> threading.Thread:
         """Every ``every`` seconds until ``stop``: set the liveness mark, read the checks."""
@@ -52,6 +54,8 @@ class Following:
                 except redis.RedisError as exc:
                     log.debug("heartbeat checks not read, or the ingress's mark not set: %s",
                               type(exc).__name__)
+                except Exception:  # the mark must go on: without it no check goes down
+                    log.exception("heartbeat checks not read")
                 if stop.wait(every):
                     return
 

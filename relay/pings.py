@@ -54,7 +54,10 @@ EXIT_STATUS = re.compile(r"-?[0-9]+")
 
 
 class Checks(Protocol):
-    """Every check by name (``relay.heartbeats.catalog.Catalog``)."""
+    """Every check by name (``relay.heartbeats.catalog.Catalog``); ``read``: the run-time
+    ones were read (until then, Redis down at the start, a name is not known unknown)."""
+
+    read: bool
 
     def get(self, name: str) -> Check | None: ...
 
@@ -132,6 +135,7 @@ class Pings:
             by = self.sender(credentials).name
         check = self.checks.get(name)
         if check is None:
+            self.known()
             raise UnknownCheck([f"no check named {printable(name, 64)}"])
         if token is None:
             may_ping(check, by)
@@ -153,19 +157,31 @@ class Pings:
                             "token in the path (/ping/<token>/<name>)"], ANONYMOUS)
 
     def watched(self, adapter: str, body: Any, sender: str) -> tuple[list[Check], Any, int]:
-        """A webhook's Watchdog alerts (``relay.adapters.WATCHDOGS``): the checks its firing
-        ones ping, the webhook without any of them (None when none is left) and how many
-        there were. Forbidden when the sender may not ping one of those checks."""
+        """A webhook's Watchdog alerts (``relay.adapters.WATCHDOGS``) of the checks the
+        sender may ping: the checks its firing ones ping, the webhook without any of them
+        (None when none is left) and how many there were. An alert of a check the sender
+        may not ping is an alert like any: it neither pings (silences) the check nor takes
+        the rest of the webhook down with a refusal (Alertmanager does not retry a 4xx)."""
         split = WATCHDOGS.get(adapter)
-        watchdogs = self.checks.watchdogs() if split is not None else ()
+        if split is not None:
+            self.known()
+        watchdogs = [check for check in self.checks.watchdogs()
+                     if check.sources is None or sender in check.sources] \
+            if split is not None else []
         if split is None or not watchdogs:
             return [], body, 0
         found, rest = split(body, watchdogs)
-        for _, check in found:
-            may_ping(check, sender)
         beats = [check for alert, check in found if alert.get("status") == "firing"]
         alerts = len({id(alert) for alert, _ in found})
         return beats, (rest if not found or rest["alerts"] else None), alerts
+
+    def known(self) -> None:
+        """Refuse (503) while the run-time checks were never read: a name may be one of
+        them (a 404 is not retried; a Watchdog alert of one would be stored as an
+        event)."""
+        if not self.checks.read:
+            raise Unavailable(["heartbeat checks: the run-time ones not read yet (Redis "
+                               "did not answer)"])
 
     def beat(self, checks: list[Check], by: str) -> int:
         """Ping each check (a Watchdog alert's success); how many."""

@@ -17,6 +17,7 @@ from relay.heartbeats.model import Check, Ping
 class FakeChecks:
     def __init__(self, *checks: Check) -> None:
         self.by_name = {check.name: check for check in checks}
+        self.read = True
 
     def get(self, name: str) -> Check | None:
         return self.by_name.get(name)

@@ -173,6 +173,27 @@ def test_nobody_but_the_relay_opens_or_closes_a_heartbeats_incident(owned, token
             assert "heartbeat" in answer.json["errors"][0]
 
 
+def test_nobody_but_the_relay_touches_a_heartbeats_incident(owned, tokens, settings,
+                                                           fake) -> None:
+    """Issue 28: a check's page is the relay's trigger of heartbeat:<name>. Before: any
+    sender (even by routing key) could trigger heartbeat:<name> first and own it, so the
+    relay's own page was refused as another's incident (relay.heartbeats.pages drops it)
+    and the check never paged; or, with follow_up: any, resolve it."""
+    for token, key in ((tokens["dba"], None), (tokens["fixer"], None),
+                       (None, settings.routing_keys[0])):
+        for action in ("trigger", "acknowledge", "resolve"):
+            answer = post(owned, event(action, "heartbeat:backup", "databases",
+                                       source="db1"), token, key)
+            assert answer.status_code == 403, (action, answer.json)
+            assert "relay's own" in answer.json["errors"][0]
+    fingerprinted = {"alerts": [{"status": "firing", "labels": {"alertname": "X"},
+                                 "fingerprint": "heartbeat:backup"}]}
+    answer = owned.post("/adapters/alertmanager", json=fingerprinted,
+                        headers={"X-API-Key": tokens["dba"]})
+    assert answer.status_code == 403, answer.json
+    assert fake.hget(NAMES.owners, incident_id("heartbeat:backup")) is None
+
+
 def test_an_incident_remembered_by_the_previous_release_has_no_owner_yet(owned, tokens,
                                                                          fake,
                                                                          settings) -> None:

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from relay.app import create_app
 from relay.auth import digest, new_token
+from relay.heartbeats.config import label_matcher
 from relay.heartbeats.model import BODY_LIMIT, Check
 from relay.heartbeats.store import Heartbeats
 from relay.names import Names
@@ -244,3 +245,58 @@ def test_real_store_pings_through_the_app(pinged, fake, api_keys) -> None:
         ["success", "start"], ["start", "success"])
     assert http.get(f"/ping/{token}x/backup").status_code == 401
     assert http.get("/ping/backup", headers=auth(api_keys["other"])).status_code == 403
+
+
+def test_a_run_time_check_it_cannot_read_stops_neither_the_mark_nor_the_others(
+        pinged, fake) -> None:
+    """A record of Names.heartbeats this release cannot read (here JSON, but not an
+    object) is left out and said; the others are read and the liveness mark goes on.
+    Before: AttributeError escaped the reading thread, which died: the mark was never set
+    again, and the evaluator, reading its absence as the ingress being down, gave every
+    check one more grace at every round, so no check could ever go down."""
+    names, stop = Names(), threading.Event()
+    heartbeats = Heartbeats(fake, names)
+    fake.hset(names.heartbeats, "broken", "[]")
+    following = Following(Policy(pinged), heartbeats)
+    thread = following.follow(stop, every=0.01)
+    try:
+        wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the first mark")
+        heartbeats.add(Check("added", grace_s=60, period_s=60, origin="cli"))
+        wait_until(lambda: following.get("added"), 5, "the readable run-time check")
+        fake.delete(names.heartbeat_ingress)
+        wait_until(lambda: fake.exists(names.heartbeat_ingress), 5, "the mark set again")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_before_the_run_time_checks_are_read_a_ping_or_a_watchdog_is_a_503(
+        pinged, api_keys) -> None:
+    """An ingress started while Redis was down knows none of the run-time checks. Before:
+    a ping by API key of one was a 404 (curl --retry gives up on a 404: the ping was
+    lost where a 503 is retried), and once Redis was back, until the next read, a Watchdog
+    alert of one was stored as an event (an incident that never resolves)."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    server.connected = False
+    app = create_app(pinged, client=client)
+    http = app.test_client()
+    nightly = http.post("/ping/nightly", headers=auth(api_keys["cron"]))
+    assert nightly.status_code == 503 and int(nightly.headers["Retry-After"]) > 0
+    server.connected = True
+    heartbeats = Heartbeats(client, Names())
+    heartbeats.add(Check("nightly", grace_s=60, period_s=60, origin="cli"))
+    heartbeats.add(Check("prom", grace_s=60, period_s=60, origin="cli",
+                         watchdog=(label_matcher('alertname="Watchdog"'),)))
+    alert = {"status": "firing", "labels": {"alertname": "Watchdog"}, "fingerprint": "wd"}
+    watchdog = http.post("/adapters/alertmanager", json={"alerts": [alert]},
+                         headers=auth(api_keys["cron"]))
+    assert watchdog.status_code == 503, watchdog.json
+    assert [name for name in client.keys("pdr:queue:*") if client.llen(name)] == []
+    app.extensions["pd_relay_checks"].refresh()
+    assert http.post("/ping/nightly", headers=auth(api_keys["cron"])).status_code == 200
+    watchdog = http.post("/adapters/alertmanager", json={"alerts": [alert]},
+                         headers=auth(api_keys["cron"]))
+    assert watchdog.status_code == 202 and watchdog.json["pings"] == 1
+    assert http.post("/ping/unknown", headers=auth(api_keys["cron"])).status_code == 404

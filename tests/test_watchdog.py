@@ -99,13 +99,18 @@ def test_a_resolved_watchdog_is_neither_a_ping_nor_an_event(http, fake, store,
     assert store.calls == [] and queued(fake) == []
 
 
-def test_a_sender_the_check_does_not_list_is_refused_and_nothing_stored(
+def test_a_sender_the_check_does_not_list_pings_nothing_and_its_alerts_go_on(
         http, fake, store, api_keys) -> None:
+    """A sender the check does not list cannot ping (silence) it, and the other alerts of
+    its webhook are not lost with its Watchdog: before, the whole webhook was a 403, which
+    Alertmanager does not retry (kube-prometheus groups Watchdog with its namespace's
+    alerts), so those alerts never paged. Its Watchdog-looking alert is, for this sender,
+    an alert like any (as before issue 28)."""
     reply = send(http, api_keys["other"], webhook(WATCHDOG, *ALERTMANAGER["alerts"]))
-    assert reply.status_code == 403
-    assert reply.json["errors"] == ["check prometheus: source other may not ping it (its "
-                                    "sources: prom)"]
-    assert store.calls == [] and queued(fake) == []
+    assert reply.status_code == 202, reply.json
+    assert "pings" not in reply.json and store.calls == []
+    assert reply.json["dedup_keys"] == ["wd01", "1a2b3c4d5e6f7a8b", "99aa88bb"]
+    assert len(queued(fake)) == 3
 
 
 def test_a_refused_rest_leaves_no_ping(http, fake, store, api_keys) -> None:

@@ -24,7 +24,8 @@ def check_to_json(check: Check, version: int) -> str:
 
 
 def check_from_json(raw: str, version: int) -> Check:
-    """ValueError (or KeyError, TypeError) for a record this release does not read."""
+    """ValueError (or KeyError, TypeError, AttributeError: JSON but no object) for a
+    record this release does not read."""
     found: dict[str, Any] = json.loads(raw)
     if found.get("v") != version:
         raise ValueError(f"format {found.get('v')!r}, this release reads {version}")

@@ -149,7 +149,7 @@ class Heartbeats:
         for name, raw in sorted(self.client.hgetall(self.names.heartbeats).items()):
             try:
                 found.append(check_from_json(str(raw), VERSION))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("heartbeat %s: run-time check not read: %s", name, exc)
         return found
 
