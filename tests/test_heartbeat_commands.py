@@ -135,3 +135,12 @@ def test_pause_resume_and_remove(setup: tuple[Settings, Heartbeats],
 def test_the_command_is_registered_and_checks_the_store_format() -> None:
     assert cli.COMMANDS["heartbeat"] is commands.command
     assert cli.STORED["heartbeat"] == (True, 0)
+
+
+def test_routes_check_counts_the_heartbeat_checks(setup: tuple[Settings, Heartbeats],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from relay.routes.commands import routes_command
+
+    settings, _ = setup
+    assert routes_command(settings, cli._parser().parse_args(["routes", "check"])) == 0
+    assert "1 heartbeat check(s)" in capsys.readouterr().out
