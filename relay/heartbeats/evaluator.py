@@ -2,7 +2,7 @@
 
 Any number of processes (each channel worker's housekeeping) run an ``Evaluator``; the
 one holding ``Names.heartbeat_lease`` evaluates, the others wait for it to lapse. A round
-(every ``interval_s``) is a few calls of the ROUND script (relay.heartbeats.lua), each
+(every ``interval_s``) is a few calls of the ROUND script (relay.heartbeats.rounds), each
 looking at no more than ``per_call`` due checks, on Redis's clock; the transitions and
 their pages are decided there, once, however many processes try. Then the pages' outbox
 is handed, oldest first, to the injected ``send(page, check)`` (relay.heartbeats.pages
