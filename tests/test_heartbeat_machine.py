@@ -1,5 +1,5 @@
 """The check states as a hypothesis state machine: the real store and evaluators (the
-Lua) on fakeredis, with a clock the machine moves, against a plain Python model of the
+Lua) on fakeredis (and, fewer runs, a real redis-server), with a clock the machine moves, against a plain Python model of the
 rules (healthchecks.io's, docs/DESIGN.md "Heartbeats"):
 
 - pings of each signal, time passing (by any amount, or to exactly a check's deadline,
@@ -15,9 +15,12 @@ rules (healthchecks.io's, docs/DESIGN.md "Heartbeats"):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import fakeredis
+import pytest
+import redis
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -28,12 +31,21 @@ from relay.heartbeats.model import Check, Page
 from relay.heartbeats.store import Heartbeats
 from relay.names import Names
 from relay.routes.config import RoutesFile
-from tests.heartbeat_fixtures import START, Clock
+from tests.heartbeat_fixtures import START, Clock, real_redis
 
 NAMES = Names("pdm")
 CHECKS = (Check("a", grace_s=5, period_s=10, keys=("ops",)),
           Check("b", grace_s=3, period_s=7, keys=("ops",)))
 GAP_MS = 15_000
+REAL: list[redis.Redis] = []  # the module's redis-server, for RealHeartbeatMachine
+__all__ = ["real_redis"]  # a fixture
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _real(real_redis: redis.Redis) -> Iterator[None]:
+    REAL.append(real_redis)
+    yield
+    REAL.clear()
 
 
 @dataclass
@@ -48,7 +60,7 @@ class Model:
 class HeartbeatMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.client = fakeredis.FakeRedis(decode_responses=True)
+        self.client = self.make_client()
         self.clock = Clock(START)
         self.store = Heartbeats(self.client, NAMES, clock=self.clock)
         catalog = Catalog(RoutesFile(heartbeats=CHECKS), None)
@@ -63,6 +75,9 @@ class HeartbeatMachine(RuleBasedStateMachine):
         self.since = 0
         self.ingress = True
         self.mark = 0
+
+    def make_client(self) -> redis.Redis:
+        return fakeredis.FakeRedis(decode_responses=True)
 
     def send(self, page: Page, check: Check) -> None:
         assert page.name == check.name
@@ -213,3 +228,16 @@ class HeartbeatMachine(RuleBasedStateMachine):
 TestHeartbeatMachine = HeartbeatMachine.TestCase
 TestHeartbeatMachine.settings = hypothesis_settings(
     max_examples=100, stateful_step_count=50, deadline=None)
+
+
+class RealHeartbeatMachine(HeartbeatMachine):
+    """The same on a real redis-server (its Lua and cjson), fewer runs."""
+
+    def make_client(self) -> redis.Redis:
+        REAL[0].flushall()
+        return REAL[0]
+
+
+TestRealHeartbeatMachine = RealHeartbeatMachine.TestCase
+TestRealHeartbeatMachine.settings = hypothesis_settings(
+    max_examples=25, stateful_step_count=50, deadline=None)
