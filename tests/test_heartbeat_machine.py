@@ -1,6 +1,7 @@
 """The check states as a hypothesis state machine: the real store and evaluators (the
-Lua) on fakeredis (and, fewer runs, a real redis-server), with a clock the machine moves, against a plain Python model of the
-rules (healthchecks.io's, docs/DESIGN.md "Heartbeats"):
+Lua) on fakeredis (and, fewer runs, a real redis-server), with a clock the machine
+moves, against a plain Python model of the rules (healthchecks.io's, docs/DESIGN.md
+"Heartbeats"):
 
 - pings of each signal, time passing (by any amount, or to exactly a check's deadline,
   or one ms past it), rounds by three evaluators (any of them; the lease may lapse and
