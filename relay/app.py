@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
                         verdict_s=settings.redis_timeout_s * 3)
     policy = Policy(settings)
     tally = Tally(client, names.decisions)  # started by `pd-relay ingress`
-    heartbeats = Report(client, Heartbeats(client, names), lambda: policy.routes.heartbeats)
-    metrics = Metrics(client, names, settings, heartbeats)
+    heartbeats = Heartbeats(client, names)
+    views = Report(client, heartbeats, lambda: policy.routes.heartbeats)  # status, dashboard
+    metrics = Metrics(client, names, settings, views)
     ingest = Ingest(settings, store, policy, tally, metrics)
 
     app = Flask(__name__)
@@ -178,7 +179,7 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         return body, 500, {}
 
     app.register_blueprint(api.blueprint(settings, client, access))
-    app.register_blueprint(pages.blueprint(settings, client, policy, access, heartbeats))
+    app.register_blueprint(pages.blueprint(settings, client, policy, access, views))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally
