@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from relay.heartbeats.model import Check, CheckState
 from relay.heartbeats.schedule import shown
 
-PINGS_SHOWN = 20  # a check's page lists its last pings (the store keeps a few more)
+PINGS_SHOWN = 20  # a check's page lists its last pings (all the store keeps: 10)
 COLUMNS = (("name", "HEARTBEAT"), ("state", "STATE"), ("last_ping", "LAST PING"),
            ("next_due", "NEXT DUE"), ("down_since", "DOWN SINCE"), ("schedule", "SCHEDULE"))
 
