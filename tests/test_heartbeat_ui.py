@@ -82,6 +82,7 @@ def test_a_checks_page_shows_its_pings_escaped(ui, beats, fake, tokens) -> None:
     assert text.index("success") < text.index(">start<")  # newest first
     assert "alertname=&#34;Watchdog&#34;" in text and "heartbeat:watchdog" in text
     assert "critical: Watchdog silent: heartbeat watchdog is down" in text  # pages.py's
+    assert "last 10 pings, the newest with the first 10000 bytes" in text
     backup = ui.get("/ui/heartbeats/nightly-backup").get_data(as_text=True)
     assert "critical: Nightly backup did not run" in backup and "keys key-1" in backup
     missing = ui.get("/ui/heartbeats/nope")
@@ -243,3 +244,29 @@ def test_with_redis_down_the_pages_are_a_503_and_metrics_still_answer(beats, tok
         assert page.status_code == 503 and page.headers.get("Retry-After"), path
     scraped = down.get("/metrics", environ_base=UNIX)
     assert scraped.status_code == 200 and b"pd_relay_heartbeat_up{" not in scraped.data
+
+
+def test_status_json_agrees_with_heartbeat_list_json(beats, fake, monkeypatch,
+                                                     capsys) -> None:
+    """One check, one shape: every field ``pd-relay heartbeat list --json`` gives (but
+    whether it has a token) is in status's, with the same value (times ISO 8601, UTC);
+    the relay's gap as its relay_gap."""
+    from relay.heartbeats.commands import row
+
+    store = Heartbeats(fake, NAMES)
+    found = checks(beats)
+    store.ping(found["watchdog"], "success")
+    store.ping(found["nightly-backup"], "fail", exit_status=1)
+    seconds, _ = fake.time()
+    fake.hset(NAMES.heartbeat_gap, mapping={"at": int(seconds) * 1000, "gap_ms": 20_000,
+                                            "since": int(seconds) * 1000,
+                                            "reason": "evaluator"})
+    shown = json.loads(status(beats, fake, monkeypatch, capsys, "--json"))
+    listed = [row(check, state, False) for check, state in
+              zip(found.values(), store.states(list(found.values())), strict=True)]
+    for mine, theirs in zip(shown["heartbeats"], listed, strict=True):
+        theirs.pop("token")
+        assert {k: mine.get(k) for k in theirs} == theirs
+    assert shown["heartbeats"][0]["last_ping_at"].endswith("Z")
+    assert shown["heartbeat_gap"]["at"].endswith("Z") and shown["heartbeat_gap"][
+        "gap_s"] == 20

@@ -71,7 +71,7 @@ def test_rows_age_each_check_on_redis_clock() -> None:
 def test_a_check_the_store_does_not_know_yet_is_new() -> None:
     [row] = rows([WEB], [], NOW)
     assert row["state"] == "new" and row["last_ping_age_seconds"] is None
-    assert row["next_due_at"] is None and row["outages"] == 0
+    assert row["expected_at"] is None and row["outages"] == 0
 
 
 def test_no_checks_no_table_and_no_redis_round_trip() -> None:
@@ -94,7 +94,8 @@ def test_the_table_says_state_last_ping_next_due_and_down_since() -> None:
                                 "SINCE", "SCHEDULE"]
     backup, web, cron = lines[1:]
     assert backup.split()[:5] == ["backup", "DOWN", "1d1h", "ago", "(fail)"]
-    assert "2027-01-15 07:50:00 UTC" in backup and "cron 0 3 * * * Europe/Berlin" in backup
+    assert "2027-01-15 07:50:00 UTC" in backup
+    assert "cron '0 3 * * *' Europe/Berlin, grace 1h" in backup
     assert web.split()[:7] == ["web", "(cli)", "up", "40s", "ago", "(success)", "in"]
     assert "4m20s" in web and "every 5m, grace 1m" in web
     assert "10s overdue" in cron and cron.split()[1] == "late"
@@ -107,9 +108,9 @@ def test_span(seconds: float, shown: str) -> None:
     assert span(seconds) == shown
 
 
-def test_schedule_names_period_or_cron_and_grace() -> None:
-    assert schedule(CRON) == "every 1m30s, grace 30s"
-    assert schedule(BACKUP) == "cron 0 3 * * * Europe/Berlin, grace 1h"
+def test_schedule_names_period_or_cron() -> None:
+    assert schedule(CRON) == "every 90s"  # as `pd-relay heartbeat list` says it
+    assert schedule(BACKUP) == "cron '0 3 * * *' Europe/Berlin"
 
 
 def scrape(fake: Any, checks: Sequence[Check], states: Sequence[CheckState]) -> dict[str, float]:

@@ -14,7 +14,7 @@ import redis
 
 from relay.errors import ConfigError
 from relay.heartbeats.model import Check
-from relay.heartbeats.report import Report, gap_note
+from relay.heartbeats.report import Report, as_json, gap_json, gap_note
 from relay.heartbeats.report import format_table as format_beats
 from relay.heartbeats.report import read as read_beats
 from relay.heartbeats.store import Heartbeats
@@ -75,7 +75,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
                               "alarms": alarms, "shed": shed, "replication": replication,
-                              "heartbeats": beats, "heartbeat_gap": gap}, indent=2))
+                              "heartbeats": [as_json(row) for row in beats],
+                              "heartbeat_gap": gap_json(gap)}, indent=2))
         else:
             if args.watch:
                 getattr(sys.stdout, "raw", sys.stdout).write("\033[H\033[J")  # ours

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from relay.heartbeats.model import Check, CheckState
+from relay.heartbeats.schedule import shown
 
-PINGS_SHOWN = 20  # a check's page lists its last pings (the store keeps a few more)
+PINGS_SHOWN = 20  # a check's page lists its last pings (all the store keeps: 10)
 COLUMNS = (("name", "HEARTBEAT"), ("state", "STATE"), ("last_ping", "LAST PING"),
            ("next_due", "NEXT DUE"), ("down_since", "DOWN SINCE"), ("schedule", "SCHEDULE"))
 
@@ -64,10 +65,34 @@ class Report:
 
 
 def schedule(check: Check) -> str:
-    """``every 5m, grace 1m`` or ``cron 0 3 * * * Europe/Berlin, grace 1h``."""
-    when = (f"cron {check.cron} {check.tz}" if check.cron is not None
-            else f"every {span(check.period_s or 0)}")
-    return f"{when}, grace {span(check.grace_s)}"
+    """``every 5m`` or ``cron '0 3 * * *' Europe/Berlin``, as ``pd-relay heartbeat list``
+    says it."""
+    if check.cron is not None:
+        return f"cron {check.cron!r} {check.tz}"
+    return f"every {shown(check.period_s or 0)}"
+
+
+TIMES = ("last_ping_at", "expected_at", "down_at", "since", "down_since")
+
+
+def as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for ``status --json``: ``heartbeat list --json``'s fields and values (times
+    ISO 8601 UTC), with the ages and ``down_since`` besides."""
+    return {name: iso(value) if name in TIMES else value for name, value in row.items()}
+
+
+def gap_json(gap: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The relay's gap for ``status --json`` (``heartbeat list --json``'s relay_gap)."""
+    if gap is None:
+        return None
+    return {name: iso(value) if name in ("at", "since") else value
+            for name, value in gap.items()}
+
+
+def iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 def rows(checks: Sequence[Check], states: Sequence[CheckState], now: float
@@ -86,15 +111,19 @@ def rows(checks: Sequence[Check], states: Sequence[CheckState], now: float
             "period_s": check.period_s, "cron": check.cron, "tz": check.tz,
             "grace_s": check.grace_s,
             "severity": check.severity,
+            "keys": list(check.keys), "channels": [use.name for use in check.channels],
+            "sources": None if check.sources is None else list(check.sources),
+            "watchdog": [str(matcher) for matcher in check.watchdog],
             "last_ping_at": state.last_ping_at,
             "last_signal": state.last_signal,
+            "expected_at": state.expected_at,
+            "down_at": state.down_at,
+            "since": state.since,
+            "outages": state.outages,
             "last_ping_age_seconds": _ago(now, state.last_ping_at),
-            "next_due_at": state.expected_at,
             "next_due_in_seconds": (None if state.expected_at is None
                                     else round(state.expected_at - now, 1)),
-            "down_at": state.down_at,
             "down_since": state.since if state.state == "down" else None,
-            "outages": state.outages,
         })
     return found
 
@@ -182,7 +211,7 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
         "last_ping": "never" if age is None else f"{span(age)} ago ({row['last_signal']})",
         "next_due": next_due,
         "down_since": "–" if row["down_since"] is None else _stamp(row["down_since"]),
-        "schedule": row["schedule"],
+        "schedule": f"{row['schedule']}, grace {shown(row['grace_s'])}",
     }
 
 

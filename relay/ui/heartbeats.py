@@ -19,6 +19,7 @@ from werkzeug.exceptions import NotFound
 from relay.errors import BadQuery
 from relay.heartbeats.model import BODY_LIMIT, STATES
 from relay.heartbeats.report import Report, cells, gap_note
+from relay.heartbeats.store import KEEP_PINGS, SHORT_BYTES
 from relay.ui.access import Access
 
 BODY_SHOWN = 1000  # characters of a ping's body shown on the check's page
@@ -55,7 +56,8 @@ def add_heartbeats(ui: Blueprint, access: Access, report: Report,
                            "added with `pd-relay heartbeat add`")
         check, row, pings = found
         return page("heartbeat.html", who, check=check, row=row, cell=cells(row),
-                    pings=[_ping(p) for p in pings], body_limit=BODY_LIMIT)
+                    pings=[_ping(p) for p in pings], body_limit=BODY_LIMIT, kept=KEEP_PINGS,
+                    short=SHORT_BYTES, shown=BODY_SHOWN)
 
 
 def _ping(ping: dict[str, Any]) -> dict[str, Any]:
