@@ -188,3 +188,19 @@ def test_trace_tells_a_heartbeats_story(setup, fake, monkeypatch, capsys) -> Non
     trace.command(settings, args)
     shown = json.loads(capsys.readouterr().out)
     assert shown[0]["steps"][0]["adapter"] == "heartbeat"
+
+
+def test_a_new_incident_leaves_out_the_checks_draining_keys(setup, fake) -> None:
+    """As a route's pool: a key marked ``drain`` takes no new incident."""
+    from dataclasses import replace
+
+    settings, routes = setup
+    check = Check("backup", 60, 3600, keys=("db", "ops", "web"))
+    chosen = choose_key(["db", "ops", "web"], "heartbeat:backup")
+    draining = replace(settings, draining_keys=frozenset(
+        {settings.routing_keys[settings.key_names.index(chosen)]}))
+    Pages(fake, NAMES, draining, routes).send(down(), check)
+    others = [name for name in ("db", "ops", "web") if name != chosen]
+    assert queued(fake, settings, chosen) == []
+    [event] = queued(fake, settings, choose_key(others, "heartbeat:backup"))
+    assert event["dedup_key"] == "heartbeat:backup"

@@ -52,19 +52,20 @@ class Pages:
         self.settings = settings
         self.store = EventStore(client, names, settings)
         self.least = {c.name: c.min_severity for c in routes.channels}
-        drained = {name for key, name in zip(settings.routing_keys, settings.key_names,
-                                              strict=False) if key in settings.draining_keys}
-        self.in_service = [n for n in settings.key_names if n and n not in drained] or \
-            list(settings.key_names)
+        self.drained = {name for key, name in zip(settings.routing_keys, settings.key_names,
+                                                   strict=False) if key in settings.draining_keys}
+        self.in_service = [name for name in settings.key_names if name not in self.drained]
 
     def send(self, page: Page, check: Check) -> None:
         """Store ``page`` as an event. QueueFull when its key's queue is full (nothing
         stored: hand it again later); redis.RedisError when it may not have been stored
         (hand it again: at worst PagerDuty takes the same event twice, one incident)."""
         event = page_event(page, check)
-        pool = [k for k in check.keys if k in self.settings.key_names]
-        if not pool and not check.channels:
-            pool = self.in_service  # as an event no route matches
+        # as a route's pool: its keys in service, else (all marked drain, or none named
+        # and no channels either) every key in service
+        named = [k for k in check.keys if k in self.settings.key_names]
+        pool = [k for k in named if k not in self.drained] or \
+            (self.in_service if named or not check.channels else [])
         heard = hearing(check.channels, check.severity, self.least)
         slot = slot_of(self.settings.key_names, pool, check.dedup_key)
         answer = store_own(self.store, self.settings, event, slot, "heartbeat:" + check.name,
