@@ -49,7 +49,9 @@ heartbeats:
     client = redis.Redis.from_url(stack.env["RELAY_REDIS_URL"], decode_responses=True)
     names = Names()
     heartbeats = Heartbeats(client, names)
-    token = heartbeats.new_token("backup")
+    made = stack.cli("heartbeat", "token", "backup")
+    assert made.returncode == 0, made.stderr
+    token = next(word for word in made.stdout.split() if word.startswith("pdh_"))
     node = stack.start_ingress()
     url = stack.start_nginx([node.removeprefix("http://")])
 
@@ -88,6 +90,12 @@ heartbeats:
     wrong = requests.get(f"{url}/ping/{token[:-1]}X/backup", timeout=5)
     assert wrong.status_code == 401 and wrong.json()["status"] == "unauthorized"
     assert requests.get(f"{url}/ping/backup", timeout=5).status_code == 401
+
+    # a check added at run time takes pings within the ingress's next read of the checks
+    added = stack.cli("heartbeat", "add", "nightly", "--period", "1d", "--keys", "key-1")
+    assert added.returncode == 0, added.stderr
+    wait_until(lambda: requests.post(f"{url}/ping/nightly", headers={"X-API-Key": api_key},
+                                     timeout=5).status_code == 200, 10, "the run-time check")
 
     # the Watchdog: a ping of its check, and no event
     watchdog = requests.post(f"{url}/adapters/alertmanager", json=WATCHDOG, timeout=5,
