@@ -320,6 +320,25 @@ if known then return 1 end
 return 0
 """
 
+# Forget a check (``pd-relay heartbeat remove``): the run-time check, its state, pings,
+# due time and token; an incident it has open gets its resolve (reason 'removed') in the
+# same call, so none is left open that no sender may close, and the name added again
+# pages anew. KEYS[1] run-time checks hash, KEYS[2] state hash, KEYS[3] pings list,
+# KEYS[4] due zset, KEYS[5] tokens hash, KEYS[6] pages list; ARGV[1] now ('' Redis's
+# clock), ARGV[2] name. Returns 1 when a run-time check was removed.
+REMOVE = NOW + PAGE + """
+local open = redis.call('HGET', KEYS[2], 'open')
+if open and open ~= '' then
+  page(KEYS[6], ARGV[2], 'resolve', tonumber(open), 'removed',
+       redis.call('HGET', KEYS[2], 'expected'), now, '', nil)
+end
+local found = redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+return found
+"""
+
 # The ingress's mark that pings can arrive: KEYS[1] mark; ARGV[1] now ('' Redis's
 # clock), ARGV[2] its TTL ms.
 MARK = NOW + """

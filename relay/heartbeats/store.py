@@ -59,6 +59,7 @@ class Heartbeats:
         self._ping = client.register_script(lua.PING)
         self._pause = client.register_script(lua.PAUSE)
         self._mark = client.register_script(lua.MARK)
+        self._remove = client.register_script(lua.REMOVE)
         self.round_script = client.register_script(lua.ROUND)
         self.fill_script = client.register_script(lua.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
@@ -116,15 +117,13 @@ class Heartbeats:
     def remove(self, name: str) -> bool:
         """Forget a run-time check, its state, pings and token; False when there was no
         such run-time check (the state of a check gone from the routes file is dropped
-        too). An open incident stays open (it is no longer the relay's)."""
+        too). An incident it has open is resolved (its resolve goes in the pages' outbox
+        in the same call, reason ``removed``)."""
         names = self.names
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hdel(names.heartbeats, name)
-            pipe.delete(names.heartbeat(name), names.heartbeat_pings(name))
-            pipe.zrem(names.heartbeat_due, name)
-            pipe.hdel(names.heartbeat_tokens, name)
-            found = pipe.execute()
-        return bool(found[0])
+        return bool(self._remove(
+            keys=[names.heartbeats, names.heartbeat(name), names.heartbeat_pings(name),
+                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages],
+            args=[self.now_arg(), name]))
 
     def pause(self, name: str) -> bool:
         """Nothing is expected or paged until a ping or ``resume``; False when the store
