@@ -197,3 +197,19 @@ def test_a_check_removed_while_down_resolves_and_its_name_pages_again_when_re_ad
     clock.advance(91)
     ev.round()
     assert sent.pages[2:] == [("nightly", "trigger", 1, "missed")]  # after its resolve
+
+
+def test_a_cron_checks_next_time_does_not_depend_on_this_hosts_clock(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # the ping computed the cron's next times from this host's clock (a minute back):
+    # an ingress host two minutes fast, a job pinging at 10:59:30 (Redis's time) for its
+    # 11:00 run was next expected at 12:00, so a missed 11:00 run paged an hour late
+    hourly = Check("hourly", grace_s=60, cron="0 * * * *", keys=("ops",))
+    clock.at = at(2027, 1, 15, 10, 59, 30)
+    store.local_now = lambda: clock() + 120  # type: ignore[method-assign]
+    ev = evaluator(redis_client, clock, Sent(), Catalog(RoutesFile(heartbeats=(hourly,)),
+                                                         None))
+    ev.round()
+    store.ping(hourly, "success")
+    ev.round()
+    assert store.states([hourly])[0].expected_at == at(2027, 1, 15, 11)

@@ -80,7 +80,10 @@ end
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
 # ARGV[7] a cron check's next times (ms, ascending, space-separated; the first after now
 # is expected), ARGV[8] how many pings to keep, ARGV[9] the state's format version,
-# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``)
+# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``),
+# ARGV[12] the time (ms) ARGV[7]'s times were computed after: later than now (the
+# ingress host's clock ahead of Redis's), a time between may be missing, so the
+# evaluator fills the expected time in from the last ping
 # Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
 PING = NOW + PAGE + """
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
@@ -117,7 +120,7 @@ if signal == 'success' then
   local due = nil
   if tonumber(ARGV[4]) > 0 then
     due = now + tonumber(ARGV[4])
-  else
+  elseif (tonumber(ARGV[12]) or 0) <= now then
     for at in string.gmatch(ARGV[7], '%d+') do
       if due == nil and tonumber(at) > now then due = tonumber(at) end
     end

@@ -84,10 +84,11 @@ class Heartbeats:
                                  "body": cut(body, BODY_LIMIT)}
         if len(body) > SHORT_BYTES:
             entry["short"] = cut(body, SHORT_BYTES)
-        ahead = ""
+        ahead, after = "", 0
         if check.cron is not None:  # a minute back: Redis's clock may lag this host's
+            after = int((self.local_now() - 60) * 1000)  # (ahead of it: the evaluator's)
             ahead = " ".join(str(int(at * 1000)) for at in cron_times(
-                check.cron, check.tz, self.local_now() - 60, CRON_AHEAD))
+                check.cron, check.tz, after / 1000, CRON_AHEAD))
         names = self.names
         found = self._ping(
             keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
@@ -95,7 +96,7 @@ class Heartbeats:
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
-                  "" if exit_status is None else exit_status, schedule(check)])
+                  "" if exit_status is None else exit_status, schedule(check), after])
         if found[0] == "format":
             raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
                                    f"{found[1]}, newer than this release's ({VERSION})")
