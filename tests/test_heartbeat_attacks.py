@@ -174,3 +174,42 @@ def test_a_round_hands_pages_on_for_about_its_interval_then_evaluates_again(
     ev.round()
     ev.round()
     assert len(sent.pages) == 250 and store.pages(1) == []
+
+
+def test_a_check_removed_while_down_resolves_and_its_name_pages_again_when_re_added(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # `pd-relay heartbeat remove` of a down check dropped its state and left its incident
+    # open, the relay's (no sender may resolve it); the check added again under its name
+    # then went down as outage 1 again: a trigger on that still-open incident, which
+    # PagerDuty takes as a repeat and pages nobody
+    nightly = Check("nightly", grace_s=30, period_s=60, keys=("ops",), origin="cli")
+    sent = Sent()
+    ev = evaluator(redis_client, clock, sent, Catalog(RoutesFile(), store))
+    ev.round()
+    assert store.add(nightly)
+    store.ping(nightly, "fail")
+    ev.round()
+    assert store.remove("nightly")
+    ev.round()
+    assert sent.pages == [("nightly", "trigger", 1, "fail"), ("nightly", "resolve", 1, "removed")]
+    assert store.add(nightly)
+    store.ping(nightly, "success")
+    clock.advance(91)
+    ev.round()
+    assert sent.pages[2:] == [("nightly", "trigger", 1, "missed")]  # after its resolve
+
+
+def test_a_cron_checks_next_time_does_not_depend_on_this_hosts_clock(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    # the ping computed the cron's next times from this host's clock (a minute back):
+    # an ingress host two minutes fast, a job pinging at 10:59:30 (Redis's time) for its
+    # 11:00 run was next expected at 12:00, so a missed 11:00 run paged an hour late
+    hourly = Check("hourly", grace_s=60, cron="0 * * * *", keys=("ops",))
+    clock.at = at(2027, 1, 15, 10, 59, 30)
+    store.local_now = lambda: clock() + 120  # type: ignore[method-assign]
+    ev = evaluator(redis_client, clock, Sent(), Catalog(RoutesFile(heartbeats=(hourly,)),
+                                                         None))
+    ev.round()
+    store.ping(hourly, "success")
+    ev.round()
+    assert store.states([hourly])[0].expected_at == at(2027, 1, 15, 11)

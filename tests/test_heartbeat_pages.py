@@ -215,3 +215,16 @@ def test_a_new_incident_leaves_out_the_checks_draining_keys(setup, fake) -> None
     assert queued(fake, settings, chosen) == []
     [event] = queued(fake, settings, choose_key(others, "heartbeat:backup"))
     assert event["dedup_key"] == "heartbeat:backup"
+
+
+def test_a_removed_checks_resolve_goes_where_its_trigger_went_and_says_why(setup, fake) -> None:
+    settings, routes = setup
+    pages = Pages(fake, NAMES, settings, routes)
+    pages.send(down(), Check("backup", 60, 3600, keys=("db",)))
+    pages.send(Page("backup", "resolve", 1, "removed", DOWN_AT + 60, {}),
+               Check("backup", 0.0))  # the evaluator's stand-in: the check is gone
+    assert [e["event_action"] for e in queued(fake, settings, "db")] == ["trigger", "resolve"]
+    stories = search(fake, NAMES, Query(dedup_key="heartbeat:backup", limit=0))[::-1]
+    second = stories[1].as_json(settings.key_names)
+    assert second["steps"][0]["heartbeat"] == \
+        "the check was removed at 2025-12-05T08:01:00.000Z"

@@ -80,7 +80,10 @@ end
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
 # ARGV[7] a cron check's next times (ms, ascending, space-separated; the first after now
 # is expected), ARGV[8] how many pings to keep, ARGV[9] the state's format version,
-# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``)
+# ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``),
+# ARGV[12] the time (ms) ARGV[7]'s times were computed after: later than now (the
+# ingress host's clock ahead of Redis's), a time between may be missing, so the
+# evaluator fills the expected time in from the last ping
 # Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
 PING = NOW + PAGE + """
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
@@ -117,7 +120,7 @@ if signal == 'success' then
   local due = nil
   if tonumber(ARGV[4]) > 0 then
     due = now + tonumber(ARGV[4])
-  else
+  elseif (tonumber(ARGV[12]) or 0) <= now then
     for at in string.gmatch(ARGV[7], '%d+') do
       if due == nil and tonumber(at) > now then due = tonumber(at) end
     end
@@ -197,6 +200,25 @@ if state ~= 'paused' then redis.call('HSET', KEYS[1], 'since', now) end
 redis.call('ZREM', KEYS[2], ARGV[2])
 if known then return 1 end
 return 0
+"""
+
+# Forget a check (``pd-relay heartbeat remove``): the run-time check, its state, pings,
+# due time and token; an incident it has open gets its resolve (reason 'removed') in the
+# same call, so none is left open that no sender may close, and the name added again
+# pages anew. KEYS[1] run-time checks hash, KEYS[2] state hash, KEYS[3] pings list,
+# KEYS[4] due zset, KEYS[5] tokens hash, KEYS[6] pages list; ARGV[1] now ('' Redis's
+# clock), ARGV[2] name. Returns 1 when a run-time check was removed.
+REMOVE = NOW + PAGE + """
+local open = redis.call('HGET', KEYS[2], 'open')
+if open and open ~= '' then
+  page(KEYS[6], ARGV[2], 'resolve', tonumber(open), 'removed',
+       redis.call('HGET', KEYS[2], 'expected'), now, '', nil)
+end
+local found = redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+return found
 """
 
 # The ingress's mark that pings can arrive: KEYS[1] mark; ARGV[1] now ('' Redis's

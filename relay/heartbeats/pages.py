@@ -85,7 +85,7 @@ class Pages:
                       check.name, page.action, answer.owner)
             return
         log.warning("heartbeat %s: %s (%s)", check.name,
-                    "down, paged" if page.action == "trigger" else "up again, resolved",
+                    "down, paged" if page.action == "trigger" else "resolved",
                     story(page))
 
 
@@ -115,6 +115,8 @@ def details(page: Page, check: Check) -> dict[str, Any]:
 def story(page: Page) -> str:
     """Why it paged or resolved, for the accepted step (``hb``) and the log."""
     found: Mapping[str, Any] = page.details
+    if page.action != "trigger" and page.reason == "removed":
+        return f"the check was removed at {_time(page.at)}"
     if page.action != "trigger":
         return f"up again: a success ping at {_time(found.get('last_ping_at') or page.at)}"
     last = _time(found.get("last_ping_at")) or "none"

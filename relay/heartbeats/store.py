@@ -59,6 +59,7 @@ class Heartbeats:
         self._ping = client.register_script(lua.PING)
         self._pause = client.register_script(lua.PAUSE)
         self._mark = client.register_script(lua.MARK)
+        self._remove = client.register_script(lua.REMOVE)
         self.round_script = client.register_script(rounds.ROUND)
         self.fill_script = client.register_script(rounds.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
@@ -83,10 +84,11 @@ class Heartbeats:
                                  "body": cut(body, BODY_LIMIT)}
         if len(body) > SHORT_BYTES:
             entry["short"] = cut(body, SHORT_BYTES)
-        ahead = ""
+        ahead, after = "", 0
         if check.cron is not None:  # a minute back: Redis's clock may lag this host's
+            after = int((self.local_now() - 60) * 1000)  # (ahead of it: the evaluator's)
             ahead = " ".join(str(int(at * 1000)) for at in cron_times(
-                check.cron, check.tz, self.local_now() - 60, CRON_AHEAD))
+                check.cron, check.tz, after / 1000, CRON_AHEAD))
         names = self.names
         found = self._ping(
             keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
@@ -94,7 +96,7 @@ class Heartbeats:
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
-                  "" if exit_status is None else exit_status, schedule(check)])
+                  "" if exit_status is None else exit_status, schedule(check), after])
         if found[0] == "format":
             raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
                                    f"{found[1]}, newer than this release's ({VERSION})")
@@ -116,15 +118,13 @@ class Heartbeats:
     def remove(self, name: str) -> bool:
         """Forget a run-time check, its state, pings and token; False when there was no
         such run-time check (the state of a check gone from the routes file is dropped
-        too). An open incident stays open (it is no longer the relay's)."""
+        too). An incident it has open is resolved (its resolve goes in the pages' outbox
+        in the same call, reason ``removed``)."""
         names = self.names
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hdel(names.heartbeats, name)
-            pipe.delete(names.heartbeat(name), names.heartbeat_pings(name))
-            pipe.zrem(names.heartbeat_due, name)
-            pipe.hdel(names.heartbeat_tokens, name)
-            found = pipe.execute()
-        return bool(found[0])
+        return bool(self._remove(
+            keys=[names.heartbeats, names.heartbeat(name), names.heartbeat_pings(name),
+                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages],
+            args=[self.now_arg(), name]))
 
     def pause(self, name: str) -> bool:
         """Nothing is expected or paged until a ping or ``resume``; False when the store
