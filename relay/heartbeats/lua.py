@@ -57,9 +57,12 @@ end
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
 # ARGV[7] a cron check's next times (ms, ascending, space-separated; the first after now
 # is expected), ARGV[8] how many pings to keep, ARGV[9] the state's format version,
-# ARGV[10] the exit status ('' none)
-# Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
+# ARGV[10] the exit status ('' none), ARGV[11] '1' for a run-time check: it must still be
+# in KEYS[5], the run-time checks' hash (an ingress knows a removed one a little longer)
+# Returns {state, expected, down} ('' unknown), {'format', v} for a newer format, or
+# {'gone'} for a run-time check removed (nothing written).
 PING = NOW + PAGE + """
+if ARGV[11] == '1' and redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then return {'gone'} end
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
                      'last_ping')
 if s[1] and tonumber(s[1]) > tonumber(ARGV[9]) then return {'format', s[1]} end
