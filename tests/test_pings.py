@@ -300,3 +300,38 @@ def test_before_the_run_time_checks_are_read_a_ping_or_a_watchdog_is_a_503(
                          headers=auth(api_keys["cron"]))
     assert watchdog.status_code == 202 and watchdog.json["pings"] == 1
     assert http.post("/ping/unknown", headers=auth(api_keys["cron"])).status_code == 404
+
+
+def test_a_ping_after_remove_does_not_bring_the_check_back(pinged, fake, api_keys) -> None:
+    """`pd-relay heartbeat remove` forgets a run-time check's state at once, but each
+    ingress knows the check up to REFRESH_S longer. Before: a ping then wrote its state
+    again (state, pings, due; a fail put a trigger in the outbox): the evaluator later
+    took it down with no page (no such check), and the check added again under that
+    name started down with an incident 'open' that was never paged (its first success
+    sent the resolve of nothing). Now: a 404, nothing written."""
+    names = Names()
+    heartbeats = Heartbeats(fake, names)
+    heartbeats.add(Check("job", grace_s=60, period_s=60, origin="cli"))
+    http = create_app(pinged, client=fake).test_client()
+    assert http.post("/ping/job", headers=auth(api_keys["cron"])).status_code == 200
+    assert heartbeats.remove("job")
+    reply = http.post("/ping/job/fail", headers=auth(api_keys["cron"]))
+    assert reply.status_code == 404 and reply.is_json, reply.json
+    assert not fake.exists(names.heartbeat("job"), names.heartbeat_pings("job"))
+    assert fake.zscore(names.heartbeat_due, "job") is None
+    assert fake.llen(names.heartbeat_pages) == 0
+
+
+def test_a_watchdog_of_a_check_removed_a_moment_ago_pings_nothing(pinged, fake,
+                                                                  api_keys) -> None:
+    names = Names()
+    heartbeats = Heartbeats(fake, names)
+    heartbeats.add(Check("prom", grace_s=60, period_s=60, origin="cli",
+                         watchdog=(label_matcher('alertname="Watchdog"'),)))
+    http = create_app(pinged, client=fake).test_client()
+    assert heartbeats.remove("prom")
+    alert = {"status": "firing", "labels": {"alertname": "Watchdog"}, "fingerprint": "wd"}
+    reply = http.post("/adapters/alertmanager", json={"alerts": [alert]},
+                      headers=auth(api_keys["cron"]))
+    assert reply.status_code == 202 and reply.json["pings"] == 0, reply.json
+    assert not fake.exists(names.heartbeat("prom"))

@@ -83,9 +83,13 @@ end
 # ARGV[10] the exit status ('' none), ARGV[11] the check's schedule (kept as ``sched``),
 # ARGV[12] the time (ms) ARGV[7]'s times were computed after: later than now (the
 # ingress host's clock ahead of Redis's), a time between may be missing, so the
-# evaluator fills the expected time in from the last ping
-# Returns {state, expected, down} ('' unknown), or {'format', v} for a newer format.
+# evaluator fills the expected time in from the last ping, ARGV[13] '1' for a run-time
+# check: it must still be in KEYS[5], the run-time checks' hash (an ingress knows a
+# removed one a little longer)
+# Returns {state, expected, down} ('' unknown), {'format', v} for a newer format, or
+# {'gone'} for a run-time check removed (nothing written).
 PING = NOW + PAGE + """
+if ARGV[13] == '1' and redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then return {'gone'} end
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
                      'last_ping')
 if s[1] and tonumber(s[1]) > tonumber(ARGV[9]) then return {'format', s[1]} end

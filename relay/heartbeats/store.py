@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from relay.auth import digest
-from relay.errors import StoreFormatError
+from relay.errors import StoreFormatError, UnknownCheck
 from relay.heartbeats import lua, rounds
 from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
 from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
@@ -77,7 +77,8 @@ class Heartbeats:
              exit_status: int | None = None) -> Ping:
         """Record a ping and move the check's state on, in one script call; the answer
         says the state after it. ``body``: its first BODY_LIMIT bytes are kept (the older
-        pings keep their first SHORT_BYTES)."""
+        pings keep their first SHORT_BYTES). UnknownCheck for a run-time check removed
+        (nothing is written: a catalog read before the removal does not bring it back)."""
         if signal not in SIGNALS:
             raise ValueError(f"signal {signal!r}: want one of {', '.join(SIGNALS)}")
         entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status, "by": by[:100],
@@ -92,11 +93,14 @@ class Heartbeats:
         names = self.names
         found = self._ping(
             keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
-                  names.heartbeat_due, names.heartbeat_pages],
+                  names.heartbeat_due, names.heartbeat_pages, names.heartbeats],
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
-                  "" if exit_status is None else exit_status, schedule(check), after])
+                  "" if exit_status is None else exit_status, schedule(check), after,
+                  "1" if check.origin == "cli" else ""])
+        if found[0] == "gone":
+            raise UnknownCheck([f"no check named {check.name} (removed)"])
         if found[0] == "format":
             raise StoreFormatError(f"heartbeat {check.name}: its state is of format "
                                    f"{found[1]}, newer than this release's ({VERSION})")
