@@ -74,7 +74,8 @@ local function reopen(pages, key)
 end
 """
 
-# A ping. KEYS[1] state hash, KEYS[2] pings list, KEYS[3] due zset, KEYS[4] pages list
+# A ping. KEYS[1] state hash, KEYS[2] pings list, KEYS[3] due zset, KEYS[4] pages list,
+# KEYS[5] run-time checks hash
 # ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] signal (success, start, fail),
 # ARGV[4] period ms (0: a cron check), ARGV[5] grace ms, ARGV[6] the ping's entry (JSON:
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
