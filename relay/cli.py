@@ -17,6 +17,7 @@ from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
 from relay.commands import deadletters, ingress, operations, sendtest, storeformat, trace
 from relay.errors import ConfigError, StoreFormatError
+from relay.heartbeats import commands as heartbeats
 from relay.logs import configure, printable
 from relay.routes import maintenance
 from relay.routes.commands import add_routes_parsers, routes_command, token_new
@@ -107,7 +108,7 @@ COMMANDS = {
     "routes": routes_command, "maintenance": maintenance.command, "queue": queues.command,
     "dead-letters": deadletters.command, "send-test": sendtest.command,
     "channel-worker": channel_worker.command, "channels": channels.command,
-    "trace": trace.command, "format": storeformat.command,
+    "trace": trace.command, "format": storeformat.command, "heartbeat": heartbeats.command,
 }
 # The commands that reach Redis, and what they do with the stored formats' version before
 # they start (relay.formats): upgrade it (else only read it), and how loud Redis being
@@ -118,7 +119,7 @@ STORED = {
     "channel-worker": (True, logging.WARNING), "check": (False, logging.INFO),
     "status": (False, 0), "trace": (False, 0), "forget-key": (True, 0),
     "queue": (True, 0), "dead-letters": (True, 0), "send-test": (True, 0),
-    "channels": (True, 0), "maintenance": (True, 0),
+    "channels": (True, 0), "maintenance": (True, 0), "heartbeat": (True, 0),
 }
 
 
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)
     maintenance.add_parser(sub)
+    heartbeats.add_parser(sub)
     queues.add_parser(sub)
     sim = sub.add_parser("simulator", help="run the PagerDuty stand-in (tests, demo)")
     sim.add_argument("--host", default="127.0.0.1")

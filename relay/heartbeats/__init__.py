@@ -9,7 +9,9 @@ The family, lowest room first:
     config.py     the routes file's ``heartbeats:`` section, checked by path
     schedule.py   when the next ping is expected (period; cron with cronsim, in the tz)
     store.py      the checks' state in Redis: ping (one script call), pause, resume, add,
-                  remove, tokens; the evaluation round and the pages' outbox (Lua)
+                  remove, tokens; the evaluation round and the pages' outbox (Lua:
+                  lua.py, rounds.py; codec.py: a run-time check's and a page's JSON)
+    catalog.py    every check by name: the routes file's and the run-time ones
     evaluator.py  the loop that runs the rounds (one process at a time, under a lease, on
                   Redis's clock) and hands each page to a sender
     pages.py      a page made an event on the ordinary path (stored, ordered, limited)

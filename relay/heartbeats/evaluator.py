@@ -2,7 +2,7 @@
 
 Any number of processes (each channel worker's housekeeping) run an ``Evaluator``; the
 one holding ``Names.heartbeat_lease`` evaluates, the others wait for it to lapse. A round
-(every ``interval_s``) is a few calls of the ROUND script (relay.heartbeats.lua), each
+(every ``interval_s``) is a few calls of the ROUND script (relay.heartbeats.rounds), each
 looking at no more than ``per_call`` due checks, on Redis's clock; the transitions and
 their pages are decided there, once, however many processes try. Then the pages' outbox
 is handed, oldest first, to the injected ``send(page, check)`` (relay.heartbeats.pages
@@ -43,7 +43,7 @@ class Evaluator:
     def __init__(self, client: redis.Redis, names: Names, catalog: Catalog, send: Send, *,
                  clock: Callable[[], float] | None = None, interval_s: float = 1.0,
                  lease_ttl_s: float = 3.0, send_budget_s: float = 1.0,
-                 per_call: int = 500, calls: int = 40, gap_s: float = 15.0,
+                 per_call: int = 200, calls: int = 100, gap_s: float = 15.0,
                  watch_ingress: bool = True, batch: int = 100,
                  monotonic: Callable[[], float] = time.monotonic,
                  holder: str | None = None) -> None:

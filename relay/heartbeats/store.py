@@ -22,7 +22,7 @@ import redis
 
 from relay.auth import digest
 from relay.errors import StoreFormatError
-from relay.heartbeats import lua
+from relay.heartbeats import lua, rounds
 from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
 from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
 from relay.heartbeats.schedule import cron_times
@@ -51,8 +51,8 @@ class Heartbeats:
         self._ping = client.register_script(lua.PING)
         self._pause = client.register_script(lua.PAUSE)
         self._mark = client.register_script(lua.MARK)
-        self.round_script = client.register_script(lua.ROUND)
-        self.fill_script = client.register_script(lua.FILL)
+        self.round_script = client.register_script(rounds.ROUND)
+        self.fill_script = client.register_script(rounds.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
 
     def now_arg(self) -> str:

@@ -56,7 +56,7 @@ def _check(settings: Settings, routes: RoutesFile | None) -> int:
     else:
         print(f"routes file ok: {routes.path}: {len(routes.sources)} source(s), "
               f"{len(routes.routes)} route(s), {len(routes.maintenance)} maintenance window(s), "
-              f"{len(routes.channels)} channel(s)"
+              f"{len(routes.channels)} channel(s), {len(routes.heartbeats)} heartbeat check(s)"
               + (", self-alerts" if routes.self_alert else ""))
     if settings.allow_anonymous:
         print("WARNING: open relay: anyone who can reach it may send (RELAY_ALLOW_ANONYMOUS)")

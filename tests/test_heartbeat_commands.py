@@ -1,0 +1,146 @@
+"""``pd-relay heartbeat add|list|pause|resume|remove|token`` on fakeredis, with a routes
+file that has a check of its own."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from relay import cli
+from relay.auth import digest, new_token
+from relay.heartbeats import commands
+from relay.heartbeats.store import Heartbeats
+from relay.names import Names
+from relay.settings import Settings
+
+ROUTES = """
+channels:
+  - {name: ops-slack, type: slack, url: "https://hooks.example.com/x"}
+sources:
+  - {name: a, api_keys: ["%s"]}
+  - {name: b, api_keys: ["%s"]}
+routes:
+  - {name: ops, keys: [key-1], channels: [ops-slack]}
+heartbeats:
+  - {name: nightly, cron: "30 2 * * *", tz: Europe/Berlin, grace: 1h, route: ops}
+"""
+
+
+@pytest.fixture
+def setup(settings: Settings, tmp_path: Path, fake: fakeredis.FakeRedis,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Heartbeats]:
+    path = tmp_path / "routes.yml"
+    path.write_text(ROUTES % (digest(new_token()[0]), digest(new_token()[0])))
+    monkeypatch.setattr(commands, "connect", lambda settings: fake)
+    found = replace(settings, routes_file=path, key_names=("key-1", "key-2", "key-3"))
+    return found, Heartbeats(fake, Names(found.prefix))
+
+
+def run(settings: Settings, *argv: str) -> int:
+    args = cli._parser().parse_args(["heartbeat", *argv])
+    return commands.command(settings, args)
+
+
+def test_add_checks_its_options_as_the_routes_file_does(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str]) -> None:
+    settings, store = setup
+    assert run(settings, "add", "start", "--period", "5x", "--keys", "nope", "--sources", "c",
+               "--watchdog", "alertname>=1", "--tz", "Mars/Base") == 2
+    err = capsys.readouterr().err
+    for expected in ["--name: 'start' is a ping signal", "--period: want a duration",
+                     "--keys: no key named 'nope'", "--sources: no source named 'c'",
+                     "--watchdog: 'alertname>=1' is not a label matcher",
+                     "--tz: want an IANA time zone"]:
+        assert expected in err, (expected, err)
+    assert run(settings, "add", "nightly", "--period", "5m", "--keys", "key-1") == 2
+    assert "a check of the routes file already" in capsys.readouterr().err
+    assert store.stored_checks() == []
+    assert run(settings, "add", "backup", "--period", "1h", "--grace", "10m", "--keys",
+               "key-1,key-2", "--watchdog", 'alertname="Watchdog"', "--sources",
+               "a,b", "--severity", "error") == 0
+    assert "heartbeat backup added (every 1h, grace 10m)" in capsys.readouterr().out
+    [check] = store.stored_checks()
+    assert (check.period_s, check.grace_s, check.keys, check.sources, check.severity,
+            check.origin) == (3600.0, 600.0, ("key-1", "key-2"), ("a", "b"), "error", "cli")
+    assert run(settings, "add", "backup", "--period", "1h", "--keys", "key-1") == 1
+    assert "exists already" in capsys.readouterr().err
+    assert run(settings, "add", "via-route", "--cron", "*/5 * * * *", "--route", "ops") == 0
+
+
+def test_list_shows_file_and_run_time_checks_with_their_state(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str]) -> None:
+    settings, store = setup
+    run(settings, "add", "backup", "--period", "1h", "--keys", "key-1")
+    [backup] = store.stored_checks()
+    store.ping(backup, "fail", exit_status=2)
+    capsys.readouterr()
+    assert run(settings, "list", "--json") == 0
+    found = json.loads(capsys.readouterr().out)
+    rows = {row["name"]: row for row in found["heartbeats"]}
+    assert (rows["nightly"]["origin"], rows["nightly"]["state"], rows["nightly"]["tz"]) == \
+        ("file", "new", "Europe/Berlin")
+    assert rows["nightly"]["keys"] == ["key-1"] and rows["nightly"]["channels"] == ["ops-slack"]
+    assert (rows["backup"]["origin"], rows["backup"]["state"], rows["backup"]["outages"]) == \
+        ("cli", "down", 1)
+    assert rows["backup"]["last_signal"] == "fail" and rows["backup"]["token"] is False
+    assert run(settings, "list") == 0
+    text = capsys.readouterr().out
+    assert "nightly  new  (file, cron '30 2 * * *' Europe/Berlin, grace 1h)" in text
+    assert "backup  down  (cli, every 1h, grace 5m)" in text
+
+
+def test_token_is_printed_once_and_only_its_hash_kept(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str],
+        fake: fakeredis.FakeRedis) -> None:
+    settings, store = setup
+    assert run(settings, "token", "nightly") == 0  # a routes-file check's too
+    out = capsys.readouterr().out
+    token = next(word for word in out.split() if word.startswith("pdh_"))
+    assert f"/ping/{token}/nightly" in out
+    assert store.token_matches("nightly", token)
+    dump = json.dumps({key: fake.dump(key).hex() for key in fake.keys("*")})  # type: ignore[union-attr]
+    assert token not in dump and token.encode().hex() not in dump
+    assert run(settings, "token", "nope") == 1
+    assert "no heartbeat check 'nope'" in capsys.readouterr().err
+    run(settings, "list", "--json")
+    assert json.loads(capsys.readouterr().out)["heartbeats"][0]["token"] is True
+
+
+def test_pause_resume_and_remove(setup: tuple[Settings, Heartbeats],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    settings, store = setup
+    run(settings, "add", "backup", "--period", "1h", "--keys", "key-1")
+    [backup] = store.stored_checks()
+    store.ping(backup, "fail")
+    assert run(settings, "pause", "backup") == 0
+    assert "its incident heartbeat:backup stays open" in capsys.readouterr().out
+    assert run(settings, "resume", "backup") == 0
+    assert run(settings, "resume", "backup") == 1
+    assert "is not paused" in capsys.readouterr().err
+    assert run(settings, "pause", "nightly") == 0  # a routes-file check, never pinged
+    assert store.states([backup])[0].state == "new"
+    assert run(settings, "remove", "nightly") == 2
+    assert "remove it there" in capsys.readouterr().err
+    store.ping(backup, "fail")
+    assert run(settings, "remove", "backup") == 0
+    assert "stays open: resolve it in PagerDuty" in capsys.readouterr().out
+    assert store.stored_checks() == []
+    assert run(settings, "pause", "backup") == 1
+
+
+def test_the_command_is_registered_and_checks_the_store_format() -> None:
+    assert cli.COMMANDS["heartbeat"] is commands.command
+    assert cli.STORED["heartbeat"] == (True, 0)
+
+
+def test_routes_check_counts_the_heartbeat_checks(setup: tuple[Settings, Heartbeats],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from relay.routes.commands import routes_command
+
+    settings, _ = setup
+    assert routes_command(settings, cli._parser().parse_args(["routes", "check"])) == 0
+    assert "1 heartbeat check(s)" in capsys.readouterr().out
