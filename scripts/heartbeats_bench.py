@@ -50,7 +50,7 @@ def routes_file(path: Path, digest: str, checks: list[dict[str, Any]]) -> Path:
 
 
 def ping_cost(workdir: Path, wrk: Wrk, event: dict[str, Any], seconds: float,
-              rounds: int, threads: int) -> dict[str, float]:
+              rounds: int, threads: int, connections: int = 16) -> dict[str, float]:
     """wrk at ``/v2/enqueue`` (one event) and at ``/ping/<name>`` of one node, in turn;
     medians of the rates and p50s, and Redis's µs per request of each (all its commands'
     time over the requests: the ingest's group commit stores several in one call)."""
@@ -75,7 +75,7 @@ def ping_cost(workdir: Path, wrk: Wrk, event: dict[str, Any], seconds: float,
         for _ in range(rounds):
             for name, (url, body) in bodies.items():
                 client.config_resetstat()
-                found = wrk(url, body, seconds, headers=headers)
+                found = wrk(url, body, seconds, connections, headers=headers)
                 stats = client.info("commandstats")
                 usec = sum(float(s["usec"]) for c, s in stats.items()
                            if c not in ("cmdstat_info", "cmdstat_config"))
