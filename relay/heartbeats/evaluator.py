@@ -44,7 +44,7 @@ class Evaluator:
     def __init__(self, client: redis.Redis, names: Names, catalog: Catalog, send: Send, *,
                  clock: Callable[[], float] | None = None, interval_s: float = 1.0,
                  lease_ttl_s: float = 3.0, send_budget_s: float = 1.0,
-                 per_call: int = 200, calls: int = 100, gap_s: float = 15.0,
+                 per_call: int = 50, calls: int = 400, gap_s: float = 15.0,
                  watch_ingress: bool = True, batch: int = 100,
                  monotonic: Callable[[], float] = time.monotonic,
                  holder: str | None = None) -> None:
