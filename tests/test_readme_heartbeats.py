@@ -7,6 +7,7 @@ they are not installed)."""
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,3 +100,26 @@ def test_the_readme_watchdog_alertmanager_config_passes_amtool_as_written(
     [receiver] = [found for found in config["receivers"]
                   if found["name"] == watchdog["receiver"]]
     assert receiver["webhook_configs"][0]["url"].endswith("/adapters/alertmanager")
+
+
+def test_the_readme_heartbeat_commands_parse_with_every_option_they_show() -> None:
+    """Each ``pd-relay heartbeat`` line of the reference parses as written with all its
+    ``[...]`` options given (found: the ``add`` line offered ``[--cron ...]`` beside
+    ``--period``, which ``add`` refuses together)."""
+    from relay import cli
+
+    block = re.search(r"^```sh\n(pd-relay heartbeat add .*?)^```",
+                      section("Heartbeat checks: fields, states and commands"), re.M | re.S)
+    assert block, "the reference's commands"
+    lines = re.sub(r"\\\n\s*", " ", block.group(1)).splitlines()
+    parsed = 0
+    for line in lines:
+        words = shlex.split(line.replace("[", " ").replace("]", " "), comments=True)
+        if not words or words[:2] != ["pd-relay", "heartbeat"]:
+            continue
+        words = [word for word in words if word != "..."]
+        words = [word.replace("NAME", "backup").replace("TEXT", "Backup silent")
+                 for word in words]
+        cli._parser().parse_args(words[1:])  # argparse exits on a refusal
+        parsed += 1
+    assert parsed >= 6
