@@ -102,6 +102,11 @@ def test_token_is_printed_once_and_only_its_hash_kept(
     out = capsys.readouterr().out
     token = next(word for word in out.split() if word.startswith("pdh_"))
     assert f"/ping/{token}/nightly" in out
+    # the curl it suggests is the README's cron recipe's (timeout, retries, quiet)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [suggested] = [line.strip() for line in out.splitlines() if "curl" in line]
+    curl = suggested.split(" https://")[0]
+    assert f"{curl} https://relay.example:8080/ping/TOKEN/backup" in readme, suggested
     assert store.token_matches("nightly", token)
     dump = json.dumps({key: fake.dump(key).hex() for key in fake.keys("*")})  # type: ignore[union-attr]
     assert token not in dump and token.encode().hex() not in dump

@@ -80,7 +80,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         token = store.new_token(args.name)
         print(f"ping token for {args.name} (shown once: put it in the pinger's URL, keep no "
               f"copy; it replaces the previous one):\n  {token}\n"
-              f"  curl -fsS -m 10 --retry 3 https://RELAY/ping/{token}/{args.name}")
+              f"  curl -fsS -m 10 --retry 5 -o /dev/null https://RELAY/ping/{token}/{args.name}")
         return 0
     if args.action == "pause":
         store.pause(args.name)
