@@ -10,6 +10,7 @@ import logging
 import pytest
 import redis
 
+from relay.errors import QueueFull
 from relay.heartbeats import store as store_module
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
@@ -36,10 +37,12 @@ class Sent:
         self.pages: list[tuple[str, str, int, str]] = []
         self.fail = 0
 
+        self.error: type[Exception] = RuntimeError
+
     def __call__(self, page: Page, check: Check) -> None:
         if self.fail:
             self.fail -= 1
-            raise RuntimeError("the event store said no")
+            raise self.error("the event store said no")
         self.pages.append((page.name, page.action, page.outage, page.reason))
 
 
@@ -187,6 +190,23 @@ def test_a_failed_send_keeps_the_order(redis_client: redis.Redis, store: Heartbe
     assert ev.round() == 0
     assert ev.round() == 2
     assert sent.pages == [("backup", "trigger", 1, "fail"), ("backup", "resolve", 1, "")]
+
+
+def test_a_full_queue_is_said_in_one_line_not_a_traceback_a_second(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A key's queue full holds the page at the head of the outbox, tried every round:
+    a warning each time, never a traceback (the e2e fixtures fail a process that logs
+    one, and an operator reads one as a defect)."""
+    sent = Sent()
+    sent.fail, sent.error = 2, QueueFull
+    ev = evaluator(redis_client, clock, sent)
+    store.ping(CHECK, "fail")
+    with caplog.at_level(logging.WARNING):
+        assert ev.round() == 0 and ev.round() == 0
+    said = [r for r in caplog.records if "not handed on" in r.getMessage()]
+    assert len(said) == 2 and all(r.exc_info is None for r in said)
+    assert ev.round() == 1 and sent.pages == [("backup", "trigger", 1, "fail")]
 
 
 def test_a_page_of_a_check_gone_is_dropped_and_said(redis_client: redis.Redis,

@@ -228,3 +228,25 @@ def test_a_removed_checks_resolve_goes_where_its_trigger_went_and_says_why(setup
     second = stories[1].as_json(settings.key_names)
     assert second["steps"][0]["heartbeat"] == \
         "the check was removed at 2025-12-05T08:01:00.000Z"
+
+
+def test_trace_says_where_the_check_is_now_even_before_its_page_is_stored(
+        setup, fake, monkeypatch, capsys) -> None:
+    """A check down whose trigger still waits in the outbox (its key's queue full) has no
+    event yet: trace says its state, its last ping and the pages waiting."""
+    from relay.commands import trace
+    from relay.heartbeats.store import Heartbeats
+
+    settings, _routes = setup
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    check = Check("backup", 60, 3600, keys=("db",))
+    Heartbeats(fake, NAMES).ping(check, "fail", b"disk full", exit_status=2)
+    args = type("Args", (), {"dedup_key": "heartbeat:backup", "json": False})()
+    assert trace.command(settings, args) == 1  # no event yet
+    out = capsys.readouterr().out
+    assert "check backup: down since " in out
+    assert "last ping " in out and "(fail, exit status 2)" in out
+    assert "1 page waiting to be stored (trigger)" in out
+    args.dedup_key = "heartbeat:nothing"
+    trace.command(settings, args)
+    assert "check" not in capsys.readouterr().out  # no such check: nothing said of it

@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.heartbeats.model import DEDUP_PREFIX, Check
+from relay.heartbeats.store import Heartbeats
 from relay.history.search import Query, search
 from relay.history.story import key_name
 from relay.logs import printable
@@ -25,11 +27,15 @@ def add_parser(sub: Any) -> None:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    stories = search(connect(settings), Names(settings.prefix),
-                     Query(dedup_key=args.dedup_key, limit=0))[::-1]  # oldest first
+    client, names = connect(settings), Names(settings.prefix)
+    stories = search(client, names, Query(dedup_key=args.dedup_key, limit=0))[::-1]  # oldest first
     if args.json:
         print(json.dumps([s.as_json(settings.key_names) for s in stories], indent=2))
         return 0 if stories else 1
+    now = heartbeat_now(client, names, args.dedup_key[len(DEDUP_PREFIX):]) \
+        if args.dedup_key.startswith(DEDUP_PREFIX) else ""
+    if now:
+        print(printable(now, 500) + "\n")
     if not stories:
         print(f"no event with dedup_key {printable(args.dedup_key, 100)} in the last "
               f"{settings.history_days:g} days (RELAY_HISTORY_DAYS) of history", file=sys.stderr)
@@ -44,6 +50,28 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  {_when(step['at_ms'])}  {step['step']:<9} "
                   f"{_what(step, started, settings.key_names)}")
     return 0
+
+
+def heartbeat_now(client: Any, names: Names, name: str) -> str:
+    """Where a heartbeat's check is now (its page may not be an event yet: it waits in
+    the outbox while its key's queue is full); "" for a check Redis knows nothing of."""
+    if not client.exists(names.heartbeat(name)):
+        return ""
+    store = Heartbeats(client, names)
+    [now] = store.states([Check(name, 0.0)])
+    text = f"check {name}: {now.state}"
+    if now.since is not None:
+        text += f" since {_when(int(now.since * 1000))}"
+    last = store.recent_pings(name, 1)
+    if last:
+        status = last[0].get("exit_status")
+        text += (f"; last ping {_when(int(last[0]['at'] * 1000))} ({last[0].get('signal')}"
+                 + (f", exit status {status})" if status is not None else ")"))
+    waiting = [page.action for _raw, page in store.pages(100) if page.name == name]
+    if waiting:
+        text += (f"; {len(waiting)} page{'s' if len(waiting) > 1 else ''} waiting to be "
+                 f"stored ({', '.join(waiting)})")
+    return text
 
 
 def _when(ms: int) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import redis
 
 from relay import scripts
+from relay.errors import RelayError
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
@@ -205,6 +206,10 @@ class Evaluator:
                     return sent
                 try:
                     self.send(page, check)
+                except (RelayError, redis.RedisError) as exc:  # a full queue, Redis away:
+                    log.warning("heartbeat %s: %s not handed on (tried again): %s",  # said,
+                                page.name, page.action, exc)  # no traceback every second
+                    return sent
                 except Exception:  # noqa: BLE001 - any sender's failure: again next round
                     log.exception("heartbeat %s: %s not handed on (tried again)", page.name,
                                   page.action)

@@ -96,6 +96,7 @@ def test_a_silent_check_pages_once_and_its_ping_resolves_it(relay) -> None:
     story = stack.cli("trace", "heartbeat:backup")
     assert story.returncode == 0, story.stderr
     text = story.stdout
+    assert text.startswith("check backup: up since ")
     assert "dedup_key heartbeat:backup: 2 event(s)" in text
     assert "route heartbeat:backup, from pd-relay (heartbeat)" in text
     assert "no ping by its deadline: last ping " in text
