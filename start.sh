@@ -5,7 +5,7 @@
 #                          on :8080; run again, it applies every change (keys, settings,
 #                          node count), restarting what changed one process at a time
 #   ./start.sh --demo      the same against the bundled PagerDuty simulator, generated keys
-#   ./start.sh status      what runs, and each key's queue and delivery figures
+#   ./start.sh status [--json]   what runs, and each key's queue and delivery figures
 #   ./start.sh reload      apply a changed keys file, with the settings it was started with
 #   ./start.sh logs [PROCESS] [-n N] [-f]    the logs, of one process or all
 #   ./start.sh stop        stop everything it started

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
+import select
 import sys
 from typing import Any, TextIO
 
@@ -27,6 +29,34 @@ from worker import command as worker
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``pd-relay``'s exit status. A reader that leaves early (``pd-relay status | head``)
+    ends the command quietly, with the status a shell gives a command SIGPIPE ended."""
+    try:
+        result = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return result
+    except BrokenPipeError:
+        if not _reader_gone():  # another pipe or socket: not ours to hide
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)  # so the flush at exit has nowhere to fail
+        os.dup2(devnull, STDOUT)
+        return 141
+
+
+STDOUT = 1
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe nobody reads any more (poll says POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(STDOUT, select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["stack"]:  # runs a whole stack: it reads its settings its own way
         from relay.stack.command import main as stack

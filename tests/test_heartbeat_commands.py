@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fakeredis
@@ -101,6 +102,11 @@ def test_token_is_printed_once_and_only_its_hash_kept(
     out = capsys.readouterr().out
     token = next(word for word in out.split() if word.startswith("pdh_"))
     assert f"/ping/{token}/nightly" in out
+    # the curl it suggests is the README's cron recipe's (timeout, retries, quiet)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [suggested] = [line.strip() for line in out.splitlines() if "curl" in line]
+    curl = suggested.split(" https://")[0]
+    assert f"{curl} https://relay.example:8080/ping/TOKEN/backup" in readme, suggested
     assert store.token_matches("nightly", token)
     dump = json.dumps({key: fake.dump(key).hex() for key in fake.keys("*")})  # type: ignore[union-attr]
     assert token not in dump and token.encode().hex() not in dump
@@ -144,3 +150,28 @@ def test_routes_check_counts_the_heartbeat_checks(setup: tuple[Settings, Heartbe
     settings, _ = setup
     assert routes_command(settings, cli._parser().parse_args(["routes", "check"])) == 0
     assert "1 heartbeat check(s)" in capsys.readouterr().out
+
+
+def test_list_says_since_when_a_check_is_down_and_the_relays_last_gap(
+        setup: tuple[Settings, Heartbeats], fake: fakeredis.FakeRedis,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found following the README: ``heartbeat list`` showed a down check as ``down at -``
+    (nothing about when it went down) and not the relay's last gap, which the README says
+    it shows with ``status``."""
+    settings, store = setup
+    run(settings, "add", "backup", "--period", "1h", "--keys", "key-1")
+    [backup] = store.stored_checks()
+    store.ping(backup, "fail", exit_status=2)
+    [state] = store.states([backup])
+    assert state.state == "down" and state.since is not None
+    seconds, micros = fake.time()
+    now_ms = seconds * 1000 + micros // 1000
+    fake.hset(store.names.heartbeat_gap, mapping={
+        "at": now_ms - 10_000, "gap_ms": 130_000, "reason": "evaluator", "since": now_ms})
+    capsys.readouterr()
+    assert run(settings, "list") == 0
+    text = capsys.readouterr().out
+    since = datetime.fromtimestamp(state.since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "backup  down  (cli, every 1h, grace 5m)" in text
+    assert f"down since {since}" in text, text
+    assert "HEARTBEATS: the relay was away 2m10s" in text, text

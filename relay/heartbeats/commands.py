@@ -13,6 +13,7 @@ from typing import Any
 from relay.heartbeats.catalog import REFRESH_S, Catalog
 from relay.heartbeats.config import Known, check_entry
 from relay.heartbeats.model import Check, CheckState
+from relay.heartbeats.report import gap_note, recent_gap, redis_now
 from relay.heartbeats.schedule import shown
 from relay.heartbeats.store import Heartbeats
 from relay.names import Names
@@ -33,7 +34,8 @@ def add_parser(sub: Any) -> None:
     add.add_argument("--tz", help="the cron schedule's time zone (IANA; default UTC)")
     add.add_argument("--grace", help="how late is still fine (default 5m)")
     add.add_argument("--severity", help="the page's (default critical)")
-    add.add_argument("--summary", help="the page's (default: Heartbeat NAME is down)")
+    add.add_argument("--summary", help="the page's (default: Heartbeat NAME is down; with "
+                     "--watchdog: Watchdog silent: heartbeat NAME is down)")
     add.add_argument("--keys", help="key names the page goes to, comma-separated")
     add.add_argument("--channels", help="channels that hear of it, comma-separated")
     add.add_argument("--route", help="take this route's keys and channels")
@@ -78,7 +80,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         token = store.new_token(args.name)
         print(f"ping token for {args.name} (shown once: put it in the pinger's URL, keep no "
               f"copy; it replaces the previous one):\n  {token}\n"
-              f"  curl -fsS -m 10 --retry 3 https://RELAY/ping/{token}/{args.name}")
+              f"  curl -fsS -m 10 --retry 5 -o /dev/null https://RELAY/ping/{token}/{args.name}")
         return 0
     if args.action == "pause":
         store.pause(args.name)
@@ -173,10 +175,12 @@ def _list(catalog: Catalog, store: Heartbeats, as_json: bool) -> int:
     if not rows:
         print("no heartbeat checks (the routes file's heartbeats:, or pd-relay heartbeat add)")
     for found in rows:
+        deadline = (f"down since {found['since'] or '-'}" if found["state"] == "down"
+                    else f"down at {found['down_at'] or '-'}")
         print(f"{found['name']}  {found['state']}  ({found['origin']}, {found['schedule']}, "
               f"grace {shown(found['grace_s'])})  last ping {found['last_ping_at'] or '-'}"
-              f"  due {found['expected_at'] or '-'}  down at {found['down_at'] or '-'}")
-    if gap.get("open"):
-        print("WARNING: no ingress node can take pings now: no check goes down until one "
-              "is back")
+              f"  due {found['expected_at'] or '-'}  {deadline}")
+    note = gap_note(recent_gap(gap, checks, redis_now(store.client)))
+    if note:  # as status says it: the last gap while its grace holds, or open now
+        print(note)
     return 0

@@ -63,6 +63,13 @@ def _status(args: argparse.Namespace, home: Path) -> int:
     recorded = _recorded(home)
     if recorded is None:
         return 3
+    if getattr(args, "json", False):  # the relay's JSON alone: no process table before it
+        if not recorded.options.roles.relay:
+            print("pd-relay: this host runs no relay (its roles: "
+                  f"{', '.join(recorded.options.roles.roles)}): no status --json",
+                  file=sys.stderr)
+            return 2
+        return _relay(argparse.Namespace(args=["status", "--json"]), home)
     if recorded.mode == "docker":
         ComposeStack(recorded.options).status()
     elif not NativeStack(recorded.options).status():
@@ -154,7 +161,10 @@ def _parser() -> argparse.ArgumentParser:
     hosts.add_argument("--redis-port", type=int, default=6379)
     hosts.add_argument("--sentinel-port", type=int, default=26379)
     sub.add_parser("down", help="stop everything the stack started")
-    sub.add_parser("status", help="its processes, and each key's queue and deliveries")
+    status = sub.add_parser("status", help="its processes, and each key's queue and "
+                            "deliveries")
+    status.add_argument("--json", action="store_true",
+                        help="only the relay's `pd-relay status --json`, for scripts")
     sub.add_parser("reload", help="apply a changed keys file with the recorded settings")
     logs = sub.add_parser("logs", help="the last lines of the logs (one process's, or all)")
     logs.add_argument("process", nargs="?", metavar="PROCESS")
