@@ -187,9 +187,10 @@ return {new, after[1] or '', after[2] or ''}
 # paged (an open incident stays open: the next success resolves it). Resume: only a
 # paused check, to new (waiting for a first ping, as healthchecks.io's resume).
 # KEYS[1] state hash, KEYS[2] due zset, KEYS[3] run-time checks hash
-# ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] pause or resume, ARGV[4] version
-# Returns 1 when done (pause: the check was known: stored or run-time; resume: it was
-# paused), else 0.
+# ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] pause or resume, ARGV[4] version,
+# ARGV[5] '1' when the caller's routes file has the check
+# Returns 1 when done (pause: the check is known: a state, a run-time check or ARGV[5];
+# resume: it was paused), else 0 and nothing written (no state for a name no check has).
 PAUSE = NOW + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if ARGV[3] == 'resume' then
@@ -198,13 +199,14 @@ if ARGV[3] == 'resume' then
              'expected', '', 'down', '', 'start', '')
   return 1
 end
-local known = state or redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1
+if not state and ARGV[5] ~= '1' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  return 0
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 'state', 'paused', 'expected', '', 'down', '',
            'start', '')
 if state ~= 'paused' then redis.call('HSET', KEYS[1], 'since', now) end
 redis.call('ZREM', KEYS[2], ARGV[2])
-if known then return 1 end
-return 0
+return 1
 """
 
 # Forget a check (``pd-relay heartbeat remove``): the run-time check, its state, pings,

@@ -22,7 +22,7 @@ import redis
 
 from relay.auth import digest
 from relay.errors import StoreFormatError, UnknownCheck
-from relay.heartbeats import lua, rounds
+from relay.heartbeats import lua, lua_checks, rounds
 from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
 from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
 from relay.heartbeats.schedule import cron_times
@@ -60,6 +60,7 @@ class Heartbeats:
         self._pause = client.register_script(lua.PAUSE)
         self._mark = client.register_script(lua.MARK)
         self._remove = client.register_script(lua.REMOVE)
+        self._add = client.register_script(lua_checks.ADD)
         self.round_script = client.register_script(rounds.ROUND)
         self.fill_script = client.register_script(rounds.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
@@ -115,9 +116,16 @@ class Heartbeats:
     # run-time checks, pause, resume
 
     def add(self, check: Check) -> bool:
-        """Store a run-time check; False when one of that name is stored already."""
-        return bool(self.client.hsetnx(self.names.heartbeats, check.name,
-                                       check_to_json(check, VERSION)))
+        """Store a run-time check; False when one of that name is stored already. It
+        starts clean: the state, pings and ping token an earlier check of that name left
+        (one taken out of the routes file) are dropped, and an incident it left open is
+        resolved (reason ``removed``), in the same call."""
+        names = self.names
+        return bool(self._add(
+            keys=[names.heartbeats, names.heartbeat(check.name),
+                  names.heartbeat_pings(check.name), names.heartbeat_due,
+                  names.heartbeat_tokens, names.heartbeat_pages],
+            args=[self.now_arg(), check.name, check_to_json(check, VERSION)]))
 
     def remove(self, name: str) -> bool:
         """Forget a run-time check, its state, pings and token; False when there was no
@@ -130,21 +138,21 @@ class Heartbeats:
                   names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages],
             args=[self.now_arg(), name]))
 
-    def pause(self, name: str) -> bool:
-        """Nothing is expected or paged until a ping or ``resume``; False when the store
-        knew nothing of the check (it is paused all the same: a routes-file check that
-        never got a ping)."""
-        return self._toggle(name, "pause")
+    def pause(self, name: str, in_file: bool = False) -> bool:
+        """Nothing is expected or paged until a ping or ``resume``; False (nothing
+        written) when the name is no check: none stored, no state, and not ``in_file``
+        (the caller's routes file has it: a routes-file check never pinged)."""
+        return self._toggle(name, "pause", in_file)
 
     def resume(self, name: str) -> bool:
         """A paused check waits for its first ping again (new); False if it was not
         paused."""
         return self._toggle(name, "resume")
 
-    def _toggle(self, name: str, action: str) -> bool:
+    def _toggle(self, name: str, action: str, in_file: bool = False) -> bool:
         return bool(self._pause(
             keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats],
-            args=[self.now_arg(), name, action, VERSION]))
+            args=[self.now_arg(), name, action, VERSION, "1" if in_file else ""]))
 
     def stored_checks(self) -> list[Check]:
         """The run-time checks (a record of a format this release does not read is left
