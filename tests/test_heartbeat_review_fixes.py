@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from relay.heartbeats.codec import check_to_json
-from relay.heartbeats.store import VERSION, Heartbeats
+from relay.heartbeats.model import BODY_LIMIT
+from relay.heartbeats.store import KEEP_PINGS, SHORT_BYTES, VERSION, Heartbeats
 from tests.heartbeat_fixtures import (
     NAMES,
     Clock,
@@ -84,3 +85,37 @@ def test_a_removed_run_time_checks_token_is_gone(store: Heartbeats) -> None:
     assert not store.has_token("job") and not store.token_matches("job", token)
     store.add(check)
     assert not store.token_matches("job", token)
+
+
+WORST = {"nul": b"\0" * 20_000, "every byte": bytes(range(256)) * 80,
+         "e-acute": "é".encode() * 10_000, "slash": b"/" * 20_000, "quote": b'"' * 20_000,
+         "not utf-8": b"\xff" * 20_000, "ctl+text": b"\x01a\n/\xc3\xa9" * 4000}
+OVERHEAD = 300  # the entry's other fields: at, signal, exit_status, by
+
+
+@pytest.mark.parametrize("kind", sorted(WORST))
+def test_what_a_ping_body_stores_is_bounded_in_redis(real_redis: redis.Redis,
+                                                     kind: str) -> None:
+    real_redis.flushall()
+    store = Heartbeats(real_redis, NAMES, clock=Clock())
+    check = period_check()
+    pings = NAMES.heartbeat_pings("backup")
+    store.ping(check, "success", body=WORST[kind], by="source " + "é/" * 200)
+    newest = real_redis.lindex(pings, 0)
+    assert len(str(newest).encode()) <= BODY_LIMIT + SHORT_BYTES + OVERHEAD
+    for _ in range(KEEP_PINGS):
+        store.ping(check, "fail", body=WORST[kind], exit_status=1)
+    older = real_redis.lrange(pings, 1, -1)
+    assert max(len(str(raw).encode()) for raw in older) <= SHORT_BYTES + OVERHEAD
+    usage = real_redis.memory_usage(pings)
+    assert usage is not None and usage <= 32_000, usage  # the ~32 KB a check documented
+    [(_, page)] = store.pages(10)
+    assert len(json.dumps(page.details["last_body"], ensure_ascii=False).encode()) \
+        <= SHORT_BYTES + 2
+
+
+def test_a_body_keeps_its_text_and_loses_only_control_characters(
+        store: Heartbeats) -> None:
+    text = 'line 1\n\tpath /var/"x" \\ é ✓\r\n'
+    store.ping(period_check(), "success", body=(text + "\x00\x07\x1b[0m\x7f").encode())
+    assert store.recent_pings("backup")[0]["body"] == text + "\ufffd\ufffd\ufffd[0m\ufffd"

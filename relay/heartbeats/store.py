@@ -23,6 +23,7 @@ import redis
 from relay.auth import digest
 from relay.errors import StoreFormatError, UnknownCheck
 from relay.heartbeats import lua, lua_checks, rounds
+from relay.heartbeats.body import cut, stored_size
 from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
 from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
 from relay.heartbeats.schedule import cron_times
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 VERSION = 1  # the state hash's and a run-time check's format ("v")
 KEEP_PINGS = 10  # the last pings kept per check
 SHORT_BYTES = 1000  # what an older ping keeps of its body, and a page's last_body
+BY_BYTES = 100  # who pinged (a source's name, "token", an adapter's)
 TOKEN_PREFIX = "pdh_"  # a ping token: long (47 characters), so nginx's log masks it
 CRON_AHEAD = 3  # a cron check's next times handed to the ping script
 IN_FLIGHT = lua.IN_FLIGHT  # the most pages a deliverer reads at once (lua.reopen)
@@ -42,12 +44,6 @@ def schedule(check: Check) -> str:
     state: the evaluator computes them again when the routes file changed it."""
     return "|".join((str(int((check.period_s or 0) * 1000)), check.cron or "", check.tz,
                      str(int(check.grace_s * 1000))))
-
-
-def cut(body: bytes, limit: int) -> str:
-    """The first ``limit`` bytes of ``body`` as text (a character cut in two dropped,
-    other bytes that are not UTF-8 replaced)."""
-    return body[:limit].decode("utf-8", errors="ignore" if len(body) > limit else "replace")
 
 
 class Heartbeats:
@@ -77,14 +73,16 @@ class Heartbeats:
     def ping(self, check: Check, signal: str, body: bytes = b"", by: str = "",
              exit_status: int | None = None) -> Ping:
         """Record a ping and move the check's state on, in one script call; the answer
-        says the state after it. ``body``: its first BODY_LIMIT bytes are kept (the older
-        pings keep their first SHORT_BYTES). UnknownCheck for a run-time check removed
+        says the state after it. ``body``: its first characters are kept, as many as
+        take BODY_LIMIT bytes stored (the older pings keep SHORT_BYTES; control characters
+        other than newline, tab and carriage return, and bytes that are not UTF-8, as
+        U+FFFD: relay.heartbeats.body). UnknownCheck for a run-time check removed
         (nothing is written: a catalog read before the removal does not bring it back)."""
         if signal not in SIGNALS:
             raise ValueError(f"signal {signal!r}: want one of {', '.join(SIGNALS)}")
-        entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status, "by": by[:100],
-                                 "body": cut(body, BODY_LIMIT)}
-        if len(body) > SHORT_BYTES:
+        entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status,
+                                 "by": cut(by.encode(), BY_BYTES), "body": cut(body, BODY_LIMIT)}
+        if stored_size(entry["body"]) > SHORT_BYTES:
             entry["short"] = cut(body, SHORT_BYTES)
         ahead, after = "", 0
         if check.cron is not None:  # a minute back: Redis's clock may lag this host's
@@ -97,7 +95,8 @@ class Heartbeats:
                   names.heartbeat_due, names.heartbeat_pages, names.heartbeats],
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
-                  json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
+                  json.dumps(entry, separators=(",", ":"), ensure_ascii=False), ahead,
+                  KEEP_PINGS, VERSION,
                   "" if exit_status is None else exit_status, schedule(check), after,
                   "1" if check.origin == "cli" else ""])
         if found[0] == "gone":
