@@ -11,9 +11,13 @@ import logging
 import pytest
 import redis
 
+from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.codec import check_to_json
+from relay.heartbeats.evaluator import Evaluator
 from relay.heartbeats.model import BODY_LIMIT
 from relay.heartbeats.store import KEEP_PINGS, SHORT_BYTES, VERSION, Heartbeats
+from relay.heartbeats.sweep import GONE_AFTER_S
+from relay.routes.config import RoutesFile
 from tests.heartbeat_fixtures import (
     NAMES,
     Clock,
@@ -23,6 +27,7 @@ from tests.heartbeat_fixtures import (
     redis_client,
     store,
 )
+from tests.test_heartbeat_evaluator import CHECK, Sent, evaluator
 
 __all__ = ["clock", "real_redis", "redis_client", "store"]  # fixtures
 
@@ -119,3 +124,72 @@ def test_a_body_keeps_its_text_and_loses_only_control_characters(
     text = 'line 1\n\tpath /var/"x" \\ é ✓\r\n'
     store.ping(period_check(), "success", body=(text + "\x00\x07\x1b[0m\x7f").encode())
     assert store.recent_pings("backup")[0]["body"] == text + "\ufffd\ufffd\ufffd[0m\ufffd"
+
+
+def test_a_check_taken_out_of_the_routes_file_while_down_is_resolved_and_forgotten(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    sent = Sent()
+    before = evaluator(redis_client, clock, sent, CHECK, period_check("other"))
+    store.ping(CHECK, "fail")
+    store.new_token("backup")
+    assert before.round() == 1 and sent.pages == [("backup", "trigger", 1, "fail")]
+    before.release()
+    after = evaluator(redis_client, clock, sent, period_check("other"))  # the file changed
+    assert after.round() == 0  # first found gone: not yet (a rolling change may be on)
+    clock.advance(GONE_AFTER_S - 1)
+    assert after.round() == 0 and redis_client.exists(NAMES.heartbeat("backup"))
+    clock.advance(2)
+    with caplog.at_level(logging.WARNING):
+        assert after.round() == 1
+    assert sent.pages[-1] == ("backup", "resolve", 1, "removed")
+    assert "heartbeat backup: no such check" in caplog.text
+    assert not store.has_token("backup") and store.recent_pings("backup") == []
+    assert redis_client.exists(NAMES.heartbeat("backup"), NAMES.heartbeat_gone) == 0
+    assert not redis_client.sismember(NAMES.heartbeat_named, "backup")
+    clock.advance(GONE_AFTER_S * 2)
+    assert after.round() == 0 and len(sent.pages) == 2  # once
+
+
+def test_a_run_time_check_the_catalog_has_not_read_yet_is_not_gone(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    sent = Sent()
+    ev = Evaluator(redis_client, NAMES, Catalog(RoutesFile(), store), sent, clock=clock,
+                   watch_ingress=False, gap_s=1e6)
+    ev.round()
+    added = period_check("added", origin="cli")
+    store.add(added)  # after the catalog's last read
+    store.ping(added, "fail")
+    ev.round()
+    clock.advance(GONE_AFTER_S + 1)
+    ev.round()
+    assert redis_client.hlen(NAMES.heartbeat_gone) == 0
+    assert sent.pages == [("added", "trigger", 1, "fail")]
+
+
+def test_workers_with_different_routes_files_do_not_flap(
+        redis_client: redis.Redis, store: Heartbeats, clock: Clock) -> None:
+    sent = Sent()
+    old = evaluator(redis_client, clock, sent, CHECK)  # a rolling change of the file
+    new = evaluator(redis_client, clock, sent, period_check("other"))
+    store.ping(CHECK, "fail")
+    for _ in range(6):  # the lease goes from one to the other, 2/3 of the delay apart
+        for ev in (old, new):
+            ev.round()
+            ev.release()
+            clock.advance(GONE_AFTER_S * 2 / 3)
+    assert sent.pages == [("backup", "trigger", 1, "fail")]  # never resolved as removed
+    assert store.states([CHECK])[0].state == "down"
+
+
+def test_the_sweep_looks_at_a_slice_a_round(redis_client: redis.Redis, store: Heartbeats,
+                                            clock: Clock) -> None:
+    sent = Sent()
+    for n in range(30):
+        store.ping(period_check(f"c{n}"), "success")
+    ev = evaluator(redis_client, clock, sent, period_check("other"), per_call=10)
+    ev.round()
+    assert 0 < redis_client.hlen(NAMES.heartbeat_gone) < 30
+    for _ in range(10):
+        ev.round()
+    assert redis_client.hlen(NAMES.heartbeat_gone) == 30

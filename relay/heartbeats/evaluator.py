@@ -33,6 +33,7 @@ from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
 from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats, schedule
+from relay.heartbeats.sweep import GONE_AFTER_S, Sweep
 from relay.names import Names
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Evaluator:
                  per_call: int = 200, calls: int = 100, gap_s: float = 15.0,
                  watch_ingress: bool = True, batch: int = 100,
                  monotonic: Callable[[], float] = time.monotonic,
-                 holder: str | None = None) -> None:
+                 holder: str | None = None, gone_after_s: float = GONE_AFTER_S) -> None:
         self.client = client
         self.names = names
         self.catalog = catalog
@@ -65,6 +66,8 @@ class Evaluator:
         self._renew = client.register_script(scripts.LEASE_RENEW)
         self._valid_until = 0.0
         self._refreshed = False  # the catalog was read again this round (on a miss)
+        self.sweep = Sweep(self.store, lambda name: self._check(name) is not None, per_call,
+                           gone_after_s)  # checks gone from the routes file
 
     # the lease
 
@@ -101,6 +104,7 @@ class Evaluator:
         if not held:
             self.reschedule()
         self.evaluate()
+        self.sweep.step()
         return self.deliver()
 
     def evaluate(self) -> int:

@@ -57,6 +57,7 @@ class Heartbeats:
         self._mark = client.register_script(lua.MARK)
         self._remove = client.register_script(lua.REMOVE)
         self._add = client.register_script(lua_checks.ADD)
+        self.sweep_script = client.register_script(lua_checks.SWEEP)
         self.round_script = client.register_script(rounds.ROUND)
         self.fill_script = client.register_script(rounds.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
@@ -92,7 +93,8 @@ class Heartbeats:
         names = self.names
         found = self._ping(
             keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
-                  names.heartbeat_due, names.heartbeat_pages, names.heartbeats],
+                  names.heartbeat_due, names.heartbeat_pages, names.heartbeats,
+                  names.heartbeat_named],
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
                   json.dumps(entry, separators=(",", ":"), ensure_ascii=False), ahead,
@@ -123,7 +125,8 @@ class Heartbeats:
         return bool(self._add(
             keys=[names.heartbeats, names.heartbeat(check.name),
                   names.heartbeat_pings(check.name), names.heartbeat_due,
-                  names.heartbeat_tokens, names.heartbeat_pages],
+                  names.heartbeat_tokens, names.heartbeat_pages, names.heartbeat_named,
+                  names.heartbeat_gone],
             args=[self.now_arg(), check.name, check_to_json(check, VERSION)]))
 
     def remove(self, name: str) -> bool:
@@ -134,7 +137,8 @@ class Heartbeats:
         names = self.names
         return bool(self._remove(
             keys=[names.heartbeats, names.heartbeat(name), names.heartbeat_pings(name),
-                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages],
+                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages,
+                  names.heartbeat_named, names.heartbeat_gone],
             args=[self.now_arg(), name]))
 
     def pause(self, name: str, in_file: bool = False) -> bool:
@@ -150,7 +154,8 @@ class Heartbeats:
 
     def _toggle(self, name: str, action: str, in_file: bool = False) -> bool:
         return bool(self._pause(
-            keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats],
+            keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats,
+                  self.names.heartbeat_named],
             args=[self.now_arg(), name, action, VERSION, "1" if in_file else ""]))
 
     def stored_checks(self) -> list[Check]:
@@ -170,7 +175,10 @@ class Heartbeats:
         """A new ping token for the check (replacing its last): returned once, only its
         SHA-256 stored."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.client.hset(self.names.heartbeat_tokens, name, digest(token))
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.names.heartbeat_tokens, name, digest(token))
+            pipe.sadd(self.names.heartbeat_named, name)  # forgotten with its check (sweep)
+            pipe.execute()
         return token
 
     def token_matches(self, name: str, token: str) -> bool:
