@@ -21,6 +21,7 @@ from relay.heartbeats.store import Heartbeats
 
 log = logging.getLogger(__name__)
 GONE_AFTER_S = 600.0
+SLICE = 50  # names a round looks at (SSCAN's COUNT): 10,000 in about 200 rounds, 0.04 ms
 
 
 class Sweep:
