@@ -278,6 +278,18 @@ class Names:
         return f"{self.prefix}:hb:pings:{name}"
 
     @property
+    def heartbeat_named(self) -> str:
+        """Set: the names something is kept for (a state, pings, a ping token), so the
+        evaluation can find, a slice a round, those of checks gone from the routes file."""
+        return f"{self.prefix}:hb:named"
+
+    @property
+    def heartbeat_gone(self) -> str:
+        """Hash: name -> when (ms, Redis clock) the evaluation first found no check of a
+        name something is kept for (``relay.heartbeats.sweep``: forgotten after a while)."""
+        return f"{self.prefix}:hb:gone"
+
+    @property
     def heartbeat_due(self) -> str:
         """Sorted set: check name -> when it must next be looked at (ms, Redis clock):
         its expected time, or its expected time + grace once late."""

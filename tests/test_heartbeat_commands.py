@@ -133,7 +133,7 @@ def test_pause_resume_and_remove(setup: tuple[Settings, Heartbeats],
     assert "remove it there" in capsys.readouterr().err
     store.ping(backup, "fail")
     assert run(settings, "remove", "backup") == 0
-    assert "stays open: resolve it in PagerDuty" in capsys.readouterr().out
+    assert "its open incident (heartbeat:backup) is resolved" in capsys.readouterr().out
     assert store.stored_checks() == []
     assert run(settings, "pause", "backup") == 1
 
@@ -175,3 +175,24 @@ def test_list_says_since_when_a_check_is_down_and_the_relays_last_gap(
     assert "backup  down  (cli, every 1h, grace 5m)" in text
     assert f"down since {since}" in text, text
     assert "HEARTBEATS: the relay was away 2m10s" in text, text
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "remove", "token"])
+def test_a_name_that_is_no_check_is_refused_and_nothing_stored(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str],
+        fake: fakeredis.FakeRedis, action: str) -> None:
+    settings, store = setup
+    assert run(settings, action, "nope") == 1
+    assert "no heartbeat check 'nope'" in capsys.readouterr().err
+    assert fake.keys("*nope*") == [] and not store.has_token("nope")
+    fake.hset(store.names.heartbeat("gone"), mapping={"v": 1, "state": "down"})  # a check
+    assert run(settings, action, "gone") == 1  # taken out of the routes file: no check now
+    assert fake.hgetall(store.names.heartbeat("gone")) == {"v": "1", "state": "down"}
+
+
+def test_add_of_a_name_with_leftovers_starts_clean(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str]) -> None:
+    settings, store = setup
+    old = store.new_token("backup")  # of a routes-file check backup, since taken out
+    assert run(settings, "add", "backup", "--period", "1h", "--keys", "key-1") == 0
+    assert not store.token_matches("backup", old)

@@ -313,7 +313,7 @@ def test_paused_and_new_checks_page_nothing(redis_client: redis.Redis, store: He
     ev = evaluator(redis_client, clock, sent, CHECK, other)
     ev.round()
     store.ping(CHECK, "success")
-    store.pause("backup")
+    store.pause("backup", in_file=True)
     for _ in range(10):
         clock.advance(60)
         ev.round()

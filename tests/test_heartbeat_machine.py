@@ -165,7 +165,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
 
     @rule(which=st.sampled_from(CHECKS))
     def pause(self, which: Check) -> None:
-        self.store.pause(which.name)
+        self.store.pause(which.name, in_file=True)
         found = self.model[which.name]
         found.state, found.expected, found.down = "paused", None, None
 

@@ -57,7 +57,7 @@ class States(RuleBasedStateMachine):
 
     @rule(check=st.sampled_from(CHECKS))
     def pause(self, check: Check) -> None:
-        self.store.pause(check.name)
+        self.store.pause(check.name, in_file=True)
 
     @rule(check=st.sampled_from(CHECKS))
     def resume(self, check: Check) -> None:

@@ -77,7 +77,7 @@ def test_a_start_waits_one_grace_for_its_success(store: Heartbeats, clock: Clock
 def test_a_ping_to_a_paused_check_unpauses_it_and_resume_makes_it_new(
         store: Heartbeats, clock: Clock) -> None:
     check = period_check()
-    assert store.pause("backup") is False  # the store knew nothing of it (paused all the same)
+    assert store.pause("backup", in_file=True) is True  # a routes-file check never pinged
     assert store.states([check])[0].state == "paused"
     assert store.resume("backup") is True
     assert store.resume("backup") is False  # not paused

@@ -82,7 +82,7 @@ def test_a_checks_page_shows_its_pings_escaped(ui, beats, fake, tokens) -> None:
     assert text.index("success") < text.index(">start<")  # newest first
     assert "alertname=&#34;Watchdog&#34;" in text and "heartbeat:watchdog" in text
     assert "critical: Watchdog silent: heartbeat watchdog is down" in text  # pages.py's
-    assert "last 10 pings, the newest with the first 10000 bytes" in text
+    assert "last 10 pings, the newest with as much of its body as takes 10000 bytes stored" in text
     backup = ui.get("/ui/heartbeats/nightly-backup").get_data(as_text=True)
     assert "critical: Nightly backup did not run" in backup and "keys key-1" in backup
     missing = ui.get("/ui/heartbeats/nope")

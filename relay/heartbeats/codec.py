@@ -7,9 +7,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.heartbeats.config import label_matcher
+from relay.heartbeats.config import label_matcher, name_problem
 from relay.heartbeats.model import Check, Page
+from relay.heartbeats.schedule import cron_problem, duration, zone
 from relay.routes.channels import Use
+from relay.severity import LEVELS
 
 
 def check_to_json(check: Check, version: int) -> str:
@@ -25,12 +27,14 @@ def check_to_json(check: Check, version: int) -> str:
 
 def check_from_json(raw: str, version: int) -> Check:
     """ValueError (or KeyError, TypeError, AttributeError: JSON but no object) for a
-    record this release does not read."""
+    record this release does not read, or one out of the ranges ``add`` checks (a period
+    or grace from 1 s to 366 d, a zone, a cron schedule, a name, a severity): a hand-made
+    or damaged record must not make every ping of that check fail."""
     found: dict[str, Any] = json.loads(raw)
     if found.get("v") != version:
         raise ValueError(f"format {found.get('v')!r}, this release reads {version}")
     sources = found["sources"]
-    return Check(
+    check = Check(
         name=str(found["name"]), grace_s=float(found["grace_s"]),
         period_s=None if found["period_s"] is None else float(found["period_s"]),
         cron=found["cron"], tz=str(found["tz"]), severity=str(found["severity"]),
@@ -39,6 +43,25 @@ def check_from_json(raw: str, version: int) -> Check:
                        for u in found["channels"]),
         sources=None if sources is None else tuple(map(str, sources)),
         watchdog=tuple(label_matcher(text) for text in found["watchdog"]), origin="cli")
+    _in_range(check)
+    return check
+
+
+def _in_range(check: Check) -> None:
+    if why := name_problem(check.name):
+        raise ValueError(f"name: {why}")
+    if duration(check.grace_s) != check.grace_s:
+        raise ValueError(f"grace_s {check.grace_s!r}: want 1 s to 366 d")
+    if (check.period_s is None) == (check.cron is None):
+        raise ValueError("want exactly one of period_s and cron")
+    if check.period_s is not None and duration(check.period_s) != check.period_s:
+        raise ValueError(f"period_s {check.period_s!r}: want 1 s to 366 d")
+    if zone(check.tz) is None:
+        raise ValueError(f"tz {check.tz[:40]!r}: no such time zone")
+    if check.cron is not None and (why := cron_problem(check.cron, check.tz)):
+        raise ValueError(f"cron: {why}")
+    if check.severity not in LEVELS:
+        raise ValueError(f"severity {check.severity[:20]!r}: want one of {', '.join(LEVELS)}")
 
 
 def iso(ms: Any) -> str | None:

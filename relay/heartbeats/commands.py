@@ -70,11 +70,11 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             print(f"pd-relay: {args.name} is in the routes file ({settings.routes_file}): "
                   "remove it there", file=sys.stderr)
             return 2
-        was = store.states([check])[0].state
+        was_open = _incident_open(store, check)
         store.remove(args.name)
-        print(f"heartbeat {args.name} removed" + (
-            f"; its incident ({check.dedup_key}) stays open: resolve it in PagerDuty"
-            if was == "down" else ""))
+        print(f"heartbeat {args.name} removed (its state, last pings and ping token too)" + (
+            f"; its open incident ({check.dedup_key}) is resolved (reason removed)"
+            if was_open else ""))
         return 0
     if args.action == "token":
         token = store.new_token(args.name)
@@ -83,7 +83,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
               f"  curl -fsS -m 10 --retry 5 -o /dev/null https://RELAY/ping/{token}/{args.name}")
         return 0
     if args.action == "pause":
-        store.pause(args.name)
+        store.pause(args.name, in_file=check.origin == "file")
         print(f"heartbeat {args.name} paused: nothing is expected or paged until its next "
               "ping or `pd-relay heartbeat resume`" + (
                   f" (its incident {check.dedup_key} stays open until its next success)"

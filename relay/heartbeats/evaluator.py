@@ -34,6 +34,7 @@ from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.model import Check, Page
 from relay.heartbeats.schedule import expected_after
 from relay.heartbeats.store import IN_FLIGHT, VERSION, Heartbeats, schedule
+from relay.heartbeats.sweep import GONE_AFTER_S, SLICE, Sweep
 from relay.names import Names
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class Evaluator:
                  per_call: int = 50, calls: int = 400, gap_s: float = 15.0,
                  watch_ingress: bool = True, batch: int = 100,
                  monotonic: Callable[[], float] = time.monotonic,
-                 holder: str | None = None) -> None:
+                 holder: str | None = None, gone_after_s: float = GONE_AFTER_S,
+                 sweep_count: int = SLICE) -> None:
         self.client = client
         self.names = names
         self.catalog = catalog
@@ -66,6 +68,8 @@ class Evaluator:
         self._renew = client.register_script(scripts.LEASE_RENEW)
         self._valid_until = 0.0
         self._refreshed = False  # the catalog was read again this round (on a miss)
+        self.sweep = Sweep(self.store, lambda name: self._check(name) is not None,
+                           sweep_count, gone_after_s)  # checks gone from the routes file
 
     # the lease
 
@@ -102,6 +106,7 @@ class Evaluator:
         if not held:
             self.reschedule()
         self.evaluate()
+        self.sweep.step()
         return self.deliver()
 
     def evaluate(self) -> int:

@@ -75,7 +75,7 @@ end
 """
 
 # A ping. KEYS[1] state hash, KEYS[2] pings list, KEYS[3] due zset, KEYS[4] pages list,
-# KEYS[5] run-time checks hash
+# KEYS[5] run-time checks hash, KEYS[6] named set (the names something is kept for)
 # ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] signal (success, start, fail),
 # ARGV[4] period ms (0: a cron check), ARGV[5] grace ms, ARGV[6] the ping's entry (JSON:
 # signal, exit_status, by, body cut to the limit, short: its first KB when longer),
@@ -94,6 +94,7 @@ if ARGV[13] == '1' and redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then return 
 local s = redis.call('HMGET', KEYS[1], 'v', 'state', 'expected', 'start', 'open', 'outages',
                      'last_ping')
 if s[1] and tonumber(s[1]) > tonumber(ARGV[9]) then return {'format', s[1]} end
+redis.call('SADD', KEYS[6], ARGV[2])
 local state = s[2] or 'new'
 local expected, start = tonumber(s[3] or ''), tonumber(s[4] or '')
 local open, outages = s[5] or '', tonumber(s[6] or '0')
@@ -186,10 +187,11 @@ return {new, after[1] or '', after[2] or ''}
 # Pause (ARGV[3] 'pause') or resume ('resume') a check. Pause: nothing is expected or
 # paged (an open incident stays open: the next success resolves it). Resume: only a
 # paused check, to new (waiting for a first ping, as healthchecks.io's resume).
-# KEYS[1] state hash, KEYS[2] due zset, KEYS[3] run-time checks hash
-# ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] pause or resume, ARGV[4] version
-# Returns 1 when done (pause: the check was known: stored or run-time; resume: it was
-# paused), else 0.
+# KEYS[1] state hash, KEYS[2] due zset, KEYS[3] run-time checks hash, KEYS[4] named set
+# ARGV[1] now ('' Redis's clock), ARGV[2] name, ARGV[3] pause or resume, ARGV[4] version,
+# ARGV[5] '1' when the caller's routes file has the check
+# Returns 1 when done (pause: the check is known: a state, a run-time check or ARGV[5];
+# resume: it was paused), else 0 and nothing written (no state for a name no check has).
 PAUSE = NOW + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if ARGV[3] == 'resume' then
@@ -198,21 +200,24 @@ if ARGV[3] == 'resume' then
              'expected', '', 'down', '', 'start', '')
   return 1
 end
-local known = state or redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1
+if not state and ARGV[5] ~= '1' and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[1], 'v', ARGV[4], 'state', 'paused', 'expected', '', 'down', '',
            'start', '')
 if state ~= 'paused' then redis.call('HSET', KEYS[1], 'since', now) end
 redis.call('ZREM', KEYS[2], ARGV[2])
-if known then return 1 end
-return 0
+return 1
 """
 
 # Forget a check (``pd-relay heartbeat remove``): the run-time check, its state, pings,
 # due time and token; an incident it has open gets its resolve (reason 'removed') in the
 # same call, so none is left open that no sender may close, and the name added again
 # pages anew. KEYS[1] run-time checks hash, KEYS[2] state hash, KEYS[3] pings list,
-# KEYS[4] due zset, KEYS[5] tokens hash, KEYS[6] pages list; ARGV[1] now ('' Redis's
-# clock), ARGV[2] name. Returns 1 when a run-time check was removed.
+# KEYS[4] due zset, KEYS[5] tokens hash, KEYS[6] pages list, KEYS[7] named set, KEYS[8]
+# gone hash; ARGV[1] now ('' Redis's clock), ARGV[2] name. Returns 1 when a run-time
+# check was removed.
 REMOVE = NOW + PAGE + """
 local open = redis.call('HGET', KEYS[2], 'open')
 if open and open ~= '' then
@@ -223,6 +228,8 @@ local found = redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
+redis.call('SREM', KEYS[7], ARGV[2])
+redis.call('HDEL', KEYS[8], ARGV[2])
 return found
 """
 

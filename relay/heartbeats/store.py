@@ -22,7 +22,8 @@ import redis
 
 from relay.auth import digest
 from relay.errors import StoreFormatError, UnknownCheck
-from relay.heartbeats import lua, rounds
+from relay.heartbeats import lua, lua_checks, rounds
+from relay.heartbeats.body import cut, stored_size
 from relay.heartbeats.codec import check_from_json, check_to_json, page_from_json
 from relay.heartbeats.model import BODY_LIMIT, SIGNALS, Check, CheckState, Page, Ping
 from relay.heartbeats.schedule import cron_times
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 VERSION = 1  # the state hash's and a run-time check's format ("v")
 KEEP_PINGS = 10  # the last pings kept per check
 SHORT_BYTES = 1000  # what an older ping keeps of its body, and a page's last_body
+BY_BYTES = 100  # who pinged (a source's name, "token", an adapter's)
 TOKEN_PREFIX = "pdh_"  # a ping token: long (47 characters), so nginx's log masks it
 CRON_AHEAD = 3  # a cron check's next times handed to the ping script
 IN_FLIGHT = lua.IN_FLIGHT  # the most pages a deliverer reads at once (lua.reopen)
@@ -44,12 +46,6 @@ def schedule(check: Check) -> str:
                      str(int(check.grace_s * 1000))))
 
 
-def cut(body: bytes, limit: int) -> str:
-    """The first ``limit`` bytes of ``body`` as text (a character cut in two dropped,
-    other bytes that are not UTF-8 replaced)."""
-    return body[:limit].decode("utf-8", errors="ignore" if len(body) > limit else "replace")
-
-
 class Heartbeats:
     def __init__(self, client: redis.Redis, names: Names,
                  clock: Callable[[], float] | None = None) -> None:
@@ -60,6 +56,8 @@ class Heartbeats:
         self._pause = client.register_script(lua.PAUSE)
         self._mark = client.register_script(lua.MARK)
         self._remove = client.register_script(lua.REMOVE)
+        self._add = client.register_script(lua_checks.ADD)
+        self.sweep_script = client.register_script(lua_checks.SWEEP)
         self.round_script = client.register_script(rounds.ROUND)
         self.fill_script = client.register_script(rounds.FILL)
         self.page_done_script = client.register_script(lua.PAGE_DONE)
@@ -76,14 +74,16 @@ class Heartbeats:
     def ping(self, check: Check, signal: str, body: bytes = b"", by: str = "",
              exit_status: int | None = None) -> Ping:
         """Record a ping and move the check's state on, in one script call; the answer
-        says the state after it. ``body``: its first BODY_LIMIT bytes are kept (the older
-        pings keep their first SHORT_BYTES). UnknownCheck for a run-time check removed
+        says the state after it. ``body``: its first characters are kept, as many as
+        take BODY_LIMIT bytes stored (the older pings keep SHORT_BYTES; control characters
+        other than newline, tab and carriage return, and bytes that are not UTF-8, as
+        U+FFFD: relay.heartbeats.body). UnknownCheck for a run-time check removed
         (nothing is written: a catalog read before the removal does not bring it back)."""
         if signal not in SIGNALS:
             raise ValueError(f"signal {signal!r}: want one of {', '.join(SIGNALS)}")
-        entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status, "by": by[:100],
-                                 "body": cut(body, BODY_LIMIT)}
-        if len(body) > SHORT_BYTES:
+        entry: dict[str, Any] = {"signal": signal, "exit_status": exit_status,
+                                 "by": cut(by.encode(), BY_BYTES), "body": cut(body, BODY_LIMIT)}
+        if stored_size(entry["body"]) > SHORT_BYTES:
             entry["short"] = cut(body, SHORT_BYTES)
         ahead, after = "", 0
         if check.cron is not None:  # a minute back: Redis's clock may lag this host's
@@ -93,10 +93,12 @@ class Heartbeats:
         names = self.names
         found = self._ping(
             keys=[names.heartbeat(check.name), names.heartbeat_pings(check.name),
-                  names.heartbeat_due, names.heartbeat_pages, names.heartbeats],
+                  names.heartbeat_due, names.heartbeat_pages, names.heartbeats,
+                  names.heartbeat_named],
             args=[self.now_arg(), check.name, signal,
                   int((check.period_s or 0) * 1000), int(check.grace_s * 1000),
-                  json.dumps(entry, separators=(",", ":")), ahead, KEEP_PINGS, VERSION,
+                  json.dumps(entry, separators=(",", ":"), ensure_ascii=False), ahead,
+                  KEEP_PINGS, VERSION,
                   "" if exit_status is None else exit_status, schedule(check), after,
                   "1" if check.origin == "cli" else ""])
         if found[0] == "gone":
@@ -115,9 +117,17 @@ class Heartbeats:
     # run-time checks, pause, resume
 
     def add(self, check: Check) -> bool:
-        """Store a run-time check; False when one of that name is stored already."""
-        return bool(self.client.hsetnx(self.names.heartbeats, check.name,
-                                       check_to_json(check, VERSION)))
+        """Store a run-time check; False when one of that name is stored already. It
+        starts clean: the state, pings and ping token an earlier check of that name left
+        (one taken out of the routes file) are dropped, and an incident it left open is
+        resolved (reason ``removed``), in the same call."""
+        names = self.names
+        return bool(self._add(
+            keys=[names.heartbeats, names.heartbeat(check.name),
+                  names.heartbeat_pings(check.name), names.heartbeat_due,
+                  names.heartbeat_tokens, names.heartbeat_pages, names.heartbeat_named,
+                  names.heartbeat_gone],
+            args=[self.now_arg(), check.name, check_to_json(check, VERSION)]))
 
     def remove(self, name: str) -> bool:
         """Forget a run-time check, its state, pings and token; False when there was no
@@ -127,24 +137,26 @@ class Heartbeats:
         names = self.names
         return bool(self._remove(
             keys=[names.heartbeats, names.heartbeat(name), names.heartbeat_pings(name),
-                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages],
+                  names.heartbeat_due, names.heartbeat_tokens, names.heartbeat_pages,
+                  names.heartbeat_named, names.heartbeat_gone],
             args=[self.now_arg(), name]))
 
-    def pause(self, name: str) -> bool:
-        """Nothing is expected or paged until a ping or ``resume``; False when the store
-        knew nothing of the check (it is paused all the same: a routes-file check that
-        never got a ping)."""
-        return self._toggle(name, "pause")
+    def pause(self, name: str, in_file: bool = False) -> bool:
+        """Nothing is expected or paged until a ping or ``resume``; False (nothing
+        written) when the name is no check: none stored, no state, and not ``in_file``
+        (the caller's routes file has it: a routes-file check never pinged)."""
+        return self._toggle(name, "pause", in_file)
 
     def resume(self, name: str) -> bool:
         """A paused check waits for its first ping again (new); False if it was not
         paused."""
         return self._toggle(name, "resume")
 
-    def _toggle(self, name: str, action: str) -> bool:
+    def _toggle(self, name: str, action: str, in_file: bool = False) -> bool:
         return bool(self._pause(
-            keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats],
-            args=[self.now_arg(), name, action, VERSION]))
+            keys=[self.names.heartbeat(name), self.names.heartbeat_due, self.names.heartbeats,
+                  self.names.heartbeat_named],
+            args=[self.now_arg(), name, action, VERSION, "1" if in_file else ""]))
 
     def stored_checks(self) -> list[Check]:
         """The run-time checks (a record of a format this release does not read is left
@@ -163,7 +175,10 @@ class Heartbeats:
         """A new ping token for the check (replacing its last): returned once, only its
         SHA-256 stored."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.client.hset(self.names.heartbeat_tokens, name, digest(token))
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.names.heartbeat_tokens, name, digest(token))
+            pipe.sadd(self.names.heartbeat_named, name)  # forgotten with its check (sweep)
+            pipe.execute()
         return token
 
     def token_matches(self, name: str, token: str) -> bool:
