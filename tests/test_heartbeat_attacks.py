@@ -11,7 +11,7 @@ import redis
 from relay.heartbeats import store as store_module
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
-from relay.heartbeats.model import Check, Page
+from relay.heartbeats.model import Check
 from relay.heartbeats.schedule import cron_times, expected_after
 from relay.heartbeats.store import Heartbeats
 from relay.routes.config import RoutesFile
@@ -24,17 +24,10 @@ from tests.heartbeat_fixtures import (
     redis_client,
     store,
 )
+from tests.test_heartbeat_evaluator import Sent
 
 __all__ = ["clock", "real_redis", "redis_client", "store"]  # fixtures
 CHECK = period_check("backup", period_s=60, grace_s=30)
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.pages: list[tuple[str, str, int, str]] = []
-
-    def __call__(self, page: Page, check: Check) -> None:
-        self.pages.append((page.name, page.action, page.outage, page.reason))
 
 
 def evaluator(client: redis.Redis, clock: Clock, sent: Sent, catalog: Catalog,

@@ -36,7 +36,6 @@ class Sent:
     def __init__(self) -> None:
         self.pages: list[tuple[str, str, int, str]] = []
         self.fail = 0
-
         self.error: type[Exception] = RuntimeError
 
     def __call__(self, page: Page, check: Check) -> None:
