@@ -196,3 +196,24 @@ def test_add_of_a_name_with_leftovers_starts_clean(
     old = store.new_token("backup")  # of a routes-file check backup, since taken out
     assert run(settings, "add", "backup", "--period", "1h", "--keys", "key-1") == 0
     assert not store.token_matches("backup", old)
+
+
+def test_list_reads_the_tokens_in_one_call_not_one_a_check(
+        setup: tuple[Settings, Heartbeats], capsys: pytest.CaptureFixture[str],
+        fake: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 checks were 10,000 HEXISTS round trips (seconds to a Redis across a
+    network): the calls ``list`` makes do not grow with the number of checks."""
+    settings, store = setup
+    for n in range(60):
+        run(settings, "add", f"job-{n}", "--period", "1h", "--keys", "key-1")
+    store.new_token("job-7")
+    calls: list[object] = []
+    plain = fake.execute_command
+    monkeypatch.setattr(fake, "execute_command",
+                        lambda *args, **kw: calls.append(args[0]) or plain(*args, **kw))
+    capsys.readouterr()
+    assert run(settings, "list", "--json") == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["heartbeats"]}
+    assert len(rows) == 61 and rows["job-7"]["token"] is True
+    assert [name for name, row in rows.items() if row["token"]] == ["job-7"]
+    assert len(calls) < 20, calls

@@ -164,7 +164,8 @@ def row(check: Check, state: CheckState, has_token: bool) -> dict[str, Any]:
 
 def _list(catalog: Catalog, store: Heartbeats, as_json: bool) -> int:
     checks = catalog.all()
-    rows = [row(check, state, store.has_token(check.name))
+    tokens = store.with_tokens([check.name for check in checks])
+    rows = [row(check, state, check.name in tokens)
             for check, state in zip(checks, store.states(checks), strict=True)]
     gap = store.gap()
     if as_json:

@@ -188,6 +188,13 @@ class Heartbeats:
     def has_token(self, name: str) -> bool:
         return bool(self.client.hexists(self.names.heartbeat_tokens, name))
 
+    def with_tokens(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` that have a ping token (one call however many)."""
+        if not names:
+            return set()
+        found = self.client.hmget(self.names.heartbeat_tokens, list(names))
+        return {name for name, stored in zip(names, found, strict=True) if stored}
+
     # what is stored
 
     def states(self, checks: Sequence[Check]) -> list[CheckState]:
