@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from relay.stack.loopback import LoopbackStack as Stack
+from relay.stack.sentinels import SentinelGroup
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,3 +35,17 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         for key in stack.keys:
             assert key not in text, "a routing key was logged in full"
         assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A primary, two replicas and three Sentinels on loopback, the primary refusing
+    writes without a replica (as the stack configures it); a test file may define its
+    own (passwords)."""
+    started = SentinelGroup(tmp_path / "group", tmp_path / "group-logs",
+                            min_replicas_to_write=1)
+    try:
+        started.start()
+        yield started
+    finally:
+        started.stop()

@@ -4,7 +4,6 @@ primary: each outage, before and after, is paged once (trigger, resolve, in orde
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,6 @@ from relay.stack.processes import wait_until
 from relay.stack.sentinels import SentinelGroup
 
 NAMES = Names("pdr")
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    started = SentinelGroup(tmp_path / "group", tmp_path / "group-logs",
-                            min_replicas_to_write=1)
-    try:
-        started.start()
-        yield started
-    finally:
-        started.stop()
 
 
 def pages(stack: Any, action: str) -> list[dict[str, Any]]:

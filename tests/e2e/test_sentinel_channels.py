@@ -25,17 +25,6 @@ def hooks() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[SentinelGroup]:
-    started = SentinelGroup(tmp_path / "group", tmp_path / "group-logs",
-                            min_replicas_to_write=1)
-    try:
-        started.start()
-        yield started
-    finally:
-        started.stop()
-
-
 def start_relay(make_stack, group: SentinelGroup, hooks: WebhookReceiver, tmp_path: Path,
                 channel_extra: str = "") -> tuple[Any, Any]:
     """The ingress and a channel worker on ``group``, every event heard by a webhook
