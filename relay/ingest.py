@@ -69,6 +69,7 @@ class Ingest:
         self.labels = [settings.name_of(key) for key in settings.routing_keys]
         self.node = f"{socket.gethostname()}:{os.getpid()}"  # in each event's story
         self.stories = settings.history_max_entries > 0
+        self.payloads = bool(settings.history_dsn)  # the record in PostgreSQL keeps them
 
     def admit(self, credentials: Credentials, raw: bytes) -> Admitted:
         """Refuse (401) what may not send before its body is parsed, so a refusal costs
@@ -185,6 +186,7 @@ class Ingest:
                         i=record.id, d=event.get("dedup_key", ""), a=route.action, r=route.rule,
                         s=name, n=self.node, ad=adapter, c=credentials.client,
                         h=outcome(route) if not route.slot else "",
+                        p=raw.decode() if self.payloads else "",
                     ) if self.stories else b""
                     source = sender.name if sender and sender.name != ANONYMOUS else None
                     owner = owner_of(source, named if configured else None,

@@ -130,6 +130,19 @@ class Names:
         return f"{self.prefix}:history:ledger"
 
     @property
+    def history_export(self) -> str:
+        """Hash: the PostgreSQL exporter's figures (``relay.history.pg``): ``lost`` (entries
+        trimmed from the stream before any exporter read them), ``exported`` (entries
+        written), ``last`` (the newest exported entry's id) and ``at_ms`` (when)."""
+        return f"{self.prefix}:history:export"
+
+    @property
+    def history_group(self) -> str:
+        """The consumer group of the history stream the exporters share (a group's name,
+        not a key)."""
+        return "pd-relay-export"
+
+    @property
     def owners(self) -> str:
         """Hash: per incident remembered (``router.incident_id``), who opened it
         (``owners.owner_of``), forgotten with the incident (ENQUEUE, retention)."""

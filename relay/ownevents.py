@@ -52,8 +52,9 @@ def store_own(store: EventStore, settings: Settings, event: dict[str, Any], slot
     record = Record("alert", event, now_ms(), event_id())
     notice = header(record.id, None if channels is None else list(channels), route,
                     RELAY_SENDER) if told and (channels is None or len(channels) > 0) else b""
+    raw = record.encode()
     text = accepted(i=record.id, d=dedup_key, a=action, r=route, s=RELAY_SENDER,
-                    n=socket.gethostname(), **story) if settings.history_max_entries else b""
-    item = (Route(slot, incident_id(dedup_key), action, route), record.encode(), notice, text,
-            RELAY)
+                    n=socket.gethostname(), **story, p=raw if settings.history_dsn else "",
+                    ) if settings.history_max_entries else b""
+    item = (Route(slot, incident_id(dedup_key), action, route), raw, notice, text, RELAY)
     return store.enqueue([[item]])[0]

@@ -66,7 +66,8 @@ class Settings:
     dead_letter_days: float = 30.0  # dead letters older than this are swept
     self_check_s: float = 30.0  # how often the relay's own alarms are checked
     retention_s: float = 3600.0  # how often old dead letters and memories are swept
-    history_days: float = 7.0  # how long each event's story is kept
+    history_days: float = 7.0  # how long each event's story is kept (90 in PostgreSQL)
+    history_dsn: str = ""  # PostgreSQL keeps the record (relay.history.pg); "": the stream only
     history_max_entries: int = 200_000  # steps kept at most (0: no history)
     history_max_mb: float = 24.0  # the stories' bytes kept at most
     ui_open_view: bool = False  # anyone may look at the pages and history without a token
@@ -89,6 +90,11 @@ class Settings:
     @property
     def history_max_bytes(self) -> int:
         return int(self.history_max_mb * 2**20)
+
+    @property
+    def history_dsn_shown(self) -> str:
+        """The PostgreSQL DSN as it may be printed: its password masked."""
+        return masked_url(self.history_dsn)
 
     @property
     def redis_shown(self) -> str:
@@ -123,6 +129,8 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{name}={masked_url(raw)!r}: {exc}")
 
+        if "history_days" not in values and values.get("history_dsn"):
+            values["history_days"] = 90.0  # the record in PostgreSQL: RELAY_HISTORY_DAYS
         if "min_replicas" not in values and is_sentinel(values.get("redis_url", "")):
             values["min_replicas"] = 1
         found = read_keys(values.get("keys_file", cls.keys_file))
@@ -265,6 +273,19 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _pg_dsn(raw: str) -> str:
+    """A libpq URI (postgresql://user:password@host:port/database?options)."""
+    parts = urlparse(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL, such as "
+                         "postgresql://relay:PASSWORD@db.example:5432/relay")
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        raise ValueError("its port must be a number, 1 to 65535") from None
+    return raw
+
+
 def _word(raw: str) -> str:
     if not raw.replace("-", "").replace("_", "").isalnum():
         raise ValueError("use letters, digits, - and _ only")
@@ -309,6 +330,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("RELAY_HISTORY_DAYS", "history_days", _positive(float)),
     ("RELAY_HISTORY_MAX_ENTRIES", "history_max_entries", _count),
     ("RELAY_HISTORY_MAX_MB", "history_max_mb", _positive(float)),
+    ("RELAY_HISTORY_DSN", "history_dsn", _pg_dsn),
     ("RELAY_UI_OPEN_VIEW", "ui_open_view", _flag),
     ("RELAY_UI_SESSION_HOURS", "ui_session_hours", _positive(float)),
     ("RELAY_UI_IDLE_MINUTES", "ui_idle_minutes", _positive(float)),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +18,11 @@ from flask.testing import FlaskClient
 
 from relay.app import create_app
 from relay.auth import digest, new_token
+from relay.errors import ConfigError
 from relay.keys import new_key as make_key
 from relay.settings import Settings
+from relay.stack.postgres import LocalPostgres, binaries
+from relay.stack.processes import free_port
 
 __all__ = ["FAR", "UNIX", "csrf_of", "make_key", "sign_in", "trigger"]
 FAR = {"REMOTE_ADDR": "10.1.2.3"}  # a client not on loopback (the dashboard's tests)
@@ -122,3 +128,31 @@ def sign_in(client: FlaskClient, token: str, **kwargs: Any) -> Any:
     form = client.get("/ui/sign-in", **kwargs)
     return client.post("/ui/sign-in", data={"token": token, "csrf": csrf_of(form.data)},
                        **kwargs)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL (Debian's package) on loopback for the whole run; skips where
+    none can be found (scripts/test installs it as root)."""
+    try:
+        binaries()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    home = Path(tempfile.mkdtemp(prefix="pdr-pg-"))
+    server = LocalPostgres(home, free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(postgres_server: LocalPostgres) -> Iterator[str]:
+    """The DSN of a database of this test's own, dropped after it."""
+    import psycopg
+
+    name = "t_" + secrets.token_hex(6)
+    postgres_server.create_database(name)
+    yield postgres_server.dsn(name)
+    with psycopg.connect(postgres_server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

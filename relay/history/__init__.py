@@ -42,10 +42,12 @@ def event_id() -> str:
     return token(8)
 
 
-ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h", "hb")  # id, dedup_key, action,
-# route, source, node, adapter, client, how the ingress held it back ("" when queued), and
-# why a heartbeat paged or resolved (relay.heartbeats.pages; "" for the rest). A new field
-# goes last: a reader zips what it knows (an older entry has fewer, a newer more)
+ACCEPTED = ("i", "d", "a", "r", "s", "n", "ad", "c", "h", "hb", "p")  # id, dedup_key,
+# action, route, source, node, adapter, client, how the ingress held it back ("" when
+# queued), why a heartbeat paged or resolved (relay.heartbeats.pages; "" for the rest), and
+# the event as stored (``relay.store.Record.encode``: its payload, never a routing key),
+# written only when PostgreSQL keeps the record (RELAY_HISTORY_DSN: relay.history.pg). A
+# new field goes last: a reader zips what it knows (an older entry has fewer, a newer more)
 US, RS = "\x1f", "\x1e"
 
 
