@@ -178,6 +178,20 @@ def test_entries_trimmed_while_held_are_counted_lost_once(client, recorded) -> N
     assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
 
 
+def test_entries_committed_then_trimmed_before_their_ack_are_not_lost(client,
+                                                                      recorded) -> None:
+    accept(client, recorded, 10)
+    half = Exporter(client, recorded, "half", FAST)
+    half.ensure_group()
+    half.held = half._next(0.0)
+    half._write(half.held)  # committed; died before acknowledging
+    History(client, NAMES, recorded).trim_age(keys=[NAMES.history], args=[half.held[3][0]])
+    drain(Exporter(client, recorded, "other", FAST))
+    found = figures(client)
+    assert found.get("lost") is None and int(found["exported"]) == 10
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(10,)]
+
+
 def test_two_exporters_taking_turns_write_each_entry_once(client, recorded) -> None:
     accept(client, recorded, 40)
     a = Exporter(client, recorded, "a", replace(FAST, claim_idle_ms=60_000))
