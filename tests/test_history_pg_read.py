@@ -3,6 +3,7 @@ fixture) and the stream's tail together: no gap, no duplicate, the new filters."
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -111,3 +112,38 @@ def test_record_down_is_a_503_with_retry_after(routed, fake, tokens, postgres_se
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "10"
         assert answer.json["errors"] == ["PostgreSQL: OperationalError"]
         assert "password" not in answer.get_data(as_text=True)
+
+
+def test_trace_reads_the_record_and_the_tail(app, fake, recorded, monkeypatch, capsys) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    for action in ("trigger", "acknowledge", "resolve"):
+        answer = app.post("/v2/enqueue", json=trigger(dedup_key="inc", event_action=action))
+        assert answer.status_code == 202
+    first = export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    export(fake, recorded.history_dsn, 1, ack=False, key_names=recorded.key_names)
+    fake.xdel(NAMES.history, *first)
+    args = type("Args", (), {"dedup_key": "inc", "json": True})()
+    assert trace.command(recorded, args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["action"] for s in shown] == ["trigger", "acknowledge", "resolve"]  # oldest first
+    assert [len(s["steps"]) for s in shown] == [1, 1, 1]
+    args.json = False
+    assert trace.command(recorded, args) == 0
+    out = capsys.readouterr().out
+    assert "3 event(s)" in out and "critical: disk full on db1" in out
+
+
+def test_trace_says_the_record_is_down_and_shows_the_stream(api, fake, routed, monkeypatch,
+                                                            capsys, postgres_server) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="inc")).status_code == 202
+    down = replace(routed, history_dsn=postgres_server.dsn("no_such_database"))
+    args = type("Args", (), {"dedup_key": "inc", "json": False})()
+    assert trace.command(down, args) == 0
+    out, err = capsys.readouterr()
+    assert "1 event(s)" in out
+    assert "record in PostgreSQL does not answer (PostgreSQL: OperationalError)" in err
