@@ -15,7 +15,7 @@ from relay.app import create_app
 from relay.history import History
 from relay.names import Names
 from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import sign_in, trigger
 from tests.pg_rows import entries_of, migrated, write
 
 NAMES = Names("pdr")
@@ -147,3 +147,29 @@ def test_trace_says_the_record_is_down_and_shows_the_stream(api, fake, routed, m
     out, err = capsys.readouterr()
     assert "1 event(s)" in out
     assert "record in PostgreSQL does not answer (PostgreSQL: OperationalError)" in err
+
+
+def test_the_dashboard_searches_the_record(app, fake, recorded, tokens) -> None:
+    assert app.post("/v2/enqueue", json=trigger("Cache MISS storm", dedup_key="p1",
+                                                 )).status_code == 202
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="p2")).status_code == 202
+    export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    fake.xtrim(NAMES.history, maxlen=1, approximate=False)  # p1: only in the record
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    found = app.get("/ui/events?q=miss+storm&severity=critical&until=2099-01-01T00:00Z")
+    assert found.status_code == 200 and b"Cache MISS storm" in found.data
+    assert b"p1" in found.data and b"p2" not in found.data and b'name="q"' in found.data
+    [event_id] = [s["id"] for s in app.get("/api/v1/events?dedup_key=p1").json["events"]]
+    page = app.get(f"/ui/events/{event_id}")
+    assert page.status_code == 200 and b"<dd>Cache MISS storm</dd>" in page.data
+
+
+def test_the_dashboard_says_the_record_is_down(routed, fake, tokens, postgres_server) -> None:
+    dsn = postgres_server.dsn("no_such_database")
+    app = create_app(replace(routed, history_dsn=dsn), client=fake).test_client()
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    for path in ("/ui/events", "/ui/events/0123456789abcdef"):
+        page = app.get(path)
+        assert page.status_code == 503 and page.headers["Retry-After"] == "10"
+        assert b"record (PostgreSQL) does not answer" in page.data
+    assert app.get("/ui/").status_code == 200  # the rest of the dashboard is unaffected
