@@ -3,6 +3,8 @@
     RelayError
     ├── ConfigError              bad settings or keys file; stops start-up
     ├── StoreFormatError         Redis holds formats this release cannot read; stops start-up
+    ├── RecordFormatError        the history's PostgreSQL was migrated by a later release, or
+    │                            not yet (``pd-relay history migrate``): says which
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
     │   ├── Refused              the sender may not send (``sender`` names them)
@@ -19,8 +21,8 @@
     │       ├── NotReplicated    stored on the primary, but fewer replicas than
     │       │                    RELAY_MIN_REPLICAS confirmed it in time: may be stored
     │       ├── StoreDown        Redis failed under any other request (the pages, the history
-    │       │                    API, sign-out, replay, purge): a 503, never a 500
-    │       └── RecordDown       PostgreSQL (the history's record) failed under a search
+    │                            API, sign-out, replay, purge): a 503, never a 500
+    │       └── RecordDown       the history's PostgreSQL (RELAY_HISTORY_DSN) does not answer
     └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -48,6 +50,11 @@ class ConfigError(RelayError):
 class StoreFormatError(RelayError):
     """Redis holds stored formats this release cannot read (relay.formats): the message
     names both versions and what to do."""
+
+
+class RecordFormatError(RelayError):
+    """The history's PostgreSQL holds a schema this release cannot write (a later
+    release's), or none yet: the message names both versions and what to do."""
 
 
 class RequestError(RelayError):
@@ -167,15 +174,16 @@ class StoreDown(Unavailable):
 
 
 class RecordDown(Unavailable):
-    """PostgreSQL, which keeps the history's record (RELAY_HISTORY_DSN), did not answer a
-    search (down, refusing, or slower than its statement timeout): a 503, never a 500."""
+    """The history's PostgreSQL (RELAY_HISTORY_DSN) could not be reached or failed: the
+    reason names the server by its masked DSN, never its password."""
 
-    message = "The history's record (PostgreSQL) does not answer; retry later"
-    retry_after = 10
+    message = "The history's PostgreSQL does not answer; retry later"
+    retry_after = 5
 
     @classmethod
     def of(cls, exc: Exception) -> RecordDown:
-        return cls([f"PostgreSQL: {type(exc).__name__}"])
+        """A failure in a search (the connection made): its kind, nothing of the server."""
+        return exc if isinstance(exc, RecordDown) else cls([f"PostgreSQL: {type(exc).__name__}"])
 
 
 class DeliveryError(RelayError):
