@@ -73,7 +73,7 @@ def events(conn: psycopg.Connection[Any], query: Query, rejudged: list[str],
     """The events ``query`` asks for, newest first, at most ``limit`` (0: all). A state
     is the record's for the rest; ``rejudged`` events (steps in the stream's tail) are
     taken whatever their state here, to be judged again with all their steps."""
-    where, args = _where(query)
+    where, args = where_of(query)
     if query.state is not None:
         where.append("(state = %s OR id = ANY(%s))")
         args += [query.state, rejudged]
@@ -108,7 +108,7 @@ def steps_by(conn: psycopg.Connection[Any], dedup_key: str | None,
     return list(conn.execute(sql.encode(), args).fetchall())
 
 
-def _where(query: Query) -> tuple[list[str], list[Any]]:
+def where_of(query: Query) -> tuple[list[str], list[Any]]:
     """The conditions of ``query`` but its state, each on an indexed column."""
     where: list[str] = []
     args: list[Any] = []
