@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,13 +73,32 @@ def events(conn: psycopg.Connection[Any], query: Query, rejudged: list[str],
            limit: int) -> list[dict[str, Any]]:
     """The events ``query`` asks for, newest first, at most ``limit`` (0: all). A state
     is the record's for the rest; ``rejudged`` events (steps in the stream's tail) are
-    taken whatever their state here, to be judged again with all their steps."""
+    taken whatever their state here, to be judged again with all their steps (a query of
+    their own, by id: each on its index)."""
+    found = _events(conn, query, limit)
+    if query.state is not None and rejudged:
+        seen = {row["id"] for row in found}
+        found += [row for row in _events(conn, replace(query, state=None), limit, rejudged)
+                  if row["id"] not in seen]
+        found.sort(key=lambda row: row["accepted_at"], reverse=True)
+    return found[:limit] if limit else found
+
+
+def _events(conn: psycopg.Connection[Any], query: Query, limit: int,
+            ids: list[str] | None = None) -> list[dict[str, Any]]:
     where, args = where_of(query)
     if query.state is not None:
-        where.append("(state = %s OR id = ANY(%s))")
-        args += [query.state, rejudged]
+        where.append("state = %s")
+        args.append(query.state)
+    if ids is not None:
+        where.append("id = ANY(%s)")
+        args.append(ids)
     sql = (f"SELECT {', '.join(EVENT_COLUMNS)} FROM {SCHEMA}.events"
-           f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY accepted_at DESC")
+           f"{' WHERE ' + ' AND '.join(where) if where else ''}")
+    if query.text is not None:  # the trigram index finds them all, then the newest: not
+        # a walk back through time filtering every summary (a rare word: the whole record)
+        sql = f"WITH found AS MATERIALIZED ({sql}) SELECT * FROM found"
+    sql += " ORDER BY accepted_at DESC"
     if limit:
         sql += " LIMIT %s"
         args.append(limit)
