@@ -147,7 +147,7 @@ COMMANDS = {
     "dead-letters": deadletters.command, "send-test": sendtest.command,
     "channel-worker": channel_worker.command, "channels": channels.command,
     "trace": trace.command, "format": storeformat.command, "heartbeat": heartbeats.command,
-    "history": history.command,
+    "history": history.command, "history-exporter": history.exporter,
 }
 # The commands that reach Redis, and what they do with the stored formats' version before
 # they start (relay.formats): upgrade it (else only read it), and how loud Redis being
@@ -159,6 +159,7 @@ STORED = {
     "status": (False, 0), "trace": (False, 0), "forget-key": (True, 0),
     "queue": (True, 0), "dead-letters": (True, 0), "send-test": (True, 0),
     "channels": (True, 0), "maintenance": (True, 0), "heartbeat": (True, 0),
+    "history-exporter": (False, logging.WARNING),
 }
 
 
@@ -177,8 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     deadletters.add_parser(sub)
     sendtest.add_parser(sub)
     trace.add_parser(sub)
-    history.add_parser(sub)
     storeformat.add_parser(sub)
+    history.add_parser(sub)
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)
