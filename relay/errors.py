@@ -180,6 +180,11 @@ class RecordDown(Unavailable):
     message = "The history's PostgreSQL does not answer; retry later"
     retry_after = 5
 
+    @classmethod
+    def of(cls, exc: Exception) -> RecordDown:
+        """A failure in a search (the connection made): its kind, nothing of the server."""
+        return exc if isinstance(exc, RecordDown) else cls([f"PostgreSQL: {type(exc).__name__}"])
+
 
 class DeliveryError(RelayError):
     """PagerDuty did not take the event (a channel its message: relay/channels/senders.py

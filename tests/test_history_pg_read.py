@@ -1,0 +1,177 @@
+"""The history API reading the record in PostgreSQL (a real server: the ``pg_dsn``
+fixture) and the stream's tail together: no gap, no duplicate, the new filters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from relay.app import create_app
+from relay.history import History
+from relay.names import Names
+from relay.settings import Settings
+from tests.conftest import sign_in, trigger
+from tests.pg_rows import entries_of, migrated, write
+
+NAMES = Names("pdr")
+
+
+@pytest.fixture
+def recorded(routed: Settings, pg_dsn: str) -> Settings:
+    migrated(pg_dsn)
+    return replace(routed, history_dsn=pg_dsn)
+
+
+@pytest.fixture
+def app(recorded: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(recorded, client=fake).test_client()
+
+
+def export(fake: fakeredis.FakeRedis, dsn: str, count: int, ack: bool,
+           key_names: tuple[str, ...]) -> list[str]:
+    """What an exporter does with ``count`` entries: read them in the group, commit their
+    steps, and (``ack``) acknowledge them."""
+    if not any(g["name"] == NAMES.history_group for g in fake.xinfo_groups(NAMES.history)):
+        fake.xgroup_create(NAMES.history, NAMES.history_group, id="0")
+    [(_, read)] = fake.xreadgroup(NAMES.history_group, "t", {NAMES.history: ">"}, count=count)
+    ids = [entry_id for entry_id, _ in read]
+    write(dsn, entries_of(fake, NAMES.history, ids), key_names)
+    if ack:
+        fake.xack(NAMES.history, NAMES.history_group, *ids)
+    return ids
+
+
+def test_record_and_tail_no_gap_no_duplicate(app, fake, recorded, tokens) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    source = {"X-API-Key": tokens["source"]}
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="a")).status_code == 202
+    assert app.post("/v2/enqueue", json=trigger("db slow", dedup_key="b", payload={
+        "summary": "Replication SLOW on db2", "source": "db1", "severity": "warning"}),
+        headers=source).status_code == 202
+    assert app.post("/v2/enqueue", json=trigger("noise 1", dedup_key="c")).status_code == 202
+    assert app.post("/v2/enqueue", json={"event_action": "resolve",
+                                         "dedup_key": "a"}).status_code == 202
+
+    def stories(**args: str) -> list[dict[str, Any]]:
+        answer = app.get("/api/v1/events", headers=look, query_string=args)
+        assert answer.status_code == 200, answer.json
+        return list(answer.json["events"])
+
+    [b] = [s for s in stories() if s["dedup_key"] == "b"]
+    History(fake, NAMES, recorded).note("delivered", 0, i=b["id"], d="b", k="key-1", r="ok")
+    keys = recorded.key_names
+    first = export(fake, recorded.history_dsn, 2, ack=True, key_names=keys)  # a, b: acked
+    export(fake, recorded.history_dsn, 2, ack=False, key_names=keys)  # c, resolve: committed
+    fake.xdel(NAMES.history, *first)  # only the record has them now; "delivered": the tail's
+
+    def keys_of(**args: str) -> list[tuple[str, str]]:
+        return [(s["dedup_key"], s["action"]) for s in stories(**args)]
+
+    assert keys_of() == [("a", "resolve"), ("c", "trigger"), ("b", "trigger"), ("a", "trigger")]
+    [b] = stories(dedup_key="b")
+    assert [s["step"] for s in b["steps"]] == ["accepted", "delivered"]  # once each
+    assert b["state"] == "delivered" and b["key"] == "key-1" and b["source"] == "grafana"
+    assert b["severity"] == "warning" and b["summary"] == "Replication SLOW on db2"
+    assert keys_of(state="delivered") == [("b", "trigger")]  # the record says queued
+    assert keys_of(state="queued") == [("a", "resolve"), ("a", "trigger")]
+    assert keys_of(source="grafana") == [("b", "trigger")]
+    assert keys_of(severity="warning") == [("b", "trigger")]
+    assert keys_of(q="replication slow") == [("b", "trigger")]  # any case
+    assert keys_of(q="%") == [] and keys_of(q="_") == []  # LIKE's signs are themselves
+    assert keys_of(key="key-1") == [("a", "resolve"), ("b", "trigger"), ("a", "trigger")]
+    assert keys_of(key="key-2") == []
+    assert keys_of(payload_source="db1") == [("c", "trigger"), ("b", "trigger"),
+                                             ("a", "trigger")]
+    assert keys_of(until="2000-01-01T00:00:00Z") == []
+    assert len(keys_of(since="1h", until="2099-01-01T00:00:00Z")) == 4
+    assert keys_of(limit="2") == [("a", "resolve"), ("c", "trigger")]
+    one = app.get(f"/api/v1/events/{b['id']}", headers=look)
+    assert one.status_code == 200 and one.json == b
+
+
+def test_payload_filters_need_the_record(api, tokens) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    answer = api.get("/api/v1/events", headers=look, query_string={"q": "disk", "key": "k"})
+    assert answer.status_code == 400
+    assert answer.json["errors"][0].startswith("q: searches the events' payloads")
+    assert api.get("/api/v1/events", headers=look,
+                   query_string={"key": "key-1", "until": "1h"}).status_code == 200
+
+
+def test_record_down_is_a_503_with_retry_after(routed, fake, tokens, postgres_server) -> None:
+    dsn = postgres_server.dsn("no_such_database")
+    app = create_app(replace(routed, history_dsn=dsn), client=fake).test_client()
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
+        answer = app.get(path, headers=look)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        [why] = answer.json["errors"]
+        assert why.startswith("PostgreSQL at postgresql://pd_relay:***@127.0.0.1:")
+        secret = postgres_server.password_file.read_text().strip()
+        assert secret not in answer.get_data(as_text=True)
+
+
+def test_trace_reads_the_record_and_the_tail(app, fake, recorded, monkeypatch, capsys) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    for action in ("trigger", "acknowledge", "resolve"):
+        answer = app.post("/v2/enqueue", json=trigger(dedup_key="inc", event_action=action))
+        assert answer.status_code == 202
+    first = export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    export(fake, recorded.history_dsn, 1, ack=False, key_names=recorded.key_names)
+    fake.xdel(NAMES.history, *first)
+    args = type("Args", (), {"dedup_key": "inc", "json": True})()
+    assert trace.command(recorded, args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["action"] for s in shown] == ["trigger", "acknowledge", "resolve"]  # oldest first
+    assert [len(s["steps"]) for s in shown] == [1, 1, 1]
+    args.json = False
+    assert trace.command(recorded, args) == 0
+    out = capsys.readouterr().out
+    assert "3 event(s)" in out and "critical: disk full on db1" in out
+
+
+def test_trace_says_the_record_is_down_and_shows_the_stream(api, fake, routed, monkeypatch,
+                                                            capsys, postgres_server) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="inc")).status_code == 202
+    down = replace(routed, history_dsn=postgres_server.dsn("no_such_database"))
+    args = type("Args", (), {"dedup_key": "inc", "json": False})()
+    assert trace.command(down, args) == 0
+    out, err = capsys.readouterr()
+    assert "1 event(s)" in out
+    assert "record in PostgreSQL does not answer (PostgreSQL at postgresql://" in err
+
+
+def test_the_dashboard_searches_the_record(app, fake, recorded, tokens) -> None:
+    assert app.post("/v2/enqueue", json=trigger("Cache MISS storm", dedup_key="p1",
+                                                 )).status_code == 202
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="p2")).status_code == 202
+    export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    fake.xtrim(NAMES.history, maxlen=1, approximate=False)  # p1: only in the record
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    found = app.get("/ui/events?q=miss+storm&severity=critical&until=2099-01-01T00:00Z")
+    assert found.status_code == 200 and b"Cache MISS storm" in found.data
+    assert b"p1" in found.data and b"p2" not in found.data and b'name="q"' in found.data
+    [event_id] = [s["id"] for s in app.get("/api/v1/events?dedup_key=p1").json["events"]]
+    page = app.get(f"/ui/events/{event_id}")
+    assert page.status_code == 200 and b"<dd>Cache MISS storm</dd>" in page.data
+
+
+def test_the_dashboard_says_the_record_is_down(routed, fake, tokens, postgres_server) -> None:
+    dsn = postgres_server.dsn("no_such_database")
+    app = create_app(replace(routed, history_dsn=dsn), client=fake).test_client()
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    for path in ("/ui/events", "/ui/events/0123456789abcdef"):
+        page = app.get(path)
+        assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+        assert b"PostgreSQL does not answer" in page.data
+    assert app.get("/ui/").status_code == 200  # the rest of the dashboard is unaffected
