@@ -3,6 +3,8 @@
     RelayError
     ├── ConfigError              bad settings or keys file; stops start-up
     ├── StoreFormatError         Redis holds formats this release cannot read; stops start-up
+    ├── RecordFormatError        the history's PostgreSQL was migrated by a later release, or
+    │                            not yet (``pd-relay history migrate``): says which
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
     │   ├── Refused              the sender may not send (``sender`` names them)
@@ -18,8 +20,9 @@
     │       ├── QueueFull        a key's queue (or all queues) at its cap: says which key
     │       ├── NotReplicated    stored on the primary, but fewer replicas than
     │       │                    RELAY_MIN_REPLICAS confirmed it in time: may be stored
-    │       └── StoreDown        Redis failed under any other request (the pages, the history
+    │       ├── StoreDown        Redis failed under any other request (the pages, the history
     │                            API, sign-out, replay, purge): a 503, never a 500
+    │       └── RecordDown       the history's PostgreSQL (RELAY_HISTORY_DSN) does not answer
     └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -47,6 +50,11 @@ class ConfigError(RelayError):
 class StoreFormatError(RelayError):
     """Redis holds stored formats this release cannot read (relay.formats): the message
     names both versions and what to do."""
+
+
+class RecordFormatError(RelayError):
+    """The history's PostgreSQL holds a schema this release cannot write (a later
+    release's), or none yet: the message names both versions and what to do."""
 
 
 class RequestError(RelayError):
@@ -163,6 +171,14 @@ class StoreDown(Unavailable):
     @classmethod
     def of(cls, exc: Exception) -> StoreDown:
         return cls([f"Redis: {type(exc).__name__}"])
+
+
+class RecordDown(Unavailable):
+    """The history's PostgreSQL (RELAY_HISTORY_DSN) could not be reached or failed: the
+    reason names the server by its masked DSN, never its password."""
+
+    message = "The history's PostgreSQL does not answer; retry later"
+    retry_after = 5
 
 
 class DeliveryError(RelayError):
