@@ -46,7 +46,7 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
     for path in sorted(MIGRATIONS.glob("*.sql")):
         version = int(path.name.split("_")[0])
         if version not in done:
-            conn.execute(path.read_text())  # type: ignore[call-overload]
+            conn.execute(path.read_text())
             conn.execute(f"INSERT INTO {SCHEMA}.migrations (version, name) VALUES (%s, %s)",
                          (version, path.stem))
     conn.commit()
@@ -131,9 +131,9 @@ def generate(dsn: str, count: int, days: int = 90, now: datetime | None = None,
             day = today - timedelta(days=back - 1)
             size = per_day + (1 if back <= extra else 0)
             partition(conn, day)
-            conn.execute(EVENTS, {"day": day, "first": first,  # type: ignore[arg-type]
+            conn.execute(EVENTS, {"day": day, "first": first,
                                   "last": first + size - 1})
-            conn.execute(STEPS.replace("%(suffix)s", f"{day:%Y%m%d}"))  # type: ignore[arg-type]
+            conn.execute(STEPS.replace("%(suffix)s", f"{day:%Y%m%d}"))
             conn.commit()
             first += size
             if back % 15 == 0:
@@ -194,7 +194,7 @@ def queries(conn: psycopg.Connection[Any]) -> dict[str, Callable[[Any], list[Any
     list (the first, or one further: keyset, after the previous page's last event); and
     an incident's trace (its events and their steps, in time order)."""
     def rows(sql: str, args: Any) -> list[Any]:
-        return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, args).fetchall()
 
     def page(after: Any) -> list[Any]:
         if after is None:  # the first page
