@@ -4,6 +4,7 @@ delivery figures read from Redis at scrape time (so any node reports the workers
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import redis
@@ -20,6 +21,7 @@ from prometheus_client.registry import Collector
 from relay.channels.metrics import collect as channel_figures
 from relay.heartbeats.metrics import collect as heartbeat_figures
 from relay.heartbeats.report import Report
+from relay.history.pg import report as record
 from relay.keys import key_id
 from relay.names import Names
 from relay.scripts import LATENCY_BOUNDS_MS, LATENCY_BUCKETS_S
@@ -71,6 +73,8 @@ class Metrics:
         self.registry.register(_QueueCollector(client, names, settings))
         if heartbeats is not None:
             self.registry.register(_HeartbeatCollector(names, heartbeats))
+        if settings.history_dsn:
+            self.registry.register(_RecordCollector(client, names, settings))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -161,3 +165,33 @@ class _HeartbeatCollector(Collector):
             log.warning("metrics: cannot read the heartbeat checks from Redis: %s", exc)
             figures = []
         yield from figures
+
+
+class _RecordCollector(Collector):
+    """The record in PostgreSQL, as Redis knows it (``relay.history.pg.report``): the
+    export's lag (absent until an exporter ran), entries exported and lost from it."""
+
+    def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
+        self.client = client
+        self.names = names
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            figures = record.read(self.client, self.names, self.settings,
+                                  int(time.time() * 1000))
+        except redis.RedisError as exc:
+            log.warning("metrics: cannot read the history's export from Redis: %s", exc)
+            return
+        if figures is None:
+            return
+        if figures.lag_s is not None:
+            lag = GaugeMetricFamily("pd_relay_history_export_lag_seconds", "Age of the oldest "
+                                    "history entry not yet committed to PostgreSQL")
+            lag.add_metric([], figures.lag_s)
+            yield lag
+        yield CounterMetricFamily("pd_relay_history_exported", "History entries written to "
+                                  "PostgreSQL", value=figures.exported)
+        yield CounterMetricFamily("pd_relay_history_lost", "History entries lost from the "
+                                  "record: the stream's caps trimmed them before export",
+                                  value=figures.lost)

@@ -83,9 +83,28 @@ def exported(client, fake, settings) -> set[str]:
             if line and not line.startswith("#")}
 
 
+def recorded(fake, settings) -> set[str]:
+    """The history record's metric names, exported with RELAY_HISTORY_DSN once an
+    exporter ran."""
+    from dataclasses import replace
+
+    from relay.app import create_app
+
+    names = Names(settings.prefix)
+    fake.xadd(names.history, {"s": "attempt", "k": "1", "x": "{}"})
+    fake.xgroup_create(names.history, names.history_group, id="0")
+    dsn = "postgresql://relay:pw@127.0.0.1:5432/pd_relay"
+    app = create_app(replace(settings, history_dsn=dsn), fake).test_client()
+    text = app.get("/metrics", environ_base=UNIX).get_data(as_text=True)
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+            if line.startswith("pd_relay_history")}
+
+
 def test_rules_and_dashboard_name_only_metrics_the_relay_exports(client, fake,
                                                                  settings) -> None:
-    found = exported(client, fake, settings)
+    found = exported(client, fake, settings) | recorded(fake, settings)
+    assert {"pd_relay_history_export_lag_seconds", "pd_relay_history_lost_total",
+            "pd_relay_history_exported_total"} <= found
     assert {"pd_relay_queued", "pd_relay_channel_sent_total", "pd_relay_alarm_open",
             "pd_relay_route_events_total", "pd_relay_heartbeat_up",
             "pd_relay_heartbeat_evaluated_age_seconds"} <= found, sorted(found)

@@ -18,6 +18,7 @@ from relay.heartbeats.report import Report, as_json, gap_json, gap_note
 from relay.heartbeats.report import format_table as format_beats
 from relay.heartbeats.report import read as read_beats
 from relay.heartbeats.store import Heartbeats
+from relay.history.pg import report as record
 from relay.keyring import forget
 from relay.names import Names
 from relay.replication import format_replication, read_replication
@@ -72,11 +73,13 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
         replication = read_replication(client, settings)
         checks = heartbeats.checks()
         beats, gap = read_beats(client, heartbeats.reader, checks), heartbeats.gap(checks)
+        history = record.read(client, names, settings, int(time.time() * 1000))
         if args.json:
             print(json.dumps({"keys": rows, **decisions, "open_relay": settings.allow_anonymous,
                               "alarms": alarms, "shed": shed, "replication": replication,
                               "heartbeats": [as_json(row) for row in beats],
-                              "heartbeat_gap": gap_json(gap)}, indent=2))
+                              "heartbeat_gap": gap_json(gap),
+                              "history": history.as_json() if history else None}, indent=2))
         else:
             if args.watch:
                 getattr(sys.stdout, "raw", sys.stdout).write("\033[H\033[J")  # ours
@@ -91,6 +94,8 @@ def status(settings: Settings, args: argparse.Namespace) -> int:
                 print("\n" + shed_line)
             if replicated(settings, replication):
                 print("\n" + format_replication(replication))
+            if history:
+                print("\n" + history.line())
             if beats:
                 print("\n" + format_beats(beats))
             if gap:

@@ -7,6 +7,10 @@ the condition clears.
     stalled:NAME         error     the key's oldest queued event is older than oldest_queued_s
     dead-letters         warning   dead letters wait to be replayed or purged
     channel:NAME         warning   a channel has failed messages, or fails now
+    history-lag          warning   the record in PostgreSQL is behind the stream by more
+                                   than history_lag_s (exporter down, PostgreSQL unreachable)
+    history-lost         warning   entries were lost from the record (the stream's caps
+                                   trimmed them before export) within LOST_QUIET_S
 
 A condition is an alarm once it has held for ``for_s`` (as Prometheus' ``for``: a worker
 that restarts, or the first check after a start, pages no one); until then it is pending
@@ -31,6 +35,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from relay.auth import RESERVED
+from relay.history.pg import report as record
 from relay.names import Names
 from relay.owners import Owned
 from relay.ownevents import own_event, slot_of, store_own
@@ -43,6 +48,7 @@ from relay.store import EventStore, Full
 log = logging.getLogger(__name__)
 PREFIX = RESERVED  # every alarm's dedup_key starts with it: no sender may use it
 FAILING_S = 300  # a channel's error this recent, with messages waiting to retry: failing
+LOST_QUIET_S = 900  # entries lost from the record this recently: the alarm holds
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,9 @@ class Condition:
 
 
 def conditions(client: redis.Redis, names: Names, settings: Settings, routes: RoutesFile,
-               queues: Sequence[Queue] = ()) -> list[Condition]:
+               queues: Sequence[Queue] = (), now: float | None = None) -> list[Condition]:
     """What needs a person now."""
+    now = time.time() if now is None else now
     oldest = routes.self_alert.oldest_queued_s if routes.self_alert else 600.0
     found = []
     for row in read_status(client, names, settings):
@@ -86,12 +93,34 @@ def conditions(client: redis.Redis, names: Names, settings: Settings, routes: Ro
         name = queue.name.removeprefix(names.channel_queue(""))
         failed = FailedJobRegistry(queue=queue).count
         retrying = ScheduledJobRegistry(queue=queue).count  # type: ignore[no-untyped-call]
-        recent = time.time() - int(stats.get(f"{name}:error_at", 0)) < FAILING_S
+        recent = now - int(stats.get(f"{name}:error_at", 0)) < FAILING_S
         if failed or (retrying and recent):
             error = stats.get(f"{name}:error", "")
             found.append(Condition(f"channel:{name}", f"pd-relay: channel {name}: {failed} "
                                    f"failed, {retrying} retrying; last error: {error}"[:1000],
                                    "warning", channel=name))
+    return found + history(client, names, settings, routes, now)
+
+
+def history(client: redis.Redis, names: Names, settings: Settings, routes: RoutesFile,
+            now: float) -> list[Condition]:
+    """The record in PostgreSQL: behind the stream, or losing entries (none without it)."""
+    now_ms = int(now * 1000)
+    figures = record.read(client, names, settings, now_ms)
+    if figures is None:
+        return []
+    found = []
+    limit = routes.self_alert.history_lag_s if routes.self_alert else 300.0
+    if figures.lag_s is not None and figures.lag_s > limit:
+        found.append(Condition("history-lag", f"pd-relay: the history's record in PostgreSQL "
+                               f"is {figures.lag_s:.0f} s behind (is the exporter running, "
+                               f"does {figures.dsn} answer?)"[:1000], "warning"))
+    grew_ms = record.note_lost(client, names, figures, now_ms)
+    if figures.lost and now_ms - grew_ms < LOST_QUIET_S * 1000:
+        found.append(Condition("history-lost", f"pd-relay: {figures.lost} history entries "
+                               "lost from the record in PostgreSQL: the stream's caps trimmed "
+                               "them before the exporter wrote them (export lag "
+                               f"{figures.lag_s or 0:.0f} s)", "warning"))
     return found
 
 

@@ -6,6 +6,7 @@ blocked, a key without a worker, a queue that stalls, dead letters, a failing ch
       channels: [ops-slack]    # and/or channels
       oldest_queued_s: 600     # a key's oldest queued event older than this: an alarm
       for_s: 60                # how long a condition must hold before it is an alarm
+      history_lag_s: 300       # the record in PostgreSQL this far behind: an alarm
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from relay.routes.channels import Channel, Use, uses
 
-FIELDS = {"keys", "channels", "oldest_queued_s", "for_s"}
+FIELDS = {"keys", "channels", "oldest_queued_s", "for_s", "history_lag_s"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class SelfAlert:
     channels: tuple[Use, ...] = ()
     oldest_queued_s: float = 600.0
     for_s: float = 60.0  # a condition alarms once it held this long (as Prometheus' `for`)
+    history_lag_s: float = 300.0  # the export's lag above this: an alarm
 
 
 def self_alert(raw: Any, key_names: Collection[str], channels: Mapping[str, Channel | None],
@@ -49,7 +51,7 @@ def self_alert(raw: Any, key_names: Collection[str], channels: Mapping[str, Chan
     if not keys and not heard:
         problem("self_alert", "name keys or channels for the relay's own alarms")
     seconds = []
-    for field, default in (("oldest_queued_s", 600), ("for_s", 60)):
+    for field, default in (("oldest_queued_s", 600), ("for_s", 60), ("history_lag_s", 300)):
         value = raw.get(field, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             problem(f"self_alert.{field}", "want seconds, 0 or more")
