@@ -33,6 +33,7 @@ from relay.errors import (
 )
 from relay.heartbeats.report import Report
 from relay.heartbeats.store import Heartbeats
+from relay.history.pg.stories import Finder
 from relay.http import client_address
 from relay.ingest import Admitted, Credentials, Ingest
 from relay.logs import masked_path, printable
@@ -205,8 +206,9 @@ def create_app(settings: Settings | None = None, client: redis.Redis | None = No
         body = {"status": "error", "message": "Internal error", "errors": [type(exc).__name__]}
         return body, 500, {}
 
-    app.register_blueprint(api.blueprint(settings, client, access))
-    app.register_blueprint(pages.blueprint(settings, client, policy, access, report))
+    finder = Finder(settings, client)  # the history: the record in PostgreSQL, or the stream
+    app.register_blueprint(api.blueprint(settings, finder, access))
+    app.register_blueprint(pages.blueprint(settings, client, policy, access, report, finder))
 
     app.extensions["pd_relay_policy"] = policy  # ``reload`` on SIGHUP (relay/commands/ingress.py)
     app.extensions["pd_relay_tally"] = tally

@@ -18,8 +18,9 @@
     │       ├── QueueFull        a key's queue (or all queues) at its cap: says which key
     │       ├── NotReplicated    stored on the primary, but fewer replicas than
     │       │                    RELAY_MIN_REPLICAS confirmed it in time: may be stored
-    │       └── StoreDown        Redis failed under any other request (the pages, the history
-    │                            API, sign-out, replay, purge): a 503, never a 500
+    │       ├── StoreDown        Redis failed under any other request (the pages, the history
+    │       │                    API, sign-out, replay, purge): a 503, never a 500
+    │       └── RecordDown       PostgreSQL (the history's record) failed under a search
     └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -163,6 +164,18 @@ class StoreDown(Unavailable):
     @classmethod
     def of(cls, exc: Exception) -> StoreDown:
         return cls([f"Redis: {type(exc).__name__}"])
+
+
+class RecordDown(Unavailable):
+    """PostgreSQL, which keeps the history's record (RELAY_HISTORY_DSN), did not answer a
+    search (down, refusing, or slower than its statement timeout): a 503, never a 500."""
+
+    message = "The history's record (PostgreSQL) does not answer; retry later"
+    retry_after = 10
+
+    @classmethod
+    def of(cls, exc: Exception) -> RecordDown:
+        return cls([f"PostgreSQL: {type(exc).__name__}"])
 
 
 class DeliveryError(RelayError):

@@ -34,22 +34,45 @@ class Query:
     since_ms: int | None = None  # events accepted at or after
     event_id: str | None = None
     limit: int = 50  # 0: all
+    until_ms: int | None = None  # events accepted before
+    key: str | None = None  # the key's name (relay.history.story.key_name)
+    severity: str | None = None  # the event's payload.severity
+    text: str | None = None  # in its summary (``q``: any case)
+    payload_source: str | None = None  # its payload.source (``source`` is the sender)
 
-    def fits(self, story: Story) -> bool:
+    @property
+    def needs_accepted(self) -> bool:
+        """Whether only a story with its accepted step can fit (the rest is told there)."""
+        return any(v is not None for v in (self.source, self.route, self.since_ms,
+                                           self.until_ms, self.key, self.severity, self.text,
+                                           self.payload_source))
+
+    def fits(self, story: Story, key_names: tuple[str, ...] = ()) -> bool:
         first = story.accepted
-        if not first and (self.source or self.route or self.since_ms):
+        if not first and self.needs_accepted:
             return False
+        facts = story.facts(key_names)
         return ((self.source is None or first.get("s") == self.source)
                 and (self.route is None or first.get("r") == self.route)
-                and (self.state is None or story.state == self.state))
+                and (self.state is None or story.state == self.state)
+                and (self.until_ms is None or int(first.get("at_ms", 0)) < self.until_ms)
+                and (self.since_ms is None or int(first.get("at_ms", 0)) >= self.since_ms)
+                and (self.key is None or facts.get("key") == self.key)
+                and (self.severity is None or facts.get("severity") == self.severity)
+                and (self.payload_source is None
+                     or facts.get("payload_source") == self.payload_source)
+                and (self.text is None
+                     or self.text.lower() in str(facts.get("summary") or "").lower()))
 
 
-def search(client: redis.Redis, names: Names, query: Query) -> list[Story]:
-    """The stories ``query`` asks for, newest first."""
+def search(client: redis.Redis, names: Names, query: Query,
+           key_names: tuple[str, ...] = ()) -> list[Story]:
+    """The stories ``query`` asks for, newest first (``key_names``: the keys' names, for
+    ``query.key``)."""
     found: list[Story] = []
     waiting: dict[str, list[tuple[str, str, int, str]]] = defaultdict(list)  # id: steps
     needle = _needle(query)
-    last = "+"
+    last = str(query.until_ms - 1) if query.until_ms else "+"
     low = str(query.since_ms) if query.since_ms else "-"
     while True:
         chunk: list[Any] = list(client.xrevrange(names.history, max=last, min=low,
@@ -64,7 +87,7 @@ def search(client: redis.Redis, names: Names, query: Query) -> list[Story]:
                 continue
             for data in _accepted(raw, entry_id, query, waiting):
                 story = _story(data, waiting.pop(data["i"], []))
-                if query.fits(story):
+                if query.fits(story, key_names):
                     found.append(story)
                     if query.limit and len(found) >= query.limit:
                         return found
@@ -73,7 +96,7 @@ def search(client: redis.Redis, names: Names, query: Query) -> list[Story]:
         last = "(" + str(chunk[-1][0])
     rest = [_story(None, steps) for steps in waiting.values()]  # begun before the stream
     found += sorted((s for s in rest if s.steps and _wanted(s.steps[0], query)
-                     and query.fits(s)), key=lambda s: -s.steps[0]["at_ms"])
+                     and query.fits(s, key_names)), key=lambda s: -s.steps[0]["at_ms"])
     return found[: query.limit] if query.limit else found
 
 

@@ -3,6 +3,7 @@ them): its steps in order, its state, and the shape the API and ``trace --json``
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,18 @@ class Story:
     id: str
     dedup_key: str
     steps: list[dict[str, Any]] = field(default_factory=list)
+    known: dict[str, Any] = field(default_factory=dict)  # what the record in PostgreSQL
+    # knows of its event (severity, summary, payload_source) when its payload is not here
+
+    def facts(self, key_names: tuple[str, ...]) -> dict[str, Any]:
+        """What the filters beyond the steps look at: its key's name, and its payload's
+        severity, summary and source (from its accepted step's stored event "p", written
+        only when PostgreSQL keeps the record; else what the record knows)."""
+        first = self.accepted
+        found: dict[str, Any] = {"key": key_name(key_names, int(first.get("slot") or 0))
+                                 if first else None}
+        found.update(_payload_facts(str(first["p"])) if first.get("p") else self.known)
+        return found
 
     @property
     def end(self) -> str:
@@ -63,10 +76,26 @@ class Story:
             if step["step"] == "accepted":
                 shown["key"] = key_name(key_names, int(step.get("slot") or 0))
             steps.append(shown)
+        facts = self.facts(key_names)
         return {"id": self.id, "dedup_key": self.dedup_key, "action": first.get("a"),
                 "state": self.state, "accepted_at": steps[0]["at"] if first else None,
                 "key": steps[0].get("key") if first else None, "route": first.get("r"),
-                "source": first.get("s"), "steps": steps}
+                "source": first.get("s"), "severity": facts.get("severity"),
+                "summary": facts.get("summary"), "payload_source": facts.get("payload_source"),
+                "steps": steps}
+
+
+def _payload_facts(raw: str) -> dict[str, Any]:
+    """Severity, summary and source of a stored event (``relay.store.Record.encode``)."""
+    try:
+        event = json.loads(raw).get("e") or {}
+        payload = event.get("payload") or {}
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(payload, dict):
+        return {}
+    return {"severity": payload.get("severity"), "summary": payload.get("summary"),
+            "payload_source": payload.get("source")}
 
 
 def key_name(key_names: tuple[str, ...], slot: int) -> str | None:

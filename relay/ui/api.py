@@ -8,14 +8,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from flask import Blueprint, request
 from werkzeug.exceptions import NotFound
 
 from relay.errors import BadQuery
-from relay.history.search import Query, search
+from relay.history.pg.stories import Finder
+from relay.history.search import Query
 from relay.history.story import STATES
-from relay.names import Names
 from relay.settings import Settings
 from relay.ui.access import Access
 
@@ -25,28 +24,41 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
-def query_of(args: dict[str, str], now: float | None = None) -> Query:
-    """A search from query parameters; raise BadQuery naming every bad one."""
+PARAMETERS = {"dedup_key", "source", "route", "state", "since", "until", "limit", "key",
+              "severity", "q", "payload_source"}
+PAYLOAD = ("q", "severity", "payload_source")  # read from the stored event: the record's
+
+
+def query_of(args: dict[str, str], now: float | None = None, record: bool = True) -> Query:
+    """A search from query parameters; raise BadQuery naming every bad one (``record``:
+    PostgreSQL keeps the record, so the event's payload can be searched)."""
     problems = []
-    for extra in sorted(set(args) - {"dedup_key", "source", "route", "state", "since", "limit"}):
+    for extra in sorted(set(args) - PARAMETERS):
         problems.append(f"{extra}: unknown parameter")
+    for name in PAYLOAD:
+        if args.get(name) and not record:
+            problems.append(f"{name}: searches the events' payloads, which only the record "
+                            "in PostgreSQL keeps (RELAY_HISTORY_DSN)")
     state = args.get("state") or None
     if state is not None and state not in STATES:
         problems.append(f"state: want one of {', '.join(STATES)}")
     limit = args.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
         problems.append(f"limit: want a whole number from 1 to {MAX_LIMIT}")
-    since_ms = None
-    if args.get("since"):
-        since_ms = since(args["since"], time.time() if now is None else now)
-        if since_ms is None:
-            problems.append("since: want a time (ISO 8601, e.g. 2026-12-01T08:00:00Z) or an "
-                            "age (90s, 15m, 2h, 7d)")
+    times: dict[str, int | None] = {"since": None, "until": None}
+    for name in times:
+        if args.get(name):
+            times[name] = since(args[name], time.time() if now is None else now)
+            if times[name] is None:
+                problems.append(f"{name}: want a time (ISO 8601, e.g. 2026-12-01T08:00:00Z) "
+                                "or an age (90s, 15m, 2h, 7d)")
     if problems:
         raise BadQuery(problems)
     return Query(dedup_key=args.get("dedup_key") or None, source=args.get("source") or None,
-                 route=args.get("route") or None, state=state, since_ms=since_ms,
-                 limit=int(limit))
+                 route=args.get("route") or None, state=state, since_ms=times["since"],
+                 until_ms=times["until"], limit=int(limit), key=args.get("key") or None,
+                 severity=args.get("severity") or None, text=args.get("q") or None,
+                 payload_source=args.get("payload_source") or None)
 
 
 def since(text: str, now: float) -> int | None:
@@ -64,31 +76,29 @@ def since(text: str, now: float) -> int | None:
     return max(0, ms)
 
 
-def one_story(client: redis.Redis, settings: Settings, event_id: str) -> dict[str, Any]:
+def one_story(finder: Finder, settings: Settings, event_id: str) -> dict[str, Any]:
     """The story of event ``event_id`` as JSON; NotFound when the history has none."""
-    found = search(client, Names(settings.prefix), Query(event_id=event_id, limit=1)) \
-        if ID_RE.match(event_id) else []
+    found = finder.search(Query(event_id=event_id, limit=1)) if ID_RE.match(event_id) else []
     if not found:
         raise NotFound(f"no event {event_id[:40]} in the history (kept "
                        f"{settings.history_days:g} days, RELAY_HISTORY_DAYS)")
     return found[0].as_json(settings.key_names)
 
 
-def blueprint(settings: Settings, client: redis.Redis, access: Access) -> Blueprint:
+def blueprint(settings: Settings, finder: Finder, access: Access) -> Blueprint:
     api = Blueprint("api", __name__, url_prefix="/api/v1")
-    names = Names(settings.prefix)
 
     @api.get("/events")
     def events() -> dict[str, Any]:
         access.viewer(request)
-        query = query_of(dict(request.args))
-        found = search(client, names, query)
+        query = query_of(dict(request.args), record=finder.record is not None)
+        found = finder.search(query)
         return {"events": [story.as_json(settings.key_names) for story in found],
                 "count": len(found), "limit": query.limit}
 
     @api.get("/events/<event_id>")
     def event(event_id: str) -> dict[str, Any]:
         access.viewer(request)
-        return one_story(client, settings, event_id)
+        return one_story(finder, settings, event_id)
 
     return api

@@ -30,7 +30,7 @@ from relay.errors import (
     Unavailable,
 )
 from relay.heartbeats.report import Report
-from relay.history.search import search
+from relay.history.pg.stories import Finder
 from relay.history.story import STATES
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
@@ -46,13 +46,12 @@ SEARCH_REFRESH_S = 30  # a search may read the whole history (seconds): not ever
 
 
 def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: Access,
-              heartbeats: Report) -> Blueprint:
+              heartbeats: Report, finder: Finder) -> Blueprint:
     ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
                    static_folder="static")
     ui.add_app_template_filter(age, "age")
     ui.add_app_template_filter(when, "when")
     overview = Overview(settings, client, policy)
-    names = overview.names
     sign_in_page = add_sign_in(ui, access)
 
     def page(template: str, who: Operator | None, status: int = 200, **values: Any) -> Response:
@@ -82,17 +81,18 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
         who = access.viewer(request)
         args = {k: v for k, v in request.args.items() if v}
         try:
-            found, problems = search(client, names, query_of(args)), []
+            query = query_of(args, record=finder.record is not None)
+            found, problems = finder.search(query), []
         except BadQuery as exc:
             found, problems = [], exc.errors
         return page("events.html", who, 400 if problems else 200, args=args, states=STATES,
                     stories=[s.as_json(settings.key_names) for s in found], problems=problems,
-                    refresh_s=SEARCH_REFRESH_S)
+                    refresh_s=SEARCH_REFRESH_S, record=finder.record is not None)
 
     @ui.get("/events/<event_id>")
     def event(event_id: str) -> Response:
         who = access.viewer(request)
-        return page("event.html", who, story=one_story(client, settings, event_id))
+        return page("event.html", who, story=one_story(finder, settings, event_id))
 
     @ui.get("/dead-letters")
     def dead_letters() -> Response:

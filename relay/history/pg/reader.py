@@ -1,0 +1,139 @@
+"""Reading the record in PostgreSQL: the events a query asks for and their steps, each
+query on an index of migration 1 (``tests/test_history_pg_plans.py`` holds them to it).
+
+Connections are few and kept (a search answers in milliseconds; connecting with a SCRAM
+password costs more than the search), each with a statement timeout, so that a slow
+PostgreSQL fails a search (a 503) instead of holding the page's thread.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from relay.history.pg import SCHEMA
+from relay.history.search import Query
+
+EVENT_COLUMNS = ("id", "accepted_at", "severity", "summary", "source", "key_name", "state")
+STEP_COLUMNS = ("entry", "n", "event_id", "dedup_key", "step", "slot", "detail")
+
+
+class Record:
+    """The record's connections: at most ``keep`` kept idle between searches."""
+
+    def __init__(self, dsn: str, timeout_s: float = 5.0, keep: int = 4) -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+        self.idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(keep)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in a read-only REPEATABLE READ transaction (one snapshot for a
+        search's queries); dropped, not kept, after an error."""
+        try:
+            conn = self.idle.get_nowait()
+        except queue.Empty:
+            conn = self.connect()
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield conn
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            self.idle.put_nowait(conn)
+        except queue.Full:
+            conn.close()
+
+    def connect(self) -> psycopg.Connection[Any]:
+        ms = int(self.timeout_s * 1000)
+        return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
+                               connect_timeout=max(1, int(self.timeout_s)),
+                               options=f"-c statement_timeout={ms}",
+                               application_name="pd-relay reader")
+
+    def close(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def events(conn: psycopg.Connection[Any], query: Query, rejudged: list[str],
+           limit: int) -> list[dict[str, Any]]:
+    """The events ``query`` asks for, newest first, at most ``limit`` (0: all). A state
+    is the record's for the rest; ``rejudged`` events (steps in the stream's tail) are
+    taken whatever their state here, to be judged again with all their steps."""
+    where, args = _where(query)
+    if query.state is not None:
+        where.append("(state = %s OR id = ANY(%s))")
+        args += [query.state, rejudged]
+    sql = (f"SELECT {', '.join(EVENT_COLUMNS)} FROM {SCHEMA}.events"
+           f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY accepted_at DESC")
+    if limit:
+        sql += " LIMIT %s"
+        args.append(limit)
+    return list(conn.execute(sql.encode(), args).fetchall())
+
+
+def steps_of_events(conn: psycopg.Connection[Any], ids: list[str],
+                    since: datetime) -> list[dict[str, Any]]:
+    """Every step the record holds of the events ``ids``, none before ``since`` (their
+    oldest acceptance: the partitions before it are not read)."""
+    if not ids:
+        return []
+    sql = (f"SELECT {', '.join(STEP_COLUMNS)} FROM {SCHEMA}.steps "
+           "WHERE event_id = ANY(%s) AND at >= %s")
+    return list(conn.execute(sql.encode(), [ids, since]).fetchall())
+
+
+def steps_by(conn: psycopg.Connection[Any], dedup_key: str | None,
+             event_id: str | None) -> list[dict[str, Any]]:
+    """Every step of an incident (``dedup_key``) or of one event, accepted step lost or not."""
+    column, value = ("dedup_key", dedup_key) if dedup_key is not None else ("event_id", event_id)
+    sql = f"SELECT {', '.join(STEP_COLUMNS)} FROM {SCHEMA}.steps WHERE {column} = %s"
+    args: list[Any] = [value]
+    if dedup_key is not None and event_id is not None:
+        sql += " AND event_id = %s"
+        args.append(event_id)
+    return list(conn.execute(sql.encode(), args).fetchall())
+
+
+def _where(query: Query) -> tuple[list[str], list[Any]]:
+    """The conditions of ``query`` but its state, each on an indexed column."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("id", query.event_id), ("dedup_key", query.dedup_key),
+                          ("sender", query.source), ("route", query.route),
+                          ("severity", query.severity), ("key_name", query.key),
+                          ("source", query.payload_source)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if query.text is not None:
+        where.append("summary ILIKE %s")
+        args.append("%" + like_escaped(query.text) + "%")
+    if query.since_ms is not None:
+        where.append("accepted_at >= %s")
+        args.append(moment(query.since_ms))
+    if query.until_ms is not None:
+        where.append("accepted_at < %s")
+        args.append(moment(query.until_ms))
+    return where, args
+
+
+def like_escaped(text: str) -> str:
+    """``text`` matched as itself by LIKE (its default escape is the backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(max(0, ms) / 1000, UTC)

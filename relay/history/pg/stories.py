@@ -1,0 +1,122 @@
+"""Stories from the record in PostgreSQL and the stream's tail together: what the API,
+the dashboard and ``trace`` show when ``RELAY_HISTORY_DSN`` is set.
+
+The frontier and the tail are read from Redis first, then the record (``relay.history.pg.
+tail`` says why that order leaves no gap); a step both hold (committed, not yet
+acknowledged) is shown once: steps are named by (entry, place). Events are found in the
+record by its indexes; an event whose steps are in the tail is judged again with all of
+them (its state may have moved on), and events accepted in the tail are judged there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+import redis
+
+from relay.errors import RecordDown
+from relay.history.entries import Step
+from relay.history.pg import reader
+from relay.history.pg.reader import Record
+from relay.history.pg.tail import frontier, tail
+from relay.history.search import Query, search
+from relay.history.story import Story
+from relay.names import Names
+from relay.settings import Settings
+
+log = logging.getLogger(__name__)
+TAIL_MOST = 200_000  # entries of the tail read at most (the stream's default cap)
+
+Order = tuple[int, int, int]  # (ms, seq, place): a step's place in the history
+
+
+class Finder:
+    """The history's searches: the record and the tail with a DSN, else the stream."""
+
+    def __init__(self, settings: Settings, client: redis.Redis,
+                 record: Record | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.names = Names(settings.prefix)
+        self.record = record if record is not None else (
+            Record(settings.history_dsn) if settings.history_dsn else None)
+
+    def search(self, query: Query) -> list[Story]:
+        """The stories ``query`` asks for, newest first; RecordDown when PostgreSQL does
+        not answer (a 503: the caller may search the stream instead, ``stream``)."""
+        if self.record is None:
+            return self.stream(query)
+        start = frontier(self.client, self.names)
+        steps = tail(self.client, self.names, start, query.until_ms, TAIL_MOST)
+        try:
+            with self.record.connection() as conn:
+                return self._merged(conn, query, steps)
+        except psycopg.Error as exc:
+            log.warning("the record in PostgreSQL does not answer a search: %s",
+                        type(exc).__name__)
+            raise RecordDown.of(exc) from None
+
+    def stream(self, query: Query) -> list[Story]:
+        return search(self.client, self.names, query, self.settings.key_names)
+
+    def _merged(self, conn: Any, query: Query, tail_steps: list[Step]) -> list[Story]:
+        in_tail: dict[str, list[Step]] = defaultdict(list)
+        for step in tail_steps:
+            in_tail[step.event_id].append(step)
+        headless = not query.limit or query.event_id is not None  # trace, or one event
+        rows = reader.events(conn, query, list(in_tail),
+                             query.limit + len(in_tail) if query.limit else 0)
+        known = {row["id"]: row for row in rows}
+        if headless and not query.needs_accepted and (query.dedup_key or query.event_id):
+            stored = reader.steps_by(conn, query.dedup_key, query.event_id)
+        else:
+            since = min((row["accepted_at"] for row in rows), default=None)
+            stored = reader.steps_of_events(conn, list(known), since) if since else []
+        steps: dict[str, dict[Order, dict[str, Any]]] = defaultdict(dict)
+        for row in stored:
+            steps[row["event_id"]][_order(row["entry"], row["n"])] = _from_row(row)
+        for event_id, found in in_tail.items():
+            if event_id in known or headless or any(s.step == "accepted" for s in found):
+                for step in found:
+                    steps[event_id].setdefault(_order(step.entry, step.n), _from_step(step))
+        stories = []
+        for event_id, by_order in steps.items():
+            ordered = [by_order[o] for o in sorted(by_order)]
+            row = known.get(event_id, {})
+            story = Story(event_id, str(ordered[0]["d"]), ordered, known={
+                "severity": row.get("severity"), "summary": row.get("summary"),
+                "payload_source": row.get("source")} if row else {})
+            if query.fits(story, self.settings.key_names) and _wanted(story, query):
+                stories.append((min(by_order), story))
+        stories.sort(key=lambda pair: (pair[1].accepted != {}, pair[0][0], pair[0][1],
+                                       -pair[0][2]), reverse=True)  # an entry's in order
+        shown = [story for _, story in stories]
+        return shown[: query.limit] if query.limit else shown
+
+
+def _wanted(story: Story, query: Query) -> bool:
+    return ((query.dedup_key is None or story.dedup_key == query.dedup_key)
+            and (query.event_id is None or story.id == query.event_id))
+
+
+def _order(entry: str, n: int) -> Order:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0), int(n)
+
+
+def _from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A step of the record as the stories hold it (``relay.history.search``'s shape)."""
+    data = dict(row["detail"] or {})
+    data.update(i=row["event_id"], d=row["dedup_key"], step=row["step"],
+                slot=int(row["slot"] or 0), at_ms=_order(row["entry"], 0)[0])
+    return data
+
+
+def _from_step(step: Step) -> dict[str, Any]:
+    data = dict(step.fields)
+    data.update(i=step.event_id, d=step.dedup_key, step=step.step, slot=step.slot,
+                at_ms=step.at_ms)
+    return data
