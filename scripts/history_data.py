@@ -69,7 +69,8 @@ EVENTS = f"""
 INSERT INTO {SCHEMA}.events (id, accepted_at, entry, dedup_key, action, kind, severity,
     summary, source, component, class, event_group, route, sender, adapter, key_name,
     slot, client, node, held, state, updated_at, payload)
-SELECT e.id, e.at, e.entry, e.dedup_key, e.action, 'alert', e.severity, e.summary,
+SELECT e.id, e.at, (extract(epoch FROM e.at) * 1000)::bigint || '-' || e.n, e.dedup_key,
+       e.action, 'alert', e.severity, e.summary,
        e.host, e.component, e.component || '-alert', 'tier-' || (e.h %% 12), e.route,
        e.sender, CASE WHEN e.h %% 3 = 0 THEN 'alertmanager' ELSE '' END, e.key_name,
        1 + e.h %% {KEYS}, '10.0.' || (e.h %% 200) || '.' || (e.h %% 250), 'node-' || (e.h %% 2),
@@ -82,8 +83,7 @@ FROM (
          %(day)s::timestamptz + make_interval(secs => (86400 *
              (CASE WHEN n %% 3 = 0 THEN (n * 0.6180339887) %% 1
                    ELSE 0.33 + ((n * 0.7548776662) %% 1) * 0.42 END))::float8) AS at,
-         ((extract(epoch FROM %(day)s::timestamptz) * 1000)::bigint
-             + (n %% 86400000)) || '-' || (n %% 7) AS entry,
+         n,
          'inc-' || lpad(to_hex(i), 8, '0') AS dedup_key,
          i, abs(hashtext('h' || i)) AS h,
          CASE WHEN n %% 4 = 3 THEN 'resolve' ELSE 'trigger' END AS action,
@@ -103,10 +103,12 @@ FROM (
 ) AS e
 """
 
-# Each event's steps: accepted, attempt, and its end, named by (entry, n) as the exporter does.
+# Each event's steps: accepted, attempt, and its end, 100 ms apart, each in a stream entry
+# of its own ("<ms>-<seq>", as the exporter names them).
 STEPS = f"""
 INSERT INTO {SCHEMA}.steps (entry, n, at, event_id, dedup_key, step, slot, key_name, detail)
-SELECT CASE WHEN s.k = 0 THEN e.entry ELSE e.entry || '-' || s.k END, 0,
+SELECT ((extract(epoch FROM e.accepted_at) * 1000)::bigint + 100 * s.k) || '-'
+           || split_part(e.entry, '-', 2), 0,
        e.accepted_at + make_interval(secs => 0.1 * s.k), e.id, e.dedup_key,
        (ARRAY['accepted', 'attempt', CASE WHEN e.state = 'retrying' THEN 'attempt'
                                         ELSE e.state END])[1 + s.k],

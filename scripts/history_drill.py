@@ -19,6 +19,8 @@ accepted step and its end (delivered), and ``lost`` (entries trimmed before expo
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,7 +46,8 @@ def run(workdir: Path, seconds: float, rate: float,
     """The drill on a stack from ``build`` with load from ``load_of(url)`` (drill.py's
     Load) judged by ``verdict``; its row (``drill`` names the record's figures)."""
     workdir.mkdir(parents=True)
-    postgres = LocalPostgres(workdir / "postgres", free_port())
+    home = Path(tempfile.mkdtemp(prefix="pd-relay-drill-pg-"))  # as root the server runs
+    postgres = LocalPostgres(home, free_port())  # as postgres: not in the 0700 workdir
     postgres.start()
     stack: Stack | None = None
     try:
@@ -86,6 +89,7 @@ def run(workdir: Path, seconds: float, rate: float,
         if stack is not None:
             stack.close()
         postgres.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def drained(stack: Stack, load: Any, verdict: Callable[[Stack, Any], dict[str, int]]
