@@ -126,4 +126,4 @@ def recorded(dsn: str, accepted: list[str]) -> dict[str, int]:
     ended = {(k, a) for k, a, first, end in rows if first and end}
     return {"found": len(wanted & set(seen)), "missing": len(wanted - set(seen)),
             "twice": sum(1 for k in wanted if seen.get(k, 0) > 1),
-            "unfinished": len(wanted - ended)}
+            "unfinished": len((wanted & set(seen)) - ended)}
