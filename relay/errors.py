@@ -3,6 +3,8 @@
     RelayError
     ├── ConfigError              bad settings or keys file; stops start-up
     ├── StoreFormatError         Redis holds formats this release cannot read; stops start-up
+    ├── RecordFormatError        the history's PostgreSQL was migrated by a later release, or
+    │                            not yet (``pd-relay history migrate``): says which
     ├── RequestError             a client's request is refused (HTTP status on the class)
     │   ├── InvalidEvent     400 the body is not a valid PD-CEF event (lists every problem)
     │   ├── Refused              the sender may not send (``sender`` names them)
@@ -48,6 +50,11 @@ class ConfigError(RelayError):
 class StoreFormatError(RelayError):
     """Redis holds stored formats this release cannot read (relay.formats): the message
     names both versions and what to do."""
+
+
+class RecordFormatError(RelayError):
+    """The history's PostgreSQL holds a schema this release cannot write (a later
+    release's), or none yet: the message names both versions and what to do."""
 
 
 class RequestError(RelayError):

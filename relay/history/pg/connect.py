@@ -1,0 +1,48 @@
+"""Connecting to the history's PostgreSQL (``RELAY_HISTORY_DSN``): psycopg 3, a bounded
+connect and statement time, and errors that name the server by its masked DSN (the
+password never reaches a log, a message or a traceback we raise)."""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from relay.errors import RecordDown
+from relay.settings import masked_url
+
+CONNECT_TIMEOUT_S = 5.0  # the most a connection attempt waits
+STATEMENT_TIMEOUT_MS = 30_000  # the most one statement runs (a slow server: fail, retry)
+
+
+def connect(dsn: str, *, autocommit: bool = False, timeout_s: float = CONNECT_TIMEOUT_S,
+            statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> psycopg.Connection:
+    """A connection to ``dsn``, or RecordDown saying why (masked)."""
+    try:
+        return psycopg.connect(
+            dsn, autocommit=autocommit, connect_timeout=max(1, math.ceil(timeout_s)),
+            application_name="pd-relay", options=f"-c statement_timeout={statement_timeout_ms}")
+    except psycopg.Error as exc:
+        raise RecordDown([reason(exc, dsn)]) from None
+
+
+def reason(exc: BaseException, dsn: str) -> str:
+    """``exc`` said without ``dsn``'s password: "PostgreSQL at <masked dsn>: <what>"."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"PostgreSQL at {shown(dsn)}: {hide(text, dsn)}"
+
+
+def shown(dsn: str) -> str:
+    """The DSN as logs may say it (``postgresql://user:***@host/db``)."""
+    return masked_url(dsn)
+
+
+def hide(text: str, dsn: str) -> str:
+    """``text`` with the DSN and its password replaced."""
+    text = text.replace(dsn, shown(dsn))
+    try:
+        password = str(conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.Error:
+        password = ""
+    return text.replace(password, "***") if len(password) >= 3 else text

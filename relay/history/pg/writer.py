@@ -1,0 +1,142 @@
+"""Writing steps (``relay.history.entries.Step``) to the record: each batch in one
+transaction, idempotently, so a batch written again (an exporter killed after its commit,
+before its acknowledgement; two exporters given the same entries) writes nothing twice.
+
+- ``pd_relay.steps``: one row per step, keyed by its entry and place (``ON CONFLICT DO
+  NOTHING``);
+- ``pd_relay.events``: one row per accepted step (its payload's columns), keyed by the
+  event's id and accepted time;
+- each event's ``state`` and ``updated_at`` are then computed again from all its stored
+  steps, as ``relay.history.story.Story.state`` says, under a per-event advisory lock
+  taken in one order: of two exporters committing steps of the same event in any order,
+  the second computes after the first committed, and so sees all of them.
+
+The connection must be in autocommit (each batch is its own ``transaction()`` block).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from relay.history.entries import Step
+from relay.history.pg import SCHEMA
+from relay.history.pg.partitions import Partitions, day_of
+from relay.history.story import ENDS, key_name
+
+EVENT_COLUMNS = ("id", "accepted_at", "entry", "dedup_key", "action", "kind", "severity",
+                 "summary", "source", "component", "class", "event_group", "route", "sender",
+                 "adapter", "key_name", "slot", "client", "node", "held", "state",
+                 "updated_at", "payload")
+STEP_COLUMNS = ("entry", "n", "at", "event_id", "dedup_key", "step", "slot", "key_name",
+                "detail")
+LOCK_SEED = 0x7064  # hashtextextended's seed for the per-event locks
+
+
+@dataclass(frozen=True)
+class Written:
+    events: int  # rows added to pd_relay.events
+    steps: int  # rows added to pd_relay.steps
+
+
+def write(conn: psycopg.Connection, steps: Sequence[Step], key_names: tuple[str, ...],
+          partitions: Partitions) -> Written:
+    """Write ``steps`` (and their events) in one transaction, committed on return."""
+    if not steps:
+        return Written(0, 0)
+    if not conn.autocommit:
+        raise ValueError("the record's writer needs a connection in autocommit")
+    partitions.ensure(conn, {day_of(step.at_ms) for step in steps})
+    events = sorted((event_row(step, key_names) for step in steps if step.step == "accepted"),
+                    key=lambda row: (row[0], row[1]))
+    rows = sorted((step_row(step, key_names) for step in steps),
+                  key=lambda row: (row[0], row[1]))
+    ids = sorted({step.event_id for step in steps})
+    with conn.transaction(), conn.cursor() as cur:
+        added_events = _insert(cur, "events", EVENT_COLUMNS, events, "(id, accepted_at)")
+        added_steps = _insert(cur, "steps", STEP_COLUMNS, rows, "(entry, n, at)")
+        cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
+                    "hashtextextended(i, %s) AS k FROM unnest(%s::text[]) AS i ORDER BY k) "
+                    "AS locks", (LOCK_SEED, ids))
+        cur.execute(RECOMPUTE, {"ids": ids, "ends": list(ENDS)})
+    return Written(added_events, added_steps)
+
+
+def _insert(cur: psycopg.Cursor, table: str, columns: tuple[str, ...],
+            rows: list[tuple[Any, ...]], key: str) -> int:
+    if not rows:
+        return 0
+    marks = ", ".join(["%s"] * len(columns))
+    cur.executemany(f"INSERT INTO {SCHEMA}.{table} ({', '.join(columns)}) VALUES ({marks}) "
+                    f"ON CONFLICT {key} DO NOTHING", rows)
+    return max(0, cur.rowcount)
+
+
+# Each event's state from all its stored steps, in the story's order (time, then the
+# accepted step before others of its millisecond, then the entry's sequence and place):
+# its last end (delivered, dead, coalesced); else how its first step, an accepted one
+# without a slot, was held; else retrying after an attempt; else queued.
+RECOMPUTE = f"""
+WITH ordered AS (
+  SELECT event_id, step, slot, detail, at, n,
+         CASE WHEN step = 'accepted' THEN -1
+              ELSE split_part(entry, '-', 2)::numeric END AS seq
+  FROM {SCHEMA}.steps WHERE event_id = ANY(%(ids)s)
+), story AS (
+  SELECT event_id, max(at) AS updated_at,
+         (array_agg(step ORDER BY at DESC, seq DESC, n DESC)
+            FILTER (WHERE step = ANY(%(ends)s)))[1] AS ended,
+         (array_agg(CASE WHEN step = 'accepted' AND coalesce(slot, 0) = 0
+                         THEN coalesce(nullif(detail->>'h', ''), 'held') ELSE '' END
+                    ORDER BY at, seq, n))[1] AS held,
+         bool_or(step = 'attempt') AS tried
+  FROM ordered GROUP BY event_id
+)
+UPDATE {SCHEMA}.events AS e
+SET state = coalesce(story.ended, nullif(story.held, ''),
+                     CASE WHEN story.tried THEN 'retrying' ELSE 'queued' END),
+    updated_at = greatest(story.updated_at, e.accepted_at)
+FROM story WHERE e.id = story.event_id
+"""
+
+
+def event_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
+    """An accepted step's ``pd_relay.events`` row (its payload's columns when it carries
+    the event as stored)."""
+    stored = step.payload or {}
+    event: dict[str, Any] = stored["e"] if isinstance(stored.get("e"), dict) else {}
+    body: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
+    fields = step.fields
+    at = _time(step.at_ms)
+    return (step.event_id, at, step.entry, step.dedup_key,
+            _text(fields.get("a") or event.get("event_action")), _text(stored.get("k")),
+            _text(body.get("severity")), _text(body.get("summary")), _text(body.get("source")),
+            _text(body.get("component")), _text(body.get("class")), _text(body.get("group")),
+            _text(fields.get("r")), _text(fields.get("s")), str(fields.get("ad") or ""),
+            key_name(key_names, step.slot), step.slot, _text(fields.get("c")),
+            _text(fields.get("n")), str(fields.get("h") or ""), "queued", at,
+            Jsonb(stored) if stored else None)
+
+
+def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
+    detail = {name: value for name, value in step.fields.items()
+              if not (name == "p" and step.step == "accepted")}
+    named = key_name(key_names, step.slot) or _text(step.fields.get("k"))  # a worker's step
+    # names its key itself (its label: a name or a mask, never the key)
+    return (step.entry, step.n, _time(step.at_ms), step.event_id, step.dedup_key, step.step,
+            step.slot, named, Jsonb(detail))
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
