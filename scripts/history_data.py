@@ -17,38 +17,20 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from relay.history.pg import SCHEMA
+from relay.history.pg import migrate as runner
 
-MIGRATIONS = Path(__file__).resolve().parents[1] / "relay" / "history" / "pg" / "migrations"
 INCIDENTS, HOSTS, SENDERS, ROUTES, KEYS = 40_000, 2_000, 20, 20, 10
 SEVERITIES = ("critical", "error", "warning", "info")
 
 
 def migrate(conn: psycopg.Connection[Any]) -> None:
-    """The schema, as ``pd-relay history migrate`` leaves it (the export helper's runner
-    when it is there, else the migration files applied here the same way)."""
-    try:
-        from relay.history.pg import migrate as runner  # type: ignore[attr-defined]
-    except ImportError:
-        runner = None
-    if runner is not None and hasattr(runner, "migrate"):
-        runner.migrate(conn)
-        return
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.migrations (version int PRIMARY KEY, "
-                 "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
-    done = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA}.migrations")}
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        version = int(path.name.split("_")[0])
-        if version not in done:
-            conn.execute(path.read_text())
-            conn.execute(f"INSERT INTO {SCHEMA}.migrations (version, name) VALUES (%s, %s)",
-                         (version, path.stem))
+    """The schema, as ``pd-relay history migrate`` leaves it (its runner)."""
+    runner.migrate(conn)
     conn.commit()
 
 
