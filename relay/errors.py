@@ -21,8 +21,8 @@
     │       ├── NotReplicated    stored on the primary, but fewer replicas than
     │       │                    RELAY_MIN_REPLICAS confirmed it in time: may be stored
     │       ├── StoreDown        Redis failed under any other request (the pages, the history
-    │       │                    API, sign-out, replay, purge): a 503, never a 500
-    │       └── RecordDown       PostgreSQL (the history's record) failed under a search
+    │                            API, sign-out, replay, purge): a 503, never a 500
+    │       └── RecordDown       the history's PostgreSQL (RELAY_HISTORY_DSN) does not answer
     └── DeliveryError            PagerDuty (or a channel) did not take an event
         ├── RetryLater           408, 429, 5xx, timeout, connection error: send it again later
         ├── KeyBlocked           401, 403, 404, 407, a redirect, ...: the relay or a proxy is
@@ -174,15 +174,16 @@ class StoreDown(Unavailable):
 
 
 class RecordDown(Unavailable):
-    """PostgreSQL, which keeps the history's record (RELAY_HISTORY_DSN), did not answer a
-    search (down, refusing, or slower than its statement timeout): a 503, never a 500."""
+    """The history's PostgreSQL (RELAY_HISTORY_DSN) could not be reached or failed: the
+    reason names the server by its masked DSN, never its password."""
 
-    message = "The history's record (PostgreSQL) does not answer; retry later"
-    retry_after = 10
+    message = "The history's PostgreSQL does not answer; retry later"
+    retry_after = 5
 
     @classmethod
     def of(cls, exc: Exception) -> RecordDown:
-        return cls([f"PostgreSQL: {type(exc).__name__}"])
+        """A failure in a search (the connection made): its kind, nothing of the server."""
+        return exc if isinstance(exc, RecordDown) else cls([f"PostgreSQL: {type(exc).__name__}"])
 
 
 class DeliveryError(RelayError):

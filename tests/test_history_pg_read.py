@@ -3,6 +3,7 @@ fixture) and the stream's tail together: no gap, no duplicate, the new filters."
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ from relay.app import create_app
 from relay.history import History
 from relay.names import Names
 from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import sign_in, trigger
 from tests.pg_rows import entries_of, migrated, write
 
 NAMES = Names("pdr")
@@ -108,6 +109,69 @@ def test_record_down_is_a_503_with_retry_after(routed, fake, tokens, postgres_se
     look = {"Authorization": f"Bearer {tokens['viewer']}"}
     for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
         answer = app.get(path, headers=look)
-        assert answer.status_code == 503 and answer.headers["Retry-After"] == "10"
-        assert answer.json["errors"] == ["PostgreSQL: OperationalError"]
-        assert "password" not in answer.get_data(as_text=True)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        [why] = answer.json["errors"]
+        assert why.startswith("PostgreSQL at postgresql://pd_relay:***@127.0.0.1:")
+        secret = postgres_server.password_file.read_text().strip()
+        assert secret not in answer.get_data(as_text=True)
+
+
+def test_trace_reads_the_record_and_the_tail(app, fake, recorded, monkeypatch, capsys) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    for action in ("trigger", "acknowledge", "resolve"):
+        answer = app.post("/v2/enqueue", json=trigger(dedup_key="inc", event_action=action))
+        assert answer.status_code == 202
+    first = export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    export(fake, recorded.history_dsn, 1, ack=False, key_names=recorded.key_names)
+    fake.xdel(NAMES.history, *first)
+    args = type("Args", (), {"dedup_key": "inc", "json": True})()
+    assert trace.command(recorded, args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["action"] for s in shown] == ["trigger", "acknowledge", "resolve"]  # oldest first
+    assert [len(s["steps"]) for s in shown] == [1, 1, 1]
+    args.json = False
+    assert trace.command(recorded, args) == 0
+    out = capsys.readouterr().out
+    assert "3 event(s)" in out and "critical: disk full on db1" in out
+
+
+def test_trace_says_the_record_is_down_and_shows_the_stream(api, fake, routed, monkeypatch,
+                                                            capsys, postgres_server) -> None:
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="inc")).status_code == 202
+    down = replace(routed, history_dsn=postgres_server.dsn("no_such_database"))
+    args = type("Args", (), {"dedup_key": "inc", "json": False})()
+    assert trace.command(down, args) == 0
+    out, err = capsys.readouterr()
+    assert "1 event(s)" in out
+    assert "record in PostgreSQL does not answer (PostgreSQL at postgresql://" in err
+
+
+def test_the_dashboard_searches_the_record(app, fake, recorded, tokens) -> None:
+    assert app.post("/v2/enqueue", json=trigger("Cache MISS storm", dedup_key="p1",
+                                                 )).status_code == 202
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="p2")).status_code == 202
+    export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    fake.xtrim(NAMES.history, maxlen=1, approximate=False)  # p1: only in the record
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    found = app.get("/ui/events?q=miss+storm&severity=critical&until=2099-01-01T00:00Z")
+    assert found.status_code == 200 and b"Cache MISS storm" in found.data
+    assert b"p1" in found.data and b"p2" not in found.data and b'name="q"' in found.data
+    [event_id] = [s["id"] for s in app.get("/api/v1/events?dedup_key=p1").json["events"]]
+    page = app.get(f"/ui/events/{event_id}")
+    assert page.status_code == 200 and b"<dd>Cache MISS storm</dd>" in page.data
+
+
+def test_the_dashboard_says_the_record_is_down(routed, fake, tokens, postgres_server) -> None:
+    dsn = postgres_server.dsn("no_such_database")
+    app = create_app(replace(routed, history_dsn=dsn), client=fake).test_client()
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    for path in ("/ui/events", "/ui/events/0123456789abcdef"):
+        page = app.get(path)
+        assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+        assert b"PostgreSQL does not answer" in page.data
+    assert app.get("/ui/").status_code == 200  # the rest of the dashboard is unaffected

@@ -1,5 +1,7 @@
 """``pd-relay trace DEDUP_KEY``: where is my alert? Each event of the incident with its
-story (relay/history.py): accepted, each attempt, and its end."""
+story (relay/history.py): accepted, each attempt, and its end. With RELAY_HISTORY_DSN, from
+the record in PostgreSQL and the stream's tail (relay.history.pg.stories); PostgreSQL not
+answering, it says so and shows what the stream still holds."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from relay.errors import RecordDown
 from relay.heartbeats.model import DEDUP_PREFIX, Check
 from relay.heartbeats.store import Heartbeats
-from relay.history.search import Query, search
+from relay.history.pg.stories import Finder
+from relay.history.search import Query
 from relay.history.story import key_name
 from relay.logs import printable
 from relay.names import Names
@@ -28,7 +32,17 @@ def add_parser(sub: Any) -> None:
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
     client, names = connect(settings), Names(settings.prefix)
-    stories = search(client, names, Query(dedup_key=args.dedup_key, limit=0))[::-1]  # oldest first
+    finder = Finder(settings, client)
+    query = Query(dedup_key=args.dedup_key, limit=0)
+    try:
+        stories = finder.search(query)[::-1]  # oldest first
+    except RecordDown as exc:
+        print(f"the history's record in PostgreSQL does not answer ({'; '.join(exc.errors)}): "
+              "showing only what the stream still holds (its last entries)", file=sys.stderr)
+        stories = finder.stream(query)[::-1]
+    finally:
+        if finder.record is not None:
+            finder.record.close()
     if args.json:
         print(json.dumps([s.as_json(settings.key_names) for s in stories], indent=2))
         return 0 if stories else 1
@@ -45,6 +59,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         first = story.steps[0] if story.steps else {}
         print(f"\nevent {story.id}: {first.get('a', '?')}, "
               f"{story.end or 'under way'}")
+        facts = story.facts(settings.key_names)
+        if facts.get("summary") is not None:
+            print(printable(f"  {facts.get('severity') or '-'}: {facts['summary']}", 300))
         started = first.get("at_ms", 0)
         for step in story.steps:
             print(f"  {_when(step['at_ms'])}  {step['step']:<9} "

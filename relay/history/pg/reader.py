@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from relay.history.pg import SCHEMA
+from relay.history.pg.connect import connect
 from relay.history.search import Query
 
 EVENT_COLUMNS = ("id", "accepted_at", "severity", "summary", "source", "key_name", "state")
@@ -53,11 +54,11 @@ class Record:
             conn.close()
 
     def connect(self) -> psycopg.Connection[Any]:
-        ms = int(self.timeout_s * 1000)
-        return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row,
-                               connect_timeout=max(1, int(self.timeout_s)),
-                               options=f"-c statement_timeout={ms}",
-                               application_name="pd-relay reader")
+        """RecordDown (naming the server by its masked DSN) when it cannot."""
+        conn = connect(self.dsn, autocommit=True, timeout_s=self.timeout_s,
+                       statement_timeout_ms=int(self.timeout_s * 1000))
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        return conn
 
     def close(self) -> None:
         while True:

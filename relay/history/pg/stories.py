@@ -54,10 +54,10 @@ class Finder:
         try:
             with self.record.connection() as conn:
                 return self._merged(conn, query, steps)
-        except psycopg.Error as exc:
-            log.warning("the record in PostgreSQL does not answer a search: %s",
-                        type(exc).__name__)
-            raise RecordDown.of(exc) from None
+        except (psycopg.Error, RecordDown) as exc:
+            down = RecordDown.of(exc)
+            log.warning("the record in PostgreSQL does not answer a search: %s", down)
+            raise down from None
 
     def stream(self, query: Query) -> list[Story]:
         return search(self.client, self.names, query, self.settings.key_names)
