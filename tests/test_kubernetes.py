@@ -70,11 +70,11 @@ def test_no_secret_value_is_in_a_configmap(objects: list[dict[str, Any]]) -> Non
                for v in o.get("data", {}).values()]
     secrets += [v for o in by_kind(objects, "Secret").values()
                 for v in o.get("stringData", {}).values()]
-    assert len(secrets) >= 4  # the URL, two passwords, the routing keys
+    assert len(secrets) >= 6  # two URLs and a DSN, three passwords, the routing keys
     pieces = {line.strip() for value in secrets for line in value.splitlines()
               if len(line.strip()) >= 8 and not line.startswith("#")}
-    pieces |= {part for value in secrets if "@" in value
-               for part in value.split("@")[0].split(":") if len(part) >= 8}
+    pieces |= {part for value in secrets if "@" in value  # a URL's password (not its user)
+               for part in value.split("@")[0].split(":")[2:] if len(part) >= 8}
     for name, config in by_kind(objects, "ConfigMap").items():
         text = yaml.safe_dump(config.get("data", {}))
         assert not [p for p in pieces if p in text], name
@@ -82,7 +82,7 @@ def test_no_secret_value_is_in_a_configmap(objects: list[dict[str, Any]]) -> Non
     for spec in pods(objects).values():
         for container in spec["containers"]:
             for env in container.get("env", []):
-                if any(word in env["name"] for word in ("PASSWORD", "REDIS_URL")):
+                if any(word in env["name"] for word in ("PASSWORD", "REDIS_URL", "DSN")):
                     assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], env
 
 
@@ -337,3 +337,34 @@ def test_a_redis_pod_is_ready_only_once_it_has_the_data(
     finally:
         for process in processes:
             process.kill()
+
+
+def test_the_history_component_adds_postgresql_the_exporter_and_the_dsn(
+        objects: list[dict[str, Any]]) -> None:
+    specs = pods(objects)
+    postgres = by_kind(objects, "StatefulSet")["postgres"]
+    [server] = postgres["spec"]["template"]["spec"]["containers"]
+    assert server["image"] == "postgres:15"
+    assert postgres["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    exporter = specs["pd-relay-history-exporter"]
+    [migrate] = exporter["initContainers"]
+    [running] = exporter["containers"]
+    assert (migrate["args"], running["args"]) == (["history", "migrate"], ["history-exporter"])
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    if "history-exporter" in commands:  # the exporter's own branch (i29-export) merged
+        _parser().parse_args(migrate["args"])
+        _parser().parse_args(running["args"])
+    for name in ("pd-relay-ingress", "pd-relay-worker", "pd-relay-channel-worker",
+                 "pd-relay-history-exporter"):
+        spec = specs[name]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            if not container["image"].startswith("pd-relay"):
+                continue
+            [dsn] = [e for e in container["env"] if e["name"] == "RELAY_HISTORY_DSN"]
+            assert dsn["valueFrom"]["secretKeyRef"] == {"name": dsn["valueFrom"][
+                "secretKeyRef"]["name"], "key": "RELAY_HISTORY_DSN"}, name
+    secret = next(o for o in by_kind(objects, "Secret").values() if "RELAY_HISTORY_DSN"
+                  in o.get("data", {}))
+    dsn = base64.b64decode(secret["data"]["RELAY_HISTORY_DSN"]).decode()
+    assert dsn.startswith("postgresql://") and "@postgres:5432/" in dsn  # the Service
+    assert "postgres" in by_kind(objects, "Service")

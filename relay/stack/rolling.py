@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import requests
 
-from relay.stack.model import CHANNELS, INGRESS, NGINX, WORKER, Program
+from relay.stack.model import CHANNELS, EXPORTER, INGRESS, NGINX, WORKER, Program
 from relay.stack.nginx import Nginx, reload, upstream
 from relay.stack.processes import wait_until
 from relay.stack.record import Recorded
@@ -76,7 +76,8 @@ class Rolling:
         self.supervisor.ctl("reread", check=True)
         nginx_changed = self.nginx.write() != self.previous.nginx_digest
         by_role = {role: [p for p in changed if p.role == role] for role in
-                   (INGRESS, NGINX, "worker", "redis", "simulator", CHANNELS, "sentinel")}
+                   (INGRESS, NGINX, "worker", "redis", "simulator", CHANNELS, "sentinel",
+                    EXPORTER)}
         # a new listening address restarts nginx at the end: no reload before (it would
         # fail to bind while the old socket holds the port)
         self.nginx_restarts = bool(by_role[NGINX])
@@ -106,9 +107,9 @@ class Rolling:
             self.nginx.write()
             self._reload_nginx()
         for name in gone + [name for name in removed
-                            if name.startswith("worker-") or name == CHANNELS]:
+                            if name.startswith("worker-") or name in (CHANNELS, EXPORTER)]:
             self.supervisor.ctl("update", name, check=True)
-        for program in by_role["worker"] + by_role[CHANNELS]:
+        for program in by_role["worker"] + by_role[CHANNELS] + by_role[EXPORTER]:
             self._update(program)
         for program in by_role[NGINX]:
             self._update(program)

@@ -19,6 +19,7 @@ from relay.errors import ConfigError
 from relay.stack.files import read_pid
 from relay.stack.model import (
     CHANNELS,
+    EXPORTER,
     INGRESS,
     NGINX,
     REDIS,
@@ -29,9 +30,9 @@ from relay.stack.model import (
 )
 
 PRIORITY = {REDIS: 10, SENTINEL: 15, SIMULATOR: 20, INGRESS: 30, WORKER: 40, CHANNELS: 45,
-            NGINX: 50}
+            EXPORTER: 47, NGINX: 50}
 STOP_WAIT_S = {REDIS: 10, SENTINEL: 5, SIMULATOR: 5, INGRESS: 15, WORKER: 20, CHANNELS: 30,
-               NGINX: 10}
+               EXPORTER: 30, NGINX: 10}
 
 
 def environment_line(env: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from relay.routes.channels import referenced
 from relay.settings import Settings
 from relay.stack.compose import ComposeStack, compose_env, docker_answers
 from relay.stack.files import read_small, write_file
+from relay.stack.history import local_postgres, migrate, running, start_local, wanted
 from relay.stack.keycheck import check
 from relay.stack.native import NativeStack
 from relay.stack.options import (
@@ -26,7 +27,12 @@ from relay.stack.options import (
     relay_env,
     with_settings,
 )
-from relay.stack.password import previous_stack_urls, redis_password, stack_redis_url
+from relay.stack.password import (
+    postgres_password,
+    previous_stack_urls,
+    redis_password,
+    stack_redis_url,
+)
 from relay.stack.processes import pd_relay
 from relay.stack.record import Recorded
 from relay.stack.report import announce, changed_settings, warn_plain_http
@@ -72,7 +78,14 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
         if url is None or url in {u for d in earlier
                                   for u in previous_stack_urls(d, options.redis_port)}:
             env["RELAY_REDIS_URL"] = stack_redis_url(options.secrets_dir, options.run_dir)
-    settings = Settings.from_env(env)  # every bad setting or key, listed, before anything starts
+    own = mode == "native" and wanted(options, env)  # the stack's own PostgreSQL
+    postgres = local_postgres(options)
+    if own and postgres.password_file.exists():  # made by an earlier start: its DSN
+        env["RELAY_HISTORY_DSN"] = postgres.dsn()
+    # every bad setting or key, listed, before anything starts (a new cluster's DSN is
+    # known once it is made: a stand-in meanwhile)
+    settings = Settings.from_env(env if "RELAY_HISTORY_DSN" in env or not own else dict(
+        env, RELAY_HISTORY_DSN=f"postgresql://127.0.0.1:{options.postgres_port}/pd_relay"))
     options = redis_memory(options, settings)
     if previous is not None:
         if previous.mode != mode and _running(previous):
@@ -82,32 +95,53 @@ def apply(options: StackOptions, environ: Mapping[str, str], previous: Recorded 
             print(f"pd-relay: {line}", file=sys.stderr)
     if mode == "docker":
         compose = ComposeStack(options)
+        pg_password = postgres_password(options.secrets_dir) \
+            if options.history == "postgres" else ""
         compose.write(compose_env(env, options.demo, redis_password(options.secrets_dir),
-                                  options.topology), keys)
+                                  options.topology, pg_password), keys)
         compose.up()
         Recorded("docker", options, env).save()
         announce(options, "./start.sh logs", settings.allow_anonymous)
         return 0
-    # its warnings (a Redis reached in the clear, say) where the operator reads, not only
-    # in the nodes' logs; its INFO lines stay out
-    checked = subprocess.run([*pd_relay(), "check"],
-                             env=dict(with_settings(env), RELAY_LOG_LEVEL="WARNING"),
-                             capture_output=True, text=True)
-    print(checked.stderr, end="", file=sys.stderr)
-    if checked.returncode != 0:
-        return checked.returncode
+    started = own and not running(postgres)
+    if started:
+        env["RELAY_HISTORY_DSN"] = start_local(options)
     try:
-        native = NativeStack(options)
-        if options.roles:  # this host's Redis and Sentinel: their passwords from environ
-            native.up(env, keys, environ)
-        else:
-            native.up(env, keys)
-    except AssertionError:  # not ready in time
-        subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
-                       stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
+        # its warnings (a Redis reached in the clear, say) where the operator reads, not
+        # only in the nodes' logs; its INFO lines stay out
+        checked = subprocess.run([*pd_relay(), "check"],
+                                 env=dict(with_settings(env), RELAY_LOG_LEVEL="WARNING"),
+                                 capture_output=True, text=True)
+        print(checked.stderr, end="", file=sys.stderr)
+        if checked.returncode != 0:
+            raise _Failed(checked.returncode)
+        migrate(env)  # the record's schema before any process writes or reads it
+        try:
+            native = NativeStack(options)
+            if options.roles:  # this host's Redis and Sentinel: their passwords from environ
+                native.up(env, keys, environ)
+            else:
+                native.up(env, keys)
+        except AssertionError:  # not ready in time
+            subprocess.run([*pd_relay(), "check", "--redis"], env=with_settings(env),
+                           stdout=subprocess.DEVNULL)  # Redis runs now: say why, if it can
+            raise
+    except _Failed as failed:
+        if started:  # nothing else runs: no PostgreSQL left behind
+            postgres.stop()
+        return failed.code
+    except (ConfigError, subprocess.CalledProcessError):
+        if started and not NativeStack(options).supervisor.running():
+            postgres.stop()
         raise
     announce(options, f"{options.run_dir}/logs/", settings.allow_anonymous)
     return 0
+
+
+class _Failed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _check_relay_role(options: StackOptions, environ: Mapping[str, str], mode: str) -> None:
