@@ -125,11 +125,11 @@ class LoopbackStack:
         self.processes.append(process)
         return process
 
-    def start_history_exporter(self, name: str = "") -> Process:
-        """``pd-relay history-exporter`` (RELAY_HISTORY_DSN from the stack's environment,
-        never in argv): the history stream's entries into PostgreSQL."""
+    def start_history_exporter(self, *args: str, name: str = "") -> Process:
+        """``pd-relay history-exporter [args]`` (RELAY_HISTORY_DSN from the stack's
+        environment, never in argv): the history stream's entries into PostgreSQL."""
         process = Process(name or f"history-exporter-{len(self.processes)}",
-                          pd_relay() + ["history-exporter"], self.env, self.logs)
+                          pd_relay() + ["history-exporter", *args], self.env, self.logs)
         self.processes.append(process)
         return process
 
