@@ -102,6 +102,7 @@ class Bench:
         self.log_level = "INFO"  # the default: one "accepted" line per event
         self.threads = 8  # waitress threads per node (RELAY_THREADS), the same for both
         self.before = ""  # a release to measure beside this one (enqueue-keys)
+        self.goals = False  # history: the issue's sizes (--only history), not CI's
 
     def stack(self, **env: Any) -> Stack:
         stack = Stack(self.workdir / f"stack{len(self.stacks)}", **env)
@@ -626,6 +627,12 @@ class Bench:
                     f"p99 {a99:.2f} s ({late['resolved']} resolved)", "p99 <= 5 s")
 
     # -- 9: instructions per request ---------------------------------------------------
+    def history(self) -> None:
+        """The record in PostgreSQL (issue 29): scripts/history_bench.py."""
+        import history_bench
+
+        history_bench.HistoryBench(self, self.goals or self.full).run()
+
     def instructions(self) -> None:
         """The ingress's instructions per single-event request, counted by valgrind's
         callgrind (the same count on every run of the same code and inputs, whatever else
@@ -684,7 +691,7 @@ def main() -> int:
                         choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                  "cost", "instructions", "storm", "held", "refusals",
                                  "keys-delivery", "enqueue-keys", "replicas",
-                                 "heartbeats"])
+                                 "heartbeats", "history"])
     parser.add_argument("--before", default="", metavar="REF",
                         help="enqueue-keys: measure this git ref's release in the same run")
     args = parser.parse_args()
@@ -698,15 +705,18 @@ def main() -> int:
         bench.log_level = args.log_level
         bench.threads = args.threads
         bench.before = args.before
+        bench.goals = "history" in args.only
         try:
             for name in args.only or ["ingest", "keys-ingest", "replicas", "drain", "latency",
                                       "memory", "idle", "cost", "held", "refusals",
-                                      "heartbeats"]:
+                                      "heartbeats", "history"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name.replace("-", "_"))()
         finally:
             bench.close()
     mode = "full" if args.full else "short"
+    if args.only == ["history"]:  # its own block in docs/BENCHMARKS.md, the goals' sizes
+        mode += " history"
     publish("bench", mode, started, f"Machine: {machine()}.",
             ["Measurement", "Result", "Goal"], bench.results, args.write)
     return 0

@@ -125,6 +125,20 @@ class LoopbackStack:
         self.processes.append(process)
         return process
 
+    def start_history_exporter(self, *args: str, name: str = "") -> Process:
+        """``pd-relay history-exporter [args]`` (RELAY_HISTORY_DSN from the stack's
+        environment, never in argv): the history stream's entries into PostgreSQL."""
+        process = Process(name or f"history-exporter-{len(self.processes)}",
+                          pd_relay() + ["history-exporter", *args], self.env, self.logs)
+        self.processes.append(process)
+        return process
+
+    def history_migrate(self) -> None:
+        """``pd-relay history migrate``: the record's schema in RELAY_HISTORY_DSN's database."""
+        done = self.cli("history", "migrate")
+        if done.returncode:
+            raise RuntimeError(f"pd-relay history migrate: {done.stderr.strip()[-2000:]}")
+
     def start_nginx(self, upstreams: list[str], name: str = "nginx",
                     limits: render.Limits = render.UNLIMITED) -> str:
         """nginx from the project's template, load-balancing ``upstreams`` (host:port);
