@@ -92,7 +92,8 @@ class Finder:
             row = known.get(event_id, {})
             story = Story(event_id, str(ordered[0]["d"]), ordered, known={
                 "severity": row.get("severity"), "summary": row.get("summary"),
-                "payload_source": row.get("source")} if row else {})
+                "payload_source": row.get("source"), "key": row.get("key_name")}
+                if row else {})
             if query.fits(story, self.settings.key_names) and _wanted(story, query):
                 stories.append((min(by_order), story))
         stories.sort(key=lambda pair: (pair[1].accepted != {}, pair[0][0], pair[0][1],
