@@ -200,3 +200,11 @@ def test_a_story_whose_start_is_lost_keeps_its_recorded_steps(app, fake, recorde
         [story] = finder.search(query)
         assert [(s["step"], s["r"]) for s in story.steps] == [("attempt", "r1"),
                                                              ("delivered", "r2")], query
+
+
+def test_a_record_not_migrated_says_what_to_do(routed, fake, tokens, pg_dsn) -> None:
+    app = create_app(replace(routed, history_dsn=pg_dsn), client=fake).test_client()
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    answer = app.get("/api/v1/events", headers=look)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert "run `pd-relay history migrate`" in answer.json["errors"][0]
