@@ -18,8 +18,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from relay.errors import RecordDown, RecordFormatError
 from relay.history.pg import SCHEMA
 from relay.history.pg.connect import connect
+from relay.history.pg.migrate import require
 from relay.history.search import Query
 
 EVENT_COLUMNS = ("id", "accepted_at", "severity", "summary", "source", "key_name", "state")
@@ -55,9 +57,19 @@ class Record:
             conn.close()
 
     def connect(self) -> psycopg.Connection[Any]:
-        """RecordDown (naming the server by its masked DSN) when it cannot."""
+        """RecordDown (naming the server by its masked DSN) when it cannot, or when the
+        record's schema is not this release's (not migrated yet, or by a later release:
+        saying what to do)."""
         conn = connect(self.dsn, autocommit=True, timeout_s=self.timeout_s,
                        statement_timeout_ms=int(self.timeout_s * 1000))
+        try:
+            require(conn)
+        except RecordFormatError as exc:
+            conn.close()
+            raise RecordDown([str(exc)]) from None
+        except BaseException:
+            conn.close()
+            raise
         conn.row_factory = dict_row  # type: ignore[assignment]
         return conn
 
