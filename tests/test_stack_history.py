@@ -169,3 +169,23 @@ def test_the_stacks_own_postgresql_starts_once_and_stops(tmp_path: Path, capsys)
         history.stop_local(options)
     assert not history.running(local)
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_compose_reads_the_history_services(tmp_path: Path, keys_file: Path) -> None:
+    from tests.test_stack import ROOT, compose_command
+
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here")
+    services = compose_services(tmp_path, keys_file, {}, "pw-made-once", "postgres")
+    generated = tmp_path / "override.yml"
+    generated.write_text(yaml.safe_dump({"services": services}))
+    done = subprocess.run([*compose, "-p", "pd-relay", "-f", str(ROOT / "docker-compose.yml"),
+                           "-f", str(generated), "--profile", "postgres", "config"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert resolved["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pw-made-once"
+    assert resolved["postgres"]["environment"]["POSTGRES_USER"] == "pd_relay"
+    assert set(resolved["ingress"]["depends_on"]) == {"redis", "history-migrate"}
+    assert resolved[EXPORTER]["command"] == ["history-exporter"]
