@@ -17,7 +17,15 @@ import redis
 from relay import formats, queues
 from relay.channels import commands as channels
 from relay.channels import worker as channel_worker
-from relay.commands import deadletters, ingress, operations, sendtest, storeformat, trace
+from relay.commands import (
+    deadletters,
+    history,
+    ingress,
+    operations,
+    sendtest,
+    storeformat,
+    trace,
+)
 from relay.errors import ConfigError, StoreFormatError
 from relay.heartbeats import commands as heartbeats
 from relay.logs import configure, printable
@@ -139,6 +147,7 @@ COMMANDS = {
     "dead-letters": deadletters.command, "send-test": sendtest.command,
     "channel-worker": channel_worker.command, "channels": channels.command,
     "trace": trace.command, "format": storeformat.command, "heartbeat": heartbeats.command,
+    "history": history.command, "history-exporter": history.exporter,
 }
 # The commands that reach Redis, and what they do with the stored formats' version before
 # they start (relay.formats): upgrade it (else only read it), and how loud Redis being
@@ -150,6 +159,7 @@ STORED = {
     "status": (False, 0), "trace": (False, 0), "forget-key": (True, 0),
     "queue": (True, 0), "dead-letters": (True, 0), "send-test": (True, 0),
     "channels": (True, 0), "maintenance": (True, 0), "heartbeat": (True, 0),
+    "history-exporter": (False, logging.WARNING),
 }
 
 
@@ -169,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     sendtest.add_parser(sub)
     trace.add_parser(sub)
     storeformat.add_parser(sub)
+    history.add_parser(sub)
     sub.add_parser("stack", add_help=False,
                    help="run a whole stack: pd-relay stack up|down|status|reload|logs|relay")
     add_routes_parsers(sub)

@@ -346,7 +346,8 @@ if #notices > 0 then
 end
 if #stories > 0 then
   local v = table.concat(stories, '\\30')
-  local id = redis.call('XADD', history, 'MAXLEN', '~', ARGV[7], '*', 's', 'accepted', 'v', v)
+  local id = redis.call('XADD', history, '*', 's', 'accepted', 'v', v)
+  keep_count(history, tonumber(ARGV[7]))  -- counting what the export lost (relay.history.loss)
   keep_within(history, ledger, id, #v, tonumber(ARGV[8]))
 end
 return chosen

@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from relay.history.loss import LOSS
 from relay.names import HELD, Names
 from relay.owners import FORGETTING
 
@@ -37,10 +38,28 @@ OTHERS_AT_ONCE = 1_000  # held incidents, and channel notices, shed at most per 
 # KEYS[7] their index
 # ARGV[1] most history entries to drop, ARGV[2] most held incidents and notices to drop
 # Returns {history entries, held incidents, notices} dropped.
-SHED = FORGETTING + """
+# With the export group (relay.history.loss), the entries it was delivered go first; the
+# others shed are counted lost from the record.
+SHED = FORGETTING + LOSS + """
+local function shed_history(stream, keep)
+  local delivered = export_delivered(stream)
+  if not delivered then return redis.call('XTRIM', stream, 'MAXLEN', '~', keep) end
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #first == 0 then return 0 end
+  local after = id_after(delivered)
+  if id_less(first[1][1], after) then
+    local most = math.max(redis.call('XLEN', stream) - keep, 1)
+    local gone = redis.call('XTRIM', stream, 'MINID', '~', after, 'LIMIT', most)
+    if gone > 0 then return gone end
+    return redis.call('XTRIM', stream, 'MINID', after)  -- fewer than a stream node's
+  end
+  local lost = redis.call('XTRIM', stream, 'MAXLEN', '~', keep)
+  count_lost(stream, lost)
+  return lost
+end
 local length = redis.call('XLEN', KEYS[1])
 local keep = math.max(length - tonumber(ARGV[1]), math.floor(length / 2))
-local history = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', keep)
+local history = shed_history(KEYS[1], keep)
 local held = forget_oldest(KEYS[2], '""" + HELD + """', KEYS[6], KEYS[7], tonumber(ARGV[2]))
 local notices = redis.call('LPOP', KEYS[3], tonumber(ARGV[2])) or {}
 local size = 0

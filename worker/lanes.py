@@ -133,8 +133,8 @@ end
 local function story(id, dedup_key, into)
   if id == '' or ARGV[5] == '0' then return end
   local x = cjson.encode({i = id, d = dedup_key, a = 'trigger', k = ARGV[6], into = into})
-  local entry = redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[5], '*', 's', 'coalesced',
-                           'k', 0, 'x', x)
+  local entry = redis.call('XADD', KEYS[9], '*', 's', 'coalesced', 'k', 0, 'x', x)
+  keep_count(KEYS[9], tonumber(ARGV[5]))
   keep_within(KEYS[9], KEYS[10], entry, #'coalesced' + 1 + #x, tonumber(ARGV[7]))
 end
 local function coalesce(e, raw, level, dedup_key, id)  -- true when raw replaced its repeat

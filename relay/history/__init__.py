@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from relay.history.cap import NOTE
+from relay.history.loss import TRIM_AGE
 from relay.ids import token
 from relay.names import Names
 from relay.settings import Settings
@@ -73,17 +74,20 @@ class History:
         self.max_entries = settings.history_max_entries
         self.max_bytes = settings.history_max_bytes
         self.script: Any = client.register_script(NOTE)
+        self.trim_age: Any = client.register_script(TRIM_AGE)
 
-    def note(self, step: str, slot: int, **fields: Any) -> None:
+    def note(self, step: str, slot: int, **fields: Any) -> str:
         """Add a step (``fields`` must hold the event's ``i`` and ``d``), within the
-        stream's caps."""
+        stream's caps; return its entry's id ("": no history)."""
         if self.max_entries <= 0:
-            return
-        self.script(keys=[self.name, self.ledger],
+            return ""
+        found = self.script(keys=[self.name, self.ledger],
                     args=[self.max_entries, self.max_bytes, "s", step, "k", slot,
                           "x", line(**fields)])
+        return found.decode() if isinstance(found, bytes) else str(found)
 
     def trim(self, before_ms: int) -> int:
-        """Forget the steps older than ``before_ms``; return how many went."""
-        return int(self.client.xtrim(self.name, minid=before_ms, approximate=False))
+        """Forget the steps older than ``before_ms``; return how many went (those no
+        exporter was delivered counted lost: relay.history.loss)."""
+        return int(self.trim_age(keys=[self.name], args=[int(before_ms)]))
 

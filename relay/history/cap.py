@@ -22,14 +22,18 @@ its first mark go with the first trim.
 
 from __future__ import annotations
 
+from relay.history.loss import LOSS
+
 ENTRY_OVERHEAD = 64  # bytes counted per entry beyond its values: id, field names, node
 MARKS = 64  # a mark every cap / MARKS bytes written
 
 # The Lua function; needs nothing else. keep_within(stream, ledger, id, size, cap):
 # count entry ``id`` of ``stream``, whose values hold ``size`` bytes; trim the stream to
 # ``cap`` bytes.
-# Returns the number of marks dropped (0: nothing trimmed).
-KEEP_WITHIN = f"""
+# Returns the number of marks dropped (0: nothing trimmed). What the trim removes before
+# the export group was delivered it is counted lost (relay.history.loss, which also gives
+# ``keep_count``: the cap by entries).
+KEEP_WITHIN = LOSS + f"""
 local function keep_within(stream, ledger, id, size, cap)
   local step = cap / {MARKS}
   local written = tonumber(redis.call('ZINCRBY', ledger, size + {ENTRY_OVERHEAD}, '~'))
@@ -41,7 +45,7 @@ local function keep_within(stream, ledger, id, size, cap)
     local oldest = redis.call('ZRANGE', ledger, 0, 0, 'WITHSCORES')
     if oldest[1] == '~' or written - tonumber(oldest[2]) <= cap then
       if dropped > 0 and oldest[1] ~= '~' then
-        redis.call('XTRIM', stream, 'MINID', oldest[1])
+        trim_counted(stream, oldest[1], export_delivered(stream))
       end
       return dropped
     end
@@ -56,7 +60,8 @@ end
 # ARGV[1] most entries (approximately), ARGV[2] most bytes, then field, value, ...
 # Returns the entry's id.
 NOTE = KEEP_WITHIN + """
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+keep_count(KEYS[1], tonumber(ARGV[1]))
 local size = 0
 for i = 4, #ARGV, 2 do size = size + #ARGV[i] end
 keep_within(KEYS[1], KEYS[2], id, size, tonumber(ARGV[2]))

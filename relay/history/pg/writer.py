@@ -113,14 +113,14 @@ def event_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
     body: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
     fields = step.fields
     at = _time(step.at_ms)
-    return (step.event_id, at, step.entry, step.dedup_key,
+    return (_clean(step.event_id), at, step.entry, _clean(step.dedup_key),
             _text(fields.get("a") or event.get("event_action")), _text(stored.get("k")),
             _text(body.get("severity")), _text(body.get("summary")), _text(body.get("source")),
             _text(body.get("component")), _text(body.get("class")), _text(body.get("group")),
             _text(fields.get("r")), _text(fields.get("s")), str(fields.get("ad") or ""),
             key_name(key_names, step.slot), step.slot, _text(fields.get("c")),
             _text(fields.get("n")), str(fields.get("h") or ""), "queued", at,
-            Jsonb(stored) if stored else None)
+            Jsonb(_clean(stored)) if stored else None)
 
 
 def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -128,8 +128,20 @@ def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
               if not (name == "p" and step.step == "accepted")}
     named = key_name(key_names, step.slot) or _text(step.fields.get("k"))  # a worker's step
     # names its key itself (its label: a name or a mask, never the key)
-    return (step.entry, step.n, _time(step.at_ms), step.event_id, step.dedup_key, step.step,
-            step.slot, named, Jsonb(detail))
+    return (step.entry, step.n, _time(step.at_ms), _clean(step.event_id),
+            _clean(step.dedup_key), _clean(step.step),
+            step.slot, named, Jsonb(_clean(detail)))
+
+
+def _clean(value: Any) -> Any:
+    """``value`` without NUL characters, which PostgreSQL's text and jsonb refuse."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _time(ms: int) -> datetime:
@@ -139,4 +151,4 @@ def _time(ms: int) -> datetime:
 def _text(value: Any) -> str | None:
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else str(value)
+    return str(_clean(value if isinstance(value, str) else str(value)))

@@ -1,0 +1,264 @@
+"""The exporter (``pd-relay history-exporter``): reads the history stream with the
+consumer group ``Names.history_group`` and writes its steps to PostgreSQL
+(``relay.history.pg.writer``), a batch at a time, acknowledging entries only once their
+batch is committed. Several may run: the group gives each entry to one of them, and an
+exporter that died holding entries has them claimed by another once idle
+(``XAUTOCLAIM``); its batch, written again, writes nothing twice.
+
+Each turn: claim what a dead exporter held (every ``claim_every_s``), else go on with
+what this one holds (read but not acknowledged: a batch that failed), else read new
+entries (``BLOCK``, at most ``batch`` of them). An entry read back empty was trimmed
+while held: counted lost (relay.history.loss counts the ones never delivered) when its
+acknowledgement is the one that removes it, so once.
+
+PostgreSQL (or Redis) down or slow: the batch stays held (in the group: nothing moves on
+without it), the exporter waits with backoff and says so once per outage, then the same
+batch is written again. Delivery never waits for it: the stream is the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
+
+from relay.errors import RecordDown
+from relay.history.entries import steps_of
+from relay.history.loss import LOSS
+from relay.history.pg import SCHEMA
+from relay.history.pg.connect import connect, hide
+from relay.history.pg.migrate import require
+from relay.history.pg.partitions import Partitions
+from relay.history.pg.writer import write
+from relay.names import Names
+from relay.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the end
+
+# Acknowledge a batch once committed, and count it.
+# KEYS[1] the stream, KEYS[2] the export hash; ARGV[1] the group, ARGV[2] now (ms),
+# ARGV[3] how many written ids follow, then those ids, then the ids read back empty.
+# Returns {exported, lost}: the ids whose acknowledgement this call made.
+ACK = LOSS + """
+local written, exported, lost, last = tonumber(ARGV[3]), 0, 0, nil
+for i = 4, #ARGV do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    if i < 4 + written then
+      exported = exported + 1
+      if not last or id_less(last, ARGV[i]) then last = ARGV[i] end
+    else
+      lost = lost + 1
+    end
+  end
+end
+if exported > 0 then
+  redis.call('HINCRBY', KEYS[2], 'exported', exported)
+  local before = redis.call('HGET', KEYS[2], 'last')
+  if not before or id_less(before, last) then redis.call('HSET', KEYS[2], 'last', last) end
+  redis.call('HSET', KEYS[2], 'at_ms', ARGV[2])
+end
+if lost > 0 then redis.call('HINCRBY', KEYS[2], 'lost', lost) end
+return {exported, lost}
+"""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    batch: int = 500  # entries per batch at most
+    block_ms: int = 1_000  # the most a read waits for new entries
+    claim_idle_ms: int = 60_000  # an entry held this long by another exporter is claimed
+    claim_every_s: float = 5.0
+    retention_every_s: float = 3_600.0  # partitions dropped past RELAY_HISTORY_DAYS
+    backoff_max_s: float = 30.0
+
+
+def committed(conn: psycopg.Connection, entries: list[str]) -> set[str]:
+    """Which of ``entries`` the record holds steps of (an exporter committed them, then
+    died before acknowledging)."""
+    times = [int(entry.split("-")[0]) for entry in entries]
+    found = conn.execute(
+        f"SELECT DISTINCT entry FROM {SCHEMA}.steps WHERE entry = ANY(%s) "
+        "AND at BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0)",
+        (entries, min(times) - 1, max(times) + 1)).fetchall()
+    return {row[0] for row in found}
+
+
+def consumer_name() -> str:
+    """This process's name in the group: host and pid (a restarted exporter's entries are
+    claimed by whoever runs once they are idle)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Exporter:
+    def __init__(self, client: redis.Redis, settings: Settings, name: str | None = None,
+                 tuning: Tuning = Tuning(), clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep,
+                 connector: Callable[[], psycopg.Connection] | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.names = Names(settings.prefix)
+        self.name = name or consumer_name()
+        self.tuning = tuning
+        self.clock = clock
+        self.sleep = sleep
+        self.connector = connector or (lambda: connect(settings.history_dsn, autocommit=True))
+        self.ack_script: Any = client.register_script(ACK)
+        self.partitions = Partitions()
+        self.conn: psycopg.Connection | None = None
+        self.held: list[tuple[str, dict[str, str]]] = []  # read, not yet committed
+        self.claimed_at = -float("inf")
+        self.retained_at = -float("inf")
+        self.outage_since: float | None = None
+        self.stopping = threading.Event()
+
+    # -- one turn -------------------------------------------------------------------------
+
+    def turn(self) -> int:
+        """Export one batch (waiting up to ``block_ms`` for one); return its entries.
+        Raises what is down (``DOWN``): the batch stays held for the next turn."""
+        now = self.clock()
+        if now - self.retained_at >= self.tuning.retention_every_s:
+            self.retention(int(now * 1000))
+        if not self.held:
+            self.held = self._next(now)
+        if not self.held:
+            return 0
+        written = [entry_id for entry_id, fields in self.held if fields]
+        empty = [entry_id for entry_id, fields in self.held if not fields]
+        if empty:  # trimmed while held: lost, unless an exporter committed it before
+            kept = committed(self._conn(), empty)
+            written += [entry_id for entry_id in empty if entry_id in kept]
+            empty = [entry_id for entry_id in empty if entry_id not in kept]
+        try:
+            self._write(self.held)
+        except psycopg.DataError:  # one entry PostgreSQL refuses must not stop the rest
+            refused = [entry for entry in self.held if entry[1] and not self._write_one(entry)]
+            written = [entry_id for entry_id in written
+                       if entry_id not in {entry_id for entry_id, _ in refused}]
+            empty += [entry_id for entry_id, _ in refused]
+        exported, lost = self.ack_script(
+            keys=[self.names.history, self.names.history_export],
+            args=[self.names.history_group, int(self.clock() * 1000), len(written),
+                  *written, *empty])
+        if int(lost):
+            log.warning("history record: %d entries were trimmed from the stream while "
+                        "held by an exporter: lost from the record", int(lost))
+        count = len(self.held)
+        self.held = []
+        return count
+
+    def _write(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        steps = [step for entry_id, fields in entries if fields
+                 for step in steps_of(entry_id, fields)]
+        write(self._conn(), steps, self.settings.key_names, self.partitions)
+
+    def _write_one(self, entry: tuple[str, dict[str, str]]) -> bool:
+        try:
+            self._write([entry])
+            return True
+        except psycopg.DataError as exc:
+            log.error("history record: entry %s refused by PostgreSQL, lost from the record: "
+                      "%s", entry[0], hide(str(exc), self.settings.history_dsn))
+            return False
+
+    def _next(self, now: float) -> list[tuple[str, dict[str, str]]]:
+        stream, group = self.names.history, self.names.history_group
+        if now - self.claimed_at >= self.tuning.claim_every_s:
+            self.claimed_at = now
+            self.ensure_group()
+            self.client.xautoclaim(stream, group, self.name, self.tuning.claim_idle_ms,
+                                   "0-0", count=self.tuning.batch, justid=True)
+        for start, block in (("0", None), (">", self.tuning.block_ms)):
+            found: Any = self.client.xreadgroup(group, self.name, {stream: start},
+                                                count=self.tuning.batch, block=block)
+            entries = [(str(entry_id), dict(fields or {}))
+                       for entry_id, fields in (found[0][1] if found else []) if entry_id]
+            if entries:
+                return entries
+        return []
+
+    def ensure_group(self) -> None:
+        """The group, made reading from the stream's start ("0"): the steps the stream
+        still holds when the first exporter starts join the record."""
+        try:
+            self.client.xgroup_create(self.names.history, self.names.history_group, id="0",
+                                      mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _conn(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = self.connector()
+            require(self.conn)
+        return self.conn
+
+    def close(self) -> None:
+        """Close the connection to PostgreSQL (held entries stay held in the group)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def retention(self, now_ms: int) -> list[str]:
+        """Drop partitions past RELAY_HISTORY_DAYS and make the next days'."""
+        conn = self._conn()
+        dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
+        self.partitions.ahead(conn, now_ms)
+        self.retained_at = now_ms / 1000
+        return dropped
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, turns: int | None = None) -> None:
+        """Export until stopped (or ``turns`` turns), waiting out what is down."""
+        self.ensure_group_when_up()
+        done = 0
+        while not self.stopping.is_set() and (turns is None or done < turns):
+            retrying = Retrying(
+                retry=retry_if_exception_type(DOWN), reraise=True,
+                stop=lambda _: self.stopping.is_set(),
+                wait=wait_random_exponential(multiplier=0.5, max=self.tuning.backoff_max_s),
+                sleep=self.sleep, before_sleep=self._down)
+            try:
+                for attempt in retrying:
+                    with attempt:
+                        self.turn()
+            except DOWN:
+                if self.stopping.is_set():
+                    return
+                raise
+            if self.outage_since is not None:
+                log.info("history record: writing again after %.0f s",
+                         self.clock() - self.outage_since)
+                self.outage_since = None
+            done += 1
+
+    def ensure_group_when_up(self) -> None:
+        try:
+            self.ensure_group()
+        except redis.RedisError:
+            pass  # the first claim makes it
+
+    def _down(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, psycopg.Error | RecordDown) and self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None
+        if self.outage_since is None:
+            self.outage_since = self.clock()
+            log.warning("history record: cannot write (%s); the stream holds the steps, "
+                        "retrying with backoff", hide(str(exc), self.settings.history_dsn))
