@@ -14,6 +14,7 @@ import pytest
 import yaml
 from supervisor.options import ServerOptions
 
+from relay.cli import _parser
 from relay.errors import ConfigError
 from relay.keys import read_keys
 from relay.stack import history
@@ -41,6 +42,7 @@ def test_the_exporter_gets_the_dsn_in_its_environment_never_its_command_line(
     programs = relay_programs(["pd-relay"], env, read_keys(keys_file), keys_file, [8081], None)
     [exporter] = [p for p in programs if p.role == EXPORTER]
     assert exporter.argv == ("pd-relay", "history-exporter")
+    _parser().parse_args(list(exporter.argv[1:]))
     conf = tmp_path / "supervisord.conf"
     (tmp_path / "logs").mkdir()
     conf.write_text(render(programs, tmp_path, tmp_path))
@@ -86,6 +88,7 @@ def test_migrate_runs_with_the_dsn_in_its_environment_and_says_why_it_failed() -
         history.migrate({"RELAY_HISTORY_DSN": DSN}, run=run)
     [(argv, env)] = calls
     assert argv[-2:] == ["history", "migrate"] and PASSWORD not in " ".join(argv)
+    _parser().parse_args(argv[-2:])
     assert env["RELAY_HISTORY_DSN"] == DSN
     history.migrate({}, run=run)  # no record: nothing to migrate
     assert len(calls) == 1
