@@ -60,6 +60,7 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
         assert result.returncode == 0, result.stdout + result.stderr
         started = True
         assert "PostgreSQL for the history's record made and started in" in result.stderr
+        assert "a channel worker, the history's exporter, nginx" in result.stderr
         password = (home / "password").read_text().strip()
         processes = pids(run(project, env, "status").stdout)
         assert "history-exporter" in processes, processes
