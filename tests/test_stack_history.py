@@ -165,6 +165,7 @@ def test_the_stacks_own_postgresql_starts_once_and_stops(tmp_path: Path, capsys)
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("pd_relay",)
         pid = (local.data / "postmaster.pid").read_text().split()[0]
+        assert history.wanted(options, {"RELAY_HISTORY_DSN": dsn})  # its own, recorded
         assert history.start_local(options) == dsn  # running: left alone
         assert (local.data / "postmaster.pid").read_text().split()[0] == pid
         assert capsys.readouterr().err == ""

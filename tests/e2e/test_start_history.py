@@ -98,6 +98,23 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
         wait_until(lambda: not any(alive(pid) for pid in processes.values()), 10,
                    "every process to end")
         assert not (home / "data" / "postmaster.pid").exists()  # PostgreSQL stopped too
+
+        # `reload` (as after a reboot: the recorded settings, its own DSN among them)
+        # starts its PostgreSQL again before the processes
+        bare = {k: v for k, v in env.items() if not k.startswith("RELAY_")}
+        reloaded = run(project, bare, "reload")
+        started = True
+        assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
+        assert "PostgreSQL for the history's record started in" in reloaded.stderr
+        assert recorded() == 5  # the same cluster, its data kept
+        processes = pids(run(project, env, "status").stdout)
+        assert environ(processes["history-exporter"])["RELAY_HISTORY_DSN"] == dsn
+        stopped = run(project, env, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        started = False
+        wait_until(lambda: not any(alive(pid) for pid in processes.values()), 10,
+                   "every process to end")
+        assert not (home / "data" / "postmaster.pid").exists()
         for path in (project / "run" / "logs").glob("*.log"):
             assert password not in path.read_text(), path
     finally:
