@@ -193,3 +193,12 @@ def test_compose_reads_the_history_services(tmp_path: Path, keys_file: Path) -> 
     assert resolved["postgres"]["environment"]["POSTGRES_USER"] == "pd_relay"
     assert set(resolved["ingress"]["depends_on"]) == {"redis", "history-migrate"}
     assert resolved[EXPORTER]["command"] == ["history-exporter"]
+
+
+def test_a_changed_dsn_is_said_with_its_password_masked() -> None:
+    from relay.stack.report import changed_settings
+
+    lines = changed_settings({"RELAY_HISTORY_DSN": DSN},
+                             {"RELAY_HISTORY_DSN": DSN.replace("db.example", "db2.example")})
+    assert len(lines) == 1 and "db2.example.org" in lines[0]
+    assert PASSWORD not in lines[0] and "pg-s3cret" not in lines[0]
