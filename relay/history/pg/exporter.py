@@ -130,6 +130,8 @@ class Exporter:
         now = self.clock()
         if now - self.retained_at >= self.tuning.retention_every_s:
             self.retention(int(now * 1000))
+        if self.held:  # written again after a failure: only what is still this one's
+            self.held = self._still_held(self.held)
         if not self.held:
             self.held = self._next(now)
         if not self.held:
@@ -157,6 +159,20 @@ class Exporter:
         count = len(self.held)
         self.held = []
         return count
+
+    def _still_held(self, held: list[tuple[str, dict[str, str]]]
+                    ) -> list[tuple[str, dict[str, str]]]:
+        """The entries of ``held`` this exporter still holds (another may have claimed
+        some while it waited: they are its now), their idle time reset so none is."""
+        stream, group = self.names.history, self.names.history_group
+        mine = {str(row["message_id"]) for row in self.client.xpending_range(
+            stream, group, min=held[0][0], max=held[-1][0], count=len(held) + 1,
+            consumername=self.name)}
+        kept = [entry for entry in held if entry[0] in mine]
+        if kept:
+            self.client.xclaim(stream, group, self.name, 0, [e for e, _ in kept],
+                               justid=True)
+        return kept
 
     def _write(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         steps = [step for entry_id, fields in entries if fields
