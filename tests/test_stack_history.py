@@ -93,6 +93,12 @@ def test_migrate_runs_with_the_dsn_in_its_environment_and_says_why_it_failed() -
     history.migrate({}, run=run)  # no record: nothing to migrate
     assert len(calls) == 1
 
+    def hangs(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    with pytest.raises(ConfigError, match="did not finish"):
+        history.migrate({"RELAY_HISTORY_DSN": DSN}, run=hangs)
+
 
 def compose_services(tmp_path: Path, keys_file: Path, env: dict[str, str],
                      pg_password: str = "", history_option: str = "") -> dict:
