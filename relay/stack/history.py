@@ -42,8 +42,16 @@ def running(local: LocalPostgres) -> bool:
 
 
 def wanted(options: StackOptions, env: dict[str, str]) -> bool:
-    """Whether the stack runs its own PostgreSQL: RELAY_HISTORY=postgres, no DSN given."""
-    return options.history == "postgres" and not env.get("RELAY_HISTORY_DSN")
+    """Whether the stack runs its own PostgreSQL: RELAY_HISTORY=postgres and no DSN given,
+    or the DSN given is its own (``reload`` hands on the recorded settings: after a
+    reboot its server must be started again)."""
+    if options.history != "postgres":
+        return False
+    dsn = env.get("RELAY_HISTORY_DSN")
+    if not dsn:
+        return True
+    local = local_postgres(options)
+    return local.password_file.exists() and dsn == local.dsn()
 
 
 def start_local(options: StackOptions, clock: Callable[[], float] = time.monotonic) -> str:
@@ -76,8 +84,12 @@ def migrate(env: dict[str, str], run: Callable[..., subprocess.CompletedProcess[
     ConfigError with its words when it fails (a database a later release migrated, say)."""
     if not env.get("RELAY_HISTORY_DSN"):
         return
-    done = run([*pd_relay(), "history", "migrate"], env=with_settings(env),
-               capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_S)
+    try:
+        done = run([*pd_relay(), "history", "migrate"], env=with_settings(env),
+                   capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError([f"pd-relay history migrate did not finish within "
+                           f"{MIGRATE_TIMEOUT_S} s: is PostgreSQL slow or locked?"]) from None
     if done.returncode != 0:
         raise ConfigError(["pd-relay history migrate failed: "
                            + ((done.stderr or "") + (done.stdout or "")).strip()[-2000:]])
