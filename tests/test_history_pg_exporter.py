@@ -178,6 +178,45 @@ def test_entries_trimmed_while_held_are_counted_lost_once(client, recorded) -> N
     assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
 
 
+def test_entries_committed_then_trimmed_before_their_ack_are_not_lost(client,
+                                                                      recorded) -> None:
+    accept(client, recorded, 10)
+    half = Exporter(client, recorded, "half", FAST)
+    half.ensure_group()
+    half.held = half._next(0.0)
+    half._write(half.held)  # committed; died before acknowledging
+    History(client, NAMES, recorded).trim_age(keys=[NAMES.history], args=[half.held[3][0]])
+    drain(Exporter(client, recorded, "other", FAST))
+    found = figures(client)
+    assert found.get("lost") is None and int(found["exported"]) == 10
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(10,)]
+
+
+def test_entries_claimed_from_a_waiting_exporter_are_no_longer_its_to_write(
+        client, recorded) -> None:
+    accept(client, recorded, 10)
+    up = [False]
+
+    def connector() -> psycopg.Connection:
+        if not up[0]:
+            raise RecordDown(["down"])
+        return connect(recorded.history_dsn, autocommit=True)
+
+    waiting = Exporter(client, recorded, "waiting", FAST, connector=connector)
+    waiting.retained_at = float("inf")  # no retention run first
+    with pytest.raises(RecordDown):
+        waiting.turn()  # holds 7 entries, PostgreSQL down
+    assert len(waiting.held) == 7
+    History(client, NAMES, recorded).trim_age(keys=[NAMES.history],
+                                              args=[waiting.held[3][0]])
+    up[0] = True
+    drain(Exporter(client, recorded, "other", FAST))  # claims them: 3 read back empty
+    assert int(figures(client)["lost"]) == 3
+    waiting.turn()  # they are the other's now: not written from its memory
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(7,)]
+    assert int(figures(client)["exported"]) == 7
+
+
 def test_two_exporters_taking_turns_write_each_entry_once(client, recorded) -> None:
     accept(client, recorded, 40)
     a = Exporter(client, recorded, "a", replace(FAST, claim_idle_ms=60_000))

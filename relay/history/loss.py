@@ -15,7 +15,9 @@ counted and the trims are as before.
 
 The count cap (``MAXLEN ~``) cannot say which entries it will remove; with the group, it
 is kept by id instead: once the stream is ``SLACK`` entries over, the id of the last one
-over is read (``XRANGE ... COUNT over``: about one entry read per entry added).
+over is read (``XRANGE ... COUNT over``: about one entry read per entry added). Until
+then only ``XLEN`` is asked (``MAXLEN ~`` too lets a stream node's worth over the cap), so
+an entry added costs about what ``XADD ... MAXLEN ~`` did.
 
 The Lua below needs nothing else; the export hash's name is the stream's plus
 ``:export`` (``Names.history_export``).
@@ -75,10 +77,9 @@ end
 -- the count cap (MAXLEN ~ maxlen), counting; returns how many went
 local function keep_count(stream, maxlen)
   local over = redis.call('XLEN', stream) - maxlen
-  if over <= 0 then return 0 end
+  if over < {SLACK} then return 0 end
   local delivered = export_delivered(stream)
   if not delivered then return redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen) end
-  if over < {SLACK} then return 0 end
   local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
   return trim_counted(stream, id_after(head[#head][1]), delivered)
 end

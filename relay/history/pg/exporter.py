@@ -34,6 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_ran
 from relay.errors import RecordDown
 from relay.history.entries import steps_of
 from relay.history.loss import LOSS
+from relay.history.pg import SCHEMA
 from relay.history.pg.connect import connect, hide
 from relay.history.pg.migrate import require
 from relay.history.pg.partitions import Partitions
@@ -82,6 +83,17 @@ class Tuning:
     backoff_max_s: float = 30.0
 
 
+def committed(conn: psycopg.Connection, entries: list[str]) -> set[str]:
+    """Which of ``entries`` the record holds steps of (an exporter committed them, then
+    died before acknowledging)."""
+    times = [int(entry.split("-")[0]) for entry in entries]
+    found = conn.execute(
+        f"SELECT DISTINCT entry FROM {SCHEMA}.steps WHERE entry = ANY(%s) "
+        "AND at BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0)",
+        (entries, min(times) - 1, max(times) + 1)).fetchall()
+    return {row[0] for row in found}
+
+
 def consumer_name() -> str:
     """This process's name in the group: host and pid (a restarted exporter's entries are
     claimed by whoever runs once they are idle)."""
@@ -118,12 +130,18 @@ class Exporter:
         now = self.clock()
         if now - self.retained_at >= self.tuning.retention_every_s:
             self.retention(int(now * 1000))
+        if self.held:  # written again after a failure: only what is still this one's
+            self.held = self._still_held(self.held)
         if not self.held:
             self.held = self._next(now)
         if not self.held:
             return 0
         written = [entry_id for entry_id, fields in self.held if fields]
         empty = [entry_id for entry_id, fields in self.held if not fields]
+        if empty:  # trimmed while held: lost, unless an exporter committed it before
+            kept = committed(self._conn(), empty)
+            written += [entry_id for entry_id in empty if entry_id in kept]
+            empty = [entry_id for entry_id in empty if entry_id not in kept]
         try:
             self._write(self.held)
         except psycopg.DataError:  # one entry PostgreSQL refuses must not stop the rest
@@ -141,6 +159,20 @@ class Exporter:
         count = len(self.held)
         self.held = []
         return count
+
+    def _still_held(self, held: list[tuple[str, dict[str, str]]]
+                    ) -> list[tuple[str, dict[str, str]]]:
+        """The entries of ``held`` this exporter still holds (another may have claimed
+        some while it waited: they are its now), their idle time reset so none is."""
+        stream, group = self.names.history, self.names.history_group
+        mine = {str(row["message_id"]) for row in self.client.xpending_range(
+            stream, group, min=held[0][0], max=held[-1][0], count=len(held) + 1,
+            consumername=self.name)}
+        kept = [entry for entry in held if entry[0] in mine]
+        if kept:
+            self.client.xclaim(stream, group, self.name, 0, [e for e, _ in kept],
+                               justid=True)
+        return kept
 
     def _write(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         steps = [step for entry_id, fields in entries if fields
