@@ -120,3 +120,31 @@ def test_retention_and_the_cap_forget_stories(routed, fake, tokens) -> None:
     assert found[0]["dedup_key"] == "k299" and len(found) == fake.xlen(NAMES.history)
     History(fake, NAMES, Settings()).trim(int(time.time() * 1000) + 1)
     assert capped.get("/api/v1/events", headers=look).json["events"] == []
+
+
+def test_until_and_key_search_the_stream_too(api, fake, tokens) -> None:
+    """Without the record: ``until`` (accepted before) and ``key`` (the key's name)."""
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="x", payload={
+        "summary": "s", "source": "db1", "severity": "info"})).status_code == 202
+    [(entry_id, _)] = fake.xrange(NAMES.history)
+    ms = int(entry_id.split("-")[0])
+    assert api.post("/v2/enqueue", json=trigger(dedup_key="y", payload={
+        "summary": "s", "source": "web", "severity": "info"})).status_code == 202
+
+    def keys(**args: str) -> list[str]:
+        answer = api.get("/api/v1/events", headers=look, query_string=args)
+        assert answer.status_code == 200, answer.json
+        return [e["dedup_key"] for e in answer.json["events"]]
+
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+    later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000 + 1)) + "Z"
+    assert keys(until=iso) == []  # before, not at
+    assert "x" in keys(until=later) and keys(dedup_key="x", until=later) == ["x"]
+    found = api.get("/api/v1/events", headers=look).json["events"]
+    by_key = {e["key"]: sorted(f["dedup_key"] for f in found if f["key"] == e["key"])
+              for e in found}
+    assert "x" in by_key["key-1"]  # route db: key-1
+    for name, dedup_keys in by_key.items():
+        assert sorted(keys(key=name)) == dedup_keys
+    assert keys(key="no-such-key") == []

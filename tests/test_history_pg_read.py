@@ -175,3 +175,36 @@ def test_the_dashboard_says_the_record_is_down(routed, fake, tokens, postgres_se
         assert page.status_code == 503 and page.headers["Retry-After"] == "5"
         assert b"PostgreSQL does not answer" in page.data
     assert app.get("/ui/").status_code == 200  # the rest of the dashboard is unaffected
+
+
+def test_a_story_whose_start_is_lost_keeps_its_recorded_steps(app, fake, recorded) -> None:
+    """Its accepted step trimmed before any export; an attempt exported, the delivery
+    still in the tail: the search and trace show both (found through the tail's id)."""
+    from relay.history.pg.exporter import Exporter, Tuning
+    from relay.history.pg.stories import Finder
+    from relay.history.search import Query
+
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="lost")).status_code == 202
+    [(_, fields)] = fake.xrange(NAMES.history)
+    event_id = fields["v"].split("\x1f")[1]
+    history = History(fake, NAMES, recorded)
+    history.note("attempt", 1, i=event_id, d="lost", r="r1")
+    fake.xtrim(NAMES.history, maxlen=1, approximate=False)  # the accepted step: lost
+    exporter = Exporter(fake, recorded, "x", Tuning(block_ms=1))
+    assert exporter.turn() == 1
+    exporter.close()
+    history.note("delivered", 1, i=event_id, d="lost", r="r2")
+    finder = Finder(recorded, fake)
+    for query in (Query(limit=0), Query(dedup_key="lost", limit=0),
+                  Query(event_id=event_id, limit=1)):
+        [story] = finder.search(query)
+        assert [(s["step"], s["r"]) for s in story.steps] == [("attempt", "r1"),
+                                                             ("delivered", "r2")], query
+
+
+def test_a_record_not_migrated_says_what_to_do(routed, fake, tokens, pg_dsn) -> None:
+    app = create_app(replace(routed, history_dsn=pg_dsn), client=fake).test_client()
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    answer = app.get("/api/v1/events", headers=look)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert "run `pd-relay history migrate`" in answer.json["errors"][0]

@@ -1,7 +1,7 @@
 """``pd-relay history migrate`` (the record's schema in PostgreSQL: relay.history.pg.migrate)
 and ``pd-relay history-exporter`` (the process that writes the record:
 relay.history.pg.exporter). Both need RELAY_HISTORY_DSN. The ``history`` group holds the
-record's commands (``export`` joins it)."""
+record's commands: ``export`` (relay/commands/history_export.py) too."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import logging
 from typing import Any
 
+from relay.commands import history_export
 from relay.errors import RecordDown, RecordFormatError
 from relay.history.pg import SCHEMA_VERSION
 from relay.history.pg.connect import connect as pg_connect
@@ -28,6 +29,7 @@ def add_parser(sub: Any) -> Any:
                              "(RELAY_HISTORY_DSN): migrate its schema, export it")
     actions = history.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("migrate", help="make or bring up to date the record's schema")
+    history_export.add_parser(actions)
     tuning = Tuning()
     exporter = sub.add_parser("history-exporter", help="write the history stream's steps to "
                               "PostgreSQL (RELAY_HISTORY_DSN): several may run")
@@ -42,6 +44,8 @@ def add_parser(sub: Any) -> Any:
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "export":
+        return history_export.command(settings, args)
     if not settings.history_dsn:
         print("pd-relay: RELAY_HISTORY_DSN is not set: no record in PostgreSQL to migrate")
         return 2

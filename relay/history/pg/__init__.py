@@ -16,9 +16,10 @@ stream (``relay.history``) becomes the buffer between them.
   both partitioned by day on their time, so that retention (``RELAY_HISTORY_DAYS``, 90 by
   default) drops whole partitions. Names and masks only: no routing key is ever stored
   (the stored event has none; keys are named by ``Settings.name_of``).
-- **Reading**: the API, the dashboard and ``trace`` read PostgreSQL for what was exported
-  and the stream for its tail (entries after the newest exported), so a person sees no gap
-  and no duplicate.
+- **Reading** (``stories.Finder``): the API, the dashboard and ``trace`` read PostgreSQL
+  for what was exported (``reader``) and the stream for its tail (``tail``: the entries
+  from the export group's frontier on, which may not be committed yet), showing a step
+  both hold once, so a person sees no gap and no duplicate.
 
 ``SCHEMA_VERSION`` is the newest migration this release knows: a database migrated by a
 later release (a higher version) is refused at start with the reason, never written.

@@ -11,14 +11,17 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from relay.errors import RecordDown, RecordFormatError
 from relay.history.pg import SCHEMA
 from relay.history.pg.connect import connect
+from relay.history.pg.migrate import require
 from relay.history.search import Query
 
 EVENT_COLUMNS = ("id", "accepted_at", "severity", "summary", "source", "key_name", "state")
@@ -54,9 +57,19 @@ class Record:
             conn.close()
 
     def connect(self) -> psycopg.Connection[Any]:
-        """RecordDown (naming the server by its masked DSN) when it cannot."""
+        """RecordDown (naming the server by its masked DSN) when it cannot, or when the
+        record's schema is not this release's (not migrated yet, or by a later release:
+        saying what to do)."""
         conn = connect(self.dsn, autocommit=True, timeout_s=self.timeout_s,
                        statement_timeout_ms=int(self.timeout_s * 1000))
+        try:
+            require(conn)
+        except RecordFormatError as exc:
+            conn.close()
+            raise RecordDown([str(exc)]) from None
+        except BaseException:
+            conn.close()
+            raise
         conn.row_factory = dict_row  # type: ignore[assignment]
         return conn
 
@@ -72,13 +85,32 @@ def events(conn: psycopg.Connection[Any], query: Query, rejudged: list[str],
            limit: int) -> list[dict[str, Any]]:
     """The events ``query`` asks for, newest first, at most ``limit`` (0: all). A state
     is the record's for the rest; ``rejudged`` events (steps in the stream's tail) are
-    taken whatever their state here, to be judged again with all their steps."""
-    where, args = _where(query)
+    taken whatever their state here, to be judged again with all their steps (a query of
+    their own, by id: each on its index)."""
+    found = _events(conn, query, limit)
+    if query.state is not None and rejudged:
+        seen = {row["id"] for row in found}
+        found += [row for row in _events(conn, replace(query, state=None), limit, rejudged)
+                  if row["id"] not in seen]
+        found.sort(key=lambda row: row["accepted_at"], reverse=True)
+    return found[:limit] if limit else found
+
+
+def _events(conn: psycopg.Connection[Any], query: Query, limit: int,
+            ids: list[str] | None = None) -> list[dict[str, Any]]:
+    where, args = where_of(query)
     if query.state is not None:
-        where.append("(state = %s OR id = ANY(%s))")
-        args += [query.state, rejudged]
+        where.append("state = %s")
+        args.append(query.state)
+    if ids is not None:
+        where.append("id = ANY(%s)")
+        args.append(ids)
     sql = (f"SELECT {', '.join(EVENT_COLUMNS)} FROM {SCHEMA}.events"
-           f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY accepted_at DESC")
+           f"{' WHERE ' + ' AND '.join(where) if where else ''}")
+    if query.text is not None:  # the trigram index finds them all, then the newest: not
+        # a walk back through time filtering every summary (a rare word: the whole record)
+        sql = f"WITH found AS MATERIALIZED ({sql}) SELECT * FROM found"
+    sql += " ORDER BY accepted_at DESC"
     if limit:
         sql += " LIMIT %s"
         args.append(limit)
@@ -108,7 +140,7 @@ def steps_by(conn: psycopg.Connection[Any], dedup_key: str | None,
     return list(conn.execute(sql.encode(), args).fetchall())
 
 
-def _where(query: Query) -> tuple[list[str], list[Any]]:
+def where_of(query: Query) -> tuple[list[str], list[Any]]:
     """The conditions of ``query`` but its state, each on an indexed column."""
     where: list[str] = []
     args: list[Any] = []

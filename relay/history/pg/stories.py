@@ -73,8 +73,12 @@ class Finder:
         if headless and not query.needs_accepted and (query.dedup_key or query.event_id):
             stored = reader.steps_by(conn, query.dedup_key, query.event_id)
         else:
+            ids = list(known)
             since = min((row["accepted_at"] for row in rows), default=None)
-            stored = reader.steps_of_events(conn, list(known), since) if since else []
+            if headless:  # the tail's events whose start is lost: their steps in the record
+                ids += [event_id for event_id in in_tail if event_id not in known]
+                since = reader.moment(0) if len(ids) > len(known) else since
+            stored = reader.steps_of_events(conn, ids, since) if since else []
         steps: dict[str, dict[Order, dict[str, Any]]] = defaultdict(dict)
         for row in stored:
             steps[row["event_id"]][_order(row["entry"], row["n"])] = _from_row(row)
@@ -88,7 +92,8 @@ class Finder:
             row = known.get(event_id, {})
             story = Story(event_id, str(ordered[0]["d"]), ordered, known={
                 "severity": row.get("severity"), "summary": row.get("summary"),
-                "payload_source": row.get("source")} if row else {})
+                "payload_source": row.get("source"), "key": row.get("key_name")}
+                if row else {})
             if query.fits(story, self.settings.key_names) and _wanted(story, query):
                 stories.append((min(by_order), story))
         stories.sort(key=lambda pair: (pair[1].accepted != {}, pair[0][0], pair[0][1],
