@@ -27,7 +27,6 @@ from relay.stack.supervisor import render, unfit
 from tests.conftest import make_key
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORTER_COMMAND = "history-exporter" in _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
 
 # A valid value, other than the default, for every setting the relay reads; the quotes,
 # % and $ are there because supervisord and compose would otherwise interpret them.
@@ -120,8 +119,7 @@ def test_supervisord_passes_every_setting_to_every_relay_process(tmp_path: Path,
         assert {k: environment[k] for k in env} == env, program.name
         assert Settings.from_env(environment) == Settings.from_env(env)
         assert read[program.name].command.split()[1:] == list(program.argv[1:])
-        if program.role != EXPORTER or EXPORTER_COMMAND:  # until i29-export is merged
-            _parser().parse_args(list(program.argv[1:]))
+        _parser().parse_args(list(program.argv[1:]))
     workers = [p for p in programs if p.role == WORKER]  # two, each for every key
     assert [p.argv[1:] for p in workers] == [
         ("worker", "--keys", "all", "--prefer", f"{i}/2") for i in (1, 2)]
@@ -173,8 +171,7 @@ def test_compose_override_passes_every_setting_to_the_ingress_and_each_worker(
         assert service["volumes"] == [f"{keys_file}:/etc/pd-relay/pd_routing_keys.txt:ro",
                                       f"{routes}:/etc/pd-relay/pd_routes.yml:ro"]
         if name != "ingress":
-            if name not in (EXPORTER, "history-migrate") or EXPORTER_COMMAND:
-                _parser().parse_args(service["command"])
+            _parser().parse_args(service["command"])
     compose = compose_command()
     if compose is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed here: the "

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from supervisor.options import ServerOptions
 
+from relay.cli import _parser
 from relay.errors import ConfigError
 from relay.keys import read_keys
 from relay.stack import history
@@ -41,6 +42,7 @@ def test_the_exporter_gets_the_dsn_in_its_environment_never_its_command_line(
     programs = relay_programs(["pd-relay"], env, read_keys(keys_file), keys_file, [8081], None)
     [exporter] = [p for p in programs if p.role == EXPORTER]
     assert exporter.argv == ("pd-relay", "history-exporter")
+    _parser().parse_args(list(exporter.argv[1:]))
     conf = tmp_path / "supervisord.conf"
     (tmp_path / "logs").mkdir()
     conf.write_text(render(programs, tmp_path, tmp_path))
@@ -86,6 +88,7 @@ def test_migrate_runs_with_the_dsn_in_its_environment_and_says_why_it_failed() -
         history.migrate({"RELAY_HISTORY_DSN": DSN}, run=run)
     [(argv, env)] = calls
     assert argv[-2:] == ["history", "migrate"] and PASSWORD not in " ".join(argv)
+    _parser().parse_args(argv[-2:])
     assert env["RELAY_HISTORY_DSN"] == DSN
     history.migrate({}, run=run)  # no record: nothing to migrate
     assert len(calls) == 1
@@ -162,6 +165,7 @@ def test_the_stacks_own_postgresql_starts_once_and_stops(tmp_path: Path, capsys)
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == ("pd_relay",)
         pid = (local.data / "postmaster.pid").read_text().split()[0]
+        assert history.wanted(options, {"RELAY_HISTORY_DSN": dsn})  # its own, recorded
         assert history.start_local(options) == dsn  # running: left alone
         assert (local.data / "postmaster.pid").read_text().split()[0] == pid
         assert capsys.readouterr().err == ""
@@ -169,3 +173,32 @@ def test_the_stacks_own_postgresql_starts_once_and_stops(tmp_path: Path, capsys)
         history.stop_local(options)
     assert not history.running(local)
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_compose_reads_the_history_services(tmp_path: Path, keys_file: Path) -> None:
+    from tests.test_stack import ROOT, compose_command
+
+    compose = compose_command()
+    if compose is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed here")
+    services = compose_services(tmp_path, keys_file, {}, "pw-made-once", "postgres")
+    generated = tmp_path / "override.yml"
+    generated.write_text(yaml.safe_dump({"services": services}))
+    done = subprocess.run([*compose, "-p", "pd-relay", "-f", str(ROOT / "docker-compose.yml"),
+                           "-f", str(generated), "--profile", "postgres", "config"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"]
+    assert resolved["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pw-made-once"
+    assert resolved["postgres"]["environment"]["POSTGRES_USER"] == "pd_relay"
+    assert set(resolved["ingress"]["depends_on"]) == {"redis", "history-migrate"}
+    assert resolved[EXPORTER]["command"] == ["history-exporter"]
+
+
+def test_a_changed_dsn_is_said_with_its_password_masked() -> None:
+    from relay.stack.report import changed_settings
+
+    lines = changed_settings({"RELAY_HISTORY_DSN": DSN},
+                             {"RELAY_HISTORY_DSN": DSN.replace("db.example", "db2.example")})
+    assert len(lines) == 1 and "db2.example.org" in lines[0]
+    assert PASSWORD not in lines[0] and "pg-s3cret" not in lines[0]

@@ -42,8 +42,16 @@ def running(local: LocalPostgres) -> bool:
 
 
 def wanted(options: StackOptions, env: dict[str, str]) -> bool:
-    """Whether the stack runs its own PostgreSQL: RELAY_HISTORY=postgres, no DSN given."""
-    return options.history == "postgres" and not env.get("RELAY_HISTORY_DSN")
+    """Whether the stack runs its own PostgreSQL: RELAY_HISTORY=postgres and no DSN given,
+    or the DSN given is its own (``reload`` hands on the recorded settings: after a
+    reboot its server must be started again)."""
+    if options.history != "postgres":
+        return False
+    dsn = env.get("RELAY_HISTORY_DSN")
+    if not dsn:
+        return True
+    local = local_postgres(options)
+    return local.password_file.exists() and dsn == local.dsn()
 
 
 def start_local(options: StackOptions, clock: Callable[[], float] = time.monotonic) -> str:

@@ -25,7 +25,7 @@ from relay.stack import account, binaries, render
 from relay.stack.files import own_directory, read_pid, write_file
 from relay.stack.history import stop_local
 from relay.stack.hosts import role_programs
-from relay.stack.model import REDIS, Program, relay_programs
+from relay.stack.model import EXPORTER, REDIS, Program, relay_programs
 from relay.stack.nginx import Nginx, parents, upstream
 from relay.stack.options import StackOptions
 from relay.stack.password import config_file, redis_password, stack_redis_url
@@ -148,6 +148,8 @@ class NativeStack:
             print(f"pd-relay: starting {o.nodes} ingress node(s), {o.workers} worker "
                   f"process(es) serving {len(keys.keys)} key(s), "
                   + "a channel worker, "
+                  + ("the history's exporter, " if any(p.role == EXPORTER for p in programs)
+                     else "")
                   + "nginx" + (" and Redis" if programs[0].role == REDIS else "")
                   + " (native mode, supervisord)", file=sys.stderr)
             self.supervisor.start()

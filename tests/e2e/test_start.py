@@ -200,8 +200,9 @@ def test_start_sh_runs_the_stack_applies_changes_one_process_at_a_time_and_stops
         PD_RELAY_CLIENT_RATE="10000", PD_RELAY_CLIENT_BURST="10000",
     )
     env.pop("VIRTUAL_ENV", None)
+    # (RELAY_HISTORY_DSN: the record in PostgreSQL, tests/e2e/test_start_history.py)
     assert set(SETTINGS) | {"RELAY_PD_URL", "RELAY_KEYS_FILE", "RELAY_REDIS_URL",
-                            "RELAY_ROUTES_FILE"} == \
+                            "RELAY_ROUTES_FILE", "RELAY_HISTORY_DSN"} == \
         set(Settings.env_names()), "a setting is missing from SETTINGS"
     started = False
     try:
