@@ -137,16 +137,17 @@ class HistoryBench:
         rates: dict[str, list[float]] = {"without": [], "with": []}
         lags: list[float] = []
         exporter = None
-        for _ in range(3 if bench.full else 1):
+        seconds = 20 if self.goals else bench.seconds  # the goal's lag: over 20 s runs
+        for _ in range(3 if bench.full else 2 if self.goals else 1):
             if exporter is not None:
                 exporter.terminate()
-            rates["without"].append(wrk(url, single, bench.seconds)["rate"])
+            rates["without"].append(wrk(url, single, seconds)["rate"])
             exporter = stack.start_history_exporter()
             wait_until(lambda: lag_ms(client, NAMES, now_ms()) == 0, 120,
                        "the exporter to catch up before the round")
             sampler = Sampler(client)
             sampler.start()
-            rates["with"].append(wrk(url, single, bench.seconds)["rate"])
+            rates["with"].append(wrk(url, single, seconds)["rate"])
             sampler.stopped.set()
             sampler.join()
             lags += sampler.lags
@@ -155,15 +156,16 @@ class HistoryBench:
                      f"{with_:,.0f} events/s = {with_ / without:.0%} of without it "
                      f"({without:,.0f} events/s), same stack, rounds interleaved",
                      ">= 95%")
-        bench.record("H3. export's lag under that ingest (sampled every 100 ms)",
-                     f"p99 {p99(lags) / 1000:.2f} s, max {max(lags) / 1000:.2f} s, "
-                     f"{len(lags)} samples", "p99 <= 2 s")
+        bench.record(f"H3. export's lag under that ingest ({seconds} s runs, sampled every "
+                     "100 ms)",
+                     f"p99 {p99(lags) / 1000:.2f} s, p50 {statistics.median(lags) / 1000:.2f}"
+                     f" s, max {max(lags) / 1000:.2f} s, {len(lags)} samples", "p99 <= 2 s")
+        print("  lag samples (ms): " + " ".join(f"{lag:.0f}" for lag in lags), flush=True)
         self.burst(stack, url, client)
 
     def burst(self, stack: Any, url: str, client: Any) -> None:
         count = 100_000 if self.goals else 20_000
         batch = json.dumps([bench_event()] * 100)
-        exported_before = exported(client)
         session = requests.Session()
 
         def post(_: int) -> None:
@@ -180,11 +182,10 @@ class HistoryBench:
                    "the exporter to commit the burst", every=0.1)
         done = time.monotonic() - started
         lost = int(client.hget(NAMES.history_export, "lost") or 0)
-        entries = exported(client) - exported_before
-        self.bench.record(f"H4. a burst of {count:,} events in batches of 100: exported",
-                          f"all committed {done:.1f} s after its start (sent in {sent:.1f} s,"
-                          f" {done - sent:.1f} s after its end); {entries:,} exported "
-                          f"(Names.history_export), lost from the record {lost}", "<= 60 s")
+        self.bench.record(f"H4. a burst of {count:,} events in batches of 100 (4 clients),"
+                          " the exporter running", f"all committed {done:.1f} s after its "
+                          f"start (sent in {sent:.1f} s, {done - sent:.1f} s after its end); "
+                          f"lost from the record {lost}", "<= 60 s")
 
 
 class Sampler(threading.Thread):
@@ -199,10 +200,6 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(0.1):
             self.lags.append(float(lag_ms(self.client, NAMES, now_ms()) or 0))
-
-
-def exported(client: Any) -> int:
-    return int(client.hget(NAMES.history_export, "exported") or 0)
 
 
 def bench_event() -> dict[str, Any]:
