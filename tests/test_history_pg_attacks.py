@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import fakeredis
 import psycopg
 import pytest
 import redis
@@ -113,3 +114,48 @@ def test_an_entry_postgresql_cannot_index_is_lost_alone_and_counted(client, reco
     found = figures(client)
     assert (int(found["exported"]), int(found["lost"])) == (6, 1)
     assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(6,)]
+
+
+@pytest.fixture(params=["redis-7-fake", "redis-server"])
+def any_redis(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """Redis 7's XAUTOCLAIM drops from the group the entries it finds deleted (6.2 claims
+    them): fakeredis as Redis 7, and the redis-server on this machine (either)."""
+    if request.param == "redis-7-fake":
+        fake = fakeredis.FakeRedis(version=(7, 0), decode_responses=True)
+        yield fake
+        fake.flushall()
+        return
+    real: redis.Redis = request.getfixturevalue("real_redis")
+    real.flushall()
+    yield real
+
+
+def steps(client: redis.Redis, count: int) -> list[str]:
+    return [client.xadd(NAMES.history, {"s": "attempt", "k": "0",
+                                        "x": f'{{"i":"e{n}","d":"k{n}","o":"retry"}}'})
+            for n in range(count)]
+
+
+@pytest.mark.parametrize("committed", [False, True])
+def test_entries_trimmed_while_a_dead_exporter_held_them_are_counted_once(
+        any_redis, recorded, committed) -> None:
+    client = any_redis
+    ids = steps(client, 5)
+    dead = Exporter(client, recorded, "dead", FAST)
+    dead.ensure_group()
+    dead.held = dead._next(0.0)
+    assert len(dead.held) == 5
+    if committed:
+        dead._write(dead.held)  # committed, then died before acknowledging
+    client.xtrim(NAMES.history, minid=ids[3], approximate=False)  # 3 go while held
+    other = Exporter(client, recorded, "other", FAST)
+    drain(other)
+    drain(Exporter(client, recorded, "third", FAST))  # nothing counted twice
+    found = figures(client)
+    if committed:
+        assert int(found["exported"]) == 5 and found.get("lost") is None
+    else:
+        assert int(found["exported"]) == 2 and int(found["lost"]) == 3
+    assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.steps") == [
+        (5 if committed else 2,)]

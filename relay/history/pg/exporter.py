@@ -50,13 +50,16 @@ DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the en
 REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
 
 # Acknowledge a batch once committed, and count it.
-# KEYS[1] the stream, KEYS[2] the export hash; ARGV[1] the group, ARGV[2] now (ms),
-# ARGV[3] how many written ids follow, then those ids, then the ids read back empty.
-# Returns {exported, lost}: the ids whose acknowledgement this call made.
+# KEYS[1] the stream, KEYS[2] the export hash, KEYS[3] the gone set; ARGV[1] the group,
+# ARGV[2] now (ms), ARGV[3] how many written ids follow, then those ids, then the ids read
+# back empty. Returns {exported, lost}: the ids whose acknowledgement this call made (its
+# XACK, or for an id a claim found gone, its removal from the gone set).
 ACK = LOSS + """
 local written, exported, lost, last = tonumber(ARGV[3]), 0, 0, nil
 for i = 4, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+  local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('SREM', KEYS[3], ARGV[i]) == 1 then acked = 1 end
+  if acked == 1 then
     if i < 4 + written then
       exported = exported + 1
       if not last or id_less(last, ARGV[i]) then last = ARGV[i] end
@@ -73,6 +76,19 @@ if exported > 0 then
 end
 if lost > 0 then redis.call('HINCRBY', KEYS[2], 'lost', lost) end
 return {exported, lost}
+"""
+
+
+# Claim what another exporter held long enough. Redis 7's XAUTOCLAIM drops from the group
+# the entries it finds trimmed (6.2 claims them; they read back empty): kept in the gone
+# set, to be counted as the ones read back empty.
+# KEYS[1] the stream, KEYS[2] the gone set; ARGV group, consumer, min idle (ms), count.
+CLAIM = """
+local found = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+                         'COUNT', ARGV[4], 'JUSTID')
+local gone = found[3]
+if gone and #gone > 0 then redis.call('SADD', KEYS[2], unpack(gone)) end
+return #found[2]
 """
 
 
@@ -117,6 +133,7 @@ class Exporter:
         self.sleep = sleep
         self.connector = connector or (lambda: connect(settings.history_dsn, autocommit=True))
         self.ack_script: Any = client.register_script(ACK)
+        self.claim_script: Any = client.register_script(CLAIM)
         self.partitions = Partitions()
         self.conn: psycopg.Connection | None = None
         self.held: list[tuple[str, dict[str, str]]] = []  # read, not yet committed
@@ -151,7 +168,7 @@ class Exporter:
                        if entry_id not in {entry_id for entry_id, _ in refused}]
             empty += [entry_id for entry_id, _ in refused]
         exported, lost = self.ack_script(
-            keys=[self.names.history, self.names.history_export],
+            keys=[self.names.history, self.names.history_export, self.names.history_gone],
             args=[self.names.history_group, int(self.clock() * 1000), len(written),
                   *written, *empty])
         if int(lost):
@@ -180,8 +197,12 @@ class Exporter:
         if now - self.claimed_at >= self.tuning.claim_every_s:
             self.claimed_at = now
             self.ensure_group()
-            self.client.xautoclaim(stream, group, self.name, self.tuning.claim_idle_ms,
-                                   "0-0", count=self.tuning.batch, justid=True)
+            self.claim_script(keys=[stream, self.names.history_gone],
+                              args=[group, self.name, self.tuning.claim_idle_ms,
+                                    self.tuning.batch])
+            gone = self.client.srandmember(self.names.history_gone, self.tuning.batch)
+            if gone:
+                return [(str(entry_id), {}) for entry_id in gone]
         for start, block in (("0", None), (">", self.tuning.block_ms)):
             found: Any = self.client.xreadgroup(group, self.name, {stream: start},
                                                 count=self.tuning.batch, block=block)
