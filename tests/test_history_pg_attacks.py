@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from relay.app import create_app
+from relay.errors import RecordDown
 from relay.history.pg import writer
 from relay.history.pg.connect import connect
 from relay.history.pg.exporter import Exporter, Tuning
@@ -159,3 +160,14 @@ def test_entries_trimmed_while_a_dead_exporter_held_them_are_counted_once(
     assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
     assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.steps") == [
         (5 if committed else 2,)]
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://relay:s3cr%zzet@127.0.0.1:1/db",  # libpq quotes the bad token
+    "postgresql://relay:s3cr%25et%zz@127.0.0.1:1/db",
+])
+def test_a_dsn_libpq_cannot_parse_never_says_its_password(dsn: str) -> None:
+    with pytest.raises(RecordDown) as caught:
+        connect(dsn, timeout_s=1)
+    said = str(caught.value)
+    assert "s3cr" not in said and "PostgreSQL at postgresql://relay:***@" in said
