@@ -19,6 +19,8 @@ import redis
 
 from relay.app import create_app
 from relay.errors import RecordDown
+from relay.history import History
+from relay.history.loss import SLACK, TRIM_MOST
 from relay.history.pg import writer
 from relay.history.pg.connect import connect
 from relay.history.pg.exporter import Exporter, Tuning
@@ -171,3 +173,26 @@ def test_a_dsn_libpq_cannot_parse_never_says_its_password(dsn: str) -> None:
         connect(dsn, timeout_s=1)
     said = str(caught.value)
     assert "s3cr" not in said and "PostgreSQL at postgresql://relay:***@" in said
+
+
+def test_the_count_cap_trims_a_bounded_number_of_entries_per_call(real_redis,
+                                                                   settings) -> None:
+    """RELAY_HISTORY_MAX_ENTRIES lowered (or one process configured lower than the others)
+    with the export group: one script call must not read the whole stream (XRANGE of
+    200,000 entries took 1.25 s inside one NOTE, Redis blocked); it trims at most
+    TRIM_MOST entries per call, as MAXLEN ~'s LIMIT did, counting each lost once."""
+    client = real_redis
+    client.flushall()
+    total = 3 * TRIM_MOST + 500
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(total):
+            pipe.xadd(NAMES.history, {"s": "attempt", "k": "0", "x": f'{{"i":"e{n}","d":"k"}}'})
+        pipe.execute()
+    client.xgroup_create(NAMES.history, NAMES.history_group, id="0")
+    history = History(client, NAMES, replace(settings, history_max_entries=100))
+    history.note("attempt", 0, i="x", d="k")
+    assert client.xlen(NAMES.history) >= total + 1 - TRIM_MOST
+    for _ in range(10):
+        history.note("attempt", 0, i="x", d="k")
+    assert client.xlen(NAMES.history) <= 100 + SLACK
+    assert int(figures(client)["lost"]) == total + 11 - client.xlen(NAMES.history)
