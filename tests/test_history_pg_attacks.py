@@ -25,6 +25,7 @@ from relay.history.pg import writer
 from relay.history.pg.connect import connect
 from relay.history.pg.exporter import Exporter, Tuning
 from relay.history.pg.migrate import migrate
+from relay.history.pg.partitions import DAY_MS
 from relay.names import Names
 from relay.settings import Settings
 from tests.heartbeat_fixtures import real_redis
@@ -196,3 +197,29 @@ def test_the_count_cap_trims_a_bounded_number_of_entries_per_call(real_redis,
         history.note("attempt", 0, i="x", d="k")
     assert client.xlen(NAMES.history) <= 100 + SLACK
     assert int(figures(client)["lost"]) == total + 11 - client.xlen(NAMES.history)
+
+
+def test_a_partition_another_exporter_dropped_is_made_again(client, recorded) -> None:
+    """Exporter a knows day D's partition (it wrote there); b's retention drops it; a's
+    next entry of day D must not fail for ever (no partition of relation for the row)."""
+    settings = replace(recorded, history_days=2)
+    day = 20_010 * DAY_MS
+    for n in (1, 2):
+        client.xadd(NAMES.history, {"s": "attempt", "k": "0", "x": f'{{"i":"e{n}","d":"k"}}'},
+                    id=f"{day + n * 60_000}-0")
+    waits: list[float] = []
+    a = Exporter(client, settings, "a", replace(FAST, batch=1), clock=lambda: day / 1000,
+                 sleep=waits.append)
+    a.run(turns=1)  # its retention at day D's time keeps D; the first entry written
+    b = Exporter(client, settings, "b", FAST)
+    assert "steps_20241014" in b.retention(day + 5 * DAY_MS)
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) > 3:
+            a.stopping.set()
+
+    a.sleep = sleep
+    a.run(turns=1)
+    assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
+    assert int(figures(client)["exported"]) == 2

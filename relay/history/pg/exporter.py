@@ -276,6 +276,8 @@ class Exporter:
 
     def _down(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, psycopg.Error):  # a partition it knew may have been dropped
+            self.partitions.known.clear()  # (another's retention): looked up again
         if isinstance(exc, psycopg.Error | RecordDown) and self.conn is not None:
             try:
                 self.conn.close()
