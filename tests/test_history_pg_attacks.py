@@ -25,7 +25,7 @@ from relay.history.pg import writer
 from relay.history.pg.connect import connect
 from relay.history.pg.exporter import Exporter, Tuning
 from relay.history.pg.migrate import migrate
-from relay.history.pg.partitions import DAY_MS
+from relay.history.pg.partitions import DAY_MS, Partitions, day_of, name
 from relay.names import Names
 from relay.settings import Settings
 from tests.heartbeat_fixtures import real_redis
@@ -223,3 +223,24 @@ def test_a_partition_another_exporter_dropped_is_made_again(client, recorded) ->
     a.run(turns=1)
     assert client.xpending(NAMES.history, NAMES.history_group)["pending"] == 0
     assert int(figures(client)["exported"]) == 2
+
+
+def test_retention_waits_for_no_long_reader_and_holds_up_no_batch(client, recorded) -> None:
+    """An auditor's `pd-relay history export` holds its transaction (a server-side
+    cursor) for as long as it streams; retention's DROP of an old partition waits for it
+    and, waiting, queues every write (and read) of the parent behind it: the export must
+    not stall for as long as the auditor reads, nor its turn fail on it."""
+    settings = replace(recorded, history_days=2)
+    now_ms = client.time()[0] * 1000
+    with connect(recorded.history_dsn, autocommit=True) as conn:
+        Partitions().ensure(conn, [day_of(now_ms - 10 * DAY_MS), day_of(now_ms)])
+    accept(client, settings, 3)
+    exporter = Exporter(client, settings, "a", FAST, connector=lambda: connect(
+        recorded.history_dsn, autocommit=True, statement_timeout_ms=3_000))
+    with psycopg.connect(recorded.history_dsn) as reader:  # a transaction, open
+        reader.execute("SELECT count(*) FROM pd_relay.events").fetchall()
+        assert exporter.turn() == 3
+        assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(3,)]
+    assert exporter.retained_at < now_ms / 1000  # it tries again soon
+    old = name("events", day_of(now_ms - 10 * DAY_MS))
+    assert old in exporter.retention(now_ms)  # the reader gone: dropped

@@ -92,6 +92,9 @@ return #found[2]
 """
 
 
+RETENTION_AGAIN_S = 60.0  # retention put off by a reader holding the tables: tried again
+
+
 @dataclass(frozen=True)
 class Tuning:
     batch: int = 500  # entries per batch at most
@@ -235,10 +238,17 @@ class Exporter:
             self.conn = None
 
     def retention(self, now_ms: int) -> list[str]:
-        """Drop partitions past RELAY_HISTORY_DAYS and make the next days'."""
+        """Drop partitions past RELAY_HISTORY_DAYS and make the next days'. A reader
+        holding the tables (a long export) puts it off a while, holding up no batch."""
         conn = self._conn()
-        dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
-        self.partitions.ahead(conn, now_ms)
+        try:
+            dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
+            self.partitions.ahead(conn, now_ms)
+        except psycopg.errors.LockNotAvailable:
+            log.info("history record: retention put off %.0f s: a reader holds the tables",
+                     RETENTION_AGAIN_S)
+            self.retained_at = now_ms / 1000 - self.tuning.retention_every_s + RETENTION_AGAIN_S
+            return []
         self.retained_at = now_ms / 1000
         return dropped
 
