@@ -244,3 +244,19 @@ def test_retention_waits_for_no_long_reader_and_holds_up_no_batch(client, record
     assert exporter.retained_at < now_ms / 1000  # it tries again soon
     old = name("events", day_of(now_ms - 10 * DAY_MS))
     assert old in exporter.retention(now_ms)  # the reader gone: dropped
+
+
+def test_nul_characters_anywhere_in_an_event_are_recorded(client, recorded) -> None:
+    """jsonb and text refuse U+0000: an event holding it (202 at the ingress) is in the
+    record, its NULs left out, not lost."""
+    app = create_app(recorded, client=client).test_client()
+    assert app.post("/v2/enqueue", json={
+        "event_action": "trigger", "dedup_key": "nul\u0000key", "payload": {
+            "summary": "disk\u0000full", "source": "db\u00001", "severity": "critical",
+            "custom_details": {"k\u0000": ["v\u0000", {"\u0000": "\u0000"}]}},
+        "links": [{"href": "https://x.example/\u0000", "text": "\u0000"}]}).status_code == 202
+    drain(Exporter(client, recorded, "a", FAST))
+    assert figures(client).get("lost") is None
+    assert rows(recorded.history_dsn, "SELECT dedup_key, summary, source, "
+                "payload->'e'->'payload'->'custom_details' FROM pd_relay.events") == [
+        ("nulkey", "diskfull", "db1", {"k": ["v", {"": ""}]})]
