@@ -137,6 +137,13 @@ class Names:
         return f"{self.prefix}:history:export"
 
     @property
+    def history_gone(self) -> str:
+        """Set: entries a claim by an exporter found trimmed while another held them
+        (Redis 7's XAUTOCLAIM drops them from the group): counted, exported or lost, by
+        the exporter whose acknowledgement removes them (``relay.history.pg.exporter``)."""
+        return f"{self.prefix}:history:gone"
+
+    @property
     def history_group(self) -> str:
         """The consumer group of the history stream the exporters share (a group's name,
         not a key)."""

@@ -15,7 +15,8 @@ counted and the trims are as before.
 
 The count cap (``MAXLEN ~``) cannot say which entries it will remove; with the group, it
 is kept by id instead: once the stream is ``SLACK`` entries over, the id of the last one
-over is read (``XRANGE ... COUNT over``: about one entry read per entry added). Until
+over is read (``XRANGE ... COUNT over``: about one entry read per entry added; at most
+``TRIM_MOST`` per call, so a cap lowered comes down over calls, never in one long one). Until
 then only ``XLEN`` is asked (``MAXLEN ~`` too lets a stream node's worth over the cap), so
 an entry added costs about what ``XADD ... MAXLEN ~`` did.
 
@@ -29,6 +30,8 @@ from relay.names import Names
 
 GROUP = Names("").history_group
 SLACK = 100  # entries over the count cap before it trims, as MAXLEN ~ (a stream node)
+TRIM_MOST = 1_000  # entries the count cap reads and trims per script call at most (a cap
+# lowered, or one process's lower than the others': the stream comes down over calls)
 
 LOSS = f"""
 local function id_parts(id)
@@ -80,7 +83,7 @@ local function keep_count(stream, maxlen)
   if over < {SLACK} then return 0 end
   local delivered = export_delivered(stream)
   if not delivered then return redis.call('XTRIM', stream, 'MAXLEN', '~', maxlen) end
-  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', over)
+  local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', math.min(over, {TRIM_MOST}))
   return trim_counted(stream, id_after(head[#head][1]), delivered)
 end
 """

@@ -5,6 +5,8 @@ password never reaches a log, a message or a traceback we raise)."""
 from __future__ import annotations
 
 import math
+import re
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -41,8 +43,23 @@ def shown(dsn: str) -> str:
 def hide(text: str, dsn: str) -> str:
     """``text`` with the DSN and its password replaced."""
     text = text.replace(dsn, shown(dsn))
+    for password in passwords(dsn):
+        text = text.replace(password, "***")
+    return text
+
+
+def passwords(dsn: str) -> list[str]:
+    """The password in ``dsn`` as libpq reads it and as written (raw, percent-decoded),
+    longest first; also from a DSN libpq refuses, whose error quotes the bad part."""
+    found: set[str] = set()
     try:
-        password = str(conninfo_to_dict(dsn).get("password") or "")
+        found.add(str(conninfo_to_dict(dsn).get("password") or ""))
     except psycopg.Error:
-        password = ""
-    return text.replace(password, "***") if len(password) >= 3 else text
+        pass
+    _, sep, rest = dsn.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    written = [userinfo.partition(":")[2]] if sep and at else []
+    written += re.findall(r"(?:^|[?&])password=([^&#]*)", dsn, flags=re.I)
+    for raw in written:
+        found |= {raw, unquote(raw)}
+    return sorted((p for p in found if len(p) >= 3), key=len, reverse=True)

@@ -45,15 +45,21 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the end
+# What PostgreSQL refuses in an entry itself (a value it cannot store or index): written
+# again, the batch would fail for ever; the entry alone is lost from the record, counted
+REFUSED = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded, UnicodeEncodeError)
 
 # Acknowledge a batch once committed, and count it.
-# KEYS[1] the stream, KEYS[2] the export hash; ARGV[1] the group, ARGV[2] now (ms),
-# ARGV[3] how many written ids follow, then those ids, then the ids read back empty.
-# Returns {exported, lost}: the ids whose acknowledgement this call made.
+# KEYS[1] the stream, KEYS[2] the export hash, KEYS[3] the gone set; ARGV[1] the group,
+# ARGV[2] now (ms), ARGV[3] how many written ids follow, then those ids, then the ids read
+# back empty. Returns {exported, lost}: the ids whose acknowledgement this call made (its
+# XACK, or for an id a claim found gone, its removal from the gone set).
 ACK = LOSS + """
 local written, exported, lost, last = tonumber(ARGV[3]), 0, 0, nil
 for i = 4, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+  local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('SREM', KEYS[3], ARGV[i]) == 1 then acked = 1 end
+  if acked == 1 then
     if i < 4 + written then
       exported = exported + 1
       if not last or id_less(last, ARGV[i]) then last = ARGV[i] end
@@ -71,6 +77,22 @@ end
 if lost > 0 then redis.call('HINCRBY', KEYS[2], 'lost', lost) end
 return {exported, lost}
 """
+
+
+# Claim what another exporter held long enough. Redis 7's XAUTOCLAIM drops from the group
+# the entries it finds trimmed (6.2 claims them; they read back empty): kept in the gone
+# set, to be counted as the ones read back empty.
+# KEYS[1] the stream, KEYS[2] the gone set; ARGV group, consumer, min idle (ms), count.
+CLAIM = """
+local found = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0',
+                         'COUNT', ARGV[4], 'JUSTID')
+local gone = found[3]
+if gone and #gone > 0 then redis.call('SADD', KEYS[2], unpack(gone)) end
+return #found[2]
+"""
+
+
+RETENTION_AGAIN_S = 60.0  # retention put off by a reader holding the tables: tried again
 
 
 @dataclass(frozen=True)
@@ -114,6 +136,7 @@ class Exporter:
         self.sleep = sleep
         self.connector = connector or (lambda: connect(settings.history_dsn, autocommit=True))
         self.ack_script: Any = client.register_script(ACK)
+        self.claim_script: Any = client.register_script(CLAIM)
         self.partitions = Partitions()
         self.conn: psycopg.Connection | None = None
         self.held: list[tuple[str, dict[str, str]]] = []  # read, not yet committed
@@ -144,13 +167,13 @@ class Exporter:
             empty = [entry_id for entry_id in empty if entry_id not in kept]
         try:
             self._write(self.held)
-        except psycopg.DataError:  # one entry PostgreSQL refuses must not stop the rest
+        except REFUSED:  # one entry PostgreSQL refuses must not stop the rest
             refused = [entry for entry in self.held if entry[1] and not self._write_one(entry)]
             written = [entry_id for entry_id in written
                        if entry_id not in {entry_id for entry_id, _ in refused}]
             empty += [entry_id for entry_id, _ in refused]
         exported, lost = self.ack_script(
-            keys=[self.names.history, self.names.history_export],
+            keys=[self.names.history, self.names.history_export, self.names.history_gone],
             args=[self.names.history_group, int(self.clock() * 1000), len(written),
                   *written, *empty])
         if int(lost):
@@ -183,7 +206,7 @@ class Exporter:
         try:
             self._write([entry])
             return True
-        except psycopg.DataError as exc:
+        except REFUSED as exc:
             log.error("history record: entry %s refused by PostgreSQL, lost from the record: "
                       "%s", entry[0], hide(str(exc), self.settings.history_dsn))
             return False
@@ -193,8 +216,12 @@ class Exporter:
         if now - self.claimed_at >= self.tuning.claim_every_s:
             self.claimed_at = now
             self.ensure_group()
-            self.client.xautoclaim(stream, group, self.name, self.tuning.claim_idle_ms,
-                                   "0-0", count=self.tuning.batch, justid=True)
+            self.claim_script(keys=[stream, self.names.history_gone],
+                              args=[group, self.name, self.tuning.claim_idle_ms,
+                                    self.tuning.batch])
+            gone = self.client.srandmember(self.names.history_gone, self.tuning.batch)
+            if gone:
+                return [(str(entry_id), {}) for entry_id in gone]
         for start, block in (("0", None), (">", self.tuning.block_ms)):
             found: Any = self.client.xreadgroup(group, self.name, {stream: start},
                                                 count=self.tuning.batch, block=block)
@@ -227,10 +254,17 @@ class Exporter:
             self.conn = None
 
     def retention(self, now_ms: int) -> list[str]:
-        """Drop partitions past RELAY_HISTORY_DAYS and make the next days'."""
+        """Drop partitions past RELAY_HISTORY_DAYS and make the next days'. A reader
+        holding the tables (a long export) puts it off a while, holding up no batch."""
         conn = self._conn()
-        dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
-        self.partitions.ahead(conn, now_ms)
+        try:
+            dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
+            self.partitions.ahead(conn, now_ms)
+        except psycopg.errors.LockNotAvailable:
+            log.info("history record: retention put off %.0f s: a reader holds the tables",
+                     RETENTION_AGAIN_S)
+            self.retained_at = now_ms / 1000 - self.tuning.retention_every_s + RETENTION_AGAIN_S
+            return []
         self.retained_at = now_ms / 1000
         return dropped
 
@@ -268,6 +302,8 @@ class Exporter:
 
     def _down(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, psycopg.Error):  # a partition it knew may have been dropped
+            self.partitions.known.clear()  # (another's retention): looked up again
         if isinstance(exc, psycopg.Error | RecordDown) and self.conn is not None:
             try:
                 self.conn.close()

@@ -23,6 +23,9 @@ TABLES = ("events", "steps")
 LOCK = 0x7064725F70617274  # pg_advisory_xact_lock's key while making or dropping ("pdr_part")
 DAY_MS = 86_400_000
 AHEAD_DAYS = 1  # made ahead: today's and tomorrow's, so midnight waits for no DDL
+RETENTION_LOCK_MS = 1_000  # the most retention's DDL waits for a table's lock: a reader's
+# long transaction (an auditor's export) holds it, and a DDL waiting queues every write
+# and read of the table behind it; retention gives up (LockNotAvailable) and comes back
 
 
 def day_of(ms: int) -> date:
@@ -54,14 +57,17 @@ class Partitions:
     def __init__(self) -> None:
         self.known: set[date] = set()
 
-    def ensure(self, conn: psycopg.Connection, days: Iterable[date]) -> list[str]:
+    def ensure(self, conn: psycopg.Connection, days: Iterable[date],
+               lock_ms: int | None = None) -> list[str]:
         """Make the partitions of ``days`` that do not exist yet (``conn`` in autocommit:
-        DDL in a short transaction of its own); return the ones made."""
+        DDL in a short transaction of its own); return the ones made. ``lock_ms``: the
+        most to wait for a lock (else LockNotAvailable)."""
         wanted = set(days) - self.known
         if not wanted:
             return []
         made: list[str] = []
         with conn.transaction():
+            _lock_timeout(conn, lock_ms)
             have = existing(conn)
             if any(wanted - have[table] for table in TABLES):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
@@ -79,14 +85,17 @@ class Partitions:
     def ahead(self, conn: psycopg.Connection, now_ms: int) -> list[str]:
         """Today's and the next ``AHEAD_DAYS``' partitions."""
         today = day_of(now_ms)
-        return self.ensure(conn, (today + timedelta(days=n) for n in range(AHEAD_DAYS + 1)))
+        return self.ensure(conn, (today + timedelta(days=n) for n in range(AHEAD_DAYS + 1)),
+                           RETENTION_LOCK_MS)
 
     def drop_older(self, conn: psycopg.Connection, days: float, now_ms: int) -> list[str]:
         """Drop the partitions wholly older than ``days`` before ``now_ms`` (a day's
-        partition goes once its last instant is); return their names."""
+        partition goes once its last instant is); return their names. Waits for a lock
+        at most ``RETENTION_LOCK_MS`` (else LockNotAvailable, nothing dropped)."""
         cutoff = now_ms - int(days * DAY_MS)
         dropped: list[str] = []
         with conn.transaction():
+            _lock_timeout(conn, RETENTION_LOCK_MS)
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
             for table, found in existing(conn).items():
                 for day in sorted(found):
@@ -98,6 +107,11 @@ class Partitions:
             log.info("history record: partitions older than %g days dropped: %s", days,
                      ", ".join(dropped))
         return dropped
+
+
+def _lock_timeout(conn: psycopg.Connection, lock_ms: int | None) -> None:
+    if lock_ms is not None:
+        conn.execute(f"SET LOCAL lock_timeout = {int(lock_ms)}")
 
 
 def _create(conn: psycopg.Connection, table: str, day: date) -> None:

@@ -42,6 +42,9 @@ LOCK_BUCKETS = 256  # the events' locks: one per bucket of their ids' hashes, so
 # lock table: max_locks_per_transaction x max_connections, 6,400 by default; one lock an
 # event ran out of it, "out of shared memory"). Two events in one bucket wait for each
 # other, which is all the locks must ensure (one order: no deadlock).
+INDEXED_CHARS = 512  # the most of a btree-indexed column kept: PostgreSQL refuses an index
+# row over 2704 bytes (ProgramLimitExceeded), and payload.source has no length limit; the
+# payload column keeps the whole value
 
 
 @dataclass(frozen=True)
@@ -119,12 +122,14 @@ def event_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
     body: dict[str, Any] = event["payload"] if isinstance(event.get("payload"), dict) else {}
     fields = step.fields
     at = _time(step.at_ms)
-    return (_clean(step.event_id), at, step.entry, _clean(step.dedup_key),
+    return (_short(_clean(step.event_id)), at, step.entry, _short(_clean(step.dedup_key)),
             _text(fields.get("a") or event.get("event_action")), _text(stored.get("k")),
-            _text(body.get("severity")), _text(body.get("summary")), _text(body.get("source")),
-            _text(body.get("component")), _text(body.get("class")), _text(body.get("group")),
-            _text(fields.get("r")), _text(fields.get("s")), str(fields.get("ad") or ""),
-            key_name(key_names, step.slot), step.slot, _text(fields.get("c")),
+            _short(_text(body.get("severity"))), _text(body.get("summary")),
+            _short(_text(body.get("source"))), _text(body.get("component")),
+            _text(body.get("class")), _text(body.get("group")), _short(_text(fields.get("r"))),
+            _short(_text(fields.get("s"))), str(fields.get("ad") or ""),
+            _short(key_name(key_names, step.slot)), step.slot,
+            _text(fields.get("c")),
             _text(fields.get("n")), str(fields.get("h") or ""), "queued", at,
             Jsonb(_clean(stored)) if stored else None)
 
@@ -134,8 +139,8 @@ def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
               if not (name == "p" and step.step == "accepted")}
     named = key_name(key_names, step.slot) or _text(step.fields.get("k"))  # a worker's step
     # names its key itself (its label: a name or a mask, never the key)
-    return (step.entry, step.n, _time(step.at_ms), _clean(step.event_id),
-            _clean(step.dedup_key), _clean(step.step),
+    return (step.entry, step.n, _time(step.at_ms), _short(_clean(step.event_id)),
+            _short(_clean(step.dedup_key)), _clean(step.step),
             step.slot, named, Jsonb(_clean(detail)))
 
 
@@ -148,6 +153,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
+
+
+def _short(value: Any) -> Any:
+    """A btree-indexed column's text: at most ``INDEXED_CHARS``."""
+    return value[:INDEXED_CHARS] if isinstance(value, str) else value
 
 
 def _time(ms: int) -> datetime:
