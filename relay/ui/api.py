@@ -39,6 +39,10 @@ def query_of(args: dict[str, str], now: float | None = None, record: bool = True
         if args.get(name) and not record:
             problems.append(f"{name}: searches the events' payloads, which only the record "
                             "in PostgreSQL keeps (RELAY_HISTORY_DSN)")
+    for name in sorted(set(args) & PARAMETERS):
+        if record and "\x00" in str(args[name]):
+            problems.append(f"{name}: may not hold a NUL character (the record in "
+                            "PostgreSQL keeps none)")
     state = args.get("state") or None
     if state is not None and state not in STATES:
         problems.append(f"state: want one of {', '.join(STATES)}")

