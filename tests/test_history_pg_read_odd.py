@@ -41,3 +41,23 @@ def test_a_nul_in_a_filter_is_a_400_not_a_503(app, tokens, args) -> None:
     assert answer.status_code == 400, answer.json
     [why] = answer.json["errors"]
     assert why.startswith(next(iter(args)) + ":") and "NUL" in why
+
+
+@pytest.mark.parametrize("args", [
+    {"since": "9999-12-31T23:59:59-14:00"}, {"until": "9999-12-31T23:59:59-14:00"},
+    {"since": "1h", "until": "9999-12-31T23:59:59-12:00"},
+], ids=str)
+def test_a_time_past_year_9999_in_utc_is_answered(app, tokens, args) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="a")).status_code == 202
+    answer = app.get("/api/v1/events", headers=look, query_string=args)
+    assert answer.status_code == 200, answer.json
+    assert answer.json["count"] == (0 if "since" in args and args["since"] != "1h" else 1)
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u2460", "0x10", " 5"])
+def test_a_limit_of_other_digits_is_a_400(app, tokens, limit) -> None:
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    answer = app.get("/api/v1/events", headers=look, query_string={"limit": limit})
+    assert answer.status_code == 400, answer.json
+    assert answer.json["errors"][0].startswith("limit:")
