@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import fakeredis
+import psycopg
 import pytest
 from flask.testing import FlaskClient
 
@@ -61,3 +62,20 @@ def test_a_limit_of_other_digits_is_a_400(app, tokens, limit) -> None:
     answer = app.get("/api/v1/events", headers=look, query_string={"limit": limit})
     assert answer.status_code == 400, answer.json
     assert answer.json["errors"][0].startswith("limit:")
+
+
+def test_a_restarted_postgresql_is_searched_at_once(app, tokens, recorded) -> None:
+    """The connections kept between searches died with their server processes (a restart,
+    a failover, an idle timeout): the next search takes a new one, not a 503."""
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="a")).status_code == 202
+    assert app.get("/api/v1/events", headers=look).status_code == 200
+    with psycopg.connect(recorded.history_dsn, autocommit=True) as admin:
+        ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                              ).fetchone()
+    assert ended is not None and ended[0] >= 1  # the search's kept connection
+    for _ in range(3):
+        answer = app.get("/api/v1/events", headers=look)
+        assert answer.status_code == 200, answer.json
+        assert answer.json["count"] == 1

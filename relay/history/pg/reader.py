@@ -38,14 +38,10 @@ class Record:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection in a read-only REPEATABLE READ transaction (one snapshot for a
         search's queries); dropped, not kept, after an error."""
+        conn = self._begun()
         try:
-            conn = self.idle.get_nowait()
-        except queue.Empty:
-            conn = self.connect()
-        try:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield conn
+            yield conn
+            conn.execute("COMMIT")  # read only: ends the snapshot
         except BaseException:
             conn.close()
             raise
@@ -53,6 +49,23 @@ class Record:
             self.idle.put_nowait(conn)
         except queue.Full:
             conn.close()
+
+    def _begun(self) -> psycopg.Connection[Any]:
+        """A kept connection with its transaction begun, or a new one: a kept one whose
+        server process has ended since (a restart, a failover, an idle timeout) fails its
+        BEGIN, and is dropped for the next (else each kept one was a 503 after a restart)."""
+        while True:
+            try:
+                conn, kept = self.idle.get_nowait(), True
+            except queue.Empty:
+                conn, kept = self.connect(), False
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return conn
+            except psycopg.OperationalError:
+                conn.close()
+                if not kept:
+                    raise
 
     def connect(self) -> psycopg.Connection[Any]:
         """RecordDown (naming the server by its masked DSN) when it cannot."""
