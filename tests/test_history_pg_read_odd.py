@@ -5,7 +5,9 @@ steps were exported yet or not."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import fakeredis
 import psycopg
@@ -16,6 +18,7 @@ from relay.app import create_app
 from relay.settings import Settings
 from tests.conftest import trigger
 from tests.pg_rows import migrated
+from tests.test_history_pg_read import NAMES, export
 
 
 @pytest.fixture
@@ -79,3 +82,29 @@ def test_a_restarted_postgresql_is_searched_at_once(app, tokens, recorded) -> No
         answer = app.get("/api/v1/events", headers=look)
         assert answer.status_code == 200, answer.json
         assert answer.json["count"] == 1
+
+
+def test_a_story_is_whole_before_until_whether_exported_or_in_the_tail(app, fake, recorded,
+                                                                        tokens) -> None:
+    """``until`` bounds when events were accepted, not their stories: A's delivery was
+    exported, B's is still in the stream's tail; both were delivered after ``until``, and
+    both say so (B was said "queued": the tail was read only up to ``until``)."""
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    for key in ("A", "B"):
+        assert app.post("/v2/enqueue", json=trigger(dedup_key=key)).status_code == 202
+    accepted = {s["dedup_key"]: s["id"] for s in
+                app.get("/api/v1/events", headers=look).json["events"]}
+    [(last, _)] = fake.xrevrange(NAMES.history, count=1)
+    later_ms = int(last.split("-")[0]) + 10_000
+    for n, key in enumerate(("A", "B")):
+        fake.xadd(NAMES.history, {"s": "delivered", "k": 1, "x": json.dumps(
+            {"i": accepted[key], "d": key, "r": "ok"})}, id=f"{later_ms}-{n}")
+    export(fake, recorded.history_dsn, 3, ack=True, key_names=recorded.key_names)
+    until = datetime.fromtimestamp((later_ms - 5_000) / 1000, UTC).isoformat()
+    for args in ({"until": until}, {"until": until, "state": "delivered"}):
+        found = app.get("/api/v1/events", headers=look, query_string=args).json["events"]
+        assert {s["dedup_key"]: s["state"] for s in found} == {"A": "delivered",
+                                                               "B": "delivered"}, args
+    found = app.get("/api/v1/events", headers=look,
+                    query_string={"until": until, "state": "queued"}).json["events"]
+    assert found == []

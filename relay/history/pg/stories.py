@@ -50,7 +50,8 @@ class Finder:
         if self.record is None:
             return self.stream(query)
         start = frontier(self.client, self.names)
-        steps = tail(self.client, self.names, start, query.until_ms, TAIL_MOST)
+        steps = tail(self.client, self.names, start, None, TAIL_MOST)  # whole: ``until``
+        # bounds when events were accepted, not their stories (as the record's steps)
         try:
             with self.record.connection() as conn:
                 return self._merged(conn, query, steps)
