@@ -141,6 +141,18 @@ def steps_by(conn: psycopg.Connection[Any], dedup_key: str | None,
     return list(conn.execute(sql.encode(), args).fetchall())
 
 
+def matching(conn: psycopg.Connection[Any], texts: list[str], text: str) -> list[bool]:
+    """Whether each of ``texts`` holds ``text`` as the record's search says it (ILIKE:
+    the case folding of the database's locale), for the summaries not in the record yet."""
+    if not texts:
+        return []
+    sql = ("SELECT coalesce(t ILIKE %s, false) AS hit FROM unnest(%s::text[]) "
+           "WITH ORDINALITY AS u(t, n) ORDER BY n")
+    clean = [t.replace("\x00", "") for t in texts]  # as the exporter writes them
+    return [bool(row["hit"]) for row in conn.execute(
+        sql.encode(), ["%" + like_escaped(text) + "%", clean]).fetchall()]
+
+
 def where_of(query: Query) -> tuple[list[str], list[Any]]:
     """The conditions of ``query`` but its state, each on an indexed column."""
     where: list[str] = []

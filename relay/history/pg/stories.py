@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -84,14 +85,23 @@ class Finder:
                 for step in found:
                     steps[event_id].setdefault(_order(step.entry, step.n), _from_step(step))
         stories = []
+        loose = replace(query, text=None)  # the summary's text: PostgreSQL's to judge
         for event_id, by_order in steps.items():
             ordered = [by_order[o] for o in sorted(by_order)]
             row = known.get(event_id, {})
             story = Story(event_id, str(ordered[0]["d"]), ordered, known={
                 "severity": row.get("severity"), "summary": row.get("summary"),
                 "payload_source": row.get("source")} if row else {})
-            if query.fits(story, self.settings.key_names) and _wanted(story, query):
+            if loose.fits(story, self.settings.key_names) and _wanted(story, query):
                 stories.append((min(by_order), story))
+        if query.text is not None:  # the record's rows hold it (its query said so); the
+            # tail's events as the record would say (its locale's case folding, not ours)
+            judged = [(order, story) for order, story in stories if story.id not in known]
+            said = reader.matching(conn, [str(story.facts(self.settings.key_names).get(
+                "summary") or "") for _, story in judged], query.text)
+            unfit = {story.id for (_, story), hit in zip(judged, said, strict=True)
+                     if not hit}
+            stories = [(order, story) for order, story in stories if story.id not in unfit]
         stories.sort(key=lambda pair: (pair[1].accepted != {}, pair[0][0], pair[0][1],
                                        -pair[0][2]), reverse=True)  # an entry's in order
         shown = [story for _, story in stories]
