@@ -69,8 +69,10 @@ class Finder:
         for step in tail_steps:
             in_tail[step.event_id].append(step)
         headless = not query.limit or query.event_id is not None  # trace, or one event
+        rejudged = len(in_tail) if query.state is not None else 0  # the tail may move
+        # an event out of the state asked for: as many more from the record (not else)
         rows = reader.events(conn, query, list(in_tail),
-                             query.limit + len(in_tail) if query.limit else 0)
+                             query.limit + rejudged if query.limit else 0)
         known = {row["id"]: row for row in rows}
         if headless and not query.needs_accepted and (query.dedup_key or query.event_id):
             stored = reader.steps_by(conn, query.dedup_key, query.event_id)
