@@ -169,7 +169,8 @@ class _HeartbeatCollector(Collector):
 
 class _RecordCollector(Collector):
     """The record in PostgreSQL, as Redis knows it (``relay.history.pg.report``): the
-    export's lag (absent until an exporter ran), entries exported and lost from it."""
+    export's lag (no exporter ever ran: the oldest entry's age), entries exported and
+    lost from it."""
 
     def __init__(self, client: redis.Redis, names: Names, settings: Settings) -> None:
         self.client = client

@@ -137,4 +137,5 @@ def _value(value: Any) -> Any:
 def _private(path: str) -> IO[str]:
     """``path`` opened for writing, readable by its owner only (events' payloads)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file there before keeps its mode through os.open's
     return os.fdopen(fd, "w", encoding="utf-8", newline="")

@@ -22,6 +22,8 @@ MAX_LIMIT = 500
 AGO_RE = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
+LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the latest time Python and the
+# stream's ids both hold (a later one found nothing, and was a 500 in the record's reader)
 
 
 PARAMETERS = {"dedup_key", "source", "route", "state", "since", "until", "limit", "key",
@@ -39,11 +41,15 @@ def query_of(args: dict[str, str], now: float | None = None, record: bool = True
         if args.get(name) and not record:
             problems.append(f"{name}: searches the events' payloads, which only the record "
                             "in PostgreSQL keeps (RELAY_HISTORY_DSN)")
+    for name in sorted(set(args) & PARAMETERS):
+        if record and "\x00" in str(args[name]):
+            problems.append(f"{name}: may not hold a NUL character (the record in "
+                            "PostgreSQL keeps none)")
     state = args.get("state") or None
     if state is not None and state not in STATES:
         problems.append(f"state: want one of {', '.join(STATES)}")
     limit = args.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
         problems.append(f"limit: want a whole number from 1 to {MAX_LIMIT}")
     times: dict[str, int | None] = {"since": None, "until": None}
     for name in times:
@@ -63,7 +69,8 @@ def query_of(args: dict[str, str], now: float | None = None, record: bool = True
 
 def since(text: str, now: float) -> int | None:
     """Milliseconds since the epoch of an ISO 8601 time or an age before ``now``, clamped
-    to the history's span (nothing is older than the epoch: the ids of its stream)."""
+    to the history's span (nothing is older than the epoch: the ids of its stream; nothing
+    later than ``LAST_MS``)."""
     ago = AGO_RE.match(text.strip())
     if ago:
         seconds = min(int(ago.group(1)), 10**12) * UNITS[ago.group(2)]  # no float overflow
@@ -73,7 +80,7 @@ def since(text: str, now: float) -> int | None:
         ms = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
     except (ValueError, OverflowError):
         return None
-    return max(0, ms)
+    return min(max(0, ms), LAST_MS)
 
 
 def one_story(finder: Finder, settings: Settings, event_id: str) -> dict[str, Any]:

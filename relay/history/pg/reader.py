@@ -26,6 +26,7 @@ from relay.history.search import Query
 
 EVENT_COLUMNS = ("id", "accepted_at", "severity", "summary", "source", "key_name", "state")
 STEP_COLUMNS = ("entry", "n", "event_id", "dedup_key", "step", "slot", "detail")
+WINDOW = 5000  # the newest events a summary search reads first, along the time index
 
 
 class Record:
@@ -40,14 +41,10 @@ class Record:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection in a read-only REPEATABLE READ transaction (one snapshot for a
         search's queries); dropped, not kept, after an error."""
+        conn = self._begun()
         try:
-            conn = self.idle.get_nowait()
-        except queue.Empty:
-            conn = self.connect()
-        try:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                yield conn
+            yield conn
+            conn.execute("COMMIT")  # read only: ends the snapshot
         except BaseException:
             conn.close()
             raise
@@ -55,6 +52,23 @@ class Record:
             self.idle.put_nowait(conn)
         except queue.Full:
             conn.close()
+
+    def _begun(self) -> psycopg.Connection[Any]:
+        """A kept connection with its transaction begun, or a new one: a kept one whose
+        server process has ended since (a restart, a failover, an idle timeout) fails its
+        BEGIN, and is dropped for the next (else each kept one was a 503 after a restart)."""
+        while True:
+            try:
+                conn, kept = self.idle.get_nowait(), True
+            except queue.Empty:
+                conn, kept = self.connect(), False
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return conn
+            except psycopg.OperationalError:
+                conn.close()
+                if not kept:
+                    raise
 
     def connect(self) -> psycopg.Connection[Any]:
         """RecordDown (naming the server by its masked DSN) when it cannot, or when the
@@ -98,6 +112,10 @@ def events(conn: psycopg.Connection[Any], query: Query, rejudged: list[str],
 
 def _events(conn: psycopg.Connection[Any], query: Query, limit: int,
             ids: list[str] | None = None) -> list[dict[str, Any]]:
+    if query.text is not None and limit and ids is None:
+        found = _newest(conn, query, limit)
+        if len(found) >= limit:  # a common word: the newest WINDOW events fill the page
+            return found
     where, args = where_of(query)
     if query.state is not None:
         where.append("state = %s")
@@ -114,6 +132,24 @@ def _events(conn: psycopg.Connection[Any], query: Query, limit: int,
     if limit:
         sql += " LIMIT %s"
         args.append(limit)
+    return list(conn.execute(sql.encode(), args).fetchall())
+
+
+def _newest(conn: psycopg.Connection[Any], query: Query, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` events holding ``query.text`` among the newest ``WINDOW`` the
+    rest of the query finds: the newest of all when there are ``limit`` of them (a word
+    in many summaries: the trigram path read every one of them, a whole record's worth
+    for "db"); fewer, and the trigram path finds the rest."""
+    where, args = where_of(replace(query, text=None))
+    if query.state is not None:
+        where.append("state = %s")
+        args.append(query.state)
+    columns = ", ".join(EVENT_COLUMNS)
+    sql = (f"SELECT {columns} FROM (SELECT {columns} FROM {SCHEMA}.events"
+           f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+           " ORDER BY accepted_at DESC LIMIT %s) AS newest WHERE summary ILIKE %s"
+           " ORDER BY accepted_at DESC LIMIT %s")
+    args += [WINDOW, "%" + like_escaped(str(query.text)) + "%", limit]
     return list(conn.execute(sql.encode(), args).fetchall())
 
 
@@ -138,6 +174,18 @@ def steps_by(conn: psycopg.Connection[Any], dedup_key: str | None,
         sql += " AND event_id = %s"
         args.append(event_id)
     return list(conn.execute(sql.encode(), args).fetchall())
+
+
+def matching(conn: psycopg.Connection[Any], texts: list[str], text: str) -> list[bool]:
+    """Whether each of ``texts`` holds ``text`` as the record's search says it (ILIKE:
+    the case folding of the database's locale), for the summaries not in the record yet."""
+    if not texts:
+        return []
+    sql = ("SELECT coalesce(t ILIKE %s, false) AS hit FROM unnest(%s::text[]) "
+           "WITH ORDINALITY AS u(t, n) ORDER BY n")
+    clean = [t.replace("\x00", "") for t in texts]  # as the exporter writes them
+    return [bool(row["hit"]) for row in conn.execute(
+        sql.encode(), ["%" + like_escaped(text) + "%", clean]).fetchall()]
 
 
 def where_of(query: Query) -> tuple[list[str], list[Any]]:

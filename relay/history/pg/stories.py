@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -50,7 +51,8 @@ class Finder:
         if self.record is None:
             return self.stream(query)
         start = frontier(self.client, self.names)
-        steps = tail(self.client, self.names, start, query.until_ms, TAIL_MOST)
+        steps = tail(self.client, self.names, start, None, TAIL_MOST)  # whole: ``until``
+        # bounds when events were accepted, not their stories (as the record's steps)
         try:
             with self.record.connection() as conn:
                 return self._merged(conn, query, steps)
@@ -67,8 +69,10 @@ class Finder:
         for step in tail_steps:
             in_tail[step.event_id].append(step)
         headless = not query.limit or query.event_id is not None  # trace, or one event
+        rejudged = len(in_tail) if query.state is not None else 0  # the tail may move
+        # an event out of the state asked for: as many more from the record (not else)
         rows = reader.events(conn, query, list(in_tail),
-                             query.limit + len(in_tail) if query.limit else 0)
+                             query.limit + rejudged if query.limit else 0)
         known = {row["id"]: row for row in rows}
         if headless and not query.needs_accepted and (query.dedup_key or query.event_id):
             stored = reader.steps_by(conn, query.dedup_key, query.event_id)
@@ -87,6 +91,7 @@ class Finder:
                 for step in found:
                     steps[event_id].setdefault(_order(step.entry, step.n), _from_step(step))
         stories = []
+        loose = replace(query, text=None)  # the summary's text: PostgreSQL's to judge
         for event_id, by_order in steps.items():
             ordered = [by_order[o] for o in sorted(by_order)]
             row = known.get(event_id, {})
@@ -94,8 +99,16 @@ class Finder:
                 "severity": row.get("severity"), "summary": row.get("summary"),
                 "payload_source": row.get("source"), "key": row.get("key_name")}
                 if row else {})
-            if query.fits(story, self.settings.key_names) and _wanted(story, query):
+            if loose.fits(story, self.settings.key_names) and _wanted(story, query):
                 stories.append((min(by_order), story))
+        if query.text is not None:  # the record's rows hold it (its query said so); the
+            # tail's events as the record would say (its locale's case folding, not ours)
+            judged = [(order, story) for order, story in stories if story.id not in known]
+            said = reader.matching(conn, [str(story.facts(self.settings.key_names).get(
+                "summary") or "") for _, story in judged], query.text)
+            unfit = {story.id for (_, story), hit in zip(judged, said, strict=True)
+                     if not hit}
+            stories = [(order, story) for order, story in stories if story.id not in unfit]
         stories.sort(key=lambda pair: (pair[1].accepted != {}, pair[0][0], pair[0][1],
                                        -pair[0][2]), reverse=True)  # an entry's in order
         shown = [story for _, story in stories]
