@@ -95,6 +95,8 @@ def test_kill_9_mid_batch_then_anywhere_nothing_twice_nothing_missing(
         run("rescuer", "--batch", "200", "--claim-idle-s", "0.2")
         wait_until(lambda: pending(client) == 0 and exported() == len(entries), 60,
                    "every entry exported")
+        rescuer = tmp_path / "rescuer.log"  # INFO lines are written in batches (relay.logs)
+        wait_until(lambda: "history exporter" in rescuer.read_text(), 30, "the exporter's log")
     finally:
         for process in started:
             process.kill()
@@ -105,5 +107,5 @@ def test_kill_9_mid_batch_then_anywhere_nothing_twice_nothing_missing(
                             ).fetchall() == [("delivered", 1000)]
     assert client.hget(NAMES.history_export, "lost") is None
     log = (tmp_path / "victim.log").read_text() + (tmp_path / "rescuer.log").read_text()
-    assert pg_dsn not in log and "history exporter" in log
+    assert pg_dsn not in log and "history exporter" in log  # and its password nowhere
     print(f"held by the killed exporter: 100 mid-batch, then {held}")
