@@ -289,3 +289,24 @@ def test_exporters_gone_holding_nothing_are_forgotten(client, recorded) -> None:
     names = {c["name"] for c in client.xinfo_consumers(NAMES.history, NAMES.history_group)}
     assert names == {"holding", "me"}
     assert me.forget_consumers(86_400_000) == []
+
+
+def test_postgresql_too_slow_is_waited_out_like_down(client, recorded, caplog) -> None:
+    accept(client, recorded, 5)
+    with psycopg.connect(recorded.history_dsn) as blocker:
+        blocker.execute("LOCK TABLE pd_relay.steps IN SHARE MODE")  # every insert waits
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 2:
+                blocker.rollback()  # PostgreSQL fast again
+
+        exporter = Exporter(client, recorded, "a", replace(FAST, batch=100), sleep=sleep,
+                            connector=lambda: connect(recorded.history_dsn, autocommit=True,
+                                                      statement_timeout_ms=200))
+        exporter.retained_at = float("inf")
+        with caplog.at_level(logging.WARNING, logger="relay.history.pg.exporter"):
+            exporter.run(turns=1)
+    assert len(waits) == 2 and "statement timeout" in caplog.text
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(5,)]
