@@ -7,9 +7,10 @@ before its acknowledgement; two exporters given the same entries) writes nothing
 - ``pd_relay.events``: one row per accepted step (its payload's columns), keyed by the
   event's id and accepted time;
 - each event's ``state`` and ``updated_at`` are then computed again from all its stored
-  steps, as ``relay.history.story.Story.state`` says, under a per-event advisory lock
-  taken in one order: of two exporters committing steps of the same event in any order,
-  the second computes after the first committed, and so sees all of them.
+  steps, as ``relay.history.story.Story.state`` says, under advisory locks (one per
+  bucket of event ids, ``LOCK_BUCKETS``) taken in one order: of two exporters committing
+  steps of the same event in any order, the second computes after the first committed,
+  and so sees all of them.
 
 The connection must be in autocommit (each batch is its own ``transaction()`` block).
 """
@@ -40,6 +41,11 @@ STEP_COLUMNS = ("entry", "n", "at", "event_id", "dedup_key", "step", "slot", "ke
 STEP_TYPES = ("text", "integer", "timestamptz", "text", "text", "text", "integer", "text",
               "jsonb")
 LOCK_SEED = 0x7064  # hashtextextended's seed for the per-event locks
+LOCK_BUCKETS = 256  # the events' locks: one per bucket of their ids' hashes, so that a
+# batch of 50,000 events takes at most 256 (each lock is a slot of PostgreSQL's shared
+# lock table: max_locks_per_transaction x max_connections, 6,400 by default; one lock an
+# event ran out of it, "out of shared memory"). Two events in one bucket wait for each
+# other, which is all the locks must ensure (one order: no deadlock).
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,8 @@ def write(conn: psycopg.Connection, steps: Sequence[Step], key_names: tuple[str,
                                "(id, accepted_at)")
         added_steps = _insert(cur, "steps", STEP_COLUMNS, STEP_TYPES, rows, "(entry, n, at)")
         cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
-                    "hashtextextended(i, %s) AS k FROM unnest(%s::text[]) AS i ORDER BY k) "
-                    "AS locks", (LOCK_SEED, ids))
+                    "hashtextextended(i, %s) & %s AS k FROM unnest(%s::text[]) AS i "
+                    "ORDER BY k) AS locks", (LOCK_SEED, LOCK_BUCKETS - 1, ids))
         cur.execute(RECOMPUTE, {"ids": ids, "ends": list(ENDS)})
     return Written(added_events, added_steps)
 
