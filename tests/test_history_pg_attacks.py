@@ -260,3 +260,15 @@ def test_nul_characters_anywhere_in_an_event_are_recorded(client, recorded) -> N
     assert rows(recorded.history_dsn, "SELECT dedup_key, summary, source, "
                 "payload->'e'->'payload'->'custom_details' FROM pd_relay.events") == [
         ("nulkey", "diskfull", "db1", {"k": ["v", {"": ""}]})]
+
+
+def test_a_server_gone_without_a_word_is_found_dead_soon(pg_dsn: str) -> None:
+    """A statement waiting on a server whose host died (packets dropped: measured with
+    iptables on loopback, a `SELECT pg_sleep(3)` cut after 1 s) waited past 97 s (the
+    system's keepalive: 2 hours) and with these settings failed after 15 s, so the
+    exporter backs off and connects again. A DSN's own keepalive settings win."""
+    with connect(pg_dsn) as conn:
+        found = conn.info.get_parameters()
+    assert found["keepalives_idle"] == "10" and found["tcp_user_timeout"] == "30000"
+    with connect(pg_dsn + "?keepalives_idle=60") as conn:
+        assert conn.info.get_parameters()["keepalives_idle"] == "60"
