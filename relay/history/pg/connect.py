@@ -9,7 +9,7 @@ import re
 from urllib.parse import unquote
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from relay.errors import RecordDown
 from relay.settings import masked_url
@@ -32,9 +32,9 @@ def connect(dsn: str, *, autocommit: bool = False, timeout_s: float = CONNECT_TI
         given = conninfo_to_dict(dsn)
         alive = {name: value for name, value in KEEPALIVE.items() if name not in given}
         return psycopg.connect(
-            dsn, autocommit=autocommit, connect_timeout=max(1, math.ceil(timeout_s)),
-            application_name="pd-relay", options=f"-c statement_timeout={statement_timeout_ms}",
-            **alive)
+            make_conninfo(dsn, **alive), autocommit=autocommit,
+            connect_timeout=max(1, math.ceil(timeout_s)), application_name="pd-relay",
+            options=f"-c statement_timeout={statement_timeout_ms}")
     except psycopg.Error as exc:
         raise RecordDown([reason(exc, dsn)]) from None
 
