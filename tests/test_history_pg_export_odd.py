@@ -18,3 +18,25 @@ def test_an_existing_file_is_made_private(recorded, tmp_path) -> None:  # noqa: 
     assert run(settings, "--format", "jsonl", "--output", str(out)) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert "old" not in out.read_text() and len(out.read_text().splitlines()) == 2
+
+
+def test_postgresql_gone_mid_export_is_said_not_a_traceback(recorded, tmp_path, capsys,  # noqa: F811
+                                                             monkeypatch) -> None:
+    import psycopg
+
+    from relay.commands import history_export
+
+    settings, _ = recorded
+    rows = history_export.rows
+
+    def cut(*args: object, **kwargs: object):
+        found = rows(*args, **kwargs)  # type: ignore[arg-type]
+        yield next(found)
+        raise psycopg.OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(history_export, "rows", cut)
+    out = tmp_path / "audit.csv"
+    assert run(settings, "--output", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "terminating connection" in err and "after 1 event(s)" in err
+    assert "Traceback" not in err

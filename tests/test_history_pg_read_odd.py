@@ -165,3 +165,47 @@ def test_a_page_reads_a_page_of_the_record_while_the_export_lags(app, fake, reco
     assert [s["dedup_key"] for s in answer.json["events"]][30:] == [f"old{n}" for n in
                                                                    range(29, 24, -1)]
     assert read[-1] == 30  # all the record has: 35 asked
+
+
+def test_a_slow_postgresql_holds_at_most_half_the_threads(routed, fake, tokens, pg_dsn,
+                                                          monkeypatch) -> None:
+    """The history API shares the ingress's threads with the events: PostgreSQL not
+    answering (a firewall dropping packets: each connect waits its 5 s), searches may hold
+    at most half of them; the rest answer 503 at once and leave the others to the events
+    (every thread waited on PostgreSQL, and a dashboard and a polling script starved
+    ingest)."""
+    import threading
+
+    from relay.history.pg.reader import Record
+    from relay.stack.processes import wait_until
+
+    migrated(pg_dsn)
+    settings = replace(routed, history_dsn=pg_dsn, threads=4)
+    web = create_app(settings, client=fake)
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    release, waiting = threading.Event(), []
+    connect = Record.connect
+
+    def blackholed(self: Record) -> Any:
+        waiting.append(1)
+        release.wait(30)
+        return connect(self)
+
+    monkeypatch.setattr(Record, "connect", blackholed)
+    answers: list[int] = []
+
+    def search() -> None:
+        answers.append(web.test_client().get("/api/v1/events", headers=look).status_code)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(answers) >= 2, 10, "two searches refused at once")
+        assert (len(waiting), sorted(answers)) == (2, [503, 503])
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(answers) == [200, 200, 503, 503]
+    assert web.test_client().post("/v2/enqueue", json=trigger()).status_code == 202

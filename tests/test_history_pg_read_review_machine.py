@@ -58,6 +58,7 @@ def test_readers_see_each_step_once_whatever_the_exporters_do(settings: Settings
             self.ms = 1_800_000_000_000
             self.events: dict[str, list[str]] = {}  # id: its steps, in order
             self.keys: dict[str, str] = {}  # id: dedup_key
+            self.at: dict[str, int] = {}  # id: when accepted (ms)
             self.held: dict[str, list[str]] = {name: [] for name in EXPORTERS}  # read
             self.committed: dict[str, list[str]] = {name: [] for name in EXPORTERS}
             self.grouped = False
@@ -81,6 +82,7 @@ def test_readers_see_each_step_once_whatever_the_exporters_do(settings: Settings
             for key in keys:
                 event_id = f"{len(self.events):016x}"
                 self.events[event_id], self.keys[event_id] = ["accepted"], key
+                self.at[event_id] = self.ms + 7
                 parts.append("1" + US + accepted(i=event_id, d=key, a="trigger",
                                                   s="src").decode())
             self.add({"s": "accepted", "v": RS.join(parts)})
@@ -165,6 +167,9 @@ def test_readers_see_each_step_once_whatever_the_exporters_do(settings: Settings
             for key in KEYS:
                 self.check(self.finder.search(Query(dedup_key=key, limit=0)),
                            {e for e in self.events if self.keys[e] == key})
+            until = self.ms - 20  # whole stories of the events accepted before it
+            self.check(self.finder.search(Query(until_ms=until, limit=500)),
+                       {e for e, at in self.at.items() if at < until})
             for event_id in sorted(self.events)[-2:]:
                 self.check(self.finder.search(Query(event_id=event_id, limit=1)), {event_id})
 

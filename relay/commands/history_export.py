@@ -22,9 +22,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import psycopg
+
 from relay.errors import BadQuery, RecordDown
 from relay.history.pg import SCHEMA
-from relay.history.pg.connect import connect
+from relay.history.pg.connect import connect, reason
 from relay.history.pg.reader import where_of
 from relay.history.search import Query
 from relay.logs import printable
@@ -73,13 +75,24 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2
     out: IO[str] = _private(args.output) if args.output else sys.stdout
+    done = [0]  # events written so far
+
+    def counted(found: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in found:
+            yield row
+            done[0] += 1
+
     try:
         with connect(settings.history_dsn, autocommit=True) as conn:
             conn.execute("SET TIME ZONE 'UTC'")  # the steps' times, in their JSON
-            written = write(rows(conn, query, with_steps=args.format == "jsonl"), out,
-                            args.format)
+            written = write(counted(rows(conn, query, with_steps=args.format == "jsonl")),
+                            out, args.format)
     except RecordDown as exc:
         print(printable("; ".join(exc.errors), 500), file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:  # gone mid-export (a restart, a statement timeout)
+        print(printable(f"{reason(exc, settings.history_dsn)}: the export stopped after "
+                        f"{done[0]} event(s); run it again", 500), file=sys.stderr)
         return 1
     finally:
         if out is not sys.stdout:

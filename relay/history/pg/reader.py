@@ -9,6 +9,7 @@ PostgreSQL fails a search (a 503) instead of holding the page's thread.
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,24 +31,35 @@ WINDOW = 5000  # the newest events a summary search reads first, along the time 
 
 
 class Record:
-    """The record's connections: at most ``keep`` kept idle between searches."""
+    """The record's connections: at most ``keep`` kept idle between searches, and at most
+    ``most`` searches at once (the others RecordDown at once: the API shares the ingress's
+    threads with the events, which must not all wait on a PostgreSQL that does not
+    answer)."""
 
-    def __init__(self, dsn: str, timeout_s: float = 5.0, keep: int = 4) -> None:
+    def __init__(self, dsn: str, timeout_s: float = 5.0, keep: int = 4,
+                 most: int = 4) -> None:
         self.dsn = dsn
         self.timeout_s = timeout_s
         self.idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue(keep)
+        self.most = most
+        self.gate = threading.BoundedSemaphore(most)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection in a read-only REPEATABLE READ transaction (one snapshot for a
         search's queries); dropped, not kept, after an error."""
-        conn = self._begun()
+        if not self.gate.acquire(blocking=False):
+            raise RecordDown([f"PostgreSQL: {self.most} searches wait for it already"])
         try:
-            yield conn
-            conn.execute("COMMIT")  # read only: ends the snapshot
-        except BaseException:
-            conn.close()
-            raise
+            conn = self._begun()
+            try:
+                yield conn
+                conn.execute("COMMIT")  # read only: ends the snapshot
+            except BaseException:
+                conn.close()
+                raise
+        finally:
+            self.gate.release()
         try:
             self.idle.put_nowait(conn)
         except queue.Full:

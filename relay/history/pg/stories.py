@@ -43,7 +43,8 @@ class Finder:
         self.client = client
         self.names = Names(settings.prefix)
         self.record = record if record is not None else (
-            Record(settings.history_dsn) if settings.history_dsn else None)
+            Record(settings.history_dsn, most=max(1, settings.threads // 2))
+            if settings.history_dsn else None)  # half the threads at most wait on it
 
     def search(self, query: Query) -> list[Story]:
         """The stories ``query`` asks for, newest first; RecordDown when PostgreSQL does
