@@ -188,3 +188,16 @@ def test_two_exporters_making_the_same_partitions_at_once(pg_dsn: str) -> None:
     for thread in threads:
         thread.join(30)
     assert failures == []
+
+
+def test_nul_characters_postgresql_refuses_are_dropped_not_fatal(conn) -> None:
+    stored = {"t": 1000, "k": "alert", "i": "e1", "e": {
+        "event_action": "trigger", "dedup_key": "k\x00", "payload": {
+            "summary": "disk\x00 full", "source": "h", "severity": "info",
+            "custom_details": {"x\x00": ["\x00"]}}}}
+    step = Step("1000-0", 0, "accepted", "e1", "k\x00", 1, 1000,
+                {"a": "trigger", "c": "1.2.3.4\x00", "p": json.dumps(stored)})
+    assert write(conn, [step], ("ops",), Partitions()).events == 1
+    assert conn.execute("SELECT dedup_key, summary, payload->'e'->'payload'->"
+                        "'custom_details' FROM pd_relay.events").fetchone() == (
+        "k", "disk full", {"x": [""]})

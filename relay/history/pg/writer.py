@@ -17,13 +17,13 @@ The connection must be in autocommit (each batch is its own ``transaction()`` bl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from relay.history.entries import Step
 from relay.history.pg import SCHEMA
@@ -34,8 +34,12 @@ EVENT_COLUMNS = ("id", "accepted_at", "entry", "dedup_key", "action", "kind", "s
                  "summary", "source", "component", "class", "event_group", "route", "sender",
                  "adapter", "key_name", "slot", "client", "node", "held", "state",
                  "updated_at", "payload")
+EVENT_TYPES = ("text", "timestamptz", *["text"] * 14, "integer", "text", "text", "text",
+               "text", "timestamptz", "jsonb")
 STEP_COLUMNS = ("entry", "n", "at", "event_id", "dedup_key", "step", "slot", "key_name",
                 "detail")
+STEP_TYPES = ("text", "integer", "timestamptz", "text", "text", "text", "integer", "text",
+              "jsonb")
 LOCK_SEED = 0x7064  # hashtextextended's seed for the per-event locks
 LOCK_BUCKETS = 256  # the events' locks: one per bucket of their ids' hashes, so that a
 # batch of 50,000 events takes at most 256 (each lock is a slot of PostgreSQL's shared
@@ -64,8 +68,9 @@ def write(conn: psycopg.Connection, steps: Sequence[Step], key_names: tuple[str,
                   key=lambda row: (row[0], row[1]))
     ids = sorted({step.event_id for step in steps})
     with conn.transaction(), conn.cursor() as cur:
-        added_events = _insert(cur, "events", EVENT_COLUMNS, events, "(id, accepted_at)")
-        added_steps = _insert(cur, "steps", STEP_COLUMNS, rows, "(entry, n, at)")
+        added_events = _insert(cur, "events", EVENT_COLUMNS, EVENT_TYPES, events,
+                               "(id, accepted_at)")
+        added_steps = _insert(cur, "steps", STEP_COLUMNS, STEP_TYPES, rows, "(entry, n, at)")
         cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
                     "hashtextextended(i, %s) & %s AS k FROM unnest(%s::text[]) AS i "
                     "ORDER BY k) AS locks", (LOCK_SEED, LOCK_BUCKETS - 1, ids))
@@ -74,12 +79,18 @@ def write(conn: psycopg.Connection, steps: Sequence[Step], key_names: tuple[str,
 
 
 def _insert(cur: psycopg.Cursor, table: str, columns: tuple[str, ...],
-            rows: list[tuple[Any, ...]], key: str) -> int:
+            types: tuple[str, ...], rows: list[tuple[Any, ...]], key: str) -> int:
+    """All ``rows`` in one statement: a column each as an array (``unnest``), jsonb given
+    as text."""
     if not rows:
         return 0
-    marks = ", ".join(["%s"] * len(columns))
-    cur.executemany(f"INSERT INTO {SCHEMA}.{table} ({', '.join(columns)}) VALUES ({marks}) "
-                    f"ON CONFLICT {key} DO NOTHING", rows)
+    arrays = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for kind in types)
+    chosen = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name
+                       for name, kind in zip(columns, types, strict=True))
+    names = ", ".join(columns)
+    cur.execute(f"INSERT INTO {SCHEMA}.{table} ({names}) SELECT {chosen} FROM "
+                f"unnest({arrays}) AS u({names}) ON CONFLICT {key} DO NOTHING",
+                [list(column) for column in zip(*rows, strict=True)])
     return max(0, cur.rowcount)
 
 
@@ -126,7 +137,7 @@ def event_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
             _text(fields.get("r")), _text(fields.get("s")), str(fields.get("ad") or ""),
             key_name(key_names, step.slot), step.slot, _text(fields.get("c")),
             _text(fields.get("n")), str(fields.get("h") or ""), "queued", at,
-            Jsonb(_clean(stored)) if stored else None)
+            _json(stored) if stored else None)
 
 
 def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
@@ -136,7 +147,14 @@ def step_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
     # names its key itself (its label: a name or a mask, never the key)
     return (step.entry, step.n, _time(step.at_ms), _clean(step.event_id),
             _clean(step.dedup_key), _clean(step.step),
-            step.slot, named, Jsonb(_clean(detail)))
+            step.slot, named, _json(detail))
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text for a jsonb column (without NUL characters)."""
+    raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_clean(value), separators=(",", ":"), ensure_ascii=False) \
+        if "\\u0000" in raw else raw
 
 
 def _clean(value: Any) -> Any:
