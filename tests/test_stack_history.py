@@ -93,6 +93,12 @@ def test_migrate_runs_with_the_dsn_in_its_environment_and_says_why_it_failed() -
     history.migrate({}, run=run)  # no record: nothing to migrate
     assert len(calls) == 1
 
+    def hangs(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    with pytest.raises(ConfigError, match="did not finish"):
+        history.migrate({"RELAY_HISTORY_DSN": DSN}, run=hangs)
+
 
 def compose_services(tmp_path: Path, keys_file: Path, env: dict[str, str],
                      pg_password: str = "", history_option: str = "") -> dict:
@@ -202,3 +208,39 @@ def test_a_changed_dsn_is_said_with_its_password_masked() -> None:
                              {"RELAY_HISTORY_DSN": DSN.replace("db.example", "db2.example")})
     assert len(lines) == 1 and "db2.example.org" in lines[0]
     assert PASSWORD not in lines[0] and "pg-s3cret" not in lines[0]
+
+
+@pytest.mark.skipif(not has_postgres(), reason="no PostgreSQL server here (Debian's "
+                    "postgresql package; scripts/test installs it as root)")
+def test_a_start_that_fails_its_checks_leaves_no_postgresql_running(
+        keys_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relay.stack import up
+    from relay.stack.processes import free_port
+
+    top = Path(tempfile.mkdtemp(prefix="pdr-stack-"))
+    top.chmod(0o755)
+    (top / "run").mkdir()
+    (top / "run").chmod(0o755)  # (as root, `postgres` enters it)
+    environ = {"RELAY_HISTORY": "postgres", "PD_RELAY_MODE": "native",
+               "PD_RELAY_RUN_DIR": str(top / "run"), "PD_RELAY_DATA_DIR": str(top / "data"),
+               "PD_RELAY_POSTGRES_PORT": str(free_port()), "RELAY_KEYS_FILE": str(keys_file)}
+    options = StackOptions.from_env(environ, top, euid=1000)
+    options = StackOptions(**{**options.__dict__, "user": "", "system_dir": None})
+    seen = {}
+    real = subprocess.run
+
+    def check(argv, **kwargs):  # `pd-relay check` finds something wrong
+        if argv[-1:] != ["check"]:
+            return real(argv, **kwargs)
+        seen["dsn"] = kwargs["env"].get("RELAY_HISTORY_DSN", "")
+        seen["running"] = history.running(history.local_postgres(options))
+        return subprocess.CompletedProcess(argv, 1, "", "pd-relay: something is wrong\n")
+
+    monkeypatch.setattr(up.subprocess, "run", check)
+    try:
+        assert up.apply(options, environ, None) == 1
+        assert seen["running"] and seen["dsn"].startswith("postgresql://pd_relay:")
+        assert not history.running(history.local_postgres(options))  # stopped again
+    finally:
+        history.local_postgres(options).stop()
+        shutil.rmtree(top, ignore_errors=True)

@@ -84,8 +84,12 @@ def migrate(env: dict[str, str], run: Callable[..., subprocess.CompletedProcess[
     ConfigError with its words when it fails (a database a later release migrated, say)."""
     if not env.get("RELAY_HISTORY_DSN"):
         return
-    done = run([*pd_relay(), "history", "migrate"], env=with_settings(env),
-               capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_S)
+    try:
+        done = run([*pd_relay(), "history", "migrate"], env=with_settings(env),
+                   capture_output=True, text=True, timeout=MIGRATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError([f"pd-relay history migrate did not finish within "
+                           f"{MIGRATE_TIMEOUT_S} s: is PostgreSQL slow or locked?"]) from None
     if done.returncode != 0:
         raise ConfigError(["pd-relay history migrate failed: "
                            + ((done.stderr or "") + (done.stdout or "")).strip()[-2000:]])

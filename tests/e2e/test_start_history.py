@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from relay.stack.postgres import binaries
+from relay.stack.postgres import LocalPostgres, binaries
 from relay.stack.processes import Process, alive, free_port, pd_relay, wait_until
 from tests.conftest import make_key, trigger
 from tests.e2e.test_start import environ, nginx_available, pids, project, run
@@ -30,6 +30,18 @@ def has_postgres() -> bool:
     return True
 
 
+ALARM = "pd-relay-self-history-lag"
+
+
+def paged(sim: str) -> set[tuple[str, str]]:
+    events = requests.get(sim + "/_sim/events", timeout=5).json()["events"]
+    return {(e["event_action"], e["dedup_key"]) for e in events if e["status"] == 202}
+
+
+def delivered(sim: str) -> set[str]:
+    return {key for _, key in paged(sim)}
+
+
 def postgres_home(project: Path) -> Path:
     return project.parent / "system" / "postgres" if os.geteuid() == 0 \
         else project / "run" / "postgres"
@@ -42,6 +54,9 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
 
     keys_file = tmp_path / "keys.txt"
     keys_file.write_text(make_key() + " ops\n")
+    routes_file = tmp_path / "routes.yml"  # the self-check pages on ops, soon
+    routes_file.write_text("routes:\n  - name: everything\n    keys: [ops]\n"
+                           "self_alert:\n  keys: [ops]\n  for_s: 0\n  history_lag_s: 3\n")
     sim_port, port = free_port(), free_port()
     simulator = Process("simulator", pd_relay() + ["simulator", "--port", str(sim_port)],
                         dict(os.environ), tmp_path)
@@ -50,7 +65,8 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
                RELAY_PD_URL=sim, PD_RELAY_PORT=str(port), PD_RELAY_BIND="127.0.0.1",
                RELAY_ALLOW_ANONYMOUS="true", RELAY_HISTORY="postgres",
                PD_RELAY_POSTGRES_PORT=str(free_port()), PD_RELAY_INGRESS_NODES="1",
-               PD_RELAY_WORKER_PROCESSES="1")
+               PD_RELAY_WORKER_PROCESSES="1", RELAY_ROUTES_FILE=str(routes_file),
+               RELAY_SELF_CHECK_S="2")
     env.pop("VIRTUAL_ENV", None)
     env.pop("RELAY_HISTORY_DSN", None)
     home = postgres_home(project)
@@ -81,7 +97,8 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
         def recorded() -> int:
             with psycopg.connect(dsn, connect_timeout=10) as conn:
                 return int(conn.execute("SELECT count(*) FROM pd_relay.events WHERE "
-                                        "state = 'delivered'").fetchone()[0])
+                                        "state = 'delivered' AND dedup_key LIKE 'h_'"
+                                        ).fetchone()[0])
 
         wait_until(lambda: recorded() == 5, 60, "the events' records in PostgreSQL")
         shown = run(project, env, "relay", "status", "--json")
@@ -91,6 +108,22 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
         assert password not in shown.stdout and "pd_relay:***@" in record["dsn"]
         text = run(project, env, "status").stdout
         assert "HISTORY in PostgreSQL" in text and password not in text
+
+        # PostgreSQL stops: delivery goes on, the self-check pages (history-lag), and
+        # once it is back the record catches up and the alarm resolves
+        server = LocalPostgres(home, int(env["PD_RELAY_POSTGRES_PORT"]))
+        server.stop()
+        for n in range(5, 8):
+            reply = requests.post(url, json=trigger(f"e{n}", dedup_key=f"h{n}"), timeout=10)
+            assert reply.status_code == 202, reply.text
+        wait_until(lambda: {f"h{n}" for n in range(8)} <= delivered(sim), 30,
+                   "delivery while PostgreSQL is down")
+        wait_until(lambda: ("trigger", ALARM) in paged(sim), 60, "the history-lag alarm")
+        lagging = json.loads(run(project, env, "relay", "status", "--json").stdout)
+        assert lagging["history"]["lag_seconds"] > 3
+        server.start()
+        wait_until(lambda: recorded() == 8, 90, "the record to catch up")
+        wait_until(lambda: ("resolve", ALARM) in paged(sim), 60, "the alarm's resolve")
 
         stopped = run(project, env, "stop")
         assert stopped.returncode == 0, stopped.stderr
@@ -106,7 +139,7 @@ def test_start_sh_with_relay_history_postgres(project: Path, tmp_path: Path) -> 
         started = True
         assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
         assert "PostgreSQL for the history's record started in" in reloaded.stderr
-        assert recorded() == 5  # the same cluster, its data kept
+        assert recorded() == 8  # the same cluster, its data kept
         processes = pids(run(project, env, "status").stdout)
         assert environ(processes["history-exporter"])["RELAY_HISTORY_DSN"] == dsn
         stopped = run(project, env, "stop")
