@@ -53,6 +53,7 @@ def test_the_drill_says_why_it_is_skipped_without_a_postgresql_server(monkeypatc
     def missing() -> None:
         raise ConfigError(["no PostgreSQL server on this machine"])
 
-    assert history_drill.skipped() == ""  # this machine has one (the fixture's)
+    monkeypatch.setattr(history_drill, "binaries", lambda: Path("/usr/lib/postgresql/15/bin"))
+    assert history_drill.skipped() == ""
     monkeypatch.setattr(history_drill, "binaries", missing)
     assert "no PostgreSQL server" in history_drill.skipped()
