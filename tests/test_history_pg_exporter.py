@@ -248,3 +248,29 @@ def test_retention_drops_the_days_past_it(client, recorded) -> None:
     assert sorted(dropped) == ["events_20241010", "events_20241011", "steps_20241010",
                                "steps_20241011"]
     assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.steps") == [(3,)]
+
+
+def test_entries_of_many_steps_are_read_and_written_a_bounded_number_at_once(
+        client, recorded, monkeypatch) -> None:
+    from relay.history import RS, US, accepted
+    from relay.history.pg import exporter as module
+
+    for call in range(12):
+        client.xadd(NAMES.history, {"s": "accepted", "v": RS.join(
+            f"1{US}" + accepted(i=f"{call:04x}{n:012x}", d=f"k{call}-{n}", a="trigger").decode()
+            for n in range(100))})
+    monkeypatch.setattr(module, "STEPS_AT_ONCE", 250)
+    sizes: list[int] = []
+    real = module.write
+
+    def counted(conn, steps, *args):  # type: ignore[no-untyped-def]
+        sizes.append(len(steps))
+        return real(conn, steps, *args)
+
+    monkeypatch.setattr(module, "write", counted)
+    exporter = Exporter(client, recorded, "a", FAST)
+    assert exporter.turn() == 7  # the first read knows no better than --batch
+    assert exporter.count() == 2  # 100 steps an entry: 2 entries, 200 steps
+    drain(exporter)
+    assert max(sizes) <= 250 and sum(sizes) == 1_200
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(1_200,)]

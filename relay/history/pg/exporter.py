@@ -32,9 +32,8 @@ import redis
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 from relay.errors import RecordDown
-from relay.history.entries import steps_of
-from relay.history.loss import LOSS
-from relay.history.pg import SCHEMA
+from relay.history.entries import Step, steps_of
+from relay.history.pg.acks import ACK, committed
 from relay.history.pg.connect import connect, hide
 from relay.history.pg.migrate import require
 from relay.history.pg.partitions import Partitions
@@ -45,32 +44,8 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the end
+STEPS_AT_ONCE = 10_000  # steps a transaction writes at most (and a batch holds, about)
 
-# Acknowledge a batch once committed, and count it.
-# KEYS[1] the stream, KEYS[2] the export hash; ARGV[1] the group, ARGV[2] now (ms),
-# ARGV[3] how many written ids follow, then those ids, then the ids read back empty.
-# Returns {exported, lost}: the ids whose acknowledgement this call made.
-ACK = LOSS + """
-local written, exported, lost, last = tonumber(ARGV[3]), 0, 0, nil
-for i = 4, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    if i < 4 + written then
-      exported = exported + 1
-      if not last or id_less(last, ARGV[i]) then last = ARGV[i] end
-    else
-      lost = lost + 1
-    end
-  end
-end
-if exported > 0 then
-  redis.call('HINCRBY', KEYS[2], 'exported', exported)
-  local before = redis.call('HGET', KEYS[2], 'last')
-  if not before or id_less(before, last) then redis.call('HSET', KEYS[2], 'last', last) end
-  redis.call('HSET', KEYS[2], 'at_ms', ARGV[2])
-end
-if lost > 0 then redis.call('HINCRBY', KEYS[2], 'lost', lost) end
-return {exported, lost}
-"""
 
 
 @dataclass(frozen=True)
@@ -81,17 +56,6 @@ class Tuning:
     claim_every_s: float = 5.0
     retention_every_s: float = 3_600.0  # partitions dropped past RELAY_HISTORY_DAYS
     backoff_max_s: float = 30.0
-
-
-def committed(conn: psycopg.Connection, entries: list[str]) -> set[str]:
-    """Which of ``entries`` the record holds steps of (an exporter committed them, then
-    died before acknowledging)."""
-    times = [int(entry.split("-")[0]) for entry in entries]
-    found = conn.execute(
-        f"SELECT DISTINCT entry FROM {SCHEMA}.steps WHERE entry = ANY(%s) "
-        "AND at BETWEEN to_timestamp(%s / 1000.0) AND to_timestamp(%s / 1000.0)",
-        (entries, min(times) - 1, max(times) + 1)).fetchall()
-    return {row[0] for row in found}
 
 
 def consumer_name() -> str:
@@ -120,6 +84,7 @@ class Exporter:
         self.claimed_at = -float("inf")
         self.retained_at = -float("inf")
         self.outage_since: float | None = None
+        self.steps_per_entry = 1.0  # in the last batch: how many to read at once
         self.stopping = threading.Event()
 
     # -- one turn -------------------------------------------------------------------------
@@ -175,9 +140,26 @@ class Exporter:
         return kept
 
     def _write(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        steps = [step for entry_id, fields in entries if fields
-                 for step in steps_of(entry_id, fields)]
-        write(self._conn(), steps, self.settings.key_names, self.partitions)
+        """Write ``entries``' steps, ``STEPS_AT_ONCE`` at most a transaction (an entry's
+        steps in one)."""
+        chunk: list[Step] = []
+        total = 0
+        for entry_id, fields in entries:
+            found = steps_of(entry_id, fields) if fields else []
+            if chunk and len(chunk) + len(found) > STEPS_AT_ONCE:
+                write(self._conn(), chunk, self.settings.key_names, self.partitions)
+                chunk = []
+            chunk += found
+            total += len(found)
+        if chunk:
+            write(self._conn(), chunk, self.settings.key_names, self.partitions)
+        self.steps_per_entry = max(1.0, total / max(1, len(entries)))
+
+    def count(self) -> int:
+        """Entries to read at once: ``batch``, fewer when entries hold many steps (one
+        request's accepted steps share an entry), so a batch holds about
+        ``STEPS_AT_ONCE`` steps in memory at most."""
+        return max(1, min(self.tuning.batch, int(STEPS_AT_ONCE / self.steps_per_entry)))
 
     def _write_one(self, entry: tuple[str, dict[str, str]]) -> bool:
         try:
@@ -194,10 +176,10 @@ class Exporter:
             self.claimed_at = now
             self.ensure_group()
             self.client.xautoclaim(stream, group, self.name, self.tuning.claim_idle_ms,
-                                   "0-0", count=self.tuning.batch, justid=True)
+                                   "0-0", count=self.count(), justid=True)
         for start, block in (("0", None), (">", self.tuning.block_ms)):
             found: Any = self.client.xreadgroup(group, self.name, {stream: start},
-                                                count=self.tuning.batch, block=block)
+                                                count=self.count(), block=block)
             entries = [(str(entry_id), dict(fields or {}))
                        for entry_id, fields in (found[0][1] if found else []) if entry_id]
             if entries:
