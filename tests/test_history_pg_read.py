@@ -208,3 +208,18 @@ def test_a_record_not_migrated_says_what_to_do(routed, fake, tokens, pg_dsn) -> 
     answer = app.get("/api/v1/events", headers=look)
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
     assert "run `pd-relay history migrate`" in answer.json["errors"][0]
+
+
+def test_trace_since(app, fake, recorded, monkeypatch, capsys) -> None:
+    from relay.cli import _parser
+    from relay.commands import trace
+
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    assert app.post("/v2/enqueue", json=trigger(dedup_key="inc")).status_code == 202
+    export(fake, recorded.history_dsn, 1, ack=True, key_names=recorded.key_names)
+    fake.xtrim(NAMES.history, maxlen=0, approximate=False)
+    for when, status in (("1h", 0), ("2099-01-01T00:00:00Z", 1), ("soon", 2)):
+        args = _parser().parse_args(["trace", "inc", "--since", when])
+        assert trace.command(recorded, args) == status, when
+    out, err = capsys.readouterr()
+    assert out.count("1 event(s)") == 1 and "--since: want a time" in err

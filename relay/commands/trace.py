@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from relay.logs import printable
 from relay.names import Names
 from relay.settings import Settings
 from relay.store import connect
+from relay.ui.api import since
 
 
 def add_parser(sub: Any) -> None:
@@ -28,12 +30,21 @@ def add_parser(sub: Any) -> None:
                            "(accepted, attempts, delivered or dead-lettered)")
     trace.add_argument("dedup_key", metavar="DEDUP_KEY")
     trace.add_argument("--json", action="store_true")
+    trace.add_argument("--since", help="only events accepted at or after an age (2h, 7d) or "
+                       "a time (ISO 8601)")
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
     client, names = connect(settings), Names(settings.prefix)
     finder = Finder(settings, client)
-    query = Query(dedup_key=args.dedup_key, limit=0)
+    since_ms = None
+    if getattr(args, "since", None):
+        since_ms = since(args.since, time.time())
+        if since_ms is None:
+            print("--since: want a time (ISO 8601, e.g. 2026-12-01T08:00:00Z) or an age "
+                  "(90s, 15m, 2h, 7d)", file=sys.stderr)
+            return 2
+    query = Query(dedup_key=args.dedup_key, limit=0, since_ms=since_ms)
     try:
         stories = finder.search(query)[::-1]  # oldest first
     except RecordDown as exc:
