@@ -30,10 +30,11 @@ from typing import Any
 import failover_verdict
 import psycopg
 
+from relay.errors import ConfigError
 from relay.history.pg.lag import lag_ms
 from relay.names import Names
 from relay.stack.loopback import LoopbackStack as Stack
-from relay.stack.postgres import LocalPostgres
+from relay.stack.postgres import LocalPostgres, binaries
 from relay.stack.processes import free_port, wait_until
 
 OUTAGE_S = 60.0  # the issue's: PostgreSQL stopped for a minute under load
@@ -92,6 +93,15 @@ def run(workdir: Path, seconds: float, rate: float,
             stack.close()
         postgres.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def skipped() -> str:
+    """Why the drill cannot run here ("" when it can): no PostgreSQL server installed."""
+    try:
+        binaries()
+    except ConfigError as exc:
+        return str(exc)
+    return ""
 
 
 def drained(stack: Stack, load: Any, verdict: Callable[[Stack, Any], dict[str, int]]

@@ -45,3 +45,15 @@ def test_the_record_judge_counts_missing_twice_and_unfinished(pg_dsn: str) -> No
         "found": 3, "missing": 1, "twice": 1, "unfinished": 1}
     assert history_drill.recorded(pg_dsn, accepted[:2]) == {
         "found": 2, "missing": 0, "twice": 1, "unfinished": 0}
+
+
+def test_the_drill_says_why_it_is_skipped_without_a_postgresql_server(monkeypatch) -> None:
+    from relay.errors import ConfigError
+
+    def missing() -> None:
+        raise ConfigError(["no PostgreSQL server on this machine"])
+
+    monkeypatch.setattr(history_drill, "binaries", lambda: Path("/usr/lib/postgresql/15/bin"))
+    assert history_drill.skipped() == ""
+    monkeypatch.setattr(history_drill, "binaries", missing)
+    assert "no PostgreSQL server" in history_drill.skipped()

@@ -111,15 +111,23 @@ def test_an_exporter_killed_mid_burst_leaves_nothing_twice_and_nothing_missing(
     sender = threading.Thread(target=burst, daemon=True)
     sender.start()
     count = "SELECT count(*) FROM pd_relay.events"
-    wait_until(lambda: rows(pg_dsn, count)[0][0] > 0, 60, "the exporter to commit a batch")
-    first.kill()  # kill -9, in the middle of the burst
+    client = stack.redis.client()
+
+    def holding() -> bool:  # it committed a batch and holds the next one (read, not acked)
+        try:
+            pending = client.xpending(NAMES.history, NAMES.history_group)["pending"]
+        except redis.ResponseError:  # no group yet
+            return False
+        return bool(pending) and rows(pg_dsn, count)[0][0] > 0
+
+    wait_until(holding, 60, "the exporter to commit a batch and hold the next", every=0.01)
+    first.kill()  # kill -9, in the middle of the burst (and, most runs, of a batch)
     assert sender.is_alive(), "the burst ended before the kill: make it longer"
     at_kill = rows(pg_dsn, count)[0][0]
     sender.join(120)
     assert len(sent) == 3_000
     assert at_kill < 3_000
     stack.start_history_exporter("--claim-idle-s", "1")  # takes over what the dead one held
-    client = stack.redis.client()
     wait_until(lambda: exported(client) and rows(pg_dsn, count)[0][0] == 3_000, 120,
                "every event exported after the kill")
     keys = rows(pg_dsn, "SELECT dedup_key, count(*) FROM pd_relay.events GROUP BY 1")
