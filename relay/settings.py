@@ -25,6 +25,8 @@ LOG_FORMATS = ("text", "json")
 STORM_MODES = ("off", "backlog", "always")
 LEASE_MARGIN_S = 1.0  # a lease must outlast the longest send by this much
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RECORD_STREAM_MB = 128.0  # RELAY_HISTORY_MAX_MB's default with RELAY_HISTORY_DSN: a burst of
+# 100,000 events took ~40 MB of stream, and 24 MB lost 16-29% of it (docs/BENCHMARKS.md)
 DEFAULT_ROUTES_FILE = Path("pd_routes.yml")
 
 
@@ -129,8 +131,10 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{name}={masked_url(raw)!r}: {exc}")
 
-        if "history_days" not in values and values.get("history_dsn"):
-            values["history_days"] = 90.0  # the record in PostgreSQL: RELAY_HISTORY_DAYS
+        if values.get("history_dsn"):  # the record in PostgreSQL: its own defaults
+            values.setdefault("history_days", 90.0)  # RELAY_HISTORY_DAYS
+            # the stream is then the record's buffer, each accepted step with its event
+            values.setdefault("history_max_mb", RECORD_STREAM_MB)
         if "min_replicas" not in values and is_sentinel(values.get("redis_url", "")):
             values["min_replicas"] = 1
         found = read_keys(values.get("keys_file", cls.keys_file))
