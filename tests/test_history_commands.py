@@ -10,6 +10,9 @@ import pytest
 from relay.cli import main
 from relay.history.pg import SCHEMA_VERSION
 from relay.names import Names
+from tests.heartbeat_fixtures import real_redis
+
+__all__ = ["real_redis"]  # a fixture
 
 
 @pytest.fixture
@@ -61,3 +64,13 @@ def test_migrate_names_a_server_it_cannot_reach_without_its_password(env, monkey
 def test_the_lua_finds_the_export_hash_by_the_streams_name() -> None:
     names = Names("anything")
     assert names.history_export == names.history + ":export"  # relay.history.loss
+
+
+def test_the_exporter_refuses_a_database_not_migrated(env, pg_dsn, monkeypatch, capsys,
+                                                       real_redis) -> None:
+    sock = real_redis.connection_pool.connection_kwargs["path"]
+    monkeypatch.setenv("RELAY_REDIS_URL", f"unix://{sock}")
+    monkeypatch.setenv("RELAY_HISTORY_DSN", pg_dsn)
+    monkeypatch.setattr("relay.commands.history.exit_on_sigterm", lambda: None)
+    assert main(["history-exporter"]) == 2
+    assert "run `pd-relay history migrate`" in capsys.readouterr().out

@@ -274,3 +274,39 @@ def test_entries_of_many_steps_are_read_and_written_a_bounded_number_at_once(
     drain(exporter)
     assert max(sizes) <= 250 and sum(sizes) == 1_200
     assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(1_200,)]
+
+
+def test_exporters_gone_holding_nothing_are_forgotten(client, recorded) -> None:
+    accept(client, recorded, 10)
+    gone = Exporter(client, recorded, "gone", FAST)
+    gone.turn()  # read and acknowledged: holds nothing
+    holding = Exporter(client, recorded, "holding", FAST)
+    holding.ensure_group()
+    assert holding._next(0.0)  # holds 3
+    me = Exporter(client, recorded, "me", replace(FAST, claim_idle_ms=60_000))
+    me.turn()
+    assert me.forget_consumers(0) == ["gone"]
+    names = {c["name"] for c in client.xinfo_consumers(NAMES.history, NAMES.history_group)}
+    assert names == {"holding", "me"}
+    assert me.forget_consumers(86_400_000) == []
+
+
+def test_postgresql_too_slow_is_waited_out_like_down(client, recorded, caplog) -> None:
+    accept(client, recorded, 5)
+    with psycopg.connect(recorded.history_dsn) as blocker:
+        blocker.execute("LOCK TABLE pd_relay.steps IN SHARE MODE")  # every insert waits
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            if len(waits) == 2:
+                blocker.rollback()  # PostgreSQL fast again
+
+        exporter = Exporter(client, recorded, "a", replace(FAST, batch=100), sleep=sleep,
+                            connector=lambda: connect(recorded.history_dsn, autocommit=True,
+                                                      statement_timeout_ms=200))
+        exporter.retained_at = float("inf")
+        with caplog.at_level(logging.WARNING, logger="relay.history.pg.exporter"):
+            exporter.run(turns=1)
+    assert len(waits) == 2 and "statement timeout" in caplog.text
+    assert rows(recorded.history_dsn, "SELECT count(*) FROM pd_relay.events") == [(5,)]

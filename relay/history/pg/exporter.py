@@ -44,6 +44,7 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN = (psycopg.Error, RecordDown, redis.RedisError)  # waited out, never the end
+CONSUMER_IDLE_MS = 86_400_000  # a consumer idle this long holding nothing is forgotten
 STEPS_AT_ONCE = 10_000  # steps a transaction writes at most (and a batch holds, about)
 
 
@@ -202,6 +203,19 @@ class Exporter:
             require(self.conn)
         return self.conn
 
+    def forget_consumers(self, idle_ms: int) -> list[str]:
+        """Take out of the group the exporters gone (a name per process: host-pid) that
+        hold nothing and were not heard of for ``idle_ms``; return their names."""
+        try:
+            found = self.client.xinfo_consumers(self.names.history, self.names.history_group)
+        except redis.ResponseError:  # no group yet
+            return []
+        gone = [str(c["name"]) for c in found if str(c["name"]) != self.name
+                and not int(c["pending"]) and int(c["idle"]) >= idle_ms]
+        for name in gone:
+            self.client.xgroup_delconsumer(self.names.history, self.names.history_group, name)
+        return gone
+
     def close(self) -> None:
         """Close the connection to PostgreSQL (held entries stay held in the group)."""
         if self.conn is not None:
@@ -213,6 +227,7 @@ class Exporter:
         conn = self._conn()
         dropped = self.partitions.drop_older(conn, self.settings.history_days, now_ms)
         self.partitions.ahead(conn, now_ms)
+        self.forget_consumers(CONSUMER_IDLE_MS)
         self.retained_at = now_ms / 1000
         return dropped
 
