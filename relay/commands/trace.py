@@ -48,7 +48,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     try:
         stories = finder.search(query)[::-1]  # oldest first
     except RecordDown as exc:
-        print(f"the history's record in PostgreSQL does not answer ({'; '.join(exc.errors)}): "
+        print(f"the history's record in PostgreSQL does not answer ({exc}): "
               "showing only what the stream still holds (its last entries)", file=sys.stderr)
         stories = finder.stream(query)[::-1]
     finally:
