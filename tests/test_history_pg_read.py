@@ -253,3 +253,28 @@ def test_trace_since(app, fake, recorded, monkeypatch, capsys) -> None:
         assert trace.command(recorded, args) == status, when
     out, err = capsys.readouterr()
     assert out.count("1 event(s)") == 1 and "--since: want a time" in err
+
+
+def test_a_tail_too_long_to_read_whole_is_said_not_a_silent_gap(
+        app, fake, recorded, tokens, monkeypatch, capsys) -> None:
+    """The stream's tail (not exported yet) is read up to ``TAIL_MOST`` entries, the
+    newest: when it holds more, the API's answer, the Events page and trace say the
+    answer may miss events, and say nothing when it was read whole."""
+    from relay.commands import trace
+    from relay.history.pg import stories
+
+    for n in range(5):
+        assert app.post("/v2/enqueue", json=trigger(dedup_key=f"t{n}")).status_code == 202
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    monkeypatch.setattr(stories, "TAIL_MOST", 5)  # the tail: 5 entries, read whole
+    answer = app.get("/api/v1/events", headers=look).json
+    assert answer["count"] == 5 and answer["incomplete"] is None
+    monkeypatch.setattr(stories, "TAIL_MOST", 3)
+    answer = app.get("/api/v1/events", headers=look).json
+    assert answer["count"] == 3 and "only its newest 3 entries" in answer["incomplete"]
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    assert b"only its newest 3 entries" in app.get("/ui/events").data
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    args = type("Args", (), {"dedup_key": "t4", "json": True})()
+    assert trace.command(recorded, args) == 0
+    assert "only its newest 3 entries" in capsys.readouterr().err
