@@ -174,11 +174,21 @@ class StoreDown(Unavailable):
 
 
 class RecordDown(Unavailable):
-    """The history's PostgreSQL (RELAY_HISTORY_DSN) could not be reached or failed: the
-    reason names the server by its masked DSN, never its password."""
+    """The history's PostgreSQL (RELAY_HISTORY_DSN) could not be reached or failed.
+    ``details`` (and ``str()``: the operator's log, ``trace``) name the server by its
+    masked DSN, never its password; ``errors`` (the 503's body, which any API caller or
+    dashboard viewer reads) names nothing of it."""
 
     message = "The history's PostgreSQL does not answer; retry later"
     retry_after = 5
+    told = "the record in PostgreSQL does not answer"
+
+    def __init__(self, details: list[str] | None = None) -> None:
+        self.details = details or [self.told]
+        super().__init__([self.told])
+
+    def __str__(self) -> str:
+        return "; ".join(self.details)
 
     @classmethod
     def of(cls, exc: Exception) -> RecordDown:

@@ -2,15 +2,18 @@
 """How fast one exporter writes a backlog to PostgreSQL: EVENTS events as a burst of
 100-event requests (an accepted entry each) and a delivered step each, then one
 ``Exporter`` draining the stream (real redis-server, a local PostgreSQL). Prints the
-events and steps written a second.
+events and steps written a second, and how long its batches took (a turn: read, write,
+commit, acknowledge). With STORED, the record holds that many events first (90 days of
+them, ``scripts/history_data.py``), as a record kept for months does.
 
-    .venv/bin/python scripts/history_export_rate.py [EVENTS] [BATCH]
+    .venv/bin/python scripts/history_export_rate.py [EVENTS] [BATCH] [STORED]
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +23,9 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from history_data import generate  # noqa: E402
 
 from relay.history import RS, US, accepted  # noqa: E402
 from relay.history.pg.connect import connect  # noqa: E402
@@ -62,6 +68,7 @@ def fill(client: redis.Redis, events: int) -> None:
 def main() -> int:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else Tuning().batch
+    stored = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     where = Path(tempfile.mkdtemp(prefix="pdr-export-rate-"))
     where.chmod(0o755)  # as root, PostgreSQL runs as its own user
     sock = where / "redis.sock"
@@ -76,6 +83,9 @@ def main() -> int:
         print(f"PostgreSQL started in {time.monotonic() - started:.1f} s")
         with connect(postgres.dsn(), autocommit=True) as conn:
             migrate(conn)
+        if stored:
+            took = generate(postgres.dsn(), stored, say=lambda line: None)
+            print(f"{stored:,} events stored first in {took:.0f} s")
         keys = where / "keys.txt"
         keys.write_text("R" + token(15) + "\n")
         settings = Settings(routing_keys=(keys.read_text().strip(),), keys_file=keys,
@@ -83,14 +93,22 @@ def main() -> int:
                             history_max_entries=10_000_000, history_max_mb=4_000)
         fill(client, events)
         exporter = Exporter(client, settings, "rate", Tuning(batch=batch, block_ms=10))
-        started, entries = time.monotonic(), 0
-        while done := exporter.turn():
+        started, entries, turns = time.monotonic(), 0, []
+        while True:
+            began = time.monotonic()
+            done = exporter.turn()
+            if not done:
+                break
+            turns.append(time.monotonic() - began)
             entries += done
         took = time.monotonic() - started
         exporter.close()
         print(f"{events} events ({entries} entries, {2 * events} steps) exported in "
               f"{took:.1f} s: {events / took:,.0f} events/s, {2 * events / took:,.0f} "
               f"steps/s (batch {batch})")
+        cuts = statistics.quantiles(turns, n=10) if len(turns) > 1 else turns * 9
+        print(f"a batch ({len(turns)}): median {statistics.median(turns) * 1000:.0f} ms, "
+              f"p90 {cuts[8] * 1000:.0f} ms, max {max(turns) * 1000:.0f} ms")
     finally:
         postgres.stop()
         server.kill()

@@ -10,11 +10,13 @@ from typing import Any
 import fakeredis
 import pytest
 from flask.testing import FlaskClient
+from psycopg.conninfo import conninfo_to_dict
 
 from relay.app import create_app
 from relay.history import History
 from relay.names import Names
 from relay.settings import Settings
+from relay.stack.processes import free_port
 from tests.conftest import sign_in, trigger
 from tests.pg_rows import entries_of, migrated, write
 
@@ -110,10 +112,36 @@ def test_record_down_is_a_503_with_retry_after(routed, fake, tokens, postgres_se
     for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
         answer = app.get(path, headers=look)
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
-        [why] = answer.json["errors"]
-        assert why.startswith("PostgreSQL at postgresql://pd_relay:***@127.0.0.1:")
+        assert answer.json["errors"] == ["the record in PostgreSQL does not answer"]
         secret = postgres_server.password_file.read_text().strip()
         assert secret not in answer.get_data(as_text=True)
+
+
+def unnamed(body: str, dsn: str) -> None:
+    """``body`` names nothing of the server at ``dsn``: its host, port, user, database."""
+    given = conninfo_to_dict(dsn)
+    for part in ("host", "port", "user", "dbname"):
+        assert str(given[part]) not in body, (part, body)
+
+
+@pytest.mark.parametrize("which", ["down", "not migrated"])
+def test_a_503_names_nothing_of_the_server(routed, fake, tokens, pg_dsn, which) -> None:
+    """Any API caller or dashboard viewer reads the 503: it says the record does not
+    answer, never where it is (the operator's log does, masked)."""
+    given = conninfo_to_dict(pg_dsn)  # down: the same names, a port nothing listens on
+    dsn = (f"postgresql://{given['user']}:{given['password']}@127.0.0.1:{free_port()}/"
+           f"{given['dbname']}") if which == "down" else pg_dsn
+    app = create_app(replace(routed, history_dsn=dsn), client=fake).test_client()
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    for path in ("/api/v1/events", "/api/v1/events/0123456789abcdef"):
+        answer = app.get(path, headers=look)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        unnamed(answer.get_data(as_text=True), dsn)
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    for path in ("/ui/events", "/ui/events/0123456789abcdef"):
+        page = app.get(path)
+        assert page.status_code == 503 and b"PostgreSQL does not answer" in page.data
+        unnamed(page.get_data(as_text=True), dsn)
 
 
 def test_trace_reads_the_record_and_the_tail(app, fake, recorded, monkeypatch, capsys) -> None:
@@ -202,12 +230,14 @@ def test_a_story_whose_start_is_lost_keeps_its_recorded_steps(app, fake, recorde
                                                              ("delivered", "r2")], query
 
 
-def test_a_record_not_migrated_says_what_to_do(routed, fake, tokens, pg_dsn) -> None:
+def test_a_record_not_migrated_says_what_to_do(routed, fake, tokens, pg_dsn,
+                                               caplog) -> None:
     app = create_app(replace(routed, history_dsn=pg_dsn), client=fake).test_client()
     look = {"Authorization": f"Bearer {tokens['viewer']}"}
     answer = app.get("/api/v1/events", headers=look)
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
-    assert "run `pd-relay history migrate`" in answer.json["errors"][0]
+    assert answer.json["errors"] == ["the record in PostgreSQL does not answer"]
+    assert "run `pd-relay history migrate`" in caplog.text  # the operator's log says
 
 
 def test_trace_since(app, fake, recorded, monkeypatch, capsys) -> None:
@@ -223,3 +253,28 @@ def test_trace_since(app, fake, recorded, monkeypatch, capsys) -> None:
         assert trace.command(recorded, args) == status, when
     out, err = capsys.readouterr()
     assert out.count("1 event(s)") == 1 and "--since: want a time" in err
+
+
+def test_a_tail_too_long_to_read_whole_is_said_not_a_silent_gap(
+        app, fake, recorded, tokens, monkeypatch, capsys) -> None:
+    """The stream's tail (not exported yet) is read up to ``TAIL_MOST`` entries, the
+    newest: when it holds more, the API's answer, the Events page and trace say the
+    answer may miss events, and say nothing when it was read whole."""
+    from relay.commands import trace
+    from relay.history.pg import stories
+
+    for n in range(5):
+        assert app.post("/v2/enqueue", json=trigger(dedup_key=f"t{n}")).status_code == 202
+    look = {"Authorization": f"Bearer {tokens['viewer']}"}
+    monkeypatch.setattr(stories, "TAIL_MOST", 5)  # the tail: 5 entries, read whole
+    answer = app.get("/api/v1/events", headers=look).json
+    assert answer["count"] == 5 and answer["incomplete"] is None
+    monkeypatch.setattr(stories, "TAIL_MOST", 3)
+    answer = app.get("/api/v1/events", headers=look).json
+    assert answer["count"] == 3 and "only its newest 3 entries" in answer["incomplete"]
+    assert sign_in(app, tokens["viewer"]).status_code == 303
+    assert b"only its newest 3 entries" in app.get("/ui/events").data
+    monkeypatch.setattr(trace, "connect", lambda _settings: fake)
+    args = type("Args", (), {"dedup_key": "t4", "json": True})()
+    assert trace.command(recorded, args) == 0
+    assert "only its newest 3 entries" in capsys.readouterr().err

@@ -201,3 +201,54 @@ def test_nul_characters_postgresql_refuses_are_dropped_not_fatal(conn) -> None:
     assert conn.execute("SELECT dedup_key, summary, payload->'e'->'payload'->"
                         "'custom_details' FROM pd_relay.events").fetchone() == (
         "k", "disk full", {"x": [""]})
+
+
+def scanned(conn) -> dict[str, int]:
+    """The record's partitions PostgreSQL has read so far (sequential or index scans)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")  # this backend's counts, now
+    return dict(conn.execute(
+        "SELECT relname, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+        "WHERE schemaname = 'pd_relay' AND relname ~ '^(events|steps)_'").fetchall())
+
+
+def test_a_batch_reads_the_partitions_of_its_own_days_not_every_day(conn) -> None:
+    """The states are computed again for a batch's events without looking them up in every
+    day's partition: a month of events stored, a batch of today reads at most the
+    partitions of today and the day before (where its events were accepted)."""
+    partitions = Partitions()
+    day = 20_000 * DAY_MS
+    for n in range(30):  # an event a day, accepted and delivered
+        at = day + n * DAY_MS + 5
+        write(conn, [Step(f"{at}-0", 0, "accepted", f"old{n}", "k", 1, at, {"a": "trigger"}),
+                     Step(f"{at + 1}-0", 0, "delivered", f"old{n}", "k", 0, at + 1, {})],
+              (), partitions)
+    today = day + 29 * DAY_MS + 3_600_000
+    batch = [Step(f"{today}-0", 0, "accepted", "new", "k", 1, today, {"a": "trigger"}),
+             Step(f"{today + 1}-0", 0, "attempt", "new", "k", 0, today + 1, {}),
+             Step(f"{today + 2}-0", 0, "delivered", "new", "k", 0, today + 2, {})]
+    before = scanned(conn)
+    write(conn, batch, (), partitions)
+    after = scanned(conn)
+    read = sorted(name for name, count in after.items() if count > before.get(name, 0))
+    assert read and len(read) <= 4, read  # events and steps of 20241102 and 20241101
+    assert conn.execute("SELECT state FROM pd_relay.events WHERE id = 'new'").fetchone() \
+        == ("delivered",)
+
+
+def test_an_event_retried_for_days_still_gets_its_state(conn) -> None:
+    """An event accepted long before its batch (out of the batch's window): its state is
+    still brought up to date (looked up in every partition)."""
+    partitions = Partitions()
+    day = 20_000 * DAY_MS
+    write(conn, [Step(f"{day}-0", 0, "accepted", "e1", "k", 1, day, {"a": "trigger"})], (),
+          partitions)
+    later = day + 10 * DAY_MS
+    write(conn, [Step(f"{later}-0", 0, "attempt", "e1", "k", 0, later, {}),
+                 Step(f"{later}-1", 0, "accepted", "e2", "k", 1, later, {"a": "trigger"})],
+          (), partitions)
+    assert conn.execute("SELECT id, state FROM pd_relay.events ORDER BY id").fetchall() == [
+        ("e1", "retrying"), ("e2", "queued")]
+    write(conn, [Step(f"{later + 5}-0", 0, "delivered", "e1", "k", 0, later + 5, {})], (),
+          partitions)
+    assert conn.execute("SELECT state, updated_at FROM pd_relay.events WHERE id = 'e1'"
+                        ).fetchone()[0] == "delivered"

@@ -88,7 +88,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             written = write(counted(rows(conn, query, with_steps=args.format == "jsonl")),
                             out, args.format)
     except RecordDown as exc:
-        print(printable("; ".join(exc.errors), 500), file=sys.stderr)
+        print(printable(str(exc), 500), file=sys.stderr)
         return 1
     except psycopg.Error as exc:  # gone mid-export (a restart, a statement timeout)
         print(printable(f"{reason(exc, settings.history_dsn)}: the export stopped after "

@@ -46,9 +46,12 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     query = Query(dedup_key=args.dedup_key, limit=0, since_ms=since_ms)
     try:
-        stories = finder.search(query)[::-1]  # oldest first
+        found = finder.search(query)
+        if found.incomplete:
+            print(f"some events may be missing: {found.incomplete}", file=sys.stderr)
+        stories = found[::-1]  # oldest first
     except RecordDown as exc:
-        print(f"the history's record in PostgreSQL does not answer ({'; '.join(exc.errors)}): "
+        print(f"the history's record in PostgreSQL does not answer ({exc}): "
               "showing only what the stream still holds (its last entries)", file=sys.stderr)
         stories = finder.stream(query)[::-1]
     finally:

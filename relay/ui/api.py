@@ -101,7 +101,7 @@ def blueprint(settings: Settings, finder: Finder, access: Access) -> Blueprint:
         query = query_of(dict(request.args), record=finder.record is not None)
         found = finder.search(query)
         return {"events": [story.as_json(settings.key_names) for story in found],
-                "count": len(found), "limit": query.limit}
+                "count": len(found), "limit": query.limit, "incomplete": found.incomplete}
 
     @api.get("/events/<event_id>")
     def event(event_id: str) -> dict[str, Any]:

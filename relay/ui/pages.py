@@ -30,7 +30,7 @@ from relay.errors import (
     Unavailable,
 )
 from relay.heartbeats.report import Report
-from relay.history.pg.stories import Finder
+from relay.history.pg.stories import Finder, Found
 from relay.history.story import STATES
 from relay.routes.operators import Operator
 from relay.routes.policy import Policy
@@ -84,9 +84,10 @@ def blueprint(settings: Settings, client: redis.Redis, policy: Policy, access: A
             query = query_of(args, record=finder.record is not None)
             found, problems = finder.search(query), []
         except BadQuery as exc:
-            found, problems = [], exc.errors
+            found, problems = Found([]), exc.errors
         return page("events.html", who, 400 if problems else 200, args=args, states=STATES,
                     stories=[s.as_json(settings.key_names) for s in found], problems=problems,
+                    incomplete=found.incomplete,
                     refresh_s=SEARCH_REFRESH_S, record=finder.record is not None)
 
     @ui.get("/events/<event_id>")

@@ -34,6 +34,15 @@ TAIL_MOST = 200_000  # entries of the tail read at most (the stream's default ca
 Order = tuple[int, int, int]  # (ms, seq, place): a step's place in the history
 
 
+class Found(list[Story]):
+    """The stories a search found; ``incomplete`` says why some may be missing (the
+    stream's tail too long to read whole), else None."""
+
+    def __init__(self, stories: list[Story], incomplete: str | None = None) -> None:
+        super().__init__(stories)
+        self.incomplete = incomplete
+
+
 class Finder:
     """The history's searches: the record and the tail with a DSN, else the stream."""
 
@@ -46,7 +55,7 @@ class Finder:
             Record(settings.history_dsn, most=max(1, settings.threads // 2))
             if settings.history_dsn else None)  # half the threads at most wait on it
 
-    def search(self, query: Query) -> list[Story]:
+    def search(self, query: Query) -> Found:
         """The stories ``query`` asks for, newest first; RecordDown when PostgreSQL does
         not answer (a 503: the caller may search the stream instead, ``stream``)."""
         if self.record is None:
@@ -56,14 +65,18 @@ class Finder:
         # bounds when events were accepted, not their stories (as the record's steps)
         try:
             with self.record.connection() as conn:
-                return self._merged(conn, query, steps)
+                return Found(self._merged(conn, query, steps), incomplete=(
+                    f"the stream holds more than {TAIL_MOST:,} entries not in the record "
+                    f"yet (the export is behind): only its newest {TAIL_MOST:,} entries "
+                    "were read, so events of the time before them may be missing here"
+                    if steps.cut else None))
         except (psycopg.Error, RecordDown) as exc:
             down = RecordDown.of(exc)
             log.warning("the record in PostgreSQL does not answer a search: %s", down)
             raise down from None
 
-    def stream(self, query: Query) -> list[Story]:
-        return search(self.client, self.names, query, self.settings.key_names)
+    def stream(self, query: Query) -> Found:
+        return Found(search(self.client, self.names, query, self.settings.key_names))
 
     def _merged(self, conn: Any, query: Query, tail_steps: list[Step]) -> list[Story]:
         in_tail: dict[str, list[Step]] = defaultdict(list)

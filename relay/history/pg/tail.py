@@ -42,13 +42,20 @@ def frontier(client: redis.Redis, names: Names) -> str:
     return "-" if last == "0-0" else "(" + last
 
 
+class Tail(list[Step]):
+    """The tail's steps; ``cut``: entries older than those read were left out (``most``)."""
+
+    cut: bool = False
+
+
 def tail(client: redis.Redis, names: Names, start: str, until_ms: int | None = None,
-         most: int = 0) -> list[Step]:
+         most: int = 0) -> Tail:
     """The steps in the entries from ``start`` on (before ``until_ms``), oldest first;
-    at most ``most`` entries when given (the newest ones: a record far behind)."""
+    at most ``most`` entries when given (the newest ones: a record far behind; ``cut``
+    says when there were more)."""
     high = str(until_ms - 1) if until_ms else "+"
     if until_ms is not None and until_ms <= 0:
-        return []
+        return Tail()
     found: list[tuple[str, dict[str, Any]]] = []
     while True:
         chunk: list[Any] = list(client.xrevrange(names.history, max=high, min=start,
@@ -57,9 +64,11 @@ def tail(client: redis.Redis, names: Names, start: str, until_ms: int | None = N
         if len(chunk) < CHUNK or (most and len(found) >= most):
             break
         high = "(" + _text(chunk[-1][0])
-    if most:
+    steps = Tail()
+    if most and len(found) >= most:
+        steps.cut = len(found) > most or bool(client.xrevrange(
+            names.history, max="(" + _text(found[most - 1][0]), min=start, count=1))
         found = found[:most]
-    steps: list[Step] = []
     for entry_id, fields in reversed(found):
         steps += steps_of(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
     return steps

@@ -11,6 +11,12 @@ before its acknowledgement; two exporters given the same entries) writes nothing
   bucket of event ids, ``LOCK_BUCKETS``) taken in one order: of two exporters committing
   steps of the same event in any order, the second computes after the first committed,
   and so sees all of them.
+- that look-up reads only the partitions of the batch's days (``WINDOW_MS``): an event's
+  accepted step is never after its other steps (stream ids only grow), and nearly always
+  less than a day before them, so its row is looked for from a day before the batch's
+  first step to its last, and its steps from that day on. The events not found there
+  (retried for days; or not in the record yet: their accepted step in another exporter's
+  batch, or lost) are looked up in every partition, as before.
 
 The connection must be in autocommit (each batch is its own ``transaction()`` block).
 """
@@ -46,6 +52,8 @@ LOCK_BUCKETS = 256  # the events' locks: one per bucket of their ids' hashes, so
 # lock table: max_locks_per_transaction x max_connections, 6,400 by default; one lock an
 # event ran out of it, "out of shared memory"). Two events in one bucket wait for each
 # other, which is all the locks must ensure (one order: no deadlock).
+WINDOW_MS = 86_400_000  # how long before a batch's first step its events' accepted steps
+# are looked for first (the partitions read: that day's and the batch's)
 INDEXED_CHARS = 512  # the most of a btree-indexed column kept: PostgreSQL refuses an index
 # row over 2704 bytes (ProgramLimitExceeded), and payload.source has no length limit; the
 # payload column keeps the whole value
@@ -77,7 +85,13 @@ def write(conn: psycopg.Connection, steps: Sequence[Step], key_names: tuple[str,
         cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT "
                     "hashtextextended(i, %s) & %s AS k FROM unnest(%s::text[]) AS i "
                     "ORDER BY k) AS locks", (LOCK_SEED, LOCK_BUCKETS - 1, ids))
-        cur.execute(RECOMPUTE, {"ids": ids, "ends": list(ENDS)})
+        low = _time(min(step.at_ms for step in steps) - WINDOW_MS)
+        high = _time(max(step.at_ms for step in steps))
+        cur.execute(RECOMPUTE_WITHIN, {"ids": ids, "ends": list(ENDS), "low": low,
+                                       "high": high})
+        missing = sorted(set(ids) - {row[0] for row in cur.fetchall()})
+        if missing:  # accepted before the window, or not in the record (yet)
+            cur.execute(RECOMPUTE_ALL, {"ids": missing, "ends": list(ENDS)})
     return Written(added_events, added_steps)
 
 
@@ -101,12 +115,14 @@ def _insert(cur: psycopg.Cursor, table: str, columns: tuple[str, ...],
 # accepted step before others of its millisecond, then the entry's sequence and place):
 # its last end (delivered, dead, coalesced); else how its first step, an accepted one
 # without a slot, was held; else retrying after an attempt; else queued.
+# RECOMPUTE_WITHIN: only the events accepted from ``low`` to ``high`` and their steps
+# from ``low`` on (the partitions of those days: PostgreSQL prunes the others).
 RECOMPUTE = f"""
 WITH ordered AS (
   SELECT event_id, step, slot, detail, at, n,
          CASE WHEN step = 'accepted' THEN -1
               ELSE split_part(entry, '-', 2)::numeric END AS seq
-  FROM {SCHEMA}.steps WHERE event_id = ANY(%(ids)s)
+  FROM {SCHEMA}.steps WHERE event_id = ANY(%(ids)s){{steps}}
 ), story AS (
   SELECT event_id, max(at) AS updated_at,
          (array_agg(step ORDER BY at DESC, seq DESC, n DESC)
@@ -121,8 +137,12 @@ UPDATE {SCHEMA}.events AS e
 SET state = coalesce(story.ended, nullif(story.held, ''),
                      CASE WHEN story.tried THEN 'retrying' ELSE 'queued' END),
     updated_at = greatest(story.updated_at, e.accepted_at)
-FROM story WHERE e.id = story.event_id
+FROM story WHERE e.id = story.event_id{{events}}
 """
+RECOMPUTE_ALL = RECOMPUTE.format(steps="", events="")
+RECOMPUTE_WITHIN = RECOMPUTE.format(
+    steps=" AND at >= %(low)s",
+    events=" AND e.accepted_at BETWEEN %(low)s AND %(high)s RETURNING e.id")
 
 
 def event_row(step: Step, key_names: tuple[str, ...]) -> tuple[Any, ...]:
