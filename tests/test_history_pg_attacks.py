@@ -11,7 +11,6 @@ import string
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import fakeredis
 import psycopg
@@ -24,39 +23,13 @@ from relay.history import History
 from relay.history.loss import SLACK, TRIM_MOST
 from relay.history.pg import SCHEMA_VERSION, writer
 from relay.history.pg.connect import connect
-from relay.history.pg.exporter import Exporter, Tuning
+from relay.history.pg.exporter import Exporter
 from relay.history.pg.migrate import migrate
 from relay.history.pg.partitions import DAY_MS, Partitions, day_of, name
-from relay.names import Names
 from relay.settings import Settings
-from tests.heartbeat_fixtures import real_redis
+from tests.test_history_pg_exporter import FAST, NAMES, client, real_redis, recorded
 
-__all__ = ["real_redis"]  # a fixture
-NAMES = Names("pdr")
-FAST = Tuning(batch=7, block_ms=10, claim_idle_ms=0, claim_every_s=0.0)
-
-
-@pytest.fixture
-def client(real_redis: redis.Redis) -> redis.Redis:
-    real_redis.flushall()
-    return real_redis
-
-
-@pytest.fixture
-def recorded(settings: Settings, pg_dsn: str, monkeypatch) -> Iterator[Settings]:
-    with connect(pg_dsn, autocommit=True) as conn:
-        migrate(conn)
-    made: list[Exporter] = []
-    start = Exporter.__init__
-
-    def kept(self: Exporter, *args: Any, **kwargs: Any) -> None:
-        start(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(Exporter, "__init__", kept)
-    yield replace(settings, history_dsn=pg_dsn)
-    for exporter in made:
-        exporter.close()
+__all__ = ["client", "real_redis", "recorded"]  # fixtures, shared with the exporter's tests
 
 
 def accept(client: redis.Redis, settings: Settings, count: int, source: str = "db1",

@@ -10,27 +10,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import fakeredis
 import psycopg
 import pytest
-from flask.testing import FlaskClient
 
 from relay.app import create_app
-from relay.settings import Settings
 from tests.conftest import trigger
 from tests.pg_rows import migrated
-from tests.test_history_pg_read import NAMES, export
+from tests.test_history_pg_read import NAMES, app, export, recorded
+
+__all__ = ["app", "recorded"]  # fixtures, shared with the reading tests
 
 
-@pytest.fixture
-def recorded(routed: Settings, pg_dsn: str) -> Settings:
-    migrated(pg_dsn)
-    return replace(routed, history_dsn=pg_dsn)
-
-
-@pytest.fixture
-def app(recorded: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
-    return create_app(recorded, client=fake).test_client()
 
 
 @pytest.mark.parametrize("args", [
