@@ -27,7 +27,16 @@ from relay.history.pg.exporter import Exporter
 from relay.history.pg.migrate import migrate
 from relay.history.pg.partitions import DAY_MS, Partitions, day_of, name
 from relay.settings import Settings
-from tests.test_history_pg_exporter import FAST, NAMES, client, real_redis, recorded
+from tests.test_history_pg_exporter import (
+    FAST,
+    NAMES,
+    client,
+    drain,
+    figures,
+    real_redis,
+    recorded,
+    rows,
+)
 
 __all__ = ["client", "real_redis", "recorded"]  # fixtures, shared with the exporter's tests
 
@@ -40,25 +49,6 @@ def accept(client: redis.Redis, settings: Settings, count: int, source: str = "d
             "event_action": "trigger", "dedup_key": f"{prefix}{n}", "payload": {
                 "summary": f"disk {n} full", "source": source, "severity": "critical"}}
         ).status_code == 202
-
-
-def drain(exporter: Exporter, most: int = 100) -> int:
-    total = 0
-    for _ in range(most):
-        done = exporter.turn()
-        if not done:
-            return total
-        total += done
-    raise AssertionError("the exporter never caught up")
-
-
-def rows(dsn: str, sql: str) -> list[tuple]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def figures(client: redis.Redis) -> dict[str, str]:
-    return client.hgetall(NAMES.history_export)
 
 
 def test_a_source_too_long_for_an_index_loses_that_entry_only(client, recorded) -> None:
