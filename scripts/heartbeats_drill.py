@@ -15,8 +15,10 @@ second later, the relay's processes are killed -9 and started again three second
 back. At the end every check is pinged until its last incident has resolved.
 
 The verdict (scripts/failover_verdict.py ``alternated``): lost = outages never paged;
-extra incidents = a check's incidents beyond its outages and its pings at the deadline
-(a second incident for one outage, or a page while pinged in time); duplicates = a page
+extra incidents = a check's incidents beyond its outages, its pings at the deadline and
+its times unreachable (up, its pings failing past its deadline while the relay restarts:
+a check that came back up between the silence and the kill; a page is then right) (a
+second incident for one outage, or a page while pinged in time); duplicates = a page
 repeated within one outage (the same open incident at PagerDuty: at least once, as every
 event); order violations = a resolve before its trigger, or an incident still open at
 the end; misrouted = a page on another key than its check's.
@@ -55,6 +57,7 @@ class Check:
     down_at: float = 0.0  # the last ping's answer: expected + grace
     paged_before: int = 0  # its triggers at PagerDuty when the silence began
     silent_since: float = 0.0
+    unreachable: bool = False  # its pings failing past its deadline (the relay restarting)
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Plan:
     outages: list[tuple[str, float, float, bool]] = field(default_factory=list)
     # (check, silent since, back at, paged)
     races: list[str] = field(default_factory=list)  # the checks pinged at the deadline
+    # the checks whose pings failed past their deadline while up (the relay restarting: one
+    # that came back up between the silence and the kill): a page is then right, once
+    unreachable: list[str] = field(default_factory=list)
     killed_at: float = 0.0  # when the relay's processes were killed
     pings: int = 0
     retries: int = 0
@@ -122,10 +128,14 @@ class Pinger(threading.Thread):
         now = time.time()
         if check.phase == "up":
             if self.ping(check):
+                check.unreachable = False
                 check.next_at = now + EVERY_S
                 if now >= check.up_until and not self.ending.is_set():
                     self.silence(check, self.rng.choice(("outage", "outage", "race")))
             else:
+                if check.down_at and now > check.down_at and not check.unreachable:
+                    check.unreachable = True
+                    self.plan.unreachable.append(check.name)
                 check.next_at = now + 0.2
         elif check.phase == "race":
             if self.ping(check):  # at the deadline, whoever wins
@@ -254,12 +264,15 @@ def verdict(plan: Plan, checks: list[Check], arrivals: list[dict[str, Any]],
     # page while it was pinged in time; and the pings at the deadline the evaluation won
     extra = won = 0
     for check, opened in found["incidents"].items():
-        beyond = opened - sum(1 for name, *_ in plan.outages if name == check)
-        extra += max(0, beyond - plan.races.count(check))
-        won += max(0, min(beyond, plan.races.count(check)))
+        name = check.removeprefix("heartbeat:")
+        beyond = opened - sum(1 for outage, *_ in plan.outages if outage == name) \
+            - plan.unreachable.count(name)
+        extra += max(0, beyond - plan.races.count(name))
+        won += max(0, min(beyond, plan.races.count(name)))
     return {
         "drill": f"heartbeats ({outages} outages, {across} across the restart, {paged} "
                  f"paged; {len(plan.races)} pings at the deadline, {won} after the page; "
+                 f"{len(plan.unreachable)} unreachable past the deadline; "
                  f"{extra} extra incidents)",
         "accepted": plan.pings,
         "extra incidents": extra,

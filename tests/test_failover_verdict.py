@@ -160,4 +160,18 @@ def test_the_heartbeats_drill_counts_lost_outages_extra_incidents_and_races_won(
     assert row["lost"] == 1  # c's outage never paged
     assert row["extra incidents"] == 1 and row["misrouted"] == 2
     assert row["drill"].startswith("heartbeats (3 outages, 2 across the restart, 2 paged; "
-                                   "2 pings at the deadline, 2 after the page; 1 extra incidents)")
+                                   "2 pings at the deadline, 2 after the page; "
+                                   "0 unreachable past the deadline; 1 extra incidents)")
+
+
+def test_a_check_unreachable_past_its_deadline_may_be_paged_once() -> None:
+    """A check that came back up between the silence and the kill: its pings fail past
+    its deadline while the relay restarts, and the page it then gets is right (once)."""
+    drill = importlib.import_module("heartbeats_drill")
+    checks = [drill.Check("a", 0)]
+    arrivals = [dict(page("a", action), routing_key="k0")
+                for action in ("trigger", "resolve", "trigger", "resolve", "trigger", "resolve")]
+    plan = drill.Plan(outages=[("a", 10.0, 20.0, True)], unreachable=["a"], killed_at=21.0)
+    assert drill.verdict(plan, checks, arrivals, ["k0"])["extra incidents"] == 1
+    plan.unreachable.append("a")  # unreachable twice: both pages explained
+    assert drill.verdict(plan, checks, arrivals, ["k0"])["extra incidents"] == 0
