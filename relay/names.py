@@ -216,6 +216,39 @@ class Names:
         """String with a TTL: the channel asked to wait (429, Retry-After) until it lapses."""
         return f"{self.prefix}:channel:{channel}:pause"
 
+    def gathering(self, channel: str, group: str) -> str:
+        """Hash: one gathering of notices for a digest to ``channel`` (relay.channels.gather):
+        why (``group``: ``digest``, ``muted:<intervals>``, ``breaker``), since and due when,
+        the counts by severity and state, its sequence number; with ``gathered`` its lines."""
+        return f"{self.prefix}:channel:{channel}:gather:{group}"
+
+    def gathered(self, channel: str, group: str) -> str:
+        """List: the first lines (``relay.channels.digest.Line`` JSON) of a gathering."""
+        return f"{self.prefix}:channel:{channel}:gather:{group}:lines"
+
+    @property
+    def gatherings_due(self) -> str:
+        """Sorted set: ``<channel>\x1f<group>`` of each open gathering, by when its digest
+        is due (ms)."""
+        return f"{self.prefix}:channels:due"
+
+    @property
+    def digests_taken(self) -> str:
+        """Hash: digests taken from their gatherings (id -> JSON) and not yet made RQ jobs
+        (a crash between is made good by the next dispatcher)."""
+        return f"{self.prefix}:channels:digests"
+
+    def breaker(self, channel: str) -> str:
+        """Hash: ``channel``'s breaker (relay.channels.breaker): state, since, the next
+        probe's time, consecutive failures, and the window's sends and failures."""
+        return f"{self.prefix}:channel:{channel}:breaker"
+
+    @property
+    def maintenance_told(self) -> str:
+        """Hash: per maintenance window, the last of its events the channels were told of
+        (added, started, ended, expired), so each is told once."""
+        return f"{self.prefix}:channels:maintenance-told"
+
     @property
     def alarms(self) -> str:
         """Hash of the relay's own open alarms (``relay.housekeeping.selfcheck``):

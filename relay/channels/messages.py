@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import TemplateError
 
 from relay.channels import escape
+from relay.channels.digest import Digest, outline
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
 from relay.routes import jsonbody
@@ -78,20 +79,6 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
     body = render(own, values, style) if own else \
         "\n".join([f"{bold}{headline}{bold}" if channel.type != "teams" else headline,
                    *details])
-    if channel.type == "slack":  # no previews: a sender's link fetches nothing
-        return {"text": body, "unfurl_links": False, "unfurl_media": False}
-    if channel.type == "mattermost":
-        return {"text": body}
-    if channel.type == "teams":
-        blocks = [{"type": "TextBlock", "text": line, "wrap": True} for line in body.split("\n")]
-        if blocks and not own:
-            blocks[0].update(weight="Bolder", size="Medium")
-        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard", "version": "1.4", "body": blocks}
-        return {"type": "message", "attachments": [
-            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
-    if channel.type == "webex":
-        return {"roomId": channel.room, "markdown": body}
     if channel.type == "webhook":
         if channel.body:
             try:
@@ -104,4 +91,38 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
         return {"text": body, "notice": {k: v for k, v in values.items() if k != "event"},
                 "event": notice.event}
     subject = render(channel.subject, values) if channel.subject else headline
+    return wrap(channel, body, subject, bolded=not own)
+
+
+def digest_message(channel: Channel, digest: Digest) -> dict[str, Any]:
+    """A digest (``relay.channels.digest``) written for ``channel``'s type."""
+    style = escape.STYLES.get(channel.type, escape.PLAIN)
+    headline, lines, tail = outline(digest)
+    shown = [style.escape(line) for line in lines] + ([tail] if tail else [])
+    bold = style.bold
+    body = "\n".join([f"{bold}{style.escape(headline)}{bold}" if channel.type != "teams"
+                      else headline, *shown])
+    if channel.type == "webhook":
+        return {"text": body, "digest": digest.to_json()}
+    return wrap(channel, body, headline)
+
+
+def wrap(channel: Channel, body: str, subject: str, bolded: bool = True) -> dict[str, Any]:
+    """``body`` (the message's text) in the JSON (or mail) ``channel``'s type takes."""
+    if channel.type == "slack":  # no previews: a sender's link fetches nothing
+        return {"text": body, "unfurl_links": False, "unfurl_media": False}
+    if channel.type == "mattermost":
+        return {"text": body}
+    if channel.type == "teams":
+        blocks = [{"type": "TextBlock", "text": line, "wrap": True} for line in body.split("\n")]
+        if blocks and bolded:
+            blocks[0].update(weight="Bolder", size="Medium")
+        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4", "body": blocks}
+        return {"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+    if channel.type == "webex":
+        return {"roomId": channel.room, "markdown": body}
+    if channel.type == "webhook":
+        return {"text": body}
     return {"subject": " ".join(subject.split())[:200], "text": body}

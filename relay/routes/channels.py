@@ -51,6 +51,40 @@ CHECKS = {
 
 
 @dataclass(frozen=True)
+class Timing:
+    """When a route, a route's use of a channel, or a channel is muted: during any of its
+    ``mute`` time intervals, and outside all of its ``active`` ones (when it names any),
+    as Alertmanager's ``mute_time_intervals`` and ``active_time_intervals``
+    (relay.routes.intervals). While muted, events at least ``min_severity`` (YAML
+    ``muted_min_severity``) still go through as usual (None: none do)."""
+
+    mute: tuple[str, ...] = ()  # names of the routes file's time_intervals
+    active: tuple[str, ...] = ()
+    min_severity: str | None = None
+
+    @property
+    def timed(self) -> bool:
+        return bool(self.mute or self.active)
+
+
+NO_TIMING = Timing()
+
+
+@dataclass(frozen=True)
+class Breaker:
+    """When a channel's breaker opens (relay.channels.breaker): after ``failures``
+    consecutive failed sends, or when at least ``min_sends`` sends in the last
+    ``window_s`` failed in a share of ``ratio`` or more; then nothing is tried for
+    ``cooldown_s`` but one probe. ``failures`` 0: no breaker (YAML ``breaker: off``)."""
+
+    failures: int = 5
+    ratio: float = 0.5
+    window_s: float = 300.0
+    min_sends: int = 10
+    cooldown_s: float = 300.0
+
+
+@dataclass(frozen=True)
 class Channel:
     name: str
     type: str
@@ -59,6 +93,13 @@ class Channel:
     retries: int = 12  # sends after the first, at growing intervals, before it fails
     template: str | None = None  # Jinja2 text of the message (sandboxed)
     timeout_s: float = 10.0
+    timing: Timing = NO_TIMING  # quiet hours (mute_time_intervals, active_time_intervals)
+    muted: str = "hold"  # what a muted message becomes: held for a digest, or "drop"ped
+    digest_s: float = 0.0  # YAML ``digest: 2m``: gather messages that long, send one (0: off)
+    digest_first: str = "gather"  # or "immediate": a quiet period's first message at once
+    breaker: Breaker = Breaker()
+    failed_max: int = 100  # failed messages kept in its RQ failed registry, oldest dropped
+    maintenance: bool = False  # hears maintenance notices (window added, started, ended)
     url: str = field(default="", repr=False)  # webhooks: the URL is the secret
     method: str = "POST"
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -90,6 +131,9 @@ class Use:
     name: str
     min_severity: str | None = None
     template: str | None = None  # this route's own message text (Jinja2)
+    timing: Timing = NO_TIMING  # this use's own quiet hours, besides the channel's
+    muted: str | None = None  # "hold" or "drop" while muted (None: the channel's)
+    digest_s: float | None = None  # this use's digest period (None: the channel's)
 
 
 def hearing(uses: Sequence[Use], severity: object, least: Mapping[str, str]) -> tuple[str, ...]:

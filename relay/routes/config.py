@@ -18,7 +18,8 @@ from relay.errors import ConfigError
 from relay.heartbeats.config import Known, heartbeats
 from relay.heartbeats.model import Check
 from relay.keys import exposed
-from relay.routes.channels import Channel, Use, channel, uses
+from relay.routes.channels import NO_TIMING, Channel, Timing, Use, channel, uses
+from relay.routes.intervals import TimeInterval
 from relay.routes.matchers import Matcher, parse
 from relay.routes.operators import FIELDS as OPERATOR_FIELDS
 from relay.routes.operators import Operator, hashes, operator
@@ -28,7 +29,7 @@ from relay.routes.sources import grants
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators",
-            "heartbeats")
+            "heartbeats", "time_intervals")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Route:
     keys: tuple[str, ...] = ()  # key names: incidents spread over them
     drop: bool = False
     channels: tuple[Use, ...] = ()  # hear of its events; with no keys, only they do
+    timing: Timing = NO_TIMING  # when its PagerDuty events are muted (its channels: theirs)
+    night_keys: tuple[str, ...] = ()  # key names a muted event goes to (none: suppressed)
+    maintenance: bool = False  # its channels hear of maintenance windows matching it
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class RoutesFile:
     operators: tuple[Operator, ...] = ()  # who may look (viewer) and replay, purge (admin)
     path: Path | None = None
     heartbeats: tuple[Check, ...] = ()  # dead man's switches (relay.heartbeats.config)
+    time_intervals: tuple[TimeInterval, ...] = ()  # named, for timings (relay.routes.intervals)
 
 
 def load_or_none(path: Path | None, key_names: Collection[str]) -> RoutesFile:
