@@ -24,6 +24,7 @@ import requests
 from rq import Retry, get_current_job
 
 from relay.channels import messages, senders
+from relay.channels.digest import Digest
 from relay.channels.notice import Notice
 from relay.errors import Rejected, RetryLater
 from relay.limiter import RateLimiter
@@ -56,21 +57,43 @@ class Courier:
         self.jitter = jitter
 
     def deliver(self, name: str, data: dict[str, Any], retries_done: int = 0) -> Retry | str:
+        """Send notice ``data`` to channel ``name``."""
+        channel = self._channel(name)
+        notice = Notice.from_json(data)
+        what = f"{notice.state} dedup_key={notice.event.get('dedup_key')}"
+        return self._send(channel, lambda: messages.message(
+            channel, notice, self.templates.get((notice.route, name))), what, retries_done)
+
+    def deliver_digest(self, name: str, data: dict[str, Any],
+                       retries_done: int = 0) -> Retry | str:
+        """Send digest ``data`` (``relay.channels.digest``) to channel ``name``."""
+        channel = self._channel(name)
+        digest = Digest.from_json(data)
+        what = f"digest {digest.id} of {digest.total} notice(s)"
+        return self._send(channel, lambda: messages.digest_message(channel, digest), what,
+                          retries_done)
+
+    def _channel(self, name: str) -> Channel:
         channel = self.channels.get(name)
         if channel is None:
             raise Rejected(f"no channel named {name} in the routes file this worker read")
-        notice = Notice.from_json(data)
+        return channel
+
+    def _send(self, channel: Channel, message: Callable[[], dict[str, Any]], what: str,
+              retries_done: int) -> Retry | str:
+        """Keep the channel's pace and pause, send ``message()``, retry or fail."""
+        name = channel.name
         paused = self._paused(channel)
         if paused:
             return self._retry(channel, retries_done, paused)
         wait = self._pace(channel)
         if wait > 0:  # the pace: a wait of the normal kind, not a failure's backoff
             return Retry(max=channel.retries, interval=max(1, math.ceil(wait)))
-        body = messages.message(channel, notice, self.templates.get((notice.route, name)))
+        body = message()
         try:
             reply = senders.send(channel, body, self.session, self.smtp)
         except RetryLater as exc:
-            self._failed(channel, notice, exc, final=retries_done >= channel.retries)
+            self._failed(channel, what, exc, final=retries_done >= channel.retries)
             if exc.status == 429:
                 self._limiter(channel).throttled()
             pause = exc.retry_after if exc.status else self.backoff[0]  # no answer at all
@@ -82,12 +105,11 @@ class Courier:
                                exc.status, exc.reply) from exc
             return self._retry(channel, retries_done, exc.retry_after or 0)
         except Rejected as exc:
-            self._failed(channel, notice, exc, final=True)
+            self._failed(channel, what, exc, final=True)
             raise Rejected(f"{exc.reason}: {exc.reply}" if exc.reply else exc.reason,
                            exc.status, exc.reply) from exc
         self.client.hincrby(self.names.channel_stats, f"{name}:sent", 1)
-        log.info("channel %s: sent %s dedup_key=%s", name, notice.state,
-                 notice.event.get("dedup_key"))
+        log.info("channel %s: sent %s", name, what)
         return reply
 
     def _limiter(self, channel: Channel) -> RateLimiter:
@@ -120,18 +142,17 @@ class Courier:
             self.sleep(wait)
         return 0.0
 
-    def _failed(self, channel: Channel, notice: Notice, exc: RetryLater | Rejected,
+    def _failed(self, channel: Channel, what: str, exc: RetryLater | Rejected,
                 final: bool) -> None:
-        what = f"{exc.reason}: {exc.reply[:200]}" if exc.reply else exc.reason
+        reason = f"{exc.reason}: {exc.reply[:200]}" if exc.reply else exc.reason
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hset(self.names.channel_stats, mapping={
-                f"{channel.name}:error": what, f"{channel.name}:error_at": int(time.time())})
+                f"{channel.name}:error": reason, f"{channel.name}:error_at": int(time.time())})
             if final:
                 pipe.hincrby(self.names.channel_stats, f"{channel.name}:failed", 1)
             pipe.execute()
-        log.warning("channel %s: %s %s dedup_key=%s: %s", channel.name,
-                    "gave up on" if final else "will retry", notice.state,
-                    notice.event.get("dedup_key"), what)
+        log.warning("channel %s: %s %s: %s", channel.name,
+                    "gave up on" if final else "will retry", what, reason)
 
 
 _courier: Courier | None = None
@@ -145,8 +166,18 @@ def install(courier: Courier) -> None:
 
 def deliver(name: str, data: dict[str, Any]) -> Retry | str:
     """The RQ job: send notice ``data`` to channel ``name``."""
+    job = get_current_job()
+    return _installed().deliver(name, data, (job.number_of_retries or 0) if job else 0)
+
+
+def deliver_digest(name: str, data: dict[str, Any]) -> Retry | str:
+    """The RQ job: send digest ``data`` to channel ``name``."""
+    job = get_current_job()
+    return _installed().deliver_digest(name, data, (job.number_of_retries or 0) if job else 0)
+
+
+def _installed() -> Courier:
     if _courier is None:
         raise RuntimeError("run channel jobs with `pd-relay channel-worker`, which reads the "
                            "routes file and installs the courier")
-    job = get_current_job()
-    return _courier.deliver(name, data, (job.number_of_retries or 0) if job else 0)
+    return _courier
