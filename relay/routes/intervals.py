@@ -82,12 +82,11 @@ def _within(value: int, ranges: Iterable[Range]) -> bool:
 def _day_in(day: int, length: int, span: Range) -> bool:
     """Alertmanager's reading of a days_of_month range in a month of ``length`` days:
     negative days count from its end (-1: the last day); a range beginning after the
-    month's end holds on none of it; an end past the month's end is the month's end."""
+    month's end holds on none of it (Alertmanager skips it); a beginning before the
+    month's start or an end past its end reach no further than the month (it clamps)."""
     begin = length + span[0] + 1 if span[0] < 0 else span[0]
     end = length + span[1] + 1 if span[1] < 0 else span[1]
-    if begin > length:
-        return False
-    return max(begin, -length) <= day <= min(end, length)
+    return begin <= length and begin <= day <= end
 
 
 @dataclass(frozen=True)
