@@ -5,6 +5,7 @@ Lua decides where follow-ups go)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,3 +146,84 @@ def test_through_the_app_night_keys_suppression_and_held_follow_ups(quiet_app, k
     assert send({"event_action": "resolve", "dedup_key": "p1"}) == "Event queued"
     assert (queued_on(fake, keys[0]), queued_on(fake, keys[1]), queued_on(fake, keys[2])) == \
         (1, 2, 0)  # p1's resolve followed it to the night key; d1's was held with it
+
+
+ROUTES_TEST = """
+time_intervals:
+  - name: nights
+    time_intervals:
+      - times: [{start_time: "22:00", end_time: "24:00"}, {start_time: "00:00", end_time: "07:00"}]
+        location: Europe/Berlin
+  - name: office
+    time_intervals:
+      - weekdays: ["monday:friday"]
+        times: [{start_time: "09:00", end_time: "17:00"}]
+        location: Europe/Berlin
+channels:
+  - name: chat
+    type: slack
+    url: https://hooks.example/x
+    mute_time_intervals: [nights]
+    muted_min_severity: error
+    digest: 2m
+  - name: mail
+    type: webhook
+    url: https://hooks.example/y
+routes:
+  - name: db
+    match: ['source="db1"']
+    keys: [day]
+    mute_time_intervals: [nights]
+  - name: pay
+    keys: [day]
+    night_keys: [night]
+    active_time_intervals: [office]
+    muted_min_severity: critical
+    channels: [{name: chat, muted: drop}, {name: mail, mute_time_intervals: [nights]}]
+"""
+
+
+def test_routes_test_at_a_time_says_where_and_until_when(tmp_path: Path, keys, monkeypatch,
+                                                         capsys) -> None:
+    from relay.cli import main
+
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"{keys[0]} day\n{keys[1]} night\n")
+    routes = tmp_path / "routes.yml"
+    routes.write_text(ROUTES_TEST)
+    monkeypatch.setattr("relay.cli.configure", lambda *args: None)  # keep pytest's logging
+    for name, value in (("RELAY_KEYS_FILE", keys_file), ("RELAY_ROUTES_FILE", routes),
+                        ("RELAY_ALLOW_ANONYMOUS", "true")):
+        monkeypatch.setenv(name, str(value))
+    assert main(["routes", "check"]) == 0
+    assert "2 time interval(s)" in capsys.readouterr().out
+
+    def test(severity: str, at: str, source: str = "pay1") -> list[str]:
+        body = {"event_action": "trigger", "dedup_key": "x",
+                "payload": {"summary": "s", "source": source, "severity": severity}}
+        assert main(["routes", "test", json.dumps(body), "--at", at]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    christmas_eve = test("warning", "2026-12-24T23:00:00+01:00")
+    assert christmas_eve[0].startswith("route pay: key night (")
+    assert christmas_eve[0].endswith("(night key: the route is muted until "
+                                     "2026-12-25T08:00:00+00:00; critical and above go as "
+                                     "usual)")
+    assert christmas_eve[1:] == [
+        "channels: chat, mail",
+        "  chat: muted until 2026-12-25T06:00:00+00:00: dropped; error and above pass; "
+        "digest every 120s",
+        "  mail: muted until 2026-12-25T06:00:00+00:00: held, then sent as one digest"]
+    office = test("warning", "2026-12-28T10:00:00+01:00")
+    assert office[0].startswith("route pay: key day (") and "muted" not in office[0]
+    assert office[2:] == ["  chat: not muted then; digest every 120s", "  mail: not muted then"]
+    critical = test("critical", "2026-12-26T23:00:00+01:00")  # a Saturday
+    assert critical[0].startswith("route pay: key day (")
+    assert critical[0].endswith("(the route is muted until 2026-12-28T08:00:00+00:00, but "
+                                "critical and above go as usual)")
+    assert test("critical", "2026-03-29T01:30:00+01:00", "db1") == [
+        "route db: suppressed (not sent), its acknowledge and resolve too (muted until "
+        "2026-03-29T05:00:00+00:00)"]  # 07:00 CEST: the night lost an hour to DST
+    with pytest.raises(SystemExit):
+        main(["routes", "test", "{}", "--at", "christmas"])
+    assert "want a time such as 2026-12-24T23:00:00+01:00" in capsys.readouterr().err
