@@ -82,6 +82,10 @@ class Router:
         self.nights = {rule.name: tuple(by_name[n] for n in rule.night_keys
                                         if by_name[n] not in draining) for rule in rules}
         self.intervals = {interval.name: interval for interval in intervals}
+        unknown = {name for rule in rules for name in (*rule.timing.mute, *rule.timing.active)
+                   if name not in self.intervals}
+        if unknown:  # the routes file's check refuses them: a Router built without it
+            raise ValueError("no time interval named " + ", ".join(sorted(unknown)))
         self.windows = tuple(windows)
         self.least = {c.name: c.min_severity for c in channels}  # each channel's own
         self.heard = any(rule.channels for rule in rules)

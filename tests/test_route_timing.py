@@ -227,3 +227,9 @@ def test_routes_test_at_a_time_says_where_and_until_when(tmp_path: Path, keys, m
     with pytest.raises(SystemExit):
         main(["routes", "test", "{}", "--at", "christmas"])
     assert "want a time such as 2026-12-24T23:00:00+01:00" in capsys.readouterr().err
+
+
+def test_a_router_refuses_a_timing_naming_an_interval_it_was_not_given() -> None:
+    rule = Rule("pay", keys=("day",), timing=Timing(mute=("nights",)))
+    with pytest.raises(ValueError, match="no time interval named nights"):
+        Router(["K-day"], names=["day"], rules=[rule])
