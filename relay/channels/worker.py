@@ -36,7 +36,7 @@ from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
 from relay.channels.outbox import Dispatcher
-from relay.channels.rqjobs import put_job, rq_backlog, rq_queue, trim_failed
+from relay.channels.rqjobs import put_digest_job, put_job, rq_backlog, rq_queue, trim_failed
 from relay.errors import DeliveryError
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
@@ -81,7 +81,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                                                             settings.dead_letter_days),
                             LEASE_MS,
                             backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
-                            trim=lambda: trim_failed(jobs_client, names, list(channels)))
+                            trim=lambda: trim_failed(jobs_client, names, list(channels)),
+                            put_digest=lambda channel, digest: put_digest_job(
+                                jobs_client, names, channel, digest, settings.dead_letter_days),
+                            routes=routes)
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \
