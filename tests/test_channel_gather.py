@@ -189,3 +189,13 @@ def test_a_digest_job_is_made_once_per_id() -> None:
     job = queue.fetch_job(job_id(digest.id, "chat"))
     assert job.func_name == "relay.channels.jobs.deliver_digest"
     assert Digest.from_json(job.args[1]) == digest
+
+
+def test_two_channels_digests_may_share_an_id_and_both_are_taken(gatherings) -> None:
+    gatherings.park("chat", "digest", notice(1), T0)
+    gatherings.park("hook", "digest", notice(2), T0)  # the same opening ms, seq 1 each
+    taken = gatherings.take_due(T0, 10)
+    assert sorted((d.channel, d.total) for d in taken) == [("chat", 1), ("hook", 1)]
+    assert taken[0].id == taken[1].id  # unique per channel: jobs' ids add the channel
+    gatherings.forget(taken[:1])
+    assert [d.channel for d in gatherings.taken()] == [taken[1].channel]

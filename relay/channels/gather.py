@@ -230,9 +230,9 @@ class Gatherings:
                 continue
             digest_id = self.take(channel, group, now_ms)
             if digest_id:
-                taken.append(digest_id)
-        found = {digest.id: digest for digest in self.taken()}
-        return [found[digest_id] for digest_id in taken if digest_id in found]
+                taken.append((channel, digest_id))
+        found = {(digest.channel, digest.id): digest for digest in self.taken()}
+        return [found[made] for made in taken if made in found]
 
     def take(self, channel: str, group: str, now_ms: int) -> str:
         """Take one gathering if it is due; its digest's id ('' when none was taken)."""
