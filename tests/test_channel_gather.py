@@ -4,14 +4,17 @@ its cjson are Redis's own there)."""
 
 from __future__ import annotations
 
+import json
+import random
+
 import fakeredis
 import pytest
 import redis
 
-from relay.channels.digest import LINES_KEPT, Digest, Line
+from relay.channels.digest import DIGEST_BYTES, LINES_KEPT, Digest, Line
 from relay.channels.gather import GATHERING_BYTES, SEP, Gatherings
 from relay.channels.notice import Notice
-from relay.channels.rqjobs import job_id, put_digest_job, rq_queue
+from relay.channels.rqjobs import DIGEST_JOB_BYTES, job_id, put_digest_job, rq_queue
 from relay.names import Names
 from relay.routes.channels import Channel
 from tests.heartbeat_fixtures import START, Clock, real_redis, redis_client
@@ -199,3 +202,30 @@ def test_two_channels_digests_may_share_an_id_and_both_are_taken(gatherings) -> 
     assert taken[0].id == taken[1].id  # unique per channel: jobs' ids add the channel
     gatherings.forget(taken[:1])
     assert [d.channel for d in gatherings.taken()] == [taken[1].channel]
+
+
+def test_a_gathering_and_its_digest_job_are_bounded_in_bytes_whatever_was_sent() -> None:
+    from tests.test_channel_job_bytes import ASTRAL, job_bytes
+
+    jobs = fakeredis.FakeRedis()
+    fake = fakeredis.FakeRedis(server=jobs.connection_pool.connection_kwargs["server"],
+                               decode_responses=True)
+    gatherings = Gatherings(fake, NAMES, Clock())
+    rnd = random.Random(7)
+
+    def big() -> str:  # each character 12 bytes of JSON, compressing badly
+        return "".join(rnd.choices(ASTRAL, k=400))
+
+    for n in range(2 * LINES_KEPT):
+        gatherings.park("chat", "muted:nights", Notice(
+            id=f"n{n}", action="trigger", route=big(), source=big(), severity=big(),
+            summary=big(), event={"dedup_key": big(), "payload": {"summary": big(),
+                                                                  "source": big()}},
+            accepted_ms=T0), T0)
+    kept = sum(len(line) for line in fake.lrange(NAMES.gathered("chat", "muted:nights"), 0, -1))
+    fields = fake.hgetall(NAMES.gathering("chat", "muted:nights"))
+    assert kept + sum(len(k) + len(v) for k, v in fields.items()) <= GATHERING_BYTES
+    [digest] = gatherings.take_due(T0, 1)
+    assert DIGEST_BYTES // 2 < len(json.dumps(digest.to_json())) <= DIGEST_BYTES  # near worst
+    assert put_digest_job(jobs, NAMES, Channel("chat", "slack", url="https://x"), digest)
+    assert job_bytes(jobs, job_id(digest.id, "chat")) <= DIGEST_JOB_BYTES  # RQ compresses

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 from rq import Queue
@@ -72,7 +71,7 @@ def put_digest_job(connection: redis.Redis, names: Names, channel: Channel, dige
 
 
 def _put(connection: redis.Redis, names: Names, channel: Channel, function: str,
-         data: dict[str, Any], made_id: str, description: str, kept_days: float) -> bool:
+         data: dict[str, object], made_id: str, description: str, kept_days: float) -> bool:
     try:
         rq_queue(connection, names, channel.name).enqueue(
             function, channel.name, data, job_id=made_id, unique=True,

@@ -79,12 +79,11 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
                             lambda channel, notice: put_job(jobs_client, names, channel, notice,
                                                             settings.dead_letter_days),
-                            LEASE_MS,
-                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
-                            trim=lambda: trim_failed(jobs_client, names, list(channels)),
+                            LEASE_MS, routes=routes,
                             put_digest=lambda channel, digest: put_digest_job(
                                 jobs_client, names, channel, digest, settings.dead_letter_days),
-                            routes=routes)
+                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
+                            trim=lambda: trim_failed(jobs_client, names, list(channels)))
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \
