@@ -14,6 +14,7 @@ import fakeredis
 import pytest
 
 from relay.app import create_app
+from relay.channels.commands import read
 from relay.channels.decide import Decider, Plan, group_of, timing_of
 from relay.channels.digest import Digest
 from relay.channels.notice import Entry, Notice
@@ -130,6 +131,7 @@ def test_a_muted_channel_loses_nothing_one_digest_at_the_mute_end(fake, clock, s
     assert (digest.since_ms, digest.until_ms) == (T0, T0 + 29_000)
     assert [line.dedup_key for line in digest.lines] == [f"k{n}" for n in range(30)]
     assert chosen.flush(10) == 0 and len(sink.digests) == 1  # once
+    assert fake.hget(NAMES.channel_stats, "chat:digests") == "1"
 
 
 def test_a_mute_followed_by_another_waits_for_the_second_end(fake, clock, sink) -> None:
@@ -168,7 +170,9 @@ def test_a_uses_quiet_hours_and_muted_drop_come_before_the_channels(fake, clock,
     assert fake.zrange(NAMES.gatherings_due, 0, -1) == ["chat\x1fmuted:lunch"]
     dropping = replace(channel, muted="drop", timing=NIGHTS)
     assert chosen.decide(dropping, notice(4, route="web", source="cli")) == "dropped"
-    assert fake.hget(NAMES.channel_stats, "chat:muted_dropped") == "2"
+    jobs = fakeredis.FakeRedis(server=fake.connection_pool.connection_kwargs["server"])
+    [row] = read(fake, jobs, NAMES, ["chat"])["channels"]
+    assert (row["muted_dropped"], row["digests"]) == (2, 0)  # channels status --json
 
 
 def test_a_timing_that_cannot_be_evaluated_mutes_nothing(fake, clock, sink, caplog) -> None:
