@@ -5,6 +5,7 @@ fake clock and a fake quiet-hours function (the real one: relay.routes.intervals
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -315,14 +316,63 @@ def test_a_crashed_dispatchers_notices_are_parked_once_and_its_digests_made(
     assert sink.refused == [("chat", again.id)] and not fake.exists(NAMES.digests_taken)
 
 
-def routes_settings(settings: Any, tmp_path: Any) -> Any:
+def routes_settings(settings: Any, tmp_path: Any, heard: str = "[chat]") -> Any:
     path = tmp_path / "routes.yml"
-    path.write_text("""
+    path.write_text(f"""
 channels:
-  - {name: chat, type: slack, url: "https://x"}
+  - {{name: chat, type: slack, url: "https://x"}}
+  - {{name: hook, type: webhook, url: "https://y"}}
 routes:
   - name: db
     match: ['source="db1"']
-    channels: [chat]
+    channels: {heard}
 """)
     return replace(settings, routes_file=path)
+
+
+def test_after_a_redis_error_the_dispatcher_takes_over_what_it_left_taken(
+        fake, settings, tmp_path, clock, sink) -> None:
+    """A Redis error in the middle of a batch left its entries taken until another
+    dispatcher took the lease (hours, with one channel worker): now the loop takes them
+    over at once, and the notices it had parked are not parked again."""
+    import redis as redis_module
+
+    from relay.channels.worker import dispatch
+
+    settings = routes_settings(settings, tmp_path, "[chat, hook]")
+    app = create_app(settings, client=fake).test_client()
+    for n in range(3):
+        assert app.post("/v2/enqueue", json=alert(f"a{n}")).status_code == 202
+    chat, hook = replace(CHAT, digest_s=60.0), Channel("hook", "webhook", url="https://y")
+    failed: list[str] = []
+
+    def put(channel: Channel, item: Notice) -> bool:
+        if item.event["dedup_key"] == "a1" and not failed:
+            failed.append("a1")
+            raise redis_module.ConnectionError("the primary went away")
+        return sink.put(channel, item)
+
+    chosen = Dispatcher(fake, NAMES, settings, {"chat": chat, "hook": hook}, put, clock=clock,
+                        put_digest=sink.put_digest,
+                        routes=RoutesFile(channels=(chat, hook), routes=(
+                            Route("db", channels=(Use("chat"), Use("hook"))),)))
+    fake.set(NAMES.dispatcher, chosen.id)
+    real_step, rounds = chosen.step, []
+
+    class Stop(Exception):
+        pass
+
+    def step(block_s: int) -> int:
+        rounds.append(block_s)
+        if len(rounds) > 3:
+            raise Stop
+        return real_step(block_s) if fake.llen(NAMES.outbox) else 0  # never block here
+
+    chosen.step = step  # type: ignore[method-assign]
+    header = json.loads(fake.lindex(NAMES.outbox, 0).split("\n")[1])
+    assert header["c"] == ["chat", "hook"], header  # both hear of them
+    with pytest.raises(Stop):
+        dispatch(chosen, sleep=lambda s: None)
+    assert failed == ["a1"] and fake.llen(NAMES.outbox_taken) == 0
+    assert sorted(n.event["dedup_key"] for _, _, n in sink.notices) == ["a0", "a0", "a1", "a2"]
+    assert fake.hget(NAMES.gathering("chat", "digest"), "total") == "3"  # each once

@@ -253,4 +253,5 @@ def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep) -> None:
             dispatcher.step(1)
         except redis.RedisError as exc:
             log.error("dispatcher: %s: %s; trying again in 1 s", type(exc).__name__, exc)
+            holding = False  # what the step left taken is taken over first (recover)
             sleep(1)
