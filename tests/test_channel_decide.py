@@ -121,6 +121,7 @@ def test_a_muted_channel_loses_nothing_one_digest_at_the_mute_end(fake, clock, s
                                  action="resolve" if n % 5 == 4 else "trigger"))
             for n in range(30)]
     assert made == ["held"] * 30 and sink.notices == []
+    assert len(chosen.muted_until.asked) == 1  # type: ignore[attr-defined]  # then known
     clock.advance(599)
     assert chosen.flush(10) == 0 and sink.digests == {}
     clock.advance(1)

@@ -101,6 +101,7 @@ class Decider:
         self.clock = clock
         self.gatherings = Gatherings(client, names, clock)
         self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
+        self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
 
     def decide(self, channel: Channel, notice: Notice) -> str:
         """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
@@ -147,14 +148,20 @@ class Decider:
         that cannot be evaluated mutes nothing (logged once)."""
         if not timing.timed:
             return None
+        known = self._mutes.get(timing)
+        if known is not None and known[0] <= at < known[1]:
+            return known[1]  # muted from known[0] on without a break until known[1]
         try:
-            return self.muted_until(timing, self.plan.intervals, at)
+            end = self.muted_until(timing, self.plan.intervals, at)
         except Exception as exc:  # noqa: BLE001 - never lose a notice to a bad timing
             if timing not in self._told:
                 self._told.add(timing)
                 log.error("the quiet hours %s could not be evaluated, they mute nothing: "
                           "%s: %s", group_of(timing), type(exc).__name__, exc)
             return None
+        if end is not None:
+            self._mutes[timing] = (at, end)  # a storm's notices ask once
+        return end
 
     def still_muted(self, channel: str, group: str, now_ms: int) -> int | None:
         """When a due ``muted:`` gathering is still muted (its own intervals, or the
