@@ -233,8 +233,16 @@ class Names:
         return f"{self.prefix}:channels:due"
 
     @property
+    def gathering_marks(self) -> str:
+        """Hash: the notices (``<channel>\x1f<notice id>``) the dispatcher parked in
+        gatherings from the outbox entries it took and has not finished, and what it
+        decided (1 parked, 0 sent): a crash's retry parks none twice."""
+        return f"{self.prefix}:channels:gather-marks"
+
+    @property
     def digests_taken(self) -> str:
-        """Hash: digests taken from their gatherings (id -> JSON) and not yet made RQ jobs
+        """Hash: digests taken from their gatherings (``<channel>\x1f<id>`` -> JSON record,
+        ``relay.channels.gather``) and not yet made RQ jobs
         (a crash between is made good by the next dispatcher)."""
         return f"{self.prefix}:channels:digests"
 

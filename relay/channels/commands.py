@@ -71,6 +71,8 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
             "sending": StartedJobRegistry(queue=queue).count,
             "failed": FailedJobRegistry(queue=queue).count,
             "sent": int(stats.get(f"{name}:sent", 0)),
+            "digests": int(stats.get(f"{name}:digests", 0)),  # made (relay.channels.gather)
+            "muted_dropped": int(stats.get(f"{name}:muted_dropped", 0)),
             "paused_s": max(0, int(client.pttl(names.channel_pause(name)))) / 1000,
             "last_error": stats.get(f"{name}:error", ""),
             "last_error_ago_s": int(time.time()) - at if at else None,

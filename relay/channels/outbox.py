@@ -14,6 +14,12 @@ the count in ``dispatch_backlog``) and waits, leaving the notices in the outbox,
 byte cap (``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel that is
 down for long thus costs at most the bound in RQ, never memory without end.
 
+What becomes of each notice to each channel is ``relay.channels.decide``'s: a job at once,
+or held while the channel is muted, gathered for a digest, or dropped. Each step first
+takes the gatherings that are due (at most ``FLUSH_MAX``, within the backlog's bound) and
+makes their digests' jobs: the loop waits at most a second for the outbox, so a digest is
+at most about a second late.
+
 An acknowledge or resolve names no channels: it goes to those its trigger went to,
 remembered per incident (``Names.heard``) with the trigger's severity and summary (cut to
 ``HEARD_SUMMARY_BYTES``). That memory is bounded whatever senders do: each remembered
@@ -34,16 +40,21 @@ from typing import Any
 
 import redis
 
+from relay.channels.decide import Decider, Mute, Plan
+from relay.channels.digest import Digest
 from relay.channels.notice import Entry, Notice, fit, payload_of
 from relay.channels.rqjobs import RQ_BACKLOG_MAX
 from relay.names import Names
 from relay.router import incident_id
+from relay.routes import intervals
 from relay.routes.channels import Channel
+from relay.routes.config import RoutesFile
 from relay.scripts import Scripts
 from relay.settings import Settings
 
 log = logging.getLogger(__name__)
 BATCH = 100
+FLUSH_MAX = 20  # due gatherings taken (digests made) at most per step
 # Most incidents the channels remember at once (and at most RELAY_INCIDENTS_MAX): each
 # costs at most ~1.2 KB (a key, its TTL, the order's member, HEARD_SUMMARY_BYTES), so at
 # most ~12 MB. A constant: the settings module belongs to the shared core.
@@ -58,7 +69,10 @@ class Dispatcher:
                  backlog: Callable[[], int] = lambda: 0, backlog_max: int = RQ_BACKLOG_MAX,
                  trim: Callable[[], int] = lambda: 0,
                  sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time, heard_max: int = HEARD_MAX) -> None:
+                 clock: Callable[[], float] = time.time, heard_max: int = HEARD_MAX,
+                 put_digest: Callable[[Channel, Digest], bool] = lambda c, d: True,
+                 routes: RoutesFile | None = None,
+                 muted_until: Mute = intervals.muted_until) -> None:
         self.client = client
         self.names = names
         self.settings = settings
@@ -73,6 +87,11 @@ class Dispatcher:
         self.clock = clock
         self.heard_max = max(1, min(heard_max, settings.incidents_max))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.decider = Decider(client, names, channels, Plan.of(routes), self._put, put_digest,
+                               muted_until, clock)
+
+    def _put(self, channel: Channel, notice: Notice) -> bool:
+        return self.put(channel, notice)
 
     def hold(self) -> bool:
         """Take or keep the dispatcher's lease."""
@@ -80,9 +99,11 @@ class Dispatcher:
                                                args=[self.id, self.lease_ms]))
 
     def recover(self) -> int:
-        """Make the jobs of entries a dispatcher took and did not finish."""
+        """Make the jobs of entries a dispatcher took and did not finish, and of the
+        digests it took from their gatherings (``relay.channels.decide``)."""
         taken = [str(raw) for raw in self.client.lrange(self.names.outbox_taken, 0, -1)]
         self.dispatch(taken)
+        self.decider.make_digests()
         return len(taken)
 
     def step(self, block_s: int) -> int:
@@ -101,11 +122,12 @@ class Dispatcher:
         if room <= 0:
             self.sleep(block_s)
             return 0
+        room -= self.decider.flush(min(FLUSH_MAX, room))  # due digests (at most ~1 s late)
         first = self.client.blmove(n.outbox, n.outbox_taken, block_s, "LEFT", "RIGHT")
         if first is None:
             return 0
         # each entry makes at most one job per channel: stay within the bound
-        batch = max(1, min(BATCH, room // max(1, len(self.channels))))
+        batch = max(1, min(BATCH, max(1, room) // max(1, len(self.channels))))
         with self.client.pipeline(transaction=False) as pipe:
             for _ in range(batch - 1):
                 pipe.lmove(n.outbox, n.outbox_taken, "LEFT", "RIGHT")
@@ -126,6 +148,7 @@ class Dispatcher:
             n = self.names
             self.scripts.outbox_done(keys=[n.outbox_taken, n.outbox, n.channel_stats],
                                      args=list(entries))
+            self.decider.gatherings.unmark()  # after: a retry of these parks none twice
 
     def send(self, entry: Entry) -> None:
         """Make one entry's jobs, and remember (or forget) its incident's channels."""
@@ -155,7 +178,7 @@ class Dispatcher:
                 log.warning("no channel named %s in the routes file now: its notice of %s "
                             "dedup_key=%s is not sent", name, notice.state, event.get("dedup_key"))
                 continue
-            self.put(channel, notice)
+            self.decider.decide(channel, notice)
         if entry.header.get("c") is None and entry.action == "resolve":
             with self.client.pipeline() as pipe:  # after its jobs: a retry finds it
                 pipe.delete(heard)

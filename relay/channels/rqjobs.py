@@ -3,8 +3,10 @@ ones bounded (``trim_failed``); what each may cost in Redis.
 
 A job holds its channel's name and a notice (``relay.channels.notice``), at most
 ``NOTICE_BYTES`` of JSON whatever the sender sent, so a job takes at most ``JOB_BYTES``
-of Redis (its hash; RQ compresses the notice, which this bound does not count on). RQ
-keeps a job in three places, each bounded:
+of Redis (its hash; RQ compresses the notice, which this bound does not count on); or a
+digest (``relay.channels.digest``, ``put_digest_job``), at most ``DIGEST_JOB_BYTES``,
+counted with the others in the backlog's bound. RQ keeps a job in three places, each
+bounded:
 
 - waiting (queued, or scheduled for a retry): at most ``RQ_BACKLOG_MAX`` jobs, all
   channels (the dispatcher makes no more: relay.channels.outbox);
@@ -27,12 +29,15 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.results import Result
 
+from relay.channels.digest import DIGEST_BYTES, Digest
 from relay.channels.notice import NOTICE_BYTES, Notice
 from relay.names import Names
 from relay.routes.channels import Channel
 
 JOB = "relay.channels.jobs.deliver"
+DIGEST_JOB = "relay.channels.jobs.deliver_digest"
 JOB_BYTES = NOTICE_BYTES + 1024  # the notice, RQ's fields and the description
+DIGEST_JOB_BYTES = DIGEST_BYTES + 1024  # a digest's job
 FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a reply)
 # Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
 # dispatcher stops making more: at most ~9 MB (a job is ~1.5 KB for a usual event).
@@ -50,13 +55,28 @@ def put_job(connection: redis.Redis, names: Names, channel: Channel, notice: Not
     """Queue ``notice`` for ``channel``; False when its job exists already. A failed job
     is kept ``kept_days`` (as dead letters are: ``RELAY_DEAD_LETTER_DAYS``), at most
     ``FAILED_MAX`` of them (``trim_failed``)."""
+    return _put(connection, names, channel, JOB, notice.to_json(),
+                job_id(notice.id, channel.name),
+                f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}", kept_days)
+
+
+def put_digest_job(connection: redis.Redis, names: Names, channel: Channel, digest: Digest,
+                   kept_days: float = 30.0) -> bool:
+    """Queue ``digest`` for ``channel`` (``relay.channels.jobs.deliver_digest``); False
+    when its job exists already (its id is made of the digest's, unique per channel)."""
+    return _put(connection, names, channel, DIGEST_JOB, digest.to_json(),
+                job_id(digest.id, channel.name),
+                f"{channel.name}: digest of {digest.total} notice(s) ({digest.reason})",
+                kept_days)
+
+
+def _put(connection: redis.Redis, names: Names, channel: Channel, function: str,
+         data: dict[str, object], made_id: str, description: str, kept_days: float) -> bool:
     try:
         rq_queue(connection, names, channel.name).enqueue(
-            JOB, channel.name, notice.to_json(), job_id=job_id(notice.id, channel.name),
-            unique=True,
-            description=f"{channel.name}: {notice.state} {notice.event.get('dedup_key', '')}",
-            job_timeout=int(channel.timeout_s * 3 + 60), result_ttl=RESULT_TTL_S,
-            failure_ttl=int(kept_days * 86_400))
+            function, channel.name, data, job_id=made_id, unique=True,
+            description=description, job_timeout=int(channel.timeout_s * 3 + 60),
+            result_ttl=RESULT_TTL_S, failure_ttl=int(kept_days * 86_400))
     except DuplicateJobError:
         return False
     return True

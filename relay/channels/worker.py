@@ -36,7 +36,7 @@ from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
 from relay.channels.outbox import Dispatcher
-from relay.channels.rqjobs import put_job, rq_backlog, rq_queue, trim_failed
+from relay.channels.rqjobs import put_digest_job, put_job, rq_backlog, rq_queue, trim_failed
 from relay.errors import DeliveryError
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
@@ -79,7 +79,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     dispatcher = Dispatcher(connect(settings, block_s=1), names, settings, channels,
                             lambda channel, notice: put_job(jobs_client, names, channel, notice,
                                                             settings.dead_letter_days),
-                            LEASE_MS,
+                            LEASE_MS, routes=routes,
+                            put_digest=lambda channel, digest: put_digest_job(
+                                jobs_client, names, channel, digest, settings.dead_letter_days),
                             backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
                             trim=lambda: trim_failed(jobs_client, names, list(channels)))
     queues = [rq_queue(jobs_client, names, name) for name in served]
@@ -251,4 +253,5 @@ def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep) -> None:
             dispatcher.step(1)
         except redis.RedisError as exc:
             log.error("dispatcher: %s: %s; trying again in 1 s", type(exc).__name__, exc)
+            holding = False  # what the step left taken is taken over first (recover)
             sleep(1)

@@ -1,0 +1,199 @@
+"""What the dispatcher does with one notice to one channel, and the digests it sends.
+
+The notice's ``Use`` of the channel is its route's (the header's route name), else its
+source's (the sender's), else none; the use's settings come before the channel's:
+
+1. Muted (the use's quiet hours, or the channel's: ``relay.routes.intervals``), unless the
+   event is at least that timing's ``min_severity``: with ``muted: drop`` the notice is
+   dropped and counted (``<channel>:muted_dropped`` in ``Names.channel_stats``); else it is
+   held in the gathering ``muted:<intervals>`` (``relay.channels.gather``) until the mute
+   ends. Then one digest goes out, or, when the channel is still muted (one interval
+   right after another), the gathering waits for that mute's end.
+2. A digest period (``digest: 2m``): the notice joins the channel's ``digest`` gathering,
+   sent when the period is over. With ``digest_first: immediate`` a quiet channel's
+   first notice is sent at once and an empty gathering keeps the period: what comes
+   within it is gathered, and after each digest the channel keeps gathering one more
+   period, so a storm costs a channel one message a period. An empty gathering closes
+   silently at its end.
+3. Else its RQ job is made at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from relay.channels.digest import Digest
+from relay.channels.gather import Gatherings
+from relay.channels.notice import Notice
+from relay.names import Names
+from relay.routes import intervals as timed
+from relay.routes.channels import NO_TIMING, Channel, Timing, Use
+from relay.routes.config import RoutesFile
+from relay.routes.intervals import TimeInterval
+from relay.severity import LEVELS
+
+log = logging.getLogger(__name__)
+MUTED = "muted:"
+Mute = Callable[[Timing, Mapping[str, TimeInterval], float], "float | None"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the decisions read of the routes file: each route's and source's uses of the
+    channels (by name), and the named time intervals."""
+
+    routes: Mapping[str, Mapping[str, Use]] = field(default_factory=dict)
+    sources: Mapping[str, Mapping[str, Use]] = field(default_factory=dict)
+    intervals: Mapping[str, TimeInterval] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, routes: RoutesFile | None) -> Plan:
+        if routes is None:
+            return cls()
+        return cls({r.name: {u.name: u for u in r.channels} for r in routes.routes},
+                   {s.name: {u.name: u for u in s.channels} for s in routes.sources},
+                   {i.name: i for i in routes.time_intervals})
+
+    def use(self, channel: str, notice: Notice) -> Use | None:
+        return self.routes.get(notice.route, {}).get(channel) or \
+            self.sources.get(notice.source, {}).get(channel)
+
+
+def group_of(timing: Timing) -> str:
+    """The gathering of what ``timing`` holds: ``muted:<mute intervals>[|<active ones>]``."""
+    return MUTED + ",".join(timing.mute) + ("|" + ",".join(timing.active)
+                                            if timing.active else "")
+
+
+def timing_of(group: str) -> Timing:
+    """The timing a ``muted:`` group holds for (``group_of``'s inverse, no min_severity)."""
+    mute, _, active = group.removeprefix(MUTED).partition("|")
+    return Timing(tuple(name for name in mute.split(",") if name),
+                  tuple(name for name in active.split(",") if name))
+
+
+def passes(severity: str, least: str | None) -> bool:
+    """An event of ``severity`` goes through a mute that lets ``least`` and up through."""
+    if least is None or least not in LEVELS:
+        return False
+    return severity in LEVELS and LEVELS.index(severity) <= LEVELS.index(least)
+
+
+class Decider:
+    def __init__(self, client: redis.Redis, names: Names, channels: Mapping[str, Channel],
+                 plan: Plan, put: Callable[[Channel, Notice], bool],
+                 put_digest: Callable[[Channel, Digest], bool],
+                 muted_until: Mute = timed.muted_until,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.names = names
+        self.channels = channels
+        self.plan = plan
+        self.put = put
+        self.put_digest = put_digest
+        self.muted_until = muted_until
+        self.clock = clock
+        self.gatherings = Gatherings(client, names, clock)
+        self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
+        self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
+
+    def decide(self, channel: Channel, notice: Notice) -> str:
+        """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
+        "held", "dropped", "gathered")."""
+        use = self.plan.use(channel.name, notice)
+        mark = f"{channel.name}\x1f{notice.id}"
+        muted = self.muted(channel, use, notice)
+        if muted is not None:
+            if (use.muted if use is not None and use.muted else channel.muted) == "drop":
+                self.client.hincrby(self.names.channel_stats, f"{channel.name}:muted_dropped",
+                                    1)
+                return "dropped"
+            group, due_ms = muted
+            self.gatherings.park(channel.name, group, notice, due_ms, mark)
+            return "held"
+        period = use.digest_s if use is not None and use.digest_s is not None \
+            else channel.digest_s
+        if period > 0:
+            period_ms = max(1, int(period * 1000))
+            due_ms = self._now_ms() + period_ms
+            if channel.digest_first != "immediate":
+                self.gatherings.park(channel.name, "digest", notice, due_ms, mark)
+                return "gathered"
+            if self.gatherings.first(channel.name, "digest", notice, due_ms, period_ms, mark):
+                return "gathered"
+        self.put(channel, notice)
+        return "sent"
+
+    def muted(self, channel: Channel, use: Use | None,
+              notice: Notice) -> tuple[str, int] | None:
+        """(the gathering, due ms) when ``notice`` is muted for ``channel``, else None."""
+        at = notice.accepted_ms / 1000
+        group, ends = "", list[float]()
+        for timing in (use.timing if use is not None else NO_TIMING, channel.timing):
+            if not timing.timed or passes(notice.severity, timing.min_severity):
+                continue
+            end = self.mute_end(timing, at)
+            if end is not None:
+                group, ends = group or group_of(timing), [*ends, end]
+        return (group, math.ceil(max(ends) * 1000)) if group else None
+
+    def mute_end(self, timing: Timing, at: float) -> float | None:
+        """When ``timing``'s mute holding at ``at`` ends (None: not muted). A timing
+        that cannot be evaluated mutes nothing (logged once)."""
+        if not timing.timed:
+            return None
+        known = self._mutes.get(timing)
+        if known is not None and known[0] <= at < known[1]:
+            return known[1]  # muted from known[0] on without a break until known[1]
+        try:
+            end = self.muted_until(timing, self.plan.intervals, at)
+        except Exception as exc:  # noqa: BLE001 - never lose a notice to a bad timing
+            if timing not in self._told:
+                self._told.add(timing)
+                log.error("the quiet hours %s could not be evaluated, they mute nothing: "
+                          "%s: %s", group_of(timing), type(exc).__name__, exc)
+            return None
+        if end is not None:
+            self._mutes[timing] = (at, end)  # a storm's notices ask once
+        return end
+
+    def still_muted(self, channel: str, group: str, now_ms: int) -> int | None:
+        """When a due ``muted:`` gathering is still muted (its own intervals, or the
+        channel's), the end of that mute (ms); else None: its digest goes now."""
+        if not group.startswith(MUTED):
+            return None
+        found = self.channels.get(channel)
+        ends = [end for timing in (timing_of(group), found.timing if found else NO_TIMING)
+                if (end := self.mute_end(timing, now_ms / 1000)) is not None]
+        return math.ceil(max(ends) * 1000) if ends else None
+
+    def flush(self, limit: int) -> int:
+        """Take up to ``limit`` due gatherings and make their digests' jobs; return how
+        many digests were made."""
+        now_ms = self._now_ms()
+        self.gatherings.take_due(now_ms, limit,
+                                 lambda channel, group: self.still_muted(channel, group, now_ms))
+        return self.make_digests()
+
+    def make_digests(self) -> int:
+        """Make the jobs of the digests taken (also those a crashed dispatcher left)."""
+        made = []
+        for digest in self.gatherings.taken():
+            channel = self.channels.get(digest.channel)
+            if channel is None:
+                log.warning("no channel named %s in the routes file now: its digest of %d "
+                            "notice(s) is not sent", digest.channel, digest.total)
+            else:
+                self.put_digest(channel, digest)
+            made.append(digest)
+        self.gatherings.forget(made)
+        return len(made)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)

@@ -1,0 +1,296 @@
+"""Gatherings: notices to one channel kept for a digest (``relay.channels.digest``)
+instead of being sent one by one: while the channel is muted (group ``muted:<intervals>``),
+during its digest period (``digest``), or while its breaker is open (``breaker``).
+
+A gathering is a hash (``Names.gathering``: its version, when it opened and is due, the
+notices' accepted times, counts by severity and state) and a list of its first
+``LINES_KEPT`` lines (``Names.gathered``); it is due at its score in ``Names.gatherings_due``.
+However many notices it stands for, it takes at most ~``GATHERING_BYTES`` of Redis:
+counts, not notices, beyond the lines. Each change is one Lua script doing a bounded amount
+of work (at most ``LINES_KEPT`` lines a call).
+
+When it is due, ``take_due`` moves it atomically into ``Names.digests_taken`` as a digest
+(its id unique per channel: the channel's digest count and the time it opened); the
+dispatcher then makes the digest's RQ job and forgets it. A crash between is made good by
+the next dispatcher (``taken``), and RQ refuses the second job of an id. A gathering that
+is due but empty closes silently: one opened empty (``first``) only keeps a channel quiet
+for a period. One opened with ``again_ms`` opens again, empty, when its digest is taken:
+a storm keeps gathering, and the channel gets at most one message a period.
+
+A dispatcher that dies after parking a notice and before finishing its outbox entry parks
+it again when the next one takes the entry over: ``mark`` (the notice and channel) is kept
+in ``Names.gathering_marks`` until the entry is done (``unmark``), and a second park of the
+same mark changes nothing (it answers as the first did).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from relay.channels.digest import LINE_FIELD_BYTES, LINE_SUMMARY_BYTES, LINES_KEPT, Digest, Line
+from relay.channels.notice import STATES, Notice
+from relay.names import Names
+from relay.severity import LEVELS
+
+log = logging.getLogger(__name__)
+VERSION = 1  # of a gathering's hash and of a taken digest's record
+SEP = "\x1f"  # between channel and group in ``Names.gatherings_due``
+LINE_BYTES = LINE_SUMMARY_BYTES + 3 * LINE_FIELD_BYTES + 200  # a Line's JSON, at most
+GATHERING_BYTES = LINES_KEPT * LINE_BYTES + 1024  # the lines, the hash, the due entry
+KINDS = (*LEVELS, "other")  # severities counted (anything else counts as "other")
+STATE_NAMES = (*STATES.values(), "maintenance", "other")
+
+# Add notices (or an empty opening) to a gathering, opening it when none is open; an open
+# one's due is pulled earlier, never later. Bounded: at most ARGV[9] lines a call.
+# KEYS[1] the gathering (hash), KEYS[2] its lines (list), KEYS[3] the due sorted set,
+# KEYS[4] the marks of notices parked (hash)
+# ARGV[1] its member in the due set, ARGV[2] due ms, ARGV[3] mode ('park': add them;
+# 'first': add them only to an open gathering, else open an empty one), ARGV[4] again ms
+# (a gathering opened here opens again that long after its digest is taken; 0: not),
+# ARGV[5] notices added, ARGV[6] their first accepted ms, ARGV[7] their last, ARGV[8] test
+# (0|1), ARGV[9] lines kept at most, ARGV[10] the format's version, ARGV[11] now ms,
+# ARGV[12] the mark ('' none), ARGV[13] n, ARGV[14..13+2n] count field, count; then lines
+# Returns 1 when they were added, 0 when not ('first' opened an empty gathering: the
+# caller sends them itself), -1 when the gathering is of another format's version.
+PARK = """
+if ARGV[12] ~= '' then
+  local done = redis.call('HGET', KEYS[4], ARGV[12])
+  if done then return tonumber(done) end
+end
+local version = redis.call('HGET', KEYS[1], 'v')
+if version and version ~= ARGV[10] then return -1 end
+local due = tonumber(ARGV[2])
+local added = 1
+if not version then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'v', ARGV[10], 'opened', ARGV[11], 'due', due, 'total', 0,
+             'again', ARGV[4])
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
+  if ARGV[3] == 'first' then added = 0 end
+elseif due < tonumber(redis.call('HGET', KEYS[1], 'due')) then
+  redis.call('HSET', KEYS[1], 'due', due)
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
+end
+if added == 1 and tonumber(ARGV[5]) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'total', ARGV[5])
+  local since = tonumber(redis.call('HGET', KEYS[1], 'since') or ARGV[6])
+  local till = tonumber(redis.call('HGET', KEYS[1], 'until') or ARGV[7])
+  redis.call('HSET', KEYS[1], 'since', math.min(since, tonumber(ARGV[6])),
+             'until', math.max(till, tonumber(ARGV[7])))
+  if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'test', 1) end
+  local n = tonumber(ARGV[13])
+  for i = 0, n - 1 do
+    redis.call('HINCRBY', KEYS[1], ARGV[14 + 2 * i], ARGV[15 + 2 * i])
+  end
+  local room = tonumber(ARGV[9]) - redis.call('LLEN', KEYS[2])
+  local first = 14 + 2 * n
+  for i = first, math.min(#ARGV, first + room - 1) do
+    redis.call('RPUSH', KEYS[2], ARGV[i])
+  end
+end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[4], ARGV[12], added) end
+return added
+"""
+
+# Take a due gathering: move it into the taken digests (a record: its fields and lines),
+# or close it when it is empty; one opened with `again` opens again, empty, due then.
+# KEYS[1] the gathering, KEYS[2] its lines, KEYS[3] the due set, KEYS[4] taken digests
+# (hash), KEYS[5] the channels' stats (hash: the channel's digest count)
+# ARGV[1] its member in the due set, ARGV[2] now ms, ARGV[3] the channel, ARGV[4] the
+# group, ARGV[5] the format's version
+# Returns the digest's id, or '' when none was taken (not due, closed empty, or of
+# another version: left for a release that reads it).
+TAKE = """
+local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return '' end
+local version = redis.call('HGET', KEYS[1], 'v')
+if version and version ~= ARGV[5] then return '' end
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+local again = tonumber(redis.call('HGET', KEYS[1], 'again') or '0')
+local id = ''
+if total > 0 then
+  local seq = redis.call('HINCRBY', KEYS[5], ARGV[3] .. ':digests', 1)
+  id = 'dg' .. seq .. '-' .. redis.call('HGET', KEYS[1], 'opened')
+  redis.call('HSET', KEYS[4], ARGV[3] .. '\\31' .. id, cjson.encode({
+    v = tonumber(ARGV[5]), id = id, channel = ARGV[3], group = ARGV[4],
+    fields = redis.call('HGETALL', KEYS[1]), lines = redis.call('LRANGE', KEYS[2], 0, -1)}))
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+if total > 0 and again > 0 then
+  local due_at = tonumber(ARGV[2]) + again
+  redis.call('HSET', KEYS[1], 'v', ARGV[5], 'opened', ARGV[2], 'due', due_at, 'total', 0,
+             'again', again)
+  redis.call('ZADD', KEYS[3], due_at, ARGV[1])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+return id
+"""
+
+# Push a gathering's due later (still muted when it came), when it is still open.
+# KEYS[1] the gathering, KEYS[2] the due set; ARGV[1] its member, ARGV[2] due ms
+# Returns 1 when it was pushed, 0 when no such gathering is open.
+POSTPONE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'due', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
+def reason_of(group: str) -> str:
+    """A digest's reason (``relay.channels.digest.REASONS``) from its gathering's group."""
+    return group.split(":", 1)[0]
+
+
+class Gatherings:
+    def __init__(self, client: redis.Redis, names: Names,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.names = names
+        self.clock = clock
+        self._park: Any = client.register_script(PARK)
+        self._take: Any = client.register_script(TAKE)
+        self._postpone: Any = client.register_script(POSTPONE)
+
+    def park(self, channel: str, group: str, item: Notice | Digest, due_ms: int,
+             mark: str = "") -> bool:
+        """Add ``item`` (one notice, or a whole digest: its counts add, its lines up to
+        ``LINES_KEPT``) to the gathering (``channel``, ``group``), opening it due at
+        ``due_ms`` when none is open; an open one's due is pulled earlier if ``due_ms`` is.
+        ``mark`` (e.g. the notice's id): a second park of it adds nothing. True (added)."""
+        return self._call(channel, group, item, due_ms, "park", 0, mark)
+
+    def first(self, channel: str, group: str, notice: Notice, due_ms: int, again_ms: int,
+              mark: str = "") -> bool:
+        """``digest_first: immediate``: add ``notice`` to the open gathering and return
+        True; when none is open, open an EMPTY one due at ``due_ms`` (opening again,
+        empty, ``again_ms`` after each digest taken from it) and return False: the caller
+        sends the notice at once."""
+        return self._call(channel, group, notice, due_ms, "first", again_ms, mark)
+
+    def _call(self, channel: str, group: str, item: Notice | Digest, due_ms: int, mode: str,
+              again_ms: int, mark: str) -> bool:
+        n = self.names
+        if isinstance(item, Notice):
+            total, since, until, test = 1, item.accepted_ms, item.accepted_ms, item.test
+            counts = {f"s:{kind(item.severity)}": 1, f"t:{state(item.state)}": 1}
+            lines = [json.dumps(Line.of(item).to_json(), separators=(",", ":"))]
+        else:
+            total, since, until, test = item.total, item.since_ms, item.until_ms, item.test
+            counts = {}
+            for name, count in item.by_severity.items():
+                counts[f"s:{kind(name)}"] = counts.get(f"s:{kind(name)}", 0) + count
+            for name, count in item.by_state.items():
+                counts[f"t:{state(name)}"] = counts.get(f"t:{state(name)}", 0) + count
+            lines = [json.dumps(line.to_json(), separators=(",", ":"))
+                     for line in item.lines[:LINES_KEPT]]
+        pairs = [part for name, count in counts.items() if count for part in (name, count)]
+        found = int(self._park(
+            keys=[n.gathering(channel, group), n.gathered(channel, group), n.gatherings_due,
+                  n.gathering_marks],
+            args=[f"{channel}{SEP}{group}", int(due_ms), mode, int(again_ms), int(total),
+                  int(since), int(until), int(bool(test)), LINES_KEPT, VERSION,
+                  self._now_ms(), mark, len(pairs) // 2, *pairs, *lines]))
+        if found < 0:
+            raise ValueError(f"the gathering {group} of channel {channel} is of another "
+                             "version: this release cannot add to it")
+        return found == 1
+
+    def unmark(self) -> None:
+        """Forget the marks: the outbox entries they came from are done."""
+        self.client.delete(self.names.gathering_marks)
+
+    def due(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
+        """(channel, group) of up to ``limit`` gatherings due at ``now_ms``, soonest first."""
+        found = self.client.zrangebyscore(self.names.gatherings_due, "-inf", now_ms,
+                                          start=0, num=limit)
+        return [tuple(str(member).split(SEP, 1)) for member in found  # type: ignore[misc]
+                if SEP in str(member)]
+
+    def take_due(self, now_ms: int, limit: int,
+                 hold: Callable[[str, str], int | None] | None = None) -> list[Digest]:
+        """Take up to ``limit`` due gatherings (each atomically) into the taken digests and
+        return those digests (an empty one closes, giving none). ``hold(channel, group)``,
+        when given, may return a later due ms instead (still muted): the gathering waits."""
+        taken = []
+        for channel, group in self.due(now_ms, limit):
+            later = hold(channel, group) if hold is not None else None
+            if later is not None and later > now_ms:
+                self.postpone(channel, group, later)
+                continue
+            digest_id = self.take(channel, group, now_ms)
+            if digest_id:
+                taken.append((channel, digest_id))
+        found = {(digest.channel, digest.id): digest for digest in self.taken()}
+        return [found[made] for made in taken if made in found]
+
+    def take(self, channel: str, group: str, now_ms: int) -> str:
+        """Take one gathering if it is due; its digest's id ('' when none was taken)."""
+        n = self.names
+        return str(self._take(
+            keys=[n.gathering(channel, group), n.gathered(channel, group), n.gatherings_due,
+                  n.digests_taken, n.channel_stats],
+            args=[f"{channel}{SEP}{group}", int(now_ms), channel, group, VERSION]) or "")
+
+    def postpone(self, channel: str, group: str, due_ms: int) -> bool:
+        n = self.names
+        return bool(self._postpone(keys=[n.gathering(channel, group), n.gatherings_due],
+                                   args=[f"{channel}{SEP}{group}", int(due_ms)]))
+
+    def taken(self) -> list[Digest]:
+        """The digests taken and not yet made jobs (``forget`` them once made). One that
+        cannot be read is logged and forgotten."""
+        found = []
+        raw: dict[str, str] = self.client.hgetall(self.names.digests_taken)  # type: ignore[assignment]
+        for field, record in raw.items():
+            try:
+                found.append(digest_of(json.loads(record)))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("a taken digest could not be read, it is dropped: %s: %s",
+                          type(exc).__name__, exc)
+                self.client.hdel(self.names.digests_taken, field)
+        return found
+
+    def forget(self, digests: Iterable[Digest]) -> None:
+        """The digests' jobs are made: forget them."""
+        fields = [f"{digest.channel}{SEP}{digest.id}" for digest in digests]
+        if fields:
+            self.client.hdel(self.names.digests_taken, *fields)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+def digest_of(record: dict[str, Any]) -> Digest:
+    """A taken digest's record (TAKE) as a Digest."""
+    if record.get("v") != VERSION:
+        raise ValueError(f"a taken digest of version {record.get('v')}")
+    raw = record["fields"]
+    fields = dict(zip(raw[::2], raw[1::2], strict=True)) if isinstance(raw, list) else {}
+    lines = record["lines"] if isinstance(record["lines"], list) else []
+    by_severity = {name[2:]: int(v) for name, v in fields.items() if name.startswith("s:")}
+    by_state = {name[2:]: int(v) for name, v in fields.items() if name.startswith("t:")}
+    return Digest(id=str(record["id"]), channel=str(record["channel"]),
+                  reason=reason_of(str(record["group"])), since_ms=int(fields["since"]),
+                  until_ms=int(fields["until"]), total=int(fields["total"]),
+                  by_severity=by_severity, by_state=by_state,
+                  lines=tuple(Line.from_json(json.loads(line)) for line in lines),
+                  test=fields.get("test") == "1")
+
+
+def kind(severity: str) -> str:
+    return severity if severity in LEVELS else "other"
+
+
+def state(name: str) -> str:
+    return name if name in STATE_NAMES else "other"
