@@ -81,7 +81,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                                                             settings.dead_letter_days),
                             LEASE_MS,
                             backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
-                            trim=lambda: trim_failed(jobs_client, names, list(channels)))
+                            trim=lambda: trim_failed(jobs_client, names, list(channels), caps={
+                                name: c.failed_max for name, c in channels.items()}))
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \
