@@ -47,6 +47,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -263,3 +264,15 @@ def state_of(raw: dict[Any, Any], now_ms: int, settings: Breaker) -> State:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def breaker_line(breaker: dict[str, Any]) -> str:
+    """"breaker open since T, next probe at T; N message(s) held" (open breakers)."""
+    return (f"breaker open since {utc(breaker['since_ms'])}, next probe at "
+            f"{utc(breaker['probe_at_ms'])}; {breaker['held']} message(s) held, sent as a "
+            f"digest once a probe is taken (opened {breaker['opened']} time(s), "
+            f"{breaker['probes']} probe(s))")
