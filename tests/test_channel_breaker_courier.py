@@ -28,15 +28,24 @@ HOOK = Channel("hook", "webhook", url="https://h.example/x", retries=3,
 
 
 class Parked(list[tuple[str, str, Any, int]]):
-    def __call__(self, channel: str, group: str, item: Any, due_ms: int) -> None:
+    """Stands in for relay.channels.gather.Gatherings: what was parked, and made due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.due: list[tuple[str, str, int]] = []
+
+    def park(self, channel: str, group: str, item: Any, due_ms: int) -> None:
         self.append((channel, group, item, due_ms))
+
+    def postpone(self, channel: str, group: str, due_ms: int) -> None:
+        self.due.append((channel, group, due_ms))
 
 
 def courier(fake, session: Session, clock: Clock, parked: Parked,
             channel: Channel = HOOK) -> Courier:
     return Courier(fake, Settings(channel_retry_base_s=10, channel_retry_max_s=100),
                    RoutesFile(channels=(channel,)), session=session, sleep=lambda s: None,
-                   jitter=lambda: 1.0, park=parked, clock=clock)
+                   jitter=lambda: 1.0, gatherings=parked, clock=clock)
 
 
 def test_an_open_breaker_holds_messages_and_one_probe_a_cool_down_closes_it(fake) -> None:
@@ -69,11 +78,11 @@ def test_an_open_breaker_holds_messages_and_one_probe_a_cool_down_closes_it(fake
     assert sender.deliver("hook", NOTICE, 0) == "held: breaker open"  # no second probe
     assert len(session.sent) == 4
     # the next probe succeeds: closed, and the held gathering is due now
-    fake.zadd(NAMES.gatherings_due, {"hook\x1fbreaker": int(clock() * 1000) + 30_000})
     clock.at += 30
     fake.delete(NAMES.channel_pause("hook"))
+    assert not parked.due
     assert sender.deliver("hook", NOTICE, 0) == "ok"
-    assert fake.zscore(NAMES.gatherings_due, "hook\x1fbreaker") == int(clock() * 1000)
+    assert parked.due == [("hook", "breaker", int(clock() * 1000))]
     assert sender.breakers.read("hook").state == "closed"
     assert fake.hget(NAMES.channel_stats, "hook:sent") == "1"
 
@@ -123,18 +132,20 @@ def test_a_probe_the_pace_holds_back_is_given_back(fake) -> None:
     assert sender.breakers.read("hook").state == "closed"
 
 
-def test_without_gather_the_default_park_says_so(fake) -> None:
-    """Until relay.channels.gather lands, a hold without a park fails loudly."""
+def test_held_messages_go_to_relay_channels_gather_by_default(fake) -> None:
+    """The courier's own gatherings are relay.channels.gather's (until it lands on this
+    branch, a hold fails loudly: the job fails, nothing is lost silently)."""
     sender = Courier(fake, Settings(), RoutesFile(channels=(HOOK,)),
                      session=Session(*[(404, {}, "no")] * 3), sleep=lambda s: None)
+    for _ in range(2):
+        with pytest.raises(Rejected):
+            sender.deliver("hook", NOTICE, 0)
     try:
         import relay.channels.gather  # noqa: F401
     except ImportError:
-        for _ in range(2):
-            with pytest.raises(Rejected):
-                sender.deliver("hook", NOTICE, 0)
         with pytest.raises(ImportError):
             sender.deliver("hook", NOTICE, 0)
-    else:
-        pytest.skip("relay.channels.gather is here: its own tests cover park")
-
+        return
+    assert sender.deliver("hook", NOTICE, 0) == "held: breaker open"
+    assert fake.hget(NAMES.gathering("hook", "breaker"), "total") == "1"
+    assert fake.zscore(NAMES.gatherings_due, "hook\x1fbreaker") is not None

@@ -22,6 +22,7 @@ from relay.settings import Settings
 from relay.store import Record
 from tests.conftest import trigger
 from tests.receivers import WebhookReceiver
+from tests.test_channel_breaker_courier import Parked
 
 NAMES = Names("pdr")
 
@@ -42,13 +43,13 @@ def notices(n: int) -> list:
     return found
 
 
-def run(channels: tuple[Channel, ...], count: int, parked: list) -> fakeredis.FakeRedis:
+def run(channels: tuple[Channel, ...], count: int, parked: Parked) -> fakeredis.FakeRedis:
     server = fakeredis.FakeServer()
     jobs_client = fakeredis.FakeRedis(server=server)
     client = fakeredis.FakeRedis(server=server, decode_responses=True)
     jobs.install(jobs.Courier(client, Settings(), RoutesFile(channels=channels),
                               sleep=lambda s: None,
-                              park=lambda *args: parked.append(args)))
+                              gatherings=parked))
     try:
         for notice in notices(count):
             for channel in channels:
@@ -72,7 +73,7 @@ def test_a_channel_refusing_everything_keeps_at_most_its_cap_of_failed_messages(
                          failed_max=5, breaker=Breaker(failures=0), per_minute=600)
     other = Channel("other", "webhook", url=f"{hooks.url}/no", retries=0, failed_max=50,
                     breaker=Breaker(failures=0), per_minute=600)
-    parked: list = []
+    parked = Parked()
     jobs_client = run((no_breaker, other), 12, parked)
     assert len(failed(jobs_client, "refuses")) == len(failed(jobs_client, "other")) == 12
     caps = {"refuses": 5, "other": 50}
@@ -97,7 +98,7 @@ def test_with_its_breaker_a_refusing_channel_fails_a_few_and_holds_the_rest(
     hooks.script("/no", steady=(404, {}, "no_such_hook"))
     channel = Channel("refuses", "webhook", url=f"{hooks.url}/no", retries=0, failed_max=5,
                       breaker=Breaker(failures=3, cooldown_s=300), per_minute=600)
-    parked: list = []
+    parked = Parked()
     jobs_client = run((channel,), 40, parked)
     assert len(failed(jobs_client, "refuses")) == 2  # the third refusal opened it: held
     assert len(parked) == 38 and hooks.tries("/no") == 3

@@ -14,7 +14,8 @@ open the message is not tried: it is held (``park``: the gathering ``breaker`` o
 relay.channels.gather, due at the next probe) and the job ends ("held: breaker open").
 The failure that opens it, and a failed probe, hold their own message too, not RQ's
 failed registry. When a probe succeeds the breaker closes and the held gathering is
-made due at once: what waited goes out as one digest. Every send's outcome is recorded.
+made due at once (``postpone`` to now): what waited goes out as one digest. Every
+send's outcome is recorded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import requests
@@ -47,8 +48,14 @@ log = logging.getLogger(__name__)
 WAIT_MAX_S = 5.0  # waits up to this are slept in the job; longer ones go back to RQ
 PAUSE_MAX_S = 3600.0
 HELD = "breaker"  # the gathering a channel's messages wait in while its breaker is open
-# park(channel, group, notice or digest, due_ms): relay.channels.gather.Gatherings.park
-Park = Callable[[str, str, Notice | Digest, int], None]
+
+
+class Gathering(Protocol):
+    """What the courier uses of relay.channels.gather.Gatherings."""
+
+    def park(self, channel: str, group: str, item: Notice | Digest, due_ms: int) -> Any: ...
+
+    def postpone(self, channel: str, group: str, due_ms: int) -> Any: ...
 
 
 class Courier:
@@ -56,7 +63,8 @@ class Courier:
                  session: requests.Session | None = None, smtp: senders.Smtp | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  jitter: Callable[[], float] = random.random,
-                 park: Park | None = None, clock: Callable[[], float] = time.time) -> None:
+                 gatherings: Gathering | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.names = Names(settings.prefix)
         self.backoff = (settings.channel_retry_base_s, settings.channel_retry_max_s)
@@ -70,13 +78,15 @@ class Courier:
         self.jitter = jitter
         self.clock = clock
         self.breakers = Breakers(client, self.names, clock)
-        self.park = park if park is not None else self._gatherings
+        self._held = gatherings
 
-    def _gatherings(self, channel: str, group: str, item: Notice | Digest, due_ms: int) -> None:
-        """relay.channels.gather's park (looked up when first needed)."""
-        gather = importlib.import_module("relay.channels.gather")
-        self.park = gather.Gatherings(self.client, self.names, clock=self.clock).park
-        self.park(channel, group, item, due_ms)
+    @property
+    def gatherings(self) -> Gathering:
+        """Where held messages wait: relay.channels.gather (looked up when first needed)."""
+        if self._held is None:
+            gather = importlib.import_module("relay.channels.gather")
+            self._held = gather.Gatherings(self.client, self.names, clock=self.clock)
+        return self._held
 
     def deliver(self, name: str, data: dict[str, Any], retries_done: int = 0) -> Retry | str:
         """Send notice ``data`` to channel ``name``."""
@@ -150,8 +160,7 @@ class Courier:
         change, _ = self.breakers.record(name, settings, "ok", verdict.probe)
         self.client.hincrby(self.names.channel_stats, f"{name}:sent", 1)
         if change == "closed":  # what waited while it was open goes out now, as a digest
-            self.client.zadd(self.names.gatherings_due,
-                             {f"{name}\x1f{HELD}": self.breakers.now_ms()}, xx=True)
+            self.gatherings.postpone(name, HELD, self.breakers.now_ms())
             log.warning("channel %s: breaker closed: the probe (%s) was taken; the messages "
                         "held meanwhile go out as a digest", name, what)
         log.info("channel %s: sent %s", name, what)
@@ -160,7 +169,7 @@ class Courier:
     def _hold(self, channel: Channel, item: Notice | Digest, probe_at_ms: int, what: str,
               why: str) -> str:
         """Keep ``item`` in the channel's ``breaker`` gathering, due at the next probe."""
-        self.park(channel.name, HELD, item, probe_at_ms)
+        self.gatherings.park(channel.name, HELD, item, probe_at_ms)
         self.client.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
         level = logging.WARNING if why in ("opened", "reopened") else logging.INFO
         log.log(level, "channel %s: %s; held %s until the next probe in %.0f s", channel.name,
