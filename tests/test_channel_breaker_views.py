@@ -105,3 +105,23 @@ def test_the_dashboard_shows_the_breaker(state: str, fake) -> None:
     else:
         row = commands.read(fake, fakeredis.FakeRedis(), NAMES, ["chat"])["channels"][0]
         assert row["breaker"]["state"] == "closed"
+
+
+def test_send_test_says_held_while_the_breaker_is_open() -> None:
+    from rq.job import JobStatus
+
+    from relay.channels.probe import verdict
+
+    class Done:
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+        def get_status(self, refresh: bool = True) -> JobStatus:
+            return JobStatus.FINISHED
+
+        def return_value(self) -> str:
+            return self.value
+
+    assert verdict(Done("ok")) == "sent: ok"  # type: ignore[arg-type]
+    held = verdict(Done("held: breaker open"))  # type: ignore[arg-type]
+    assert held is not None and held.startswith("HELD: the channel's breaker is open")
