@@ -247,8 +247,9 @@ class Names:
         return f"{self.prefix}:channels:digests"
 
     def breaker(self, channel: str) -> str:
-        """Hash: ``channel``'s breaker (relay.channels.breaker): state, since, the next
-        probe's time, consecutive failures, and the window's sends and failures."""
+        """Hash: ``channel``'s breaker (relay.channels.breaker, format ``VERSION``):
+        state, since, the next probe's time and number, failures in a row, the window's
+        sends and failures in fixed buckets, times opened, probes, messages held."""
         return f"{self.prefix}:channel:{channel}:breaker"
 
     @property

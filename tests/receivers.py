@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict, deque
 from email import message_from_bytes, policy
 from email.message import Message
@@ -61,13 +62,18 @@ class WebhookReceiver:
             queue = self.scripts[path]
             answer = queue.popleft() if queue else self.steady.get(path, OK)
             self.requests.append({"path": path, "headers": headers, "body": json.loads(raw),
-                                  "status": answer[0]})
+                                  "status": answer[0], "at": time.monotonic()})
             return answer
 
     def taken(self, path: str) -> list[dict[str, Any]]:
         """The bodies of the requests to ``path`` answered 2xx, in arrival order."""
         with self.lock:
             return [r["body"] for r in self.requests if r["path"] == path and r["status"] < 300]
+
+    def times(self, path: str) -> list[float]:
+        """When each request to ``path`` came (``time.monotonic``), in arrival order."""
+        with self.lock:
+            return [r["at"] for r in self.requests if r["path"] == path]
 
     def tries(self, path: str) -> int:
         with self.lock:

@@ -64,7 +64,8 @@ def exported(client, fake, settings) -> set[str]:
     client.post("/v2/enqueue", json={"event_action": "trigger", "payload": {
         "summary": "s", "source": "db1", "severity": "critical"}})
     client.post("/v2/enqueue", json={"event_action": "nonsense"})  # a refusal
-    fake.hset(names.channel_stats, mapping={"chat:sent": 1, "chat:failed": 1, "skipped": 1})
+    fake.hset(names.channel_stats, mapping={"chat:sent": 1, "chat:failed": 1, "chat:held": 1,
+                                            "skipped": 1})
     fake.hset(names.alarms, "no-worker:db", "{}")
     fake.hset(names.decisions, mapping={"route|default|accepted": 1,
                                         "source|anonymous|accepted": 1})

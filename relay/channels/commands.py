@@ -1,6 +1,6 @@
 """``pd-relay channels status|failed|requeue``: each channel's queue as RQ keeps it (queued,
-waiting to retry, failed), what it sent, its last error; the failed messages with the
-channel's reply; and sending them again with a fresh set of retries."""
+waiting to retry, failed), what it sent and held, its breaker, its last error; the failed
+messages with the channel's reply; and sending them again with a fresh set of retries."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from relay.channels.breaker import breaker_line, state_of
 from relay.channels.outbox import HEARD_MAX
 from relay.channels.rqjobs import FAILED_MAX, RQ_BACKLOG_MAX, rq_queue
 from relay.logs import printable
 from relay.names import Names
+from relay.routes.channels import Breaker
 from relay.routes.config import load_or_none
 from relay.settings import Settings
 from relay.store import connect
@@ -42,10 +45,12 @@ def add_parser(sub: Any) -> None:
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
     names = Names(settings.prefix)
-    channels = [c.name for c in load_or_none(settings.routes_file, settings.key_names).channels]
+    defined = load_or_none(settings.routes_file, settings.key_names).channels
+    channels = [c.name for c in defined]
     client, jobs = connect(settings), connect(settings, decode=False)
     if args.verb == "status":
-        return status(client, jobs, names, channels, args.json)
+        return status(client, jobs, names, channels, args.json,
+                      {c.name: c.breaker for c in defined})
     chosen = [args.name] if getattr(args, "name", None) else channels
     if args.verb == "requeue" and args.channel:
         chosen = [args.channel]
@@ -58,13 +63,21 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     return requeue(jobs, names, chosen, None if args.all else args.id)
 
 
-def read(client: redis.Redis, jobs: redis.Redis, names: Names,
-         channels: list[str]) -> dict[str, Any]:
+def read(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[str],
+         breakers: Mapping[str, Breaker] | None = None) -> dict[str, Any]:
+    """Each channel's figures and breaker (``breakers``: their settings, for the
+    window's counts and to say "off"), and the outbox's."""
     stats: dict[str, str] = client.hgetall(names.channel_stats)  # type: ignore[assignment]
     rows = []
+    now_ms = int(time.time() * 1000)
     for name in channels:
         queue = rq_queue(jobs, names, name)
         at = int(stats.get(f"{name}:error_at", 0))
+        settings = (breakers or {}).get(name, Breaker())
+        breaker = state_of(client.hgetall(names.breaker(name)), now_ms,
+                           settings).to_json()
+        if settings.failures <= 0:
+            breaker["state"] = "off"
         rows.append({
             "channel": name, "queued": queue.count,
             "retrying": ScheduledJobRegistry(queue=queue).count,  # type: ignore[no-untyped-call]
@@ -76,6 +89,9 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
             "paused_s": max(0, int(client.pttl(names.channel_pause(name)))) / 1000,
             "last_error": stats.get(f"{name}:error", ""),
             "last_error_ago_s": int(time.time()) - at if at else None,
+            "held": breaker["held"], "held_total": int(stats.get(f"{name}:held", 0)),
+            "failed_forgotten": int(stats.get(f"{name}:failed_forgotten", 0)),
+            "breaker": breaker,
         })
     return {"channels": rows, "outbox": {
         "waiting": client.llen(names.outbox), "taken": client.llen(names.outbox_taken),
@@ -88,17 +104,22 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names,
 
 
 def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[str],
-           as_json: bool) -> int:
-    found = read(client, jobs, names, channels)
+           as_json: bool, breakers: Mapping[str, Breaker] | None = None) -> int:
+    found = read(client, jobs, names, channels, breakers)
     if as_json:
         print(json.dumps(found, indent=2))
         return 0
-    print(f"{'CHANNEL':<20} {'QUEUED':>7} {'RETRYING':>8} {'FAILED':>7} {'SENT':>8}  LAST ERROR")
+    print(f"{'CHANNEL':<20} {'QUEUED':>7} {'RETRYING':>8} {'FAILED':>7} {'SENT':>8} "
+          f"{'HELD':>6} {'BREAKER':<7}  LAST ERROR")
     for row in found["channels"]:
         error = f"{printable(row['last_error'][:60])} ({row['last_error_ago_s']} s ago)" \
             if row["last_error"] else "-"
         print(f"{row['channel']:<20} {row['queued'] + row['sending']:>7} {row['retrying']:>8} "
-              f"{row['failed']:>7} {row['sent']:>8}  {error}")
+              f"{row['failed']:>7} {row['sent']:>8} {row['held']:>6} "
+              f"{row['breaker']['state']:<7}  {error}")
+    for row in found["channels"]:
+        if row["breaker"]["state"] == "open":
+            print(f"{row['channel']}: {breaker_line(row['breaker'])}")
     outbox = found["outbox"]
     print(f"outbox: {outbox['waiting']} waiting, {outbox['taken']} being made jobs, "
           f"{outbox['skipped']} skipped when full; dispatcher: {outbox['dispatcher'] or 'none'}")

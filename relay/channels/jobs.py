@@ -8,22 +8,32 @@ wait is slept; a longer one, or a failure worth another try, returns RQ's ``Retr
 with the interval: the job's own growing backoff (with jitter), or longer when the
 pause or Retry-After says so. A refusal, or the last failure of ``retries``, raises: RQ keeps the
 job in its failed registry with the channel's reply (``pd-relay channels requeue``).
+
+First of all it asks the channel's breaker (``relay.channels.breaker``). While it is
+open the message is not tried: it is held (``park``: the gathering ``breaker`` of
+relay.channels.gather, due at the next probe) and the job ends ("held: breaker open").
+The failure that opens it, and a failed probe, hold their own message too, not RQ's
+failed registry. When a probe succeeds the breaker closes and the held gathering is
+made due at once (``postpone`` to now): what waited goes out as one digest. Every
+send's outcome is recorded.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import requests
 from rq import Retry, get_current_job
 
 from relay.channels import messages, senders
+from relay.channels.breaker import Breakers, Verdict
 from relay.channels.digest import Digest
 from relay.channels.notice import Notice
 from relay.errors import Rejected, RetryLater
@@ -37,13 +47,24 @@ from relay.settings import Settings
 log = logging.getLogger(__name__)
 WAIT_MAX_S = 5.0  # waits up to this are slept in the job; longer ones go back to RQ
 PAUSE_MAX_S = 3600.0
+HELD = "breaker"  # the gathering a channel's messages wait in while its breaker is open
+
+
+class Gathering(Protocol):
+    """What the courier uses of relay.channels.gather.Gatherings."""
+
+    def park(self, channel: str, group: str, item: Notice | Digest, due_ms: int) -> Any: ...
+
+    def postpone(self, channel: str, group: str, due_ms: int) -> Any: ...
 
 
 class Courier:
     def __init__(self, client: redis.Redis, settings: Settings, routes: RoutesFile,
                  session: requests.Session | None = None, smtp: senders.Smtp | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 gatherings: Gathering | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.names = Names(settings.prefix)
         self.backoff = (settings.channel_retry_base_s, settings.channel_retry_max_s)
@@ -55,6 +76,17 @@ class Courier:
         self.smtp = smtp
         self.sleep = sleep
         self.jitter = jitter
+        self.clock = clock
+        self.breakers = Breakers(client, self.names, clock)
+        self._held = gatherings
+
+    @property
+    def gatherings(self) -> Gathering:
+        """Where held messages wait: relay.channels.gather (looked up when first needed)."""
+        if self._held is None:
+            gather = importlib.import_module("relay.channels.gather")
+            self._held = gather.Gatherings(self.client, self.names, clock=self.clock)
+        return self._held
 
     def deliver(self, name: str, data: dict[str, Any], retries_done: int = 0) -> Retry | str:
         """Send notice ``data`` to channel ``name``."""
@@ -62,7 +94,8 @@ class Courier:
         notice = Notice.from_json(data)
         what = f"{notice.state} dedup_key={notice.event.get('dedup_key')}"
         return self._send(channel, lambda: messages.message(
-            channel, notice, self.templates.get((notice.route, name))), what, retries_done)
+            channel, notice, self.templates.get((notice.route, name))), what, retries_done,
+            notice)
 
     def deliver_digest(self, name: str, data: dict[str, Any],
                        retries_done: int = 0) -> Retry | str:
@@ -71,7 +104,7 @@ class Courier:
         digest = Digest.from_json(data)
         what = f"digest {digest.id} of {digest.total} notice(s)"
         return self._send(channel, lambda: messages.digest_message(channel, digest), what,
-                          retries_done)
+                          retries_done, digest)
 
     def _channel(self, name: str) -> Channel:
         channel = self.channels.get(name)
@@ -80,37 +113,75 @@ class Courier:
         return channel
 
     def _send(self, channel: Channel, message: Callable[[], dict[str, Any]], what: str,
-              retries_done: int) -> Retry | str:
-        """Keep the channel's pace and pause, send ``message()``, retry or fail."""
-        name = channel.name
-        paused = self._paused(channel)
+              retries_done: int, item: Notice | Digest) -> Retry | str:
+        """Ask the breaker, keep the channel's pace and pause, send ``message()``, record
+        the outcome; retry, fail, or hold ``item`` while the breaker is open."""
+        name, settings = channel.name, channel.breaker
+        verdict = self.breakers.ask(name, settings)
+        if verdict.state == "open":
+            return self._hold(channel, item, verdict.probe_at_ms, what, "breaker open")
+        paused = self._paused(channel) if verdict.state == "closed" else 0.0
         if paused:
             return self._retry(channel, retries_done, paused)
         wait = self._pace(channel)
         if wait > 0:  # the pace: a wait of the normal kind, not a failure's backoff
+            self._release(channel, verdict)
             return Retry(max=channel.retries, interval=max(1, math.ceil(wait)))
         body = message()
         try:
             reply = senders.send(channel, body, self.session, self.smtp)
         except RetryLater as exc:
-            self._failed(channel, what, exc, final=retries_done >= channel.retries)
+            paused_by = exc.status == 429 and bool(exc.retry_after)
+            change, probe_at = self.breakers.record(
+                name, settings, "pause" if paused_by else "failed", verdict.probe)
+            held = change in ("opened", "reopened", "open")
+            self._failed(channel, what, exc, final=not held and retries_done >= channel.retries,
+                         held=held)
             if exc.status == 429:
                 self._limiter(channel).throttled()
             pause = exc.retry_after if exc.status else self.backoff[0]  # no answer at all
             if pause:
                 self.client.set(self.names.channel_pause(name), "1",
                                 px=max(1, int(min(pause, PAUSE_MAX_S) * 1000)))
+            if held:
+                return self._hold(channel, item, probe_at, what, change)
             if retries_done >= channel.retries:
                 raise Rejected(f"{exc.reason} after {retries_done} retries: {exc.reply}",
                                exc.status, exc.reply) from exc
             return self._retry(channel, retries_done, exc.retry_after or 0)
         except Rejected as exc:
-            self._failed(channel, what, exc, final=True)
+            change, probe_at = self.breakers.record(name, settings, "failed", verdict.probe)
+            held = change in ("opened", "reopened", "open")
+            self._failed(channel, what, exc, final=not held, held=held)
+            if held:
+                return self._hold(channel, item, probe_at, what, change)
             raise Rejected(f"{exc.reason}: {exc.reply}" if exc.reply else exc.reason,
                            exc.status, exc.reply) from exc
+        change, _ = self.breakers.record(name, settings, "ok", verdict.probe)
         self.client.hincrby(self.names.channel_stats, f"{name}:sent", 1)
+        if change == "closed":  # what waited while it was open goes out now, as a digest
+            self.gatherings.postpone(name, HELD, self.breakers.now_ms())
+            log.warning("channel %s: breaker closed: the probe (%s) was taken; the messages "
+                        "held meanwhile go out as a digest", name, what)
         log.info("channel %s: sent %s", name, what)
         return reply
+
+    def _hold(self, channel: Channel, item: Notice | Digest, probe_at_ms: int, what: str,
+              why: str) -> str:
+        """Keep ``item`` in the channel's ``breaker`` gathering, due at the next probe."""
+        self.gatherings.park(channel.name, HELD, item, probe_at_ms)
+        self.client.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
+        level = logging.WARNING if why in ("opened", "reopened") else logging.INFO
+        log.log(level, "channel %s: %s; held %s until the next probe in %.0f s", channel.name,
+                {"opened": "breaker opened", "reopened": "the probe failed: breaker open "
+                 "again"}.get(why, "breaker open"), what,
+                max(0, probe_at_ms - self.breakers.now_ms()) / 1000)
+        return "held: breaker open"
+
+    def _release(self, channel: Channel, verdict: Verdict) -> None:
+        """A probe that was not sent after all (the pace): the next ask may probe."""
+        if verdict.state == "probe":
+            self.breakers.record(channel.name, channel.breaker, "release", verdict.probe)
 
     def _limiter(self, channel: Channel) -> RateLimiter:
         n = self.names
@@ -143,7 +214,7 @@ class Courier:
         return 0.0
 
     def _failed(self, channel: Channel, what: str, exc: RetryLater | Rejected,
-                final: bool) -> None:
+                final: bool, held: bool = False) -> None:
         reason = f"{exc.reason}: {exc.reply[:200]}" if exc.reply else exc.reason
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hset(self.names.channel_stats, mapping={
@@ -151,8 +222,8 @@ class Courier:
             if final:
                 pipe.hincrby(self.names.channel_stats, f"{channel.name}:failed", 1)
             pipe.execute()
-        log.warning("channel %s: %s %s: %s", channel.name,
-                    "gave up on" if final else "will retry", what, reason)
+        log.warning("channel %s: %s %s: %s", channel.name, "gave up on" if final else
+                    "failed to send" if held else "will retry", what, reason)
 
 
 _courier: Courier | None = None

@@ -19,13 +19,17 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
         pipe.hkeys(names.alarms)
         stats, waiting, alarms = pipe.execute()
     for outcome, text in (("sent", "Messages a channel took"),
-                          ("failed", "Messages a channel refused, or that ran out of retries")):
+                          ("failed", "Messages a channel refused, or that ran out of retries"),
+                          ("held", "Messages (notices or digests) held while the channel's "
+                           "breaker was open, to go out as a digest")):
         family = CounterMetricFamily(f"pd_relay_channel_{outcome}", text, labels=["channel"])
         for field, value in sorted(stats.items()):
             name, _, kind = field.rpartition(":")
             if name and kind == outcome:
                 family.add_metric([name], float(value))
         yield family
+    yield from breakers(client, names, sorted({field.rpartition(":")[0] for field in stats
+                                               if field.rpartition(":")[0]}))
     yield GaugeMetricFamily("pd_relay_outbox_notices", "Notices waiting to become channel "
                             "jobs (the channel worker makes them)", value=float(waiting))
     yield CounterMetricFamily("pd_relay_outbox_skipped", "Notices skipped while the outbox "
@@ -49,3 +53,24 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
     for condition in sorted(alarms):
         open_.add_metric([condition], 1.0)
     yield open_
+
+
+def breakers(client: redis.Redis, names: Names, channels: list[str]) -> Iterator[Metric]:
+    """Each channel's breaker (relay.channels.breaker): those of the channels that ever
+    sent, failed or held a message (a breaker opens only after failures)."""
+    with client.pipeline(transaction=False) as pipe:
+        for name in channels:
+            pipe.hmget(names.breaker(name), "state", "opened", "probes")
+        found = pipe.execute()
+    open_ = GaugeMetricFamily("pd_relay_channel_breaker_open", "1 while the channel's breaker "
+                              "is open (its messages held, one probe a cool-down), else 0",
+                              labels=["channel"])
+    opened = CounterMetricFamily("pd_relay_channel_breaker_opened", "Times the channel's "
+                                 "breaker opened", labels=["channel"])
+    probes = CounterMetricFamily("pd_relay_channel_breaker_probes", "Probes sent to the "
+                                 "channel while its breaker was open", labels=["channel"])
+    for name, (state, times, probed) in zip(channels, found, strict=True):
+        open_.add_metric([name], 1.0 if state == "open" else 0.0)
+        opened.add_metric([name], float(times or 0))
+        probes.add_metric([name], float(probed or 0))
+    yield from (open_, opened, probes)

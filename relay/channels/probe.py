@@ -37,7 +37,11 @@ def verdict(job: Job | None) -> str | None:
         return "gone (its job expired)"
     status = job.get_status(refresh=True)
     if status == JobStatus.FINISHED:
-        return f"sent: {str(job.return_value())[:200]}"
+        reply = str(job.return_value())[:200]
+        if reply.startswith("held:"):  # relay.channels.jobs: the breaker is open
+            return ("HELD: the channel's breaker is open; it goes out with the held "
+                    "messages once a probe is taken (`pd-relay channels status`)")
+        return f"sent: {reply}"
     if status == JobStatus.FAILED:
         lines = (job.exc_info or "").strip().splitlines()
         return "FAILED: " + (lines[-1] if lines else "ran out of retries")

@@ -12,15 +12,18 @@ bounded:
   channels (the dispatcher makes no more: relay.channels.outbox);
 - sent: ``RESULT_TTL_S`` after it finished (so a dispatcher's crash recovered within that
   time repeats no message), at most the channels' paces (``per_minute``) times that;
-- failed (refused, or out of retries): at most ``FAILED_MAX`` jobs, all channels, each
-  with its error (``FAILED_JOB_BYTES`` in all), as long as dead letters; past that the
-  oldest are deleted first, counted (``failed_forgotten``).
+- failed (refused, or out of retries): at most each channel's ``failed_max`` jobs and
+  ``FAILED_MAX`` in all, each with its error (``FAILED_JOB_BYTES`` in all), as long as
+  dead letters; past that the oldest are deleted first, counted (``failed_forgotten``,
+  and ``<channel>:failed_forgotten`` for a channel's own cap). A channel that refuses
+  everything opens its breaker (relay.channels.breaker) after a few failures: what comes
+  after is held, not failed, so its registry stays small anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 from rq import Queue
@@ -93,31 +96,45 @@ def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -
 
 
 def trim_failed(connection: redis.Redis, names: Names, channels: Sequence[str],
-                keep: int = FAILED_MAX) -> int:
-    """Delete the oldest failed jobs past ``keep`` (all channels); return how many went,
-    counted as ``failed_forgotten`` in ``Names.channel_stats``. One round trip when
-    there is nothing to delete."""
+                keep: int = FAILED_MAX, caps: Mapping[str, int] | None = None) -> int:
+    """Delete the oldest failed jobs past each channel's cap in ``caps`` (its
+    ``failed_max``; counted ``<channel>:failed_forgotten``), then past ``keep`` (all
+    channels); return how many went, all counted as ``failed_forgotten`` in
+    ``Names.channel_stats``. One round trip when there is nothing to delete."""
     keys = [FailedJobRegistry(queue=rq_queue(connection, names, name)).key
             for name in channels]
     with connection.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.zcard(key)
-        excess = sum(int(n) for n in pipe.execute()) - keep
-    if excess <= 0:
+        counts = [int(n) for n in pipe.execute()]
+    caps = caps or {}
+    over = {key: (name, count - caps[name]) for name, key, count in zip(channels, keys, counts,
+                                                                           strict=True)
+            if name in caps and count > caps[name]}
+    excess = sum(counts) - sum(n for _, n in over.values()) - keep
+    if not over and excess <= 0:
         return 0
     # a failed job's score is when it expires (failure_ttl, the same for all): oldest first
     with connection.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.zrange(key, 0, excess - 1, withscores=True)
-        found = sorted((score, key, member) for key, rows in zip(keys, pipe.execute(),
-                                                                  strict=True)
-                       for member, score in rows)[:excess]
+            pipe.zrange(key, 0, max(excess, 0) + over.get(key, ("", 0))[1] - 1,
+                        withscores=True)
+        rows = dict(zip(keys, pipe.execute(), strict=True))
+    found = []
+    for key, (name, n) in over.items():  # each channel's own cap first
+        found += [(score, key, member, name) for member, score in rows[key][:n]]
+        rows[key] = rows[key][n:]
+    if excess > 0:
+        found += sorted((score, key, member, "") for key in keys
+                        for member, score in rows[key])[:excess]
     with connection.pipeline(transaction=False) as pipe:
-        for _, key, member in found:
+        for _, key, member, _ in found:
             job = member.decode() if isinstance(member, bytes) else str(member)
             pipe.zrem(key, member)
             pipe.delete(Job.key_for(job), Result.get_key(job))  # type: ignore[no-untyped-call]
         pipe.hincrby(names.channel_stats, "failed_forgotten", len(found))
+        for name, n in over.values():
+            pipe.hincrby(names.channel_stats, f"{name}:failed_forgotten", n)
         pipe.execute()
     return len(found)
 

@@ -83,7 +83,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             put_digest=lambda channel, digest: put_digest_job(
                                 jobs_client, names, channel, digest, settings.dead_letter_days),
                             backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
-                            trim=lambda: trim_failed(jobs_client, names, list(channels)))
+                            trim=lambda: trim_failed(jobs_client, names, list(channels), caps={
+                                name: c.failed_max for name, c in channels.items()}))
     queues = [rq_queue(jobs_client, names, name) for name in served]
     every = [rq_queue(jobs_client, names, name) for name in channels]
     housekeeping = None if args.channel else \

@@ -6,7 +6,8 @@ the condition clears.
     no-worker:NAME       critical  no worker's heartbeat for a configured key
     stalled:NAME         error     the key's oldest queued event is older than oldest_queued_s
     dead-letters         warning   dead letters wait to be replayed or purged
-    channel:NAME         warning   a channel has failed messages, or fails now
+    channel:NAME         warning   a channel's breaker is open ("breaker open since"), or
+                                   it has failed messages, or fails now
     history-lag          warning   the record in PostgreSQL is behind the stream by more
                                    than history_lag_s (exporter down, PostgreSQL unreachable)
     history-lost         warning   entries were lost from the record (the stream's caps
@@ -35,11 +36,12 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from relay.auth import RESERVED
+from relay.channels.breaker import breaker_line, state_of
 from relay.history.pg import report as record
 from relay.names import Names
 from relay.owners import Owned
 from relay.ownevents import own_event, slot_of, store_own
-from relay.routes.channels import hearing
+from relay.routes.channels import Breaker, hearing
 from relay.routes.config import RoutesFile
 from relay.settings import Settings
 from relay.status import read_status
@@ -89,16 +91,20 @@ def conditions(client: redis.Redis, names: Names, settings: Settings, routes: Ro
         found.append(Condition("dead-letters", f"pd-relay: {len(letters)} dead letter(s) "
                                "PagerDuty refused wait to be replayed or purged", "warning"))
     stats: dict[str, str] = client.hgetall(names.channel_stats)  # type: ignore[assignment]
+    settings_of = {c.name: c.breaker for c in routes.channels}
     for queue in queues:
         name = queue.name.removeprefix(names.channel_queue(""))
         failed = FailedJobRegistry(queue=queue).count
         retrying = ScheduledJobRegistry(queue=queue).count  # type: ignore[no-untyped-call]
         recent = now - int(stats.get(f"{name}:error_at", 0)) < FAILING_S
-        if failed or (retrying and recent):
+        breaker = state_of(client.hgetall(names.breaker(name)),
+                           int(now * 1000), settings_of.get(name, Breaker()))
+        if breaker.open or failed or (retrying and recent):
             error = stats.get(f"{name}:error", "")
-            found.append(Condition(f"channel:{name}", f"pd-relay: channel {name}: {failed} "
-                                   f"failed, {retrying} retrying; last error: {error}"[:1000],
-                                   "warning", channel=name))
+            said = f"{breaker_line(breaker.to_json())}; " if breaker.open else ""
+            found.append(Condition(f"channel:{name}", f"pd-relay: channel {name}: {said}"
+                                   f"{failed} failed, {retrying} retrying; last error: "
+                                   f"{error}"[:1000], "warning", channel=name))
     return found + history(client, names, settings, routes, now)
 
 

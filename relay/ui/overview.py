@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from relay.channels.breaker import breaker_line
 from relay.channels.commands import read as read_channels
 from relay.deadletters import DeadLetters
 from relay.names import Names
@@ -46,4 +47,10 @@ class Overview:
             return None
         if self._jobs is None:
             self._jobs = connect(self.settings, decode=False)
-        return read_channels(self.client, self._jobs, self.names, channels)
+        found = read_channels(self.client, self._jobs, self.names, channels,
+                              {c.name: c.breaker for c in self.policy.routes.channels})
+        for row in found["channels"]:
+            breaker = row["breaker"]
+            row["breaker_text"] = breaker_line(breaker) if breaker["state"] == "open" \
+                else breaker["state"]
+        return found
