@@ -58,7 +58,7 @@ def notice(channel: Channel, values: dict[str, Any], own: str | None,
     if kind == "telegram":
         return telegram(channel, text or "\n".join([f"<b>{style.escape(short)}</b>", *lines]))
     if kind == "sms":
-        return {"text": phone.sms(text or short)}
+        return {"text": phone.sms(text or phone.headline(values, sms=True))}
     if kind == "signal":
         return {"text": _within(text.split("\n") if text else [short, *lines], SIGNAL_TEXT)}
     link = next((found for found in (escape.web_url(item.get("href")) for item in

@@ -23,6 +23,9 @@ SMS_SEPTETS = 160
 GSM_BASIC = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
                 "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM_EXTENDED = set("^{}\\[~]|€\f")
+LOOKALIKES = {"\u2014": "-", "\u2013": "-", "\u2212": "-", "\u2018": "'", "\u2019": "'",
+              "\u201c": '"', "\u201d": '"', "\u2026": "...", "\u00a0": " ", "\u2022": "*",
+              "`": "'"}
 # ntfy: 1 min, 2 low (no sound), 3 default, 4 high, 5 max (urgent)
 NTFY_PRIORITY = {"critical": 5, "error": 4, "warning": 3, "info": 2}
 NTFY_TAGS = {"critical": "rotating_light", "error": "red_circle", "warning": "warning",
@@ -33,15 +36,20 @@ NTFY_TAGS = {"critical": "rotating_light", "error": "red_circle", "warning": "wa
 PUSHOVER_PRIORITY = {"critical": 2, "error": 1, "warning": 0, "info": -1}
 
 
-def headline(values: Mapping[str, Any]) -> str:
-    """One line a person reads on a lock screen: "CRIT disk full on db1 [resolved]"."""
+def headline(values: Mapping[str, Any], sms: bool = False) -> str:
+    """One line a person reads on a lock screen: "CRIT disk full on db1 [resolved]";
+    ``sms``: in GSM-7, its summary cut so that the whole fits one segment."""
     severity = str(values["severity"])
     mark = SHORT.get(severity, one_line(severity)[:8].upper())
     summary, source = one_line(values["summary"]).strip(), one_line(values["source"]).strip()
     about = summary + (f" on {source}" if source and source not in summary else "")
     tag = STATE_TAGS.get(str(values["state"]), "")
-    return " ".join(part for part in ("[test]" if values["test"] else "", mark, about, tag)
-                    if part)
+    test = "[test]" if values["test"] else ""
+    if sms:
+        about = " ".join(gsm7(about).split())
+        room = SMS_SEPTETS - septets(" ".join(p for p in (test, mark, tag) if p)) - 1
+        about = cut(about, max(room, 8), septets, "...")
+    return " ".join(part for part in (test, mark, about, tag) if part)
 
 
 def urgent(severity: str, state: str) -> bool:
@@ -108,6 +116,9 @@ def gsm7(text: str) -> str:
     for char in one_line(text):
         if char in GSM_BASIC or char in GSM_EXTENDED:
             found.append(char)
+            continue
+        if char in LOOKALIKES:
+            found.append(LOOKALIKES[char])
             continue
         base = "".join(c for c in unicodedata.normalize("NFKD", char)
                        if not unicodedata.combining(c))

@@ -72,7 +72,8 @@ def send(channel: Channel, body: dict[str, Any]) -> str:
                              _summary(channel, results), after)
         return "sent" + (f"; {_summary(channel, results)}" if failed else "")
     if code in RETRY_CODES or code < 0 or (code == 1 and again):
-        reason = RETRY_CODES.get(code, f"exit {code}")
+        reason = RETRY_CODES.get(code) or (
+            "a recipient's network failure or rate limit" if code == 1 else f"exit {code}")
         raise RetryLater(f"signal-cli: {reason}", None,
                          _summary(channel, results) or said, after)
     reason = REFUSED_CODES.get(code, f"exit {code}")
