@@ -18,14 +18,11 @@ import requests
 
 from relay.errors import Rejected, RetryLater
 from relay.http import retry_after
+from relay.routes.channel_types import DEFAULT_URLS
 from relay.routes.channels import Channel
 
 MAX_REPLY = 500
 MASK = "***"
-# The types whose URL is the provider's own (its path names no one): only the user info
-# and query of an overridden URL may be secret there. Elsewhere the URL is the secret (a
-# webhook's path, an ntfy topic).
-PUBLIC_URL = ("pushover", "telegram", "sms", "webex")
 
 
 def secrets(channel: Channel) -> list[str]:
@@ -37,7 +34,8 @@ def secrets(channel: Channel) -> list[str]:
     try:
         parts = urlsplit(channel.url)
         found |= {parts.query, parts.fragment, parts.netloc.rpartition("@")[0]}
-        if channel.type not in PUBLIC_URL:
+        if channel.url != DEFAULT_URLS.get(channel.type):  # a provider's own API URL
+            # names no one; any other URL may be the secret (a webhook's path, a topic)
             found |= {channel.url, parts.path}
             found |= {segment for segment in re.split(r"[/?&=#;]", channel.url)[3:]
                       if len(segment) >= 8}
