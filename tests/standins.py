@@ -25,124 +25,14 @@ content type, fields and their limits) and answers as the provider does: success
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import threading
-from collections import deque
 from collections.abc import Callable
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from relay.stack.processes import HOST, free_port
+from tests.fake_signal_cli import FAKE_SIGNAL_CLI
+from tests.standin_server import Answer, Refusal, Request, StandIn, need
 
-Answer = tuple[int, dict[str, str], Any]  # status, headers, JSON body
-
-
-class Request:
-    def __init__(self, method: str, target: str, headers: dict[str, str], raw: bytes):
-        parts = urlsplit(target)
-        self.method, self.path, self.raw = method, parts.path, raw
-        self.query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        self.headers = {k.lower(): v for k, v in headers.items()}
-
-    @property
-    def type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-    def form(self) -> dict[str, str]:
-        found = parse_qs(self.raw.decode(), keep_blank_values=True, strict_parsing=False)
-        return {k: v[0] for k, v in found.items()}
-
-    def basic(self) -> tuple[str, str] | None:
-        value = self.headers.get("authorization", "")
-        if not value.startswith("Basic "):
-            return None
-        user, _, password = base64.b64decode(value[6:]).decode().partition(":")
-        return user, password
-
-
-class Refusal(Exception):
-    """A request its provider would refuse: the stand-in answers ``answer``."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer)
-        self.answer = answer
-
-
-class StandIn:
-    """A provider on 127.0.0.1: ``check`` reads each request as the provider would and
-    returns its success answer (or raises Refusal); a test scripts other answers
-    (``script``) that come first. Every request is kept, with what it was answered."""
-
-    def __init__(self, check: Callable[[Request], Answer]) -> None:
-        self.check = check
-        self.lock = threading.Lock()
-        self.scripted: deque[Answer] = deque()
-        self.requests: list[tuple[Request, int]] = []
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, headers, body = stand_in.answer(
-                    Request("POST", self.path, dict(self.headers), raw))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_PUT = do_POST  # noqa: N815
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, free_port()), Handler)
-        self.url = f"http://{HOST}:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def script(self, *answers: Answer) -> None:
-        with self.lock:
-            self.scripted.extend(answers)
-
-    def answer(self, request: Request) -> Answer:
-        try:
-            found = self.check(request)  # a malformed request is refused even if scripted
-            with self.lock:
-                if self.scripted:
-                    found = self.scripted.popleft()
-        except Refusal as refusal:
-            found = refusal.answer
-        except Exception as exc:  # noqa: BLE001 - the stand-in says what broke
-            found = (400, {}, {"stand_in_error": f"{type(exc).__name__}: {exc}"})
-        with self.lock:
-            self.requests.append((request, found[0]))
-        return found
-
-    def taken(self) -> list[Request]:
-        with self.lock:
-            return [request for request, status in self.requests if status < 300]
-
-    def statuses(self) -> list[int]:
-        with self.lock:
-            return [status for _, status in self.requests]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def need(ok: object, answer: Answer) -> None:
-    if not ok:
-        raise Refusal(answer)
+__all__ = ["FAKE_SIGNAL_CLI", "Answer", "Refusal", "Request", "StandIn"]
 
 
 # Discord -----------------------------------------------------------------------------
@@ -336,43 +226,3 @@ def twilio(sid: str, token: str, valid: Callable[[str], bool] = lambda _: True
                          "status": "queued", "num_segments": "1",
                          "uri": f"/2010-04-01/Accounts/{sid}/Messages/SM0.json"}
     return check
-
-
-# signal-cli ------------------------------------------------------------------------
-FAKE_SIGNAL_CLI = r'''#!{python}
-"""A stand-in for signal-cli: checks its arguments as signal-cli documents them (-o json
--a ACCOUNT send --message-from-stdin RECIPIENT... [-g GROUP...]), reads the message from
-standard input, records both, and answers as the file {script} says (exit code, JSON)."""
-import json, os, sys
-log, script = {log!r}, {script!r}
-args = sys.argv[1:]
-ok = (args[:4] == ["-o", "json", "-a", {account!r}] and args[4:6] == ["send",
-      "--message-from-stdin"])
-text = sys.stdin.read()
-with open(log, "a") as f:
-    f.write(json.dumps({{"argv": args, "text": text, "env": sorted(os.environ)}}) + "\n")
-if not ok:
-    print("usage error", file=sys.stderr)
-    sys.exit(1)
-plan = json.load(open(script)) if os.path.exists(script) else {{}}
-answers = plan.get("answers", [])
-answer = answers.pop(0) if answers else plan.get("steady", {{"code": 0}})
-json.dump(dict(plan, answers=answers), open(script, "w"))
-if answer.get("sleep"):
-    import time; time.sleep(answer["sleep"])
-rest = args[6:]
-groups = rest[rest.index("-g") + 1:] if "-g" in rest else []
-people = rest[:rest.index("-g")] if "-g" in rest else rest
-types = answer.get("types", {{}})
-results = [{{"recipientAddress": {{"number": p}}, "type": types.get(p, "SUCCESS")}}
-           for p in people]
-results += [{{"recipientAddress": {{"number": "+10000000000"}}, "groupId": g,
-             "type": types.get("group:" + g, "SUCCESS")}} for g in groups]
-for result in results:
-    if result["type"] == "RATE_LIMIT_FAILURE":
-        result["retryAfterSeconds"] = 9
-print(json.dumps({{"timestamp": 1700000000000, "results": results}}))
-if answer.get("stderr"):
-    print(answer["stderr"], file=sys.stderr)
-sys.exit(answer.get("code", 0))
-'''

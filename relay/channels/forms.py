@@ -38,20 +38,20 @@ PUSHOVER_TITLE, PUSHOVER_MESSAGE, PUSHOVER_URL, PUSHOVER_URL_TITLE = 250, 1024, 
 NTFY_TITLE, NTFY_MESSAGE = 250, 4000  # ntfy keeps 4,096 bytes of a message; UTF-8 below
 TAG = re.compile(r"<[^>]*>")
 Render = Callable[[str, dict[str, Any], escape.Style], str]
+Text = Callable[[dict[str, Any], escape.Style], tuple[str, list[str]]]
 
 
-def notice(channel: Channel, values: dict[str, Any], own: str | None,
-           render: Render) -> dict[str, Any]:
+def notice(channel: Channel, values: dict[str, Any], own: str | None, render: Render,
+           chat: Text) -> dict[str, Any]:
     """``values`` (``messages.context``) as ``channel``'s type posts them; ``own`` a
-    template of the text, rendered by ``render`` in the type's style."""
+    template of the text, rendered by ``render`` in the type's style; ``chat`` the chat
+    types' headline and detail lines (``messages.text``)."""
     kind = channel.type
     style = escape.STYLES.get(kind, escape.PLAIN)
     short = phone.headline(values)
-    lines = _details(values, style)
+    chat_headline, lines = chat(values, style)
     text = render(own, values, style) if own else ""
     if kind == "discord":
-        from relay.channels.messages import text as chat_text
-        chat_headline, _ = chat_text(values, style)
         description = text or "\n".join([f"**{chat_headline}**", *lines])
         colour = DONE_COLOURS.get(values["state"], COLOURS.get(values["severity"], 0))
         return discord(description, colour, values["accepted"])
@@ -138,11 +138,6 @@ def pushover(channel: Channel, found: dict[str, Any]) -> dict[str, Any]:
         if getattr(channel, name):
             found[name] = getattr(channel, name)
     return found
-
-
-def _details(values: dict[str, Any], style: escape.Style) -> list[str]:
-    from relay.channels.messages import text as chat_text
-    return chat_text(values, style)[1]
 
 
 def _link_text(values: dict[str, Any]) -> str:

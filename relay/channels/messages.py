@@ -75,7 +75,7 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
     values = context(notice)
     own = template or channel.template
     if channel.type in forms.TYPES:
-        return forms.notice(channel, values, own, render)
+        return forms.notice(channel, values, own, render, text)
     style = escape.STYLES.get(channel.type, escape.PLAIN)
     headline, details = text(values, style)
     bold = style.bold
