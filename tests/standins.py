@@ -14,7 +14,8 @@ content type, fields and their limits) and answers as the provider does: success
 - Pushover, messages.json: POST /1/messages.json, form fields token, user (30
   characters each), message (1,024), title (250), priority -2..2 (2 needs retry >= 30
   and expire <= 10,800), url (512), url_title (100); ``{"status": 1, "request"}``,
-  400 ``{"status": 0, "errors"}``.
+  400 ``{"status": 0, "errors"}``; POST /1/receipts/cancel_by_tag/{tag}.json with the
+  token cancels the repeats of emergency messages sent with ``tags``.
 - ntfy, JSON publish: POST / with ``{"topic", "message", "title", "priority" 1-5,
   "tags", "click"}``, optional ``Authorization: Bearer``; the message (200), 429
   ``{"code": 42901, "http": 429, "error"}``.
@@ -141,6 +142,12 @@ def pushover(token: str, user: str) -> Callable[[Request], Answer]:
                          "request": "5042853c-402d-4a18-abcb-168734a801de"}
 
     def check(request: Request) -> Answer:
+        if request.path.startswith("/1/receipts/cancel_by_tag/"):
+            need(request.path.endswith(".json") and request.type ==
+                 "application/x-www-form-urlencoded", (404, {}, {"status": 0}))
+            need(request.form().get("token") == token,
+                 refused("token", "application token is invalid"))
+            return 200, {}, {"status": 1, "canceled": 1, "request": "e460545a"}
         need(request.path == "/1/messages.json", (404, {}, {"status": 0}))
         need(request.type == "application/x-www-form-urlencoded",
              refused("message", "message cannot be blank"))

@@ -160,7 +160,8 @@ def test_pushover_maps_severity_to_priority_and_emergency_needs_retry_and_expire
         send(channel, messages.message(channel, notice(f"disk {severity}", severity,
                                                        links=link)))
     send(channel, messages.message(channel, notice(action="resolve")))
-    forms = [request.form() for request in server.taken()]
+    forms = [request.form() for request in server.taken() if request.path.endswith("/messages"
+                                                                                    ".json")]
     assert [form["priority"] for form in forms] == ["2", "1", "0", "-1", "-1"]
     assert forms[0]["retry"] == "30" and forms[0]["expire"] == "10800"
     assert "retry" not in forms[1] and forms[0]["sound"] == "siren"
@@ -170,6 +171,29 @@ def test_pushover_maps_severity_to_priority_and_emergency_needs_retry_and_expire
     assert forms[0]["timestamp"] == "1700000000" and "key: db" in forms[0]["message"]
     server.script((429, {"Retry-After": "60"}, {"status": 0, "errors": ["over quota"]}))
     outcomes(channel, server, 60.0)
+
+
+def test_pushover_cancels_an_emergencys_repeats_when_its_incident_ends(stand_ins) -> None:
+    server = start(stand_ins, standins.pushover(APP_TOKEN, USER_KEY))
+    channel = Channel("p", "pushover", url=f"{server.url}/1/messages.json", token=APP_TOKEN,
+                      user=USER_KEY)
+    send(channel, messages.message(channel, notice()))
+    tag = server.taken()[0].form()["tags"]
+    assert tag.startswith("pdr") and "disk" not in tag
+    reply = send(channel, messages.message(channel, notice(action="resolve")))
+    assert reply.endswith("emergency repeats cancelled: 1")
+    cancel, resolved = server.taken()[1:]
+    assert cancel.path == f"/1/receipts/cancel_by_tag/{tag}.json"
+    assert cancel.form() == {"token": APP_TOKEN} and resolved.form()["priority"] == "-1"
+    assert "tags" not in resolved.form() and "cancel_emergency_tag" not in resolved.form()
+    warning = messages.message(channel, notice(severity="warning", action="resolve"))
+    assert "cancel_emergency_tag" not in warning  # only a critical was an emergency
+    server.script((503, {}, {"status": 0}))  # the cancel fails: the whole is retried
+    with pytest.raises(RetryLater):
+        send(channel, messages.message(channel, notice(action="acknowledge")))
+    server.script((400, {}, {"status": 0, "errors": ["no such tag"]}))  # refused: sent on
+    assert "cancelling its emergency repeats refused: HTTP 400" in send(
+        channel, messages.message(channel, notice(action="acknowledge")))
 
 
 def test_pushover_status_0_in_a_2xx_is_a_refusal(stand_ins) -> None:

@@ -7,7 +7,8 @@ Signal), a notice's and a digest's, each in what its sender posts (``senders``):
 - telegram: sendMessage's fields in HTML parse mode, the phone's short line in bold
   first, at most 4,096 characters (UTF-16 code units, as Telegram counts);
 - pushover: title (the short line, 250 characters), message (1,024), priority from the
-  severity (critical: emergency, with ``retry``/``expire``), a link, the time;
+  severity (critical: emergency, with ``retry``/``expire`` and a tag of its incident,
+  whose repeats the incident's acknowledge or resolve cancels), a link, the time;
 - ntfy: JSON publish fields: title, message, priority 1-5 and tags from the severity;
 - sms: one line, one GSM-7 segment (``relay.channels.phone``);
 - signal: plain text, the short line first, at most 2,000 characters (Signal sends a
@@ -19,6 +20,7 @@ Telegram's text, Pushover's and ntfy's message, the whole SMS or Signal message.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Callable
@@ -36,6 +38,7 @@ DISCORD_LINES, PHONE_LINES = 20, 5  # a digest's lines shown: a phone gets a few
 DISCORD_TEXT, TELEGRAM_TEXT, SIGNAL_TEXT = 4096, 4096, 2000
 PUSHOVER_TITLE, PUSHOVER_MESSAGE, PUSHOVER_URL, PUSHOVER_URL_TITLE = 250, 1024, 512, 100
 NTFY_TITLE, NTFY_MESSAGE = 250, 4000  # ntfy keeps 4,096 bytes of a message; UTF-8 below
+CANCEL = "cancel_emergency_tag"  # pushover: the sender first cancels that tag's repeats
 TAG = re.compile(r"<[^>]*>")
 Render = Callable[[str, dict[str, Any], escape.Style], str]
 Text = Callable[[dict[str, Any], escape.Style], tuple[str, list[str]]]
@@ -74,6 +77,12 @@ def notice(channel: Channel, values: dict[str, Any], own: str | None, render: Re
         if link and len(link) <= PUSHOVER_URL:
             found["url"] = link
             found["url_title"] = phone.cut(_link_text(values) or "link", PUSHOVER_URL_TITLE)
+        tag = emergency_tag(values)
+        if found["priority"] == 2:
+            found["tags"] = tag  # its repeats are cancelled by this tag when it ends
+        elif values["state"] in ("acknowledged", "resolved") and values["severity"] == \
+                "critical":
+            found[CANCEL] = tag
         return pushover(channel, found)
     tags = [phone.NTFY_TAGS.get(values["state"], phone.NTFY_TAGS.get(values["severity"], ""))]
     found = {"title": phone.cut(short, NTFY_TITLE),
@@ -138,6 +147,13 @@ def pushover(channel: Channel, found: dict[str, Any]) -> dict[str, Any]:
         if getattr(channel, name):
             found[name] = getattr(channel, name)
     return found
+
+
+def emergency_tag(values: dict[str, Any]) -> str:
+    """The Pushover tag of an incident's emergency message (its key and dedup_key,
+    hashed: a tag is sent to Pushover, the dedup_key need not be)."""
+    digest = hashlib.sha256(f"{values['key']}\x1f{values['dedup_key']}".encode())
+    return "pdr" + digest.hexdigest()[:24]
 
 
 def _link_text(values: dict[str, Any]) -> str:

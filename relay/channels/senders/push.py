@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from relay.channels.forms import CANCEL
 from relay.channels.senders import progress
 from relay.channels.senders.common import answer, json_of, masked, request
 from relay.errors import Rejected, RetryLater
@@ -27,6 +28,22 @@ def send(channel: Channel, body: dict[str, Any], session: requests.Session) -> s
 
 
 def pushover(channel: Channel, body: dict[str, Any], session: requests.Session) -> str:
+    """An acknowledge or resolve of a critical first cancels the repeats of its emergency
+    message (Pushover's receipts API, by the tag it was sent with): cancelling twice is
+    harmless, so a retry does it again; a refusal of the cancel does not stop the
+    message."""
+    body = dict(body)
+    cancel = body.pop(CANCEL, None)
+    cancelled = ""
+    if cancel:
+        base = channel.url.rsplit("/", 1)[0]  # https://api.pushover.net/1
+        response = request(channel, session, f"{base}/receipts/cancel_by_tag/{cancel}.json",
+                           data={"token": channel.token})
+        try:
+            answer(channel, response)
+            cancelled = f"; emergency repeats cancelled: {json_of(response).get('canceled', '?')}"
+        except Rejected as exc:
+            cancelled = f"; cancelling its emergency repeats refused: {exc.reason}"
     fields = {"token": channel.token, "user": channel.user,
               **{k: str(v) for k, v in body.items()}}
     response = request(channel, session, channel.url, data=fields)
@@ -36,7 +53,7 @@ def pushover(channel: Channel, body: dict[str, Any], session: requests.Session) 
         raise Rejected("Pushover: status not 1", response.status_code,
                        masked(channel, response.text))
     receipt = " (emergency: receipt kept by Pushover)" if found.get("receipt") else ""
-    return f"sent: request {found.get('request', '?')}{receipt}"
+    return f"sent: request {found.get('request', '?')}{receipt}{cancelled}"
 
 
 def ntfy(channel: Channel, body: dict[str, Any], session: requests.Session) -> str:
