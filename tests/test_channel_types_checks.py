@@ -119,3 +119,31 @@ def test_no_new_type_leaves_a_secret_in_redis_when_its_provider_echoes_it(
     assert b"Traceback" in stored and b"***" in stored
     for secret in SECRETS:
         assert secret.encode() not in stored, secret
+
+
+def test_the_readmes_example_of_the_new_types_is_a_valid_routes_file(tmp_path) -> None:
+    import re
+    from pathlib import Path
+
+    from relay.routes.config import load
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Discord, Pushover, Signal, Telegram, ntfy and SMS", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    env = {name: value for name, value in (
+        ("PD_RELAY_SECRET_DISCORD_URL", "https://discord.com/api/webhooks/1/x"),
+        ("PD_RELAY_SECRET_PUSHOVER_TOKEN", APP_TOKEN), ("PD_RELAY_SECRET_PUSHOVER_USER",
+                                                        USER_KEY),
+        ("PD_RELAY_SECRET_TELEGRAM_TOKEN", BOT_TOKEN), ("PD_RELAY_SECRET_NTFY_TOPIC",
+                                                        NTFY_TOPIC),
+        ("PD_RELAY_SECRET_NTFY_TOKEN", NTFY_TOKEN), ("PD_RELAY_SECRET_TWILIO_SID", TWILIO_SID),
+        ("PD_RELAY_SECRET_TWILIO_TOKEN", TWILIO_TOKEN))}
+    routes = tmp_path / "routes.yml"
+    routes.write_text(block.group(1))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        channels = load(routes, ("db",)).channels
+    assert sorted(c.type for c in channels) == ["discord", "ntfy", "pushover", "signal", "sms",
+                                                "telegram"]
