@@ -291,3 +291,15 @@ def test_a_phone_gets_one_short_line_first() -> None:
         found = messages.message(Channel("c", kind, chat="1"), notice())
         first = found.get("title") or found["text"].split("\n")[0]
         assert first.replace("<b>", "").replace("</b>", "") == "CRIT disk full on db1", kind
+
+
+def test_a_templates_values_are_escaped_for_the_types_markup() -> None:
+    tricky = notice("<i>x</i> & @everyone *b*")
+    telegram = Channel("t", "telegram", chat="1", template="<b>{{ summary }}</b>")
+    assert messages.message(telegram, tricky)["text"] == \
+        "<b>&lt;i&gt;x&lt;/i&gt; &amp; @\u2060everyone *b*</b>"
+    discord = Channel("d", "discord", template="**{{ summary }}**")
+    assert messages.message(discord, tricky)["embeds"][0]["description"] == \
+        "**\\<i\\>x\\</i\\> \\& @\u2060everyone \\*b\\***"
+    sms = Channel("s", "sms", to=("+15550000001",), template="{{ state }}: {{ summary }}")
+    assert messages.message(sms, tricky)["text"] == "triggered: <i>x</i> & @everyone *b*"
