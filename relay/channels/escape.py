@@ -11,7 +11,9 @@ and C1 controls are written as escapes (``\\x1b``, ``\\u202e``). Then, for each 
   ``_``); mail addresses (``alice@example.org``) are left alone;
 - Slack (mrkdwn): ``&``, ``<`` and ``>`` become entities, as Slack's formatting reference
   asks: ``<!channel>``, ``<@U1>`` and ``<url|text>`` links then cannot be written;
-- Mattermost, Webex and Teams (Markdown): every character that Markdown reads as syntax
+- Telegram (its HTML parse mode): ``&``, ``<`` and ``>`` become entities, so no tag
+  (``<a>``, ``<b>``, ``<tg-spoiler>``) can be written and no parse error refuse it;
+- Mattermost, Webex, Teams and Discord (Markdown): every character that Markdown reads as syntax
   (``\\ ` * _ { } [ ] ( ) < > # ! | ~ &``, and a list or heading mark at its start) gets
   a backslash, so links ``[x](y)``, images ``![x](y)``, HTML, emphasis and Webex's
   ``<@all>`` show as typed.
@@ -93,10 +95,21 @@ def _plain_link(text: str, url: str) -> str:
     return f"{text}: {url}"
 
 
+def html(value: object) -> str:
+    text = unmention(one_line(value))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _html_link(text: str, url: str) -> str:
+    return f'<a href="{url.replace("&", "&amp;")}">{text}</a>'
+
+
 PLAIN = Style(one_line, _plain_link, "")
+HTML = Style(html, _html_link, "")  # Telegram: the headline goes in <b></b>
 SLACK = Style(slack, lambda text, url: f"<{url.replace('&', '&amp;')}|{text}>", "*")
 MARKDOWN = Style(markdown, lambda text, url: f"[{text}]({url})", "**")
-STYLES = {"slack": SLACK, "mattermost": MARKDOWN, "webex": MARKDOWN, "teams": MARKDOWN}
+STYLES = {"slack": SLACK, "mattermost": MARKDOWN, "webex": MARKDOWN, "teams": MARKDOWN,
+          "discord": MARKDOWN, "telegram": HTML}
 
 
 def link(style: Style, text: object, href: object) -> str:
@@ -115,4 +128,4 @@ def sandbox(style: Style) -> SandboxedEnvironment:
                                 finalize=finalize)
 
 
-SANDBOXES = {style: sandbox(style) for style in (PLAIN, SLACK, MARKDOWN)}
+SANDBOXES = {style: sandbox(style) for style in (PLAIN, SLACK, MARKDOWN, HTML)}

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from relay.channels import escape
+from relay.channels import escape, forms
 from relay.channels.digest import Digest, outline
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
@@ -70,9 +70,12 @@ def text(values: dict[str, Any], style: escape.Style = escape.PLAIN) -> tuple[st
 
 
 def message(channel: Channel, notice: Notice, template: str | None = None) -> dict[str, Any]:
-    """What to send: a JSON body for the HTTP types, {subject, text} for email."""
+    """What to send: a JSON body for the HTTP types, {subject, text} for email, the
+    new types' fields (``relay.channels.forms``)."""
     values = context(notice)
     own = template or channel.template
+    if channel.type in forms.TYPES:
+        return forms.notice(channel, values, own, render, text)
     style = escape.STYLES.get(channel.type, escape.PLAIN)
     headline, details = text(values, style)
     bold = style.bold
@@ -96,6 +99,8 @@ def message(channel: Channel, notice: Notice, template: str | None = None) -> di
 
 def digest_message(channel: Channel, digest: Digest) -> dict[str, Any]:
     """A digest (``relay.channels.digest``) written for ``channel``'s type."""
+    if channel.type in forms.TYPES:
+        return forms.digest(channel, digest)
     style = escape.STYLES.get(channel.type, escape.PLAIN)
     headline, lines, tail = outline(digest)
     shown = [style.escape(line) for line in lines] + ([tail] if tail else [])

@@ -19,29 +19,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from relay.routes import channel_types as types
 from relay.routes import fields as check
 from relay.routes import jsonbody
+from relay.routes.channel_types import FIELDS, PER_MINUTE, REQUIRED, TYPES  # per type
 from relay.routes.timing import CHANNEL_FIELDS, USE_FIELDS, channel_fields, use_fields
 from relay.routes.timing import NO_TIMING as NO_TIMING  # (re-exported: the contract's place)
 from relay.routes.timing import Breaker as Breaker
 from relay.routes.timing import Timing as Timing
 from relay.severity import LEVELS
 
-TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
-# Default sends a minute: Slack's incoming webhooks take about one message a second.
-PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook": 600,
-              "email": 60}
-WEBEX_URL = "https://webexapis.com/v1/messages"
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_PREFIX = "PD_RELAY_SECRET_"  # the only variables ${NAME} reads
 COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s",
           *CHANNEL_FIELDS}  # relay.routes.timing: quiet hours, digest, breaker
-FIELDS = {
-    "slack": {"url"}, "mattermost": {"url"}, "teams": {"url"},
-    "webex": {"token", "room", "url"},
-    "webhook": {"url", "method", "headers", "body"},
-    "email": {"host", "port", "security", "username", "password", "sender", "to", "subject"},
-}
 
 
 # How each field's value is checked (relay.routes.fields).
@@ -52,6 +43,7 @@ CHECKS = {
     "token": check.text, "room": check.text, "host": check.text, "port": check.count,
     "security": check.security, "username": check.text, "password": check.text,
     "sender": check.address, "to": check.addresses, "subject": check.template,
+    **types.CHECKS,
 }
 
 
@@ -85,12 +77,26 @@ class Channel:
     sender: str = ""
     to: tuple[str, ...] = ()
     subject: str | None = None  # email: Jinja2 template of the subject
+    user: str = field(default="", repr=False)  # pushover: the user or group key
+    sound: str = ""  # pushover: a sound's name (default: the user's own)
+    device: str = ""  # pushover: only these devices (default: all the user's)
+    emergency_retry_s: int = 60  # pushover, critical: Pushover repeats it this often...
+    emergency_expire_s: int = 3600  # ...until acknowledged or this long has passed
+    account: str = field(default="", repr=False)  # signal: the sending number; sms: SID
+    command: str = "signal-cli"  # signal: the program (a name on PATH, or a path)
+    chat: str = ""  # telegram: the chat's id or @channelname
+    service: str = ""  # sms: a Twilio Messaging Service SID (instead of ``sender``)
 
     @property
     def shown(self) -> str:
         """What may be printed of where it sends: type and host, never a path or token."""
         if self.type == "email":
             return f"email via {self.host}:{self.port} to {len(self.to)} recipient(s)"
+        if self.type == "signal":
+            return f"signal via {Path(self.command).name} to {len(self.to)} recipient(s)"
+        if self.type == "sms":
+            return (f"sms via {urlparse(self.url).hostname or '?'} to {len(self.to)} "
+                    "recipient(s)")
         return f"{self.type} {urlparse(self.url).hostname or '?'}"
 
 
@@ -168,25 +174,19 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
     entry = expand(entry, at, problem, os.environ if env is None else env)
     found: dict[str, Any] = {"per_minute": PER_MINUTE[kind],
                              **channel_fields(at, entry, intervals, problem)}
-    for key, test in CHECKS.items():
+    for key, test in {**CHECKS, **types.TYPE_CHECKS.get(kind, {})}.items():
         if key in entry:
             value, why = test(entry[key])
             if why:
                 problem(f"{at}.{key}", why)
             else:
                 found[key] = value
-    required = {"slack": ("url",), "mattermost": ("url",), "teams": ("url",),
-                "webex": ("token", "room"), "webhook": ("url",),
-                "email": ("host", "sender", "to")}[kind]
+    required = REQUIRED[kind]
     for key in required:
         if key not in entry:
             problem(f"{at}.{key}", f"a {kind} channel needs it")
-    if kind == "webex":
-        found.setdefault("url", WEBEX_URL)
-    if kind == "email":
-        security = found.get("security", "starttls")
-        found.setdefault("port", {"starttls": 587, "tls": 465, "none": 25}[security])
-    if name is None or any(key not in entry for key in required):
+    complete = types.finish(kind, at, entry, found, problem)
+    if name is None or any(key not in entry for key in required) or not complete:
         return None
     return Channel(name=name, type=str(kind), **found)
 
