@@ -30,7 +30,8 @@ PER_MINUTE = {"slack": 60, "mattermost": 60, "teams": 60, "webex": 60, "webhook"
 WEBEX_URL = "https://webexapis.com/v1/messages"
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_PREFIX = "PD_RELAY_SECRET_"  # the only variables ${NAME} reads
-COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s"}
+COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s",
+          "maintenance"}
 FIELDS = {
     "slack": {"url"}, "mattermost": {"url"}, "teams": {"url"},
     "webex": {"token", "room", "url"},
@@ -43,6 +44,7 @@ FIELDS = {
 CHECKS = {
     "min_severity": check.level, "per_minute": check.count, "retries": check.count,
     "timeout_s": check.seconds, "template": check.template, "url": check.url,
+    "maintenance": check.flag,
     "method": check.method, "headers": check.headers, "body": jsonbody.check,
     "token": check.text, "room": check.text, "host": check.text, "port": check.count,
     "security": check.security, "username": check.text, "password": check.text,

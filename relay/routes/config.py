@@ -5,6 +5,7 @@ whole: every problem is named by its path (``routes[2].keys[0]: ...``)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -60,6 +61,18 @@ class Window:
     matchers: tuple[Matcher, ...]
     start: float  # seconds since the epoch
     end: float
+    id: str = ""  # a window added at run time: its id (relay.routes.windows)
+
+    @property
+    def key(self) -> str:
+        """Which window it is, for its count of triggers held back and its notices: a
+        run-time window's id; for one of the routes file, made of its name and times (a
+        window whose times change is another window)."""
+        if self.id:
+            return self.id
+        made = hashlib.blake2b(f"{self.name}\x1f{self.start!r}\x1f{self.end!r}".encode(),
+                               digest_size=6).hexdigest()
+        return f"file-{made}"
 
 
 @dataclass(frozen=True)
@@ -211,12 +224,16 @@ class _Checker:
         return found
 
     def route_entry(self, at: str, entry: dict[str, Any]) -> Route | None:
-        name = self.fields(at, entry, {"name", "match", "keys", "drop", "channels"})
+        name = self.fields(at, entry, {"name", "match", "keys", "drop", "channels",
+                                       "maintenance"})
         matchers = self.matchers(at, entry)
         keys, drop = entry.get("keys"), entry.get("drop", False)
         heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
         if drop is not False and drop is not True:
             self.problem(f"{at}.drop", "want true or false")
+        told = entry.get("maintenance", False)  # its channels hear of maintenance windows
+        if told is not False and told is not True:
+            self.problem(f"{at}.maintenance", "want true or false")
         if drop and (keys or heard):
             self.problem(at, "a route either drops events or sends them on, not both")
         if not drop and not (keys is None and heard):  # channels alone: no PagerDuty
@@ -230,7 +247,8 @@ class _Checker:
                                  "keys file (" + ", ".join(self.key_names) + ")")
         if name is None:
             return None
-        return Route(name, matchers, tuple(keys or ()), drop is True, heard)
+        return Route(name, matchers, tuple(keys or ()), drop is True, heard,
+                     maintenance=told is True)
 
     def window_entry(self, at: str, entry: dict[str, Any]) -> Window | None:
         name = self.fields(at, entry, {"name", "match", "start", "end"})
