@@ -108,10 +108,11 @@ def backlog(stack: Stack) -> int:
 
 
 def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = None,
-        **env: Any) -> dict[str, Any]:
+        channel_worker: bool = False, **env: Any) -> dict[str, Any]:
     """One storm on a fresh stack (``env``: the relay's settings, storm mode among them,
     its times in PagerDuty's seconds: scaled here); ``fault`` is done to the stack halfway
-    through the storm (the drill's)."""
+    through the storm (the drill's); ``channel_worker``: with ``pd-relay channel-worker``
+    (for a routes file whose route tells channels: scripts/channels_bench.py)."""
     window_s = 60 / scale
     for name in ("RELAY_STORM_AFTER_S", "RELAY_STORM_AGE_S"):
         if name in env:
@@ -123,6 +124,8 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
         nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
         for index in range(KEYS):
             stack.start_worker(index)
+        if channel_worker:
+            stack.start_channel_worker()
         url = stack.start_nginx(nodes) + "/v2/enqueue"
         timed = scenario(window_s)
         client = stack.redis.client()  # every call of 0.2 ms or more, kept for judging
