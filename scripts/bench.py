@@ -540,6 +540,8 @@ class Bench:
         if not found["digest"]:
             self.record("channels: a digest: 3s channel", "not run: this tree does not read "
                         "`digest:`", "<= 1 message per period")
+            self.record("channels: the channel worker's CPU",
+                        f"{found['channel_worker_cpu_s']:.1f} s", "-")
             return
         self.record(f"channels: a digest: {channels_bench.DIGEST_S:g}s channel, messages; the "
                     "most in any period; shortest gap",
@@ -547,6 +549,9 @@ class Bench:
                     f"{found['digest_gap_s'] or 0:.1f} s", "<= 1 per period")
         self.record("channels: triggers its digests counted", f"{found['digest_counted']:,} of "
                     f"{found['events']:,}", "all")
+        self.record("channels: notices left in the outbox; dispatcher rounds held by RQ's "
+                    "bound; the channel worker's CPU", f"{found['outbox_left']:,}; "
+                    f"{found['dispatch_held']:,}; {found['channel_worker_cpu_s']:.1f} s", "-")
 
     def channels_storm(self) -> None:
         """The storm of measurement 10 in the default storm mode, its route telling both
@@ -569,7 +574,9 @@ class Bench:
                         f"{found['offered']:,} events", "as without channels")
             self.record(f"channels: storm, {label}: out of order, lost; backlog gone after",
                         f"{found['out_of_order']}, {found['lost']}; {found['drained_s']:.0f} s"
-                        + (f" ({found['channel_messages']:,} chat messages)"
+                        + (f" ({found['channel_messages']:,} chat messages; the channel "
+                           f"worker {found['channel_worker_cpu_s']:.1f} s of CPU; "
+                           f"{found['outbox_left']:,} notices left in the outbox)"
                            if "channel_messages" in found else ""), "0, 0")
 
     # -- many keys' delivery (issue 26) ------------------------------------------------

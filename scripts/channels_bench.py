@@ -17,6 +17,7 @@ those of the storm bench without channels (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import requests
 
 from relay.errors import ConfigError
+from relay.names import Names
 from relay.routes.config import load
 from relay.stack.loopback import LoopbackStack as Stack
 from relay.stack.processes import HOST, free_port, wait_until
@@ -170,7 +172,7 @@ def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str,
             stack.start_simulator()
             url = stack.start_ingress() + "/v2/enqueue"
             stack.start_worker(0)
-            stack.start_channel_worker()
+            channel_worker = stack.start_channel_worker()
             started = time.time()
             posted_s = storm(url, events)
             wait_until(lambda: len(stack.delivered()) >= events, 120,
@@ -187,6 +189,7 @@ def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str,
             plain = [at for at, _ in chat.at("/plain")]
             found.update(plain_sent=len([at for at in plain if at < started + seconds]),
                          plain_most_60s=most_in(plain, 60.0), watched_s=seconds)
+            found.update(waiting(stack), channel_worker_cpu_s=cpu_s(channel_worker.popen.pid))
             if digest:
                 bodies = chat.at("/digest")
                 times = [at for at, _ in bodies]
@@ -198,6 +201,20 @@ def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str,
             return found
         finally:
             stack.close()
+
+
+def waiting(stack: Stack) -> dict[str, int]:
+    """Notices still in the outbox (not yet made jobs or gathered), and the dispatcher's
+    rounds held back by RQ's backlog bound (relay.channels.rqjobs.RQ_BACKLOG_MAX)."""
+    names, client = Names("pdr"), stack.redis.client()
+    return {"outbox_left": int(client.llen(names.outbox)),
+            "dispatch_held": int(client.hget(names.channel_stats, "dispatch_held") or 0)}
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def storm_with_channels(workdir: Path, scale: float, **env: Any) -> dict[str, Any]:

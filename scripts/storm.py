@@ -124,8 +124,7 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
         nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
         for index in range(KEYS):
             stack.start_worker(index)
-        if channel_worker:
-            stack.start_channel_worker()
+        channels = stack.start_channel_worker() if channel_worker else None
         url = stack.start_nginx(nodes) + "/v2/enqueue"
         timed = scenario(window_s)
         client = stack.redis.client()  # every call of 0.2 ms or more, kept for judging
@@ -145,6 +144,10 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
                       for name in ("misrouted", "orphans", "late_triggers")})
         found["after_load_s"] = drained - timed[-1][0]  # wall seconds after the last event
         found.update(longest_script(client))
+        if channels is not None:  # what the channel worker cost, beside the storm
+            import channels_bench
+            found["channel_worker_cpu_s"] = channels_bench.cpu_s(channels.popen.pid)
+            found.update(channels_bench.waiting(stack))
         return found
     finally:
         stack.close()
