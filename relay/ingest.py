@@ -215,6 +215,8 @@ class Ingest:
             else:
                 held += 1
                 counts["route", route.rule, outcome(route)] += 1
+                if route.window:  # what the window held back, for its notices
+                    counts["window", route.window, "suppressed"] += 1
                 log.info("held back %s dedup_key=%s %s: %s", record.action,
                          record.event.get("dedup_key"), origin, why(route))
         self.tally.add_all(counts)

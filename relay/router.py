@@ -65,6 +65,7 @@ class Route(NamedTuple):
     rule: str = DEFAULT
     channels: tuple[str, ...] = ()  # the names of the channels that hear of it
     night: bool = False  # sent to its route's night_keys: the route was muted
+    window: str = ""  # the maintenance window that holds it (``Window.key``), if one does
 
 
 class Router:
@@ -133,7 +134,8 @@ class Router:
             for window in self.windows:
                 if window.start <= now < window.end and kind == "alert" and \
                         all_hold(window.matchers, event, context) is None:
-                    return Route(0, incident, action, f"maintenance:{window.name}")
+                    return Route(0, incident, action, f"maintenance:{window.name}",
+                                 window=window.key)
             found = self.first(event, context)
             if found is not None:
                 candidate, keys = found

@@ -4,7 +4,10 @@ a background thread: nothing on a request's path but a dict update under a lock.
 
 A node killed by SIGKILL loses at most its last second of counts; a node that cannot
 reach Redis keeps them until it can. Fields are ``route|NAME|OUTCOME`` and
-``source|NAME|OUTCOME``; ``read`` turns the hash into rows for status and metrics.
+``source|NAME|OUTCOME``; ``read`` turns the hash into rows for status and metrics. Each
+maintenance window's triggers held back are also counted under ``window|KEY|suppressed``
+(``Window.key``), for its notices (``relay.channels.maintenance``, which deletes the
+field once the window is gone).
 """
 
 from __future__ import annotations

@@ -524,6 +524,61 @@ class Bench:
             self.record(f"10. storm, mode {mode}: out of order, lost",
                         f"{found['out_of_order']}, {found['lost']}", "0, 0")
 
+    # -- channels in a storm (issue 30) -----------------------------------------------
+    def channels(self) -> None:
+        """1,000 triggers on one route telling a paced chat channel and a digest channel
+        (scripts/channels_bench.py): what each chat receives."""
+        import channels_bench
+
+        seconds = 90.0 if self.full else 40.0
+        found = channels_bench.run(self.workdir / "channels", seconds)
+        self.record("channels: 1,000 triggers on one route, PagerDuty took them in",
+                    f"{found['pagerduty_s']:.1f} s (posted in {found['posted_s']:.1f} s)", "-")
+        self.record(f"channels: a Slack channel at 60/min, messages in {seconds:.0f} s; the "
+                    "most in any 60 s", f"{found['plain_sent']}; {found['plain_most_60s']}",
+                    "<= 60 in any 60 s")
+        if not found["digest"]:
+            self.record("channels: a digest: 3s channel", "not run: this tree does not read "
+                        "`digest:`", "<= 1 message per period")
+            self.record("channels: the channel worker's CPU",
+                        f"{found['channel_worker_cpu_s']:.1f} s", "-")
+            return
+        self.record(f"channels: a digest: {channels_bench.DIGEST_S:g}s channel, messages; the "
+                    "most in any period; shortest gap",
+                    f"{found['digests']}; {found['digest_most_per_period']}; "
+                    f"{found['digest_gap_s'] or 0:.1f} s", "<= 1 per period")
+        self.record("channels: triggers its digests counted", f"{found['digest_counted']:,} of "
+                    f"{found['events']:,}", "all")
+        self.record("channels: notices left in the outbox; dispatcher rounds held by RQ's "
+                    "bound; the channel worker's CPU", f"{found['outbox_left']:,}; "
+                    f"{found['dispatch_held']:,}; {found['channel_worker_cpu_s']:.1f} s", "-")
+
+    def channels_storm(self) -> None:
+        """The storm of measurement 10 in the default storm mode, its route telling both
+        channels, beside the same storm without them (compare with the storm rounds)."""
+        import channels_bench
+        import storm
+
+        scale = 2.0 if self.full else 10.0
+        mode = Settings().storm_mode
+        env = {"RELAY_STORM_MODE": mode, "RELAY_STORM_AFTER_S": Settings().storm_after_s,
+               "RELAY_STORM_AGE_S": Settings().storm_age_s}
+        for label, found in (
+                ("without channels", storm.run(self.workdir / "storm-plain", scale, **env)),
+                ("with channels", channels_bench.storm_with_channels(
+                    self.workdir / "storm-channels", scale, **env))):
+            self.record(f"channels: storm, mode {mode} ({scale:g}x time), {label}: critical "
+                        "triggers' time to page; requests at PagerDuty",
+                        f"p50 {found['critical_p50_s']:.0f} s, p99 "
+                        f"{found['critical_p99_s']:.0f} s; {found['requests']:,} for "
+                        f"{found['offered']:,} events", "as without channels")
+            self.record(f"channels: storm, {label}: out of order, lost; backlog gone after",
+                        f"{found['out_of_order']}, {found['lost']}; {found['drained_s']:.0f} s"
+                        + (f" ({found['channel_messages']:,} chat messages; the channel "
+                           f"worker {found['channel_worker_cpu_s']:.1f} s of CPU; "
+                           f"{found['outbox_left']:,} notices left in the outbox)"
+                           if "channel_messages" in found else ""), "0, 0")
+
     # -- many keys' delivery (issue 26) ------------------------------------------------
     def keys_delivery(self) -> None:
         """500 keys with a backlog delivered by two worker processes, PagerDuty's window
@@ -699,7 +754,7 @@ def main() -> int:
                         choices=["ingest", "keys-ingest", "drain", "latency", "memory", "idle",
                                  "cost", "instructions", "storm", "held", "refusals",
                                  "keys-delivery", "enqueue-keys", "replicas",
-                                 "heartbeats", "history"])
+                                 "heartbeats", "history", "channels", "channels-storm"])
     parser.add_argument("--before", default="", metavar="REF",
                         help="enqueue-keys: measure this git ref's release in the same run")
     args = parser.parse_args()
@@ -717,7 +772,7 @@ def main() -> int:
         try:
             for name in args.only or ["ingest", "keys-ingest", "replicas", "drain", "latency",
                                       "memory", "idle", "cost", "held", "refusals",
-                                      "heartbeats", "history"]:
+                                      "heartbeats", "history", "channels"]:
                 print(f"{name}...", flush=True)
                 getattr(bench, name.replace("-", "_"))()
         finally:

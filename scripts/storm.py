@@ -108,10 +108,11 @@ def backlog(stack: Stack) -> int:
 
 
 def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = None,
-        **env: Any) -> dict[str, Any]:
+        channel_worker: bool = False, **env: Any) -> dict[str, Any]:
     """One storm on a fresh stack (``env``: the relay's settings, storm mode among them,
     its times in PagerDuty's seconds: scaled here); ``fault`` is done to the stack halfway
-    through the storm (the drill's)."""
+    through the storm (the drill's); ``channel_worker``: with ``pd-relay channel-worker``
+    (for a routes file whose route tells channels: scripts/channels_bench.py)."""
     window_s = 60 / scale
     for name in ("RELAY_STORM_AFTER_S", "RELAY_STORM_AGE_S"):
         if name in env:
@@ -123,6 +124,7 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
         nodes = [stack.start_ingress().removeprefix("http://") for _ in range(2)]
         for index in range(KEYS):
             stack.start_worker(index)
+        channels = stack.start_channel_worker() if channel_worker else None
         url = stack.start_nginx(nodes) + "/v2/enqueue"
         timed = scenario(window_s)
         client = stack.redis.client()  # every call of 0.2 ms or more, kept for judging
@@ -142,6 +144,10 @@ def run(workdir: Path, scale: float, fault: Callable[[Stack], None] | None = Non
                       for name in ("misrouted", "orphans", "late_triggers")})
         found["after_load_s"] = drained - timed[-1][0]  # wall seconds after the last event
         found.update(longest_script(client))
+        if channels is not None:  # what the channel worker cost, beside the storm
+            import channels_bench
+            found["channel_worker_cpu_s"] = channels_bench.cpu_s(channels.popen.pid)
+            found.update(channels_bench.waiting(stack))
         return found
     finally:
         stack.close()

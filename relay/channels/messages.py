@@ -21,7 +21,7 @@ from relay.routes import jsonbody
 from relay.routes.channels import Channel
 
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
-DONE = {"resolved": "✅", "acknowledged": "👀"}
+DONE = {"resolved": "✅", "acknowledged": "👀", "maintenance": "🔧"}  # a state's own mark
 
 
 def context(notice: Notice) -> dict[str, Any]:

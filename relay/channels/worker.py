@@ -3,7 +3,8 @@ queue (taken in turn, so a busy channel never starves the others), with two thre
 dispatcher (``outbox``) and RQ's scheduler (which queues retries when they are due, and
 each period's housekeeping job: relay/housekeeping/), and, with the housekeeping, a third:
 the heartbeats' evaluator (relay.heartbeats.evaluator: every second, pages stored by
-relay.heartbeats.pages). Run one or several: the dispatcher, the scheduler and the
+relay.heartbeats.pages). The dispatcher also tells of maintenance windows
+(relay.channels.maintenance). Run one or several: the dispatcher, the scheduler and the
 evaluator each work in one of them at a time, under their locks (the evaluator's lease
 lapses within ``HEARTBEAT_LEASE_S`` of a crash, so another notices a missed deadline
 within that and a round; a stopped worker releases it at once).
@@ -35,6 +36,7 @@ from rq.scheduler import RQScheduler
 from rq.worker import DequeueStrategy
 
 from relay.channels import jobs
+from relay.channels.maintenance import Notices, Watched
 from relay.channels.outbox import Dispatcher
 from relay.channels.rqjobs import put_digest_job, put_job, rq_backlog, rq_queue, trim_failed
 from relay.errors import DeliveryError
@@ -100,7 +102,10 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         daemon=True)
     if evaluating is not None:
         evaluating.start()
-    threading.Thread(target=dispatch, args=(dispatcher,), name="dispatcher", daemon=True).start()
+    notices = Notices(client, names, channels, Watched(routes, settings.key_names),
+                      dispatcher.put)  # maintenance notices, told by the dispatcher
+    threading.Thread(target=dispatch, args=(dispatcher, time.sleep, notices), name="dispatcher",
+                     daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
                      name="scheduler", daemon=True).start()
     log.info("channel worker for %s%s", ", ".join(f"{c.name} ({c.shown})" for c in
@@ -237,8 +242,10 @@ def schedule(scheduler: RQScheduler, settings: Settings, housekeeping: Queue | N
         sleep(scheduler.interval)
 
 
-def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep) -> None:
-    """Hold the dispatcher's lease when it is free and turn notices into jobs; forever."""
+def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep,
+             notices: Notices | None = None) -> None:
+    """Hold the dispatcher's lease when it is free and turn notices into jobs, and tell
+    of maintenance windows (``notices``); forever."""
     holding = False
     while True:
         try:
@@ -252,6 +259,8 @@ def dispatch(dispatcher: Dispatcher, sleep: Any = time.sleep) -> None:
                 log.info("dispatching the outbox%s",
                          f" ({found} notice(s) left taken by the last dispatcher)" if found else "")
             dispatcher.step(1)
+            if notices is not None:
+                notices.run()
         except redis.RedisError as exc:
             log.error("dispatcher: %s: %s; trying again in 1 s", type(exc).__name__, exc)
             holding = False  # what the step left taken is taken over first (recover)

@@ -5,6 +5,7 @@ whole: every problem is named by its path (``routes[2].keys[0]: ...``)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ class Window:
     matchers: tuple[Matcher, ...]
     start: float  # seconds since the epoch
     end: float
+    id: str = ""  # a window added at run time: its id (relay.routes.windows)
+
+    @property
+    def key(self) -> str:
+        """Which window it is, for its count of triggers held back and its notices: a
+        run-time window's id; for one of the routes file, made of its name and times (a
+        window whose times change is another window)."""
+        if self.id:
+            return self.id
+        made = hashlib.blake2b(f"{self.name}\x1f{self.start!r}\x1f{self.end!r}".encode(),
+                               digest_size=6).hexdigest()
+        return f"file-{made}"
 
 
 @dataclass(frozen=True)

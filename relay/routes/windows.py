@@ -59,8 +59,9 @@ class Windows:
         raw = self.client.hget(self.hash_name, window_id)
         if raw is None:
             return False
-        window = json.loads(raw)
-        window["end"] = min(window["end"], self.clock())
+        window, now = json.loads(raw), self.clock()
+        if now < window["end"]:  # its notice says "expired early" (relay.channels.maintenance)
+            window.update(expired=now, planned_end=window["end"], end=now)
         self.client.hset(self.hash_name, window_id, json.dumps(window))
         return True
 
@@ -68,7 +69,7 @@ class Windows:
         """The windows not yet over, for the router."""
         now = self.clock()
         return tuple(Window(f"{w['name']}", tuple(parse(m) for m in w["match"]), w["start"],
-                            w["end"]) for w in self.all() if w["end"] > now)
+                            w["end"], w["id"]) for w in self.all() if w["end"] > now)
 
 
 def follow(windows: Windows, apply: Callable[[tuple[Window, ...]], None],
