@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.routes.intervals import HORIZON_S, Spec, TimeInterval, muted, muted_until
+from relay.routes.intervals import (
+    HORIZON_S,
+    Spec,
+    TimeInterval,
+    muted,
+    muted_until,
+    muted_until_all,
+)
 from relay.routes.timing import Timing
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -217,3 +224,28 @@ def test_muted_until_agrees_with_the_oracle_around_dst_changes(
     timing = Timing(active=("i",)) if active else Timing(mute=("i",))
     expected, found = oracle(timing, intervals, start), muted_until(timing, intervals, start)
     assert found == expected or expected == float("inf") and found == start + HORIZON_S
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=st.lists(specs(st.sampled_from(ZONES)), min_size=1, max_size=2),
+       second=st.lists(specs(st.sampled_from(ZONES)), min_size=1, max_size=2),
+       active=st.booleans(), start=st.integers(int(at("2001-01-01T00:00:00+00:00")),
+                                               int(at("2037-01-01T00:00:00+00:00"))))
+def test_muted_until_all_is_when_no_timing_mutes(first: list[Spec], second: list[Spec],
+                                                 active: bool, start: int) -> None:
+    """A channel's timing and its use's: muted while either mutes."""
+    intervals = {"a": TimeInterval("a", tuple(first)), "b": TimeInterval("b", tuple(second))}
+    timings = [Timing(mute=("a",)), Timing(active=("b",)) if active else Timing(mute=("b",))]
+    minute, expected = (start // 60 + 1) * 60, None
+    if any(muted(t, intervals, start) for t in timings):
+        expected = float("inf")
+        for _ in range(LIMIT):
+            if not any(muted(t, intervals, minute) for t in timings):
+                expected = float(minute)
+                break
+            minute += 60
+    found = muted_until_all(timings, intervals, start)
+    if expected == float("inf"):
+        assert found is not None and found > start + LIMIT * 60
+    else:
+        assert found == expected

@@ -9,9 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.errors import ConfigError
 from relay.routes.config import RoutesFile, load
+from relay.routes.intervalconfig import MONTHS, WEEKDAYS
 from relay.routes.intervals import Spec
 from relay.routes.timing import OFF, Breaker, Timing
 
@@ -219,3 +222,63 @@ self_alert:
   channels: [{name: chat, mute_time_intervals: [nights]}]
 """)
     assert found == ["self_alert.channels[0]: want min_severity, name, template only"]
+
+
+def _spelled(draw: st.DrawFn, pair: tuple[int, int], names: tuple[str, ...] | None,
+             base: int) -> object:
+    """One range as a routes file may write it: a single value or a:b, by number or by
+    name in any case (weekdays by name only, as in Alertmanager)."""
+    def one(value: int) -> str:
+        if names and (names is WEEKDAYS or draw(st.booleans())):
+            name = names[value - base]
+            return draw(st.sampled_from([name, name.upper(), name.capitalize()]))
+        return str(value)
+    low, high = pair
+    return one(low) if low == high and draw(st.booleans()) else f"{one(low)}:{one(high)}"
+
+
+@st.composite
+def written(draw: st.DrawFn) -> tuple[dict[str, object], Spec]:
+    """A spec as YAML would hold it, and what it should read as."""
+    def pairs(low: int, high: int) -> list[tuple[int, int]]:
+        return draw(st.lists(st.tuples(st.integers(low, high), st.integers(low, high)).map(
+            lambda p: (min(p), max(p))), min_size=1, max_size=3))
+    raw: dict[str, object] = {}
+    found: dict[str, object] = {}
+    if draw(st.booleans()):
+        times = draw(st.lists(st.tuples(st.integers(0, 1439), st.integers(1, 1440)).filter(
+            lambda p: p[0] < p[1]), min_size=1, max_size=3))
+        raw["times"] = [{"start_time": f"{a // 60:02d}:{a % 60:02d}",
+                         "end_time": f"{b // 60:02d}:{b % 60:02d}"} for a, b in times]
+        found["times"] = tuple(times)
+    for field, low, high, names, base in (
+            ("weekdays", 0, 6, WEEKDAYS, 0), ("months", 1, 12, MONTHS, 1),
+            ("years", 1970, 2100, None, 0)):
+        if draw(st.booleans()):
+            ranges = pairs(low, high)
+            raw[field] = [_spelled(draw, r, names, base) for r in ranges]
+            found[field] = tuple(ranges)
+    if draw(st.booleans()):
+        ranges = draw(st.lists(st.one_of(
+            st.tuples(st.integers(1, 28), st.integers(0, 3)).map(lambda p: (p[0], p[0] + p[1])),
+            st.tuples(st.integers(-28, -1), st.integers(0, 3)).map(
+                lambda p: (p[0], min(-1, p[0] + p[1])))), min_size=1, max_size=3))
+        raw["days_of_month"] = [f"{a}:{b}" for a, b in ranges]
+        found["days_of_month"] = tuple(ranges)
+    if draw(st.booleans()):
+        zone = draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kathmandu"]))
+        raw["location"] = zone
+        found["zone"] = ZoneInfo(zone)
+    return raw, Spec(**found)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(written(), min_size=1, max_size=3))
+def test_any_spec_written_as_alertmanager_would_reads_back(tmp_path_factory,
+                                                           entries: list[tuple[dict[str, object],
+                                                                               Spec]]) -> None:
+    path = tmp_path_factory.mktemp("spec") / "routes.yml"
+    path.write_text(yaml.safe_dump({"time_intervals": [
+        {"name": "x", "time_intervals": [raw for raw, _ in entries]}]}))
+    (interval,) = load(path, KEYS).time_intervals
+    assert interval.specs == tuple(spec for _, spec in entries)

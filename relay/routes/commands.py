@@ -15,10 +15,10 @@ from typing import Any
 from relay.auth import new_token
 from relay.keys import mask
 from relay.router import Route, Router
-from relay.routes.channels import Channel, Timing, Use
+from relay.routes.channels import Channel, Use
 from relay.routes.config import Route as Rule
 from relay.routes.config import RoutesFile, load
-from relay.routes.intervals import HORIZON_S, TimeInterval, muted_until
+from relay.routes.intervals import HORIZON_S, TimeInterval, muted_until, muted_until_all
 from relay.routes.matchers import all_hold
 from relay.routes.sources import ANONYMOUS, ROUTING_KEY_SENDER
 from relay.settings import Settings
@@ -134,19 +134,6 @@ def _test(settings: Settings, routes: RoutesFile, args: argparse.Namespace) -> i
     return 0
 
 
-def _unmuted(timings: Sequence[Timing], intervals: Mapping[str, TimeInterval],
-             at: float) -> float:
-    """The first moment none of ``timings`` mutes (one may begin as another ends)."""
-    now = at
-    for _ in range(100):
-        ends = [end for timing in timings
-                if (end := muted_until(timing, intervals, now)) is not None]
-        if not ends:
-            return now
-        now = max(ends)
-    return now
-
-
 def _when(seconds: float, at: float) -> str:
     if seconds >= at + HORIZON_S:
         return f"beyond {HORIZON_S / 86400:.0f} days"
@@ -178,7 +165,8 @@ def _channel(channel: Channel, uses: Sequence[Use], intervals: Mapping[str, Time
     muting = [timing for timing in timings if muted_until(timing, intervals, at) is not None]
     if muting:
         mode = next((use.muted for use in uses if use.muted), channel.muted)
-        said.append(f"muted until {_when(_unmuted(timings, intervals, at), at)}: "
+        until = muted_until_all(timings, intervals, at) or at
+        said.append(f"muted until {_when(until, at)}: "
                     + ("held, then sent as one digest" if mode == "hold" else "dropped"))
         if all(timing.min_severity for timing in muting):  # the strictest lets it through
             said.append(min((str(t.min_severity) for t in muting), key=LEVELS.index)

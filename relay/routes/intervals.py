@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import calendar
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -129,6 +129,23 @@ def muted_until(timing: Timing, intervals: Mapping[str, TimeInterval],
         if not muted(timing, intervals, now):
             return now
     return end
+
+
+def muted_until_all(timings: Sequence[Timing], intervals: Mapping[str, TimeInterval],
+                    at: float) -> float | None:
+    """As ``muted_until`` for several timings that each mute (a channel's and its use's):
+    None when none mutes at ``at``; else the first moment none does (one may begin as
+    another ends), no later than ``HORIZON_S`` on."""
+    now, end = at, at + HORIZON_S
+    for _ in range(10_000):  # each step a minute at least; in practice a few
+        ends = [until for timing in timings
+                if (until := muted_until(timing, intervals, now)) is not None]
+        if not ends:
+            return None if now == at else now
+        now = max(ends)
+        if now >= end:
+            break
+    return min(now, end)
 
 
 def _next_change(spec: Spec, now: float) -> float:
