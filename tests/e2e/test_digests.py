@@ -161,16 +161,15 @@ routes:
             wait_until(lambda due=due: time.time() >= due, STORM_S, "the storm's pace")
     storm_s = time.time() - started
 
+    def counted_in(body: dict[str, Any]) -> int:
+        if "digest" in body:
+            return int(body["digest"]["total"])
+        if match := re.search(r"(\d+) notices? gathered", body["text"]):
+            return int(match.group(1))
+        return 1  # the storm's first, sent at once
+
     def counted(path: str) -> int:
-        found = 0
-        for _, body in hooks.arrived(path):
-            if "digest" in body:
-                found += body["digest"]["total"]
-            elif match := re.search(r"(\d+) notices? gathered", body["text"]):
-                found += int(match.group(1))
-            else:
-                found += 1  # the storm's first, sent at once
-        return found
+        return sum(counted_in(body) for _, body in hooks.arrived(path))
 
     wait_until(lambda: counted("/chat") == 1000 and counted("/hook") == 1000,
                storm_s + 6 * PERIOD_S + 30, "every event counted in a digest")
@@ -188,7 +187,6 @@ routes:
     assert all("notices gathered" in body["text"] or "notice gathered" in body["text"]
                for _, body in chat[1:])
     for path in ("/chat", "/hook"):  # the figures: when each came, and what it counted
-        print(path, [(round(when - started, 1), body["digest"]["total"] if "digest" in body
-                      else body["text"].split(" notice")[0].lstrip("*"))
+        print(path, [(round(when - started, 1), counted_in(body))
                      for when, body in hooks.arrived(path)])
     print(f"\nstorm of 1000 posted in {storm_s:.1f} s; " + "; ".join(figures))
