@@ -377,3 +377,68 @@ def test_after_a_redis_error_the_dispatcher_takes_over_what_it_left_taken(
     assert failed == ["a1"] and fake.llen(NAMES.outbox_taken) == 0
     assert sorted(n.event["dedup_key"] for _, _, n in sink.notices) == ["a0", "a0", "a1", "a2"]
     assert fake.hget(NAMES.gathering("chat", "digest"), "total") == "3"  # each once
+
+
+def test_the_real_quiet_hours_hold_until_the_intervals_end(fake, clock, sink, tmp_path,
+                                                           keys) -> None:
+    """With the routes file's own time intervals (relay.routes.intervals): START is
+    2027-01-15 08:00 UTC, a Friday; "mornings" 07:00-09:00 then "late" 09:00-09:30 hold
+    one digest until 09:30, and a use without quiet hours of its own follows the channel's."""
+    from relay.routes.config import load
+
+    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n")
+    path = tmp_path / "routes.yml"
+    path.write_text("""
+time_intervals:
+  - name: mornings
+    time_intervals: [{times: [{start_time: "07:00", end_time: "09:00"}]}]
+  - name: late
+    time_intervals: [{times: [{start_time: "09:00", end_time: "09:30"}], weekdays: [friday]}]
+channels:
+  - name: chat
+    type: slack
+    url: https://x
+    mute_time_intervals: [mornings, late]
+    muted_min_severity: critical
+routes:
+  - {name: db, keys: [db], channels: [chat]}
+""")
+    path.chmod(0o600)
+    routes = load(path, ["db"])
+    [channel] = routes.channels
+    chosen = Decider(fake, NAMES, {"chat": channel}, Plan.of(routes), sink.put,
+                     sink.put_digest, clock=clock)
+    assert chosen.decide(channel, notice(1)) == "held"
+    assert chosen.decide(channel, notice(2, "critical")) == "sent"
+    assert fake.zscore(NAMES.gatherings_due, "chat\x1fmuted:mornings,late") == T0 + 5_400_000
+    clock.advance(5_399)
+    assert chosen.flush(10) == 0
+    clock.advance(1)
+    assert chosen.flush(10) == 1 and [d.total for d in sink.digests.values()] == [1]
+
+
+def test_the_readme_digest_recipe_is_a_valid_routes_file(tmp_path, monkeypatch) -> None:
+    """The README's digest example, as a user would copy it (with the mail channel it
+    names, defined elsewhere in the README)."""
+    import re
+    from pathlib import Path
+
+    from relay.routes.config import load
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("### Digests: one message for many"):]
+    recipe = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert recipe, "the README's digest section has a YAML example"
+    path = tmp_path / "routes.yml"
+    path.write_text(recipe.group(1).replace("routes:\n", """\
+  - {name: dba-mail, type: email, host: smtp.example.org, sender: r@example.org,
+     to: [dba@example.org]}
+routes:
+""", 1))
+    path.chmod(0o600)
+    monkeypatch.setenv("PD_RELAY_SECRET_TEAM_SLACK", "https://hooks.example/x")
+    routes = load(path, ["db-team"])
+    chat = {c.name: c for c in routes.channels}["team-chat"]
+    assert (chat.digest_s, chat.digest_first) == (120.0, "immediate")
+    [route] = routes.routes
+    assert {u.name: u.digest_s for u in route.channels} == {"team-chat": None, "dba-mail": 600.0}
