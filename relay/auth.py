@@ -52,7 +52,7 @@ class Sender:
     channels: tuple[Use, ...] = ()  # channels that hear of all it sends
     follow_up_any: bool = False  # may act on any sender's incidents
     routes: tuple[str, ...] | None = None  # the routes it may take (None: any)
-    slots: frozenset[int] = frozenset()  # the keys of those routes, by place (from 1)
+    slots: frozenset[int] = frozenset()  # those routes' keys and night keys, by place (from 1)
 
 
 def request_token(api_key: str | None, authorization: str | None) -> str | None:
@@ -72,7 +72,8 @@ class Gate:
         self.allow_anonymous = allow_anonymous
         self.slots = {source.name: frozenset(
             key_names.index(key) + 1 for rule in rules if rule.name in (source.routes or ())
-            for key in rule.keys if key in key_names) for source in sources}
+            for key in (*rule.keys, *rule.night_keys) if key in key_names)
+            for source in sources}
 
     def sender(self, api_key: str | None, authorization: str | None) -> Sender | None:
         """The request's sender by its API key; None when it gave none (its events must
@@ -112,7 +113,7 @@ class Gate:
             where = "a key outside its routes"
         elif route.action in FOLLOW_UPS:
             return
-        elif route.rule in sender.routes:
+        elif route.rule.removeprefix("muted:") in sender.routes:  # muted: suppressed
             if route.slot == 0 or route.slot in sender.slots:
                 return
             where = f"a key outside its routes (route {route.rule}'s keys all drain)"

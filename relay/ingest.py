@@ -210,7 +210,8 @@ class Ingest:
             if slot:
                 counts["route", route.rule, "accepted"] += 1
                 log.info("accepted %s dedup_key=%s key=%s route=%s %s", record.action,
-                         record.event.get("dedup_key"), self.labels[slot - 1], route.rule, origin)
+                         record.event.get("dedup_key"), self.labels[slot - 1],
+                         route.rule + (" (muted: night keys)" if route.night else ""), origin)
             else:
                 held += 1
                 counts["route", route.rule, outcome(route)] += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,10 @@ from urllib.parse import urlparse
 
 from relay.routes import fields as check
 from relay.routes import jsonbody
+from relay.routes.timing import CHANNEL_FIELDS, USE_FIELDS, channel_fields, use_fields
+from relay.routes.timing import NO_TIMING as NO_TIMING  # (re-exported: the contract's place)
+from relay.routes.timing import Breaker as Breaker
+from relay.routes.timing import Timing as Timing
 from relay.severity import LEVELS
 
 TYPES = ("slack", "mattermost", "teams", "webex", "webhook", "email")
@@ -31,7 +35,7 @@ WEBEX_URL = "https://webexapis.com/v1/messages"
 ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_PREFIX = "PD_RELAY_SECRET_"  # the only variables ${NAME} reads
 COMMON = {"name", "type", "min_severity", "per_minute", "retries", "template", "timeout_s",
-          "maintenance"}
+          *CHANNEL_FIELDS}  # relay.routes.timing: quiet hours, digest, breaker
 FIELDS = {
     "slack": {"url"}, "mattermost": {"url"}, "teams": {"url"},
     "webex": {"token", "room", "url"},
@@ -44,46 +48,11 @@ FIELDS = {
 CHECKS = {
     "min_severity": check.level, "per_minute": check.count, "retries": check.count,
     "timeout_s": check.seconds, "template": check.template, "url": check.url,
-    "maintenance": check.flag,
     "method": check.method, "headers": check.headers, "body": jsonbody.check,
     "token": check.text, "room": check.text, "host": check.text, "port": check.count,
     "security": check.security, "username": check.text, "password": check.text,
     "sender": check.address, "to": check.addresses, "subject": check.template,
 }
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When a route, a route's use of a channel, or a channel is muted: during any of its
-    ``mute`` time intervals, and outside all of its ``active`` ones (when it names any),
-    as Alertmanager's ``mute_time_intervals`` and ``active_time_intervals``
-    (relay.routes.intervals). While muted, events at least ``min_severity`` (YAML
-    ``muted_min_severity``) still go through as usual (None: none do)."""
-
-    mute: tuple[str, ...] = ()  # names of the routes file's time_intervals
-    active: tuple[str, ...] = ()
-    min_severity: str | None = None
-
-    @property
-    def timed(self) -> bool:
-        return bool(self.mute or self.active)
-
-
-NO_TIMING = Timing()
-
-
-@dataclass(frozen=True)
-class Breaker:
-    """When a channel's breaker opens (relay.channels.breaker): after ``failures``
-    consecutive failed sends, or when at least ``min_sends`` sends in the last
-    ``window_s`` failed in a share of ``ratio`` or more; then nothing is tried for
-    ``cooldown_s`` but one probe. ``failures`` 0: no breaker (YAML ``breaker: off``)."""
-
-    failures: int = 5
-    ratio: float = 0.5
-    window_s: float = 300.0
-    min_sends: int = 10
-    cooldown_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -185,8 +154,10 @@ def expand(value: Any, at: str, problem: Problem, env: Mapping[str, str]) -> Any
 
 
 def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
-            env: Mapping[str, str] | None = None) -> Channel | None:
-    """Check one entry of the ``channels`` section (its name already checked)."""
+            env: Mapping[str, str] | None = None,
+            intervals: Collection[str] = ()) -> Channel | None:
+    """Check one entry of the ``channels`` section (its name already checked);
+    ``intervals``: the names of the file's time_intervals."""
     kind = entry.get("type")
     if kind not in TYPES:
         problem(f"{at}.type", "want one of " + ", ".join(TYPES))
@@ -195,7 +166,8 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
         problem(f"{at}.{extra}", f"unknown field for a {kind} channel (want "
                 + ", ".join(sorted(COMMON | FIELDS[kind])) + ")")
     entry = expand(entry, at, problem, os.environ if env is None else env)
-    found: dict[str, Any] = {"per_minute": PER_MINUTE[kind]}
+    found: dict[str, Any] = {"per_minute": PER_MINUTE[kind],
+                             **channel_fields(at, entry, intervals, problem)}
     for key, test in CHECKS.items():
         if key in entry:
             value, why = test(entry[key])
@@ -219,9 +191,11 @@ def channel(at: str, entry: dict[str, Any], name: str | None, problem: Problem,
     return Channel(name=name, type=str(kind), **found)
 
 
-def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
-         problem: Problem) -> tuple[Use, ...]:
-    """A route's or source's ``channels``: names, or {name, min_severity, template}."""
+def uses(at: str, raw: Any, known: Mapping[str, Channel | None], problem: Problem,
+         intervals: Collection[str] | None = None) -> tuple[Use, ...]:
+    """A route's or source's ``channels``: names, or {name, min_severity, template} and,
+    given ``intervals`` (the names of the file's time_intervals), the use's quiet hours
+    and digest (relay.routes.timing.USE_FIELDS)."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -232,8 +206,12 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
         name, level, template = (item.get("name"), item.get("min_severity"),
                                  item.get("template")) if isinstance(item, dict) \
             else (item, None, None)
-        if isinstance(item, dict) and set(item) - {"name", "min_severity", "template"}:
-            problem(f"{at}[{n}]", "want name, min_severity and template only")
+        allowed = {"name", "min_severity", "template", *(USE_FIELDS if intervals is not None
+                                                         else ())}
+        if isinstance(item, dict) and set(item) - allowed:
+            problem(f"{at}[{n}]", "want " + ", ".join(sorted(allowed)) + " only")
+        timed = use_fields(f"{at}[{n}]", item, intervals or (), problem) \
+            if isinstance(item, dict) and intervals is not None else {}
         if template is not None and (why := check.template(template)[1]):
             problem(f"{at}[{n}].template", why)
         if name not in known:
@@ -243,5 +221,5 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel | None],
         if level is not None and level not in LEVELS:
             problem(f"{at}[{n}].min_severity", "want one of " + ", ".join(LEVELS))
             continue
-        found.append(Use(str(name), level, template))
+        found.append(Use(str(name), level, template, **timed))
     return tuple(found)

@@ -20,6 +20,7 @@ from relay.heartbeats.config import Known, heartbeats
 from relay.heartbeats.model import Check
 from relay.keys import exposed
 from relay.routes.channels import NO_TIMING, Channel, Timing, Use, channel, uses
+from relay.routes.intervalconfig import time_intervals
 from relay.routes.intervals import TimeInterval
 from relay.routes.matchers import Matcher, parse
 from relay.routes.operators import FIELDS as OPERATOR_FIELDS
@@ -27,6 +28,7 @@ from relay.routes.operators import Operator, hashes, operator
 from relay.routes.selfalert import SelfAlert, self_alert
 from relay.routes.sources import FIELDS as SOURCE_FIELDS
 from relay.routes.sources import grants
+from relay.routes.timing import ROUTE_FIELDS, route_fields
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators",
@@ -107,7 +109,7 @@ def load(path: Path, key_names: Collection[str]) -> RoutesFile:
         raise ConfigError(checker.problems)
     sources, routes, windows, channels, alarms, operators, checks = found
     return RoutesFile(sources, routes, windows, channels, alarms, operators, path=path,
-                      heartbeats=checks)
+                      heartbeats=checks, time_intervals=tuple(checker.intervals.values()))
 
 
 class _Checker:
@@ -117,6 +119,7 @@ class _Checker:
         self.problems: list[str] = []
         self.channels: dict[str, Channel | None] = {}  # every name given, found or not
         self.source_at: dict[str, str] = {}  # each source's place in the file
+        self.intervals: dict[str, TimeInterval] = {}  # time_intervals by name
 
     def problem(self, at: str, text: str) -> None:
         self.problems.append(f"{self.source}: {at}: {text}" if at else f"{self.source}: {text}")
@@ -129,6 +132,8 @@ class _Checker:
             return (), (), (), (), None, (), ()
         for extra in sorted(set(data) - set(SECTIONS), key=str):
             self.problem(str(extra), "unknown section (want " + ", ".join(SECTIONS) + ")")
+        self.intervals = {i.name: i for i in time_intervals(data.get("time_intervals"),
+                                                            self.problem)}
         channels = self.items(data, "channels", self.channel_entry)
         sources = self.items(data, "sources", self.source_entry)
         operators = self.items(data, "operators", self.operator_entry)
@@ -206,7 +211,8 @@ class _Checker:
         name = self.fields(at, entry, SOURCE_FIELDS)
         matchers = self.matchers(at, entry)
         key_hashes = hashes(f"{at}.api_keys", entry.get("api_keys"), self.problem)
-        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
+        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem,
+                     self.intervals)
         any_follow_up, routes = grants(at, entry, name, self.problem)
         if name is None:
             return None
@@ -218,22 +224,20 @@ class _Checker:
 
     def channel_entry(self, at: str, entry: dict[str, Any]) -> Channel | None:
         name = self.fields(at, entry, set(entry))
-        found = channel(at, entry, name, self.problem)
+        found = channel(at, entry, name, self.problem, intervals=self.intervals)
         if name is not None:
             self.channels[name] = found
         return found
 
     def route_entry(self, at: str, entry: dict[str, Any]) -> Route | None:
         name = self.fields(at, entry, {"name", "match", "keys", "drop", "channels",
-                                       "maintenance"})
+                                       *ROUTE_FIELDS})
         matchers = self.matchers(at, entry)
         keys, drop = entry.get("keys"), entry.get("drop", False)
-        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem)
+        heard = uses(f"{at}.channels", entry.get("channels"), self.channels, self.problem,
+                     self.intervals)
         if drop is not False and drop is not True:
             self.problem(f"{at}.drop", "want true or false")
-        told = entry.get("maintenance", False)  # its channels hear of maintenance windows
-        if told is not False and told is not True:
-            self.problem(f"{at}.maintenance", "want true or false")
         if drop and (keys or heard):
             self.problem(at, "a route either drops events or sends them on, not both")
         if not drop and not (keys is None and heard):  # channels alone: no PagerDuty
@@ -245,10 +249,11 @@ class _Checker:
                 if key not in self.key_names:
                     self.problem(f"{at}.keys[{n}]", f"no key named {str(key)[:40]!r} in the "
                                  "keys file (" + ", ".join(self.key_names) + ")")
+        timed = route_fields(at, entry, self.intervals, self.key_names,
+                             bool(keys) and not drop, self.problem)
         if name is None:
             return None
-        return Route(name, matchers, tuple(keys or ()), drop is True, heard,
-                     maintenance=told is True)
+        return Route(name, matchers, tuple(keys or ()), drop is True, heard, **timed)
 
     def window_entry(self, at: str, entry: dict[str, Any]) -> Window | None:
         name = self.fields(at, entry, {"name", "match", "start", "end"})

@@ -32,7 +32,8 @@ class Policy:
         s = self.settings
         # one assignment: a request under way keeps the router and gate it started with
         self.current = (Router(s.routing_keys, s.draining_keys, s.key_names, routes.routes,
-                               routes.maintenance + self.added, routes.channels),
+                               routes.maintenance + self.added, routes.channels,
+                               routes.time_intervals),
                         Gate(routes.sources, s.allow_anonymous, routes.routes, s.key_names))
         self.routes = routes
 
