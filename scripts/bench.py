@@ -538,8 +538,8 @@ class Bench:
                     "most in any 60 s", f"{found['plain_sent']}; {found['plain_most_60s']}",
                     "<= 60 in any 60 s")
         if not found["digest"]:
-            self.record("channels: a digest: 3s channel", "not run: this tree does not read "
-                        "`digest:`", "<= 1 message per period")
+            self.record("channels: a digest: 3s channel", "not run: this tree does not gather "
+                        "digests", "<= 1 message per period")
             self.record("channels: the channel worker's CPU",
                         f"{found['channel_worker_cpu_s']:.1f} s", "-")
             return

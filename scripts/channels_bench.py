@@ -8,7 +8,7 @@ an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat serv
   period (goal: at most one per period), and how many of the 1,000 its digests counted
   by the end (goal: all).
 
-A tree that does not read ``digest:`` yet (before the digests' work) runs the plain
+A tree that does not gather digests yet (before the digests' work) runs the plain
 channel alone and says so. Beside it, ``storm_with_channels`` plays the PagerDuty storm
 of scripts/storm.py with its route telling both channels, to compare its figures with
 those of the storm bench without channels (docs/BENCHMARKS.md).
@@ -16,6 +16,7 @@ those of the storm bench without channels (docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -95,7 +96,10 @@ routes:
 
 
 def reads_digests(workdir: Path, chat: Chat) -> bool:
-    """Whether this tree reads a channel's ``digest:`` (the digests' work is in)."""
+    """Whether this tree reads a channel's ``digest:`` and gathers its notices (the
+    digests' work is in: relay.channels.gather)."""
+    if importlib.util.find_spec("relay.channels.gather") is None:
+        return False
     path = workdir / "probe-routes.yml"
     path.write_text(routes_text(chat, ["key-1"], digest=True))
     path.chmod(0o600)
