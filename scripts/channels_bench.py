@@ -1,6 +1,7 @@
-"""Channels in a storm (issue 30), for ``scripts/bench --only channels``: 1,000 triggers on
-one route that tells two chat channels, on real processes (redis-server, the simulator,
-an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat server:
+"""Channels in a storm (issue 30), for ``scripts/bench --only channels``: 1,000 triggers
+in 10 s on one route that tells two chat channels, on real processes (redis-server, the
+simulator, an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat
+server:
 
 - ``plain``, a Slack channel at its pace (60 messages a minute): what reaches the chat
   while the run lasts, and the most in any 60 s (goal: at most its pace);
@@ -39,6 +40,7 @@ from relay.stack.processes import HOST, free_port, wait_until
 
 EVENTS = 1_000
 DIGEST_S = 3.0
+STORM_S = 10.0  # the storm's length: about three digest periods
 SENDERS = 8
 COUNTED = re.compile(r"(\d+) notices? ")  # a digest's headline (relay.channels.digest.outline)
 
@@ -126,15 +128,17 @@ def chat_routes(workdir: Path, keys: list[str]) -> Iterator[tuple[Chat, Path, bo
         chat.close()
 
 
-def storm(url: str, events: int = EVENTS) -> float:
+def storm(url: str, events: int = EVENTS, spread_s: float = STORM_S) -> float:
     """Post ``events`` triggers (each its own incident, severities mixed) from ``SENDERS``
-    threads; return how long it took."""
+    threads, evenly over ``spread_s`` (so that they span several digest periods); return
+    how long it took."""
     started = time.monotonic()
     severities = ("warning", "error", "info", "critical")
 
     def send(n: int) -> None:
         with requests.Session() as session:
             for i in range(n, events, SENDERS):
+                time.sleep(max(0.0, started + i * spread_s / events - time.monotonic()))
                 body = {"event_action": "trigger", "dedup_key": f"storm-{i}", "payload": {
                     "summary": f"storm {i}", "source": f"host-{i % 50}",
                     "severity": severities[i % 4]}}
