@@ -532,21 +532,23 @@ class Bench:
 
         seconds = 90.0 if self.full else 40.0
         found = channels_bench.run(self.workdir / "channels", seconds)
-        self.record("channels: 1,000 triggers on one route, PagerDuty took them in",
+        self.record(f"channels: 1,000 triggers on one route over {channels_bench.STORM_S:g} s, "
+                    "PagerDuty took them in",
                     f"{found['pagerduty_s']:.1f} s (posted in {found['posted_s']:.1f} s)", "-")
         self.record(f"channels: a Slack channel at 60/min, messages in {seconds:.0f} s; the "
                     "most in any 60 s", f"{found['plain_sent']}; {found['plain_most_60s']}",
                     "<= 60 in any 60 s")
         if not found["digest"]:
-            self.record("channels: a digest: 3s channel", "not run: this tree does not read "
-                        "`digest:`", "<= 1 message per period")
+            self.record("channels: a digest: 3s channel", "not run: this tree does not gather "
+                        "digests", "<= 1 message per period")
             self.record("channels: the channel worker's CPU",
                         f"{found['channel_worker_cpu_s']:.1f} s", "-")
             return
         self.record(f"channels: a digest: {channels_bench.DIGEST_S:g}s channel, messages; the "
                     "most in any period; shortest gap",
                     f"{found['digests']}; {found['digest_most_per_period']}; "
-                    f"{found['digest_gap_s'] or 0:.1f} s", "<= 1 per period")
+                    + ("-" if found["digest_gap_s"] is None else f"{found['digest_gap_s']:.1f} s"),
+                    "<= 1 per period")
         self.record("channels: triggers its digests counted", f"{found['digest_counted']:,} of "
                     f"{found['events']:,}", "all")
         self.record("channels: notices left in the outbox; dispatcher rounds held by RQ's "

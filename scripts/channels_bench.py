@@ -1,6 +1,7 @@
-"""Channels in a storm (issue 30), for ``scripts/bench --only channels``: 1,000 triggers on
-one route that tells two chat channels, on real processes (redis-server, the simulator,
-an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat server:
+"""Channels in a storm (issue 30), for ``scripts/bench --only channels``: 1,000 triggers
+in 10 s on one route that tells two chat channels, on real processes (redis-server, the
+simulator, an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat
+server:
 
 - ``plain``, a Slack channel at its pace (60 messages a minute): what reaches the chat
   while the run lasts, and the most in any 60 s (goal: at most its pace);
@@ -8,7 +9,7 @@ an ingress node, a worker, ``pd-relay channel-worker``) and a stand-in chat serv
   period (goal: at most one per period), and how many of the 1,000 its digests counted
   by the end (goal: all).
 
-A tree that does not read ``digest:`` yet (before the digests' work) runs the plain
+A tree that does not gather digests yet (before the digests' work) runs the plain
 channel alone and says so. Beside it, ``storm_with_channels`` plays the PagerDuty storm
 of scripts/storm.py with its route telling both channels, to compare its figures with
 those of the storm bench without channels (docs/BENCHMARKS.md).
@@ -16,6 +17,7 @@ those of the storm bench without channels (docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -38,6 +40,7 @@ from relay.stack.processes import HOST, free_port, wait_until
 
 EVENTS = 1_000
 DIGEST_S = 3.0
+STORM_S = 10.0  # the storm's length: about three digest periods
 SENDERS = 8
 COUNTED = re.compile(r"(\d+) notices? ")  # a digest's headline (relay.channels.digest.outline)
 
@@ -95,7 +98,10 @@ routes:
 
 
 def reads_digests(workdir: Path, chat: Chat) -> bool:
-    """Whether this tree reads a channel's ``digest:`` (the digests' work is in)."""
+    """Whether this tree reads a channel's ``digest:`` and gathers its notices (the
+    digests' work is in: relay.channels.gather)."""
+    if importlib.util.find_spec("relay.channels.gather") is None:
+        return False
     path = workdir / "probe-routes.yml"
     path.write_text(routes_text(chat, ["key-1"], digest=True))
     path.chmod(0o600)
@@ -122,15 +128,17 @@ def chat_routes(workdir: Path, keys: list[str]) -> Iterator[tuple[Chat, Path, bo
         chat.close()
 
 
-def storm(url: str, events: int = EVENTS) -> float:
+def storm(url: str, events: int = EVENTS, spread_s: float = STORM_S) -> float:
     """Post ``events`` triggers (each its own incident, severities mixed) from ``SENDERS``
-    threads; return how long it took."""
+    threads, evenly over ``spread_s`` (so that they span several digest periods); return
+    how long it took."""
     started = time.monotonic()
     severities = ("warning", "error", "info", "critical")
 
     def send(n: int) -> None:
         with requests.Session() as session:
             for i in range(n, events, SENDERS):
+                time.sleep(max(0.0, started + i * spread_s / events - time.monotonic()))
                 body = {"event_action": "trigger", "dedup_key": f"storm-{i}", "payload": {
                     "summary": f"storm {i}", "source": f"host-{i % 50}",
                     "severity": severities[i % 4]}}

@@ -201,7 +201,7 @@ class Watched:
 
 class Notices:
     def __init__(self, client: redis.Redis, names: Names, channels: Mapping[str, Channel],
-                 routes: Callable[[], RoutesFile], put: Callable[[Channel, Notice], bool],
+                 routes: Callable[[], RoutesFile], put: Callable[[Channel, Notice], object],
                  clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.names = names

@@ -22,10 +22,6 @@ def level(value: Any) -> Checked:
     return value, "" if value in LEVELS else "want one of " + ", ".join(LEVELS)
 
 
-def flag(value: Any) -> Checked:
-    return value, "" if value is True or value is False else "want true or false"
-
-
 def count(value: Any) -> Checked:
     ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
     return value, "" if ok else "want a whole number above 0"
