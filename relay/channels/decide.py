@@ -196,4 +196,4 @@ class Decider:
         return len(made)
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return round(self.clock() * 1000)

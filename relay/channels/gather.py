@@ -268,7 +268,7 @@ class Gatherings:
             self.client.hdel(self.names.digests_taken, *fields)
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return round(self.clock() * 1000)
 
 
 def digest_of(record: dict[str, Any]) -> Digest:
