@@ -478,3 +478,16 @@ def test_any_arrivals_cost_one_message_a_period_and_count_every_notice(
     assert len(sent) + sum(d.total for d in sink.digests.values()) == len(gaps)
     assert first == "immediate" or not sent
     assert fake.zcard(NAMES.gatherings_due) == 0
+
+
+def test_metrics_count_digests_and_dropped_messages(fake, settings) -> None:
+    fake.hset(NAMES.channel_stats, mapping={"chat:digests": 3, "chat:muted_dropped": 7,
+                                            "hook:digests": 1})
+    from tests.conftest import UNIX
+
+    text = create_app(settings, client=fake).test_client().get(
+        "/metrics", environ_base=UNIX).get_data(as_text=True)
+    for line in ('pd_relay_channel_digests_total{channel="chat"} 3.0',
+                 'pd_relay_channel_digests_total{channel="hook"} 1.0',
+                 'pd_relay_channel_muted_dropped_total{channel="chat"} 7.0'):
+        assert line in text, text

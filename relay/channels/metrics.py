@@ -44,8 +44,24 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
                               "forgot, oldest first, past their bound: an acknowledge or "
                               "resolve of one reaches no channel",
                               value=float(stats.get("heard_forgotten", 0)))
+    yield from per_channel(stats, (
+        ("digests", "Digests made for the channel, each one message for several notices "
+         "(relay.channels.gather)"),
+        ("muted_dropped", "Messages dropped while the channel (or its use) was muted with "
+         "muted: drop")))
     open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
                                "alarms (self_alert)", labels=["condition"])
     for condition in sorted(alarms):
         open_.add_metric([condition], 1.0)
     yield open_
+
+
+def per_channel(stats: dict[str, str], counters: tuple[tuple[str, str], ...]) -> Iterator[Metric]:
+    """A counter per ``<channel>:<kind>`` field of the channels' stats, by channel."""
+    for kind, text in counters:
+        family = CounterMetricFamily(f"pd_relay_channel_{kind}", text, labels=["channel"])
+        for field, value in sorted(stats.items()):
+            name, _, found = field.rpartition(":")
+            if name and found == kind:
+                family.add_metric([name], float(value))
+        yield family
