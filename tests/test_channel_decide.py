@@ -491,3 +491,12 @@ def test_metrics_count_digests_and_dropped_messages(fake, settings) -> None:
                  'pd_relay_channel_digests_total{channel="hook"} 1.0',
                  'pd_relay_channel_muted_dropped_total{channel="chat"} 7.0'):
         assert line in text, text
+
+
+def test_a_gathering_of_a_later_release_sends_the_notice_as_it_is(fake, clock, sink) -> None:
+    channel = replace(CHAT, digest_s=60.0)
+    chosen = decider(fake, clock, sink, channel)
+    assert chosen.decide(channel, notice(1)) == "gathered"
+    fake.hset(NAMES.gathering("chat", "digest"), "v", 2)  # written by a later release
+    assert chosen.decide(channel, notice(2)) == "sent"
+    assert [n.id for _, _, n in sink.notices] == ["n2"]
