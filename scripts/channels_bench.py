@@ -234,4 +234,5 @@ def storm_with_channels(workdir: Path, scale: float, **env: Any) -> dict[str, An
                                     RELAY_ROUTES_FILE=str(routes), **env)
         found["channel_messages"] = len(chat.at("/plain")) + len(chat.at("/digest"))
         found["digest"] = digest
+        found["digest_counted"] = sum(counted(body) for _, body in chat.at("/digest"))
         return found
