@@ -15,7 +15,10 @@ source's (the sender's), else none; the use's settings come before the channel's
    within it is gathered, and after each digest the channel keeps gathering one more
    period, so a storm costs a channel one message a period. An empty gathering closes
    silently at its end.
-3. Else its RQ job is made at once.
+3. While the channel's breaker is open (``relay.channels.breaker``) and its next probe is
+   not due, the notice is held in the gathering ``breaker`` (as the courier holds one),
+   with no RQ job: a storm to a dead endpoint costs no job a message, only the gathering.
+4. Else its RQ job is made at once.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from dataclasses import dataclass, field
 
 import redis
 
+from relay.channels.breaker import Breakers
 from relay.channels.digest import Digest
 from relay.channels.gather import Gatherings
+from relay.channels.jobs import HELD
 from relay.channels.notice import Notice
 from relay.names import Names
 from relay.routes import intervals as timed
@@ -100,6 +105,7 @@ class Decider:
         self.muted_until = muted_until
         self.clock = clock
         self.gatherings = Gatherings(client, names, clock)
+        self.breakers = Breakers(client, names, clock)
         self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
         self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
 
@@ -127,6 +133,14 @@ class Decider:
                 return "gathered"
             if self.gatherings.first(channel.name, "digest", notice, due_ms, period_ms, mark):
                 return "gathered"
+        probe_at = self.breakers.held_until(channel.name, channel.breaker)
+        if probe_at:  # as the courier would hold it, without a job (a storm: no job each)
+            self.gatherings.park(channel.name, HELD, notice, probe_at, mark)
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.names.breaker(channel.name), "held", 1)
+                pipe.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
+                pipe.execute()
+            return "held"
         self.put(channel, notice)
         return "sent"
 

@@ -1,0 +1,77 @@
+"""Review of issue 30's stateful channel machinery (gatherings, the dispatcher's decision,
+the breaker and the courier): each test here failed on the merge under review (i30-int)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+
+from relay.app import create_app
+from relay.channels import jobs
+from relay.channels.breaker import Breakers
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import RESULT_TTL_S, put_digest_job, put_job, rq_backlog, rq_queue
+from relay.channels.worker import ChannelWorker
+from relay.names import Names
+from relay.routes.channels import Breaker, Channel
+from relay.routes.config import RoutesFile
+from relay.settings import Settings
+from tests.heartbeat_fixtures import Clock
+from tests.test_channel_decide import alert, routes_settings
+
+NAMES = Names("pdr")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def job_hashes(client: Any) -> int:
+    return sum(1 for _ in client.scan_iter(match="rq:job:*", count=1000))
+
+
+def test_a_storm_to_an_open_breaker_keeps_no_rq_job_per_held_message(
+        fake: fakeredis.FakeRedis, settings: Settings, tmp_path: Any, clock: Clock) -> None:
+    """Promise 8. RQ keeps a finished job's hash RESULT_TTL_S, bounded (rqjobs' doc) by
+    the channels' paces: at most ``per_minute`` sends a minute. A message held while the
+    breaker is open skips the pace: each one was an RQ job that finished at once and was
+    kept a minute, so a storm to an open-breaker channel kept as many jobs (up to 9 KB
+    each) as the worker could run in a minute, past that bound. Held at the dispatcher,
+    it makes no job at all, and is counted in the digest exactly as before."""
+    settings = routes_settings(settings, tmp_path, "[hook]")
+    app = create_app(settings, client=fake).test_client()
+    storm = 150
+    for n in range(storm):
+        assert app.post("/v2/enqueue", json=alert(f"a{n}")).status_code == 202
+    hook = Channel("hook", "webhook", url="https://y", per_minute=6, retries=3,
+                   breaker=Breaker(failures=3, ratio=0, cooldown_s=300))
+    breakers = Breakers(fake, NAMES, clock)
+    for _ in range(3):
+        breakers.record("hook", hook.breaker, "failed")
+    assert breakers.read("hook").open
+    jobs_client = fakeredis.FakeRedis(server=fake.connection_pool.connection_kwargs["server"])
+    dispatcher = Dispatcher(
+        fake, NAMES, settings, {"hook": hook},
+        lambda channel, notice: put_job(jobs_client, NAMES, channel, notice), 10_000,
+        clock=clock, routes=RoutesFile(channels=(hook,)),
+        put_digest=lambda channel, digest: put_digest_job(jobs_client, NAMES, channel, digest),
+        backlog=lambda: rq_backlog(jobs_client, NAMES, ["hook"]), sleep=lambda s: None)
+    jobs.install(jobs.Courier(fake, Settings(), RoutesFile(channels=(hook,)),
+                              sleep=lambda s: None, clock=clock))
+    try:
+        for _ in range(20):
+            if not fake.llen(NAMES.outbox):
+                break
+            dispatcher.step(0)
+            ChannelWorker([rq_queue(jobs_client, NAMES, "hook")], connection=jobs_client,
+                          serializer="json").work(burst=True, logging_level="ERROR")
+    finally:
+        jobs.install(None)  # type: ignore[arg-type]
+    assert fake.llen(NAMES.outbox) == 0
+    # nothing lost: every message of the storm waits in the breaker's gathering
+    assert fake.hget(NAMES.gathering("hook", "breaker"), "total") == str(storm)
+    kept = job_hashes(jobs_client)
+    assert kept <= hook.per_minute * RESULT_TTL_S // 60, f"{kept} RQ jobs kept"
