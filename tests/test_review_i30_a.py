@@ -75,3 +75,24 @@ def test_a_storm_to_an_open_breaker_keeps_no_rq_job_per_held_message(
     assert fake.hget(NAMES.gathering("hook", "breaker"), "total") == str(storm)
     kept = job_hashes(jobs_client)
     assert kept <= hook.per_minute * RESULT_TTL_S // 60, f"{kept} RQ jobs kept"
+
+
+def test_a_webex_digest_fits_webexs_7439_bytes_of_markdown() -> None:
+    """A provider's limit: Webex refuses a message whose markdown is over 7,439 bytes
+    (its messages API). A digest lists 20 lines of up to ~256 bytes of the senders' text,
+    each Markdown character escaped (doubled): past the limit, and the whole digest (every
+    notice it stands for) was refused into the failed registry. It is cut to whole lines
+    within the limit, its headline's counts whole, the tail counting what is not shown."""
+    from relay.channels.digest import LINES_KEPT, Digest, Line
+    from relay.channels.messages import digest_message
+    from relay.channels.notice import fit
+
+    lines = tuple(Line("triggered", "warning", fit(f"{n} " + "_*[]" * 100, 160), f"k{n}",
+                       fit("<>" * 60, 96), "db", 0) for n in range(LINES_KEPT))
+    digest = Digest("dg1-1", "wx", "muted", 0, 1, 500, {"warning": 500}, {"triggered": 500},
+                    lines)
+    body = digest_message(Channel("wx", "webex", token="t", room="r"), digest)["markdown"]
+    assert len(body.encode()) <= 7439, len(body.encode())
+    shown = body.split("\n")
+    assert "500 notices held in quiet hours" in shown[0] and shown[1].startswith("TRIGGERED")
+    assert shown[-1] == f"and {500 - (len(shown) - 2)} more"
