@@ -96,3 +96,23 @@ def test_a_webex_digest_fits_webexs_7439_bytes_of_markdown() -> None:
     shown = body.split("\n")
     assert "500 notices held in quiet hours" in shown[0] and shown[1].startswith("TRIGGERED")
     assert shown[-1] == f"and {500 - (len(shown) - 2)} more"
+
+
+def test_an_immediate_digest_channels_first_notice_is_held_when_its_breaker_is_open(
+        fake: fakeredis.FakeRedis, clock: Clock) -> None:
+    """(Of the fix above.) ``digest_first: immediate`` marks a quiet period's first notice
+    "send it yourself"; held at the dispatcher, it must still be parked, and once."""
+    from dataclasses import replace
+
+    from tests.test_channel_decide import Sink, decider, notice
+
+    hook = Channel("hook", "webhook", url="https://y", digest_s=60.0,
+                   digest_first="immediate", breaker=Breaker(failures=1, cooldown_s=300))
+    sink = Sink(clock)
+    chosen = decider(fake, clock, sink, hook)
+    Breakers(fake, NAMES, clock).record("hook", hook.breaker, "failed")
+    assert chosen.decide(hook, notice(1)) == "held"
+    assert chosen.decide(hook, notice(1)) == "held"  # a crashed dispatcher's retry
+    assert fake.hget(NAMES.gathering("hook", "breaker"), "total") == "1"
+    assert chosen.decide(hook, replace(notice(2))) == "gathered"  # within the period
+    assert sink.notices == []

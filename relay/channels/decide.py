@@ -135,7 +135,8 @@ class Decider:
                 return "gathered"
         probe_at = self.breakers.held_until(channel.name, channel.breaker)
         if probe_at:  # as the courier would hold it, without a job (a storm: no job each)
-            self.gatherings.park(channel.name, HELD, notice, probe_at, mark)
+            # its own mark: ``first`` may have marked this notice "send it yourself"
+            self.gatherings.park(channel.name, HELD, notice, probe_at, f"{mark}\x1f{HELD}")
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.hincrby(self.names.breaker(channel.name), "held", 1)
                 pipe.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
