@@ -116,3 +116,51 @@ def test_an_immediate_digest_channels_first_notice_is_held_when_its_breaker_is_o
     assert fake.hget(NAMES.gathering("hook", "breaker"), "total") == "1"
     assert chosen.decide(hook, replace(notice(2))) == "gathered"  # within the period
     assert sink.notices == []
+
+
+def test_a_muted_channel_holds_a_maintenance_notice_for_its_digest(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings, tmp_path: Any) -> None:
+    """Quiet hours hold info and warning: a maintenance notice (severity info) to a channel
+    in its mute interval was sent at once (the channel worker gave the notices the
+    dispatcher's raw ``put``, past the decision), a 3 a.m. message to the team's room.
+    It is decided like any notice: held for the digest at the mute's end."""
+    import argparse
+    import time
+    from dataclasses import replace
+
+    from relay.channels import worker
+    from relay.channels.maintenance import Seen, notice
+
+    path = tmp_path / "routes.yml"
+    path.write_text("""
+time_intervals:
+  - name: always
+    time_intervals: [{weekdays: ["sunday:saturday"]}]
+channels:
+  - {name: chat, type: slack, url: "https://x", maintenance: true,
+     mute_time_intervals: [always]}
+""")
+    settings = replace(settings, routes_file=path)
+    server = fakeredis.FakeServer()
+    captured: dict[str, Any] = {}
+
+    class Stop(Exception):
+        pass
+
+    def notices(client: Any, names: Any, channels: Any, watched: Any, put: Any) -> None:
+        captured.update(put=put, channels=channels)
+        raise Stop
+
+    monkeypatch.setattr(worker, "Notices", notices)
+    monkeypatch.setattr(worker, "exit_on_sigterm", lambda: None)
+    monkeypatch.setattr(worker, "connect", lambda s, block_s=0.0, decode=True:
+                        fakeredis.FakeRedis(server=server, decode_responses=decode))
+    with pytest.raises(Stop):
+        worker.command(settings, argparse.Namespace(channel=["chat"]))
+    now = time.time()
+    told = notice(Seen("w1", "w1", (), now - 60, now + 3600), "started", 0, now)
+    captured["put"](captured["channels"]["chat"], told)
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    names = Names(settings.prefix)
+    assert client.llen(rq_queue(client, names, "chat").key) == 0, "sent in quiet hours"
+    assert client.hget(names.gathering("chat", "muted:always"), "total") == "1"
