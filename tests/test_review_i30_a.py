@@ -164,3 +164,29 @@ channels:
     names = Names(settings.prefix)
     assert client.llen(rq_queue(client, names, "chat").key) == 0, "sent in quiet hours"
     assert client.hget(names.gathering("chat", "muted:always"), "total") == "1"
+
+
+def test_a_channels_mute_followed_by_its_uses_waits_for_the_second_end(
+        fake: fakeredis.FakeRedis, clock: Clock) -> None:
+    """Consecutive mute intervals across timings: the channel is muted at night, the
+    route's use of it in the morning, one beginning as the other ends. A notice held at
+    night went out as a digest at the night's end, in the middle of the use's mute (the
+    flush asked only the night's and the channel's timings). It waits for the first
+    moment none of them mutes (``muted_until_all``'s meaning)."""
+    from dataclasses import replace
+
+    from relay.channels.decide import Plan
+    from relay.routes.channels import Timing, Use
+    from tests.heartbeat_fixtures import START
+    from tests.test_channel_decide import CHAT, Quiet, Sink, decider, notice
+
+    quiet = Quiet(night=(START - 60, START + 100), morning=(START + 100, START + 200))
+    channel = replace(CHAT, timing=Timing(mute=("night",)))
+    plan = Plan({"db": {"chat": Use("chat", timing=Timing(mute=("morning",)))}})
+    sink = Sink(clock)
+    chosen = decider(fake, clock, sink, channel, plan=plan, quiet=quiet)
+    assert chosen.decide(channel, notice(1)) == "held"
+    clock.advance(100)
+    assert chosen.flush(10) == 0, "a digest in the use's mute"
+    clock.advance(100)
+    assert chosen.flush(10) == 1 and [d.total for d in sink.digests.values()] == [1]
