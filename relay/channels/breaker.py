@@ -4,8 +4,9 @@ then tried with one message (the probe), instead of each message retrying for ho
     closed ──(``failures`` failed sends in a row, or in the last ``window_s`` at least
       │       ``min_sends`` sends of which a share >= ``ratio`` failed)──▶ open
       ▼
-    open: no send is tried until ``probe_at`` (opened + ``cooldown_s``); the courier holds
-      │   each message (relay.channels.gather, group ``breaker``) instead
+    open: no send is tried until ``probe_at`` (opened + ``cooldown_s``); each message is
+      │   held (relay.channels.gather, group ``breaker``) instead: by the dispatcher, which
+      │   makes it no RQ job (``held_until``), or by the courier (a job made before)
       ▼
     at ``probe_at`` ONE ask gets the probe (and ``probe_at`` moves a cool-down on, so a
     probe whose worker died costs a cool-down, not a stuck breaker): its success closes
@@ -190,6 +191,22 @@ class Breakers:
             keys=[self.names.breaker(channel)],
             args=[self.now_ms(), _ms(settings.cooldown_s), VERSION])
         return Verdict(("closed", "open", "probe")[int(verdict)], int(probe_at), int(probe))
+
+    def held_until(self, channel: str, settings: Breaker) -> int:
+        """The next probe's time (ms) while ``channel``'s breaker is open and that probe
+        is not due yet (a message to it is then held without trying: the dispatcher
+        parks it, no RQ job); else 0. Reads only: the probe is given by ``ask``."""
+        if settings.failures <= 0:
+            return 0
+        raw = self.client.hmget(self.names.breaker(channel), "v", "state", "probe_at")
+        v, state, probe_at = (x.decode() if isinstance(x, bytes) else x for x in raw)
+        if v != str(VERSION) or state != "open":
+            return 0
+        try:
+            at = int(float(probe_at or 0))
+        except ValueError:
+            return 0
+        return at if self.now_ms() < at else 0
 
     def record(self, channel: str, settings: Breaker, outcome: str,
                probe: int = 0) -> tuple[str, int]:

@@ -15,7 +15,10 @@ source's (the sender's), else none; the use's settings come before the channel's
    within it is gathered, and after each digest the channel keeps gathering one more
    period, so a storm costs a channel one message a period. An empty gathering closes
    silently at its end.
-3. Else its RQ job is made at once.
+3. While the channel's breaker is open (``relay.channels.breaker``) and its next probe is
+   not due, the notice is held in the gathering ``breaker`` (as the courier holds one),
+   with no RQ job: a storm to a dead endpoint costs no job a message, only the gathering.
+4. Else its RQ job is made at once.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from dataclasses import dataclass, field
 
 import redis
 
+from relay.channels.breaker import Breakers
 from relay.channels.digest import Digest
 from relay.channels.gather import Gatherings
+from relay.channels.jobs import HELD
 from relay.channels.notice import Notice
 from relay.names import Names
 from relay.routes import intervals as timed
@@ -40,6 +45,7 @@ from relay.severity import LEVELS
 
 log = logging.getLogger(__name__)
 MUTED = "muted:"
+CHAINED = 16  # mutes followed one after another at most (a flush asks again past them)
 Mute = Callable[[Timing, Mapping[str, TimeInterval], float], "float | None"]
 
 
@@ -100,8 +106,10 @@ class Decider:
         self.muted_until = muted_until
         self.clock = clock
         self.gatherings = Gatherings(client, names, clock)
+        self.breakers = Breakers(client, names, clock)
         self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
         self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
+        self._free: dict[Timing, float] = {}  # the last moment found not muted, each
 
     def decide(self, channel: Channel, notice: Notice) -> str:
         """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
@@ -127,6 +135,15 @@ class Decider:
                     return "gathered"
             elif self._park(channel, "digest", notice, due_ms, mark, period_ms):
                 return "gathered"
+        probe_at = self.breakers.held_until(channel.name, channel.breaker)
+        if probe_at:  # as the courier would hold it, without a job (a storm: no job each)
+            # its own mark: ``first`` may have marked this notice "send it yourself"
+            self.gatherings.park(channel.name, HELD, notice, probe_at, f"{mark}\x1f{HELD}")
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.names.breaker(channel.name), "held", 1)
+                pipe.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
+                pipe.execute()
+            return "held"
         self.put(channel, notice)
         return "sent"
 
@@ -147,15 +164,19 @@ class Decider:
     def muted(self, channel: Channel, use: Use | None,
               notice: Notice) -> tuple[str, int] | None:
         """(the gathering, due ms) when ``notice`` is muted for ``channel``, else None."""
-        at = notice.accepted_ms / 1000
-        group, ends = "", list[float]()
-        for timing in (use.timing if use is not None else NO_TIMING, channel.timing):
-            if not timing.timed or passes(notice.severity, timing.min_severity):
-                continue
-            end = self.mute_end(timing, at)
-            if end is not None:
-                group, ends = group or group_of(timing), [*ends, end]
-        return (group, math.ceil(max(ends) * 1000)) if group else None
+        timings = [timing for timing in (use.timing if use is not None else NO_TIMING,
+                                         channel.timing)
+                   if timing.timed and not passes(notice.severity, timing.min_severity)]
+        group, until = "", notice.accepted_ms / 1000
+        for _ in range(CHAINED):  # one may begin as another ends: the first moment none mutes
+            ends = [(timing, end) for timing in timings
+                    if (end := self.mute_end(timing, until)) is not None]
+            if not ends:
+                break
+            group, until = group or group_of(ends[0][0]), max(end for _, end in ends)
+            if len(timings) < 2:
+                break  # one timing's mute end is the first moment it does not mute
+        return (group, math.ceil(until * 1000)) if group else None
 
     def mute_end(self, timing: Timing, at: float) -> float | None:
         """When ``timing``'s mute holding at ``at`` ends (None: not muted). A timing
@@ -165,6 +186,8 @@ class Decider:
         known = self._mutes.get(timing)
         if known is not None and known[0] <= at < known[1]:
             return known[1]  # muted from known[0] on without a break until known[1]
+        if self._free.get(timing) == at:
+            return None  # asked at this mute's end already (each notice's chain asks)
         try:
             end = self.muted_until(timing, self.plan.intervals, at)
         except Exception as exc:  # noqa: BLE001 - never lose a notice to a bad timing
@@ -175,6 +198,8 @@ class Decider:
             return None
         if end is not None:
             self._mutes[timing] = (at, end)  # a storm's notices ask once
+        else:
+            self._free[timing] = at
         return end
 
     def still_muted(self, channel: str, group: str, now_ms: int) -> int | None:

@@ -19,9 +19,11 @@ and added their counts (relay.tally: ``window|KEY|suppressed``). A window first 
 its end is told nothing; one of the routes file removed while it was planned or in force
 is told "expired early"; one whose times change in the file is another window.
 
-Once: each event's notice becomes one RQ job per channel, its id made of the window, the
-event and the channel (a dispatcher that crashed after making them and before noting
-them makes them again, and RQ refuses the copies), then it is noted as told.
+Once: each event's notice is decided for each channel as any notice (relay.channels.decide:
+held in the channel's quiet hours for their digest, or gathered), else one RQ job per
+channel, its id made of the window, the event and the channel (a dispatcher that crashed
+after making them and before noting them makes them again, and RQ refuses the copies),
+then it is noted as told.
 """
 
 from __future__ import annotations

@@ -13,13 +13,14 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from relay.channels import escape, forms
+from relay.channels import escape, forms, phone
 from relay.channels.digest import Digest, outline
 from relay.channels.notice import Notice, payload_of
 from relay.errors import Rejected
 from relay.routes import jsonbody
 from relay.routes.channels import Channel
 
+WEBEX_BYTES = 7439  # the most markdown Webex takes in a message (its messages API)
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
 DONE = {"resolved": "✅", "acknowledged": "👀", "maintenance": "🔧"}  # a state's own mark
 
@@ -105,6 +106,13 @@ def digest_message(channel: Channel, digest: Digest) -> dict[str, Any]:
     headline, lines, tail = outline(digest)
     shown = [style.escape(line) for line in lines] + ([tail] if tail else [])
     bold = style.bold
+    if channel.type == "webex":  # Webex refuses markdown over WEBEX_BYTES: whole lines
+        head = f"{bold}{style.escape(headline)}{bold}"
+        kept = phone.lines_within(shown[:len(lines)], WEBEX_BYTES - len(head.encode()) - 40,
+                                  lambda text: len(text.encode()))
+        hidden = digest.total - len(kept)
+        return wrap(channel, "\n".join([head, *kept, *([f"and {hidden} more"] if hidden > 0
+                                                        else [])]), headline)
     body = "\n".join([f"{bold}{style.escape(headline)}{bold}" if channel.type != "teams"
                       else headline, *shown])
     if channel.type == "webhook":

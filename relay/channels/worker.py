@@ -102,8 +102,9 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         daemon=True)
     if evaluating is not None:
         evaluating.start()
+    # maintenance notices, told by the dispatcher and decided as any notice (quiet hours)
     notices = Notices(client, names, channels, Watched(routes, settings.key_names),
-                      dispatcher.put)  # maintenance notices, told by the dispatcher
+                      dispatcher.decider.decide)
     threading.Thread(target=dispatch, args=(dispatcher, time.sleep, notices), name="dispatcher",
                      daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
