@@ -4,10 +4,14 @@ Before sending it keeps the channel's pace: a pause (set by a 429's Retry-After,
 a while after a timeout or connection error, so that a channel that hangs costs one
 timeout, not one per queued message), and the channel's sends a minute (the PagerDuty
 lanes' sliding window, ``relay.limiter``; a 429 cuts it as PagerDuty's do). A short
-wait is slept; a longer one, or a failure worth another try, returns RQ's ``Retry``
-with the interval: the job's own growing backoff (with jitter), or longer when the
-pause or Retry-After says so. A refusal, or the last failure of ``retries``, raises: RQ keeps the
-job in its failed registry with the channel's reply (``pd-relay channels requeue``).
+wait is slept; a longer one returns a ``Wait`` (RQ's ``Retry``) for that long, and a
+failure worth another try a ``Retry`` after the job's own growing backoff (with jitter),
+or longer when the pause or Retry-After says so. Only failed sends count toward the
+channel's ``retries``: the job keeps their count in its meta (``FAILED_SENDS``), and the
+seconds it waited (``WAITED_S``); RQ's own count of retries, which a wait would spend too,
+limits nothing. A refusal, the last failure of ``retries``, or a message that waited
+longer than ``wait_max_s`` for its channel (a pace far behind its messages) raises: RQ
+keeps the job in its failed registry with the reason (``pd-relay channels requeue``).
 
 First of all it asks the channel's breaker (``relay.channels.breaker``). While it is
 open the message is not tried: it is held (``park``: the gathering ``breaker`` of
@@ -36,6 +40,7 @@ from relay.channels import messages, senders
 from relay.channels.breaker import Breakers, Verdict
 from relay.channels.digest import Digest
 from relay.channels.notice import Notice
+from relay.channels.rqjobs import FAILED_SENDS, RQ_BACKLOG_MAX, WAITED_S
 from relay.errors import Rejected, RetryLater
 from relay.limiter import RateLimiter
 from relay.names import Names
@@ -48,6 +53,19 @@ log = logging.getLogger(__name__)
 WAIT_MAX_S = 5.0  # waits up to this are slept in the job; longer ones go back to RQ
 PAUSE_MAX_S = 3600.0
 HELD = "breaker"  # the gathering a channel's messages wait in while its breaker is open
+
+
+class Wait(Retry):
+    """Try again after a wait (the channel's pace, or its pause): no send failed, so it
+    counts toward no ``retries``."""
+
+
+def wait_max_s(channel: Channel) -> float:
+    """How long a message may wait for its channel's pace and pauses before it fails.
+    At most ``RQ_BACKLOG_MAX`` jobs wait in all and the channel takes ``per_minute`` of
+    them a minute, so one served in turn waits at most RQ_BACKLOG_MAX / per_minute
+    minutes; twice that (RQ takes them only roughly in turn), and at least an hour."""
+    return max(3600.0, 2 * 60 * RQ_BACKLOG_MAX / max(1, channel.per_minute))
 
 
 class Gathering(Protocol):
@@ -88,23 +106,25 @@ class Courier:
             self._held = gather.Gatherings(self.client, self.names, clock=self.clock)
         return self._held
 
-    def deliver(self, name: str, data: dict[str, Any], retries_done: int = 0) -> Retry | str:
-        """Send notice ``data`` to channel ``name``."""
+    def deliver(self, name: str, data: dict[str, Any], retries_done: int = 0,
+                waited_s: float = 0.0) -> Retry | str:
+        """Send notice ``data`` to channel ``name`` (``retries_done``: its failed sends so
+        far; ``waited_s``: how long it was handed back to wait)."""
         channel = self._channel(name)
         notice = Notice.from_json(data)
         what = f"{notice.state} dedup_key={notice.event.get('dedup_key')}"
         return self._send(channel, lambda: messages.message(
             channel, notice, self.templates.get((notice.route, name))), what, retries_done,
-            notice)
+            notice, waited_s)
 
-    def deliver_digest(self, name: str, data: dict[str, Any],
-                       retries_done: int = 0) -> Retry | str:
+    def deliver_digest(self, name: str, data: dict[str, Any], retries_done: int = 0,
+                       waited_s: float = 0.0) -> Retry | str:
         """Send digest ``data`` (``relay.channels.digest``) to channel ``name``."""
         channel = self._channel(name)
         digest = Digest.from_json(data)
         what = f"digest {digest.id} of {digest.total} notice(s)"
         return self._send(channel, lambda: messages.digest_message(channel, digest), what,
-                          retries_done, digest)
+                          retries_done, digest, waited_s)
 
     def _channel(self, name: str) -> Channel:
         channel = self.channels.get(name)
@@ -113,7 +133,7 @@ class Courier:
         return channel
 
     def _send(self, channel: Channel, message: Callable[[], dict[str, Any]], what: str,
-              retries_done: int, item: Notice | Digest) -> Retry | str:
+              retries_done: int, item: Notice | Digest, waited_s: float = 0.0) -> Retry | str:
         """Ask the breaker, keep the channel's pace and pause, send ``message()``, record
         the outcome; retry, fail, or hold ``item`` while the breaker is open."""
         name, settings = channel.name, channel.breaker
@@ -121,12 +141,13 @@ class Courier:
         if verdict.state == "open":
             return self._hold(channel, item, verdict.probe_at_ms, what, "breaker open")
         paused = self._paused(channel) if verdict.state == "closed" else 0.0
-        if paused:
-            return self._retry(channel, retries_done, paused)
+        if paused:  # no send: a wait, as long as the pause or this job's backoff
+            return self._wait(channel, what, waited_s,
+                              self._retry(channel, retries_done, paused).intervals[0])
         wait = self._pace(channel)
         if wait > 0:  # the pace: a wait of the normal kind, not a failure's backoff
             self._release(channel, verdict)
-            return Retry(max=channel.retries, interval=max(1, math.ceil(wait)))
+            return self._wait(channel, what, waited_s, wait)
         body = message()
         try:
             reply = senders.send(channel, body, self.session, self.smtp)
@@ -189,10 +210,21 @@ class Courier:
                            n.channel_throttle(channel.name), channel.per_minute, 60_000)
 
     def _retry(self, channel: Channel, retries_done: int, at_least: float) -> Retry:
-        """Try again after the job's backoff (growing, jittered), or ``at_least``."""
+        """Try again after the job's backoff (growing, jittered), or ``at_least``. (RQ's
+        ``max`` limits nothing: ``run`` counts the failed sends, and sets it.)"""
         backoff = min(self.backoff[1], self.backoff[0] * 2**retries_done)
         interval = max(at_least, backoff * (0.5 + self.jitter() / 2))
-        return Retry(max=channel.retries, interval=max(1, math.ceil(interval)))
+        return Retry(max=1, interval=max(1, math.ceil(interval)))
+
+    def _wait(self, channel: Channel, what: str, waited_s: float, wait: float) -> Wait:
+        """Wait ``wait`` s more, unless the message waited its ``wait_max_s`` already."""
+        if waited_s >= wait_max_s(channel):
+            exc = Rejected(f"waited {waited_s:.0f} s for the channel's pace and pauses: its "
+                           f"messages come faster than it sends them (per_minute: "
+                           f"{channel.per_minute})")
+            self._failed(channel, what, exc, final=True)
+            raise exc
+        return Wait(max=1, interval=max(1, math.ceil(wait)))
 
     def _paused(self, channel: Channel) -> float:
         """Sleep out a short pause of the channel; return a longer one (0: none)."""
@@ -237,14 +269,33 @@ def install(courier: Courier) -> None:
 
 def deliver(name: str, data: dict[str, Any]) -> Retry | str:
     """The RQ job: send notice ``data`` to channel ``name``."""
-    job = get_current_job()
-    return _installed().deliver(name, data, (job.number_of_retries or 0) if job else 0)
+    return run(_installed().deliver, name, data)
 
 
 def deliver_digest(name: str, data: dict[str, Any]) -> Retry | str:
     """The RQ job: send digest ``data`` to channel ``name``."""
+    return run(_installed().deliver_digest, name, data)
+
+
+def run(send: Callable[[str, dict[str, Any], int, float], Retry | str], name: str,
+        data: dict[str, Any]) -> Retry | str:
+    """Call ``send`` with the job's failed sends and time waited (its meta), and count
+    what it hands back: a ``Wait`` its seconds, another ``Retry`` a failed send. RQ fails
+    a job whose retries (waits included) reached the returned ``Retry``'s ``max``: it is
+    set past them, so only the courier's count of failed sends ends a job."""
     job = get_current_job()
-    return _installed().deliver_digest(name, data, (job.number_of_retries or 0) if job else 0)
+    if job is None:
+        return send(name, data, 0, 0.0)
+    failed, waited = int(job.meta.get(FAILED_SENDS, 0)), float(job.meta.get(WAITED_S, 0))
+    outcome = send(name, data, failed, waited)
+    if not isinstance(outcome, Retry):
+        return outcome
+    if isinstance(outcome, Wait):
+        job.meta[WAITED_S] = waited + Retry.get_interval(0, outcome.intervals)
+    else:
+        job.meta[FAILED_SENDS] = failed + 1
+    job.save_meta()  # type: ignore[no-untyped-call]
+    return Retry(max=(job.number_of_retries or 0) + 1, interval=outcome.intervals)
 
 
 def _installed() -> Courier:

@@ -47,6 +47,11 @@ FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a repl
 RQ_BACKLOG_MAX = 1_000
 FAILED_MAX = 500  # failed jobs kept, all channels: at most ~6.5 MB
 RESULT_TTL_S = 60  # a sent job's hash and reply: then RQ deletes them
+# A job's meta (relay.channels.jobs.run): its sends that failed, counted against its
+# channel's ``retries``, and the seconds it was handed back to wait (the pace, pauses).
+# ``channels requeue`` clears both.
+FAILED_SENDS = "failed_sends"
+WAITED_S = "waited_s"
 
 
 def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:
