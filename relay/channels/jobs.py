@@ -3,7 +3,8 @@
 Before sending it keeps the channel's pace: a pause (set by a 429's Retry-After, or for
 a while after a timeout or connection error, so that a channel that hangs costs one
 timeout, not one per queued message), and the channel's sends a minute (the PagerDuty
-lanes' sliding window, ``relay.limiter``; a 429 cuts it as PagerDuty's do). A short
+lanes' sliding window, ``relay.limiter``; a 429 that does not say when to come back cuts
+it as PagerDuty's do: one that does is obeyed by the pause alone). A short
 wait is slept; a longer one returns a ``Wait`` (RQ's ``Retry``) for that long, and a
 failure worth another try a ``Retry`` after the job's own growing backoff (with jitter),
 or longer when the pause or Retry-After says so. Only failed sends count toward the
@@ -158,8 +159,8 @@ class Courier:
             held = change in ("opened", "reopened", "open")
             self._failed(channel, what, exc, final=not held and retries_done >= channel.retries,
                          held=held)
-            if exc.status == 429:
-                self._limiter(channel).throttled()
+            if exc.status == 429 and not paused_by:  # says not when: slow down (AIMD);
+                self._limiter(channel).throttled()  # else its pause is the whole answer
             pause = exc.retry_after if exc.status else self.backoff[0]  # no answer at all
             if pause:
                 self.client.set(self.names.channel_pause(name), "1",
