@@ -13,7 +13,7 @@ import fakeredis
 import pytest
 from rq.job import Job
 
-from relay.channels import commands, jobs
+from relay.channels import commands, jobs, rqjobs
 from relay.channels.rqjobs import put_job, rq_queue
 from relay.channels.worker import ChannelWorker
 from relay.names import Names
@@ -113,8 +113,8 @@ def test_failed_sends_still_end_a_message_after_its_retries_whatever_it_waited(
 def test_a_message_waits_at_most_its_wait_max_then_fails_saying_why(
         hooks: WebhookReceiver) -> None:
     chat = Channel("chat", "webhook", url=f"{hooks.url}/chat", per_minute=60)
-    assert jobs.wait_max_s(chat) == 3600  # 2 x 1,000 jobs at 60 a minute, at least an hour
-    assert jobs.wait_max_s(replace(chat, per_minute=1)) == 2 * 60 * 1000
+    assert rqjobs.wait_max_s(chat) == 3600  # 2 x 1,000 jobs at 60 a minute, at least an hour
+    assert rqjobs.wait_max_s(replace(chat, per_minute=1)) == 2 * 60 * 1000
     rounds = Rounds(chat)
     try:
         rounds.put(1)
@@ -125,7 +125,7 @@ def test_a_message_waits_at_most_its_wait_max_then_fails_saying_why(
                 break
             job = Job.fetch(rounds.queue.get_job_ids()[0], connection=rounds.jobs,
                             serializer="json")
-            assert job.meta == {jobs.WAITED_S: 3600}  # a wait, not a failed send
+            assert job.meta == {rqjobs.WAITED_S: 3600}  # a wait, not a failed send
         assert len(rounds.failed()) == 1 and rounds.waiting() == 0 and hooks.tries("/chat") == 0
         job = Job.fetch(rounds.failed()[0], connection=rounds.jobs, serializer="json")
         assert "waited 3600 s for the channel's pace" in (job.latest_result().exc_string or "")
