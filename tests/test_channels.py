@@ -267,7 +267,8 @@ def test_the_courier_sends_retries_with_growing_waits_and_honours_retry_after(fa
     third = sender.deliver("hook", NOTICE, 2)
     assert isinstance(third, Retry) and third.intervals == [40]
     assert 29_000 < fake.pttl(NAMES.channel_pause("hook")) <= 30_000  # Retry-After: a pause
-    assert fake.hget(NAMES.channel_throttle("hook"), "limit") is not None  # and a cut pace
+    assert fake.hget(NAMES.channel_throttle("hook"), "limit") is None  # the pause obeys it:
+    # the pace is not cut as well (tests/test_channel_429.py)
     waiting = sender.deliver("hook", NOTICE, 3)  # paused: no send, back to RQ: its backoff
     assert isinstance(waiting, Retry) and waiting.intervals == [80]
     assert sender.deliver("hook", NOTICE, 0).intervals == [30]  # or the pause, if longer

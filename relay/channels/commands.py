@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 
 from relay.channels.breakerstate import breaker_line, state_of
 from relay.channels.outbox import HEARD_MAX
-from relay.channels.rqjobs import FAILED_MAX, RQ_BACKLOG_MAX, rq_queue
+from relay.channels.rqjobs import FAILED_MAX, FAILED_SENDS, RQ_BACKLOG_MAX, WAITED_S, rq_queue
 from relay.logs import printable
 from relay.names import Names
 from relay.routes.channels import Breaker
@@ -173,8 +173,11 @@ def requeue(jobs: redis.Redis, names: Names, channels: list[str], wanted: str | 
         registry = FailedJobRegistry(queue=rq_queue(jobs, names, name))
         for job in failed_jobs(jobs, names, name):
             if wanted is None or job.id == wanted:
-                job.number_of_retries = None  # a fresh set of retries
+                job.number_of_retries = None  # a fresh set of retries, and of waiting
+                for key in (FAILED_SENDS, WAITED_S):
+                    job.meta.pop(key, None)
                 job.save()
+                job.save_meta()  # type: ignore[no-untyped-call] # (save skips an empty meta)
                 registry.requeue(job)
                 done += 1
     if wanted is not None and not done:

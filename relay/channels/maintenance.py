@@ -24,6 +24,8 @@ held in the channel's quiet hours for their digest, or gathered), else one RQ jo
 channel, its id made of the window, the event and the channel (a dispatcher that crashed
 after making them and before noting them makes them again, and RQ refuses the copies),
 then it is noted as told.
+
+What a notice says (its line and details) is relay.channels.windownotice's.
 """
 
 from __future__ import annotations
@@ -33,51 +35,25 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from relay.channels.notice import Notice, fit
+from relay.channels.notice import Notice
+from relay.channels.windownotice import SAID, Seen, notice
+from relay.channels.windownotice import at as at  # where it was first
 from relay.errors import ConfigError
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.routes.config import RoutesFile, load
-from relay.routes.matchers import Matcher, parse
+from relay.routes.matchers import Matcher
 from relay.routes.windows import REFRESH_S, Windows
 
 log = logging.getLogger(__name__)
 EVERY_S = 1.0  # how often the dispatcher looks
 GRACE_S = REFRESH_S + 2.0  # after a window's end: the nodes applied it and flushed counts
 FINAL = ("ended", "expired", "seen")  # "seen": first seen after its end, told nothing
-SAID = {"added": "added", "started": "started", "ended": "ended",
-        "expired": "expired early"}
-
-
-@dataclass(frozen=True)
-class Seen:
-    """A window as its notices tell of it."""
-
-    key: str  # relay.routes.config.Window.key
-    name: str
-    matchers: tuple[Matcher, ...]
-    start: float
-    end: float
-    comment: str = ""
-    planned_end: float | None = None  # expired early: when it was to end
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "name": self.name, "match": [str(m) for m in self.matchers],
-                "start": self.start, "end": self.end, "comment": self.comment,
-                "planned_end": self.planned_end}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Seen:
-        return cls(str(data["key"]), str(data["name"]),
-                   tuple(parse(m) for m in data.get("match", ())), float(data["start"]),
-                   float(data["end"]), str(data.get("comment", "")), data.get("planned_end"))
 
 
 def accepts(matcher: Matcher, value: str) -> bool:
@@ -123,54 +99,6 @@ def due(window: Seen, last: str | None, now: float) -> str | None:
     if now >= window.end + GRACE_S:
         return "expired" if window.planned_end is not None else "ended"
     return None
-
-
-def at(moment: float, now: float) -> str:
-    """A time for a person: 23:00 UTC (seconds when not whole minutes; the date when
-    not today)."""
-    when, today = datetime.fromtimestamp(moment, UTC), datetime.fromtimestamp(now, UTC)
-    clock = when.strftime("%H:%M:%S" if when.second else "%H:%M")
-    return (clock if when.date() == today.date() else f"{when:%Y-%m-%d} {clock}") + " UTC"
-
-
-def summary(window: Seen, event: str, held: int, now: float) -> str:
-    """What the notice says, in one line."""
-    what = ("triggers matching " + ", ".join(str(m) for m in window.matchers)
-            if window.matchers else "every trigger")
-    head = f"Maintenance window {window.name} {SAID[event]}"
-    if event == "added":
-        text = f"{head}: will hold {what} from {at(window.start, now)} to " \
-               f"{at(window.end, now)}"
-    elif event == "started":
-        text = f"{head}: holds {what} until {at(window.end, now)}"
-    else:
-        planned = "" if window.planned_end is None else \
-            f" (it was to end at {at(window.planned_end, now)})"
-        text = f"{head}{planned}: it held back {held} trigger{'s' if held != 1 else ''}"
-    return text + (f" ({window.comment})" if window.comment else "")
-
-
-def notice(window: Seen, event: str, held: int, now: float) -> Notice:
-    """The notice of one event of one window (``action`` "maintenance"; its id, and so
-    its jobs' ids, made of the window and the event)."""
-    details: dict[str, Any] = {
-        "window": window.name, "event": SAID[event], "match": [str(m) for m in window.matchers],
-        "start": _iso(window.start), "end": _iso(window.end)}
-    if window.planned_end is not None:
-        details["planned_end"] = _iso(window.planned_end)
-    if event in ("ended", "expired"):
-        details["held"] = held
-    if window.comment:
-        details["comment"] = fit(window.comment, 256)
-    text = fit(summary(window, event, held, now), 1024)
-    return Notice(id=f"maintenance-{window.key}-{event}", action="maintenance",
-                  event={"event_action": "maintenance", "payload": {
-                      "summary": text, "severity": "info", "custom_details": details}},
-                  accepted_ms=int(now * 1000), severity="info")
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
 class Watched:

@@ -38,7 +38,7 @@ def verdict(job: Job | None) -> str | None:
     status = job.get_status(refresh=True)
     if status == JobStatus.FINISHED:
         reply = str(job.return_value())[:200]
-        if reply.startswith("held:"):  # relay.channels.jobs: the breaker is open
+        if reply.startswith("held:"):  # relay.channels.courier: the breaker is open
             return ("HELD: the channel's breaker is open; it goes out with the held "
                     "messages once a probe is taken (`pd-relay channels status`)")
         return f"sent: {reply}"

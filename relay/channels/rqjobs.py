@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -47,6 +47,24 @@ FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a repl
 RQ_BACKLOG_MAX = 1_000
 FAILED_MAX = 500  # failed jobs kept, all channels: at most ~6.5 MB
 RESULT_TTL_S = 60  # a sent job's hash and reply: then RQ deletes them
+# A job's meta (relay.channels.jobs.run): its sends that failed, counted against its
+# channel's ``retries``, and the seconds it was handed back to wait (the pace, pauses).
+# ``channels requeue`` clears both.
+FAILED_SENDS = "failed_sends"
+WAITED_S = "waited_s"
+
+
+class Wait(Retry):
+    """Try again after a wait (the channel's pace, or its pause): no send failed, so it
+    counts toward no ``retries``."""
+
+
+def wait_max_s(channel: Channel) -> float:
+    """How long a message may wait for its channel's pace and pauses before it fails.
+    At most ``RQ_BACKLOG_MAX`` jobs wait in all and the channel takes ``per_minute`` of
+    them a minute, so one served in turn waits at most RQ_BACKLOG_MAX / per_minute
+    minutes; twice that (RQ takes them only roughly in turn), and at least an hour."""
+    return max(3600.0, 2 * 60 * RQ_BACKLOG_MAX / max(1, channel.per_minute))
 
 
 def rq_queue(connection: redis.Redis, names: Names, channel: str) -> Queue:

@@ -1,15 +1,14 @@
 """The routes file (YAML): who may send (``sources``), where events go (``routes``) and
-when triggers are held back (``maintenance``), and the places besides PagerDuty that
-hear of events (``channels``, ``relay.routes.channels``). Read with ``yaml.safe_load`` and checked
-whole: every problem is named by its path (``routes[2].keys[0]: ...``)."""
+when triggers are held back (``maintenance``, ``relay.routes.windowconfig``), and the
+places besides PagerDuty that hear of events (``channels``, ``relay.routes.channels``).
+Read with ``yaml.safe_load`` and checked whole: every problem is named by its path
+(``routes[2].keys[0]: ...``)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,9 @@ from relay.routes.selfalert import SelfAlert, self_alert
 from relay.routes.sources import FIELDS as SOURCE_FIELDS
 from relay.routes.sources import grants
 from relay.routes.timing import ROUTE_FIELDS, route_fields
+from relay.routes.windowconfig import FIELDS as WINDOW_FIELDS
+from relay.routes.windowconfig import Window as Window  # where it was first
+from relay.routes.windowconfig import window
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SECTIONS = ("sources", "routes", "maintenance", "channels", "self_alert", "operators",
@@ -55,26 +57,6 @@ class Route:
     timing: Timing = NO_TIMING  # when its PagerDuty events are muted (its channels: theirs)
     night_keys: tuple[str, ...] = ()  # key names a muted event goes to (none: suppressed)
     maintenance: bool = False  # its channels hear of maintenance windows matching it
-
-
-@dataclass(frozen=True)
-class Window:
-    name: str
-    matchers: tuple[Matcher, ...]
-    start: float  # seconds since the epoch
-    end: float
-    id: str = ""  # a window added at run time: its id (relay.routes.windows)
-
-    @property
-    def key(self) -> str:
-        """Which window it is, for its count of triggers held back and its notices: a
-        run-time window's id; for one of the routes file, made of its name and times (a
-        window whose times change is another window)."""
-        if self.id:
-            return self.id
-        made = hashlib.blake2b(f"{self.name}\x1f{self.start!r}\x1f{self.end!r}".encode(),
-                               digest_size=6).hexdigest()
-        return f"file-{made}"
 
 
 @dataclass(frozen=True)
@@ -256,25 +238,5 @@ class _Checker:
         return Route(name, matchers, tuple(keys or ()), drop is True, heard, **timed)
 
     def window_entry(self, at: str, entry: dict[str, Any]) -> Window | None:
-        name = self.fields(at, entry, {"name", "match", "start", "end"})
-        matchers = self.matchers(at, entry)
-        start, end = self.time(f"{at}.start", entry.get("start")), \
-            self.time(f"{at}.end", entry.get("end"))
-        if start is not None and end is not None and end <= start:
-            self.problem(f"{at}.end", "must be after start")
-        if name and start is not None and end is not None:
-            return Window(name, matchers, start, end)
-        return None
-
-    def time(self, at: str, value: Any) -> float | None:
-        if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                value = None
-        if not isinstance(value, datetime):
-            self.problem(at, "want a date and time, such as 2026-11-25T22:00:00Z")
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)  # YAML timestamps without a zone are UTC
-        return float(value.timestamp())
+        name = self.fields(at, entry, WINDOW_FIELDS)
+        return window(at, entry, name, self.matchers(at, entry), self.problem)
