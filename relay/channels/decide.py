@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import redis
 
 from relay.channels.breaker import Breakers
+from relay.channels.courier import HELD
 from relay.channels.digest import Digest
 from relay.channels.gather import Gatherings
-from relay.channels.jobs import HELD
 from relay.channels.notice import Notice
 from relay.names import Names
 from relay.routes import intervals as timed
