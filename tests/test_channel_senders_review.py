@@ -3,12 +3,16 @@ RQ job (``progress``), must be who really has it, whatever the provider answered
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import requests
 from rq.job import Job
 
 from relay.channels import messages, senders
-from relay.errors import Rejected
+from relay.errors import Rejected, RetryLater
 from relay.routes.channels import Channel
 from tests import standins
 from tests.test_channel_signal import job  # noqa: F401 - a fixture
@@ -40,3 +44,44 @@ def test_sms_refused_for_everyone_is_sent_to_everyone_when_requeued(
     assert [r.form()["To"] for r in server.taken() if r.basic()[1] == TWILIO_TOKEN] == \
         list(TO)
 
+
+ACCOUNT = "+4915112345678"
+FRIEND = "+4915187654321"
+UUID = "3f1c2a7e-9b4d-4e1a-8c2f-0d9e8b7a6c5d"
+# signal-cli's JSON output names a recipient by all it knows of it (JsonRecipientAddress:
+# uuid, number, username), whichever way the command line named it
+SIGNAL_CLI = r'''#!{python}
+import json, sys
+sys.stdin.read()
+with open({log!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+calls = sum(1 for _ in open({log!r}))
+results = []
+for who in sys.argv[7:]:
+    address = ({{"uuid": {uuid!r}, "number": "+4915100000009", "username": None}}
+               if who == {uuid!r} else {{"uuid": None, "number": who, "username": None}})
+    failed = who == {uuid!r} and calls == 1  # the first time: a network failure
+    results.append({{"recipientAddress": address,
+                     "type": "NETWORK_FAILURE" if failed else "SUCCESS"}})
+print(json.dumps({{"timestamp": 1700000000000, "results": results}}))
+sys.exit(0)
+'''
+
+
+def test_signal_a_recipient_named_by_uuid_that_failed_is_tried_again(
+        tmp_path: Path, job: Job) -> None:  # noqa: F811
+    """One recipient had it, the other (named by its UUID, which signal-cli answers with
+    its number too) failed for the network: exit 0, and that one must be tried again,
+    not remembered as having it."""
+    log = tmp_path / "calls.jsonl"
+    command = tmp_path / "signal-cli"
+    command.write_text(SIGNAL_CLI.format(python=sys.executable, log=str(log), uuid=UUID))
+    command.chmod(0o700)
+    found = Channel("sig", "signal", account=ACCOUNT, to=(FRIEND, UUID), command=str(command),
+                    timeout_s=20)
+    body = messages.message(found, notice())
+    with pytest.raises(RetryLater, match="1 recipient"):
+        senders.send(found, body, requests.Session())
+    assert senders.send(found, body, requests.Session()) == "sent"
+    assert [json.loads(line)[6:] for line in log.read_text().splitlines()] == [
+        [FRIEND, UUID], [UUID]]

@@ -65,9 +65,10 @@ def send(channel: Channel, body: dict[str, Any]) -> str:
                  if isinstance(r.get("retryAfterSeconds"), int | float)), default=None)
     said = masked(channel, (err.decode(errors="replace").strip().splitlines() or [""])[-1])
     if code == 0:
-        failed = {_who(r) for r in results if r.get("type") != "SUCCESS"}
+        failed = [r for r in left if any(_is(r, result) for result in results
+                                         if result.get("type") != "SUCCESS")]
         progress.mark(*(r for r in left if r not in failed))
-        if any(_who(r) in left for r in again):
+        if any(_is(r, result) for r in left for result in again):
             raise RetryLater(f"signal-cli: {len(again)} recipient(s) to try again", None,
                              _summary(channel, results), after)
         return "sent" + (f"; {_summary(channel, results)}" if failed else "")
@@ -100,18 +101,18 @@ def _results(out: bytes) -> list[dict[str, Any]]:
     return []
 
 
-def _who(result: dict[str, Any]) -> str:
-    """The recipient a result is for, as the channel names it."""
+def _is(recipient: str, result: dict[str, Any]) -> bool:
+    """Whether ``result`` is for ``recipient`` as the channel names it: signal-cli names a
+    result's recipient by all it knows of it (uuid, number and username), whichever of
+    them the command line gave; a group's members' results by the group."""
     if result.get("groupId"):
-        return f"group:{result['groupId']}"
+        return recipient == f"group:{result['groupId']}"
     address = result.get("recipientAddress") or {}
     if not isinstance(address, dict):
-        return ""
-    if address.get("number"):
-        return str(address["number"])
-    if address.get("username"):
-        return f"u:{address['username']}"
-    return str(address.get("uuid") or "")
+        return False
+    names = {str(address.get("number") or ""), str(address.get("uuid") or "").lower(),
+             f"u:{address.get('username') or ''}"}
+    return recipient in names or recipient.lower().removeprefix("pni:") in names
 
 
 def _summary(channel: Channel, results: list[dict[str, Any]]) -> str:
