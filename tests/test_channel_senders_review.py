@@ -4,7 +4,10 @@ RQ job (``progress``), must be who really has it, whatever the provider answered
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,63 @@ def test_signal_a_recipient_named_by_uuid_that_failed_is_tried_again(
     assert senders.send(found, body, requests.Session()) == "sent"
     assert [json.loads(line)[6:] for line in log.read_text().splitlines()] == [
         [FRIEND, UUID], [UUID]]
+
+
+NOISY = r'''#!{python}
+import json, sys
+sys.stdin.read()
+line = b"INFO  some JVM log line of signal-cli, again and again\n"
+sys.stderr.buffer.write(line * (40_000_000 // len(line)))  # about 40 MB
+print(json.dumps({{"timestamp": 1, "results": [
+    {{"recipientAddress": {{"number": {friend!r}}}, "type": "SUCCESS"}}]}}))
+'''
+
+
+def test_signal_cli_output_is_read_within_a_bound(tmp_path: Path) -> None:
+    """signal-cli writing 40 MB (a log gone wild) costs the channel worker a bounded
+    amount of memory, not all of it (it was read whole: communicate)."""
+    command = tmp_path / "signal-cli"
+    command.write_text(NOISY.format(python=sys.executable, friend=FRIEND))
+    command.chmod(0o700)
+    found = Channel("sig", "signal", account=ACCOUNT, to=(FRIEND,), command=str(command),
+                    timeout_s=60)
+    body = messages.message(found, notice())
+    tracemalloc.start()
+    try:
+        assert senders.send(found, body, requests.Session()) == "sent"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000, peak
+
+
+LEAVING = r'''#!{python}
+import subprocess, sys
+sys.stdin.read()
+child = subprocess.Popen(["sleep", "20"], start_new_session=True, stdout=sys.stdout)
+open({pid!r}, "w").write(str(child.pid))
+'''
+
+
+def test_signal_cli_leaving_a_child_holding_its_output_costs_its_timeout_only(
+        tmp_path: Path) -> None:
+    """A signal-cli that leaves a process of another session holding its output open:
+    the send ends at its timeout (a retry), while that process still runs, not when it
+    ends (the process group killed, the output was read to its end)."""
+    command, pid = tmp_path / "signal-cli", tmp_path / "child.pid"
+    command.write_text(LEAVING.format(python=sys.executable, pid=str(pid)))
+    command.chmod(0o700)
+    found = Channel("sig", "signal", account=ACCOUNT, to=(FRIEND,), command=str(command),
+                    timeout_s=1)
+    try:
+        with pytest.raises(RetryLater, match="no answer within 1 s"):
+            senders.send(found, messages.message(found, notice()), requests.Session())
+        child = int(pid.read_text())
+        state = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[0]
+        assert state != "Z"  # still running (not a zombie): not waited for
+    finally:
+        if pid.exists():
+            try:
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+            except OSError:
+                pass

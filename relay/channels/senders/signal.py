@@ -2,8 +2,9 @@
 ``COMMAND -o json -a ACCOUNT send --message-from-stdin RECIPIENT... -g GROUP...``, an
 argument list (never a shell, so nothing in a message or a recipient is a command),
 the message on standard input (so it is in no process list), with the channel's
-timeout (the whole process group is killed past it) and an environment without the
-relay's own settings and secrets.
+timeout (the whole process group is killed past it), its output read within a bound (the
+last 64 KiB of each stream kept) and an environment without the relay's own settings and
+secrets.
 
 signal-cli's documented exit codes: 0 sent (to at least one recipient: those that
 failed are listed in its JSON output), 1 an error the user can fix (and every
@@ -20,7 +21,9 @@ import json
 import os
 import signal as signals
 import subprocess
-from typing import Any
+import threading
+import time
+from typing import IO, Any
 
 from relay.channels.senders import progress
 from relay.channels.senders.common import masked
@@ -31,6 +34,8 @@ RETRY_CODES = {2: "unexpected error", 3: "server or IO error", 5: "rate limited"
 REFUSED_CODES = {1: "user error", 4: "untrusted key", 6: "CAPTCHA rejected"}
 AGAIN = ("NETWORK_FAILURE", "RATE_LIMIT_FAILURE")  # a recipient's failures worth a retry
 KEPT_OUT = ("RELAY_", "PD_RELAY_")  # the environment signal-cli does not get
+OUTPUT_KEPT = 64 * 1024  # bytes of each of its streams read and kept: the last ones
+KILL_WAIT_S = 5.0
 
 
 def argv(channel: Channel, recipients: list[str]) -> list[str]:
@@ -54,9 +59,8 @@ def send(channel: Channel, body: dict[str, Any]) -> str:
         raise Rejected(f"signal-cli could not run: {type(exc).__name__}: "
                        f"{masked(channel, exc.strerror or '')}") from None
     try:
-        out, err = process.communicate(body["text"].encode(), timeout=channel.timeout_s)
+        out, err = _answer(process, body["text"].encode(), channel.timeout_s)
     except subprocess.TimeoutExpired:
-        _kill(process)
         raise RetryLater(f"signal-cli: no answer within {channel.timeout_s:g} s") from None
     code = process.returncode
     results = _results(out)
@@ -81,12 +85,73 @@ def send(channel: Channel, body: dict[str, Any]) -> str:
     raise Rejected(f"signal-cli: {reason}", None, _summary(channel, results) or said)
 
 
+def _answer(process: subprocess.Popen[bytes], text: bytes,
+            timeout_s: float) -> tuple[bytes, bytes]:
+    """Give ``process`` the message and read what it writes, the last ``OUTPUT_KEPT``
+    bytes of each stream only (its JSON answer is its last line), within ``timeout_s``;
+    past it the process group is killed and TimeoutExpired raised."""
+    deadline = time.monotonic() + timeout_s
+    out, err = bytearray(), bytearray()
+    helpers = [threading.Thread(target=_give, args=(process.stdin, text), daemon=True),
+               threading.Thread(target=_tail, args=(process.stdout, out), daemon=True),
+               threading.Thread(target=_tail, args=(process.stderr, err), daemon=True)]
+    for helper in helpers:
+        helper.start()
+    try:
+        process.wait(timeout_s)
+        for helper in helpers:  # a child it left may hold its output open
+            helper.join(max(0.0, deadline - time.monotonic()))
+        if any(helper.is_alive() for helper in helpers):
+            raise subprocess.TimeoutExpired(process.args, timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        raise
+    _close(process)
+    return bytes(out), bytes(err)
+
+
+def _give(stream: IO[bytes] | None, text: bytes) -> None:
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.close()
+    except OSError:  # it does not read its input (it exited): its answer says why
+        pass
+
+
+def _tail(stream: IO[bytes] | None, kept: bytearray) -> None:
+    if stream is None:
+        return
+    try:
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            kept += chunk
+            del kept[:-OUTPUT_KEPT]
+    except (OSError, ValueError):  # closed by _kill
+        pass
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process group, wait for its leader (a bounded time: killed is killed),
+    and close the pipes (a child that left the group keeps nothing of ours waiting)."""
     try:
         os.killpg(process.pid, signals.SIGKILL)
     except OSError:
         process.kill()
-    process.communicate()
+    try:
+        process.wait(KILL_WAIT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _close(process)
+
+
+def _close(process: subprocess.Popen[bytes]) -> None:
+    for stream in (process.stdin, process.stdout, process.stderr):
+        try:
+            if stream is not None:
+                stream.close()
+        except OSError:
+            pass
 
 
 def _results(out: bytes) -> list[dict[str, Any]]:
