@@ -148,3 +148,26 @@ def test_signal_cli_leaving_a_child_holding_its_output_costs_its_timeout_only(
                 os.kill(int(pid.read_text()), signal.SIGKILL)
             except OSError:
                 pass
+
+
+TWILIO_QUEUE_FULL: standins.Answer = (400, {}, {
+    "code": 21611, "status": 400, "more_info": "https://www.twilio.com/docs/errors/21611",
+    "message": "This 'From' number has exceeded the maximum number of queued messages"})
+
+
+def test_sms_a_full_twilio_queue_is_tried_again_not_refused(
+        stand_ins, job: Job) -> None:  # noqa: F811
+    """Twilio's 21611 (a 400: the From number's queue is full, for now) says nothing of
+    the recipient: the message must reach them on a retry, not be taken as refused."""
+    server = start(stand_ins, standins.twilio(TWILIO_SID, TWILIO_TOKEN))
+    sms = Channel("s", "sms", url=server.url, account=TWILIO_SID, token=TWILIO_TOKEN,
+                  sender="+15559990000", to=TO)
+    body = messages.message(sms, notice())
+    original = server.check
+    answers = iter([lambda r: (original(r), TWILIO_QUEUE_FULL)[1]])
+    server.check = lambda r: next(answers, original)(r)  # the first request: queue full
+    with pytest.raises(RetryLater, match="21611"):
+        senders.send(sms, body, requests.Session())
+    assert senders.send(sms, body, requests.Session()) == "sent to 3 recipient(s)"
+    assert [r.form()["To"] for r in server.taken()] == list(TO)
+    assert server.statuses() == [400, 201, 201, 201]

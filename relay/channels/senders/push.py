@@ -17,6 +17,9 @@ from relay.errors import Rejected, RetryLater
 from relay.routes.channels import Channel
 
 TYPES = ("pushover", "ntfy", "sms")
+# Twilio's refusals (400) that say nothing of the recipient or the message, but of now:
+# 21611, the From number's queue is full (it drains at the number's pace)
+TWILIO_LATER = {21611}
 
 
 def send(channel: Channel, body: dict[str, Any], session: requests.Session) -> str:
@@ -88,12 +91,15 @@ def sms(channel: Channel, body: dict[str, Any], session: requests.Session) -> st
             response = request(channel, session, url, auth=(channel.account, channel.token),
                                data={"To": number, **sender, "Body": body["text"]})
             answer(channel, response)
-        except RetryLater as exc:
-            left = len(channel.to) - len(had) - len(sent) - len(refused)
-            progress.mark(*wrong)
-            raise RetryLater(f"{exc.reason} ({left} recipient(s) left)", exc.status,
-                             exc.reply, exc.retry_after) from None
-        except Rejected as exc:
+        except (RetryLater, Rejected) as exc:
+            later = isinstance(exc, RetryLater) or _twilio_code(exc.reply) in TWILIO_LATER
+            if later:
+                left = len(channel.to) - len(had) - len(sent) - len(refused)
+                progress.mark(*wrong)
+                why = f"Twilio {_twilio_error(exc.reply)}" if isinstance(exc, Rejected) \
+                    else exc.reason
+                raise RetryLater(f"{why} ({left} recipient(s) left)", exc.status, exc.reply,
+                                 getattr(exc, "retry_after", None)) from None
             refused.append(f"{number[:4]}...: {exc.reason}: {_twilio_error(exc.reply)}")
             wrong.append(number)
             continue
@@ -106,6 +112,17 @@ def sms(channel: Channel, body: dict[str, Any], session: requests.Session) -> st
     return masked(channel, f"sent to {len(sent)} recipient(s)" + (
         f" ({len(had)} had it before)" if had else "") + (
         f"; refused: {'; '.join(refused)}" if refused else ""))
+
+
+def _twilio_code(reply: str) -> object:
+    """Twilio's error code of a refusal's JSON body (None when it has none)."""
+    import json
+
+    try:
+        found = json.loads(reply)
+    except ValueError:
+        return None
+    return found.get("code") if isinstance(found, dict) else None
 
 
 def _twilio_error(reply: str) -> str:
