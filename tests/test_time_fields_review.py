@@ -64,3 +64,16 @@ routes:
 """)
     assert [p.split(": ", 2)[1] for p in caught.value.problems] == [
         "routes[0].channels[0]", "routes[0].channels[1]"]
+
+
+def test_a_url_python_cannot_split_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """(Older than issue 30, on every type's url: urlparse raised ValueError, "Invalid
+    IPv6 URL", at start-up.)"""
+    with pytest.raises(ConfigError) as caught:
+        read(tmp_path, """
+channels:
+  - name: chat
+    type: discord
+    url: "https://[::1/api/webhooks/1/x"
+""")
+    assert [p.split(": ", 2)[1] for p in caught.value.problems] == ["channels[0].url"]
