@@ -171,3 +171,26 @@ def test_sms_a_full_twilio_queue_is_tried_again_not_refused(
     assert senders.send(sms, body, requests.Session()) == "sent to 3 recipient(s)"
     assert [r.form()["To"] for r in server.taken()] == list(TO)
     assert server.statuses() == [400, 201, 201, 201]
+
+
+def test_signal_rate_limited_pauses_the_channel_as_a_providers_429_does(
+        fake, tmp_path: Path) -> None:
+    """signal-cli's rate limit (exit 5, retryAfterSeconds 9) is Signal saying "later", as
+    a 429 with retry_after from Telegram or Discord: the channel pauses that long (its
+    breaker counts no failure), rather than a failure that, repeated, opens the breaker
+    (and the pause was the retry backoff's, not Signal's)."""
+    from rq import Retry
+
+    from relay.routes.channels import Breaker
+    from tests.test_channel_breaker import Clock
+    from tests.test_channel_breaker_courier import NAMES, Parked, courier
+    from tests.test_channel_signal import Fake
+    from tests.test_channels import NOTICE, Session
+
+    stand_in = Fake(tmp_path)
+    stand_in.answers({"code": 5, "types": {FRIEND: "RATE_LIMIT_FAILURE"}})
+    sig = Channel("sig", "signal", account=ACCOUNT, to=(FRIEND,), command=str(stand_in.path),
+                  timeout_s=20, breaker=Breaker(failures=1, ratio=0, cooldown_s=300))
+    result = courier(fake, Session(), Clock(), Parked(), sig).deliver("sig", NOTICE, 0)
+    assert isinstance(result, Retry)  # not "held: breaker open"
+    assert 8_000 < fake.pttl(NAMES.channel_pause("sig")) <= 9_000

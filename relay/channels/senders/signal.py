@@ -67,19 +67,23 @@ def send(channel: Channel, body: dict[str, Any]) -> str:
     again = [r for r in results if r.get("type") in AGAIN]
     after = max((float(r["retryAfterSeconds"]) for r in again
                  if isinstance(r.get("retryAfterSeconds"), int | float)), default=None)
+    # Signal's rate limit, told as a provider's 429: the courier pauses the channel for
+    # its retryAfterSeconds and slows its pace (relay.channels.jobs), no breaker failure
+    limited = 429 if code == 5 or any(r.get("type") == "RATE_LIMIT_FAILURE"
+                                      for r in again) else None
     said = masked(channel, (err.decode(errors="replace").strip().splitlines() or [""])[-1])
     if code == 0:
         failed = [r for r in left if any(_is(r, result) for result in results
                                          if result.get("type") != "SUCCESS")]
         progress.mark(*(r for r in left if r not in failed))
         if any(_is(r, result) for r in left for result in again):
-            raise RetryLater(f"signal-cli: {len(again)} recipient(s) to try again", None,
+            raise RetryLater(f"signal-cli: {len(again)} recipient(s) to try again", limited,
                              _summary(channel, results), after)
         return "sent" + (f"; {_summary(channel, results)}" if failed else "")
     if code in RETRY_CODES or code < 0 or (code == 1 and again):
         reason = RETRY_CODES.get(code) or (
             "a recipient's network failure or rate limit" if code == 1 else f"exit {code}")
-        raise RetryLater(f"signal-cli: {reason}", None,
+        raise RetryLater(f"signal-cli: {reason}", limited,
                          _summary(channel, results) or said, after)
     reason = REFUSED_CODES.get(code, f"exit {code}")
     raise Rejected(f"signal-cli: {reason}", None, _summary(channel, results) or said)
