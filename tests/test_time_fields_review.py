@@ -77,3 +77,20 @@ channels:
     url: "https://[::1/api/webhooks/1/x"
 """)
     assert [p.split(": ", 2)[1] for p in caught.value.problems] == ["channels[0].url"]
+
+
+def test_a_telegram_token_that_is_no_bot_token_is_a_problem(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A bot token read from a file with its line break (or a space, or a slash: it goes
+    in the Bot API's URL path) is refused at start-up, by its path and without its value,
+    as Pushover's and Twilio's are: it was taken, and every message failed with a 404."""
+    for token in ("123456789:AAHsecret\n", "123456789:AAH secret", "123:AAH/../x"):
+        monkeypatch.setenv("PD_RELAY_SECRET_BOT", token)
+        with pytest.raises(ConfigError) as caught:
+            read(tmp_path, """
+channels:
+  - {name: t, type: telegram, token: "${PD_RELAY_SECRET_BOT}", chat: "-1001234567890"}
+""")
+        assert [p.split(": ", 2)[1] for p in caught.value.problems] == ["channels[0].token"]
+        assert "secret" not in str(caught.value)
