@@ -110,34 +110,41 @@ def _answer(process: subprocess.Popen[bytes], text: bytes,
     except subprocess.TimeoutExpired:
         _kill(process)
         raise
-    _close(process)
     return bytes(out), bytes(err)
 
 
 def _give(stream: IO[bytes] | None, text: bytes) -> None:
+    """Write the message and close the process's input (it may not read it: it exited,
+    or was killed; its answer, or its timeout, says why)."""
     if stream is None:
         return
     try:
         stream.write(text)
-        stream.close()
-    except OSError:  # it does not read its input (it exited): its answer says why
+    except OSError:
         pass
+    finally:
+        try:
+            stream.close()
+        except OSError:
+            pass
 
 
 def _tail(stream: IO[bytes] | None, kept: bytearray) -> None:
+    """Read ``stream`` to its end, keeping its last ``OUTPUT_KEPT`` bytes; close it there
+    (only this thread reads or closes it: no descriptor closed under a read)."""
     if stream is None:
         return
-    try:
-        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+    with stream:
+        descriptor = stream.fileno()
+        for chunk in iter(lambda: os.read(descriptor, 65536), b""):
             kept += chunk
             del kept[:-OUTPUT_KEPT]
-    except (OSError, ValueError):  # closed by _kill
-        pass
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the process group, wait for its leader (a bounded time: killed is killed),
-    and close the pipes (a child that left the group keeps nothing of ours waiting)."""
+    """Kill the process group and wait for its leader (a bounded time: killed is killed).
+    Its output's readers end when the last writer is gone (a process that left the
+    group may keep one waiting as long as it lives: a daemon thread, not this send)."""
     try:
         os.killpg(process.pid, signals.SIGKILL)
     except OSError:
@@ -146,16 +153,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.wait(KILL_WAIT_S)
     except subprocess.TimeoutExpired:
         pass
-    _close(process)
-
-
-def _close(process: subprocess.Popen[bytes]) -> None:
-    for stream in (process.stdin, process.stdout, process.stderr):
-        try:
-            if stream is not None:
-                stream.close()
-        except OSError:
-            pass
 
 
 def _results(out: bytes) -> list[dict[str, Any]]:
