@@ -91,3 +91,51 @@ routes:
     assert send(day, {"event_action": "resolve", "dedup_key": "p1"}) == "Event queued"
     assert send(day, {"event_action": "resolve", "dedup_key": "d1"}).startswith("Held with")
     assert queued() == [0, 3, 0]  # all of p1 on the night key; d1 none
+
+
+def test_a_source_may_take_its_routes_night_keys_and_no_other_key(tmp_path, keys, fake
+                                                                  ) -> None:
+    """Promise 7 with night keys: a source given route pay may send by it (to its night
+    key while it is muted) and name pay's night key, not another key, nor take another
+    route, muted or not (through the app on fakeredis)."""
+    from relay.app import create_app
+    from relay.auth import new_token
+    from relay.settings import Settings
+
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"{keys[0]} day\n{keys[1]} night\n{keys[2]} other\n")
+    token, digest = new_token()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(f"""
+time_intervals:
+  - name: always
+    time_intervals: [{{}}]
+sources:
+  - name: mon
+    api_keys: ["{digest}"]
+    routes: [pay]
+routes:
+  - name: pay
+    match: ['source="pay1"']
+    keys: [day]
+    night_keys: [night]
+    mute_time_intervals: [always]
+  - name: other
+    keys: [other]
+    mute_time_intervals: [always]
+""")
+    settings = Settings.from_env({"RELAY_KEYS_FILE": str(keys_file),
+                                  "RELAY_ROUTES_FILE": str(routes)})
+    client = create_app(settings, client=fake).test_client()
+
+    def status(body: dict[str, object]) -> int:
+        return int(client.post("/v2/enqueue", json=body, headers={"X-API-Key": token})
+                   .status_code)
+
+    pay = {"event_action": "trigger", "dedup_key": "p1",
+           "payload": {"summary": "s", "source": "pay1", "severity": "warning"}}
+    assert status(pay) == 202
+    assert status(dict(pay, dedup_key="p2", routing_key=keys[1])) == 202  # pay's night key
+    assert status(dict(pay, dedup_key="p3", routing_key=keys[2])) == 403  # another key
+    other = dict(pay, dedup_key="o1", payload=dict(pay["payload"], source="web1"))
+    assert status(other) == 403  # route other, muted (suppressed) or not, is not its
