@@ -194,3 +194,51 @@ def test_signal_rate_limited_pauses_the_channel_as_a_providers_429_does(
     result = courier(fake, Session(), Clock(), Parked(), sig).deliver("sig", NOTICE, 0)
     assert isinstance(result, Retry)  # not "held: breaker open"
     assert 8_000 < fake.pttl(NAMES.channel_pause("sig")) <= 9_000
+
+
+def test_a_bot_token_urllib3_logs_in_a_url_is_scrubbed(fake) -> None:
+    """An answer whose headers urllib3 cannot parse makes it log a WARNING naming the
+    request's whole URL: for Telegram, the bot token is in its path. The channel worker's
+    logs scrub its channels' secrets as they scrub routing keys (promise 6)."""
+    import io
+    import logging
+    import socket
+    import threading
+
+    from relay.channels.jobs import Courier
+    from relay.logs import KeyScrubber
+    from relay.routes.config import RoutesFile
+    from relay.settings import Settings
+    from tests.test_channel_breaker_courier import Parked
+    from tests.test_channels import NOTICE
+
+    server = socket.create_server(("127.0.0.1", 0))
+    body = b'{"ok": true, "result": {"message_id": 17}}'
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\n: no name\r\n\r\n" + body)
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    token = "123456789:AAHsecretBOTtokenVALUE0123456789abc"
+    bot = Channel("t", "telegram", url=f"http://127.0.0.1:{server.getsockname()[1]}",
+                  token=token, chat="1", retries=0)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.addFilter(KeyScrubber(()))
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    root.handlers[:], root.level = [handler], logging.INFO
+    try:
+        sender = Courier(fake, Settings(), RoutesFile(channels=(bot,)),
+                         sleep=lambda s: None, gatherings=Parked())
+        assert sender.deliver("t", NOTICE, 0) == "sent: message 17"
+    finally:
+        root.handlers[:], root.level = kept
+        server.close()
+    assert "Failed to parse headers" in written.getvalue()  # urllib3 said it
+    assert "secretBOTtoken" not in written.getvalue()
