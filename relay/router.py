@@ -174,23 +174,25 @@ class Router:
 def outcome(route: Route) -> str:
     """What holding an event back on ``route`` counts as."""
     rule = route.rule
+    if rule.startswith(("maintenance:", "muted:")):  # (a muted route's channels hear it)
+        return "suppressed"
     if route.channels:
         return "channels-only"
-    if rule.startswith(("maintenance:", "muted:")):
-        return "suppressed"
     return "held" if rule in ("default", "routing-key") else "dropped"
 
 
 def why(route: Route) -> str:
     """Why an event was held back, for its answer and its log line."""
     rule = route.rule
-    if route.channels:
-        return f"sent to channels only ({', '.join(route.channels)}) by route {rule}"
     if rule.startswith("maintenance:"):
         return f"suppressed by maintenance window {rule.split(':', 1)[1]}"
     if rule.startswith("muted:"):
         return (f"suppressed: route {rule.split(':', 1)[1]} is muted now (its "
-                "mute_time_intervals or active_time_intervals) and has no night_keys")
+                "mute_time_intervals or active_time_intervals) and has no night_keys"
+                + (f"; its channels hear of it ({', '.join(route.channels)})"
+                   if route.channels else ""))
+    if route.channels:
+        return f"sent to channels only ({', '.join(route.channels)}) by route {rule}"
     if rule in ("default", "routing-key"):
         return "held with its trigger, which was dropped or suppressed"
     return f"dropped by route {rule}"

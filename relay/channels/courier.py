@@ -44,6 +44,7 @@ from relay.channels.notice import Notice
 from relay.channels.rqjobs import Wait, wait_max_s
 from relay.errors import Rejected, RetryLater
 from relay.limiter import RateLimiter
+from relay.logs import scrub_also
 from relay.names import Names
 from relay.routes.channels import Channel
 from relay.routes.config import RoutesFile
@@ -75,6 +76,9 @@ class Courier:
         self.names = Names(settings.prefix)
         self.backoff = (settings.channel_retry_base_s, settings.channel_retry_max_s)
         self.channels: Mapping[str, Channel] = {c.name: c for c in routes.channels}
+        # what is logged here, urllib3's lines too (one names a request's whole URL: a
+        # webhook's, a bot token in Telegram's path), has these channels' secrets masked
+        scrub_also([secret for c in routes.channels for secret in senders.secrets(c)])
         self.templates = {(route.name, use.name): use.template for route in routes.routes
                           for use in route.channels if use.template}
         self.scripts = Scripts(client)

@@ -61,6 +61,7 @@ SIGNAL_GROUP = re.compile(r"group:[A-Za-z0-9+/=_-]{16,100}")
 PUSHOVER_KEY = re.compile(r"[A-Za-z0-9]{30}")
 TWILIO_SID = re.compile(r"(AC|MG)[0-9a-fA-F]{32}")
 SENDER_ID = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}")  # an alphanumeric sender ID
+TELEGRAM_TOKEN = re.compile(r"[0-9]{1,20}:[A-Za-z0-9_-]{1,100}")  # 123456:ABC-DEF1234gh...
 TELEGRAM_CHAT = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31}")
 SOUND = re.compile(r"[a-z0-9_-]{1,32}")
 EMERGENCY_RETRY_MIN, EMERGENCY_EXPIRE_MAX = 30, 10800  # Pushover's documented bounds
@@ -123,6 +124,9 @@ TYPE_CHECKS: dict[str, dict[str, Callable[[Any], Checked]]] = {
             (value, "want the From number in E.164 form, or an alphanumeric sender ID")},
     "pushover": {"token": _matching(PUSHOVER_KEY, "a Pushover application token "
                                     "(30 letters and digits)")},
+    "telegram": {"token": _matching(TELEGRAM_TOKEN, "a bot token as BotFather gives it "
+                                    "(digits, ':', letters, digits, '_' and '-'; no line "
+                                    "break or space)")},
 }
 
 Problem = Callable[[str, str], None]

@@ -214,7 +214,7 @@ def uses(at: str, raw: Any, known: Mapping[str, Channel | None], problem: Proble
             if isinstance(item, dict) and intervals is not None else {}
         if template is not None and (why := check.template(template)[1]):
             problem(f"{at}[{n}].template", why)
-        if name not in known:
+        if not isinstance(name, str) or name not in known:  # (a list: unhashable)
             problem(f"{at}[{n}]", f"no channel named {str(name)[:40]!r} in channels ("
                     + (", ".join(known) or "none defined") + ")")
             continue

@@ -180,11 +180,11 @@ def _channel(channel: Channel, uses: Sequence[Use], intervals: Mapping[str, Time
 
 
 def _verdict(settings: Settings, route: Route) -> str:
-    if route.slot == 0 and route.channels:
-        return f"route {route.rule}: to its channels only (not to PagerDuty)"
     if route.slot == 0 and route.rule.startswith("muted:"):
         return (f"route {route.rule.removeprefix('muted:')}: suppressed (not sent), its "
                 "acknowledge and resolve too")
+    if route.slot == 0 and route.channels:
+        return f"route {route.rule}: to its channels only (not to PagerDuty)"
     if route.slot == 0:
         return f"route {route.rule}: held back (not sent), its acknowledge and resolve too"
     key = settings.routing_keys[abs(route.slot) - 1]

@@ -47,8 +47,11 @@ def template(value: Any) -> Checked:
 
 
 def url(value: Any) -> Checked:
-    parts = urlparse(value if isinstance(value, str) else "")
-    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlparse(value if isinstance(value, str) else "")
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # such as "Invalid IPv6 URL": a problem of the file, not a crash
+        ok = False
     return value, "" if ok else "want an http:// or https:// URL"
 
 

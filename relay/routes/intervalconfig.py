@@ -91,7 +91,8 @@ def location(at: str, value: Any, problem: Problem) -> ZoneInfo | None:
                 "(such as Europe/Berlin, or UTC)")
         return None
     try:
-        return ZoneInfo(value) if isinstance(value, str) and value else None
+        if isinstance(value, str) and value:
+            return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         pass
     problem(at, f"no time zone {str(value)[:60]!r} (want an IANA name such as "

@@ -106,7 +106,7 @@ def timing(at: str, entry: Mapping[str, Any], intervals: Collection[str],
             raw = []
         names = []
         for n, name in enumerate(raw):
-            if name not in intervals:
+            if not isinstance(name, str) or name not in intervals:  # (a dict: unhashable)
                 problem(f"{at}.{field}[{n}]", f"no time interval named {str(name)[:40]!r} in "
                         "time_intervals (" + (", ".join(intervals) or "none defined") + ")")
             else:

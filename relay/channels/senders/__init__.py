@@ -4,7 +4,8 @@
                   signal-cli exit 0
     retry later   408, 429, 5xx, a timeout, a connection      -> RetryLater (with the
                   error; SMTP 4xx; signal-cli 2, 3, 5, a         Retry-After, or the
-                  network failure, its timeout                   provider's own hint)
+                  network failure, its timeout; Twilio's         provider's own hint)
+                  21611 (the From number's queue is full)
     refused       any other status (400, 401, 403, 404, a     -> Rejected: the message lands
                   redirect...); SMTP 5xx; a failed template;     in RQ's failed registry
                   Pushover's status 0; Telegram's ok false;

@@ -17,6 +17,9 @@ from relay.errors import Rejected, RetryLater
 from relay.routes.channels import Channel
 
 TYPES = ("pushover", "ntfy", "sms")
+# Twilio's refusals (400) that say nothing of the recipient or the message, but of now:
+# 21611, the From number's queue is full (it drains at the number's pace)
+TWILIO_LATER = {21611}
 
 
 def send(channel: Channel, body: dict[str, Any], session: requests.Session) -> str:
@@ -71,13 +74,16 @@ def ntfy(channel: Channel, body: dict[str, Any], session: requests.Session) -> s
 def sms(channel: Channel, body: dict[str, Any], session: requests.Session) -> str:
     """One request per recipient, in order; who has it is remembered (``progress``): a
     retryable failure stops the round (the rest are tried on the job's retry), a
-    recipient refused (a wrong number) is told in the reply and not tried again."""
+    recipient refused (a wrong number) is told in the reply and not tried again; when
+    every recipient is refused (a wrong token: 401) none is remembered, so that the job
+    requeued once it is right sends to all."""
     url = f"{channel.url.rstrip('/')}/2010-04-01/Accounts/{channel.account}/Messages.json"
     sender = {"From": channel.sender} if channel.sender else \
         {"MessagingServiceSid": channel.service}
     had = progress.done()
     sent: list[str] = []
     refused: list[str] = []
+    wrong: list[str] = []  # refused: remembered unless every recipient was
     for number in channel.to:
         if number in had:
             continue
@@ -85,22 +91,38 @@ def sms(channel: Channel, body: dict[str, Any], session: requests.Session) -> st
             response = request(channel, session, url, auth=(channel.account, channel.token),
                                data={"To": number, **sender, "Body": body["text"]})
             answer(channel, response)
-        except RetryLater as exc:
-            left = len(channel.to) - len(had) - len(sent) - len(refused)
-            raise RetryLater(f"{exc.reason} ({left} recipient(s) left)", exc.status,
-                             exc.reply, exc.retry_after) from None
-        except Rejected as exc:
+        except (RetryLater, Rejected) as exc:
+            later = isinstance(exc, RetryLater) or _twilio_code(exc.reply) in TWILIO_LATER
+            if later:
+                left = len(channel.to) - len(had) - len(sent) - len(refused)
+                progress.mark(*wrong)
+                why = f"Twilio {_twilio_error(exc.reply)}" if isinstance(exc, Rejected) \
+                    else exc.reason
+                raise RetryLater(f"{why} ({left} recipient(s) left)", exc.status, exc.reply,
+                                 getattr(exc, "retry_after", None)) from None
             refused.append(f"{number[:4]}...: {exc.reason}: {_twilio_error(exc.reply)}")
-            progress.mark(number)
+            wrong.append(number)
             continue
         sent.append(number)
         progress.mark(number)
     if refused and not sent and not had:
         raise Rejected("Twilio refused every recipient", None,
                        masked(channel, "; ".join(refused)))
+    progress.mark(*wrong)
     return masked(channel, f"sent to {len(sent)} recipient(s)" + (
         f" ({len(had)} had it before)" if had else "") + (
         f"; refused: {'; '.join(refused)}" if refused else ""))
+
+
+def _twilio_code(reply: str) -> object:
+    """Twilio's error code of a refusal's JSON body (None when it has none)."""
+    import json
+
+    try:
+        found = json.loads(reply)
+    except ValueError:
+        return None
+    return found.get("code") if isinstance(found, dict) else None
 
 
 def _twilio_error(reply: str) -> str:
