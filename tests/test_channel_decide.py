@@ -13,6 +13,9 @@ from typing import Any
 
 import fakeredis
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from relay.app import create_app
 from relay.channels.commands import read
@@ -442,3 +445,58 @@ routes:
     assert (chat.digest_s, chat.digest_first) == (120.0, "immediate")
     [route] = routes.routes
     assert {u.name: u.digest_s for u in route.channels} == {"team-chat": None, "dba-mail": 600.0}
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.integers(0, 2500), min_size=1, max_size=120),
+       flush_ms=st.integers(50, 1000), period_ms=st.integers(1000, 4000),
+       first=st.sampled_from(["gather", "immediate"]))
+def test_any_arrivals_cost_one_message_a_period_and_count_every_notice(
+        gaps: list[int], flush_ms: int, period_ms: int, first: str) -> None:
+    """Whatever the arrivals and however often the dispatcher flushes: messages to a
+    digest channel are a period apart at least, and count every notice once."""
+    fake = fakeredis.FakeRedis(decode_responses=True)
+    clock = Clock()
+    sink = Sink(clock)
+    channel = replace(CHAT, digest_s=period_ms / 1000, digest_first=first)
+    chosen = decider(fake, clock, sink, channel)
+    now, flushed = T0, T0
+    for n, gap in enumerate(gaps):
+        while flushed + flush_ms <= now + gap:  # the dispatcher's rounds meanwhile
+            flushed += flush_ms
+            clock.at = flushed / 1000
+            chosen.flush(20)
+        now += gap
+        clock.at = now / 1000
+        chosen.decide(channel, notice(n, at_ms=now))
+    for _ in range(2 * period_ms // flush_ms + 2):  # then quiet until all is sent
+        clock.at += flush_ms / 1000
+        chosen.flush(20)
+    sent = [round(at * 1000) for at, _, _ in sink.notices]
+    at = sorted(sent + [round(when * 1000) for when, _ in sink.digest_at])
+    assert all(b - a >= period_ms for a, b in zip(at[:-1], at[1:], strict=True)), at
+    assert len(sent) + sum(d.total for d in sink.digests.values()) == len(gaps)
+    assert first == "immediate" or not sent
+    assert fake.zcard(NAMES.gatherings_due) == 0
+
+
+def test_metrics_count_digests_and_dropped_messages(fake, settings) -> None:
+    fake.hset(NAMES.channel_stats, mapping={"chat:digests": 3, "chat:muted_dropped": 7,
+                                            "hook:digests": 1})
+    from tests.conftest import UNIX
+
+    text = create_app(settings, client=fake).test_client().get(
+        "/metrics", environ_base=UNIX).get_data(as_text=True)
+    for line in ('pd_relay_channel_digests_total{channel="chat"} 3.0',
+                 'pd_relay_channel_digests_total{channel="hook"} 1.0',
+                 'pd_relay_channel_muted_dropped_total{channel="chat"} 7.0'):
+        assert line in text, text
+
+
+def test_a_gathering_of_a_later_release_sends_the_notice_as_it_is(fake, clock, sink) -> None:
+    channel = replace(CHAT, digest_s=60.0)
+    chosen = decider(fake, clock, sink, channel)
+    assert chosen.decide(channel, notice(1)) == "gathered"
+    fake.hset(NAMES.gathering("chat", "digest"), "v", 2)  # written by a later release
+    assert chosen.decide(channel, notice(2)) == "sent"
+    assert [n.id for _, _, n in sink.notices] == ["n2"]

@@ -175,6 +175,8 @@ def test_a_gathering_of_another_version_is_left_alone(gatherings) -> None:
         gatherings.park("chat", "digest", notice(2), T0)
     assert gatherings.take_due(T0, 10) == []
     assert gatherings.client.hget(NAMES.gathering("chat", "digest"), "total") == "1"
+    # looked at again in an hour, not in every round (it would take a round's room)
+    assert gatherings.client.zscore(NAMES.gatherings_due, f"chat{SEP}digest") == T0 + 3_600_000
 
 
 def test_a_digest_job_is_made_once_per_id() -> None:

@@ -115,20 +115,34 @@ class Decider:
                                     1)
                 return "dropped"
             group, due_ms = muted
-            self.gatherings.park(channel.name, group, notice, due_ms, mark)
-            return "held"
+            if self._park(channel, group, notice, due_ms, mark):
+                return "held"
         period = use.digest_s if use is not None and use.digest_s is not None \
             else channel.digest_s
         if period > 0:
             period_ms = max(1, int(period * 1000))
             due_ms = self._now_ms() + period_ms
             if channel.digest_first != "immediate":
-                self.gatherings.park(channel.name, "digest", notice, due_ms, mark)
-                return "gathered"
-            if self.gatherings.first(channel.name, "digest", notice, due_ms, period_ms, mark):
+                if self._park(channel, "digest", notice, due_ms, mark):
+                    return "gathered"
+            elif self._park(channel, "digest", notice, due_ms, mark, period_ms):
                 return "gathered"
         self.put(channel, notice)
         return "sent"
+
+    def _park(self, channel: Channel, group: str, notice: Notice, due_ms: int, mark: str,
+              first_ms: int = 0) -> bool:
+        """Park ``notice`` (with ``first_ms``: ``digest_first: immediate``, a period that
+        long); False: send it now (the first of a quiet period, or a gathering this
+        release cannot add to: a later release's)."""
+        try:
+            if first_ms:
+                return self.gatherings.first(channel.name, group, notice, due_ms, first_ms,
+                                             mark)
+            return self.gatherings.park(channel.name, group, notice, due_ms, mark)
+        except ValueError as exc:
+            log.error("channel %s: %s; its notice is sent as it is", channel.name, exc)
+            return False
 
     def muted(self, channel: Channel, use: Use | None,
               notice: Notice) -> tuple[str, int] | None:
@@ -196,4 +210,4 @@ class Decider:
         return len(made)
 
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return round(self.clock() * 1000)

@@ -18,16 +18,11 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
         pipe.llen(names.outbox)
         pipe.hkeys(names.alarms)
         stats, waiting, alarms = pipe.execute()
-    for outcome, text in (("sent", "Messages a channel took"),
-                          ("failed", "Messages a channel refused, or that ran out of retries"),
-                          ("held", "Messages (notices or digests) held while the channel's "
-                           "breaker was open, to go out as a digest")):
-        family = CounterMetricFamily(f"pd_relay_channel_{outcome}", text, labels=["channel"])
-        for field, value in sorted(stats.items()):
-            name, _, kind = field.rpartition(":")
-            if name and kind == outcome:
-                family.add_metric([name], float(value))
-        yield family
+    yield from per_channel(stats, (
+        ("sent", "Messages a channel took"),
+        ("failed", "Messages a channel refused, or that ran out of retries"),
+        ("held", "Messages (notices or digests) held while the channel's breaker was open, "
+         "to go out as a digest")))
     yield from breakers(client, names, sorted({field.rpartition(":")[0] for field in stats
                                                if field.rpartition(":")[0]}))
     yield GaugeMetricFamily("pd_relay_outbox_notices", "Notices waiting to become channel "
@@ -48,6 +43,11 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
                               "forgot, oldest first, past their bound: an acknowledge or "
                               "resolve of one reaches no channel",
                               value=float(stats.get("heard_forgotten", 0)))
+    yield from per_channel(stats, (
+        ("digests", "Digests made for the channel, each one message for several notices "
+         "(relay.channels.gather)"),
+        ("muted_dropped", "Messages dropped while the channel (or its use) was muted with "
+         "muted: drop")))
     open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
                                "alarms (self_alert)", labels=["condition"])
     for condition in sorted(alarms):
@@ -74,3 +74,14 @@ def breakers(client: redis.Redis, names: Names, channels: list[str]) -> Iterator
         opened.add_metric([name], float(times or 0))
         probes.add_metric([name], float(probed or 0))
     yield from (open_, opened, probes)
+
+
+def per_channel(stats: dict[str, str], counters: tuple[tuple[str, str], ...]) -> Iterator[Metric]:
+    """A counter per ``<channel>:<kind>`` field of the channels' stats, by channel."""
+    for kind, text in counters:
+        family = CounterMetricFamily(f"pd_relay_channel_{kind}", text, labels=["channel"])
+        for field, value in sorted(stats.items()):
+            name, _, found = field.rpartition(":")
+            if name and found == kind:
+                family.add_metric([name], float(value))
+        yield family
