@@ -15,7 +15,7 @@ import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from relay.channels.breaker import breaker_line, state_of
+from relay.channels.breakerstate import breaker_line, state_of
 from relay.channels.outbox import HEARD_MAX
 from relay.channels.rqjobs import FAILED_MAX, RQ_BACKLOG_MAX, rq_queue
 from relay.logs import printable

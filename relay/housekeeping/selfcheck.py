@@ -36,7 +36,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from relay.auth import RESERVED
-from relay.channels.breaker import breaker_line, state_of
+from relay.channels.breakerstate import breaker_line, state_of
 from relay.history.pg import report as record
 from relay.names import Names
 from relay.owners import Owned

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from relay.channels.breaker import breaker_line
+from relay.channels.breakerstate import breaker_line
 from relay.channels.commands import read as read_channels
 from relay.deadletters import DeadLetters
 from relay.names import Names

@@ -76,7 +76,7 @@ routes:
     opened = wait_until(lambda: (got := row(stack, "dead"))["breaker"]["state"] == "open"
                         and got, 30, "the breaker to open")
     assert opened["failed"] <= 2  # the refusals before the third, which opened it
-    assert hooks.tries("/dead") == 3
+    assert hooks.tries("/dead") >= 3
 
     # open, events keep coming: one probe a cool-down reaches the channel, no more
     def probed(times: int) -> bool:
@@ -86,10 +86,14 @@ routes:
     wait_until(lambda: probed(3), 6 * COOLDOWN_S + 20, "three probes", every=0.5)
     after = hooks.times("/dead")[2:]
     gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
-    assert gaps and min(gaps) >= COOLDOWN_S - 0.5, gaps  # the clock's ms, the send's path
+    # a probe is given a cool-down after the last; it reaches the stand-in a little later
+    assert gaps and min(gaps) >= COOLDOWN_S - 1.0, gaps
     status = row(stack, "dead")
     assert status["failed"] <= CAP and status["breaker"]["state"] == "open"
-    assert status["breaker"]["probes"] >= 3 and status["held"] >= 1
+    # every request since it opened was a probe (one may be on its way)
+    tries = hooks.tries("/dead") - 3
+    assert tries <= status["breaker"]["probes"] <= tries + 1, (tries, status["breaker"])
+    assert status["held"] >= 1
     listed = stack.cli("channels", "status")
     assert "dead: breaker open since" in listed.stdout, listed.stdout
     # PagerDuty is untouched: every event delivered meanwhile
