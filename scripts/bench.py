@@ -578,7 +578,9 @@ class Bench:
                         f"{found['out_of_order']}, {found['lost']}; {found['drained_s']:.0f} s"
                         + (f" ({found['channel_messages']:,} chat messages; the channel "
                            f"worker {found['channel_worker_cpu_s']:.1f} s of CPU; "
-                           f"{found['outbox_left']:,} notices left in the outbox)"
+                           f"{found['outbox_left']:,} notices left in the outbox"
+                           + (f"; {found['digest_counted']:,} triggers in digests"
+                              if found["digest"] else "") + ")"
                            if "channel_messages" in found else ""), "0, 0")
 
     # -- many keys' delivery (issue 26) ------------------------------------------------

@@ -225,13 +225,16 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def storm_with_channels(workdir: Path, scale: float, **env: Any) -> dict[str, Any]:
-    """scripts/storm.py's storm, its three keys' one route telling both channels."""
+def storm_with_channels(workdir: Path, scale: float, channel_worker: bool = True,
+                        **env: Any) -> dict[str, Any]:
+    """scripts/storm.py's storm, its three keys' one route telling both channels (with
+    ``channel_worker`` False: the notices are stored, nothing sends them)."""
     import storm as pagerduty_storm
 
     with chat_routes(workdir, ["key-1", "key-2", "key-3"]) as (chat, routes, digest):
-        found = pagerduty_storm.run(workdir / "stack", scale, channel_worker=True,
+        found = pagerduty_storm.run(workdir / "stack", scale, channel_worker=channel_worker,
                                     RELAY_ROUTES_FILE=str(routes), **env)
         found["channel_messages"] = len(chat.at("/plain")) + len(chat.at("/digest"))
         found["digest"] = digest
+        found["digest_counted"] = sum(counted(body) for _, body in chat.at("/digest"))
         return found

@@ -282,3 +282,20 @@ def test_the_ingress_counts_each_windows_triggers(settings: Settings,
     client.application.extensions["pd_relay_tally"].flush()
     assert fake.hget(NAMES.decisions, held_field(one)) == "2"
     assert fake.hget(NAMES.decisions, held_field(two)) == "1"
+
+
+def test_the_readmes_quiet_hours_recipe_is_a_routes_file(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a user would copy it: the channel muted at night but for critical, hearing of
+    maintenance windows; the route paging its night key at night."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    recipe = readme[readme.index("### Recipe: quiet hours"):]
+    path = tmp_path / "routes.yml"
+    path.write_text(recipe.split("```yaml\n", 1)[1].split("```", 1)[0])
+    path.chmod(0o600)
+    monkeypatch.setenv("PD_RELAY_SECRET_TEAM_SLACK_URL", "https://hooks.example.org/t")
+    found = load(path, ("db-day", "db-night"))
+    chat, route = found.channels[0], found.routes[0]
+    assert chat.timing.mute == ("night",) and chat.timing.min_severity == "critical"
+    assert chat.maintenance and route.night_keys == ("db-night",)
+    assert route.timing.mute == ("night",) and found.time_intervals[0].name == "night"
