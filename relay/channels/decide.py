@@ -15,7 +15,13 @@ source's (the sender's), else none; the use's settings come before the channel's
    within it is gathered, and after each digest the channel keeps gathering one more
    period, so a storm costs a channel one message a period. An empty gathering closes
    silently at its end.
-3. Else its RQ job is made at once.
+3. Else its RQ job is made at once, unless the channel is behind: its bound of waiting
+   jobs (``room``, set by the dispatcher each round: relay.channels.rqjobs.
+   CHANNEL_BACKLOG_MAX) is reached. Then the notice joins the channel's ``backlog``
+   gathering, and so do the channel's later notices while it is open (nothing overtakes
+   it); it is due ``BACKLOG_S`` after it opened, and taken once the channel has room
+   again (looked at every ``BACKLOG_WAIT_MS`` till then): one digest instead of a queue
+   that would hold up the dispatcher, and so every other channel.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from relay.severity import LEVELS
 
 log = logging.getLogger(__name__)
 MUTED = "muted:"
+BACKLOG = "backlog"  # the gathering of a channel that is behind
+BACKLOG_S = 60.0  # it gathers at least this long
+BACKLOG_WAIT_MS = 5_000  # a due one whose channel is still full: looked at again after
 Mute = Callable[[Timing, Mapping[str, TimeInterval], float], "float | None"]
 
 
@@ -102,6 +111,10 @@ class Decider:
         self.gatherings = Gatherings(client, names, clock)
         self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
         self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
+        # jobs each channel with a bound may still take (none: no bound known), and the
+        # channels whose open backlog gathering their notices join (the dispatcher's)
+        self.room: dict[str, int] = {}
+        self.behind: set[str] = set()
 
     def decide(self, channel: Channel, notice: Notice) -> str:
         """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
@@ -127,7 +140,19 @@ class Decider:
                     return "gathered"
             elif self._park(channel, "digest", notice, due_ms, mark, period_ms):
                 return "gathered"
+        return self._send(channel, notice, mark)
+
+    def _send(self, channel: Channel, notice: Notice, mark: str) -> str:
+        """Make ``notice``'s job, or gather it while ``channel`` is behind."""
+        room = self.room.get(channel.name)
+        if room is not None and (room <= 0 or channel.name in self.behind):
+            if self._park(channel, BACKLOG, notice,
+                          self._now_ms() + round(BACKLOG_S * 1000), mark):
+                self.behind.add(channel.name)
+                return "gathered"
         self.put(channel, notice)
+        if room is not None:
+            self.room[channel.name] = room - 1
         return "sent"
 
     def _park(self, channel: Channel, group: str, notice: Notice, due_ms: int, mark: str,
@@ -192,8 +217,15 @@ class Decider:
         many digests were made."""
         now_ms = self._now_ms()
         self.gatherings.take_due(now_ms, limit,
-                                 lambda channel, group: self.still_muted(channel, group, now_ms))
+                                 lambda channel, group: self.hold(channel, group, now_ms))
         return self.make_digests()
+
+    def hold(self, channel: str, group: str, now_ms: int) -> int | None:
+        """When a due gathering is to wait: a ``muted:`` one still muted, a ``backlog``
+        one whose channel has no room yet; then until when (ms), else None."""
+        if group == BACKLOG:
+            return now_ms + BACKLOG_WAIT_MS if self.room.get(channel, 1) <= 0 else None
+        return self.still_muted(channel, group, now_ms)
 
     def make_digests(self) -> int:
         """Make the jobs of the digests taken (also those a crashed dispatcher left)."""
@@ -205,6 +237,10 @@ class Decider:
                             "notice(s) is not sent", digest.channel, digest.total)
             else:
                 self.put_digest(channel, digest)
+                if channel.name in self.room:
+                    self.room[channel.name] -= 1
+            if digest.reason == BACKLOG:
+                self.behind.discard(digest.channel)
             made.append(digest)
         self.gatherings.forget(made)
         return len(made)

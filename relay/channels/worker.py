@@ -38,7 +38,7 @@ from rq.worker import DequeueStrategy
 from relay.channels import jobs
 from relay.channels.maintenance import Notices, Watched
 from relay.channels.outbox import Dispatcher
-from relay.channels.rqjobs import put_digest_job, put_job, rq_backlog, rq_queue, trim_failed
+from relay.channels.rqjobs import put_digest_job, put_job, rq_queue, rq_waiting, trim_failed
 from relay.errors import DeliveryError
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
@@ -84,7 +84,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             LEASE_MS, routes=routes,
                             put_digest=lambda channel, digest: put_digest_job(
                                 jobs_client, names, channel, digest, settings.dead_letter_days),
-                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
+                            backlog=lambda: rq_waiting(jobs_client, names, list(channels)),
                             trim=lambda: trim_failed(jobs_client, names, list(channels), caps={
                                 name: c.failed_max for name, c in channels.items()}))
     queues = [rq_queue(jobs_client, names, name) for name in served]

@@ -1,0 +1,140 @@
+"""One paced channel holds up no other (issue 30, fix 1): each channel has its own bound
+of jobs waiting in RQ; past it, its new notices are gathered into a ``backlog`` digest,
+taken once the channel has room again, and the dispatcher goes on emptying the outbox
+for the other channels (before: the channels' one bound, reached by one paced channel,
+stopped the dispatcher, and a digest channel on the same route counted only what fitted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from relay.app import create_app
+from relay.channels.notice import Entry
+from relay.channels.outbox import Dispatcher
+from relay.channels.rqjobs import put_digest_job, put_job, rq_queue, rq_waiting
+from relay.names import Names
+from relay.routes.config import load
+from relay.settings import Settings
+from tests.conftest import trigger
+
+NAMES = Names("pdr")
+STORM = 300
+BOUND = 20
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def stormed(tmp_path: Path, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    (tmp_path / "keys.txt").write_text(f"{keys[0]} db\n")
+    (tmp_path / "routes.yml").write_text("""
+channels:
+  - {name: chat, type: slack, url: "https://x"}
+  - {name: digest, type: slack, url: "https://y", digest: 3s}
+  - {name: hook, type: webhook, url: "https://z"}
+routes:
+  - {name: db, keys: [db], channels: [chat, digest, hook]}
+""")
+    settings = Settings.from_env({"RELAY_KEYS_FILE": str(tmp_path / "keys.txt"),
+                                  "RELAY_ROUTES_FILE": str(tmp_path / "routes.yml"),
+                                  "RELAY_ALLOW_ANONYMOUS": "true"})
+    jobs = fakeredis.FakeRedis()  # RQ wants bytes
+    fake = fakeredis.FakeRedis(server=jobs.connection_pool.connection_kwargs["server"],
+                               decode_responses=True)
+    app = create_app(settings, client=fake).test_client()
+    for first in range(0, STORM, 100):
+        events = [trigger(f"storm {n}", dedup_key=f"s{n}") for n in range(first, first + 100)]
+        assert app.post("/v2/enqueue", json=events).status_code == 202
+    routes = load(tmp_path / "routes.yml", settings.key_names)
+    channels = {c.name: c for c in routes.channels}
+    clock = Clock(1_000_000.0)
+    dispatcher = Dispatcher(
+        fake, NAMES, settings, channels,
+        lambda channel, notice: put_job(jobs, NAMES, channel, notice), routes=routes,
+        put_digest=lambda channel, digest: put_digest_job(jobs, NAMES, channel, digest),
+        backlog=lambda: rq_waiting(jobs, NAMES, list(channels)), channel_max=BOUND,
+        sleep=lambda s: None, clock=clock)
+    return dispatcher, jobs, fake, clock
+
+
+def total(fake: fakeredis.FakeRedis, channel: str, group: str) -> int:
+    return int(fake.hget(NAMES.gathering(channel, group), "total") or 0)
+
+
+def test_a_channel_at_its_bound_gathers_and_holds_up_no_other(stormed) -> None:
+    dispatcher, jobs, fake, clock = stormed
+    for _ in range(2 * STORM):  # no channel worker: nothing leaves RQ
+        if fake.llen(NAMES.outbox) == 0:
+            break
+        dispatcher.step(0)
+    # the outbox is empty: no channel held it up
+    assert fake.llen(NAMES.outbox) == 0 and fake.llen(NAMES.outbox_taken) == 0
+    assert not fake.hget(NAMES.channel_stats, "dispatch_held")
+    waiting = rq_waiting(jobs, NAMES, ["chat", "digest", "hook"])
+    # the chat and the hook each made their bound of jobs and gathered the rest
+    assert waiting == {"chat": BOUND, "digest": 0, "hook": BOUND}, waiting
+    assert total(fake, "chat", "backlog") == STORM - BOUND
+    assert total(fake, "hook", "backlog") == STORM - BOUND
+    # the digest channel on the same route counted every trigger at once
+    assert total(fake, "digest", "digest") == STORM
+
+    # due, but the chat has no room yet: its backlog waits (the digest channel's goes)
+    clock.now += 61
+    dispatcher.step(0)
+    assert total(fake, "chat", "backlog") == STORM - BOUND
+    assert rq_waiting(jobs, NAMES, ["digest"]) == {"digest": 1}
+    # a notice meanwhile joins it: nothing overtakes the gathered ones
+    app_post(fake, dispatcher, "late 1")
+    dispatcher.step(0)
+    assert total(fake, "chat", "backlog") == STORM - BOUND + 1
+    assert rq_waiting(jobs, NAMES, ["chat"]) == {"chat": BOUND}
+
+    # the chat took its jobs: its digest goes, counting every notice it stood for
+    rq_queue(jobs, NAMES, "chat").empty()
+    clock.now += 6
+    dispatcher.step(0)
+    assert not fake.exists(NAMES.gathering("chat", "backlog"))
+    queued = rq_queue(jobs, NAMES, "chat").jobs
+    assert len(queued) == 1 and queued[0].func_name.endswith("deliver_digest")
+    digest = queued[0].args[1]
+    assert digest["reason"] == "backlog" and digest["total"] == STORM - BOUND + 1
+    # and then the channel is no longer behind: the next notice is a job of its own
+    app_post(fake, dispatcher, "late 2")
+    dispatcher.step(0)
+    assert len(rq_queue(jobs, NAMES, "chat").jobs) == 2
+    assert not fake.exists(NAMES.gathering("chat", "backlog"))
+
+
+def app_post(fake: fakeredis.FakeRedis, dispatcher: Dispatcher, summary: str) -> None:
+    app = create_app(dispatcher.settings, client=fake).test_client()
+    assert app.post("/v2/enqueue", json=trigger(summary)).status_code == 202
+
+
+def test_a_recovered_entry_is_gathered_once(stormed) -> None:
+    """A dispatcher that died after gathering a behind channel's notice: the next one
+    makes the entry again and gathers it no second time."""
+    dispatcher, jobs, fake, _ = stormed
+    for _ in range(2 * STORM):
+        if fake.llen(NAMES.outbox) == 0:
+            break
+        dispatcher.step(0)
+    before = total(fake, "chat", "backlog")
+    app_post(fake, dispatcher, "late")
+    raw = fake.lmove(NAMES.outbox, NAMES.outbox_taken, "LEFT", "RIGHT")
+    dispatcher.send(Entry.parse(raw))  # gathered, then the dispatcher dies
+    assert total(fake, "chat", "backlog") == before + 1
+    dispatcher.recover()  # the next one makes the entry taken again
+    assert total(fake, "chat", "backlog") == before + 1
+    assert fake.llen(NAMES.outbox_taken) == 0
+    assert rq_waiting(jobs, NAMES, ["chat", "hook"]) == {"chat": BOUND, "hook": BOUND}
