@@ -102,8 +102,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         daemon=True)
     if evaluating is not None:
         evaluating.start()
-    notices = Notices(client, names, channels, Watched(routes, settings.key_names),
-                      dispatcher.put)  # maintenance notices, told by the dispatcher
+    notices = maintenance_notices(client, names, settings, routes, dispatcher)
     threading.Thread(target=dispatch, args=(dispatcher, time.sleep, notices), name="dispatcher",
                      daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
@@ -123,6 +122,14 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         if evaluating is not None:  # its round under way ends, and its lease is released
             evaluating.join(HEARTBEAT_LEASE_S + settings.redis_timeout_s)
     return 0
+
+
+def maintenance_notices(client: redis.Redis, names: Names, settings: Settings,
+                        routes: RoutesFile, dispatcher: Dispatcher) -> Notices:
+    """The maintenance notices, told by the dispatcher and decided as any notice is
+    (relay.channels.decide): a muted channel holds them, a digest channel gathers them."""
+    return Notices(client, names, dispatcher.channels, Watched(routes, settings.key_names),
+                   dispatcher.decider.decide, dispatcher.clock)
 
 
 def _work(queues: list[Queue], jobs_client: redis.Redis, name: str, quiet: str,
