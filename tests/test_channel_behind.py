@@ -20,7 +20,7 @@ from relay.channels.rqjobs import put_digest_job, put_job, rq_queue, rq_waiting
 from relay.names import Names
 from relay.routes.config import load
 from relay.settings import Settings
-from tests.conftest import trigger
+from tests.conftest import UNIX, trigger
 
 NAMES = Names("pdr")
 STORM = 300
@@ -138,3 +138,30 @@ def test_a_recovered_entry_is_gathered_once(stormed) -> None:
     assert total(fake, "chat", "backlog") == before + 1
     assert fake.llen(NAMES.outbox_taken) == 0
     assert rq_waiting(jobs, NAMES, ["chat", "hook"]) == {"chat": BOUND, "hook": BOUND}
+
+
+def test_metrics_and_status_show_the_open_gatherings(stormed, capsys) -> None:
+    """/metrics and `channels status` show each channel's open gatherings and the notices
+    waiting in them for a digest, by why (issue 30, fix 3)."""
+    from relay.channels.commands import read, status
+
+    dispatcher, jobs, fake, _ = stormed
+    for _ in range(2 * STORM):
+        if fake.llen(NAMES.outbox) == 0:
+            break
+        dispatcher.step(0)
+    text = create_app(dispatcher.settings, client=fake).test_client().get(
+        "/metrics", environ_base=UNIX).get_data(as_text=True)
+    behind = STORM - BOUND
+    for line in (f'pd_relay_channel_gathered{{channel="chat",reason="backlog"}} {behind}.0',
+                 f'pd_relay_channel_gathered{{channel="hook",reason="backlog"}} {behind}.0',
+                 f'pd_relay_channel_gathered{{channel="digest",reason="digest"}} {STORM}.0',
+                 'pd_relay_channel_gatherings{channel="chat",reason="backlog"} 1.0'):
+        assert line in text, line
+    assert 'pd_relay_channel_gathered{channel="chat",reason="digest"}' not in text
+    found = read(fake, jobs, NAMES, ["chat", "digest", "hook"])["channels"]
+    assert [row["gathered"] for row in found] == [
+        {"backlog": behind}, {"digest": STORM}, {"backlog": behind}]
+    status(fake, jobs, NAMES, ["chat", "digest", "hook"], False)
+    out = capsys.readouterr().out
+    assert f"chat: {behind} notice(s) gathered for digests (backlog {behind})" in out, out
