@@ -165,3 +165,29 @@ def test_metrics_and_status_show_the_open_gatherings(stormed, capsys) -> None:
     status(fake, jobs, NAMES, ["chat", "digest", "hook"], False)
     out = capsys.readouterr().out
     assert f"chat: {behind} notice(s) gathered for digests (backlog {behind})" in out, out
+
+
+def test_a_recovered_entry_sent_before_is_not_gathered_too(stormed) -> None:
+    """A dispatcher that died after making a notice's job: the next one, finding the
+    channel behind by then, makes the job again (RQ refuses the copy) rather than
+    gathering the notice too (a message and a digest's line for one notice)."""
+    dispatcher, jobs, fake, clock = stormed
+    for _ in range(2 * STORM):
+        if fake.llen(NAMES.outbox) == 0:
+            break
+        dispatcher.step(0)
+    rq_queue(jobs, NAMES, "chat").empty()  # the chat caught up: its backlog digest goes
+    rq_queue(jobs, NAMES, "hook").empty()
+    clock.now += 61
+    dispatcher.step(0)
+    assert not fake.exists(NAMES.gathering("chat", "backlog"))
+    app_post(fake, dispatcher, "late")
+    raw = fake.lmove(NAMES.outbox, NAMES.outbox_taken, "LEFT", "RIGHT")
+    dispatcher.measure()
+    dispatcher.send(Entry.parse(raw))  # its jobs made, then the dispatcher dies
+    assert rq_waiting(jobs, NAMES, ["chat"]) == {"chat": 2}  # the digest and the notice
+    dispatcher.channel_max = 2  # by now the channel is at its bound
+    dispatcher.recover()
+    assert rq_waiting(jobs, NAMES, ["chat"]) == {"chat": 2}
+    assert not fake.exists(NAMES.gathering("chat", "backlog"))
+    assert fake.llen(NAMES.outbox_taken) == 0

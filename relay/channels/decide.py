@@ -115,6 +115,7 @@ class Decider:
         # channels whose open backlog gathering their notices join (the dispatcher's)
         self.room: dict[str, int] = {}
         self.behind: set[str] = set()
+        self.recovering = False  # making a dead dispatcher's entries again
 
     def decide(self, channel: Channel, notice: Notice) -> str:
         """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
@@ -143,9 +144,15 @@ class Decider:
         return self._send(channel, notice, mark)
 
     def _send(self, channel: Channel, notice: Notice, mark: str) -> str:
-        """Make ``notice``'s job, or gather it while ``channel`` is behind."""
+        """Make ``notice``'s job, or gather it while ``channel`` is behind. A dead
+        dispatcher's entry goes as it went: gathered if its mark says so, else a job (RQ
+        refuses a second one; one it had not made yet is made too), never both."""
         room = self.room.get(channel.name)
-        if room is not None and (room <= 0 or channel.name in self.behind):
+        if self.recovering and room is not None and \
+                self.client.hget(self.names.gathering_marks, mark) in ("1", b"1"):
+            return "gathered"
+        if not self.recovering and room is not None and (room <= 0 or
+                                                         channel.name in self.behind):
             if self._park(channel, BACKLOG, notice,
                           self._now_ms() + round(BACKLOG_S * 1000), mark):
                 self.behind.add(channel.name)

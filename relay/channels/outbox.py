@@ -111,7 +111,11 @@ class Dispatcher:
         digests it took from their gatherings (``relay.channels.decide``)."""
         taken = [str(raw) for raw in self.client.lrange(self.names.outbox_taken, 0, -1)]
         self.measure()
-        self.dispatch(taken)
+        self.decider.recovering = True
+        try:
+            self.dispatch(taken)
+        finally:
+            self.decider.recovering = False
         self.decider.make_digests()
         return len(taken)
 
