@@ -12,12 +12,17 @@ from typing import Any
 
 import fakeredis
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from relay.app import create_app
-from relay.channels.notice import Entry
+from relay.channels.digest import Digest
+from relay.channels.notice import Entry, Notice
 from relay.channels.outbox import Dispatcher
 from relay.channels.rqjobs import put_digest_job, put_job, rq_queue, rq_waiting
 from relay.names import Names
+from relay.routes.channels import Channel
 from relay.routes.config import load
 from relay.settings import Settings
 from tests.conftest import UNIX, trigger
@@ -191,3 +196,71 @@ def test_a_recovered_entry_sent_before_is_not_gathered_too(stormed) -> None:
     assert rq_waiting(jobs, NAMES, ["chat"]) == {"chat": 2}
     assert not fake.exists(NAMES.gathering("chat", "backlog"))
     assert fake.llen(NAMES.outbox_taken) == 0
+
+
+class Paced:
+    """A channel's RQ queue as the decisions fill it and the channel takes from it."""
+
+    def __init__(self) -> None:
+        self.queue: list[int] = []  # each job: the notices it stands for
+        self.told = 0
+
+    def put(self, channel: Channel, notice: Notice) -> bool:
+        self.queue.append(1)
+        return True
+
+    def put_digest(self, channel: Channel, digest: Digest) -> bool:
+        self.queue.append(digest.total)
+        return True
+
+    def send(self, n: int) -> None:
+        self.told += sum(self.queue[:n])
+        del self.queue[:n]
+
+
+OPS = st.one_of(st.tuples(st.just("notices"), st.integers(1, 30)),
+                st.tuples(st.just("send"), st.integers(1, 10)),
+                st.tuples(st.just("wait"), st.integers(100, 30_000)))
+
+
+@hypothesis_settings(max_examples=80, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, max_size=60), bound=st.integers(1, 8))
+def test_any_storm_and_pace_keep_the_bound_and_tell_every_notice_once(
+        settings: Settings, ops: list[tuple[str, int]], bound: int) -> None:
+    """Whatever the arrivals, the channel's pace and the dispatcher's rounds: a channel
+    never holds more than its bound of jobs, and once it caught up every notice was
+    told once, as a message of its own or counted in a backlog digest."""
+    fake = fakeredis.FakeRedis(decode_responses=True)
+    chat, paced, clock = Channel("chat", "slack", url="https://x"), Paced(), Clock(1e6)
+    dispatcher = Dispatcher(fake, NAMES, settings, {"chat": chat}, paced.put,
+                            put_digest=paced.put_digest, clock=clock, channel_max=bound,
+                            backlog=lambda: {"chat": len(paced.queue)})
+
+    def round_() -> None:
+        dispatcher.measure()
+        dispatcher.decider.flush(20)
+        assert len(paced.queue) <= bound
+
+    made = 0
+    for op, n in ops:
+        if op == "notices":
+            round_()
+            for _ in range(n):
+                made += 1
+                dispatcher.decider.decide(chat, Notice(
+                    id=f"n{made}", action="trigger", event={"dedup_key": f"k{made}"},
+                    accepted_ms=round(clock() * 1000), severity="warning"))
+                assert len(paced.queue) <= bound
+            dispatcher.decider.gatherings.unmark()
+        elif op == "send":
+            paced.send(n)
+        else:
+            clock.now += n / 1000
+            round_()
+    for _ in range(20):  # the channel catches up
+        paced.send(len(paced.queue))
+        clock.now += 61
+        round_()
+    assert paced.told == made
+    assert fake.zcard(NAMES.gatherings_due) == 0
