@@ -218,8 +218,9 @@ class Names:
 
     def gathering(self, channel: str, group: str) -> str:
         """Hash: one gathering of notices for a digest to ``channel`` (relay.channels.gather):
-        why (``group``: ``digest``, ``muted:<intervals>``, ``breaker``), since and due when,
-        the counts by severity and state, its sequence number; with ``gathered`` its lines."""
+        why (``group``: ``digest``, ``muted:<intervals>``, ``breaker``, ``backlog``), since
+        and due when, the counts by severity and state, its sequence number; with
+        ``gathered`` its lines."""
         return f"{self.prefix}:channel:{channel}:gather:{group}"
 
     def gathered(self, channel: str, group: str) -> str:

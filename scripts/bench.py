@@ -531,13 +531,21 @@ class Bench:
         import channels_bench
 
         seconds = 90.0 if self.full else 40.0
-        found = channels_bench.run(self.workdir / "channels", seconds)
+        found = channels_bench.run(self.workdir / "channels", seconds,
+                                   follow_s=240.0 if self.full else 0.0)
         self.record(f"channels: 1,000 triggers on one route over {channels_bench.STORM_S:g} s, "
                     "PagerDuty took them in",
                     f"{found['pagerduty_s']:.1f} s (posted in {found['posted_s']:.1f} s)", "-")
         self.record(f"channels: a Slack channel at 60/min, messages in {seconds:.0f} s; the "
                     "most in any 60 s", f"{found['plain_sent']}; {found['plain_most_60s']}",
                     "<= 60 in any 60 s")
+        if self.full:
+            self.record("channels: the Slack channel, triggers it was told of (a message each, "
+                        "or counted in a digest while it was behind); digests; all told after",
+                        f"{found['plain_counted']:,} of {found['events']:,}; "
+                        f"{found['plain_digests']}; " + (
+                            "-" if found["plain_all_s"] is None
+                            else f"{found['plain_all_s']:.0f} s"), "all")
         if not found["digest"]:
             self.record("channels: a digest: 3s channel", "not run: this tree does not gather "
                         "digests", "<= 1 message per period")
@@ -554,6 +562,8 @@ class Bench:
         self.record("channels: notices left in the outbox; dispatcher rounds held by RQ's "
                     "bound; the channel worker's CPU", f"{found['outbox_left']:,}; "
                     f"{found['dispatch_held']:,}; {found['channel_worker_cpu_s']:.1f} s", "-")
+        self.record("channels: notices waiting in gatherings for a digest at the end",
+                    channels_bench.gathered_text(found["gathered"]), "-")
 
     def channels_storm(self) -> None:
         """The storm of measurement 10 in the default storm mode, its route telling both
@@ -578,7 +588,9 @@ class Bench:
                         f"{found['out_of_order']}, {found['lost']}; {found['drained_s']:.0f} s"
                         + (f" ({found['channel_messages']:,} chat messages; the channel "
                            f"worker {found['channel_worker_cpu_s']:.1f} s of CPU; "
-                           f"{found['outbox_left']:,} notices left in the outbox"
+                           f"{found['outbox_left']:,} notices left in the outbox; "
+                           "waiting in gatherings: "
+                           f"{channels_bench.gathered_text(found['gathered'])}"
                            + (f"; {found['digest_counted']:,} triggers in digests"
                               if found["digest"] else "") + ")"
                            if "channel_messages" in found else ""), "0, 0")

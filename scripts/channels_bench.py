@@ -169,9 +169,13 @@ def counted(body: dict[str, Any]) -> int:
     return int(found.group(1)) if found else 0
 
 
-def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str, Any]:
+def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS,
+        follow_s: float = 0.0) -> dict[str, Any]:
     """The storm on one route to both channels; the chat watched for ``seconds`` from
-    the storm's start (the digest channel's count waited for up to that again)."""
+    the storm's start (the digest channel's count waited for up to that again); then,
+    with ``follow_s``, the plain channel followed up to that long more, until its
+    messages and the digests it got (those gathered while it was behind) account for
+    every trigger (``plain_counted``, ``plain_all_s`` from the storm's start)."""
     stack_dir = workdir / "stack"
     with chat_routes(workdir, ["key-1"]) as (chat, routes, digest):
         stack = Stack(stack_dir, keys=1, RELAY_ROUTES_FILE=str(routes),
@@ -198,6 +202,12 @@ def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str,
             found.update(plain_sent=len([at for at in plain if at < started + seconds]),
                          plain_most_60s=most_in(plain, 60.0), watched_s=seconds)
             found.update(waiting(stack), channel_worker_cpu_s=cpu_s(channel_worker.popen.pid))
+            deadline = time.time() + follow_s
+            while follow_s and time.time() < deadline and plain_counted(chat) < events:
+                time.sleep(0.5)
+            found.update(plain_counted=plain_counted(chat), plain_digests=sum(
+                1 for _, body in chat.at("/plain") if counted(body)),
+                plain_all_s=time.time() - started if plain_counted(chat) >= events else None)
             if digest:
                 bodies = chat.at("/digest")
                 times = [at for at, _ in bodies]
@@ -211,12 +221,33 @@ def run(workdir: Path, seconds: float = 40.0, events: int = EVENTS) -> dict[str,
             stack.close()
 
 
-def waiting(stack: Stack) -> dict[str, int]:
-    """Notices still in the outbox (not yet made jobs or gathered), and the dispatcher's
-    rounds held back by RQ's backlog bound (relay.channels.rqjobs.RQ_BACKLOG_MAX)."""
+def plain_counted(chat: Chat) -> int:
+    """The triggers the plain channel was told of: a message each, or a digest's count."""
+    return sum(counted(body) or 1 for _, body in chat.at("/plain"))
+
+
+def waiting(stack: Stack) -> dict[str, Any]:
+    """Notices still in the outbox (not yet made jobs or gathered), the dispatcher's
+    rounds held back by RQ's backlog bound (relay.channels.rqjobs.RQ_BACKLOG_MAX), and
+    the notices waiting in open gatherings for their digests, per channel and reason
+    (``{"plain": {"backlog": 880}}``; a tree without ``open_gatherings``: none)."""
     names, client = Names("pdr"), stack.redis.client()
+    try:
+        from relay.channels.gather import open_gatherings
+    except ImportError:
+        gathered: dict[str, dict[str, int]] = {}
+    else:
+        gathered = {channel: {reason: held for reason, (_, held) in rows.items()}
+                    for channel, rows in open_gatherings(client, names).items()}
     return {"outbox_left": int(client.llen(names.outbox)),
-            "dispatch_held": int(client.hget(names.channel_stats, "dispatch_held") or 0)}
+            "dispatch_held": int(client.hget(names.channel_stats, "dispatch_held") or 0),
+            "gathered": gathered}
+
+
+def gathered_text(gathered: dict[str, dict[str, int]]) -> str:
+    """``waiting``'s gatherings in a line: "plain backlog 880, digest digest 12"."""
+    return ", ".join(f"{channel} {reason} {n:,}" for channel, rows in sorted(gathered.items())
+                     for reason, n in sorted(rows.items()) if n) or "none"
 
 
 def cpu_s(pid: int) -> float:

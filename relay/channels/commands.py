@@ -16,6 +16,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from relay.channels.breakerstate import breaker_line, state_of
+from relay.channels.gather import open_gatherings
 from relay.channels.outbox import HEARD_MAX
 from relay.channels.rqjobs import FAILED_MAX, FAILED_SENDS, RQ_BACKLOG_MAX, WAITED_S, rq_queue
 from relay.logs import printable
@@ -70,6 +71,7 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[st
     stats: dict[str, str] = client.hgetall(names.channel_stats)  # type: ignore[assignment]
     rows = []
     now_ms = int(time.time() * 1000)
+    gathering = open_gatherings(client, names)
     for name in channels:
         queue = rq_queue(jobs, names, name)
         at = int(stats.get(f"{name}:error_at", 0))
@@ -91,6 +93,8 @@ def read(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[st
             "last_error_ago_s": int(time.time()) - at if at else None,
             "held": breaker["held"], "held_total": int(stats.get(f"{name}:held", 0)),
             "failed_forgotten": int(stats.get(f"{name}:failed_forgotten", 0)),
+            "gathered": {reason: notices for reason, (_, notices) in
+                         sorted(gathering.get(name, {}).items())},  # waiting for digests
             "breaker": breaker,
         })
     return {"channels": rows, "outbox": {
@@ -120,6 +124,11 @@ def status(client: redis.Redis, jobs: redis.Redis, names: Names, channels: list[
     for row in found["channels"]:
         if row["breaker"]["state"] == "open":
             print(f"{row['channel']}: {breaker_line(row['breaker'])}")
+    for row in found["channels"]:
+        if row["gathered"]:
+            print(f"{row['channel']}: {sum(row['gathered'].values())} notice(s) gathered for "
+                  "digests (" + ", ".join(f"{reason} {n}" for reason, n in
+                                          row["gathered"].items()) + ")")
     outbox = found["outbox"]
     print(f"outbox: {outbox['waiting']} waiting, {outbox['taken']} being made jobs, "
           f"{outbox['skipped']} skipped when full; dispatcher: {outbox['dispatcher'] or 'none'}")

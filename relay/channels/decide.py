@@ -18,7 +18,13 @@ source's (the sender's), else none; the use's settings come before the channel's
 3. While the channel's breaker is open (``relay.channels.breaker``) and its next probe is
    not due, the notice is held in the gathering ``breaker`` (as the courier holds one),
    with no RQ job: a storm to a dead endpoint costs no job a message, only the gathering.
-4. Else its RQ job is made at once.
+4. Else its RQ job is made at once, unless the channel is behind: its bound of waiting
+   jobs (``room``, set by the dispatcher each round: relay.channels.rqjobs.
+   CHANNEL_BACKLOG_MAX) is reached. Then the notice joins the channel's ``backlog``
+   gathering, and so do the channel's later notices while it is open (nothing overtakes
+   it); it is due ``BACKLOG_S`` after it opened, and taken once the channel has room
+   again (looked at every ``BACKLOG_WAIT_MS`` till then): one digest instead of a queue
+   that would hold up the dispatcher, and so every other channel.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ from relay.severity import LEVELS
 log = logging.getLogger(__name__)
 MUTED = "muted:"
 CHAINED = 16  # mutes followed one after another at most (a flush asks again past them)
+BACKLOG = "backlog"  # the gathering of a channel that is behind
+BACKLOG_S = 60.0  # it gathers at least this long
+BACKLOG_WAIT_MS = 5_000  # a due one whose channel is still full: looked at again after
 Mute = Callable[[Timing, Mapping[str, TimeInterval], float], "float | None"]
 
 
@@ -110,6 +119,11 @@ class Decider:
         self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
         self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
         self._free: dict[Timing, float] = {}  # the last moment found not muted, each
+        # jobs each channel with a bound may still take (none: no bound known), and the
+        # channels whose open backlog gathering their notices join (the dispatcher's)
+        self.room: dict[str, int] = {}
+        self.behind: set[str] = set()
+        self.recovering = False  # making a dead dispatcher's entries again
 
     def decide(self, channel: Channel, notice: Notice) -> str:
         """Send, hold, drop or gather ``notice`` for ``channel``; say which ("sent",
@@ -144,7 +158,25 @@ class Decider:
                 pipe.hincrby(self.names.channel_stats, f"{channel.name}:held", 1)
                 pipe.execute()
             return "held"
+        return self._send(channel, notice, mark)
+
+    def _send(self, channel: Channel, notice: Notice, mark: str) -> str:
+        """Make ``notice``'s job, or gather it while ``channel`` is behind. A dead
+        dispatcher's entry goes as it went: gathered if its mark says so, else a job (RQ
+        refuses a second one; one it had not made yet is made too), never both."""
+        room = self.room.get(channel.name)
+        if self.recovering and room is not None and \
+                self.client.hget(self.names.gathering_marks, mark) in ("1", b"1"):
+            return "gathered"
+        if not self.recovering and room is not None and (room <= 0 or
+                                                         channel.name in self.behind):
+            if self._park(channel, BACKLOG, notice,
+                          self._now_ms() + round(BACKLOG_S * 1000), mark):
+                self.behind.add(channel.name)
+                return "gathered"
         self.put(channel, notice)
+        if room is not None:
+            self.room[channel.name] = room - 1
         return "sent"
 
     def _park(self, channel: Channel, group: str, notice: Notice, due_ms: int, mark: str,
@@ -217,8 +249,15 @@ class Decider:
         many digests were made."""
         now_ms = self._now_ms()
         self.gatherings.take_due(now_ms, limit,
-                                 lambda channel, group: self.still_muted(channel, group, now_ms))
+                                 lambda channel, group: self.hold(channel, group, now_ms))
         return self.make_digests()
+
+    def hold(self, channel: str, group: str, now_ms: int) -> int | None:
+        """When a due gathering is to wait: a ``muted:`` one still muted, a ``backlog``
+        one whose channel has no room yet; then until when (ms), else None."""
+        if group == BACKLOG:
+            return now_ms + BACKLOG_WAIT_MS if self.room.get(channel, 1) <= 0 else None
+        return self.still_muted(channel, group, now_ms)
 
     def make_digests(self) -> int:
         """Make the jobs of the digests taken (also those a crashed dispatcher left)."""
@@ -230,6 +269,10 @@ class Decider:
                             "notice(s) is not sent", digest.channel, digest.total)
             else:
                 self.put_digest(channel, digest)
+                if channel.name in self.room:
+                    self.room[channel.name] -= 1
+            if digest.reason == BACKLOG:
+                self.behind.discard(digest.channel)
             made.append(digest)
         self.gatherings.forget(made)
         return len(made)

@@ -1,5 +1,6 @@
 """A digest: one message that stands for many notices to one channel, gathered while the
-channel was muted (quiet hours), during its digest period, or while its breaker was open
+channel was muted (quiet hours), during its digest period, while its breaker was open, or
+while it was behind (its bound of waiting jobs reached: ``relay.channels.decide``)
 (``relay.channels.gather``). It counts every notice it stands for, by severity and by
 state, and keeps the first ``LINES_KEPT`` of them as short lines; each channel type
 writes it in its own form (``relay.channels.messages.digest_message``) from ``outline``,
@@ -20,7 +21,7 @@ LINES_KEPT = 50  # lines a digest keeps; the rest are counted ("and 37 more")
 LINE_SUMMARY_BYTES = 160
 LINE_FIELD_BYTES = 96
 DIGEST_BYTES = LINES_KEPT * (LINE_SUMMARY_BYTES + 3 * LINE_FIELD_BYTES + 160) + 2048
-REASONS = ("muted", "digest", "breaker")
+REASONS = ("muted", "digest", "breaker", "backlog")
 VERSION = 1  # of the stored line and digest formats
 
 
@@ -91,7 +92,7 @@ class Digest:
 
 
 WHY = {"muted": "held in quiet hours", "digest": "gathered", "breaker": "held while the "
-       "channel failed"}
+       "channel failed", "backlog": "gathered while the channel was behind"}
 
 
 def outline(digest: Digest, shown: int = 20) -> tuple[str, list[str], str]:

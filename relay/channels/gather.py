@@ -46,6 +46,7 @@ LINE_BYTES = LINE_SUMMARY_BYTES + 3 * LINE_FIELD_BYTES + 200  # a Line's JSON, a
 GATHERING_BYTES = LINES_KEPT * LINE_BYTES + 1024  # the lines, the hash, the due entry
 KINDS = (*LEVELS, "other")  # severities counted (anything else counts as "other")
 STATE_NAMES = (*STATES.values(), "maintenance", "other")
+OPEN_READ = 1_000  # open gatherings read at most to show them (/metrics, status)
 
 def reason_of(group: str) -> str:
     """A digest's reason (``relay.channels.digest.REASONS``) from its gathering's group."""
@@ -169,6 +170,25 @@ class Gatherings:
 
     def _now_ms(self) -> int:
         return round(self.clock() * 1000)
+
+
+def open_gatherings(client: redis.Redis, names: Names,
+                    limit: int = OPEN_READ) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per channel and reason (``reason_of``), the gatherings open and the notices they
+    hold, waiting for a digest: of the first ``limit`` open (soonest due first), in two
+    round trips whatever they hold."""
+    members = client.zrange(names.gatherings_due, 0, max(0, limit - 1))
+    pairs = [str(member).split(SEP, 1) for member in members if SEP in str(member)]
+    with client.pipeline(transaction=False) as pipe:
+        for channel, group in pairs:
+            pipe.hget(names.gathering(channel, group), "total")
+        totals = pipe.execute() if pairs else []
+    found: dict[str, dict[str, tuple[int, int]]] = {}
+    for (channel, group), total in zip(pairs, totals, strict=True):
+        rows = found.setdefault(channel, {})
+        opened, held = rows.get(reason_of(group), (0, 0))
+        rows[reason_of(group)] = (opened + 1, held + int(total or 0))
+    return found
 
 
 def digest_of(record: dict[str, Any]) -> Digest:

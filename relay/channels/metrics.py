@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from relay.channels.gather import open_gatherings
 from relay.names import Names
 
 
@@ -48,6 +49,7 @@ def collect(client: redis.Redis, names: Names) -> Iterator[Metric]:
          "(relay.channels.gather)"),
         ("muted_dropped", "Messages dropped while the channel (or its use) was muted with "
          "muted: drop")))
+    yield from gatherings(client, names)
     open_ = GaugeMetricFamily("pd_relay_alarm_open", "1 for each of the relay's own open "
                                "alarms (self_alert)", labels=["condition"])
     for condition in sorted(alarms):
@@ -74,6 +76,25 @@ def breakers(client: redis.Redis, names: Names, channels: list[str]) -> Iterator
         opened.add_metric([name], float(times or 0))
         probes.add_metric([name], float(probed or 0))
     yield from (open_, opened, probes)
+
+
+def gatherings(client: redis.Redis, names: Names) -> Iterator[Metric]:
+    """The open gatherings (relay.channels.gather) per channel and reason (muted, digest,
+    breaker, backlog), and the notices they hold; two round trips, at most OPEN_READ
+    gatherings read."""
+    found = open_gatherings(client, names)
+    opened = GaugeMetricFamily("pd_relay_channel_gatherings", "Gatherings open: notices "
+                               "kept for one digest to the channel, by why (muted, digest, "
+                               "breaker, backlog: the channel behind its bound of jobs)",
+                               labels=["channel", "reason"])
+    held = GaugeMetricFamily("pd_relay_channel_gathered", "Notices held in the channel's "
+                             "open gatherings, waiting for their digest, by why",
+                             labels=["channel", "reason"])
+    for channel, rows in sorted(found.items()):
+        for reason, (count, notices) in sorted(rows.items()):
+            opened.add_metric([channel, reason], float(count))
+            held.add_metric([channel, reason], float(notices))
+    yield from (opened, held)
 
 
 def per_channel(stats: dict[str, str], counters: tuple[tuple[str, str], ...]) -> Iterator[Metric]:

@@ -8,11 +8,15 @@ refuse the second copy. An entry that cannot be read is logged and dropped.
 
 RQ's queues are bounded too (relay.channels.rqjobs): before each batch the dispatcher
 deletes the oldest failed jobs past their bound (``trim``) and counts the jobs waiting in
-the channels' queues and retry schedules (``rq_backlog``); at ``RQ_BACKLOG_MAX`` or more
-it takes nothing, counts the round (``dispatch_held`` in ``Names.channel_stats``, with
-the count in ``dispatch_backlog``) and waits, leaving the notices in the outbox, whose
-byte cap (``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel that is
-down for long thus costs at most the bound in RQ, never memory without end.
+each channel's queue and retry schedule (``rq_waiting``). A channel with
+``CHANNEL_BACKLOG_MAX`` of them (less with many channels: all the channels' bounds fit
+``RQ_BACKLOG_MAX``) is behind: its new notices are gathered into a digest
+(relay.channels.decide), so a paced or slow channel never holds up the outbox, and so
+never the other channels. At ``RQ_BACKLOG_MAX`` or more in all (a last resort) it takes
+nothing, counts the round (``dispatch_held`` in ``Names.channel_stats``, with the count
+in ``dispatch_backlog``) and waits, leaving the notices in the outbox, whose byte cap
+(``RELAY_OUTBOX_MAX_MB``) skips and counts what does not fit. A channel that is down for
+long thus costs at most its bound in RQ and a gathering, never memory without end.
 
 What becomes of each notice to each channel is ``relay.channels.decide``'s: a job at once,
 or held while the channel is muted, gathered for a digest, or dropped. Each step first
@@ -40,10 +44,11 @@ from typing import Any
 
 import redis
 
-from relay.channels.decide import Decider, Mute, Plan
+from relay.channels.decide import BACKLOG, Decider, Mute, Plan
 from relay.channels.digest import Digest
+from relay.channels.gather import SEP
 from relay.channels.notice import Entry, Notice, fit, payload_of
-from relay.channels.rqjobs import RQ_BACKLOG_MAX
+from relay.channels.rqjobs import CHANNEL_BACKLOG_MAX, RQ_BACKLOG_MAX
 from relay.names import Names
 from relay.router import incident_id
 from relay.routes import intervals
@@ -66,7 +71,8 @@ class Dispatcher:
     def __init__(self, client: redis.Redis, names: Names, settings: Settings,
                  channels: Mapping[str, Channel],
                  put: Callable[[Channel, Notice], bool], lease_ms: int = 10_000,
-                 backlog: Callable[[], int] = lambda: 0, backlog_max: int = RQ_BACKLOG_MAX,
+                 backlog: Callable[[], int | Mapping[str, int]] = lambda: 0,
+                 backlog_max: int = RQ_BACKLOG_MAX, channel_max: int = CHANNEL_BACKLOG_MAX,
                  trim: Callable[[], int] = lambda: 0,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time, heard_max: int = HEARD_MAX,
@@ -82,6 +88,8 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.backlog = backlog
         self.backlog_max = backlog_max
+        # each channel's bound: all of them fit the global one
+        self.channel_max = max(1, min(channel_max, backlog_max // max(1, len(channels))))
         self.trim = trim
         self.sleep = sleep
         self.clock = clock
@@ -102,7 +110,12 @@ class Dispatcher:
         """Make the jobs of entries a dispatcher took and did not finish, and of the
         digests it took from their gatherings (``relay.channels.decide``)."""
         taken = [str(raw) for raw in self.client.lrange(self.names.outbox_taken, 0, -1)]
-        self.dispatch(taken)
+        self.measure()
+        self.decider.recovering = True
+        try:
+            self.dispatch(taken)
+        finally:
+            self.decider.recovering = False
         self.decider.make_digests()
         return len(taken)
 
@@ -112,14 +125,10 @@ class Dispatcher:
         more, take nothing: count the round and wait ``block_s``."""
         n = self.names
         self.trim()  # failed jobs past their bound (relay.channels.rqjobs.trim_failed)
-        waiting = self.backlog()
+        waiting = self.measure()
         room = self.backlog_max - waiting
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hset(n.channel_stats, "dispatch_backlog", waiting)
-            if room <= 0:
-                pipe.hincrby(n.channel_stats, "dispatch_held", 1)
-            pipe.execute()
         if room <= 0:
+            self.client.hincrby(n.channel_stats, "dispatch_held", 1)
             self.sleep(block_s)
             return 0
         room -= self.decider.flush(min(FLUSH_MAX, room))  # due digests (at most ~1 s late)
@@ -134,6 +143,25 @@ class Dispatcher:
             more = [str(raw) for raw in pipe.execute() if raw is not None]
         self.dispatch([str(first), *more])
         return 1 + len(more)
+
+    def measure(self) -> int:
+        """Count the jobs waiting in RQ (stored as ``dispatch_backlog``), and tell the
+        decisions each channel's room and which channels are behind (an open backlog
+        gathering) when ``backlog`` counts them per channel; return the count, all
+        channels."""
+        found = self.backlog()
+        per = dict(found) if isinstance(found, Mapping) else {}
+        waiting = sum(per.values()) if isinstance(found, Mapping) else int(found)
+        names = [name for name in self.channels if name in per]
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(self.names.channel_stats, "dispatch_backlog", waiting)
+            for name in names:
+                pipe.zscore(self.names.gatherings_due, f"{name}{SEP}{BACKLOG}")
+            opened = pipe.execute()[1:]
+        self.decider.room = {name: self.channel_max - per[name] for name in names}
+        self.decider.behind = {name for name, due in zip(names, opened, strict=True)
+                               if due is not None}
+        return waiting
 
     def dispatch(self, entries: Sequence[str]) -> None:
         for raw in entries:

@@ -8,8 +8,11 @@ digest (``relay.channels.digest``, ``put_digest_job``), at most ``DIGEST_JOB_BYT
 counted with the others in the backlog's bound. RQ keeps a job in three places, each
 bounded:
 
-- waiting (queued, or scheduled for a retry): at most ``RQ_BACKLOG_MAX`` jobs, all
-  channels (the dispatcher makes no more: relay.channels.outbox);
+- waiting (queued, or scheduled for a retry): at most ``CHANNEL_BACKLOG_MAX`` jobs per
+  channel (fewer with many channels: all of them fit ``RQ_BACKLOG_MAX``), past which
+  the channel's new notices are gathered into a digest (``backlog``), and at most
+  ``RQ_BACKLOG_MAX`` jobs in all channels (the dispatcher makes no more:
+  relay.channels.outbox);
 - sent: ``RESULT_TTL_S`` after it finished (so a dispatcher's crash recovered within that
   time repeats no message), at most the channels' paces (``per_minute``) times that;
 - failed (refused, or out of retries): at most each channel's ``failed_max`` jobs and
@@ -45,6 +48,10 @@ FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a repl
 # Most jobs waiting in RQ (queued or scheduled for a retry, all channels) before the
 # dispatcher stops making more: at most ~9 MB (a job is ~1.5 KB for a usual event).
 RQ_BACKLOG_MAX = 1_000
+# Most jobs waiting for one channel: past it, its new notices are gathered into a digest
+# (relay.channels.decide), so one slow or paced channel never holds up the others (a
+# Slack channel at 60 a minute sends these in under two minutes).
+CHANNEL_BACKLOG_MAX = 100
 FAILED_MAX = 500  # failed jobs kept, all channels: at most ~6.5 MB
 RESULT_TTL_S = 60  # a sent job's hash and reply: then RQ deletes them
 # A job's meta (relay.channels.jobs.run): its sends that failed, counted against its
@@ -103,14 +110,21 @@ def _put(connection: redis.Redis, names: Names, channel: Channel, function: str,
     return True
 
 
-def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -> int:
-    """Jobs waiting in the channels' RQ queues and retry schedules (one round trip)."""
+def rq_waiting(connection: redis.Redis, names: Names,
+               channels: Sequence[str]) -> dict[str, int]:
+    """Jobs waiting in each channel's RQ queue and retry schedule (one round trip)."""
     with connection.pipeline(transaction=False) as pipe:
         for name in channels:
             queue = rq_queue(connection, names, name)
             pipe.llen(queue.key)
             pipe.zcard(ScheduledJobRegistry(queue=queue).key)  # type: ignore[no-untyped-call]
-        return sum(int(n) for n in pipe.execute())
+        found = [int(n) for n in pipe.execute()]
+    return {name: found[2 * i] + found[2 * i + 1] for i, name in enumerate(channels)}
+
+
+def rq_backlog(connection: redis.Redis, names: Names, channels: Sequence[str]) -> int:
+    """Jobs waiting in the channels' RQ queues and retry schedules, all channels."""
+    return sum(rq_waiting(connection, names, channels).values())
 
 
 def trim_failed(connection: redis.Redis, names: Names, channels: Sequence[str],

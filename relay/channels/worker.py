@@ -38,7 +38,7 @@ from rq.worker import DequeueStrategy
 from relay.channels import jobs
 from relay.channels.maintenance import Notices, Watched
 from relay.channels.outbox import Dispatcher
-from relay.channels.rqjobs import put_digest_job, put_job, rq_backlog, rq_queue, trim_failed
+from relay.channels.rqjobs import put_digest_job, put_job, rq_queue, rq_waiting, trim_failed
 from relay.errors import DeliveryError
 from relay.heartbeats.catalog import Catalog
 from relay.heartbeats.evaluator import Evaluator
@@ -84,7 +84,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
                             LEASE_MS, routes=routes,
                             put_digest=lambda channel, digest: put_digest_job(
                                 jobs_client, names, channel, digest, settings.dead_letter_days),
-                            backlog=lambda: rq_backlog(jobs_client, names, list(channels)),
+                            backlog=lambda: rq_waiting(jobs_client, names, list(channels)),
                             trim=lambda: trim_failed(jobs_client, names, list(channels), caps={
                                 name: c.failed_max for name, c in channels.items()}))
     queues = [rq_queue(jobs_client, names, name) for name in served]
@@ -102,9 +102,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         daemon=True)
     if evaluating is not None:
         evaluating.start()
-    # maintenance notices, told by the dispatcher and decided as any notice (quiet hours)
-    notices = Notices(client, names, channels, Watched(routes, settings.key_names),
-                      dispatcher.decider.decide)
+    notices = maintenance_notices(client, names, settings, routes, dispatcher)
     threading.Thread(target=dispatch, args=(dispatcher, time.sleep, notices), name="dispatcher",
                      daemon=True).start()
     threading.Thread(target=schedule, args=(scheduler, settings, housekeeping),
@@ -124,6 +122,14 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         if evaluating is not None:  # its round under way ends, and its lease is released
             evaluating.join(HEARTBEAT_LEASE_S + settings.redis_timeout_s)
     return 0
+
+
+def maintenance_notices(client: redis.Redis, names: Names, settings: Settings,
+                        routes: RoutesFile, dispatcher: Dispatcher) -> Notices:
+    """The maintenance notices, told by the dispatcher and decided as any notice is
+    (relay.channels.decide): a muted channel holds them, a digest channel gathers them."""
+    return Notices(client, names, dispatcher.channels, Watched(routes, settings.key_names),
+                   dispatcher.decider.decide, dispatcher.clock)
 
 
 def _work(queues: list[Queue], jobs_client: redis.Redis, name: str, quiet: str,
