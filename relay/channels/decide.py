@@ -3,7 +3,7 @@
 The notice's ``Use`` of the channel is its route's (the header's route name), else its
 source's (the sender's), else none; the use's settings come before the channel's:
 
-1. Muted (the use's quiet hours, or the channel's: ``relay.routes.intervals``), unless the
+1. Muted (the use's quiet hours, or the channel's: ``relay.channels.mutes``), unless the
    event is at least that timing's ``min_severity``: with ``muted: drop`` the notice is
    dropped and counted (``<channel>:muted_dropped`` in ``Names.channel_stats``); else it is
    held in the gathering ``muted:<intervals>`` (``relay.channels.gather``) until the mute
@@ -30,7 +30,6 @@ source's (the sender's), else none; the use's settings come before the channel's
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,21 +40,19 @@ from relay.channels.breaker import Breakers
 from relay.channels.courier import HELD
 from relay.channels.digest import Digest
 from relay.channels.gather import Gatherings
+from relay.channels.mutes import MUTED, Mute, Mutes, group_of, timing_of
 from relay.channels.notice import Notice
 from relay.names import Names
 from relay.routes import intervals as timed
-from relay.routes.channels import NO_TIMING, Channel, Timing, Use
+from relay.routes.channels import Channel, Use
 from relay.routes.config import RoutesFile
 from relay.routes.intervals import TimeInterval
-from relay.severity import LEVELS
 
+__all__ = ["BACKLOG", "MUTED", "Decider", "Mute", "Plan", "group_of", "timing_of"]
 log = logging.getLogger(__name__)
-MUTED = "muted:"
-CHAINED = 16  # mutes followed one after another at most (a flush asks again past them)
 BACKLOG = "backlog"  # the gathering of a channel that is behind
 BACKLOG_S = 60.0  # it gathers at least this long
 BACKLOG_WAIT_MS = 5_000  # a due one whose channel is still full: looked at again after
-Mute = Callable[[Timing, Mapping[str, TimeInterval], float], "float | None"]
 
 
 @dataclass(frozen=True)
@@ -80,26 +77,6 @@ class Plan:
             self.sources.get(notice.source, {}).get(channel)
 
 
-def group_of(timing: Timing) -> str:
-    """The gathering of what ``timing`` holds: ``muted:<mute intervals>[|<active ones>]``."""
-    return MUTED + ",".join(timing.mute) + ("|" + ",".join(timing.active)
-                                            if timing.active else "")
-
-
-def timing_of(group: str) -> Timing:
-    """The timing a ``muted:`` group holds for (``group_of``'s inverse, no min_severity)."""
-    mute, _, active = group.removeprefix(MUTED).partition("|")
-    return Timing(tuple(name for name in mute.split(",") if name),
-                  tuple(name for name in active.split(",") if name))
-
-
-def passes(severity: str, least: str | None) -> bool:
-    """An event of ``severity`` goes through a mute that lets ``least`` and up through."""
-    if least is None or least not in LEVELS:
-        return False
-    return severity in LEVELS and LEVELS.index(severity) <= LEVELS.index(least)
-
-
 class Decider:
     def __init__(self, client: redis.Redis, names: Names, channels: Mapping[str, Channel],
                  plan: Plan, put: Callable[[Channel, Notice], bool],
@@ -112,13 +89,10 @@ class Decider:
         self.plan = plan
         self.put = put
         self.put_digest = put_digest
-        self.muted_until = muted_until
         self.clock = clock
+        self.mutes = Mutes(plan.intervals, muted_until)
         self.gatherings = Gatherings(client, names, clock)
         self.breakers = Breakers(client, names, clock)
-        self._told: set[Timing] = set()  # timings whose evaluation failed, logged once
-        self._mutes: dict[Timing, tuple[float, float]] = {}  # the last mute found, each
-        self._free: dict[Timing, float] = {}  # the last moment found not muted, each
         # jobs each channel with a bound may still take (none: no bound known), and the
         # channels whose open backlog gathering their notices join (the dispatcher's)
         self.room: dict[str, int] = {}
@@ -130,7 +104,7 @@ class Decider:
         "held", "dropped", "gathered")."""
         use = self.plan.use(channel.name, notice)
         mark = f"{channel.name}\x1f{notice.id}"
-        muted = self.muted(channel, use, notice)
+        muted = self.mutes.muted(channel, use, notice)
         if muted is not None:
             if (use.muted if use is not None and use.muted else channel.muted) == "drop":
                 self.client.hincrby(self.names.channel_stats, f"{channel.name}:muted_dropped",
@@ -193,57 +167,6 @@ class Decider:
             log.error("channel %s: %s; its notice is sent as it is", channel.name, exc)
             return False
 
-    def muted(self, channel: Channel, use: Use | None,
-              notice: Notice) -> tuple[str, int] | None:
-        """(the gathering, due ms) when ``notice`` is muted for ``channel``, else None."""
-        timings = [timing for timing in (use.timing if use is not None else NO_TIMING,
-                                         channel.timing)
-                   if timing.timed and not passes(notice.severity, timing.min_severity)]
-        group, until = "", notice.accepted_ms / 1000
-        for _ in range(CHAINED):  # one may begin as another ends: the first moment none mutes
-            ends = [(timing, end) for timing in timings
-                    if (end := self.mute_end(timing, until)) is not None]
-            if not ends:
-                break
-            group, until = group or group_of(ends[0][0]), max(end for _, end in ends)
-            if len(timings) < 2:
-                break  # one timing's mute end is the first moment it does not mute
-        return (group, math.ceil(until * 1000)) if group else None
-
-    def mute_end(self, timing: Timing, at: float) -> float | None:
-        """When ``timing``'s mute holding at ``at`` ends (None: not muted). A timing
-        that cannot be evaluated mutes nothing (logged once)."""
-        if not timing.timed:
-            return None
-        known = self._mutes.get(timing)
-        if known is not None and known[0] <= at < known[1]:
-            return known[1]  # muted from known[0] on without a break until known[1]
-        if self._free.get(timing) == at:
-            return None  # asked at this mute's end already (each notice's chain asks)
-        try:
-            end = self.muted_until(timing, self.plan.intervals, at)
-        except Exception as exc:  # noqa: BLE001 - never lose a notice to a bad timing
-            if timing not in self._told:
-                self._told.add(timing)
-                log.error("the quiet hours %s could not be evaluated, they mute nothing: "
-                          "%s: %s", group_of(timing), type(exc).__name__, exc)
-            return None
-        if end is not None:
-            self._mutes[timing] = (at, end)  # a storm's notices ask once
-        else:
-            self._free[timing] = at
-        return end
-
-    def still_muted(self, channel: str, group: str, now_ms: int) -> int | None:
-        """When a due ``muted:`` gathering is still muted (its own intervals, or the
-        channel's), the end of that mute (ms); else None: its digest goes now."""
-        if not group.startswith(MUTED):
-            return None
-        found = self.channels.get(channel)
-        ends = [end for timing in (timing_of(group), found.timing if found else NO_TIMING)
-                if (end := self.mute_end(timing, now_ms / 1000)) is not None]
-        return math.ceil(max(ends) * 1000) if ends else None
-
     def flush(self, limit: int) -> int:
         """Take up to ``limit`` due gatherings and make their digests' jobs; return how
         many digests were made."""
@@ -257,7 +180,7 @@ class Decider:
         one whose channel has no room yet; then until when (ms), else None."""
         if group == BACKLOG:
             return now_ms + BACKLOG_WAIT_MS if self.room.get(channel, 1) <= 0 else None
-        return self.still_muted(channel, group, now_ms)
+        return self.mutes.still_muted(self.channels.get(channel), group, now_ms)
 
     def make_digests(self) -> int:
         """Make the jobs of the digests taken (also those a crashed dispatcher left)."""
@@ -276,6 +199,11 @@ class Decider:
             made.append(digest)
         self.gatherings.forget(made)
         return len(made)
+
+    @property
+    def muted_until(self) -> Mute:
+        """What tells when a timing's mute ends (``relay.routes.intervals.muted_until``)."""
+        return self.mutes.muted_until
 
     def _now_ms(self) -> int:
         return round(self.clock() * 1000)
