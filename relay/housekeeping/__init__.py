@@ -1,6 +1,6 @@
 """The relay's own housekeeping, as RQ jobs on the channel worker's scheduler.
 
-    scheduler thread (relay/channels/worker.py) --every period--> RQ queue ``pdr-housekeeping``
+    scheduler thread (relay/channels/loops.py) --every period--> RQ queue ``pdr-housekeeping``
         retention   (hourly)   old dead letters, idle incident memories, RQ's registries
         self_check  (30 s)     the relay's own alarms, raised and resolved (``selfcheck``)
 
