@@ -23,6 +23,7 @@ from relay.keys import new_key as make_key
 from relay.settings import Settings
 from relay.stack.postgres import LocalPostgres, binaries
 from relay.stack.processes import free_port
+from tests.receivers import WebhookReceiver
 
 __all__ = ["FAR", "UNIX", "csrf_of", "make_key", "sign_in", "trigger"]
 FAR = {"REMOTE_ADDR": "10.1.2.3"}  # a client not on loopback (the dashboard's tests)
@@ -57,6 +58,14 @@ def fake() -> Iterator[fakeredis.FakeRedis]:
 @pytest.fixture
 def client(settings: Settings, fake: fakeredis.FakeRedis) -> FlaskClient:
     return create_app(settings, client=fake).test_client()
+
+
+@pytest.fixture
+def hooks() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1 (tests.receivers), closed after the test."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture

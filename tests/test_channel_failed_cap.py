@@ -6,10 +6,8 @@ the breaker opened is held, not failed)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import fakeredis
-import pytest
 
 from relay.channels import jobs
 from relay.channels.notice import Entry
@@ -25,13 +23,6 @@ from tests.receivers import WebhookReceiver
 from tests.test_channel_breaker_courier import Parked
 
 NAMES = Names("pdr")
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def notices(n: int) -> list:

@@ -14,7 +14,6 @@ import base64
 import json
 import random
 import string
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,13 +139,6 @@ def test_what_channels_read_of_a_usual_event_is_kept_whole() -> None:
         "db", "critical", "disk full on db-1")
     assert notice.event == event
     assert messages.context(notice)["summary"] == "disk full on db-1"
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def test_sent_jobs_go_after_result_ttl_and_failed_ones_are_capped(

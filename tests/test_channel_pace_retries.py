@@ -6,7 +6,6 @@ the jobs RQ scheduled, so nothing sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import fakeredis
@@ -25,13 +24,6 @@ from tests.test_channel_breaker_courier import Parked
 from tests.test_channel_failed_cap import notices
 
 NAMES = Names("pdr")
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 class Rounds:

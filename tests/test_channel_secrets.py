@@ -6,11 +6,9 @@ searched for the secret afterwards (issue 23, finding 5)."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
-import pytest
 
 from relay.channels import jobs
 from relay.channels.notice import Notice
@@ -25,13 +23,6 @@ from tests.receivers import WebhookReceiver
 
 NAMES = Names("pdr")
 SECRET = "T0SECRET9bd1c2/B0SECRET/xoxSECRETtoken"
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def unpacked(value: bytes) -> list[bytes]:
