@@ -10,7 +10,6 @@ Needs the routes file's ``breaker:`` (relay.routes.timing) and the gatherings
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ pytest.importorskip("relay.channels.gather", reason="the gatherings (digests)")
 
 COOLDOWN_S = 3.0
 CAP = 5
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def row(stack: Any, name: str) -> dict[str, Any]:

@@ -17,13 +17,6 @@ from tests.receivers import MailServer, WebhookReceiver
 
 
 @pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
 def mail() -> Iterator[MailServer]:
     server = MailServer()
     yield server

@@ -3,21 +3,11 @@ channel worker (RQ), Redis and the simulator."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from relay.stack.processes import wait_until
 from tests.conftest import trigger
 from tests.receivers import WebhookReceiver
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def test_a_stopped_worker_raises_an_alarm_that_resolves_when_one_is_back(

@@ -7,22 +7,12 @@ hold its events."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from relay.stack.processes import wait_until
 from tests.conftest import trigger
 from tests.receivers import WebhookReceiver
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def told(hooks: WebhookReceiver, path: str) -> list[tuple[str, str, Any]]:

@@ -6,23 +6,13 @@ so RQ's scheduler requeues them on the new primary)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from relay.stack.processes import wait_until
 from relay.stack.sentinels import SentinelGroup
 from tests.conftest import trigger
 from tests.receivers import WebhookReceiver
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.close()
 
 
 def start_relay(make_stack, group: SentinelGroup, hooks: WebhookReceiver, tmp_path: Path,
