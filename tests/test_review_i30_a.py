@@ -147,7 +147,8 @@ channels:
     class Stop(Exception):
         pass
 
-    def notices(client: Any, names: Any, channels: Any, watched: Any, put: Any) -> None:
+    def notices(client: Any, names: Any, channels: Any, watched: Any, put: Any,
+                *rest: Any) -> None:
         captured.update(put=put, channels=channels)
         raise Stop
 

@@ -56,8 +56,8 @@ routes:
                "the team channel to hear the window was added")
     text = hooks.taken("/team")[0]["text"].split("\n")[0]
     assert re.fullmatch(r'🔧 MAINTENANCE \[info\] Maintenance window db-upgrade added: will '
-                        r'hold triggers matching source=~"db\.\*" from \d\d:\d\d:\d\d UTC to '
-                        r'\d\d:\d\d:\d\d UTC \(pg 17\)', text), text
+                        r'hold triggers matching source=~"db\.\*" from \d\d:\d\d(:\d\d)? UTC to '
+                        r'\d\d:\d\d(:\d\d)? UTC \(pg 17\)', text), text
     wait_until(lambda: len(told(hooks, "/team")) == 2, 15, "the window to start")
     db = trigger(payload={"summary": "replica lag", "source": "db-1", "severity": "error"})
     for _ in range(2):
