@@ -98,22 +98,26 @@ def digest(channel: Channel, found: Digest) -> dict[str, Any]:
     """A digest (``relay.channels.digest.outline``) as ``channel``'s type posts it."""
     kind = channel.type
     style = escape.STYLES.get(kind, escape.PLAIN)
-    headline, lines, tail = outline(found, DISCORD_LINES if kind == "discord" else PHONE_LINES)
-    shown = [style.escape(line) for line in lines] + ([tail] if tail else [])
+    headline, lines, _ = outline(found, DISCORD_LINES if kind == "discord" else PHONE_LINES)
+    shown = [style.escape(line) for line in lines]
     severity = phone.digest_severity(found.by_severity)
+    total = found.total
     if kind == "discord":
         worst = next((name for name in COLOURS if found.by_severity.get(name)), "info")
         until = datetime.fromtimestamp(found.until_ms / 1000, UTC).isoformat(timespec="seconds")
-        return discord("\n".join([f"**{style.escape(headline)}**", *shown]), COLOURS[worst],
-                       until)
+        return discord("\n".join(fitted([f"**{style.escape(headline)}**"], shown, total,
+                                         DISCORD_TEXT, phone.utf16)), COLOURS[worst], until)
     if kind == "telegram":
-        return telegram(channel, "\n".join([f"<b>{style.escape(headline)}</b>", *shown]))
+        return telegram(channel, "\n".join(fitted([f"<b>{style.escape(headline)}</b>"], shown,
+                                                  total, TELEGRAM_TEXT, _shown)))
     if kind == "sms":
-        return {"text": phone.sms(" | ".join([headline, *lines]))}
+        kept = fitted([headline], lines, total, phone.SMS_SEPTETS, _septets, " | ")
+        none = kept[1:2] == [f"and {total} more"]  # no line fits: the headline counts them
+        return {"text": phone.sms(headline if none else " | ".join(kept))}
     if kind == "signal":
-        return {"text": _within([headline, *shown], SIGNAL_TEXT)}
-    body = _within(shown or [headline], PUSHOVER_MESSAGE if kind == "pushover" else NTFY_MESSAGE,
-                   len if kind == "pushover" else _utf8)
+        return {"text": _within(fitted([headline], shown, total, SIGNAL_TEXT), SIGNAL_TEXT)}
+    limit, size = (PUSHOVER_MESSAGE, len) if kind == "pushover" else (NTFY_MESSAGE, _utf8)
+    body = _within(fitted([], shown, total, limit, size) or [headline], limit, size)
     if kind == "pushover":
         return pushover(channel, {
             "title": phone.cut(headline, PUSHOVER_TITLE), "message": body,
@@ -122,6 +126,18 @@ def digest(channel: Channel, found: Digest) -> dict[str, Any]:
     return {"title": phone.cut(headline, NTFY_TITLE), "message": body,
             "priority": phone.ntfy_priority(severity, "triggered"),
             "tags": ["bookmark_tabs"] + (["test"] if found.test else [])}
+
+
+def fitted(head: list[str], lines: list[str], total: int, limit: int,
+           size: Callable[[str], int] = len, sep: str = "\n") -> list[str]:
+    """``head``, as many whole ``lines`` as fit in ``limit`` with it, and a tail that
+    counts every notice of ``total`` not shown ("and N more"): what is cut is counted."""
+    for kept in range(len(lines), -1, -1):
+        hidden = total - kept
+        found = [*head, *lines[:kept], *([f"and {hidden} more"] if hidden > 0 else [])]
+        if size(sep.join(found)) <= limit:
+            return found
+    return found
 
 
 def discord(description: str, colour: int, at: str) -> dict[str, Any]:
@@ -166,6 +182,10 @@ def _link_text(values: dict[str, Any]) -> str:
 def _shown(text: str) -> int:
     """What Telegram counts of HTML: the text its markup shows, in UTF-16 code units."""
     return phone.utf16(html.unescape(TAG.sub("", text)))
+
+
+def _septets(text: str) -> int:
+    return phone.septets(" ".join(phone.gsm7(text).split()))
 
 
 def _utf8(text: str) -> int:
