@@ -231,3 +231,20 @@ def test_a_gathering_and_its_digest_job_are_bounded_in_bytes_whatever_was_sent()
     assert DIGEST_BYTES // 2 < len(json.dumps(digest.to_json())) <= DIGEST_BYTES  # near worst
     assert put_digest_job(jobs, NAMES, Channel("chat", "slack", url="https://x"), digest)
     assert job_bytes(jobs, job_id(digest.id, "chat")) <= DIGEST_JOB_BYTES  # RQ compresses
+
+
+def test_gatherings_it_cannot_read_do_not_block_the_others(gatherings) -> None:
+    """A later release's gatherings (another version, or a due-set member of another
+    form) at the head of the due set, more than a round takes: the others are taken in
+    the same round; those are counted and looked at again in an hour."""
+    for n in range(25):
+        gatherings.park(f"new{n}", "digest", notice(n), T0 + n)
+        gatherings.client.hset(NAMES.gathering(f"new{n}", "digest"), "v", 99)
+    gatherings.client.zadd(NAMES.gatherings_due, {f"odd{n}": T0 - 1 for n in range(25)})
+    gatherings.park("chat", "digest", notice(99), T0 + 100)
+    [digest] = gatherings.take_due(T0 + 1_000, 20)
+    assert (digest.channel, digest.total) == ("chat", 1)
+    assert gatherings.unreadable == 50
+    due = gatherings.client.zrange(NAMES.gatherings_due, 0, -1, withscores=True)
+    assert len(due) == 50 and {score for _, score in due} == {T0 + 1_000 + 3_600_000}
+    assert gatherings.take_due(T0 + 2_000, 20) == [] and gatherings.unreadable == 50

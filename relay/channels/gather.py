@@ -46,6 +46,9 @@ LINE_BYTES = LINE_SUMMARY_BYTES + 3 * LINE_FIELD_BYTES + 200  # a Line's JSON, a
 GATHERING_BYTES = LINES_KEPT * LINE_BYTES + 1024  # the lines, the hash, the due entry
 KINDS = (*LEVELS, "other")  # severities counted (anything else counts as "other")
 STATE_NAMES = (*STATES.values(), "maintenance", "other")
+LATER_MS = 3_600_000  # a gathering this release cannot read is looked at again that late
+SKIPS = 10  # take_due skips at most this many unreadable gatherings per one of its limit
+OTHER = "!"  # TAKE's answer for a gathering of another version
 OPEN_READ = 1_000  # open gatherings read at most to show them (/metrics, status)
 
 def reason_of(group: str) -> str:
@@ -62,6 +65,7 @@ class Gatherings:
         self._park: Any = client.register_script(PARK)
         self._take: Any = client.register_script(TAKE)
         self._postpone: Any = client.register_script(POSTPONE)
+        self.unreadable = 0  # gatherings of another release skipped (take_due)
 
     def park(self, channel: str, group: str, item: Notice | Digest, due_ms: int,
              mark: str = "") -> bool:
@@ -112,31 +116,55 @@ class Gatherings:
         self.client.delete(self.names.gathering_marks)
 
     def due(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
-        """(channel, group) of up to ``limit`` gatherings due at ``now_ms``, soonest first."""
+        """(channel, group) of up to ``limit`` gatherings due at ``now_ms``, soonest first.
+        A member of another form (a later release's) is looked at again in an hour."""
+        return self._due(now_ms, limit)[0]
+
+    def _due(self, now_ms: int, limit: int) -> tuple[list[tuple[str, str]], int]:
         found = self.client.zrangebyscore(self.names.gatherings_due, "-inf", now_ms,
                                           start=0, num=limit)
+        odd = {str(member): now_ms + LATER_MS for member in found if SEP not in str(member)}
+        if odd:
+            self.client.zadd(self.names.gatherings_due, odd, xx=True)
+            self._unreadable(len(odd))
         return [tuple(str(member).split(SEP, 1)) for member in found  # type: ignore[misc]
-                if SEP in str(member)]
+                if SEP in str(member)], len(odd)
 
     def take_due(self, now_ms: int, limit: int,
                  hold: Callable[[str, str], int | None] | None = None) -> list[Digest]:
         """Take up to ``limit`` due gatherings (each atomically) into the taken digests and
         return those digests (an empty one closes, giving none). ``hold(channel, group)``,
-        when given, may return a later due ms instead (still muted): the gathering waits."""
+        when given, may return a later due ms instead (still muted): the gathering waits.
+        Gatherings this release cannot read (a later release's) are skipped, counted
+        (``unreadable``) and looked at again in an hour: they take no round's room (at
+        most ``SKIPS`` x ``limit`` of them a call)."""
         taken = []
-        for channel, group in self.due(now_ms, limit):
-            later = hold(channel, group) if hold is not None else None
-            if later is not None and later > now_ms:
-                self.postpone(channel, group, later)
-                continue
-            digest_id = self.take(channel, group, now_ms)
-            if digest_id:
-                taken.append((channel, digest_id))
-        found = {(digest.channel, digest.id): digest for digest in self.taken()}
-        return [found[made] for made in taken if made in found]
+        done = skipped = 0
+        while done < limit and skipped < SKIPS * limit:
+            found, odd = self._due(now_ms, limit - done)
+            skipped += odd
+            if not found and not odd:
+                break
+            for channel, group in found:
+                later = hold(channel, group) if hold is not None else None
+                if later is not None and later > now_ms:
+                    self.postpone(channel, group, later)
+                    done += 1
+                    continue
+                digest_id = self.take(channel, group, now_ms)
+                if digest_id == OTHER:
+                    skipped += 1
+                    self._unreadable(1)
+                    continue
+                done += 1
+                if digest_id:
+                    taken.append((channel, digest_id))
+        found_taken = {(digest.channel, digest.id): digest for digest in self.taken()}
+        return [found_taken[made] for made in taken if made in found_taken]
 
     def take(self, channel: str, group: str, now_ms: int) -> str:
-        """Take one gathering if it is due; its digest's id ('' when none was taken)."""
+        """Take one gathering if it is due; its digest's id ('' when none was taken,
+        ``OTHER`` when it is of another version: looked at again in an hour)."""
         n = self.names
         return str(self._take(
             keys=[n.gathering(channel, group), n.gathered(channel, group), n.gatherings_due,
@@ -167,6 +195,11 @@ class Gatherings:
         fields = [f"{digest.channel}{SEP}{digest.id}" for digest in digests]
         if fields:
             self.client.hdel(self.names.digests_taken, *fields)
+
+    def _unreadable(self, count: int) -> None:
+        self.unreadable += count
+        log.warning("%d gathering(s) of another release skipped (looked at again in an "
+                    "hour; %d so far)", count, self.unreadable)
 
     def _now_ms(self) -> int:
         return round(self.clock() * 1000)

@@ -59,15 +59,16 @@ return added
 # (hash), KEYS[5] the channels' stats (hash: the channel's digest count)
 # ARGV[1] its member in the due set, ARGV[2] now ms, ARGV[3] the channel, ARGV[4] the
 # group, ARGV[5] the format's version
-# Returns the digest's id, or '' when none was taken (not due, closed empty, or of
-# another version: left for a release that reads it, looked at again in an hour).
+# Returns the digest's id, '' when none was taken (not due, or closed empty), or '!' when
+# the gathering is of another version (left for a release that reads it, looked at again
+# in an hour).
 TAKE = """
 local due = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not due or tonumber(due) > tonumber(ARGV[2]) then return '' end
 local version = redis.call('HGET', KEYS[1], 'v')
 if version and version ~= ARGV[5] then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[2]) + 3600000, ARGV[1])  -- not in every round
-  return ''
+  return '!'
 end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
 local again = tonumber(redis.call('HGET', KEYS[1], 'again') or '0')
