@@ -20,7 +20,9 @@ relay.channels.gather, due at the next probe) and the job ends ("held: breaker o
 The failure that opens it, and a failed probe, hold their own message too, not RQ's
 failed registry. When a probe succeeds the breaker closes and the held gathering is
 made due at once (``postpone`` to now): what waited goes out as one digest. Every
-send's outcome is recorded.
+send's outcome is recorded. A digest whose job fails otherwise, or is abandoned (its
+worker killed: RQ's clean-up calls the job's ``on_failure``), while the breaker is open
+is held again (``hold_again``): a probe that was the held messages is not lost.
 """
 
 from __future__ import annotations
@@ -115,8 +117,26 @@ class Courier:
         channel = self._channel(name)
         digest = Digest.from_json(data)
         what = f"digest {digest.id} of {digest.total} notice(s)"
-        return self._send(channel, lambda: messages.digest_message(channel, digest), what,
-                          retries_done, digest, waited_s)
+        try:
+            return self._send(channel, lambda: messages.digest_message(channel, digest), what,
+                              retries_done, digest, waited_s)
+        except Exception:
+            if self.hold_again(name, data):  # open, or it was the probe: not failed
+                return "held: breaker open"
+            raise
+
+    def hold_again(self, name: str, data: dict[str, Any]) -> bool:
+        """Hold digest ``data`` again, due at the next probe (now if that is past), when
+        its job failed or was abandoned while ``name``'s breaker is open (it may have
+        been the probe: the breaker is never left open with nothing to probe with)."""
+        channel = self.channels.get(name)
+        state = channel and self.breakers.read(name, channel.breaker)
+        if not (channel and state and state.open and channel.breaker.failures > 0):
+            return False
+        digest = Digest.from_json(data)
+        self._hold(channel, digest, max(state.probe_at_ms, self.breakers.now_ms()),
+                   f"digest {digest.id} of {digest.total} notice(s)", "failed while open")
+        return True
 
     def _channel(self, name: str) -> Channel:
         channel = self.channels.get(name)

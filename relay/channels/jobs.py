@@ -38,6 +38,18 @@ def deliver_digest(name: str, data: dict[str, Any]) -> Retry | str:
     return run(_installed().deliver_digest, name, data)
 
 
+def digest_failed(job: Any, connection: Any, kind: type, value: BaseException,
+                  traceback: Any) -> None:
+    """A digest job's ``on_failure`` (RQ calls it when the job fails, and when its
+    clean-up finds it abandoned: its worker was killed mid-send): while its channel's
+    breaker is open the digest is held again for the next probe (``hold_again``); the
+    failed job stays RQ's record of what happened."""
+    if _courier is None:
+        return
+    name, data = job.args
+    _courier.hold_again(name, data)
+
+
 def run(send: Callable[[str, dict[str, Any], int, float], Retry | str], name: str,
         data: dict[str, Any]) -> Retry | str:
     """Call ``send`` with the job's failed sends and time waited (its meta), and count

@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 import redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -42,6 +42,9 @@ from relay.routes.channels import Channel
 
 JOB = "relay.channels.jobs.deliver"
 DIGEST_JOB = "relay.channels.jobs.deliver_digest"
+# a digest job's failure callback (also of an abandoned one): held again while its
+# channel's breaker is open (relay.channels.courier.Courier.hold_again)
+DIGEST_FAILED = "relay.channels.jobs.digest_failed"
 JOB_BYTES = NOTICE_BYTES + 1024  # the notice, RQ's fields and the description
 DIGEST_JOB_BYTES = DIGEST_BYTES + 1024  # a digest's job
 FAILED_JOB_BYTES = JOB_BYTES + 4096  # and its stored error (a traceback, a reply)
@@ -95,16 +98,18 @@ def put_digest_job(connection: redis.Redis, names: Names, channel: Channel, dige
     return _put(connection, names, channel, DIGEST_JOB, digest.to_json(),
                 job_id(digest.id, channel.name),
                 f"{channel.name}: digest of {digest.total} notice(s) ({digest.reason})",
-                kept_days)
+                kept_days, Callback(DIGEST_FAILED))
 
 
 def _put(connection: redis.Redis, names: Names, channel: Channel, function: str,
-         data: dict[str, object], made_id: str, description: str, kept_days: float) -> bool:
+         data: dict[str, object], made_id: str, description: str, kept_days: float,
+         on_failure: Callback | None = None) -> bool:
     try:
         rq_queue(connection, names, channel.name).enqueue(
             function, channel.name, data, job_id=made_id, unique=True,
             description=description, job_timeout=int(channel.timeout_s * 3 + 60),
-            result_ttl=RESULT_TTL_S, failure_ttl=int(kept_days * 86_400))
+            result_ttl=RESULT_TTL_S, failure_ttl=int(kept_days * 86_400),
+            on_failure=on_failure)
     except DuplicateJobError:
         return False
     return True
